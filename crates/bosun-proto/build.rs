@@ -1,0 +1,22 @@
+//! Generates Rust code for the etcd v3 API and Bosun's Raft transport from `proto/`.
+
+fn main() -> Result<(), Box<dyn std::error::Error>> {
+    let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../proto");
+    let files = [
+        "etcd/mvccpb/kv.proto",
+        "etcd/authpb/auth.proto",
+        "etcd/etcdserverpb/rpc.proto",
+        "bosun/raft.proto",
+    ];
+    for f in &files {
+        println!("cargo:rerun-if-changed={}", root.join(f).display());
+    }
+    let serde = "#[derive(serde::Serialize, serde::Deserialize)]";
+    tonic_prost_build::configure()
+        // Requests and responses travel through the Raft log, which is encoded with serde.
+        .type_attribute(".mvccpb", serde)
+        .type_attribute(".authpb", serde)
+        .type_attribute(".etcdserverpb", serde)
+        .compile_protos(&files.map(|f| root.join(f)), &[root])?;
+    Ok(())
+}

@@ -1,0 +1,170 @@
+//! `bosun store` options. Names and defaults mirror etcd's flags so that a store member
+//! drops in where an etcd member ran.
+
+use std::path::PathBuf;
+
+use anyhow::{Context, bail};
+use sha2::{Digest, Sha256};
+
+/// Options of one store member.
+#[derive(Debug, Clone, clap::Args)]
+pub struct StoreConfig {
+    /// Human-readable name of this member; must match its entry in --initial-cluster.
+    #[arg(long, default_value = "default")]
+    pub name: String,
+    /// Directory for the member's data (RocksDB, snapshots).
+    #[arg(long, default_value = "default.bosun")]
+    pub data_dir: PathBuf,
+    /// URLs to listen on for client traffic (etcd v3 gRPC API, /metrics, /health).
+    #[arg(long, value_delimiter = ',', default_value = "http://127.0.0.1:2379")]
+    pub listen_client_urls: Vec<String>,
+    /// This member's client URLs as advertised to the cluster.
+    #[arg(long, value_delimiter = ',', default_value = "http://127.0.0.1:2379")]
+    pub advertise_client_urls: Vec<String>,
+    /// URLs to listen on for Raft traffic from peers.
+    #[arg(long, value_delimiter = ',', default_value = "http://127.0.0.1:2380")]
+    pub listen_peer_urls: Vec<String>,
+    /// This member's peer URLs as advertised to the cluster.
+    #[arg(long, value_delimiter = ',', default_value = "http://127.0.0.1:2380")]
+    pub initial_advertise_peer_urls: Vec<String>,
+    /// Initial cluster configuration: `name=peer-url,name=peer-url,...`.
+    #[arg(long, default_value = "default=http://127.0.0.1:2380")]
+    pub initial_cluster: String,
+    /// `new` to bootstrap a cluster, `existing` to join one.
+    #[arg(long, default_value = "new", value_parser = ["new", "existing"])]
+    pub initial_cluster_state: String,
+    /// Cluster token: members of one cluster share it; it seeds member and cluster IDs.
+    #[arg(long, default_value = "etcd-cluster")]
+    pub initial_cluster_token: String,
+    /// Largest client request accepted, in bytes.
+    #[arg(long, default_value_t = 1536 * 1024)]
+    pub max_request_bytes: usize,
+    /// Most operations in one txn (per compare, success and failure list).
+    #[arg(long, default_value_t = 128)]
+    pub max_txn_ops: usize,
+    /// Storage quota in bytes; writes fail with NOSPACE beyond it. 0 = default (2 GiB).
+    #[arg(long, default_value_t = 0)]
+    pub quota_backend_bytes: u64,
+    /// Raft heartbeat interval in milliseconds.
+    #[arg(long, default_value_t = 100)]
+    pub heartbeat_interval: u64,
+    /// Raft election timeout in milliseconds.
+    #[arg(long, default_value_t = 1000)]
+    pub election_timeout: u64,
+    /// Applied entries between two snapshots (after which the log before them is purged).
+    #[arg(long, default_value_t = 100_000)]
+    pub snapshot_count: u64,
+}
+
+/// Default storage quota, as etcd's.
+pub const DEFAULT_QUOTA_BYTES: u64 = 2 << 30;
+
+/// One entry of --initial-cluster.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct InitialMember {
+    pub name: String,
+    pub peer_urls: Vec<String>,
+}
+
+impl StoreConfig {
+    /// The storage quota in force.
+    pub fn quota(&self) -> u64 {
+        if self.quota_backend_bytes == 0 {
+            DEFAULT_QUOTA_BYTES
+        } else {
+            self.quota_backend_bytes
+        }
+    }
+
+    /// Parses --initial-cluster; several URLs of one member repeat its name.
+    pub fn initial_members(&self) -> anyhow::Result<Vec<InitialMember>> {
+        let mut out: Vec<InitialMember> = Vec::new();
+        for part in self.initial_cluster.split(',').map(str::trim).filter(|p| !p.is_empty()) {
+            let (name, url) = part
+                .split_once('=')
+                .with_context(|| format!("--initial-cluster entry {part:?} is not name=url"))?;
+            check_url(url)?;
+            match out.iter_mut().find(|m| m.name == name) {
+                Some(m) => m.peer_urls.push(url.to_string()),
+                None => out.push(InitialMember {
+                    name: name.to_string(),
+                    peer_urls: vec![url.to_string()],
+                }),
+            }
+        }
+        if !out.iter().any(|m| m.name == self.name) {
+            bail!("--initial-cluster has no entry for this member's --name {:?}", self.name);
+        }
+        Ok(out)
+    }
+
+    /// Checks every URL option.
+    pub fn validate(&self) -> anyhow::Result<()> {
+        for u in self
+            .listen_client_urls
+            .iter()
+            .chain(&self.advertise_client_urls)
+            .chain(&self.listen_peer_urls)
+            .chain(&self.initial_advertise_peer_urls)
+        {
+            check_url(u)?;
+        }
+        self.initial_members()?;
+        Ok(())
+    }
+}
+
+fn check_url(u: &str) -> anyhow::Result<url::Url> {
+    let url = url::Url::parse(u).with_context(|| format!("invalid URL {u:?}"))?;
+    if url.scheme() != "http" {
+        bail!("URL {u:?}: only http is supported (TLS comes later)");
+    }
+    if url.host_str().is_none() || url.port_or_known_default().is_none() {
+        bail!("URL {u:?} needs a host and a port");
+    }
+    Ok(url)
+}
+
+/// The socket address a listen URL names.
+pub fn listen_addr(u: &str) -> anyhow::Result<std::net::SocketAddr> {
+    let url = check_url(u)?;
+    let host = url.host_str().context("no host")?;
+    let port = url.port_or_known_default().context("no port")?;
+    let host = host.trim_start_matches('[').trim_end_matches(']');
+    let ip: std::net::IpAddr = if host == "localhost" {
+        std::net::Ipv4Addr::LOCALHOST.into()
+    } else {
+        host.parse().with_context(|| format!("listen URL {u:?} must name an IP address"))?
+    };
+    Ok((ip, port).into())
+}
+
+/// A member's ID: derived from its peer URLs and the cluster token, as etcd derives it, so
+/// every member computes the same IDs from the same --initial-cluster.
+pub fn member_id(peer_urls: &[String], token: &str) -> u64 {
+    let mut urls = peer_urls.to_vec();
+    urls.sort();
+    let mut h = Sha256::new();
+    h.update(urls.join(",").as_bytes());
+    h.update(b"|");
+    h.update(token.as_bytes());
+    let d = h.finalize();
+    let mut b = [0u8; 8];
+    b.copy_from_slice(&d[..8]);
+    // Member IDs are positive in etcd's tools (printed as hex) and never zero.
+    (u64::from_be_bytes(b) >> 1).max(1)
+}
+
+/// The cluster's ID: derived from its initial members' IDs.
+pub fn cluster_id(member_ids: &[u64]) -> u64 {
+    let mut ids = member_ids.to_vec();
+    ids.sort_unstable();
+    let mut h = Sha256::new();
+    for id in ids {
+        h.update(id.to_be_bytes());
+    }
+    let d = h.finalize();
+    let mut b = [0u8; 8];
+    b.copy_from_slice(&d[..8]);
+    (u64::from_be_bytes(b) >> 1).max(1)
+}

@@ -1,0 +1,262 @@
+//! The in-memory key index: for every key, the revisions at which it changed.
+//!
+//! Values live in RocksDB keyed by revision; this index answers "which revision of key K is
+//! visible at revision R" without touching the disk. It is rebuilt from the revision-keyed
+//! column family when a member starts, as etcd rebuilds its tree index.
+
+use std::collections::BTreeMap;
+use std::ops::Bound;
+
+/// A point in the store's history: the main revision of a write request and the position of
+/// one change inside it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Default)]
+pub struct Rev {
+    pub main: i64,
+    pub sub: i64,
+}
+
+impl Rev {
+    /// Length of [`Rev::to_key`].
+    pub const KEY_LEN: usize = 16;
+
+    pub fn new(main: i64, sub: i64) -> Self {
+        Rev { main, sub }
+    }
+
+    /// Big-endian encoding, so RocksDB's byte order is revision order.
+    pub fn to_key(self) -> [u8; 16] {
+        let mut k = [0u8; 16];
+        k[..8].copy_from_slice(&self.main.to_be_bytes());
+        k[8..].copy_from_slice(&self.sub.to_be_bytes());
+        k
+    }
+
+    /// Decodes [`Rev::to_key`]; `None` for a malformed key.
+    pub fn from_key(k: &[u8]) -> Option<Self> {
+        if k.len() != Self::KEY_LEN {
+            return None;
+        }
+        let main = i64::from_be_bytes(k[..8].try_into().ok()?);
+        let sub = i64::from_be_bytes(k[8..].try_into().ok()?);
+        Some(Rev { main, sub })
+    }
+}
+
+/// One change of a key.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Change {
+    pub rev: Rev,
+    pub tombstone: bool,
+}
+
+/// The history of one key, oldest first, plus the facts of its live generation.
+#[derive(Debug, Clone, Default)]
+pub struct KeyHistory {
+    pub changes: Vec<Change>,
+    /// create_revision, version and lease of the live value (meaningful when it is live).
+    pub create_revision: i64,
+    pub version: i64,
+    pub lease: i64,
+}
+
+impl KeyHistory {
+    /// The revision of the value visible at main revision `at`, if the key existed then.
+    pub fn visible_at(&self, at: i64) -> Option<Rev> {
+        let n = self.changes.partition_point(|c| c.rev.main <= at);
+        let c = self.changes.get(n.checked_sub(1)?)?;
+        (!c.tombstone).then_some(c.rev)
+    }
+
+    /// The revision of the live value, if the key exists now.
+    pub fn live(&self) -> Option<Rev> {
+        self.changes.last().filter(|c| !c.tombstone).map(|c| c.rev)
+    }
+}
+
+/// The key index. Keys are arbitrary bytes, ordered bytewise as etcd orders them.
+#[derive(Debug, Default)]
+pub struct Index {
+    keys: BTreeMap<Vec<u8>, KeyHistory>,
+}
+
+/// A key range as etcd spells it: `end` empty = the single key; `end` = `[0]` = every key
+/// `>= key`; otherwise `[key, end)`.
+#[derive(Debug, Clone, Copy)]
+pub struct KeyRange<'a> {
+    pub key: &'a [u8],
+    pub end: &'a [u8],
+}
+
+impl<'a> KeyRange<'a> {
+    pub fn new(key: &'a [u8], end: &'a [u8]) -> Self {
+        KeyRange { key, end }
+    }
+
+    /// Whether `k` falls in the range.
+    pub fn contains(&self, k: &[u8]) -> bool {
+        if self.end.is_empty() {
+            k == self.key
+        } else if self.end == [0] {
+            k >= self.key
+        } else {
+            k >= self.key && k < self.end
+        }
+    }
+
+    fn bounds(&self) -> Option<(Bound<&'a [u8]>, Bound<&'a [u8]>)> {
+        if self.end.is_empty() {
+            Some((Bound::Included(self.key), Bound::Included(self.key)))
+        } else if self.end == [0] {
+            Some((Bound::Included(self.key), Bound::Unbounded))
+        } else if self.end <= self.key {
+            None
+        } else {
+            Some((Bound::Included(self.key), Bound::Excluded(self.end)))
+        }
+    }
+}
+
+impl Index {
+    /// The history of one key.
+    pub fn get(&self, key: &[u8]) -> Option<&KeyHistory> {
+        self.keys.get(key)
+    }
+
+    /// Keys in `range`, in key order, with their histories.
+    pub fn range<'s>(
+        &'s self,
+        range: KeyRange<'_>,
+    ) -> Box<dyn Iterator<Item = (&'s Vec<u8>, &'s KeyHistory)> + 's> {
+        match range.bounds() {
+            None => Box::new(std::iter::empty()),
+            Some((lo, hi)) => Box::new(self.keys.range::<[u8], _>((lo, hi))),
+        }
+    }
+
+    /// Records a put of `key` at `rev`; returns the new version of the key.
+    pub fn put(&mut self, key: &[u8], rev: Rev, lease: i64) -> (i64, i64) {
+        let h = self.keys.entry(key.to_vec()).or_default();
+        if h.live().is_none() {
+            h.create_revision = rev.main;
+            h.version = 0;
+        }
+        h.version += 1;
+        h.lease = lease;
+        h.changes.push(Change {
+            rev,
+            tombstone: false,
+        });
+        (h.create_revision, h.version)
+    }
+
+    /// Records a delete of a live `key` at `rev`.
+    pub fn tombstone(&mut self, key: &[u8], rev: Rev) {
+        if let Some(h) = self.keys.get_mut(key) {
+            h.changes.push(Change {
+                rev,
+                tombstone: true,
+            });
+            h.version = 0;
+            h.lease = 0;
+        }
+    }
+
+    /// Replays a stored change while rebuilding the index at start-up.
+    pub fn restore(&mut self, key: &[u8], change: Change, create_revision: i64, version: i64, lease: i64) {
+        let h = self.keys.entry(key.to_vec()).or_default();
+        h.changes.push(change);
+        if change.tombstone {
+            h.version = 0;
+            h.lease = 0;
+        } else {
+            h.create_revision = create_revision;
+            h.version = version;
+            h.lease = lease;
+        }
+    }
+
+    /// Drops every change that no read at a revision `>= at` can see, and returns the
+    /// revisions whose stored values may be deleted.
+    pub fn compact(&mut self, at: i64) -> Vec<Rev> {
+        let mut dropped = Vec::new();
+        self.keys.retain(|_, h| {
+            // Changes at or below `at`: only the last one can still be visible, and only
+            // when it is a value. A tombstone at exactly `at` stays too, so that a watch
+            // starting at the compacted revision still sees every event of that revision.
+            let n = h.changes.partition_point(|c| c.rev.main <= at);
+            let keep_from = match n.checked_sub(1).and_then(|i| h.changes.get(i)) {
+                Some(c) if !c.tombstone || c.rev.main == at => n - 1,
+                _ => n,
+            };
+            dropped.extend(h.changes.drain(..keep_from).map(|c| c.rev));
+            !h.changes.is_empty()
+        });
+        dropped
+    }
+
+    /// Number of keys with any retained history.
+    pub fn len(&self) -> usize {
+        self.keys.len()
+    }
+
+    /// Whether the index holds no key.
+    pub fn is_empty(&self) -> bool {
+        self.keys.is_empty()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn visibility_follows_history() {
+        let mut ix = Index::default();
+        ix.put(b"a", Rev::new(2, 0), 0);
+        ix.put(b"a", Rev::new(3, 0), 0);
+        ix.tombstone(b"a", Rev::new(5, 0));
+        let (create, ver) = ix.put(b"a", Rev::new(7, 1), 0);
+        assert_eq!((create, ver), (7, 1), "a re-created key starts a new generation");
+        let h = ix.get(b"a").expect("key a");
+        assert_eq!(h.visible_at(1), None);
+        assert_eq!(h.visible_at(2), Some(Rev::new(2, 0)));
+        assert_eq!(h.visible_at(4), Some(Rev::new(3, 0)));
+        assert_eq!(h.visible_at(5), None);
+        assert_eq!(h.visible_at(6), None);
+        assert_eq!(h.visible_at(9), Some(Rev::new(7, 1)));
+    }
+
+    #[test]
+    fn compaction_keeps_what_later_reads_see() {
+        let mut ix = Index::default();
+        ix.put(b"a", Rev::new(2, 0), 0);
+        ix.put(b"a", Rev::new(3, 0), 0);
+        ix.put(b"b", Rev::new(4, 0), 0);
+        ix.tombstone(b"b", Rev::new(5, 0));
+        ix.put(b"a", Rev::new(6, 0), 0);
+        let mut dropped = ix.compact(5);
+        dropped.sort();
+        assert_eq!(dropped, vec![Rev::new(2, 0), Rev::new(4, 0)]);
+        assert!(ix.get(b"b").is_some(), "a tombstone at the compaction point stays");
+        let mut dropped = ix.compact(6);
+        dropped.sort();
+        assert_eq!(dropped, vec![Rev::new(3, 0), Rev::new(5, 0)]);
+        assert!(ix.get(b"b").is_none(), "a key deleted before the compaction point is gone");
+        let a = ix.get(b"a").expect("key a");
+        assert_eq!(a.visible_at(5), Some(Rev::new(3, 0)));
+        assert_eq!(a.visible_at(6), Some(Rev::new(6, 0)));
+    }
+
+    #[test]
+    fn key_ranges() {
+        assert!(KeyRange::new(b"a", b"").contains(b"a"));
+        assert!(!KeyRange::new(b"a", b"").contains(b"ab"));
+        assert!(KeyRange::new(b"a", b"\0").contains(b"zzz"));
+        assert!(KeyRange::new(b"a", b"b").contains(b"a\xff"));
+        assert!(!KeyRange::new(b"a", b"b").contains(b"b"));
+        let mut ix = Index::default();
+        ix.put(b"b", Rev::new(2, 0), 0);
+        assert_eq!(ix.range(KeyRange::new(b"c", b"a")).count(), 0, "inverted range is empty");
+        assert_eq!(ix.range(KeyRange::new(b"\0", b"\0")).count(), 1);
+    }
+}

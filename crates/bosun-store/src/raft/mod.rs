@@ -1,0 +1,75 @@
+//! The Raft glue: openraft's type configuration, log storage and state machine on RocksDB,
+//! and the gRPC peer transport.
+
+pub mod log_store;
+pub mod network;
+pub mod state_machine;
+
+use std::fmt;
+
+use serde::{Deserialize, Serialize};
+
+use crate::apply::{Command, CommandResult};
+
+/// A store member as Raft knows it: etcd's member attributes.
+#[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
+pub struct Member {
+    pub name: String,
+    pub peer_urls: Vec<String>,
+    pub client_urls: Vec<String>,
+}
+
+impl fmt::Display for Member {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}({})", self.name, self.peer_urls.join(","))
+    }
+}
+
+impl fmt::Display for Command {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let k = |b: &[u8]| String::from_utf8_lossy(b).into_owned();
+        match self {
+            Command::Put(p) => write!(f, "put {}", k(&p.key)),
+            Command::DeleteRange(d) => write!(f, "delete {}..{}", k(&d.key), k(&d.range_end)),
+            Command::Txn(t) => write!(f, "txn ({} compares)", t.compare.len()),
+            Command::Compact(c) => write!(f, "compact {}", c.revision),
+            Command::LeaseGrant(g) => write!(f, "lease grant {:x} ttl {}", g.id, g.ttl),
+            Command::LeaseRevoke(r) => write!(f, "lease revoke {:x}", r.id),
+            Command::Alarm(a) => write!(f, "alarm action {} type {}", a.action, a.alarm),
+        }
+    }
+}
+
+openraft::declare_raft_types!(
+    /// Bosun's Raft types.
+    pub TypeConfig:
+        D = Command,
+        R = CommandResult,
+        NodeId = u64,
+        Node = Member,
+);
+
+/// The Raft handle of a store member.
+pub type Raft = openraft::Raft<TypeConfig, state_machine::StateMachine>;
+/// A log entry.
+pub type Entry = openraft::alias::EntryOf<TypeConfig>;
+/// A log id.
+pub type LogId = openraft::alias::LogIdOf<TypeConfig>;
+/// A vote.
+pub type Vote = openraft::alias::VoteOf<TypeConfig>;
+/// Membership as stored with the state machine.
+pub type StoredMembership = openraft::alias::StoredMembershipOf<TypeConfig>;
+/// Snapshot metadata.
+pub type SnapshotMeta = openraft::alias::SnapshotMetaOf<TypeConfig>;
+
+pub(crate) fn io_err(e: impl fmt::Display) -> std::io::Error {
+    std::io::Error::other(e.to_string())
+}
+
+pub(crate) fn encode<T: Serialize>(v: &T) -> std::io::Result<Vec<u8>> {
+    postcard::to_stdvec(v).map_err(io_err)
+}
+
+pub(crate) fn decode<'a, T: Deserialize<'a>>(b: &'a [u8]) -> std::io::Result<T> {
+    postcard::from_bytes(b).map_err(io_err)
+}

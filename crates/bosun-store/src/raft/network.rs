@@ -1,0 +1,325 @@
+//! Raft peer transport on tonic gRPC, and forwarding of client requests to the leader.
+
+use std::collections::HashMap;
+use std::future::Future;
+use std::sync::Arc;
+use std::time::Duration;
+
+use bosun_proto::raftpb::raft_peer_client::RaftPeerClient;
+use bosun_proto::raftpb::raft_peer_server::RaftPeer;
+use bosun_proto::raftpb::{RaftReply, RaftRequest, SnapshotChunk};
+use openraft::errors::{NetworkError, RPCError, ReplicationClosed, StreamingError, Unreachable};
+use openraft::network::{RPCOption, RaftNetworkFactory, RaftNetworkV2};
+use openraft::raft::{AppendEntriesRequest, AppendEntriesResponse, SnapshotResponse, VoteRequest, VoteResponse};
+use openraft::storage::Snapshot;
+use parking_lot::Mutex;
+use serde::{Deserialize, Serialize};
+use tokio::io::AsyncReadExt;
+use tonic::transport::{Channel, Endpoint};
+use tonic::{Request, Response, Status, Streaming};
+
+use super::state_machine::SnapshotFile;
+use super::{Member, SnapshotMeta, TypeConfig, Vote, decode, encode, io_err};
+use crate::apply::{Command, CommandResult};
+use crate::error::{EtcdError, EtcdResult};
+use crate::server::Node;
+
+/// Size of one streamed snapshot chunk.
+const SNAPSHOT_CHUNK: usize = 1 << 20;
+/// Largest peer message accepted (an append batch).
+const MAX_PEER_MESSAGE: usize = 64 << 20;
+
+/// A request a follower forwards to the leader.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub enum ForwardRequest {
+    Write(Command),
+    ReadIndex,
+}
+
+/// The leader's answer to a [`ForwardRequest`].
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub enum ForwardReply {
+    Write(CommandResult),
+    ReadIndex(u64),
+    Error(EtcdError),
+}
+
+/// gRPC channels to peers, by peer URL, created lazily and reused.
+#[derive(Debug, Default, Clone)]
+pub struct PeerPool {
+    channels: Arc<Mutex<HashMap<String, Channel>>>,
+}
+
+impl PeerPool {
+    /// A client for the peer at `url`.
+    pub fn client(&self, url: &str) -> Result<RaftPeerClient<Channel>, tonic::transport::Error> {
+        let mut ch = self.channels.lock();
+        let channel = match ch.get(url) {
+            Some(c) => c.clone(),
+            None => {
+                let c = Endpoint::from_shared(url.to_string())?
+                    .connect_timeout(Duration::from_secs(1))
+                    .tcp_nodelay(true)
+                    .connect_lazy();
+                ch.insert(url.to_string(), c.clone());
+                c
+            }
+        };
+        Ok(RaftPeerClient::new(channel)
+            .max_decoding_message_size(MAX_PEER_MESSAGE)
+            .max_encoding_message_size(MAX_PEER_MESSAGE))
+    }
+
+    /// Sends a forwarded request to the leader at `url`.
+    pub async fn forward(&self, url: &str, req: &ForwardRequest) -> EtcdResult<ForwardReply> {
+        let mut c = self.client(url).map_err(|_| EtcdError::NoLeader)?;
+        let data = encode(req).map_err(EtcdError::internal)?;
+        let reply = c
+            .forward(bosun_proto::raftpb::ForwardRequest { data })
+            .await
+            .map_err(|s| {
+                tracing::debug!(error = %s, "forward to leader failed");
+                EtcdError::NoLeader
+            })?
+            .into_inner();
+        if !reply.error.is_empty() {
+            return Err(EtcdError::internal(reply.error));
+        }
+        match decode::<ForwardReply>(&reply.data).map_err(EtcdError::internal)? {
+            ForwardReply::Error(e) => Err(e),
+            r => Ok(r),
+        }
+    }
+}
+
+/// Creates [`PeerClient`]s for openraft.
+#[derive(Debug, Clone, Default)]
+pub struct NetworkFactory {
+    pub pool: PeerPool,
+}
+
+impl RaftNetworkFactory<TypeConfig> for NetworkFactory {
+    type Network = PeerClient;
+
+    async fn new_client(&mut self, _target: u64, node: &Member) -> PeerClient {
+        PeerClient {
+            url: node.peer_urls.first().cloned().unwrap_or_default(),
+            pool: self.pool.clone(),
+        }
+    }
+}
+
+/// The connection to one peer.
+#[derive(Debug)]
+pub struct PeerClient {
+    url: String,
+    pool: PeerPool,
+}
+
+fn unreachable(e: impl std::fmt::Display) -> RPCError<TypeConfig> {
+    RPCError::Unreachable(Unreachable::new(&io_err(e)))
+}
+
+fn network(e: impl std::fmt::Display) -> RPCError<TypeConfig> {
+    RPCError::Network(NetworkError::new(&io_err(e)))
+}
+
+fn status_to_rpc(s: Status) -> RPCError<TypeConfig> {
+    match s.code() {
+        tonic::Code::Unavailable | tonic::Code::Cancelled => unreachable(s),
+        _ => network(s),
+    }
+}
+
+fn reply_data(reply: RaftReply) -> Result<Vec<u8>, String> {
+    if reply.error.is_empty() { Ok(reply.data) } else { Err(reply.error) }
+}
+
+impl PeerClient {
+    async fn call<Req: Serialize, Resp: for<'a> Deserialize<'a>>(
+        &mut self,
+        req: &Req,
+        option: &RPCOption,
+        which: &'static str,
+    ) -> Result<Resp, RPCError<TypeConfig>> {
+        let mut c = self.pool.client(&self.url).map_err(unreachable)?;
+        let mut r = Request::new(RaftRequest { data: encode(req).map_err(network)? });
+        r.set_timeout(option.hard_ttl());
+        let reply = match which {
+            "append" => c.append_entries(r).await,
+            "vote" => c.vote(r).await,
+            _ => c.pre_vote(r).await,
+        }
+        .map_err(status_to_rpc)?
+        .into_inner();
+        let data = reply_data(reply).map_err(network)?;
+        decode(&data).map_err(network)
+    }
+}
+
+impl RaftNetworkV2<TypeConfig> for PeerClient {
+    type SnapshotData = SnapshotFile;
+
+    async fn append_entries(
+        &mut self,
+        rpc: AppendEntriesRequest<TypeConfig>,
+        option: RPCOption,
+    ) -> Result<AppendEntriesResponse<TypeConfig>, RPCError<TypeConfig>> {
+        self.call(&rpc, &option, "append").await
+    }
+
+    async fn vote(
+        &mut self,
+        rpc: VoteRequest<TypeConfig>,
+        option: RPCOption,
+    ) -> Result<VoteResponse<TypeConfig>, RPCError<TypeConfig>> {
+        self.call(&rpc, &option, "vote").await
+    }
+
+    async fn pre_vote(
+        &mut self,
+        rpc: VoteRequest<TypeConfig>,
+        option: RPCOption,
+    ) -> Result<VoteResponse<TypeConfig>, RPCError<TypeConfig>> {
+        self.call(&rpc, &option, "pre_vote").await
+    }
+
+    async fn full_snapshot(
+        &mut self,
+        vote: Vote,
+        snapshot: Snapshot<_, _, _, SnapshotFile>,
+        cancel: impl Future<Output = ReplicationClosed> + Send + 'static,
+        _option: RPCOption,
+    ) -> Result<SnapshotResponse<TypeConfig>, StreamingError<TypeConfig>> {
+        let mut c = self.pool.client(&self.url).map_err(unreachable)?;
+        let header = encode(&(vote, snapshot.meta.clone())).map_err(network)?;
+        let path = snapshot.snapshot.path.clone();
+        let (tx, rx) = tokio::sync::mpsc::channel::<SnapshotChunk>(2);
+        // The reader feeds the stream chunk by chunk: memory stays bounded.
+        let reader = tokio::spawn(async move {
+            let mut f = tokio::fs::File::open(&path).await?;
+            let mut first = Some(header);
+            loop {
+                let mut buf = vec![0u8; SNAPSHOT_CHUNK];
+                let n = f.read(&mut buf).await?;
+                buf.truncate(n);
+                if n == 0 && first.is_none() {
+                    return Ok::<(), std::io::Error>(());
+                }
+                let chunk = SnapshotChunk { header: first.take().unwrap_or_default(), data: buf };
+                if tx.send(chunk).await.is_err() {
+                    return Ok(());
+                }
+                if n == 0 {
+                    return Ok(());
+                }
+            }
+        });
+        let stream = tokio_stream::wrappers::ReceiverStream::new(rx);
+        let call = c.install_snapshot(stream);
+        let reply = tokio::select! {
+            r = call => r.map_err(|s| StreamingError::from(status_to_rpc(s)))?.into_inner(),
+            closed = cancel => {
+                reader.abort();
+                return Err(StreamingError::Closed(closed));
+            }
+        };
+        let _ = reader.await;
+        let data = reply_data(reply).map_err(network)?;
+        decode(&data).map_err(|e| StreamingError::from(network(e)))
+    }
+}
+
+/// The peer-facing gRPC service of a member.
+#[derive(Debug, Clone)]
+pub struct PeerService {
+    pub node: Arc<Node>,
+}
+
+fn ok_reply<T: Serialize>(v: &T) -> Result<Response<RaftReply>, Status> {
+    let data = encode(v).map_err(|e| Status::internal(e.to_string()))?;
+    Ok(Response::new(RaftReply { data, error: String::new() }))
+}
+
+fn err_reply(e: impl std::fmt::Display) -> Result<Response<RaftReply>, Status> {
+    Ok(Response::new(RaftReply { data: Vec::new(), error: e.to_string() }))
+}
+
+fn decode_req<T: for<'a> Deserialize<'a>>(r: &RaftRequest) -> Result<T, Status> {
+    decode(&r.data).map_err(|e| Status::invalid_argument(format!("decode peer request: {e}")))
+}
+
+#[tonic::async_trait]
+impl RaftPeer for PeerService {
+    async fn append_entries(&self, req: Request<RaftRequest>) -> Result<Response<RaftReply>, Status> {
+        let rpc: AppendEntriesRequest<TypeConfig> = decode_req(req.get_ref())?;
+        match self.node.raft.append_entries(rpc).await {
+            Ok(r) => ok_reply(&r),
+            Err(e) => err_reply(e),
+        }
+    }
+
+    async fn vote(&self, req: Request<RaftRequest>) -> Result<Response<RaftReply>, Status> {
+        let rpc: VoteRequest<TypeConfig> = decode_req(req.get_ref())?;
+        match self.node.raft.vote(rpc).await {
+            Ok(r) => ok_reply(&r),
+            Err(e) => err_reply(e),
+        }
+    }
+
+    async fn pre_vote(&self, req: Request<RaftRequest>) -> Result<Response<RaftReply>, Status> {
+        let rpc: VoteRequest<TypeConfig> = decode_req(req.get_ref())?;
+        match self.node.raft.pre_vote(rpc).await {
+            Ok(r) => ok_reply(&r),
+            Err(e) => err_reply(e),
+        }
+    }
+
+    async fn install_snapshot(
+        &self,
+        req: Request<Streaming<SnapshotChunk>>,
+    ) -> Result<Response<RaftReply>, Status> {
+        use tokio::io::AsyncWriteExt;
+        let mut stream = req.into_inner();
+        let dir = self.node.cfg.data_dir.join("snap");
+        let path = dir.join(format!("incoming-{}.snap", std::process::id()));
+        let mut f = tokio::fs::File::create(&path)
+            .await
+            .map_err(|e| Status::internal(e.to_string()))?;
+        let mut header: Option<(Vote, SnapshotMeta)> = None;
+        while let Some(chunk) = stream.message().await? {
+            if header.is_none() {
+                header = Some(decode(&chunk.header).map_err(|e| Status::invalid_argument(e.to_string()))?);
+            }
+            f.write_all(&chunk.data).await.map_err(|e| Status::internal(e.to_string()))?;
+        }
+        f.sync_all().await.map_err(|e| Status::internal(e.to_string()))?;
+        let (vote, meta) = header.ok_or_else(|| Status::invalid_argument("empty snapshot stream"))?;
+        let snapshot = Snapshot { meta, snapshot: SnapshotFile { path: path.clone() } };
+        let res = self.node.raft.install_full_snapshot(vote, snapshot).await;
+        let _ = tokio::fs::remove_file(&path).await;
+        match res {
+            Ok(r) => ok_reply(&r),
+            Err(e) => err_reply(e),
+        }
+    }
+
+    async fn forward(
+        &self,
+        req: Request<bosun_proto::raftpb::ForwardRequest>,
+    ) -> Result<Response<RaftReply>, Status> {
+        let fwd: ForwardRequest = decode(&req.get_ref().data)
+            .map_err(|e| Status::invalid_argument(format!("decode forward: {e}")))?;
+        let reply = match fwd {
+            ForwardRequest::Write(cmd) => match self.node.raft.client_write(cmd).await {
+                Ok(r) => ForwardReply::Write(r.data),
+                Err(_) => ForwardReply::Error(EtcdError::NotLeader),
+            },
+            ForwardRequest::ReadIndex => match self.node.leader_read_index().await {
+                Ok(i) => ForwardReply::ReadIndex(i),
+                Err(e) => ForwardReply::Error(e),
+            },
+        };
+        ok_reply(&reply)
+    }
+}

@@ -1,0 +1,265 @@
+//! The Raft state machine: applies committed commands to the MVCC store.
+
+use std::io::{self, BufReader, BufWriter};
+use std::path::PathBuf;
+use std::sync::Arc;
+
+use bosun_proto::etcdserverpb::{AlarmMember, alarm_request::AlarmAction};
+use futures::StreamExt;
+use openraft::storage::{EntryResponder, RaftSnapshotBuilder, RaftStateMachine, Snapshot};
+use openraft::{EntryPayload, OptionalSend};
+use parking_lot::Mutex;
+
+use super::{LogId, SnapshotMeta, StoredMembership, TypeConfig, decode, encode, io_err};
+use crate::apply::{self, Command, CommandResult};
+use crate::mvcc::{CF_META, Mvcc, WriteTxn, cf};
+use crate::watch::WatchHub;
+
+const META_APPLIED: &[u8] = b"applied";
+const META_MEMBERSHIP: &[u8] = b"membership";
+const META_ALARMS: &[u8] = b"alarms";
+
+/// What the state machine shares with the services that read it.
+#[derive(Debug)]
+pub struct Shared {
+    pub mvcc: Mvcc,
+    pub hub: WatchHub,
+    applied: Mutex<(Option<LogId>, StoredMembership)>,
+    alarms: Mutex<Vec<AlarmMember>>,
+}
+
+impl Shared {
+    /// The alarms currently raised.
+    pub fn alarms(&self) -> Vec<AlarmMember> {
+        self.alarms.lock().clone()
+    }
+
+    /// The last applied log id and the membership as of it.
+    pub fn applied(&self) -> (Option<LogId>, StoredMembership) {
+        self.applied.lock().clone()
+    }
+}
+
+/// A snapshot on disk: the file holding the records of [`crate::snapshot`].
+#[derive(Debug, Clone)]
+pub struct SnapshotFile {
+    pub path: PathBuf,
+}
+
+/// The state machine handed to openraft.
+#[derive(Debug, Clone)]
+pub struct StateMachine {
+    shared: Arc<Shared>,
+    snapshot_dir: PathBuf,
+}
+
+fn get_meta<T: for<'a> serde::Deserialize<'a>>(mvcc: &Mvcc, key: &[u8]) -> io::Result<Option<T>> {
+    let db = mvcc.db();
+    match db.get_cf(cf(db, CF_META).map_err(io_err)?, key).map_err(io_err)? {
+        None => Ok(None),
+        Some(b) => decode(&b).map(Some),
+    }
+}
+
+impl StateMachine {
+    /// Opens the state machine over `mvcc`, keeping snapshots in `snapshot_dir`.
+    pub fn open(mvcc: Mvcc, snapshot_dir: PathBuf) -> io::Result<Self> {
+        std::fs::create_dir_all(&snapshot_dir)?;
+        let applied = get_meta(&mvcc, META_APPLIED)?.flatten();
+        let membership = get_meta(&mvcc, META_MEMBERSHIP)?.unwrap_or_default();
+        let alarms = get_meta(&mvcc, META_ALARMS)?.unwrap_or_default();
+        Ok(StateMachine {
+            shared: Arc::new(Shared {
+                mvcc,
+                hub: WatchHub::new(),
+                applied: Mutex::new((applied, membership)),
+                alarms: Mutex::new(alarms),
+            }),
+            snapshot_dir,
+        })
+    }
+
+    /// The state shared with the services.
+    pub fn shared(&self) -> Arc<Shared> {
+        self.shared.clone()
+    }
+
+    fn apply_alarm(&self, tx: &mut WriteTxn<'_>, a: &bosun_proto::etcdserverpb::AlarmRequest) -> io::Result<CommandResult> {
+        let mut alarms = self.shared.alarms.lock();
+        let m = AlarmMember {
+            member_id: a.member_id,
+            alarm: a.alarm,
+        };
+        match AlarmAction::try_from(a.action) {
+            Ok(AlarmAction::Activate) => {
+                if !alarms.contains(&m) {
+                    alarms.push(m);
+                }
+            }
+            Ok(AlarmAction::Deactivate) => {
+                alarms.retain(|x| !(x.alarm == m.alarm && (m.member_id == 0 || x.member_id == m.member_id)));
+            }
+            _ => {}
+        }
+        tx.put_meta(META_ALARMS, &encode(&*alarms)?).map_err(io_err)?;
+        Ok(CommandResult::Alarm(alarms.clone()))
+    }
+
+    fn snapshot_paths(&self, meta: &SnapshotMeta) -> (PathBuf, PathBuf) {
+        let id = meta.signature().to_string().replace(['/', ' ', ':'], "_");
+        (
+            self.snapshot_dir.join(format!("{id}.snap")),
+            self.snapshot_dir.join("current.meta"),
+        )
+    }
+
+    /// Keeps only the snapshot named in `keep`.
+    fn prune_snapshots(&self, keep: &std::path::Path) {
+        let Ok(dir) = std::fs::read_dir(&self.snapshot_dir) else {
+            return;
+        };
+        for e in dir.flatten() {
+            let p = e.path();
+            if p.extension().is_some_and(|x| x == "snap") && p != keep {
+                let _ = std::fs::remove_file(p);
+            }
+        }
+    }
+}
+
+impl RaftSnapshotBuilder<TypeConfig> for StateMachine {
+    type SnapshotData = SnapshotFile;
+
+    async fn build_snapshot(&mut self) -> io::Result<Snapshot<_, _, _, SnapshotFile>> {
+        let this = self.clone();
+        tokio::task::spawn_blocking(move || {
+            let db = this.shared.mvcc.db().clone();
+            // Make every applied write durable before the log it came from can be purged.
+            db.flush_wal(true).map_err(io_err)?;
+            // Pin the data and the applied log id together.
+            let (snap, (applied, membership)) = {
+                let _guard = this.shared.mvcc.state.read();
+                (db.snapshot(), this.shared.applied())
+            };
+            let meta = SnapshotMeta {
+                last_log_id: applied,
+                last_membership: membership,
+            };
+            let (path, meta_path) = this.snapshot_paths(&meta);
+            let tmp = path.with_extension("tmp");
+            let mut w = BufWriter::new(std::fs::File::create(&tmp)?);
+            crate::snapshot::write(&db, &snap, &mut w)?;
+            w.into_inner().map_err(|e| io_err(e.error()))?.sync_all()?;
+            std::fs::rename(&tmp, &path)?;
+            std::fs::write(&meta_path, encode(&(meta.clone(), path.clone()))?)?;
+            this.prune_snapshots(&path);
+            Ok(Snapshot {
+                meta,
+                snapshot: SnapshotFile { path },
+            })
+        })
+        .await
+        .map_err(io_err)?
+    }
+}
+
+impl RaftStateMachine<TypeConfig> for StateMachine {
+    type SnapshotData = SnapshotFile;
+    type SnapshotBuilder = Self;
+
+    async fn applied_state(&mut self) -> io::Result<(Option<LogId>, StoredMembership)> {
+        Ok(self.shared.applied())
+    }
+
+    async fn apply<Strm>(&mut self, mut entries: Strm) -> io::Result<()>
+    where
+        Strm: futures::Stream<Item = io::Result<EntryResponder<TypeConfig>>> + Unpin + OptionalSend,
+    {
+        let mut batch = Vec::new();
+        while let Some(item) = entries.next().await {
+            batch.push(item?);
+        }
+        let Some(last) = batch.last() else {
+            return Ok(());
+        };
+        let last_log_id = last.0.log_id.clone();
+        let mut responses = Vec::with_capacity(batch.len());
+        let mut membership = None;
+        let mut tx = self.shared.mvcc.write();
+        for (entry, responder) in batch {
+            let result = match &entry.payload {
+                EntryPayload::Blank => CommandResult::Done,
+                EntryPayload::Normal(Command::Alarm(a)) => self.apply_alarm(&mut tx, a)?,
+                EntryPayload::Normal(cmd) => apply::execute(&mut tx, cmd),
+                EntryPayload::Membership(m) => {
+                    membership = Some(StoredMembership::new(Some(entry.log_id.clone()), m.clone()));
+                    CommandResult::Done
+                }
+            };
+            if let Some(r) = responder {
+                responses.push((r, result));
+            }
+        }
+        tx.put_meta(META_APPLIED, &encode(&Some(last_log_id.clone()))?).map_err(io_err)?;
+        if let Some(m) = &membership {
+            tx.put_meta(META_MEMBERSHIP, &encode(m)?).map_err(io_err)?;
+        }
+        let events = {
+            let mut applied = self.shared.applied.lock();
+            let events = tx.commit().map_err(io_err)?;
+            applied.0 = Some(last_log_id);
+            if let Some(m) = membership {
+                applied.1 = m;
+            }
+            events
+        };
+        self.shared.hub.publish(events);
+        for (r, result) in responses {
+            r.send(result);
+        }
+        Ok(())
+    }
+
+    async fn get_snapshot_builder(&mut self) -> Self::SnapshotBuilder {
+        self.clone()
+    }
+
+    async fn install_snapshot(&mut self, meta: &SnapshotMeta, snapshot: SnapshotFile) -> io::Result<()> {
+        let this = self.clone();
+        let meta = meta.clone();
+        tokio::task::spawn_blocking(move || {
+            let mvcc = &this.shared.mvcc;
+            let mut state = mvcc.state.write();
+            let mut r = BufReader::new(std::fs::File::open(&snapshot.path)?);
+            crate::snapshot::restore(mvcc.db(), &mut r)?;
+            *state = Mvcc::load_state(mvcc.db()).map_err(io_err)?;
+            *this.shared.alarms.lock() = get_meta(mvcc, META_ALARMS)?.unwrap_or_default();
+            *this.shared.applied.lock() = (meta.last_log_id.clone(), meta.last_membership.clone());
+            let (path, meta_path) = this.snapshot_paths(&meta);
+            if snapshot.path != path {
+                std::fs::copy(&snapshot.path, &path)?;
+            }
+            std::fs::write(&meta_path, encode(&(meta.clone(), path.clone()))?)?;
+            this.prune_snapshots(&path);
+            drop(state);
+            Ok(())
+        })
+        .await
+        .map_err(io_err)?
+    }
+
+    async fn get_current_snapshot(&mut self) -> io::Result<Option<Snapshot<_, _, _, SnapshotFile>>> {
+        let meta_path = self.snapshot_dir.join("current.meta");
+        let Ok(b) = std::fs::read(&meta_path) else {
+            return Ok(None);
+        };
+        let (meta, path): (SnapshotMeta, PathBuf) = decode(&b)?;
+        if !path.exists() {
+            return Ok(None);
+        }
+        Ok(Some(Snapshot {
+            meta,
+            snapshot: SnapshotFile { path },
+        }))
+    }
+}
