@@ -178,11 +178,12 @@ pub(crate) enum Idempotency {
 
 /// Normalises an endpoint: `host:port` gets `http://`; a trailing `/` is dropped.
 pub(crate) fn normalize_endpoint(raw: &str) -> Result<String, Error> {
-    let s = raw.trim().trim_end_matches('/');
-    if s.is_empty() {
+    let s = raw.trim();
+    if s.trim_end_matches('/').is_empty() {
         return Err(Error::InvalidArgument("empty endpoint".into()));
     }
     let url = if let Some((scheme, rest)) = s.split_once("://") {
+        let rest = rest.trim_end_matches('/');
         match scheme {
             "http" => {}
             "https" => {
@@ -199,9 +200,9 @@ pub(crate) fn normalize_endpoint(raw: &str) -> Result<String, Error> {
         if rest.is_empty() {
             return Err(Error::InvalidArgument(format!("endpoint {raw}: no host")));
         }
-        s.to_string()
+        format!("{scheme}://{rest}")
     } else {
-        format!("http://{s}")
+        format!("http://{}", s.trim_end_matches('/'))
     };
     Ok(url)
 }
@@ -400,9 +401,7 @@ impl Inner {
 
     /// How long to wait for a stream to be established (headers and first answer).
     pub(crate) fn stream_setup_timeout(&self) -> Duration {
-        self.opts
-            .request_timeout
-            .unwrap_or(Duration::from_secs(30))
+        self.opts.request_timeout.unwrap_or(Duration::from_secs(30))
     }
 }
 
@@ -443,8 +442,13 @@ mod tests {
             ConnectOptions::default(),
         )
         .await?;
-        assert_eq!(c.endpoints(), vec!["http://127.0.0.1:1", "http://127.0.0.1:2"]);
-        let p = c.pinned("127.0.0.1:2").ok_or(Error::InvalidArgument("pin".into()))?;
+        assert_eq!(
+            c.endpoints(),
+            vec!["http://127.0.0.1:1", "http://127.0.0.1:2"]
+        );
+        let p = c
+            .pinned("127.0.0.1:2")
+            .ok_or(Error::InvalidArgument("pin".into()))?;
         assert_eq!(p.endpoints(), vec!["http://127.0.0.1:2"]);
         assert!(c.pinned("127.0.0.1:3").is_none());
         c.inner.failover(0);
@@ -453,7 +457,11 @@ mod tests {
         c.inner.failover(0);
         assert_eq!(c.current_endpoint(), "http://127.0.0.1:2");
         let none: [&str; 0] = [];
-        assert!(Client::connect(none, ConnectOptions::default()).await.is_err());
+        assert!(
+            Client::connect(none, ConnectOptions::default())
+                .await
+                .is_err()
+        );
         Ok(())
     }
 }

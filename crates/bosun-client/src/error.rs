@@ -42,7 +42,9 @@ pub enum Error {
     /// The requested revision has been compacted away. For a watch this ends the stream;
     /// `compact_revision` is the oldest revision still available (0 when the server did not
     /// say, as with unary RPCs).
-    #[error("etcdserver: mvcc: required revision has been compacted (compact revision {compact_revision})")]
+    #[error(
+        "etcdserver: mvcc: required revision has been compacted (compact revision {compact_revision})"
+    )]
     Compacted {
         /// The store's compaction revision, or 0 when unknown.
         compact_revision: i64,
@@ -363,7 +365,10 @@ mod tests {
         }
         // A near miss is not an exact etcd message.
         assert!(matches!(
-            map(Code::OutOfRange, "mvcc: required revision has been compacted"),
+            map(
+                Code::OutOfRange,
+                "mvcc: required revision has been compacted"
+            ),
             Error::Other { .. }
         ));
     }

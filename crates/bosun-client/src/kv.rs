@@ -283,7 +283,12 @@ impl CompareOp {
 pub struct Compare(pb::Compare);
 
 impl Compare {
-    fn new(key: impl Into<Vec<u8>>, op: CompareOp, target: CompareTarget, operand: TargetUnion) -> Self {
+    fn new(
+        key: impl Into<Vec<u8>>,
+        op: CompareOp,
+        target: CompareTarget,
+        operand: TargetUnion,
+    ) -> Self {
         Compare(pb::Compare {
             result: op.to_proto() as i32,
             target: target as i32,
@@ -294,7 +299,12 @@ impl Compare {
     }
     /// Compares the key's version (number of puts since creation; 0 = absent).
     pub fn version(key: impl Into<Vec<u8>>, op: CompareOp, version: i64) -> Self {
-        Self::new(key, op, CompareTarget::Version, TargetUnion::Version(version))
+        Self::new(
+            key,
+            op,
+            CompareTarget::Version,
+            TargetUnion::Version(version),
+        )
     }
     /// Compares the key's create revision (0 = absent).
     pub fn create_revision(key: impl Into<Vec<u8>>, op: CompareOp, revision: i64) -> Self {
@@ -307,11 +317,21 @@ impl Compare {
     }
     /// Compares the key's last modification revision (0 = absent).
     pub fn mod_revision(key: impl Into<Vec<u8>>, op: CompareOp, revision: i64) -> Self {
-        Self::new(key, op, CompareTarget::Mod, TargetUnion::ModRevision(revision))
+        Self::new(
+            key,
+            op,
+            CompareTarget::Mod,
+            TargetUnion::ModRevision(revision),
+        )
     }
     /// Compares the key's value, bytewise.
     pub fn value(key: impl Into<Vec<u8>>, op: CompareOp, value: impl Into<Vec<u8>>) -> Self {
-        Self::new(key, op, CompareTarget::Value, TargetUnion::Value(value.into()))
+        Self::new(
+            key,
+            op,
+            CompareTarget::Value,
+            TargetUnion::Value(value.into()),
+        )
     }
     /// Compares the key's lease ID (0 = none).
     pub fn lease(key: impl Into<Vec<u8>>, op: CompareOp, lease: i64) -> Self {
@@ -415,7 +435,8 @@ impl Txn {
     }
     /// Adds conditions (all must hold).
     pub fn when(mut self, compares: impl IntoIterator<Item = Compare>) -> Self {
-        self.compare.extend(compares.into_iter().map(Compare::into_proto));
+        self.compare
+            .extend(compares.into_iter().map(Compare::into_proto));
         self
     }
     /// Adds operations to run when the conditions hold.
@@ -446,11 +467,58 @@ impl From<Txn> for pb::TxnRequest {
 
 /// True when the txn only reads (in both branches, recursively), so it may be retried.
 pub(crate) fn txn_is_read_only(t: &pb::TxnRequest) -> bool {
-    t.success.iter().chain(t.failure.iter()).all(|op| match &op.request {
-        Some(Request::RequestRange(_)) | None => true,
-        Some(Request::RequestTxn(inner)) => txn_is_read_only(inner),
-        Some(Request::RequestPut(_)) | Some(Request::RequestDeleteRange(_)) => false,
-    })
+    t.success
+        .iter()
+        .chain(t.failure.iter())
+        .all(|op| match &op.request {
+            Some(Request::RequestRange(_)) | None => true,
+            Some(Request::RequestTxn(inner)) => txn_is_read_only(inner),
+            Some(Request::RequestPut(_)) | Some(Request::RequestDeleteRange(_)) => false,
+        })
+}
+
+/// A range delivered in parts; see [`Client::range_stream_raw`].
+#[derive(Debug)]
+pub struct RangeStream {
+    inner: tonic::Streaming<pb::RangeStreamResponse>,
+}
+
+impl RangeStream {
+    /// The next part; `Ok(None)` at the end.
+    pub async fn next_part(&mut self) -> Result<Option<pb::RangeResponse>, Error> {
+        loop {
+            match self.inner.message().await.map_err(Error::from)? {
+                Some(pb::RangeStreamResponse {
+                    range_response: Some(r),
+                }) => return Ok(Some(r)),
+                Some(_) => continue,
+                None => return Ok(None),
+            }
+        }
+    }
+}
+
+impl futures::Stream for RangeStream {
+    type Item = Result<pb::RangeResponse, Error>;
+
+    fn poll_next(
+        self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<Option<Self::Item>> {
+        use std::task::Poll;
+        let inner = &mut self.get_mut().inner;
+        loop {
+            match futures::Stream::poll_next(std::pin::Pin::new(&mut *inner), cx) {
+                Poll::Ready(Some(Ok(pb::RangeStreamResponse {
+                    range_response: Some(r),
+                }))) => return Poll::Ready(Some(Ok(r))),
+                Poll::Ready(Some(Ok(_))) => continue,
+                Poll::Ready(Some(Err(status))) => return Poll::Ready(Some(Err(status.into()))),
+                Poll::Ready(None) => return Poll::Ready(None),
+                Poll::Pending => return Poll::Pending,
+            }
+        }
+    }
 }
 
 impl Client {
@@ -503,7 +571,29 @@ impl Client {
         let inner = &self.inner;
         self.call(Idempotency::Idempotent, |ch| {
             let req = req.clone();
-            async move { inner.kv(ch).range(req).await.map(tonic::Response::into_inner) }
+            async move {
+                inner
+                    .kv(ch)
+                    .range(req)
+                    .await
+                    .map(tonic::Response::into_inner)
+            }
+        })
+        .await
+    }
+
+    /// Sends a `RangeRequest` to the `RangeStream` RPC, which returns a large range in
+    /// parts (etcd 3.7+; servers without it answer `UNIMPLEMENTED`, i.e. [`Error::Other`]).
+    /// Establishing the stream is retried; a stream that breaks midway is not resumed.
+    pub async fn range_stream_raw(&self, req: pb::RangeRequest) -> Result<RangeStream, Error> {
+        let inner = &self.inner;
+        self.call(Idempotency::Idempotent, |ch| {
+            let req = req.clone();
+            async move {
+                inner.kv(ch).range_stream(req).await.map(|r| RangeStream {
+                    inner: r.into_inner(),
+                })
+            }
         })
         .await
     }
@@ -560,7 +650,13 @@ impl Client {
         let inner = &self.inner;
         self.call(Idempotency::NotIdempotent, |ch| {
             let req = req.clone();
-            async move { inner.kv(ch).compact(req).await.map(tonic::Response::into_inner) }
+            async move {
+                inner
+                    .kv(ch)
+                    .compact(req)
+                    .await
+                    .map(tonic::Response::into_inner)
+            }
         })
         .await
     }
@@ -621,15 +717,24 @@ mod tests {
         assert_eq!((r.key, r.range_end), (vec![0], vec![0]));
         let r = GetOptions::new().with_from_key().to_request("m");
         assert_eq!((r.key, r.range_end), (b"m".to_vec(), vec![0]));
-        let r = GetOptions::new().with_range_end("z").with_count_only().to_request("a");
+        let r = GetOptions::new()
+            .with_range_end("z")
+            .with_count_only()
+            .to_request("a");
         assert_eq!((r.key, r.range_end), (b"a".to_vec(), b"z".to_vec()));
         assert!(r.count_only);
     }
 
     #[test]
     fn delete_and_put_options() {
-        let d = DeleteOptions::new().with_prefix().with_prev_kv().to_request("p");
-        assert_eq!((d.key, d.range_end, d.prev_kv), (b"p".to_vec(), b"q".to_vec(), true));
+        let d = DeleteOptions::new()
+            .with_prefix()
+            .with_prev_kv()
+            .to_request("p");
+        assert_eq!(
+            (d.key, d.range_end, d.prev_kv),
+            (b"p".to_vec(), b"q".to_vec(), true)
+        );
         let p = PutOptions::new()
             .with_lease(5)
             .with_prev_kv()
@@ -733,9 +838,11 @@ mod tests {
             other => panic!("unexpected {other:?}"),
         }
         let writes = Txn::new()
-            .and_then([TxnOp::txn(
-                Txn::new().or_else([TxnOp::put("k", "v", PutOptions::new())]),
-            )])
+            .and_then([TxnOp::txn(Txn::new().or_else([TxnOp::put(
+                "k",
+                "v",
+                PutOptions::new(),
+            )]))])
             .into_request();
         assert!(!txn_is_read_only(&writes));
     }

@@ -114,7 +114,9 @@ pub use bosun_proto::etcdserverpb::{AlarmType, Member, ResponseHeader};
 pub use bosun_proto::mvccpb::KeyValue;
 pub use client::{Client, ConnectOptions};
 pub use error::{Error, Outcome, messages};
-pub use kv::{Compare, CompareOp, DeleteOptions, GetOptions, PutOptions, Txn, TxnOp, prefix_end};
+pub use kv::{
+    Compare, CompareOp, DeleteOptions, GetOptions, PutOptions, RangeStream, Txn, TxnOp, prefix_end,
+};
 pub use lease::{KeepAliveHandle, LeaseKeepAliveStream, LeaseKeeper, LeaseState};
 pub use maintenance::{SNAPSHOT_HASH_LEN, SnapshotStream};
 pub use watch::{EventKind, WatchBatch, WatchEvent, WatchOptions, WatchStream};

@@ -668,7 +668,9 @@ impl WatchTask {
                 if self.opts.start_revision <= 0 {
                     // Events start right after the revision current at creation.
                     self.last_rev = header_rev;
-                    self.shared.last_revision.store(header_rev, Ordering::Relaxed);
+                    self.shared
+                        .last_revision
+                        .store(header_rev, Ordering::Relaxed);
                 }
                 if created.send(Ok(header_rev)).is_err() {
                     return Step::End(StreamEnd::Done);
@@ -823,7 +825,10 @@ mod tests {
             .collect();
         assert_eq!(revs, vec![1, 2, 3, 4, 5]);
         // The assembler is ready for the next response.
-        assert_eq!(a.push(resp(1, false, &[6]))?.map(|r| r.events.len()), Some(1));
+        assert_eq!(
+            a.push(resp(1, false, &[6]))?.map(|r| r.events.len()),
+            Some(1)
+        );
         Ok(())
     }
 
@@ -849,7 +854,10 @@ mod tests {
     fn interleaved_fragments_are_rejected() {
         let mut a = FragmentAssembler::new(1 << 20);
         assert!(matches!(a.push(resp(1, true, &[1])), Ok(None)));
-        assert!(matches!(a.push(resp(2, false, &[2])), Err(Error::Protocol(_))));
+        assert!(matches!(
+            a.push(resp(2, false, &[2])),
+            Err(Error::Protocol(_))
+        ));
     }
 
     #[test]

@@ -185,7 +185,9 @@ async fn watch_resumes_without_gap_or_duplicate() -> TestResult {
         })
     });
     let mock = MockWatch::new(script);
-    let live = serve(tonic::transport::Server::builder().add_service(WatchServer::new(mock.clone()))).await?;
+    let live =
+        serve(tonic::transport::Server::builder().add_service(WatchServer::new(mock.clone())))
+            .await?;
     let dead = dead_endpoint().await?;
     // The dead endpoint first: the first attempt fails over to the live one.
     let client = Client::connect([dead, live], fast_opts()).await?;
@@ -252,7 +254,9 @@ async fn watch_resume_from_explicit_start_revision() -> TestResult {
         })
     });
     let mock = MockWatch::new(script);
-    let live = serve(tonic::transport::Server::builder().add_service(WatchServer::new(mock.clone()))).await?;
+    let live =
+        serve(tonic::transport::Server::builder().add_service(WatchServer::new(mock.clone())))
+            .await?;
     let client = Client::connect([live], fast_opts()).await?;
     let mut stream = client
         .watch("/k", WatchOptions::new().with_start_revision(5))
@@ -276,8 +280,7 @@ async fn watch_compaction_is_typed_and_final() -> TestResult {
                     watch_id: 3,
                     canceled: true,
                     compact_revision: 42,
-                    cancel_reason: "etcdserver: mvcc: required revision has been compacted"
-                        .into(),
+                    cancel_reason: "etcdserver: mvcc: required revision has been compacted".into(),
                     ..Default::default()
                 }))
                 .await;
@@ -285,7 +288,9 @@ async fn watch_compaction_is_typed_and_final() -> TestResult {
         })
     });
     let mock = MockWatch::new(script);
-    let live = serve(tonic::transport::Server::builder().add_service(WatchServer::new(mock.clone()))).await?;
+    let live =
+        serve(tonic::transport::Server::builder().add_service(WatchServer::new(mock.clone())))
+            .await?;
     let client = Client::connect([live], fast_opts()).await?;
     let mut stream = client
         .watch("/k", WatchOptions::new().with_start_revision(2))
@@ -412,22 +417,30 @@ async fn connection_refused_is_not_applied_and_fails_over() -> TestResult {
         .err()
         .ok_or("put succeeded")?;
     assert!(
-        matches!(err, Error::Unavailable { connect_failed: true, .. }),
+        matches!(
+            err,
+            Error::Unavailable {
+                connect_failed: true,
+                ..
+            }
+        ),
         "{err:?}"
     );
     assert_eq!(err.outcome(), Outcome::NotApplied);
 
     // With a live endpoint behind it, both reads and writes fail over.
     let kv = Arc::new(MockKv::default());
-    let live = serve(
-        tonic::transport::Server::builder().add_service(KvServer::from_arc(kv.clone())),
-    )
-    .await?;
+    let live =
+        serve(tonic::transport::Server::builder().add_service(KvServer::from_arc(kv.clone())))
+            .await?;
     let client = Client::connect([dead.clone(), live.clone()], fast_opts()).await?;
     client.put("k", "v", PutOptions::new()).await?;
     assert_eq!(kv.puts.load(Ordering::SeqCst), 1);
     let resp = client.get("/p/", GetOptions::new().with_prefix()).await?;
-    assert_eq!(resp.kvs.first().map(|kv| kv.value.clone()), Some(b"/p0".to_vec()));
+    assert_eq!(
+        resp.kvs.first().map(|kv| kv.value.clone()),
+        Some(b"/p0".to_vec())
+    );
     assert_eq!(client.current_endpoint(), format!("http://{live}"));
 
     // Typed server errors pass through.
@@ -444,10 +457,9 @@ async fn writes_with_unknown_outcome_are_not_retried_but_reads_are() -> TestResu
         fail_with: Some((tonic::Code::Unavailable, "connection lost mid-request")),
         ..Default::default()
     });
-    let live = serve(
-        tonic::transport::Server::builder().add_service(KvServer::from_arc(kv.clone())),
-    )
-    .await?;
+    let live =
+        serve(tonic::transport::Server::builder().add_service(KvServer::from_arc(kv.clone())))
+            .await?;
     let client = Client::connect([live], fast_opts().with_max_attempts(3)).await?;
 
     let err = client
@@ -456,7 +468,11 @@ async fn writes_with_unknown_outcome_are_not_retried_but_reads_are() -> TestResu
         .err()
         .ok_or("put succeeded")?;
     assert_eq!(err.outcome(), Outcome::Unknown);
-    assert_eq!(kv.puts.load(Ordering::SeqCst), 1, "a write must not be re-sent");
+    assert_eq!(
+        kv.puts.load(Ordering::SeqCst),
+        1,
+        "a write must not be re-sent"
+    );
 
     let err = client
         .get("k", GetOptions::new())
@@ -471,10 +487,9 @@ async fn writes_with_unknown_outcome_are_not_retried_but_reads_are() -> TestResu
         fail_with: Some((tonic::Code::Unavailable, "etcdserver: no leader")),
         ..Default::default()
     });
-    let live = serve(
-        tonic::transport::Server::builder().add_service(KvServer::from_arc(kv.clone())),
-    )
-    .await?;
+    let live =
+        serve(tonic::transport::Server::builder().add_service(KvServer::from_arc(kv.clone())))
+            .await?;
     let client = Client::connect([live], fast_opts().with_max_attempts(2)).await?;
     match client.put("k", "v", PutOptions::new()).await {
         Err(Error::NoLeader) => {}
@@ -547,7 +562,11 @@ impl Lease for MockLease {
             id: req.id,
             ttl: 5,
             granted_ttl: 10,
-            keys: if req.keys { vec![b"a".to_vec()] } else { vec![] },
+            keys: if req.keys {
+                vec![b"a".to_vec()]
+            } else {
+                vec![]
+            },
         }))
     }
 
@@ -566,7 +585,8 @@ impl Lease for MockLease {
 async fn keep_alive_reports_lost_lease() -> TestResult {
     let lease = MockLease::default();
     let count = lease.keep_alives.clone();
-    let live = serve(tonic::transport::Server::builder().add_service(LeaseServer::new(lease))).await?;
+    let live =
+        serve(tonic::transport::Server::builder().add_service(LeaseServer::new(lease))).await?;
     let client = Client::connect([live], fast_opts()).await?;
 
     let granted = client.lease_grant(1, 0).await?;
@@ -700,8 +720,9 @@ async fn maintenance_and_snapshot_to_file() -> TestResult {
     bad[10] ^= 0xff;
 
     let live = serve(
-        tonic::transport::Server::builder()
-            .add_service(MaintenanceServer::new(MockMaintenance { snapshot: good.clone() })),
+        tonic::transport::Server::builder().add_service(MaintenanceServer::new(MockMaintenance {
+            snapshot: good.clone(),
+        })),
     )
     .await?;
     let client = Client::connect([live.clone()], fast_opts()).await?;

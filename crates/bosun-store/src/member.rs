@@ -103,6 +103,13 @@ pub async fn run(cfg: StoreConfig, mut shutdown: watch::Receiver<bool>) -> anyho
 
     let node = Arc::new(Node::new(id, cluster_id, raft.clone(), shared, cfg.clone()));
     let mut tasks = tokio::task::JoinSet::new();
+    {
+        let node = node.clone();
+        tasks.spawn(async move {
+            node.follow_metrics().await;
+            Ok(())
+        });
+    }
 
     // Peer listeners.
     for url in &cfg.listen_peer_urls {

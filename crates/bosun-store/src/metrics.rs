@@ -6,7 +6,7 @@ use crate::server::Node;
 
 /// Renders the member's metrics in the Prometheus text format.
 pub fn render(node: &Node) -> String {
-    let m = node.raft.metrics().borrow().clone();
+    let m = node.metrics();
     let mvcc = &node.shared.mvcc;
     let gauges: [(&str, &str, f64); 10] = [
         ("bosun_store_revision", "Current revision of the store.", mvcc.rev() as f64),

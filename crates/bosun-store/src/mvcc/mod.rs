@@ -116,7 +116,8 @@ impl Mvcc {
     /// Reads the store's state from `db`: revisions, leases, and the key index.
     pub(crate) fn load_state(db: &DB) -> EtcdResult<State> {
         let mut st = State {
-            rev: read_i64(db, CF_META, META_REV)?,
+            // An empty store is at revision 1, as etcd's: the first write makes revision 2.
+            rev: read_i64(db, CF_META, META_REV)?.max(1),
             compact_rev: read_i64(db, CF_META, META_COMPACT)?,
             ..State::default()
         };

@@ -186,40 +186,41 @@ impl Mvcc {
         prev_kv: bool,
         max_events: usize,
     ) -> EtcdResult<(Vec<RevEvents>, i64)> {
-        let st = self.state.read();
-        if from < st.compact_rev {
-            return Err(EtcdError::Compacted);
-        }
+        // Pin a consistent view, then scan it without holding the store lock, so a long
+        // replay never stalls the writer.
+        let (cur, snap) = {
+            let st = self.state.read();
+            if from < st.compact_rev {
+                return Err(EtcdError::Compacted);
+            }
+            (st.rev, self.db.snapshot())
+        };
         let cf = cf(&self.db, CF_KV)?;
         let start = Rev::new(from, 0).to_key();
+        // Changes looked at per call, matching or not: bounds the work of one step.
+        let max_scanned = max_events.saturating_mul(16);
         let mut out: Vec<RevEvents> = Vec::new();
         let mut seen = 0usize;
-        let mut covered = st.rev;
-        for item in self
-            .db
-            .iterator_cf(cf, IteratorMode::From(&start, Direction::Forward))
-        {
+        let mut scanned = 0usize;
+        let mut last_main = from - 1;
+        let mut covered = cur;
+        for item in snap.iterator_cf(cf, IteratorMode::From(&start, Direction::Forward)) {
             let (k, v) = item.map_err(EtcdError::internal)?;
             let rev = Rev::from_key(&k).ok_or_else(|| EtcdError::internal("corrupt kv key"))?;
-            if rev.main > st.rev {
+            if rev.main > cur {
                 break;
             }
-            if seen >= max_events && out.last().is_some_and(|b| b.rev != rev.main) {
-                covered = rev.main - 1;
+            if rev.main != last_main && (seen >= max_events || scanned >= max_scanned) {
+                covered = last_main;
                 break;
             }
+            last_main = rev.main;
+            scanned += 1;
             let (kv, tombstone) = decode_change(&v)?;
             if !range.contains(&kv.key) {
                 continue;
             }
-            let prev = if prev_kv {
-                match st.index.get(&kv.key).and_then(|h| h.visible_at(rev.main - 1)) {
-                    Some(p) => self.fetch(&[p])?.pop(),
-                    None => None,
-                }
-            } else {
-                None
-            };
+            let prev = if prev_kv { self.value_before(&kv.key, rev.main)? } else { None };
             let ev = Event {
                 r#type: if tombstone { EventType::Delete } else { EventType::Put } as i32,
                 kv: Some(kv),

@@ -61,6 +61,10 @@ pub type Vote = openraft::alias::VoteOf<TypeConfig>;
 pub type StoredMembership = openraft::alias::StoredMembershipOf<TypeConfig>;
 /// Snapshot metadata.
 pub type SnapshotMeta = openraft::alias::SnapshotMetaOf<TypeConfig>;
+/// A snapshot as openraft hands it around: metadata and the file holding the data.
+pub type Snapshot = openraft::alias::SnapshotOf<TypeConfig, state_machine::SnapshotFile>;
+/// Raft metrics of a member.
+pub type Metrics = openraft::RaftMetrics<TypeConfig>;
 
 pub(crate) fn io_err(e: impl fmt::Display) -> std::io::Error {
     std::io::Error::other(e.to_string())

@@ -11,7 +11,6 @@ use bosun_proto::raftpb::{RaftReply, RaftRequest, SnapshotChunk};
 use openraft::errors::{NetworkError, RPCError, ReplicationClosed, StreamingError, Unreachable};
 use openraft::network::{RPCOption, RaftNetworkFactory, RaftNetworkV2};
 use openraft::raft::{AppendEntriesRequest, AppendEntriesResponse, SnapshotResponse, VoteRequest, VoteResponse};
-use openraft::storage::Snapshot;
 use parking_lot::Mutex;
 use serde::{Deserialize, Serialize};
 use tokio::io::AsyncReadExt;
@@ -19,7 +18,7 @@ use tonic::transport::{Channel, Endpoint};
 use tonic::{Request, Response, Status, Streaming};
 
 use super::state_machine::SnapshotFile;
-use super::{Member, SnapshotMeta, TypeConfig, Vote, decode, encode, io_err};
+use super::{Member, Snapshot, SnapshotMeta, TypeConfig, Vote, decode, encode, io_err};
 use crate::apply::{Command, CommandResult};
 use crate::error::{EtcdError, EtcdResult};
 use crate::server::Node;
@@ -187,7 +186,7 @@ impl RaftNetworkV2<TypeConfig> for PeerClient {
     async fn full_snapshot(
         &mut self,
         vote: Vote,
-        snapshot: Snapshot<_, _, _, SnapshotFile>,
+        snapshot: Snapshot,
         cancel: impl Future<Output = ReplicationClosed> + Send + 'static,
         _option: RPCOption,
     ) -> Result<SnapshotResponse<TypeConfig>, StreamingError<TypeConfig>> {

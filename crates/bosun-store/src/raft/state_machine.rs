@@ -6,11 +6,11 @@ use std::sync::Arc;
 
 use bosun_proto::etcdserverpb::{AlarmMember, alarm_request::AlarmAction};
 use futures::StreamExt;
-use openraft::storage::{EntryResponder, RaftSnapshotBuilder, RaftStateMachine, Snapshot};
+use openraft::storage::{EntryResponder, RaftSnapshotBuilder, RaftStateMachine};
 use openraft::{EntryPayload, OptionalSend};
 use parking_lot::Mutex;
 
-use super::{LogId, SnapshotMeta, StoredMembership, TypeConfig, decode, encode, io_err};
+use super::{LogId, Snapshot, SnapshotMeta, StoredMembership, TypeConfig, decode, encode, io_err};
 use crate::apply::{self, Command, CommandResult};
 use crate::mvcc::{CF_META, Mvcc, WriteTxn, cf};
 use crate::watch::WatchHub;
@@ -106,7 +106,13 @@ impl StateMachine {
     }
 
     fn snapshot_paths(&self, meta: &SnapshotMeta) -> (PathBuf, PathBuf) {
-        let id = meta.signature().to_string().replace(['/', ' ', ':'], "_");
+        let id: String = meta
+            .last_log_id
+            .as_ref()
+            .map_or_else(|| "empty".to_string(), |l| l.to_string())
+            .chars()
+            .map(|c| if c.is_ascii_alphanumeric() { c } else { '_' })
+            .collect();
         (
             self.snapshot_dir.join(format!("{id}.snap")),
             self.snapshot_dir.join("current.meta"),
@@ -130,7 +136,7 @@ impl StateMachine {
 impl RaftSnapshotBuilder<TypeConfig> for StateMachine {
     type SnapshotData = SnapshotFile;
 
-    async fn build_snapshot(&mut self) -> io::Result<Snapshot<_, _, _, SnapshotFile>> {
+    async fn build_snapshot(&mut self) -> io::Result<Snapshot> {
         let this = self.clone();
         tokio::task::spawn_blocking(move || {
             let db = this.shared.mvcc.db().clone();
@@ -248,7 +254,7 @@ impl RaftStateMachine<TypeConfig> for StateMachine {
         .map_err(io_err)?
     }
 
-    async fn get_current_snapshot(&mut self) -> io::Result<Option<Snapshot<_, _, _, SnapshotFile>>> {
+    async fn get_current_snapshot(&mut self) -> io::Result<Option<Snapshot>> {
         let meta_path = self.snapshot_dir.join("current.meta");
         let Ok(b) = std::fs::read(&meta_path) else {
             return Ok(None);

@@ -21,7 +21,7 @@ pub struct ClusterService {
 impl ClusterService {
     /// The current members, voters first, each as etcd describes it.
     pub fn members(&self) -> Vec<PbMember> {
-        let m = self.node.raft.metrics().borrow().clone();
+        let m = self.node.metrics();
         let membership = m.membership_config.membership();
         let learners: Vec<u64> = membership.learner_ids().collect();
         let mut out: Vec<PbMember> = membership

@@ -78,7 +78,7 @@ pub async fn expiry_loop(node: Arc<Node>, mut shutdown: tokio::sync::watch::Rece
             _ = tick.tick() => {}
             _ = shutdown.changed() => return,
         }
-        let leader = node.raft.metrics().borrow().current_leader == Some(node.id);
+        let leader = node.is_leader();
         if !leader {
             was_leader = false;
             continue;
@@ -157,7 +157,7 @@ impl LeaseService {
     }
 
     fn is_leader(&self) -> bool {
-        self.node.raft.metrics().borrow().current_leader == Some(self.node.id)
+        self.node.is_leader()
     }
 }
 

@@ -90,7 +90,7 @@ impl Maintenance for MaintenanceService {
     }
 
     async fn status(&self, _req: Request<StatusRequest>) -> Result<Response<StatusResponse>, Status> {
-        let m = self.node.raft.metrics().borrow().clone();
+        let m = self.node.metrics();
         let mut errors = Vec::new();
         if m.current_leader.is_none() {
             errors.push(EtcdError::NoLeader.to_string());

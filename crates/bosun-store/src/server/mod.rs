@@ -7,6 +7,7 @@ pub mod maintenance;
 pub mod watch;
 
 use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
 use bosun_proto::etcdserverpb::{AlarmRequest, AlarmType, ResponseHeader, alarm_request::AlarmAction};
@@ -19,7 +20,7 @@ use crate::config::StoreConfig;
 use crate::error::{EtcdError, EtcdResult};
 use crate::raft::network::{ForwardReply, ForwardRequest, PeerPool};
 use crate::raft::state_machine::Shared;
-use crate::raft::{Member, Raft};
+use crate::raft::{Member, Metrics, Raft};
 use crate::mvcc;
 
 /// How long a proposal or a read barrier may take before the client hears "request timed out".
@@ -34,7 +35,10 @@ pub struct Node {
     pub cfg: StoreConfig,
     pub lessor: lease::Lessor,
     pub peers: PeerPool,
-    db_size: Mutex<(Instant, u64)>,
+    db_size: Mutex<Option<(Instant, u64)>>,
+    /// Raft term and leader (0 = none), kept current by [`Node::follow_metrics`].
+    term: AtomicU64,
+    leader: AtomicU64,
 }
 
 impl std::fmt::Debug for Node {
@@ -63,7 +67,9 @@ impl Node {
             cfg,
             lessor: lease::Lessor::default(),
             peers: PeerPool::default(),
-            db_size: Mutex::new((Instant::now() - Duration::from_secs(3600), 0)),
+            db_size: Mutex::new(None),
+            term: AtomicU64::new(0),
+            leader: AtomicU64::new(0),
         }
     }
 
@@ -76,7 +82,7 @@ impl Node {
 
     /// A response header at revision `rev`.
     pub fn header(&self, rev: i64) -> ResponseHeader {
-        let term = self.raft.metrics().borrow().current_term;
+        let term = self.term.load(Ordering::Relaxed);
         ResponseHeader {
             cluster_id: self.cluster_id,
             member_id: self.id,
@@ -94,8 +100,10 @@ impl Node {
     /// Size of the member's database on disk and in memory, refreshed at most every 100 ms.
     pub fn db_size(&self) -> u64 {
         let mut cached = self.db_size.lock();
-        if cached.0.elapsed() < Duration::from_millis(100) {
-            return cached.1;
+        if let Some((at, size)) = *cached {
+            if at.elapsed() < Duration::from_millis(100) {
+                return size;
+            }
         }
         let db = self.shared.mvcc.db();
         let mut total = 0u64;
@@ -106,7 +114,7 @@ impl Node {
                 }
             }
         }
-        *cached = (Instant::now(), total);
+        *cached = Some((Instant::now(), total));
         total
     }
 
@@ -203,7 +211,34 @@ impl Node {
 
     /// Whether the cluster has a leader right now.
     pub fn has_leader(&self) -> bool {
-        self.raft.metrics().borrow().current_leader.is_some()
+        self.leader.load(Ordering::Relaxed) != 0
+    }
+
+    /// Whether this member leads.
+    pub fn is_leader(&self) -> bool {
+        self.leader.load(Ordering::Relaxed) == self.id
+    }
+
+    /// A copy of the current Raft metrics.
+    pub fn metrics(&self) -> Metrics {
+        use openraft::async_runtime::WatchReceiver;
+        self.raft.metrics().borrow_watched().clone()
+    }
+
+    /// Keeps the cached term and leader current until Raft stops.
+    pub async fn follow_metrics(self: Arc<Self>) {
+        use openraft::async_runtime::WatchReceiver;
+        let mut rx = self.raft.metrics();
+        loop {
+            {
+                let m = rx.borrow_watched();
+                self.term.store(m.current_term, Ordering::Relaxed);
+                self.leader.store(m.current_leader.unwrap_or(0), Ordering::Relaxed);
+            }
+            if rx.changed().await.is_err() {
+                return;
+            }
+        }
     }
 
     /// Checks the encoded size of a client request against --max-request-bytes.
