@@ -158,7 +158,7 @@ mod cases {
         c.put("k", "v3", Some(PutOptions::new().with_lease(l))).await.unwrap();
         c.put("k", "", Some(PutOptions::new().with_ignore_value())).await.unwrap();
         let kv = c.get("k", None).await.unwrap().kvs()[0].clone();
-        assert_eq!((kv.value(), kv.lease()), (&b"v2"[..], 0), "ignore_value keeps the value; no lease given detaches");
+        assert_eq!((kv.value(), kv.lease()), (&b"v3"[..], 0), "ignore_value keeps the value; no lease given detaches");
         c.put("k", "v4", Some(PutOptions::new().with_lease(l))).await.unwrap();
         c.put("k", "v5", Some(PutOptions::new().with_ignore_lease())).await.unwrap();
         let kv = c.get("k", None).await.unwrap().kvs()[0].clone();
@@ -332,6 +332,13 @@ mod cases {
             .expect("watch stream open")
     }
 
+    /// Waits for the watch's created response; returns its watch id.
+    async fn created(ws: &mut etcd_client::WatchStream) -> i64 {
+        let r = next(ws).await;
+        assert!(r.created() && !r.canceled(), "expected a created response, got {r:?}");
+        r.watch_id()
+    }
+
     /// Collects `n` events from a watch stream, skipping responses without events.
     async fn events(ws: &mut etcd_client::WatchStream, n: usize) -> Vec<(EventType, String, String, Option<String>, i64)> {
         let mut out = Vec::new();
@@ -357,6 +364,9 @@ mod cases {
         let mut ws = c.watch("w/", Some(WatchOptions::new().with_prefix().with_prev_key())).await.unwrap();
         let mut one = c.watch("w/one", Some(WatchOptions::new().with_filters([WatchFilterType::NoDelete]))).await.unwrap();
         let mut range = c.watch("w/a", Some(WatchOptions::new().with_range("w/c").with_filters([WatchFilterType::NoPut]))).await.unwrap();
+        created(&mut ws).await;
+        let one_id = created(&mut one).await;
+        created(&mut range).await;
         c.put("w/one", "1", None).await.unwrap();
         c.put("w/b", "2", None).await.unwrap();
         c.put("w/one", "3", None).await.unwrap();
@@ -387,8 +397,7 @@ mod cases {
         let cur = c.get("other", None).await.unwrap().header().unwrap().revision();
         assert_eq!(p.header().unwrap().revision(), cur);
         // Cancel ends the watch.
-        let id = one.watch_id();
-        one.cancel(id).await.unwrap();
+        one.cancel(one_id).await.unwrap();
         let r = next(&mut one).await;
         assert!(r.canceled());
     }
@@ -451,11 +460,12 @@ mod cases {
         keeper.keep_alive().await.unwrap();
         let ka = stream.message().await.unwrap().unwrap();
         assert_eq!((ka.id(), ka.ttl()), (g.id(), 60));
-        let (mut keeper, mut stream) = c.lease_keep_alive(0x999).await.unwrap();
-        keeper.keep_alive().await.unwrap();
-        assert_eq!(stream.message().await.unwrap().unwrap().ttl(), 0, "unknown lease keeps alive with TTL 0");
+        // The server answers TTL 0 for an unknown lease, which etcd-client reports as an error.
+        let e = c.lease_keep_alive(0x999).await.unwrap_err();
+        assert!(matches!(e, etcd_client::Error::LeaseKeepAliveError(_)), "{e:?}");
         // Revoking deletes the attached keys, each with a delete event.
         let mut ws = c.watch("l/", Some(WatchOptions::new().with_prefix())).await.unwrap();
+        created(&mut ws).await;
         c.lease_revoke(g.id()).await.unwrap();
         let ev = events(&mut ws, 2).await;
         assert!(ev.iter().all(|e| e.0 == EventType::Delete));

@@ -54,8 +54,8 @@ fn normalize(s: &str) -> String {
         (r"remaining\(\d+s\)", "remaining(Ns)"),
         (r"\[127\.0\.0\.1:\d+\]", "[EP]"),
         (r"127\.0\.0\.1:\d+", "EP"),
-        (r"(HEXID|EP), (true|false), (true|false), \d+, \d+, \d+", "$1, $2, $3, TERM, INDEX, APPLIED"),
-        (r#""(raft_term)":N"#, r#""$1":N"#),
+        (r"(true|false), (true|false), \d+, \d+, \d+, ", "$1, $2, TERM, INDEX, APPLIED, "),
+        (r"/tmp/[^ \n]+/snap\.db", "TMP/snap.db"),
     ];
     let mut out = s.to_string();
     for (re, rep) in rules {
