@@ -24,7 +24,9 @@ macro_rules! conformance {
             for kind in targets() {
                 let dir = tempfile::tempdir().unwrap();
                 let server = Server::start(kind, dir.path(), $extra).await;
-                let client = Client::connect([server.client_url.as_str()], None).await.unwrap();
+                let client = Client::connect([server.client_url.as_str()], None)
+                    .await
+                    .unwrap();
                 println!("{} against {kind:?}", stringify!($name));
                 cases::$name(client, kind).await;
                 drop(server);
@@ -59,34 +61,83 @@ conformance!(compaction);
 conformance!(watch_streams);
 conformance!(watch_history_and_compaction);
 conformance!(leases);
-conformance!(request_limits, &["--max-request-bytes", "4096", "--max-txn-ops", "4"]);
+conformance!(
+    request_limits,
+    &["--max-request-bytes", "4096", "--max-txn-ops", "4"]
+);
 conformance!(maintenance);
 
 mod cases {
     use super::*;
 
     pub async fn kv_put_get_versions(mut c: Client, _k: Kind) {
-        let r0 = c.put("a", "1", None).await.unwrap().header().unwrap().revision();
-        let r1 = c.put("a", "2", None).await.unwrap().header().unwrap().revision();
+        let r0 = c
+            .put("a", "1", None)
+            .await
+            .unwrap()
+            .header()
+            .unwrap()
+            .revision();
+        let r1 = c
+            .put("a", "2", None)
+            .await
+            .unwrap()
+            .header()
+            .unwrap()
+            .revision();
         assert_eq!(r1, r0 + 1, "each put makes one revision");
         let g = c.get("a", None).await.unwrap();
         let kv = &g.kvs()[0];
-        assert_eq!((kv.value(), kv.create_revision(), kv.mod_revision(), kv.version()), (&b"2"[..], r0, r1, 2));
+        assert_eq!(
+            (
+                kv.value(),
+                kv.create_revision(),
+                kv.mod_revision(),
+                kv.version()
+            ),
+            (&b"2"[..], r0, r1, 2)
+        );
         assert_eq!(g.header().unwrap().revision(), r1);
         let d = c.delete("a", None).await.unwrap();
         assert_eq!(d.deleted(), 1);
         let r2 = d.header().unwrap().revision();
         assert_eq!(r2, r1 + 1);
         assert!(c.get("a", None).await.unwrap().kvs().is_empty());
-        let r3 = c.put("a", "3", None).await.unwrap().header().unwrap().revision();
+        let r3 = c
+            .put("a", "3", None)
+            .await
+            .unwrap()
+            .header()
+            .unwrap()
+            .revision();
         let kv = c.get("a", None).await.unwrap().kvs()[0].clone();
-        assert_eq!((kv.create_revision(), kv.version()), (r3, 1), "a re-created key starts over");
+        assert_eq!(
+            (kv.create_revision(), kv.version()),
+            (r3, 1),
+            "a re-created key starts over"
+        );
         // Reads at old revisions see old values.
-        let old = c.get("a", Some(GetOptions::new().with_revision(r0))).await.unwrap();
+        let old = c
+            .get("a", Some(GetOptions::new().with_revision(r0)))
+            .await
+            .unwrap();
         assert_eq!(old.kvs()[0].value(), b"1");
-        assert!(c.get("a", Some(GetOptions::new().with_revision(r2))).await.unwrap().kvs().is_empty());
-        let future = c.get("a", Some(GetOptions::new().with_revision(r3 + 100))).await.unwrap_err();
-        assert_status(future, Code::OutOfRange, "etcdserver: mvcc: required revision is a future revision");
+        assert!(
+            c.get("a", Some(GetOptions::new().with_revision(r2)))
+                .await
+                .unwrap()
+                .kvs()
+                .is_empty()
+        );
+        let future = c
+            .get("a", Some(GetOptions::new().with_revision(r3 + 100)))
+            .await
+            .unwrap_err();
+        assert_status(
+            future,
+            Code::OutOfRange,
+            "etcdserver: mvcc: required revision is a future revision",
+        );
     }
 
     pub async fn kv_range_options(mut c: Client, _k: Kind) {
@@ -95,54 +146,146 @@ mod cases {
         }
         c.put("p/b", "11", None).await.unwrap();
         let keys = |r: &etcd_client::GetResponse| -> Vec<String> {
-            r.kvs().iter().map(|kv| kv.key_str().unwrap().to_string()).collect()
+            r.kvs()
+                .iter()
+                .map(|kv| kv.key_str().unwrap().to_string())
+                .collect()
         };
-        let all = c.get("p/", Some(GetOptions::new().with_prefix())).await.unwrap();
+        let all = c
+            .get("p/", Some(GetOptions::new().with_prefix()))
+            .await
+            .unwrap();
         assert_eq!(keys(&all), ["p/a", "p/b", "p/c"]);
         assert_eq!(all.count(), 3);
-        let lim = c.get("p/", Some(GetOptions::new().with_prefix().with_limit(2))).await.unwrap();
-        assert_eq!((keys(&lim), lim.more(), lim.count()), (vec!["p/a".to_string(), "p/b".into()], true, 3));
-        let exact = c.get("p/", Some(GetOptions::new().with_prefix().with_limit(3))).await.unwrap();
+        let lim = c
+            .get("p/", Some(GetOptions::new().with_prefix().with_limit(2)))
+            .await
+            .unwrap();
+        assert_eq!(
+            (keys(&lim), lim.more(), lim.count()),
+            (vec!["p/a".to_string(), "p/b".into()], true, 3)
+        );
+        let exact = c
+            .get("p/", Some(GetOptions::new().with_prefix().with_limit(3)))
+            .await
+            .unwrap();
         assert!(!exact.more(), "no more when the limit equals the count");
-        let from = c.get("p/b", Some(GetOptions::new().with_from_key())).await.unwrap();
+        let from = c
+            .get("p/b", Some(GetOptions::new().with_from_key()))
+            .await
+            .unwrap();
         assert_eq!(keys(&from), ["p/b", "p/c", "q"]);
-        let range = c.get("p/a", Some(GetOptions::new().with_range("p/c"))).await.unwrap();
+        let range = c
+            .get("p/a", Some(GetOptions::new().with_range("p/c")))
+            .await
+            .unwrap();
         assert_eq!(keys(&range), ["p/a", "p/b"]);
         let desc = c
-            .get("p/", Some(GetOptions::new().with_prefix().with_sort(SortTarget::Key, SortOrder::Descend)))
+            .get(
+                "p/",
+                Some(
+                    GetOptions::new()
+                        .with_prefix()
+                        .with_sort(SortTarget::Key, SortOrder::Descend),
+                ),
+            )
             .await
             .unwrap();
         assert_eq!(keys(&desc), ["p/c", "p/b", "p/a"]);
         let by_value = c
-            .get("p/", Some(GetOptions::new().with_prefix().with_sort(SortTarget::Value, SortOrder::Ascend)))
+            .get(
+                "p/",
+                Some(
+                    GetOptions::new()
+                        .with_prefix()
+                        .with_sort(SortTarget::Value, SortOrder::Ascend),
+                ),
+            )
             .await
             .unwrap();
-        assert_eq!(keys(&by_value), ["p/b", "p/c", "p/a"], "values 11 < 2 < 3 bytewise");
+        assert_eq!(
+            keys(&by_value),
+            ["p/b", "p/c", "p/a"],
+            "values 11 < 2 < 3 bytewise"
+        );
         let by_version = c
-            .get("p/", Some(GetOptions::new().with_prefix().with_sort(SortTarget::Version, SortOrder::Descend).with_limit(1)))
+            .get(
+                "p/",
+                Some(
+                    GetOptions::new()
+                        .with_prefix()
+                        .with_sort(SortTarget::Version, SortOrder::Descend)
+                        .with_limit(1),
+                ),
+            )
             .await
             .unwrap();
-        assert_eq!((keys(&by_version), by_version.more()), (vec!["p/b".to_string()], true));
+        assert_eq!(
+            (keys(&by_version), by_version.more()),
+            (vec!["p/b".to_string()], true)
+        );
         let by_mod = c
-            .get("p/", Some(GetOptions::new().with_prefix().with_sort(SortTarget::Mod, SortOrder::None)))
+            .get(
+                "p/",
+                Some(
+                    GetOptions::new()
+                        .with_prefix()
+                        .with_sort(SortTarget::Mod, SortOrder::None),
+                ),
+            )
             .await
             .unwrap();
-        assert_eq!(keys(&by_mod), ["p/a", "p/c", "p/b"], "a non-key target with no order sorts ascending");
-        let ko = c.get("p/", Some(GetOptions::new().with_prefix().with_keys_only())).await.unwrap();
+        assert_eq!(
+            keys(&by_mod),
+            ["p/a", "p/c", "p/b"],
+            "a non-key target with no order sorts ascending"
+        );
+        let ko = c
+            .get("p/", Some(GetOptions::new().with_prefix().with_keys_only()))
+            .await
+            .unwrap();
         assert!(ko.kvs().iter().all(|kv| kv.value().is_empty()));
         assert_eq!(keys(&ko).len(), 3);
-        let co = c.get("p/", Some(GetOptions::new().with_prefix().with_count_only())).await.unwrap();
+        let co = c
+            .get(
+                "p/",
+                Some(GetOptions::new().with_prefix().with_count_only()),
+            )
+            .await
+            .unwrap();
         assert_eq!((co.kvs().len(), co.count()), (0, 3));
         let b_mod = c.get("p/b", None).await.unwrap().kvs()[0].mod_revision();
-        let minmod = c.get("p/", Some(GetOptions::new().with_prefix().with_min_mod_revision(b_mod))).await.unwrap();
+        let minmod = c
+            .get(
+                "p/",
+                Some(GetOptions::new().with_prefix().with_min_mod_revision(b_mod)),
+            )
+            .await
+            .unwrap();
         assert_eq!(keys(&minmod), ["p/b"]);
         assert_eq!(minmod.count(), 3, "count ignores the revision filters");
         let a_create = c.get("p/a", None).await.unwrap().kvs()[0].create_revision();
-        let maxcreate = c.get("p/", Some(GetOptions::new().with_prefix().with_max_create_revision(a_create))).await.unwrap();
+        let maxcreate = c
+            .get(
+                "p/",
+                Some(
+                    GetOptions::new()
+                        .with_prefix()
+                        .with_max_create_revision(a_create),
+                ),
+            )
+            .await
+            .unwrap();
         assert_eq!(keys(&maxcreate), ["p/a"]);
-        let ser = c.get("p/a", Some(GetOptions::new().with_serializable())).await.unwrap();
+        let ser = c
+            .get("p/a", Some(GetOptions::new().with_serializable()))
+            .await
+            .unwrap();
         assert_eq!(ser.kvs()[0].value(), b"3");
-        let everything = c.get("\0", Some(GetOptions::new().with_from_key())).await.unwrap();
+        let everything = c
+            .get("\0", Some(GetOptions::new().with_from_key()))
+            .await
+            .unwrap();
         assert_eq!(everything.count(), 4);
         let none = c.get("zzz", None).await.unwrap();
         assert_eq!((none.kvs().len(), none.count(), none.more()), (0, 0, false));
@@ -150,26 +293,64 @@ mod cases {
 
     pub async fn kv_put_options(mut c: Client, _k: Kind) {
         c.put("k", "v1", None).await.unwrap();
-        let p = c.put("k", "v2", Some(PutOptions::new().with_prev_key())).await.unwrap();
+        let p = c
+            .put("k", "v2", Some(PutOptions::new().with_prev_key()))
+            .await
+            .unwrap();
         assert_eq!(p.prev_key().unwrap().value(), b"v1");
-        let p = c.put("new", "x", Some(PutOptions::new().with_prev_key())).await.unwrap();
+        let p = c
+            .put("new", "x", Some(PutOptions::new().with_prev_key()))
+            .await
+            .unwrap();
         assert!(p.prev_key().is_none());
         let l = c.lease_grant(60, None).await.unwrap().id();
-        c.put("k", "v3", Some(PutOptions::new().with_lease(l))).await.unwrap();
-        c.put("k", "", Some(PutOptions::new().with_ignore_value())).await.unwrap();
+        c.put("k", "v3", Some(PutOptions::new().with_lease(l)))
+            .await
+            .unwrap();
+        c.put("k", "", Some(PutOptions::new().with_ignore_value()))
+            .await
+            .unwrap();
         let kv = c.get("k", None).await.unwrap().kvs()[0].clone();
-        assert_eq!((kv.value(), kv.lease()), (&b"v3"[..], 0), "ignore_value keeps the value; no lease given detaches");
-        c.put("k", "v4", Some(PutOptions::new().with_lease(l))).await.unwrap();
-        c.put("k", "v5", Some(PutOptions::new().with_ignore_lease())).await.unwrap();
+        assert_eq!(
+            (kv.value(), kv.lease()),
+            (&b"v3"[..], 0),
+            "ignore_value keeps the value; no lease given detaches"
+        );
+        c.put("k", "v4", Some(PutOptions::new().with_lease(l)))
+            .await
+            .unwrap();
+        c.put("k", "v5", Some(PutOptions::new().with_ignore_lease()))
+            .await
+            .unwrap();
         let kv = c.get("k", None).await.unwrap().kvs()[0].clone();
-        assert_eq!((kv.value(), kv.lease()), (&b"v5"[..], l), "ignore_lease keeps the lease");
-        let e = c.put("absent", "", Some(PutOptions::new().with_ignore_value())).await.unwrap_err();
+        assert_eq!(
+            (kv.value(), kv.lease()),
+            (&b"v5"[..], l),
+            "ignore_lease keeps the lease"
+        );
+        let e = c
+            .put("absent", "", Some(PutOptions::new().with_ignore_value()))
+            .await
+            .unwrap_err();
         assert_status(e, Code::InvalidArgument, "etcdserver: key not found");
-        let e = c.put("k", "x", Some(PutOptions::new().with_ignore_value())).await.unwrap_err();
+        let e = c
+            .put("k", "x", Some(PutOptions::new().with_ignore_value()))
+            .await
+            .unwrap_err();
         assert_status(e, Code::InvalidArgument, "etcdserver: value is provided");
-        let e = c.put("k", "x", Some(PutOptions::new().with_ignore_lease().with_lease(l))).await.unwrap_err();
+        let e = c
+            .put(
+                "k",
+                "x",
+                Some(PutOptions::new().with_ignore_lease().with_lease(l)),
+            )
+            .await
+            .unwrap_err();
         assert_status(e, Code::InvalidArgument, "etcdserver: lease is provided");
-        let e = c.put("k", "x", Some(PutOptions::new().with_lease(0x1234))).await.unwrap_err();
+        let e = c
+            .put("k", "x", Some(PutOptions::new().with_lease(0x1234)))
+            .await
+            .unwrap_err();
         assert_status(e, Code::NotFound, "etcdserver: requested lease not found");
         let e = c.put("", "x", None).await.unwrap_err();
         assert_status(e, Code::InvalidArgument, "etcdserver: key is not provided");
@@ -181,17 +362,43 @@ mod cases {
         }
         let before = c.get("e", None).await.unwrap().header().unwrap().revision();
         let none = c.delete("nothing", None).await.unwrap();
-        assert_eq!((none.deleted(), none.header().unwrap().revision()), (0, before), "deleting nothing makes no revision");
-        let d = c.delete("d/1", Some(DeleteOptions::new().with_range("d/3").with_prev_key())).await.unwrap();
+        assert_eq!(
+            (none.deleted(), none.header().unwrap().revision()),
+            (0, before),
+            "deleting nothing makes no revision"
+        );
+        let d = c
+            .delete(
+                "d/1",
+                Some(DeleteOptions::new().with_range("d/3").with_prev_key()),
+            )
+            .await
+            .unwrap();
         assert_eq!(d.deleted(), 2);
         let prev: Vec<_> = d.prev_kvs().iter().map(|kv| kv.key().to_vec()).collect();
         assert_eq!(prev, [b"d/1".to_vec(), b"d/2".to_vec()]);
-        assert_eq!(d.header().unwrap().revision(), before + 1, "one delete request is one revision");
-        let d = c.delete("d/", Some(DeleteOptions::new().with_prefix())).await.unwrap();
+        assert_eq!(
+            d.header().unwrap().revision(),
+            before + 1,
+            "one delete request is one revision"
+        );
+        let d = c
+            .delete("d/", Some(DeleteOptions::new().with_prefix()))
+            .await
+            .unwrap();
         assert_eq!((d.deleted(), d.prev_kvs().len()), (1, 0));
-        let d = c.delete("\0", Some(DeleteOptions::new().with_from_key())).await.unwrap();
+        let d = c
+            .delete("\0", Some(DeleteOptions::new().with_from_key()))
+            .await
+            .unwrap();
         assert_eq!(d.deleted(), 1);
-        assert_eq!(c.get("\0", Some(GetOptions::new().with_from_key())).await.unwrap().count(), 0);
+        assert_eq!(
+            c.get("\0", Some(GetOptions::new().with_from_key()))
+                .await
+                .unwrap()
+                .count(),
+            0
+        );
     }
 
     pub async fn txn_compares_and_branches(mut c: Client, _k: Kind) {
@@ -214,7 +421,11 @@ mod cases {
             TxnOpResponse::Get(g) => assert_eq!(g.kvs()[0].value(), b"x"),
             other => panic!("expected a get response, got {other:?}"),
         }
-        assert_eq!(t.header().unwrap().revision(), rev_after, "a failed txn with only reads makes no revision");
+        assert_eq!(
+            t.header().unwrap().revision(),
+            rev_after,
+            "a failed txn with only reads makes no revision"
+        );
         // Every target and result.
         let holds = |cmp: Compare| Txn::new().when([cmp]);
         for (cmp, want) in [
@@ -224,32 +435,49 @@ mod cases {
             (Compare::value("t/b", CompareOp::NotEqual, "2"), false),
             (Compare::version("t/b", CompareOp::Equal, 1), true),
             (Compare::version("t/a", CompareOp::Greater, 1), true),
-            (Compare::create_revision("t/b", CompareOp::Greater, a.create_revision()), true),
-            (Compare::mod_revision("t/a", CompareOp::Less, rev_after + 1), true),
+            (
+                Compare::create_revision("t/b", CompareOp::Greater, a.create_revision()),
+                true,
+            ),
+            (
+                Compare::mod_revision("t/a", CompareOp::Less, rev_after + 1),
+                true,
+            ),
             // A missing key compares as zero, except its value, which always fails.
             (Compare::version("t/none", CompareOp::Equal, 0), true),
-            (Compare::create_revision("t/none", CompareOp::Equal, 0), true),
+            (
+                Compare::create_revision("t/none", CompareOp::Equal, 0),
+                true,
+            ),
             (Compare::value("t/none", CompareOp::Equal, ""), false),
             (Compare::value("t/none", CompareOp::NotEqual, "x"), false),
             // A compare over a range holds only if it holds for every key.
-            (Compare::version("t/", CompareOp::Greater, 0).with_prefix(), true),
-            (Compare::version("t/", CompareOp::Greater, 1).with_prefix(), false),
+            (
+                Compare::version("t/", CompareOp::Greater, 0).with_prefix(),
+                true,
+            ),
+            (
+                Compare::version("t/", CompareOp::Greater, 1).with_prefix(),
+                false,
+            ),
         ] {
             let desc = format!("{cmp:?}");
             assert_eq!(c.txn(holds(cmp)).await.unwrap().succeeded(), want, "{desc}");
         }
         // Reads inside a txn see its own writes; nested txns take their own branch.
         let t = c
-            .txn(Txn::new().and_then([
-                TxnOp::put("t/c", "3", None),
-                TxnOp::get("t/c", None),
-                TxnOp::txn(
-                    Txn::new()
-                        .when([Compare::value("t/b", CompareOp::Equal, "nope")])
-                        .and_then([TxnOp::put("t/d", "then", None)])
-                        .or_else([TxnOp::put("t/d", "else", None), TxnOp::delete("t/b", None)]),
-                ),
-            ]))
+            .txn(
+                Txn::new().and_then([
+                    TxnOp::put("t/c", "3", None),
+                    TxnOp::get("t/c", None),
+                    TxnOp::txn(
+                        Txn::new()
+                            .when([Compare::value("t/b", CompareOp::Equal, "nope")])
+                            .and_then([TxnOp::put("t/d", "then", None)])
+                            .or_else([TxnOp::put("t/d", "else", None), TxnOp::delete("t/b", None)]),
+                    ),
+                ]),
+            )
             .await
             .unwrap();
         assert!(t.succeeded(), "no compares means success");
@@ -273,7 +501,11 @@ mod cases {
             .txn(Txn::new().and_then([TxnOp::put("x", "1", None), TxnOp::put("x", "2", None)]))
             .await
             .unwrap_err();
-        assert_status(e, Code::InvalidArgument, "etcdserver: duplicate key given in txn request");
+        assert_status(
+            e,
+            Code::InvalidArgument,
+            "etcdserver: duplicate key given in txn request",
+        );
         let e = c
             .txn(Txn::new().and_then([
                 TxnOp::delete("a", Some(DeleteOptions::new().with_range("z"))),
@@ -281,16 +513,30 @@ mod cases {
             ]))
             .await
             .unwrap_err();
-        assert_status(e, Code::InvalidArgument, "etcdserver: duplicate key given in txn request");
+        assert_status(
+            e,
+            Code::InvalidArgument,
+            "etcdserver: duplicate key given in txn request",
+        );
         // The same key in then and else of a nested txn is fine.
-        c.txn(Txn::new().and_then([TxnOp::txn(
-            Txn::new().and_then([TxnOp::put("y", "1", None)]).or_else([TxnOp::put("y", "2", None)]),
-        )]))
+        c.txn(
+            Txn::new().and_then([TxnOp::txn(
+                Txn::new()
+                    .and_then([TxnOp::put("y", "1", None)])
+                    .or_else([TxnOp::put("y", "2", None)]),
+            )]),
+        )
         .await
         .unwrap();
-        let ops: Vec<TxnOp> = (0..129).map(|i| TxnOp::put(format!("k{i}"), "v", None)).collect();
+        let ops: Vec<TxnOp> = (0..129)
+            .map(|i| TxnOp::put(format!("k{i}"), "v", None))
+            .collect();
         let e = c.txn(Txn::new().and_then(ops)).await.unwrap_err();
-        assert_status(e, Code::InvalidArgument, "etcdserver: too many operations in txn request");
+        assert_status(
+            e,
+            Code::InvalidArgument,
+            "etcdserver: too many operations in txn request",
+        );
         // A txn whose put names a missing lease changes nothing.
         let before = c.get("y", None).await.unwrap().header().unwrap().revision();
         let e = c
@@ -307,20 +553,69 @@ mod cases {
     }
 
     pub async fn compaction(mut c: Client, _k: Kind) {
-        let r1 = c.put("c", "1", None).await.unwrap().header().unwrap().revision();
-        let r2 = c.put("c", "2", None).await.unwrap().header().unwrap().revision();
-        let r3 = c.put("c", "3", None).await.unwrap().header().unwrap().revision();
+        let r1 = c
+            .put("c", "1", None)
+            .await
+            .unwrap()
+            .header()
+            .unwrap()
+            .revision();
+        let r2 = c
+            .put("c", "2", None)
+            .await
+            .unwrap()
+            .header()
+            .unwrap()
+            .revision();
+        let r3 = c
+            .put("c", "3", None)
+            .await
+            .unwrap()
+            .header()
+            .unwrap()
+            .revision();
         c.compact(r2, None).await.unwrap();
-        let e = c.get("c", Some(GetOptions::new().with_revision(r1))).await.unwrap_err();
-        assert_status(e, Code::OutOfRange, "etcdserver: mvcc: required revision has been compacted");
-        let at = c.get("c", Some(GetOptions::new().with_revision(r2))).await.unwrap();
-        assert_eq!(at.kvs()[0].value(), b"2", "the compacted revision itself stays readable");
-        assert_eq!(at.header().unwrap().revision(), r3, "the header carries the current revision");
+        let e = c
+            .get("c", Some(GetOptions::new().with_revision(r1)))
+            .await
+            .unwrap_err();
+        assert_status(
+            e,
+            Code::OutOfRange,
+            "etcdserver: mvcc: required revision has been compacted",
+        );
+        let at = c
+            .get("c", Some(GetOptions::new().with_revision(r2)))
+            .await
+            .unwrap();
+        assert_eq!(
+            at.kvs()[0].value(),
+            b"2",
+            "the compacted revision itself stays readable"
+        );
+        assert_eq!(
+            at.header().unwrap().revision(),
+            r3,
+            "the header carries the current revision"
+        );
         let e = c.compact(r2, None).await.unwrap_err();
-        assert_status(e, Code::OutOfRange, "etcdserver: mvcc: required revision has been compacted");
+        assert_status(
+            e,
+            Code::OutOfRange,
+            "etcdserver: mvcc: required revision has been compacted",
+        );
         let e = c.compact(r3 + 10, None).await.unwrap_err();
-        assert_status(e, Code::OutOfRange, "etcdserver: mvcc: required revision is a future revision");
-        c.compact(r3, Some(etcd_client::CompactionOptions::new().with_physical())).await.unwrap();
+        assert_status(
+            e,
+            Code::OutOfRange,
+            "etcdserver: mvcc: required revision is a future revision",
+        );
+        c.compact(
+            r3,
+            Some(etcd_client::CompactionOptions::new().with_physical()),
+        )
+        .await
+        .unwrap();
         assert_eq!(c.get("c", None).await.unwrap().kvs()[0].value(), b"3");
     }
 
@@ -335,12 +630,18 @@ mod cases {
     /// Waits for the watch's created response; returns its watch id.
     async fn created(ws: &mut etcd_client::WatchStream) -> i64 {
         let r = next(ws).await;
-        assert!(r.created() && !r.canceled(), "expected a created response, got {r:?}");
+        assert!(
+            r.created() && !r.canceled(),
+            "expected a created response, got {r:?}"
+        );
         r.watch_id()
     }
 
     /// Collects `n` events from a watch stream, skipping responses without events.
-    async fn events(ws: &mut etcd_client::WatchStream, n: usize) -> Vec<(EventType, String, String, Option<String>, i64)> {
+    async fn events(
+        ws: &mut etcd_client::WatchStream,
+        n: usize,
+    ) -> Vec<(EventType, String, String, Option<String>, i64)> {
         let mut out = Vec::new();
         while out.len() < n {
             let r = next(ws).await;
@@ -361,21 +662,47 @@ mod cases {
     }
 
     pub async fn watch_streams(mut c: Client, _k: Kind) {
-        let mut ws = c.watch("w/", Some(WatchOptions::new().with_prefix().with_prev_key())).await.unwrap();
-        let mut one = c.watch("w/one", Some(WatchOptions::new().with_filters([WatchFilterType::NoDelete]))).await.unwrap();
-        let mut range = c.watch("w/a", Some(WatchOptions::new().with_range("w/c").with_filters([WatchFilterType::NoPut]))).await.unwrap();
+        let mut ws = c
+            .watch(
+                "w/",
+                Some(WatchOptions::new().with_prefix().with_prev_key()),
+            )
+            .await
+            .unwrap();
+        let mut one = c
+            .watch(
+                "w/one",
+                Some(WatchOptions::new().with_filters([WatchFilterType::NoDelete])),
+            )
+            .await
+            .unwrap();
+        let mut range = c
+            .watch(
+                "w/a",
+                Some(
+                    WatchOptions::new()
+                        .with_range("w/c")
+                        .with_filters([WatchFilterType::NoPut]),
+                ),
+            )
+            .await
+            .unwrap();
         created(&mut ws).await;
         let one_id = created(&mut one).await;
         created(&mut range).await;
         c.put("w/one", "1", None).await.unwrap();
         c.put("w/b", "2", None).await.unwrap();
         c.put("w/one", "3", None).await.unwrap();
-        c.delete("w/", Some(DeleteOptions::new().with_prefix())).await.unwrap();
+        c.delete("w/", Some(DeleteOptions::new().with_prefix()))
+            .await
+            .unwrap();
         c.put("other", "x", None).await.unwrap();
         let ev = events(&mut ws, 5).await;
         use EventType::{Delete, Put};
         assert_eq!(
-            ev.iter().map(|e| (e.0, e.1.as_str(), e.2.as_str(), e.3.as_deref())).collect::<Vec<_>>(),
+            ev.iter()
+                .map(|e| (e.0, e.1.as_str(), e.2.as_str(), e.3.as_deref()))
+                .collect::<Vec<_>>(),
             [
                 (Put, "w/one", "1", None),
                 (Put, "w/b", "2", None),
@@ -386,15 +713,29 @@ mod cases {
         );
         assert_eq!(ev[3].4, ev[4].4, "one delete request: one revision");
         let ev = events(&mut one, 2).await;
-        assert_eq!(ev.iter().map(|e| e.2.as_str()).collect::<Vec<_>>(), ["1", "3"], "NODELETE drops deletes");
+        assert_eq!(
+            ev.iter().map(|e| e.2.as_str()).collect::<Vec<_>>(),
+            ["1", "3"],
+            "NODELETE drops deletes"
+        );
         let ev = events(&mut range, 1).await;
-        assert_eq!((ev[0].0, ev[0].1.as_str()), (Delete, "w/b"), "NOPUT keeps only deletes in the range");
+        assert_eq!(
+            (ev[0].0, ev[0].1.as_str()),
+            (Delete, "w/b"),
+            "NOPUT keeps only deletes in the range"
+        );
         // Progress requests answer for the whole stream with watch id -1.
         ws.request_progress().await.unwrap();
         let p = next(&mut ws).await;
         assert!(p.events().is_empty());
         assert_eq!(p.watch_id(), -1);
-        let cur = c.get("other", None).await.unwrap().header().unwrap().revision();
+        let cur = c
+            .get("other", None)
+            .await
+            .unwrap()
+            .header()
+            .unwrap()
+            .revision();
         assert_eq!(p.header().unwrap().revision(), cur);
         // Cancel ends the watch.
         one.cancel(one_id).await.unwrap();
@@ -403,47 +744,105 @@ mod cases {
     }
 
     pub async fn watch_history_and_compaction(mut c: Client, _k: Kind) {
-        let r1 = c.put("h", "1", None).await.unwrap().header().unwrap().revision();
+        let r1 = c
+            .put("h", "1", None)
+            .await
+            .unwrap()
+            .header()
+            .unwrap()
+            .revision();
         c.put("h", "2", None).await.unwrap();
         c.delete("h", None).await.unwrap();
-        let mut ws = c.watch("h", Some(WatchOptions::new().with_start_revision(r1).with_prev_key())).await.unwrap();
+        let mut ws = c
+            .watch(
+                "h",
+                Some(WatchOptions::new().with_start_revision(r1).with_prev_key()),
+            )
+            .await
+            .unwrap();
         let ev = events(&mut ws, 3).await;
         assert_eq!(
-            ev.iter().map(|e| (e.0, e.2.as_str(), e.3.as_deref(), e.4 - r1)).collect::<Vec<_>>(),
-            [(EventType::Put, "1", None, 0), (EventType::Put, "2", Some("1"), 1), (EventType::Delete, "", Some("2"), 2)]
+            ev.iter()
+                .map(|e| (e.0, e.2.as_str(), e.3.as_deref(), e.4 - r1))
+                .collect::<Vec<_>>(),
+            [
+                (EventType::Put, "1", None, 0),
+                (EventType::Put, "2", Some("1"), 1),
+                (EventType::Delete, "", Some("2"), 2)
+            ]
         );
         c.put("h", "live", None).await.unwrap();
-        assert_eq!(events(&mut ws, 1).await[0].2, "live", "history then live, no gap");
-        let cur = c.put("h", "x", None).await.unwrap().header().unwrap().revision();
+        assert_eq!(
+            events(&mut ws, 1).await[0].2,
+            "live",
+            "history then live, no gap"
+        );
+        let cur = c
+            .put("h", "x", None)
+            .await
+            .unwrap()
+            .header()
+            .unwrap()
+            .revision();
         c.compact(cur, None).await.unwrap();
-        let mut old = c.watch("h", Some(WatchOptions::new().with_start_revision(r1))).await.unwrap();
+        let mut old = c
+            .watch("h", Some(WatchOptions::new().with_start_revision(r1)))
+            .await
+            .unwrap();
         let r = loop {
             let r = next(&mut old).await;
             if r.canceled() || !r.events().is_empty() {
                 break r;
             }
         };
-        assert!(r.canceled(), "a watch from a compacted revision is canceled");
+        assert!(
+            r.canceled(),
+            "a watch from a compacted revision is canceled"
+        );
         assert_eq!(r.compact_revision(), cur);
-        let mut at = c.watch("h", Some(WatchOptions::new().with_start_revision(cur))).await.unwrap();
-        assert_eq!(events(&mut at, 1).await[0].2, "x", "a watch from the compacted revision works");
+        let mut at = c
+            .watch("h", Some(WatchOptions::new().with_start_revision(cur)))
+            .await
+            .unwrap();
+        assert_eq!(
+            events(&mut at, 1).await[0].2,
+            "x",
+            "a watch from the compacted revision works"
+        );
     }
 
     pub async fn leases(mut c: Client, k: Kind) {
         let g = c.lease_grant(60, None).await.unwrap();
         assert!(g.id() > 0);
         assert_eq!(g.ttl(), 60);
-        let own = c.lease_grant(30, Some(LeaseGrantOptions::new().with_id(0x1000))).await.unwrap();
+        let own = c
+            .lease_grant(30, Some(LeaseGrantOptions::new().with_id(0x1000)))
+            .await
+            .unwrap();
         assert_eq!(own.id(), 0x1000);
-        let e = c.lease_grant(30, Some(LeaseGrantOptions::new().with_id(0x1000))).await.unwrap_err();
-        assert_status(e, Code::FailedPrecondition, "etcdserver: lease already exists");
+        let e = c
+            .lease_grant(30, Some(LeaseGrantOptions::new().with_id(0x1000)))
+            .await
+            .unwrap_err();
+        assert_status(
+            e,
+            Code::FailedPrecondition,
+            "etcdserver: lease already exists",
+        );
         let e = c.lease_grant(9_000_000_001, None).await.unwrap_err();
         assert_status(e, Code::OutOfRange, "etcdserver: too large lease TTL");
         let min = c.lease_grant(1, None).await.unwrap();
         assert_eq!(min.ttl(), 2, "TTLs are raised to the minimum");
-        c.put("l/1", "a", Some(PutOptions::new().with_lease(g.id()))).await.unwrap();
-        c.put("l/2", "b", Some(PutOptions::new().with_lease(g.id()))).await.unwrap();
-        let ttl = c.lease_time_to_live(g.id(), Some(LeaseTimeToLiveOptions::new().with_keys())).await.unwrap();
+        c.put("l/1", "a", Some(PutOptions::new().with_lease(g.id())))
+            .await
+            .unwrap();
+        c.put("l/2", "b", Some(PutOptions::new().with_lease(g.id())))
+            .await
+            .unwrap();
+        let ttl = c
+            .lease_time_to_live(g.id(), Some(LeaseTimeToLiveOptions::new().with_keys()))
+            .await
+            .unwrap();
         assert_eq!(ttl.granted_ttl(), 60);
         assert!((55..=60).contains(&ttl.ttl()), "remaining {}", ttl.ttl());
         let mut keys = ttl.keys().to_vec();
@@ -451,7 +850,14 @@ mod cases {
         assert_eq!(keys, [b"l/1".to_vec(), b"l/2".to_vec()]);
         let missing = c.lease_time_to_live(0x999, None).await.unwrap();
         assert_eq!((missing.ttl(), missing.granted_ttl()), (-1, 0));
-        let mut listed: Vec<i64> = c.leases().await.unwrap().leases().iter().map(|l| l.id()).collect();
+        let mut listed: Vec<i64> = c
+            .leases()
+            .await
+            .unwrap()
+            .leases()
+            .iter()
+            .map(|l| l.id())
+            .collect();
         listed.sort();
         let mut want = vec![g.id(), own.id(), min.id()];
         want.sort();
@@ -462,21 +868,39 @@ mod cases {
         assert_eq!((ka.id(), ka.ttl()), (g.id(), 60));
         // The server answers TTL 0 for an unknown lease, which etcd-client reports as an error.
         let e = c.lease_keep_alive(0x999).await.unwrap_err();
-        assert!(matches!(e, etcd_client::Error::LeaseKeepAliveError(_)), "{e:?}");
+        assert!(
+            matches!(e, etcd_client::Error::LeaseKeepAliveError(_)),
+            "{e:?}"
+        );
         // Revoking deletes the attached keys, each with a delete event.
-        let mut ws = c.watch("l/", Some(WatchOptions::new().with_prefix())).await.unwrap();
+        let mut ws = c
+            .watch("l/", Some(WatchOptions::new().with_prefix()))
+            .await
+            .unwrap();
         created(&mut ws).await;
         c.lease_revoke(g.id()).await.unwrap();
         let ev = events(&mut ws, 2).await;
         assert!(ev.iter().all(|e| e.0 == EventType::Delete));
         assert_eq!(ev[0].4, ev[1].4, "one revocation: one revision");
-        assert!(c.get("l/", Some(GetOptions::new().with_prefix())).await.unwrap().kvs().is_empty());
+        assert!(
+            c.get("l/", Some(GetOptions::new().with_prefix()))
+                .await
+                .unwrap()
+                .kvs()
+                .is_empty()
+        );
         let e = c.lease_revoke(g.id()).await.unwrap_err();
         assert_status(e, Code::NotFound, "etcdserver: requested lease not found");
         // Expiry: a 2-second lease without keep-alives goes, with its key.
-        c.put("l/short", "s", Some(PutOptions::new().with_lease(min.id()))).await.unwrap();
+        c.put("l/short", "s", Some(PutOptions::new().with_lease(min.id())))
+            .await
+            .unwrap();
         let ev = events(&mut ws, 2).await;
-        assert_eq!((ev[1].0, ev[1].1.as_str()), (EventType::Delete, "l/short"), "{k:?}: expiry deletes the key");
+        assert_eq!(
+            (ev[1].0, ev[1].1.as_str()),
+            (EventType::Delete, "l/short"),
+            "{k:?}: expiry deletes the key"
+        );
         let gone = c.lease_time_to_live(min.id(), None).await.unwrap();
         assert_eq!(gone.ttl(), -1);
     }
@@ -485,10 +909,18 @@ mod cases {
         let big = vec![b'x'; 5000];
         let e = c.put("big", big, None).await.unwrap_err();
         assert_status(e, Code::InvalidArgument, "etcdserver: request is too large");
-        let ops: Vec<TxnOp> = (0..5).map(|i| TxnOp::put(format!("k{i}"), "v", None)).collect();
+        let ops: Vec<TxnOp> = (0..5)
+            .map(|i| TxnOp::put(format!("k{i}"), "v", None))
+            .collect();
         let e = c.txn(Txn::new().and_then(ops)).await.unwrap_err();
-        assert_status(e, Code::InvalidArgument, "etcdserver: too many operations in txn request");
-        let ops: Vec<TxnOp> = (0..4).map(|i| TxnOp::put(format!("k{i}"), "v", None)).collect();
+        assert_status(
+            e,
+            Code::InvalidArgument,
+            "etcdserver: too many operations in txn request",
+        );
+        let ops: Vec<TxnOp> = (0..4)
+            .map(|i| TxnOp::put(format!("k{i}"), "v", None))
+            .collect();
         c.txn(Txn::new().and_then(ops)).await.unwrap();
     }
 
@@ -496,26 +928,45 @@ mod cases {
         c.put("m", "1", None).await.unwrap();
         let st = c.status().await.unwrap();
         assert!(st.version().starts_with("3."), "version {}", st.version());
-        assert_eq!(st.leader(), st.header().unwrap().member_id(), "a single member leads");
+        assert_eq!(
+            st.leader(),
+            st.header().unwrap().member_id(),
+            "a single member leads"
+        );
         assert!(st.db_size() > 0);
         assert!(st.raft_index() >= st.raft_applied_index() && st.raft_applied_index() > 0);
         let h1 = c.hash_kv(0).await.unwrap().hash();
         let h2 = c.hash_kv(0).await.unwrap().hash();
         assert_eq!(h1, h2, "HashKV is stable");
         c.put("m", "2", None).await.unwrap();
-        assert_ne!(c.hash_kv(0).await.unwrap().hash(), h1, "HashKV changes with the data");
+        assert_ne!(
+            c.hash_kv(0).await.unwrap().hash(),
+            h1,
+            "HashKV changes with the data"
+        );
         c.defragment().await.unwrap();
         let members = c.member_list().await.unwrap();
         assert_eq!(members.members().len(), 1);
         assert_eq!(members.members()[0].name(), "m1");
-        let alarms = c.alarm(etcd_client::AlarmAction::Get, etcd_client::AlarmType::None, None).await.unwrap();
+        let alarms = c
+            .alarm(
+                etcd_client::AlarmAction::Get,
+                etcd_client::AlarmType::None,
+                None,
+            )
+            .await
+            .unwrap();
         assert!(alarms.alarms().is_empty());
         let mut snap = c.snapshot().await.unwrap();
         let mut bytes = Vec::new();
         while let Some(r) = snap.message().await.unwrap() {
             bytes.extend_from_slice(r.blob());
         }
-        assert_eq!(bytes.len() % 512, 32, "data in whole sectors, then a sha256");
+        assert_eq!(
+            bytes.len() % 512,
+            32,
+            "data in whole sectors, then a sha256"
+        );
     }
 }
 
@@ -523,8 +974,15 @@ mod cases {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn quota_raises_nospace() {
     let dir = tempfile::tempdir().unwrap();
-    let server = Server::start(Kind::Bosun, dir.path(), &["--quota-backend-bytes", "262144"]).await;
-    let mut c = Client::connect([server.client_url.as_str()], None).await.unwrap();
+    let server = Server::start(
+        Kind::Bosun,
+        dir.path(),
+        &["--quota-backend-bytes", "262144"],
+    )
+    .await;
+    let mut c = Client::connect([server.client_url.as_str()], None)
+        .await
+        .unwrap();
     let value = vec![b'v'; 16 * 1024];
     let mut err = None;
     for i in 0..200 {
@@ -537,11 +995,28 @@ async fn quota_raises_nospace() {
         }
     }
     let e = err.expect("quota exceeded within 3 MiB of writes");
-    assert_status(e, Code::ResourceExhausted, "etcdserver: mvcc: database space exceeded");
-    let alarms = c.alarm(etcd_client::AlarmAction::Get, etcd_client::AlarmType::None, None).await.unwrap();
+    assert_status(
+        e,
+        Code::ResourceExhausted,
+        "etcdserver: mvcc: database space exceeded",
+    );
+    let alarms = c
+        .alarm(
+            etcd_client::AlarmAction::Get,
+            etcd_client::AlarmType::None,
+            None,
+        )
+        .await
+        .unwrap();
     assert_eq!(alarms.alarms().len(), 1);
     assert_eq!(alarms.alarms()[0].alarm(), etcd_client::AlarmType::Nospace);
-    c.delete("q", Some(DeleteOptions::new().with_prefix())).await.unwrap();
+    c.delete("q", Some(DeleteOptions::new().with_prefix()))
+        .await
+        .unwrap();
     let e = c.put("after", "x", None).await.unwrap_err();
-    assert_status(e, Code::ResourceExhausted, "etcdserver: mvcc: database space exceeded");
+    assert_status(
+        e,
+        Code::ResourceExhausted,
+        "etcdserver: mvcc: database space exceeded",
+    );
 }

@@ -56,11 +56,19 @@ async fn acknowledged_writes_survive_kill_9() {
     assert!(acked.len() >= 500);
     server.restart().await;
     let mut c = Client::connect([url.as_str()], None).await.unwrap();
-    let all = c.get("d/", Some(GetOptions::new().with_prefix())).await.unwrap();
+    let all = c
+        .get("d/", Some(GetOptions::new().with_prefix()))
+        .await
+        .unwrap();
     let found: BTreeMap<String, (String, i64)> = all
         .kvs()
         .iter()
-        .map(|kv| (kv.key_str().unwrap().to_string(), (kv.value_str().unwrap().to_string(), kv.mod_revision())))
+        .map(|kv| {
+            (
+                kv.key_str().unwrap().to_string(),
+                (kv.value_str().unwrap().to_string(), kv.mod_revision()),
+            )
+        })
         .collect();
     let mut lost = 0;
     for (k, (v, rev)) in &acked {
@@ -73,7 +81,11 @@ async fn acknowledged_writes_survive_kill_9() {
             }
         }
     }
-    println!("{} keys acknowledged before kill -9, {} present after restart, {lost} lost", acked.len(), found.len());
+    println!(
+        "{} keys acknowledged before kill -9, {} present after restart, {lost} lost",
+        acked.len(),
+        found.len()
+    );
     assert_eq!(lost, 0, "acknowledged writes lost");
 }
 
@@ -82,12 +94,26 @@ async fn acknowledged_writes_survive_kill_9() {
 async fn sigterm_stops_cleanly() {
     let dir = tempfile::tempdir().unwrap();
     let mut server = Server::start(Kind::Bosun, dir.path(), &[]).await;
-    let mut c = Client::connect([server.client_url.as_str()], None).await.unwrap();
-    let rev = c.put("k", "v", None).await.unwrap().header().unwrap().revision();
+    let mut c = Client::connect([server.client_url.as_str()], None)
+        .await
+        .unwrap();
+    let rev = c
+        .put("k", "v", None)
+        .await
+        .unwrap()
+        .header()
+        .unwrap()
+        .revision();
     let status = server.terminate().expect("process was running");
-    assert!(status.success(), "exit status {status:?}; log:\n{}", server.log());
+    assert!(
+        status.success(),
+        "exit status {status:?}; log:\n{}",
+        server.log()
+    );
     server.restart().await;
-    let mut c = Client::connect([server.client_url.as_str()], None).await.unwrap();
+    let mut c = Client::connect([server.client_url.as_str()], None)
+        .await
+        .unwrap();
     let kv = c.get("k", None).await.unwrap().kvs()[0].clone();
     assert_eq!((kv.value(), kv.mod_revision()), (&b"v"[..], rev));
 }

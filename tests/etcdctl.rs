@@ -29,7 +29,12 @@ fn etcdctl(ep: &str, args: &[&str], stdin: Option<&str>) -> (i32, String, String
         .stderr(Stdio::piped());
     let mut child = cmd.spawn().expect("run etcdctl");
     if let Some(input) = stdin {
-        child.stdin.take().unwrap().write_all(input.as_bytes()).unwrap();
+        child
+            .stdin
+            .take()
+            .unwrap()
+            .write_all(input.as_bytes())
+            .unwrap();
     }
     drop(child.stdin.take());
     let out = child.wait_with_output().unwrap();
@@ -44,7 +49,10 @@ fn etcdctl(ep: &str, args: &[&str], stdin: Option<&str>) -> (i32, String, String
 /// Raft positions.
 fn normalize(s: &str) -> String {
     let rules: [(&str, &str); 12] = [
-        (r#""(cluster_id|member_id|leader|ID|id|raft_term|raftTerm|raftIndex|raftAppliedIndex|dbSize|dbSizeInUse|hash)":\d+"#, r#""$1":N"#),
+        (
+            r#""(cluster_id|member_id|leader|ID|id|raft_term|raftTerm|raftIndex|raftAppliedIndex|dbSize|dbSizeInUse|hash)":\d+"#,
+            r#""$1":N"#,
+        ),
         (r#""version":"[^"]*""#, r#""version":"V""#),
         (r"\b[0-9a-f]{16}\b", "HEXID"),
         (r"\b[0-9a-f]{13,15}\b", "HEXID"),
@@ -54,12 +62,18 @@ fn normalize(s: &str) -> String {
         (r"remaining\(\d+s\)", "remaining(Ns)"),
         (r"\[127\.0\.0\.1:\d+\]", "[EP]"),
         (r"127\.0\.0\.1:\d+", "EP"),
-        (r"(true|false), (true|false), \d+, \d+, \d+, ", "$1, $2, TERM, INDEX, APPLIED, "),
+        (
+            r"(true|false), (true|false), \d+, \d+, \d+, ",
+            "$1, $2, TERM, INDEX, APPLIED, ",
+        ),
         (r"/tmp/[^ \n]+/snap\.db", "TMP/snap.db"),
     ];
     let mut out = s.to_string();
     for (re, rep) in rules {
-        out = regex_lite::Regex::new(re).unwrap().replace_all(&out, rep).into_owned();
+        out = regex_lite::Regex::new(re)
+            .unwrap()
+            .replace_all(&out, rep)
+            .into_owned();
     }
     out
 }
@@ -77,7 +91,15 @@ fn session(server: &Server, dir: &Path) -> String {
             .filter(|l| !l.starts_with('{'))
             .map(|l| format!("{l}\n"))
             .collect();
-        log.push_str(&format!("$ etcdctl {}\n[exit {code}]\n{out}{}", args.join(" "), if err.is_empty() { String::new() } else { format!("[stderr]\n{err}") }));
+        log.push_str(&format!(
+            "$ etcdctl {}\n[exit {code}]\n{out}{}",
+            args.join(" "),
+            if err.is_empty() {
+                String::new()
+            } else {
+                format!("[stderr]\n{err}")
+            }
+        ));
     };
     run(&["put", "foo", "bar"], None);
     run(&["put", "--prev-kv", "foo", "bar2"], None);
@@ -92,15 +114,27 @@ fn session(server: &Server, dir: &Path) -> String {
     run(&["get", "foo", "--prefix", "--keys-only"], None);
     run(&["get", "foo", "--prefix", "--limit=1", "-w", "json"], None);
     run(&["get", "foo", "zoo"], None);
-    run(&["get", "a", "--from-key", "--order=DESCEND", "--limit=2"], None);
+    run(
+        &["get", "a", "--from-key", "--order=DESCEND", "--limit=2"],
+        None,
+    );
     run(&["get", "nokey"], None);
     run(&["get", "foo", "--rev=100"], None);
     run(&["del", "foo2"], None);
     run(&["del", "nokey"], None);
     run(&["del", "--prev-kv", "foo1"], None);
-    run(&["txn", "-i"], Some("value(\"foo\") = \"bar2\"\n\nput foo yes\nget zoo\n\nput foo no\n\n"));
-    run(&["txn"], Some("mod(\"foo\") < \"3\"\n\nput foo never\n\nget foo\nput k9 v9\n\n"));
-    run(&["txn", "-w", "json"], Some("version(\"zoo\") = \"1\"\n\nget zoo\ndel zz\n\n\n"));
+    run(
+        &["txn", "-i"],
+        Some("value(\"foo\") = \"bar2\"\n\nput foo yes\nget zoo\n\nput foo no\n\n"),
+    );
+    run(
+        &["txn"],
+        Some("mod(\"foo\") < \"3\"\n\nput foo never\n\nget foo\nput k9 v9\n\n"),
+    );
+    run(
+        &["txn", "-w", "json"],
+        Some("version(\"zoo\") = \"1\"\n\nget zoo\ndel zz\n\n\n"),
+    );
     run(&["watch", "foo", "--prefix", "--rev=2"], None);
     run(&["watch", "foo", "--rev=2", "--prev-kv"], None);
     run(&["lease", "grant", "60"], None);
@@ -176,7 +210,10 @@ async fn etcdctl_prints_what_it_prints_against_etcd() {
         "keepalived with TTL(60)",
         "attached keys([lk1 lk2])",
     ] {
-        assert!(got.contains(want) || got_lease.contains(want), "missing {want:?} in:\n{got}{got_lease}");
+        assert!(
+            got.contains(want) || got_lease.contains(want),
+            "missing {want:?} in:\n{got}{got_lease}"
+        );
     }
 
     if which("etcd").is_none() {
@@ -194,6 +231,10 @@ async fn etcdctl_prints_what_it_prints_against_etcd() {
         .filter(|(_, (a, b))| a != b)
         .map(|(i, (a, b))| format!("line {i}: etcd {a:?} / bosun {b:?}"))
         .collect();
-    assert!(diff.is_empty() && want.lines().count() == got.lines().count(), "etcdctl output differs:\n{}", diff.join("\n"));
+    assert!(
+        diff.is_empty() && want.lines().count() == got.lines().count(),
+        "etcdctl output differs:\n{}",
+        diff.join("\n")
+    );
     assert_eq!(want_lease, got_lease, "lease session differs");
 }

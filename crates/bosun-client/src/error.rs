@@ -199,17 +199,19 @@ impl Error {
                 connect_failed: true,
                 ..
             } => Outcome::NotApplied,
-            Error::Unavailable { .. } | Error::Timeout { .. } => Outcome::Unknown,
-            Error::Other { code, .. } => match code {
-                Code::Unavailable
-                | Code::Unknown
-                | Code::Cancelled
-                | Code::Aborted
-                | Code::Internal
-                | Code::DataLoss
-                | Code::DeadlineExceeded => Outcome::Unknown,
-                _ => Outcome::Failed,
-            },
+            Error::Unavailable { .. }
+            | Error::Timeout { .. }
+            | Error::Other {
+                code:
+                    Code::Unavailable
+                    | Code::Unknown
+                    | Code::Cancelled
+                    | Code::Aborted
+                    | Code::Internal
+                    | Code::DataLoss
+                    | Code::DeadlineExceeded,
+                ..
+            } => Outcome::Unknown,
             _ => Outcome::Failed,
         }
     }

@@ -648,15 +648,12 @@ impl Client {
         req: pb::CompactionRequest,
     ) -> Result<pb::CompactionResponse, Error> {
         let inner = &self.inner;
-        self.call(Idempotency::NotIdempotent, |ch| {
-            let req = req.clone();
-            async move {
-                inner
-                    .kv(ch)
-                    .compact(req)
-                    .await
-                    .map(tonic::Response::into_inner)
-            }
+        self.call(Idempotency::NotIdempotent, |ch| async move {
+            inner
+                .kv(ch)
+                .compact(req)
+                .await
+                .map(tonic::Response::into_inner)
         })
         .await
     }

@@ -443,6 +443,20 @@ async fn connection_refused_is_not_applied_and_fails_over() -> TestResult {
     );
     assert_eq!(client.current_endpoint(), format!("http://{live}"));
 
+    // An RPC the server lacks is a definite, non-retried failure.
+    match client
+        .range_stream_raw(GetOptions::new().to_request("k"))
+        .await
+    {
+        Err(
+            e @ Error::Other {
+                code: tonic::Code::Unimplemented,
+                ..
+            },
+        ) => assert_eq!(e.outcome(), Outcome::Failed),
+        other => return Err(format!("unexpected {other:?}").into()),
+    }
+
     // Typed server errors pass through.
     match client.compact(1, false).await {
         Err(Error::Compacted { .. }) => {}

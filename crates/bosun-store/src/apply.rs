@@ -104,7 +104,8 @@ struct Interval {
 }
 
 fn intersects(dels: &[Interval], k: &[u8]) -> bool {
-    dels.iter().any(|d| KeyRange::new(&d.key, &d.end).contains(k))
+    dels.iter()
+        .any(|d| KeyRange::new(&d.key, &d.end).contains(k))
 }
 
 /// etcd's `checkIntervals`: puts and deletes on one path may not touch the same key.
@@ -211,14 +212,23 @@ fn execute_inner(tx: &mut WriteTxn<'_>, cmd: &Command) -> EtcdResult<CommandResu
             })
         }
         // Alarms are state-machine metadata, handled by the caller.
-        Command::Alarm(_) => CommandResult::Error(EtcdError::internal("alarm outside state machine")),
+        Command::Alarm(_) => {
+            CommandResult::Error(EtcdError::internal("alarm outside state machine"))
+        }
     })
 }
 
 /// The checks etcd makes against the store before a put: the lease exists, and a key that
 /// keeps its value or lease exists.
 fn check_put_state(tx: &WriteTxn<'_>, p: &PutRequest) -> EtcdResult<()> {
-    if (p.ignore_value || p.ignore_lease) && tx.state().index.get(&p.key).and_then(|h| h.live()).is_none() {
+    if (p.ignore_value || p.ignore_lease)
+        && tx
+            .state()
+            .index
+            .get(&p.key)
+            .and_then(|h| h.live())
+            .is_none()
+    {
         return Err(EtcdError::KeyNotFound);
     }
     if p.lease != 0 && !tx.state().leases.contains_key(&p.lease) {
@@ -235,7 +245,11 @@ fn put(tx: &mut WriteTxn<'_>, p: &PutRequest) -> EtcdResult<PutResponse> {
     };
     let (value, lease) = match &prev {
         Some(kv) => (
-            if p.ignore_value { kv.value.clone() } else { p.value.clone() },
+            if p.ignore_value {
+                kv.value.clone()
+            } else {
+                p.value.clone()
+            },
             if p.ignore_lease { kv.lease } else { p.lease },
         ),
         None if p.ignore_value || p.ignore_lease => return Err(EtcdError::KeyNotFound),
@@ -303,7 +317,9 @@ fn compare_holds(tx: &WriteTxn<'_>, c: &Compare) -> EtcdResult<bool> {
     let result = CompareResult::try_from(c.result).unwrap_or(CompareResult::Equal);
     for kv in &kvs {
         let ord = match (target, &c.target_union) {
-            (CompareTarget::Value, Some(TargetUnion::Value(v))) => kv.value.as_slice().cmp(v.as_slice()),
+            (CompareTarget::Value, Some(TargetUnion::Value(v))) => {
+                kv.value.as_slice().cmp(v.as_slice())
+            }
             (CompareTarget::Value, _) => kv.value.as_slice().cmp(&[][..]),
             (CompareTarget::Create, u) => kv.create_revision.cmp(&match u {
                 Some(TargetUnion::CreateRevision(r)) => *r,
@@ -350,7 +366,12 @@ fn check_path(tx: &WriteTxn<'_>, t: &TxnRequest, path: &[bool], at: &mut usize) 
     Ok(())
 }
 
-fn txn(tx: &mut WriteTxn<'_>, t: &TxnRequest, path: &[bool], at: &mut usize) -> EtcdResult<TxnResponse> {
+fn txn(
+    tx: &mut WriteTxn<'_>,
+    t: &TxnRequest,
+    path: &[bool],
+    at: &mut usize,
+) -> EtcdResult<TxnResponse> {
     let ok = path.get(*at).copied().unwrap_or(false);
     *at += 1;
     let ops = if ok { &t.success } else { &t.failure };
@@ -379,7 +400,9 @@ fn txn(tx: &mut WriteTxn<'_>, t: &TxnRequest, path: &[bool], at: &mut usize) -> 
             }
             None => continue,
         };
-        responses.push(ResponseOp { response: Some(resp) });
+        responses.push(ResponseOp {
+            response: Some(resp),
+        });
     }
     Ok(TxnResponse {
         header: Some(header_at(tx.read_rev())),

@@ -79,7 +79,12 @@ impl StoreConfig {
     /// Parses --initial-cluster; several URLs of one member repeat its name.
     pub fn initial_members(&self) -> anyhow::Result<Vec<InitialMember>> {
         let mut out: Vec<InitialMember> = Vec::new();
-        for part in self.initial_cluster.split(',').map(str::trim).filter(|p| !p.is_empty()) {
+        for part in self
+            .initial_cluster
+            .split(',')
+            .map(str::trim)
+            .filter(|p| !p.is_empty())
+        {
             let (name, url) = part
                 .split_once('=')
                 .with_context(|| format!("--initial-cluster entry {part:?} is not name=url"))?;
@@ -93,7 +98,10 @@ impl StoreConfig {
             }
         }
         if !out.iter().any(|m| m.name == self.name) {
-            bail!("--initial-cluster has no entry for this member's --name {:?}", self.name);
+            bail!(
+                "--initial-cluster has no entry for this member's --name {:?}",
+                self.name
+            );
         }
         Ok(out)
     }
@@ -134,7 +142,8 @@ pub fn listen_addr(u: &str) -> anyhow::Result<std::net::SocketAddr> {
     let ip: std::net::IpAddr = if host == "localhost" {
         std::net::Ipv4Addr::LOCALHOST.into()
     } else {
-        host.parse().with_context(|| format!("listen URL {u:?} must name an IP address"))?
+        host.parse()
+            .with_context(|| format!("listen URL {u:?} must name an IP address"))?
     };
     Ok((ip, port).into())
 }

@@ -24,19 +24,20 @@ use crate::raft::log_store::{CF_LOG, CF_RAFT_META, LogStore};
 use crate::raft::network::{NetworkFactory, PeerService};
 use crate::raft::state_machine::StateMachine;
 use crate::raft::{Member, Raft};
+use crate::server::Node;
 use crate::server::cluster::ClusterService;
 use crate::server::kv::KvService;
 use crate::server::lease::{LeaseService, expiry_loop};
 use crate::server::maintenance::MaintenanceService;
 use crate::server::watch::{PROGRESS_INTERVAL, WatchService};
-use crate::server::Node;
 
 /// gRPC overhead allowed on top of --max-request-bytes, as etcd allows.
 const GRPC_OVERHEAD_BYTES: usize = 512 * 1024;
 
 fn open_db(cfg: &StoreConfig) -> anyhow::Result<Arc<DB>> {
     let path = cfg.data_dir.join("db");
-    std::fs::create_dir_all(&path).with_context(|| format!("create data dir {}", path.display()))?;
+    std::fs::create_dir_all(&path)
+        .with_context(|| format!("create data dir {}", path.display()))?;
     let mut opts = Options::default();
     opts.create_if_missing(true);
     opts.create_missing_column_families(true);
@@ -47,7 +48,8 @@ fn open_db(cfg: &StoreConfig) -> anyhow::Result<Arc<DB>> {
         o.set_compression_type(rocksdb::DBCompressionType::Lz4);
         ColumnFamilyDescriptor::new(name, o)
     });
-    let db = DB::open_cf_descriptors(&opts, &path, cfs).with_context(|| format!("open rocksdb at {}", path.display()))?;
+    let db = DB::open_cf_descriptors(&opts, &path, cfs)
+        .with_context(|| format!("open rocksdb at {}", path.display()))?;
     Ok(Arc::new(db))
 }
 
@@ -69,8 +71,14 @@ fn raft_config(cfg: &StoreConfig) -> anyhow::Result<openraft::Config> {
 pub async fn run(cfg: StoreConfig, mut shutdown: watch::Receiver<bool>) -> anyhow::Result<()> {
     cfg.validate()?;
     let initial = cfg.initial_members()?;
-    let ids: Vec<u64> = initial.iter().map(|m| config::member_id(&m.peer_urls, &cfg.initial_cluster_token)).collect();
-    let me = initial.iter().position(|m| m.name == cfg.name).context("own entry in --initial-cluster")?;
+    let ids: Vec<u64> = initial
+        .iter()
+        .map(|m| config::member_id(&m.peer_urls, &cfg.initial_cluster_token))
+        .collect();
+    let me = initial
+        .iter()
+        .position(|m| m.name == cfg.name)
+        .context("own entry in --initial-cluster")?;
     let id = ids[me];
     let cluster_id = config::cluster_id(&ids);
 
@@ -88,16 +96,34 @@ pub async fn run(cfg: StoreConfig, mut shutdown: watch::Receiver<bool>) -> anyho
         if cfg.initial_cluster_state == "new" {
             let mut members = BTreeMap::new();
             for (m, mid) in initial.iter().zip(&ids) {
-                let client_urls = if *mid == id { cfg.advertise_client_urls.clone() } else { Vec::new() };
-                members.insert(*mid, Member { name: m.name.clone(), peer_urls: m.peer_urls.clone(), client_urls });
+                let client_urls = if *mid == id {
+                    cfg.advertise_client_urls.clone()
+                } else {
+                    Vec::new()
+                };
+                members.insert(
+                    *mid,
+                    Member {
+                        name: m.name.clone(),
+                        peer_urls: m.peer_urls.clone(),
+                        client_urls,
+                    },
+                );
             }
-            info!(member = format!("{id:x}"), members = members.len(), "bootstrapping a new cluster");
+            info!(
+                member = format!("{id:x}"),
+                members = members.len(),
+                "bootstrapping a new cluster"
+            );
             if let Err(e) = raft.initialize(members).await {
                 // Another member may have initialised the cluster first: that is fine.
                 info!(error = %e, "cluster already initialised");
             }
         } else {
-            info!(member = format!("{id:x}"), "waiting to be added to an existing cluster");
+            info!(
+                member = format!("{id:x}"),
+                "waiting to be added to an existing cluster"
+            );
         }
     }
 
@@ -114,7 +140,9 @@ pub async fn run(cfg: StoreConfig, mut shutdown: watch::Receiver<bool>) -> anyho
     // Peer listeners.
     for url in &cfg.listen_peer_urls {
         let addr = listen_addr(url)?;
-        let listener = tokio::net::TcpListener::bind(addr).await.with_context(|| format!("listen on peer URL {url}"))?;
+        let listener = tokio::net::TcpListener::bind(addr)
+            .await
+            .with_context(|| format!("listen on peer URL {url}"))?;
         let svc = RaftPeerServer::new(PeerService { node: node.clone() })
             .max_decoding_message_size(64 << 20)
             .max_encoding_message_size(64 << 20);
@@ -135,29 +163,60 @@ pub async fn run(cfg: StoreConfig, mut shutdown: watch::Receiver<bool>) -> anyho
 
     // Client listeners: the etcd gRPC API and HTTP /metrics, /health on the same port.
     let (health_reporter, health_service) = tonic_health::server::health_reporter();
-    health_reporter.set_service_status("", tonic_health::ServingStatus::Serving).await;
+    health_reporter
+        .set_service_status("", tonic_health::ServingStatus::Serving)
+        .await;
     let max_msg = cfg.max_request_bytes + GRPC_OVERHEAD_BYTES;
     let routes = tonic::service::Routes::new(health_service)
-        .add_service(KvServer::new(KvService { node: node.clone() }).max_decoding_message_size(max_msg).max_encoding_message_size(usize::MAX))
-        .add_service(WatchServer::new(WatchService { node: node.clone(), progress_interval: PROGRESS_INTERVAL }).max_decoding_message_size(max_msg).max_encoding_message_size(usize::MAX))
-        .add_service(LeaseServer::new(LeaseService { node: node.clone() }).max_decoding_message_size(max_msg))
-        .add_service(MaintenanceServer::new(MaintenanceService { node: node.clone() }).max_decoding_message_size(max_msg).max_encoding_message_size(usize::MAX))
-        .add_service(ClusterServer::new(ClusterService { node: node.clone() }).max_decoding_message_size(max_msg));
+        .add_service(
+            KvServer::new(KvService { node: node.clone() })
+                .max_decoding_message_size(max_msg)
+                .max_encoding_message_size(usize::MAX),
+        )
+        .add_service(
+            WatchServer::new(WatchService {
+                node: node.clone(),
+                progress_interval: PROGRESS_INTERVAL,
+            })
+            .max_decoding_message_size(max_msg)
+            .max_encoding_message_size(usize::MAX),
+        )
+        .add_service(
+            LeaseServer::new(LeaseService { node: node.clone() })
+                .max_decoding_message_size(max_msg),
+        )
+        .add_service(
+            MaintenanceServer::new(MaintenanceService { node: node.clone() })
+                .max_decoding_message_size(max_msg)
+                .max_encoding_message_size(usize::MAX),
+        )
+        .add_service(
+            ClusterServer::new(ClusterService { node: node.clone() })
+                .max_decoding_message_size(max_msg),
+        );
     let metrics_node = node.clone();
     let health_node = node.clone();
     let router = routes
         .into_axum_router()
-        .route("/metrics", get(move || {
-            let n = metrics_node.clone();
-            async move { crate::metrics::render(&n) }
-        }))
-        .route("/health", get(move || {
-            let n = health_node.clone();
-            async move { http_health(&n).await }
-        }));
+        .route(
+            "/metrics",
+            get(move || {
+                let n = metrics_node.clone();
+                async move { crate::metrics::render(&n) }
+            }),
+        )
+        .route(
+            "/health",
+            get(move || {
+                let n = health_node.clone();
+                async move { http_health(&n).await }
+            }),
+        );
     for url in &cfg.listen_client_urls {
         let addr = listen_addr(url)?;
-        let listener = tokio::net::TcpListener::bind(addr).await.with_context(|| format!("listen on client URL {url}"))?;
+        let listener = tokio::net::TcpListener::bind(addr)
+            .await
+            .with_context(|| format!("listen on client URL {url}"))?;
         let listener = axum::serve::ListenerExt::tap_io(listener, |tcp| {
             let _ = tcp.set_nodelay(true);
         });
@@ -202,10 +261,23 @@ pub async fn run(cfg: StoreConfig, mut shutdown: watch::Receiver<bool>) -> anyho
 /// etcd's `/health`: healthy when a linearizable read succeeds.
 async fn http_health(node: &Node) -> (axum::http::StatusCode, String) {
     let ok = node.read_barrier().await.is_ok()
-        && node.shared.mvcc.range(&RangeRequest { key: b"health".to_vec(), ..Default::default() }).is_ok();
+        && node
+            .shared
+            .mvcc
+            .range(&RangeRequest {
+                key: b"health".to_vec(),
+                ..Default::default()
+            })
+            .is_ok();
     if ok {
-        (axum::http::StatusCode::OK, "{\"health\":\"true\",\"reason\":\"\"}".into())
+        (
+            axum::http::StatusCode::OK,
+            "{\"health\":\"true\",\"reason\":\"\"}".into(),
+        )
     } else {
-        (axum::http::StatusCode::SERVICE_UNAVAILABLE, "{\"health\":\"false\",\"reason\":\"RANGE ERROR\"}".into())
+        (
+            axum::http::StatusCode::SERVICE_UNAVAILABLE,
+            "{\"health\":\"false\",\"reason\":\"RANGE ERROR\"}".into(),
+        )
     }
 }

@@ -9,16 +9,56 @@ pub fn render(node: &Node) -> String {
     let m = node.metrics();
     let mvcc = &node.shared.mvcc;
     let gauges: [(&str, &str, f64); 10] = [
-        ("bosun_store_revision", "Current revision of the store.", mvcc.rev() as f64),
-        ("bosun_store_compact_revision", "Revision up to which history is compacted.", mvcc.compact_rev() as f64),
-        ("bosun_store_db_size_bytes", "Size of the member's database.", node.db_size() as f64),
-        ("bosun_store_quota_bytes", "Storage quota.", node.cfg.quota() as f64),
-        ("bosun_store_leases", "Granted leases.", mvcc.leases().len() as f64),
-        ("bosun_store_watchers", "Watch tasks following the hub.", node.shared.hub.watchers() as f64),
-        ("bosun_raft_term", "Current Raft term.", m.current_term as f64),
-        ("bosun_raft_is_leader", "1 when this member leads.", f64::from(u8::from(m.current_leader == Some(node.id)))),
-        ("bosun_raft_last_log_index", "Index of the last log entry.", m.last_log_index.unwrap_or(0) as f64),
-        ("bosun_raft_applied_index", "Index of the last applied entry.", m.last_applied.as_ref().map_or(0, |l| l.index) as f64),
+        (
+            "bosun_store_revision",
+            "Current revision of the store.",
+            mvcc.rev() as f64,
+        ),
+        (
+            "bosun_store_compact_revision",
+            "Revision up to which history is compacted.",
+            mvcc.compact_rev() as f64,
+        ),
+        (
+            "bosun_store_db_size_bytes",
+            "Size of the member's database.",
+            node.db_size() as f64,
+        ),
+        (
+            "bosun_store_quota_bytes",
+            "Storage quota.",
+            node.cfg.quota() as f64,
+        ),
+        (
+            "bosun_store_leases",
+            "Granted leases.",
+            mvcc.leases().len() as f64,
+        ),
+        (
+            "bosun_store_watchers",
+            "Watch tasks following the hub.",
+            node.shared.hub.watchers() as f64,
+        ),
+        (
+            "bosun_raft_term",
+            "Current Raft term.",
+            m.current_term as f64,
+        ),
+        (
+            "bosun_raft_is_leader",
+            "1 when this member leads.",
+            f64::from(u8::from(m.current_leader == Some(node.id))),
+        ),
+        (
+            "bosun_raft_last_log_index",
+            "Index of the last log entry.",
+            m.last_log_index.unwrap_or(0) as f64,
+        ),
+        (
+            "bosun_raft_applied_index",
+            "Index of the last applied entry.",
+            m.last_applied.as_ref().map_or(0, |l| l.index) as f64,
+        ),
     ];
     let mut out = String::new();
     for (name, help, v) in gauges {

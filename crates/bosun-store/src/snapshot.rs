@@ -50,7 +50,10 @@ fn read_field(r: &mut impl Read) -> io::Result<Vec<u8>> {
     r.read_exact(&mut len)?;
     let len = u32::from_be_bytes(len);
     if len > MAX_FIELD {
-        return Err(io::Error::new(io::ErrorKind::InvalidData, "snapshot record too large"));
+        return Err(io::Error::new(
+            io::ErrorKind::InvalidData,
+            "snapshot record too large",
+        ));
     }
     let mut buf = vec![0u8; len as usize];
     r.read_exact(&mut buf)?;
@@ -62,7 +65,10 @@ pub fn restore(db: &DB, r: &mut impl Read) -> io::Result<()> {
     let mut magic = vec![0u8; MAGIC.len()];
     r.read_exact(&mut magic)?;
     if magic != MAGIC {
-        return Err(io::Error::new(io::ErrorKind::InvalidData, "not a bosun snapshot"));
+        return Err(io::Error::new(
+            io::ErrorKind::InvalidData,
+            "not a bosun snapshot",
+        ));
     }
     for name in CFS {
         let h = cf(db, name)?;
@@ -94,7 +100,8 @@ pub fn restore(db: &DB, r: &mut impl Read) -> io::Result<()> {
         let v = read_field(r)?;
         batch.put_cf(cf(db, name)?, k, v);
         if batch.len() >= RESTORE_BATCH {
-            db.write(std::mem::take(&mut batch)).map_err(io::Error::other)?;
+            db.write(std::mem::take(&mut batch))
+                .map_err(io::Error::other)?;
         }
     }
     db.write(batch).map_err(io::Error::other)?;

@@ -162,7 +162,14 @@ impl Index {
     }
 
     /// Replays a stored change while rebuilding the index at start-up.
-    pub fn restore(&mut self, key: &[u8], change: Change, create_revision: i64, version: i64, lease: i64) {
+    pub fn restore(
+        &mut self,
+        key: &[u8],
+        change: Change,
+        create_revision: i64,
+        version: i64,
+        lease: i64,
+    ) {
         let h = self.keys.entry(key.to_vec()).or_default();
         h.changes.push(change);
         if change.tombstone {
@@ -216,7 +223,11 @@ mod tests {
         ix.put(b"a", Rev::new(3, 0), 0);
         ix.tombstone(b"a", Rev::new(5, 0));
         let (create, ver) = ix.put(b"a", Rev::new(7, 1), 0);
-        assert_eq!((create, ver), (7, 1), "a re-created key starts a new generation");
+        assert_eq!(
+            (create, ver),
+            (7, 1),
+            "a re-created key starts a new generation"
+        );
         let h = ix.get(b"a").expect("key a");
         assert_eq!(h.visible_at(1), None);
         assert_eq!(h.visible_at(2), Some(Rev::new(2, 0)));
@@ -237,11 +248,17 @@ mod tests {
         let mut dropped = ix.compact(5);
         dropped.sort();
         assert_eq!(dropped, vec![Rev::new(2, 0), Rev::new(4, 0)]);
-        assert!(ix.get(b"b").is_some(), "a tombstone at the compaction point stays");
+        assert!(
+            ix.get(b"b").is_some(),
+            "a tombstone at the compaction point stays"
+        );
         let mut dropped = ix.compact(6);
         dropped.sort();
         assert_eq!(dropped, vec![Rev::new(3, 0), Rev::new(5, 0)]);
-        assert!(ix.get(b"b").is_none(), "a key deleted before the compaction point is gone");
+        assert!(
+            ix.get(b"b").is_none(),
+            "a key deleted before the compaction point is gone"
+        );
         let a = ix.get(b"a").expect("key a");
         assert_eq!(a.visible_at(5), Some(Rev::new(3, 0)));
         assert_eq!(a.visible_at(6), Some(Rev::new(6, 0)));
@@ -256,7 +273,11 @@ mod tests {
         assert!(!KeyRange::new(b"a", b"b").contains(b"b"));
         let mut ix = Index::default();
         ix.put(b"b", Rev::new(2, 0), 0);
-        assert_eq!(ix.range(KeyRange::new(b"c", b"a")).count(), 0, "inverted range is empty");
+        assert_eq!(
+            ix.range(KeyRange::new(b"c", b"a")).count(),
+            0,
+            "inverted range is empty"
+        );
         assert_eq!(ix.range(KeyRange::new(b"\0", b"\0")).count(), 1);
     }
 }

@@ -93,12 +93,19 @@ pub(crate) fn cf<'a>(db: &'a DB, name: &str) -> EtcdResult<&'a ColumnFamily> {
 }
 
 pub(crate) fn read_i64(db: &DB, cf_name: &str, key: &[u8]) -> EtcdResult<i64> {
-    let v = db.get_cf(cf(db, cf_name)?, key).map_err(EtcdError::internal)?;
+    let v = db
+        .get_cf(cf(db, cf_name)?, key)
+        .map_err(EtcdError::internal)?;
     match v {
         None => Ok(0),
-        Some(b) => Ok(i64::from_be_bytes(b.as_slice().try_into().map_err(|_| {
-            EtcdError::internal(format!("corrupt store: meta key {}", String::from_utf8_lossy(key)))
-        })?)),
+        Some(b) => Ok(i64::from_be_bytes(b.as_slice().try_into().map_err(
+            |_| {
+                EtcdError::internal(format!(
+                    "corrupt store: meta key {}",
+                    String::from_utf8_lossy(key)
+                ))
+            },
+        )?)),
     }
 }
 
@@ -124,12 +131,22 @@ impl Mvcc {
         for item in db.iterator_cf(cf(db, CF_LEASE)?, IteratorMode::Start) {
             let (k, v) = item.map_err(EtcdError::internal)?;
             let id = i64::from_be_bytes(
-                k.as_ref().try_into().map_err(|_| EtcdError::internal("corrupt lease key"))?,
+                k.as_ref()
+                    .try_into()
+                    .map_err(|_| EtcdError::internal("corrupt lease key"))?,
             );
             let ttl = i64::from_be_bytes(
-                v.as_ref().try_into().map_err(|_| EtcdError::internal("corrupt lease value"))?,
+                v.as_ref()
+                    .try_into()
+                    .map_err(|_| EtcdError::internal("corrupt lease value"))?,
             );
-            st.leases.insert(id, LeaseState { ttl, keys: BTreeSet::new() });
+            st.leases.insert(
+                id,
+                LeaseState {
+                    ttl,
+                    keys: BTreeSet::new(),
+                },
+            );
         }
         for item in db.iterator_cf(cf(db, CF_KV)?, IteratorMode::Start) {
             let (k, v) = item.map_err(EtcdError::internal)?;
@@ -191,12 +208,19 @@ impl Mvcc {
 
     /// Lease IDs with their granted TTLs.
     pub fn leases(&self) -> Vec<(i64, i64)> {
-        self.state.read().leases.iter().map(|(id, l)| (*id, l.ttl)).collect()
+        self.state
+            .read()
+            .leases
+            .iter()
+            .map(|(id, l)| (*id, l.ttl))
+            .collect()
     }
 
     /// A lease's granted TTL and attached keys, if it exists.
     pub fn lease(&self, id: i64) -> Option<(i64, Vec<Vec<u8>>)> {
         let st = self.state.read();
-        st.leases.get(&id).map(|l| (l.ttl, l.keys.iter().cloned().collect()))
+        st.leases
+            .get(&id)
+            .map(|l| (l.ttl, l.keys.iter().cloned().collect()))
     }
 }

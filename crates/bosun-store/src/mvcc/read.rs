@@ -60,8 +60,16 @@ pub(crate) fn mvcc_range(
             }
         }
     }
-    let kvs = if opts.count_only { Vec::new() } else { fetch(&revs)? };
-    Ok(RangeResult { kvs, count, rev: cur })
+    let kvs = if opts.count_only {
+        Vec::new()
+    } else {
+        fetch(&revs)?
+    };
+    Ok(RangeResult {
+        kvs,
+        count,
+        rev: cur,
+    })
 }
 
 /// etcd's Range request on top of [`mvcc_range`]: filters, sorting, limit, `more`, `count`.
@@ -220,9 +228,17 @@ impl Mvcc {
             if !range.contains(&kv.key) {
                 continue;
             }
-            let prev = if prev_kv { self.value_before(&kv.key, rev.main)? } else { None };
+            let prev = if prev_kv {
+                self.value_before(&kv.key, rev.main)?
+            } else {
+                None
+            };
             let ev = Event {
-                r#type: if tombstone { EventType::Delete } else { EventType::Put } as i32,
+                r#type: if tombstone {
+                    EventType::Delete
+                } else {
+                    EventType::Put
+                } as i32,
                 kv: Some(kv),
                 prev_kv: prev,
             };

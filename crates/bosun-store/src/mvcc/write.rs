@@ -66,7 +66,11 @@ impl<'a> WriteTxn<'a> {
 
     /// The revision reads inside the command see: its own changes included.
     pub fn read_rev(&self) -> i64 {
-        if self.sub > 0 { self.main } else { self.state.rev }
+        if self.sub > 0 {
+            self.main
+        } else {
+            self.state.rev
+        }
     }
 
     /// The store's state (index, revisions, leases) as this transaction sees it.
@@ -138,7 +142,8 @@ impl<'a> WriteTxn<'a> {
             lease,
         };
         let cf_kv = cf(&self.mvcc.db, CF_KV)?;
-        self.batch.put_cf(cf_kv, rev.to_key(), encode_change(&kv, false));
+        self.batch
+            .put_cf(cf_kv, rev.to_key(), encode_change(&kv, false));
         if old_lease != lease {
             if let Some(l) = self.state.leases.get_mut(&old_lease) {
                 l.keys.remove(key);
@@ -177,7 +182,8 @@ impl<'a> WriteTxn<'a> {
                 mod_revision: rev.main,
                 ..KeyValue::default()
             };
-            self.batch.put_cf(cf_kv, rev.to_key(), encode_change(&kv, true));
+            self.batch
+                .put_cf(cf_kv, rev.to_key(), encode_change(&kv, true));
             self.cmd_events.push(Event {
                 r#type: EventType::Delete as i32,
                 kv: Some(kv),
@@ -211,9 +217,16 @@ impl<'a> WriteTxn<'a> {
         if self.state.leases.contains_key(&id) {
             return Err(EtcdError::LeaseExist);
         }
-        self.state.leases.insert(id, LeaseState { ttl, keys: Default::default() });
+        self.state.leases.insert(
+            id,
+            LeaseState {
+                ttl,
+                keys: Default::default(),
+            },
+        );
         let cf_lease = cf(&self.mvcc.db, CF_LEASE)?;
-        self.batch.put_cf(cf_lease, id.to_be_bytes(), ttl.to_be_bytes());
+        self.batch
+            .put_cf(cf_lease, id.to_be_bytes(), ttl.to_be_bytes());
         Ok(())
     }
 
@@ -241,7 +254,8 @@ impl<'a> WriteTxn<'a> {
     /// releases the lock; returns the events of every revision made, in order.
     pub fn commit(mut self) -> EtcdResult<Vec<RevEvents>> {
         let cf_meta = cf(&self.mvcc.db, CF_META)?;
-        self.batch.put_cf(cf_meta, META_REV, self.state.rev.to_be_bytes());
+        self.batch
+            .put_cf(cf_meta, META_REV, self.state.rev.to_be_bytes());
         let batch = std::mem::take(&mut self.batch);
         self.mvcc.db.write(batch).map_err(EtcdError::internal)?;
         Ok(std::mem::take(&mut self.events))

@@ -39,7 +39,8 @@ impl Debug for LogStore {
 }
 
 fn cf<'a>(db: &'a DB, name: &str) -> io::Result<&'a rocksdb::ColumnFamily> {
-    db.cf_handle(name).ok_or_else(|| io_err(format!("missing column family {name}")))
+    db.cf_handle(name)
+        .ok_or_else(|| io_err(format!("missing column family {name}")))
 }
 
 fn sync_opts() -> WriteOptions {
@@ -70,7 +71,11 @@ impl LogStore {
     }
 
     fn get_meta<T: for<'a> serde::Deserialize<'a>>(&self, key: &[u8]) -> io::Result<Option<T>> {
-        match self.db.get_cf(cf(&self.db, CF_RAFT_META)?, key).map_err(io_err)? {
+        match self
+            .db
+            .get_cf(cf(&self.db, CF_RAFT_META)?, key)
+            .map_err(io_err)?
+        {
             None => Ok(None),
             Some(b) => decode(&b).map(Some),
         }
@@ -78,8 +83,14 @@ impl LogStore {
 
     fn put_meta<T: serde::Serialize>(&self, key: &[u8], v: &T, sync: bool) -> io::Result<()> {
         let cf = cf(&self.db, CF_RAFT_META)?;
-        let opts = if sync { sync_opts() } else { WriteOptions::default() };
-        self.db.put_cf_opt(cf, key, encode(v)?, &opts).map_err(io_err)
+        let opts = if sync {
+            sync_opts()
+        } else {
+            WriteOptions::default()
+        };
+        self.db
+            .put_cf_opt(cf, key, encode(v)?, &opts)
+            .map_err(io_err)
     }
 
     fn last_entry_log_id(&self) -> io::Result<Option<LogId>> {
@@ -135,7 +146,9 @@ impl RaftLogStorage<TypeConfig> for LogStore {
 
     async fn get_log_state(&mut self) -> io::Result<LogState<TypeConfig>> {
         let last_purged_log_id: Option<LogId> = self.get_meta(KEY_PURGED)?;
-        let last_log_id = self.last_entry_log_id()?.or_else(|| last_purged_log_id.clone());
+        let last_log_id = self
+            .last_entry_log_id()?
+            .or_else(|| last_purged_log_id.clone());
         Ok(LogState {
             last_purged_log_id,
             last_log_id,
@@ -182,7 +195,9 @@ impl RaftLogStorage<TypeConfig> for LogStore {
             .delete_range_cf(cf, from.to_be_bytes(), u64::MAX.to_be_bytes())
             .map_err(io_err)?;
         // delete_range excludes the end key itself.
-        self.db.delete_cf(cf, u64::MAX.to_be_bytes()).map_err(io_err)?;
+        self.db
+            .delete_cf(cf, u64::MAX.to_be_bytes())
+            .map_err(io_err)?;
         self.db.flush_wal(true).map_err(io_err)
     }
 

@@ -10,7 +10,9 @@ use bosun_proto::raftpb::raft_peer_server::RaftPeer;
 use bosun_proto::raftpb::{RaftReply, RaftRequest, SnapshotChunk};
 use openraft::errors::{NetworkError, RPCError, ReplicationClosed, StreamingError, Unreachable};
 use openraft::network::{RPCOption, RaftNetworkFactory, RaftNetworkV2};
-use openraft::raft::{AppendEntriesRequest, AppendEntriesResponse, SnapshotResponse, VoteRequest, VoteResponse};
+use openraft::raft::{
+    AppendEntriesRequest, AppendEntriesResponse, SnapshotResponse, VoteRequest, VoteResponse,
+};
 use parking_lot::Mutex;
 use serde::{Deserialize, Serialize};
 use tokio::io::AsyncReadExt;
@@ -131,7 +133,11 @@ fn status_to_rpc(s: Status) -> RPCError<TypeConfig> {
 }
 
 fn reply_data(reply: RaftReply) -> Result<Vec<u8>, String> {
-    if reply.error.is_empty() { Ok(reply.data) } else { Err(reply.error) }
+    if reply.error.is_empty() {
+        Ok(reply.data)
+    } else {
+        Err(reply.error)
+    }
 }
 
 impl PeerClient {
@@ -142,7 +148,9 @@ impl PeerClient {
         which: &'static str,
     ) -> Result<Resp, RPCError<TypeConfig>> {
         let mut c = self.pool.client(&self.url).map_err(unreachable)?;
-        let mut r = Request::new(RaftRequest { data: encode(req).map_err(network)? });
+        let mut r = Request::new(RaftRequest {
+            data: encode(req).map_err(network)?,
+        });
         r.set_timeout(option.hard_ttl());
         let reply = match which {
             "append" => c.append_entries(r).await,
@@ -205,7 +213,10 @@ impl RaftNetworkV2<TypeConfig> for PeerClient {
                 if n == 0 && first.is_none() {
                     return Ok::<(), std::io::Error>(());
                 }
-                let chunk = SnapshotChunk { header: first.take().unwrap_or_default(), data: buf };
+                let chunk = SnapshotChunk {
+                    header: first.take().unwrap_or_default(),
+                    data: buf,
+                };
                 if tx.send(chunk).await.is_err() {
                     return Ok(());
                 }
@@ -237,11 +248,17 @@ pub struct PeerService {
 
 fn ok_reply<T: Serialize>(v: &T) -> Result<Response<RaftReply>, Status> {
     let data = encode(v).map_err(|e| Status::internal(e.to_string()))?;
-    Ok(Response::new(RaftReply { data, error: String::new() }))
+    Ok(Response::new(RaftReply {
+        data,
+        error: String::new(),
+    }))
 }
 
 fn err_reply(e: impl std::fmt::Display) -> Result<Response<RaftReply>, Status> {
-    Ok(Response::new(RaftReply { data: Vec::new(), error: e.to_string() }))
+    Ok(Response::new(RaftReply {
+        data: Vec::new(),
+        error: e.to_string(),
+    }))
 }
 
 fn decode_req<T: for<'a> Deserialize<'a>>(r: &RaftRequest) -> Result<T, Status> {
@@ -250,7 +267,10 @@ fn decode_req<T: for<'a> Deserialize<'a>>(r: &RaftRequest) -> Result<T, Status> 
 
 #[tonic::async_trait]
 impl RaftPeer for PeerService {
-    async fn append_entries(&self, req: Request<RaftRequest>) -> Result<Response<RaftReply>, Status> {
+    async fn append_entries(
+        &self,
+        req: Request<RaftRequest>,
+    ) -> Result<Response<RaftReply>, Status> {
         let rpc: AppendEntriesRequest<TypeConfig> = decode_req(req.get_ref())?;
         match self.node.raft.append_entries(rpc).await {
             Ok(r) => ok_reply(&r),
@@ -288,13 +308,23 @@ impl RaftPeer for PeerService {
         let mut header: Option<(Vote, SnapshotMeta)> = None;
         while let Some(chunk) = stream.message().await? {
             if header.is_none() {
-                header = Some(decode(&chunk.header).map_err(|e| Status::invalid_argument(e.to_string()))?);
+                header = Some(
+                    decode(&chunk.header).map_err(|e| Status::invalid_argument(e.to_string()))?,
+                );
             }
-            f.write_all(&chunk.data).await.map_err(|e| Status::internal(e.to_string()))?;
+            f.write_all(&chunk.data)
+                .await
+                .map_err(|e| Status::internal(e.to_string()))?;
         }
-        f.sync_all().await.map_err(|e| Status::internal(e.to_string()))?;
-        let (vote, meta) = header.ok_or_else(|| Status::invalid_argument("empty snapshot stream"))?;
-        let snapshot = Snapshot { meta, snapshot: SnapshotFile { path: path.clone() } };
+        f.sync_all()
+            .await
+            .map_err(|e| Status::internal(e.to_string()))?;
+        let (vote, meta) =
+            header.ok_or_else(|| Status::invalid_argument("empty snapshot stream"))?;
+        let snapshot = Snapshot {
+            meta,
+            snapshot: SnapshotFile { path: path.clone() },
+        };
         let res = self.node.raft.install_full_snapshot(vote, snapshot).await;
         let _ = tokio::fs::remove_file(&path).await;
         match res {

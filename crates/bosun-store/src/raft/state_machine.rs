@@ -55,7 +55,10 @@ pub struct StateMachine {
 
 fn get_meta<T: for<'a> serde::Deserialize<'a>>(mvcc: &Mvcc, key: &[u8]) -> io::Result<Option<T>> {
     let db = mvcc.db();
-    match db.get_cf(cf(db, CF_META).map_err(io_err)?, key).map_err(io_err)? {
+    match db
+        .get_cf(cf(db, CF_META).map_err(io_err)?, key)
+        .map_err(io_err)?
+    {
         None => Ok(None),
         Some(b) => decode(&b).map(Some),
     }
@@ -84,7 +87,11 @@ impl StateMachine {
         self.shared.clone()
     }
 
-    fn apply_alarm(&self, tx: &mut WriteTxn<'_>, a: &bosun_proto::etcdserverpb::AlarmRequest) -> io::Result<CommandResult> {
+    fn apply_alarm(
+        &self,
+        tx: &mut WriteTxn<'_>,
+        a: &bosun_proto::etcdserverpb::AlarmRequest,
+    ) -> io::Result<CommandResult> {
         let mut alarms = self.shared.alarms.lock();
         let m = AlarmMember {
             member_id: a.member_id,
@@ -97,11 +104,14 @@ impl StateMachine {
                 }
             }
             Ok(AlarmAction::Deactivate) => {
-                alarms.retain(|x| !(x.alarm == m.alarm && (m.member_id == 0 || x.member_id == m.member_id)));
+                alarms.retain(|x| {
+                    !(x.alarm == m.alarm && (m.member_id == 0 || x.member_id == m.member_id))
+                });
             }
             _ => {}
         }
-        tx.put_meta(META_ALARMS, &encode(&*alarms)?).map_err(io_err)?;
+        tx.put_meta(META_ALARMS, &encode(&*alarms)?)
+            .map_err(io_err)?;
         Ok(CommandResult::Alarm(alarms.clone()))
     }
 
@@ -206,7 +216,8 @@ impl RaftStateMachine<TypeConfig> for StateMachine {
                 responses.push((r, result));
             }
         }
-        tx.put_meta(META_APPLIED, &encode(&Some(last_log_id.clone()))?).map_err(io_err)?;
+        tx.put_meta(META_APPLIED, &encode(&Some(last_log_id.clone()))?)
+            .map_err(io_err)?;
         if let Some(m) = &membership {
             tx.put_meta(META_MEMBERSHIP, &encode(m)?).map_err(io_err)?;
         }
@@ -230,7 +241,11 @@ impl RaftStateMachine<TypeConfig> for StateMachine {
         self.clone()
     }
 
-    async fn install_snapshot(&mut self, meta: &SnapshotMeta, snapshot: SnapshotFile) -> io::Result<()> {
+    async fn install_snapshot(
+        &mut self,
+        meta: &SnapshotMeta,
+        snapshot: SnapshotFile,
+    ) -> io::Result<()> {
         let this = self.clone();
         let meta = meta.clone();
         tokio::task::spawn_blocking(move || {

@@ -4,9 +4,9 @@ use std::sync::Arc;
 
 use bosun_proto::etcdserverpb::cluster_server::Cluster;
 use bosun_proto::etcdserverpb::{
-    Member as PbMember, MemberAddRequest, MemberAddResponse, MemberListRequest,
-    MemberListResponse, MemberPromoteRequest, MemberPromoteResponse, MemberRemoveRequest,
-    MemberRemoveResponse, MemberUpdateRequest, MemberUpdateResponse, ResponseHeader,
+    Member as PbMember, MemberAddRequest, MemberAddResponse, MemberListRequest, MemberListResponse,
+    MemberPromoteRequest, MemberPromoteResponse, MemberRemoveRequest, MemberRemoveResponse,
+    MemberUpdateRequest, MemberUpdateResponse, ResponseHeader,
 };
 use tonic::{Request, Response, Status};
 
@@ -40,31 +40,46 @@ impl ClusterService {
 
     fn header(&self) -> Option<ResponseHeader> {
         // etcd's member responses carry no revision.
-        Some(ResponseHeader { revision: 0, ..self.node.header(0) })
+        Some(ResponseHeader {
+            revision: 0,
+            ..self.node.header(0)
+        })
     }
 }
 
 #[tonic::async_trait]
 impl Cluster for ClusterService {
-    async fn member_add(&self, _req: Request<MemberAddRequest>) -> Result<Response<MemberAddResponse>, Status> {
-        Err(Status::unimplemented("member add comes with multi-member clusters"))
+    async fn member_add(
+        &self,
+        _req: Request<MemberAddRequest>,
+    ) -> Result<Response<MemberAddResponse>, Status> {
+        Err(Status::unimplemented(
+            "member add comes with multi-member clusters",
+        ))
     }
 
     async fn member_remove(
         &self,
         _req: Request<MemberRemoveRequest>,
     ) -> Result<Response<MemberRemoveResponse>, Status> {
-        Err(Status::unimplemented("member remove comes with multi-member clusters"))
+        Err(Status::unimplemented(
+            "member remove comes with multi-member clusters",
+        ))
     }
 
     async fn member_update(
         &self,
         _req: Request<MemberUpdateRequest>,
     ) -> Result<Response<MemberUpdateResponse>, Status> {
-        Err(Status::unimplemented("member update comes with multi-member clusters"))
+        Err(Status::unimplemented(
+            "member update comes with multi-member clusters",
+        ))
     }
 
-    async fn member_list(&self, req: Request<MemberListRequest>) -> Result<Response<MemberListResponse>, Status> {
+    async fn member_list(
+        &self,
+        req: Request<MemberListRequest>,
+    ) -> Result<Response<MemberListResponse>, Status> {
         if req.get_ref().linearizable {
             self.node.read_barrier().await?;
         }
@@ -78,6 +93,8 @@ impl Cluster for ClusterService {
         &self,
         _req: Request<MemberPromoteRequest>,
     ) -> Result<Response<MemberPromoteResponse>, Status> {
-        Err(Status::unimplemented("member promote comes with multi-member clusters"))
+        Err(Status::unimplemented(
+            "member promote comes with multi-member clusters",
+        ))
     }
 }

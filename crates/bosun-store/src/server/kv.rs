@@ -23,20 +23,26 @@ pub struct KvService {
 
 /// Whether a txn only reads: then it needs no Raft round and is served like a Range.
 fn read_only(t: &TxnRequest) -> bool {
-    t.success.iter().chain(&t.failure).all(|op| match &op.request {
-        Some(request_op::Request::RequestRange(_)) | None => true,
-        Some(request_op::Request::RequestTxn(n)) => read_only(n),
-        _ => false,
-    })
+    t.success
+        .iter()
+        .chain(&t.failure)
+        .all(|op| match &op.request {
+            Some(request_op::Request::RequestRange(_)) | None => true,
+            Some(request_op::Request::RequestTxn(n)) => read_only(n),
+            _ => false,
+        })
 }
 
 /// Whether a txn may add data (and so is subject to the quota).
 fn adds_data(t: &TxnRequest) -> bool {
-    t.success.iter().chain(&t.failure).any(|op| match &op.request {
-        Some(request_op::Request::RequestPut(_)) => true,
-        Some(request_op::Request::RequestTxn(n)) => adds_data(n),
-        _ => false,
-    })
+    t.success
+        .iter()
+        .chain(&t.failure)
+        .any(|op| match &op.request {
+            Some(request_op::Request::RequestPut(_)) => true,
+            Some(request_op::Request::RequestTxn(n)) => adds_data(n),
+            _ => false,
+        })
 }
 
 impl KvService {
@@ -97,7 +103,9 @@ impl Kv for KvService {
         &self,
         _req: Request<RangeRequest>,
     ) -> Result<Response<Self::RangeStreamStream>, Status> {
-        Err(Status::unimplemented("RangeStream is not served: use Range with limit"))
+        Err(Status::unimplemented(
+            "RangeStream is not served: use Range with limit",
+        ))
     }
 
     async fn put(&self, req: Request<PutRequest>) -> Result<Response<PutResponse>, Status> {

@@ -14,8 +14,8 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 use bosun_proto::etcdserverpb::lease_server::Lease;
 use bosun_proto::etcdserverpb::{
     LeaseGrantRequest, LeaseGrantResponse, LeaseKeepAliveRequest, LeaseKeepAliveResponse,
-    LeaseLeasesRequest, LeaseLeasesResponse, LeaseRevokeRequest, LeaseRevokeResponse,
-    LeaseStatus, LeaseTimeToLiveRequest, LeaseTimeToLiveResponse,
+    LeaseLeasesRequest, LeaseLeasesResponse, LeaseRevokeRequest, LeaseRevokeResponse, LeaseStatus,
+    LeaseTimeToLiveRequest, LeaseTimeToLiveResponse,
 };
 use futures::Stream;
 use parking_lot::Mutex;
@@ -49,7 +49,9 @@ impl Lessor {
     /// Seconds left on lease `id`; a lease without a clock yet has its full TTL.
     pub fn remaining(&self, id: i64, ttl: i64) -> i64 {
         match self.expiry.lock().get(&id) {
-            Some(at) => i64::try_from(at.saturating_duration_since(Instant::now()).as_secs()).unwrap_or(0),
+            Some(at) => {
+                i64::try_from(at.saturating_duration_since(Instant::now()).as_secs()).unwrap_or(0)
+            }
             None => ttl,
         }
     }
@@ -61,7 +63,9 @@ impl Lessor {
     /// A new lease ID as etcd makes them: the member ID's low 16 bits, a millisecond
     /// timestamp and a counter, never negative or zero.
     pub fn next_id(&self, member_id: u64) -> i64 {
-        let ms = SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| d.as_millis() as u64);
+        let ms = SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .map_or(0, |d| d.as_millis() as u64);
         let base = ((member_id & 0xffff) << 48) | ((ms & 0xff_ffff_ffff) << 8);
         let n = self.id_counter.fetch_add(1, Ordering::Relaxed);
         let id = (base.wrapping_add(n) & (u64::MAX >> 1)) as i64;
@@ -90,7 +94,10 @@ pub async fn expiry_loop(node: Arc<Node>, mut shutdown: tokio::sync::watch::Rece
             exp.clear();
             let now = Instant::now();
             for (id, ttl) in &leases {
-                exp.insert(*id, now + Duration::from_secs(u64::try_from(*ttl).unwrap_or(0)));
+                exp.insert(
+                    *id,
+                    now + Duration::from_secs(u64::try_from(*ttl).unwrap_or(0)),
+                );
             }
             was_leader = true;
         }
@@ -115,12 +122,16 @@ pub async fn expiry_loop(node: Arc<Node>, mut shutdown: tokio::sync::watch::Rece
             }
             let n = node.clone();
             tokio::spawn(async move {
-                let res = n.propose(Command::LeaseRevoke(LeaseRevokeRequest { id })).await;
+                let res = n
+                    .propose(Command::LeaseRevoke(LeaseRevokeRequest { id }))
+                    .await;
                 match res {
                     Ok(_) | Err(EtcdError::LeaseNotFound) => {
                         tracing::debug!(lease = format!("{id:016x}"), "lease expired and revoked")
                     }
-                    Err(e) => tracing::warn!(lease = format!("{id:016x}"), error = %e, "revoking expired lease failed"),
+                    Err(e) => {
+                        tracing::warn!(lease = format!("{id:016x}"), error = %e, "revoking expired lease failed")
+                    }
                 }
                 n.lessor.revoking.lock().remove(&id);
             });
@@ -192,7 +203,11 @@ impl Lease for LeaseService {
         &self,
         req: Request<LeaseRevokeRequest>,
     ) -> Result<Response<LeaseRevokeResponse>, Status> {
-        match self.node.propose(Command::LeaseRevoke(req.into_inner())).await? {
+        match self
+            .node
+            .propose(Command::LeaseRevoke(req.into_inner()))
+            .await?
+        {
             CommandResult::LeaseRevoke(mut r) => {
                 self.node.fill(&mut r.header);
                 Ok(Response::new(r))
@@ -214,7 +229,11 @@ impl Lease for LeaseService {
             while let Ok(Some(r)) = input.message().await {
                 let header = svc.node.header(svc.node.shared.mvcc.rev());
                 let resp = match svc.keep_alive_one(r.id).await {
-                    Ok(ttl) => Ok(LeaseKeepAliveResponse { header: Some(header), id: r.id, ttl }),
+                    Ok(ttl) => Ok(LeaseKeepAliveResponse {
+                        header: Some(header),
+                        id: r.id,
+                        ttl,
+                    }),
                     Err(e) => Err(Status::from(e)),
                 };
                 let failed = resp.is_err();
@@ -223,7 +242,9 @@ impl Lease for LeaseService {
                 }
             }
         });
-        Ok(Response::new(Box::pin(tokio_stream::wrappers::ReceiverStream::new(rx))))
+        Ok(Response::new(Box::pin(
+            tokio_stream::wrappers::ReceiverStream::new(rx),
+        )))
     }
 
     async fn lease_time_to_live(
@@ -234,7 +255,13 @@ impl Lease for LeaseService {
         self.node.read_barrier().await?;
         let header = Some(self.node.header(self.node.shared.mvcc.rev()));
         let resp = match self.node.shared.mvcc.lease(r.id) {
-            None => LeaseTimeToLiveResponse { header, id: r.id, ttl: -1, granted_ttl: 0, keys: Vec::new() },
+            None => LeaseTimeToLiveResponse {
+                header,
+                id: r.id,
+                ttl: -1,
+                granted_ttl: 0,
+                keys: Vec::new(),
+            },
             Some((ttl, keys)) => LeaseTimeToLiveResponse {
                 header,
                 id: r.id,
@@ -256,7 +283,10 @@ impl Lease for LeaseService {
         leases.sort_by_key(|(id, _)| (self.node.lessor.expiry_of(*id), *id));
         Ok(Response::new(LeaseLeasesResponse {
             header: Some(self.node.header(self.node.shared.mvcc.rev())),
-            leases: leases.into_iter().map(|(id, _)| LeaseStatus { id }).collect(),
+            leases: leases
+                .into_iter()
+                .map(|(id, _)| LeaseStatus { id })
+                .collect(),
         }))
     }
 }

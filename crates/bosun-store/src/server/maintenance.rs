@@ -50,7 +50,10 @@ impl MaintenanceService {
         let snap = db.snapshot();
         let mut h = crc32fast::Hasher::new();
         let start = Rev::new(compact, 0).to_key();
-        for item in snap.iterator_cf(cf(db, CF_KV)?, IteratorMode::From(&start, Direction::Forward)) {
+        for item in snap.iterator_cf(
+            cf(db, CF_KV)?,
+            IteratorMode::From(&start, Direction::Forward),
+        ) {
             let (k, v) = item.map_err(EtcdError::internal)?;
             let r = Rev::from_key(&k).ok_or_else(|| EtcdError::internal("corrupt kv key"))?;
             if r.main > at {
@@ -79,7 +82,9 @@ impl Maintenance for MaintenanceService {
             }
             Ok(_) => match self.node.propose(Command::Alarm(r)).await? {
                 CommandResult::Alarm(a) => a,
-                other => return Err(EtcdError::internal(format!("unexpected result {other:?}")).into()),
+                other => {
+                    return Err(EtcdError::internal(format!("unexpected result {other:?}")).into());
+                }
             },
             Err(_) => return Err(Status::invalid_argument("unknown alarm action")),
         };
@@ -89,7 +94,10 @@ impl Maintenance for MaintenanceService {
         }))
     }
 
-    async fn status(&self, _req: Request<StatusRequest>) -> Result<Response<StatusResponse>, Status> {
+    async fn status(
+        &self,
+        _req: Request<StatusRequest>,
+    ) -> Result<Response<StatusResponse>, Status> {
         let m = self.node.metrics();
         let mut errors = Vec::new();
         if m.current_leader.is_none() {
@@ -100,7 +108,11 @@ impl Maintenance for MaintenanceService {
             errors.push(format!("memberID:{} alarm:{}", a.member_id, name));
         }
         let size = i64::try_from(self.node.db_size()).unwrap_or(i64::MAX);
-        let learner = m.membership_config.membership().learner_ids().any(|id| id == self.node.id);
+        let learner = m
+            .membership_config
+            .membership()
+            .learner_ids()
+            .any(|id| id == self.node.id);
         Ok(Response::new(StatusResponse {
             header: Some(self.node.header(self.node.shared.mvcc.rev())),
             version: ETCD_VERSION.to_string(),
@@ -147,8 +159,12 @@ impl Maintenance for MaintenanceService {
         }))
     }
 
-    async fn hash_kv(&self, req: Request<HashKvRequest>) -> Result<Response<HashKvResponse>, Status> {
-        let (hash, compact_revision, hash_revision) = MaintenanceService::hash_kv(self, req.get_ref().revision)?;
+    async fn hash_kv(
+        &self,
+        req: Request<HashKvRequest>,
+    ) -> Result<Response<HashKvResponse>, Status> {
+        let (hash, compact_revision, hash_revision) =
+            MaintenanceService::hash_kv(self, req.get_ref().revision)?;
         Ok(Response::new(HashKvResponse {
             header: Some(self.node.header(self.node.shared.mvcc.rev())),
             hash,
@@ -159,7 +175,10 @@ impl Maintenance for MaintenanceService {
 
     type SnapshotStream = SnapshotStream;
 
-    async fn snapshot(&self, _req: Request<SnapshotRequest>) -> Result<Response<Self::SnapshotStream>, Status> {
+    async fn snapshot(
+        &self,
+        _req: Request<SnapshotRequest>,
+    ) -> Result<Response<Self::SnapshotStream>, Status> {
         let db = self.node.shared.mvcc.db().clone();
         let (tx, rx) = mpsc::channel::<Result<SnapshotResponse, Status>>(4);
         // The copy is written to a temporary file first so that remaining_bytes is exact; the
@@ -214,7 +233,9 @@ impl Maintenance for MaintenanceService {
                 let _ = tx.blocking_send(Err(Status::internal(e.to_string())));
             }
         });
-        Ok(Response::new(Box::pin(tokio_stream::wrappers::ReceiverStream::new(rx))))
+        Ok(Response::new(Box::pin(
+            tokio_stream::wrappers::ReceiverStream::new(rx),
+        )))
     }
 
     async fn move_leader(

@@ -10,7 +10,9 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
-use bosun_proto::etcdserverpb::{AlarmRequest, AlarmType, ResponseHeader, alarm_request::AlarmAction};
+use bosun_proto::etcdserverpb::{
+    AlarmRequest, AlarmType, ResponseHeader, alarm_request::AlarmAction,
+};
 use openraft::ReadPolicy;
 use openraft::errors::{ClientWriteError, LinearizableReadError, RaftError};
 use parking_lot::Mutex;
@@ -18,10 +20,10 @@ use parking_lot::Mutex;
 use crate::apply::{Command, CommandResult, Limits};
 use crate::config::StoreConfig;
 use crate::error::{EtcdError, EtcdResult};
+use crate::mvcc;
 use crate::raft::network::{ForwardReply, ForwardRequest, PeerPool};
 use crate::raft::state_machine::Shared;
 use crate::raft::{Member, Metrics, Raft};
-use crate::mvcc;
 
 /// How long a proposal or a read barrier may take before the client hears "request timed out".
 pub const REQUEST_TIMEOUT: Duration = Duration::from_secs(7);
@@ -58,7 +60,13 @@ const SIZED_CFS: [&str; 5] = [
 
 impl Node {
     /// Assembles a member from its parts.
-    pub fn new(id: u64, cluster_id: u64, raft: Raft, shared: Arc<Shared>, cfg: StoreConfig) -> Self {
+    pub fn new(
+        id: u64,
+        cluster_id: u64,
+        raft: Raft,
+        shared: Arc<Shared>,
+        cfg: StoreConfig,
+    ) -> Self {
         Node {
             id,
             cluster_id,
@@ -93,7 +101,9 @@ impl Node {
 
     /// Fills in a header that the state machine left with only a revision.
     pub fn fill(&self, h: &mut Option<ResponseHeader>) {
-        let rev = h.as_ref().map_or_else(|| self.shared.mvcc.rev(), |h| h.revision);
+        let rev = h
+            .as_ref()
+            .map_or_else(|| self.shared.mvcc.rev(), |h| h.revision);
         *h = Some(self.header(rev));
     }
 
@@ -109,8 +119,15 @@ impl Node {
         let mut total = 0u64;
         for name in SIZED_CFS {
             if let Some(cf) = db.cf_handle(name) {
-                for prop in ["rocksdb.total-sst-files-size", "rocksdb.cur-size-all-mem-tables"] {
-                    total += db.property_int_value_cf(cf, prop).ok().flatten().unwrap_or(0);
+                for prop in [
+                    "rocksdb.total-sst-files-size",
+                    "rocksdb.cur-size-all-mem-tables",
+                ] {
+                    total += db
+                        .property_int_value_cf(cf, prop)
+                        .ok()
+                        .flatten()
+                        .unwrap_or(0);
                 }
             }
         }
@@ -126,7 +143,10 @@ impl Node {
             return Err(EtcdError::NoSpace);
         }
         if self.db_size() + cost as u64 > self.cfg.quota() {
-            tracing::warn!(quota = self.cfg.quota(), "storage quota exceeded, raising NOSPACE");
+            tracing::warn!(
+                quota = self.cfg.quota(),
+                "storage quota exceeded, raising NOSPACE"
+            );
             let req = AlarmRequest {
                 action: AlarmAction::Activate as i32,
                 member_id: self.id,
@@ -157,7 +177,9 @@ impl Node {
                 let leader = f.leader_node.ok_or(EtcdError::NoLeader)?;
                 match self.forward(&leader, ForwardRequest::Write(cmd)).await? {
                     ForwardReply::Write(r) => Ok(r),
-                    other => Err(EtcdError::internal(format!("unexpected forward reply {other:?}"))),
+                    other => Err(EtcdError::internal(format!(
+                        "unexpected forward reply {other:?}"
+                    ))),
                 }
             }
             Err(RaftError::APIError(e)) => Err(EtcdError::internal(e)),
@@ -183,7 +205,8 @@ impl Node {
             Ok(_) => Ok(()),
             Err(RaftError::APIError(LinearizableReadError::ForwardToLeader(f))) => {
                 let leader = f.leader_node.ok_or(EtcdError::NoLeader)?;
-                let ForwardReply::ReadIndex(index) = self.forward(&leader, ForwardRequest::ReadIndex).await?
+                let ForwardReply::ReadIndex(index) =
+                    self.forward(&leader, ForwardRequest::ReadIndex).await?
                 else {
                     return Err(EtcdError::internal("unexpected forward reply"));
                 };
@@ -194,7 +217,9 @@ impl Node {
                     .map_err(|_| EtcdError::Timeout)?;
                 Ok(())
             }
-            Err(RaftError::APIError(LinearizableReadError::QuorumNotEnough(_))) => Err(EtcdError::NoLeader),
+            Err(RaftError::APIError(LinearizableReadError::QuorumNotEnough(_))) => {
+                Err(EtcdError::NoLeader)
+            }
             Err(RaftError::Fatal(_)) => Err(EtcdError::Stopped),
         }
     }
@@ -203,8 +228,12 @@ impl Node {
     pub async fn leader_read_index(&self) -> EtcdResult<u64> {
         match self.raft.ensure_linearizable(ReadPolicy::ReadIndex).await {
             Ok(read) => Ok(read.log_id().index),
-            Err(RaftError::APIError(LinearizableReadError::ForwardToLeader(_))) => Err(EtcdError::NotLeader),
-            Err(RaftError::APIError(LinearizableReadError::QuorumNotEnough(_))) => Err(EtcdError::NoLeader),
+            Err(RaftError::APIError(LinearizableReadError::ForwardToLeader(_))) => {
+                Err(EtcdError::NotLeader)
+            }
+            Err(RaftError::APIError(LinearizableReadError::QuorumNotEnough(_))) => {
+                Err(EtcdError::NoLeader)
+            }
             Err(RaftError::Fatal(_)) => Err(EtcdError::Stopped),
         }
     }
@@ -233,7 +262,8 @@ impl Node {
             {
                 let m = rx.borrow_watched();
                 self.term.store(m.current_term, Ordering::Relaxed);
-                self.leader.store(m.current_leader.unwrap_or(0), Ordering::Relaxed);
+                self.leader
+                    .store(m.current_leader.unwrap_or(0), Ordering::Relaxed);
             }
             if rx.changed().await.is_err() {
                 return;

@@ -68,7 +68,8 @@ impl Spec {
         if (put && self.no_put) || (!put && self.no_delete) {
             return false;
         }
-        e.kv.as_ref().is_some_and(|kv| self.range().contains(&kv.key))
+        e.kv.as_ref()
+            .is_some_and(|kv| self.range().contains(&kv.key))
     }
 }
 
@@ -139,7 +140,13 @@ impl Watcher {
         let mut e = e.clone();
         if self.spec.prev_kv && e.prev_kv.is_none() {
             if let Some(kv) = &e.kv {
-                e.prev_kv = self.node.shared.mvcc.value_before(&kv.key, rev).ok().flatten();
+                e.prev_kv = self
+                    .node
+                    .shared
+                    .mvcc
+                    .value_before(&kv.key, rev)
+                    .ok()
+                    .flatten();
             }
         }
         e
@@ -192,7 +199,11 @@ impl Watcher {
 
     async fn run(self, start: i64) {
         let mut rx = self.node.shared.hub.subscribe();
-        let mut next = if start > 0 { start } else { self.node.shared.mvcc.rev() + 1 };
+        let mut next = if start > 0 {
+            start
+        } else {
+            self.node.shared.mvcc.rev() + 1
+        };
         if start > 0 {
             match self.replay(next).await {
                 Some(n) => next = n,
@@ -297,7 +308,11 @@ impl StreamState {
             return send(&self.out, reject(-1, &EtcdError::EmptyKey.to_string())).await;
         }
         if self.watches.len() >= MAX_WATCHES_PER_STREAM {
-            return send(&self.out, reject(-1, "bosun: too many watches on one stream")).await;
+            return send(
+                &self.out,
+                reject(-1, "bosun: too many watches on one stream"),
+            )
+            .await;
         }
         if id == 0 {
             while self.watches.contains_key(&self.next_id) {
@@ -407,7 +422,9 @@ impl Watch for WatchService {
                 };
                 let alive = match msg.request_union {
                     Some(watch_request::RequestUnion::CreateRequest(c)) => st.create(c).await,
-                    Some(watch_request::RequestUnion::CancelRequest(c)) => st.cancel(c.watch_id).await,
+                    Some(watch_request::RequestUnion::CancelRequest(c)) => {
+                        st.cancel(c.watch_id).await
+                    }
                     Some(watch_request::RequestUnion::ProgressRequest(_)) => st.progress().await,
                     None => true,
                 };
