@@ -223,7 +223,7 @@ impl Mvcc {
                 break;
             }
             last_main = rev.main;
-            scanned += 1;
+            scanned = scanned.saturating_add(1);
             let (kv, tombstone) = decode_change(&v)?;
             if !range.contains(&kv.key) {
                 continue;

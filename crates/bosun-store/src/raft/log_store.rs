@@ -63,7 +63,7 @@ impl LogStore {
                     group.extend(rx.try_iter());
                     let res = sync_db.flush_wal(true).map_err(io_err);
                     for cb in group {
-                        cb.io_completed(res.as_ref().map(|_| ()).map_err(|e| io_err(e)));
+                        cb.io_completed(res.as_ref().map(|_| ()).map_err(io_err));
                     }
                 }
             })?;
@@ -146,9 +146,7 @@ impl RaftLogStorage<TypeConfig> for LogStore {
 
     async fn get_log_state(&mut self) -> io::Result<LogState<TypeConfig>> {
         let last_purged_log_id: Option<LogId> = self.get_meta(KEY_PURGED)?;
-        let last_log_id = self
-            .last_entry_log_id()?
-            .or_else(|| last_purged_log_id.clone());
+        let last_log_id = self.last_entry_log_id()?.or(last_purged_log_id);
         Ok(LogState {
             last_purged_log_id,
             last_log_id,

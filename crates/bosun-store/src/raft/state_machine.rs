@@ -98,11 +98,7 @@ impl StateMachine {
             alarm: a.alarm,
         };
         match AlarmAction::try_from(a.action) {
-            Ok(AlarmAction::Activate) => {
-                if !alarms.contains(&m) {
-                    alarms.push(m);
-                }
-            }
+            Ok(AlarmAction::Activate) if !alarms.contains(&m) => alarms.push(m),
             Ok(AlarmAction::Deactivate) => {
                 alarms.retain(|x| {
                     !(x.alarm == m.alarm && (m.member_id == 0 || x.member_id == m.member_id))
@@ -198,7 +194,7 @@ impl RaftStateMachine<TypeConfig> for StateMachine {
         let Some(last) = batch.last() else {
             return Ok(());
         };
-        let last_log_id = last.0.log_id.clone();
+        let last_log_id = last.0.log_id;
         let mut responses = Vec::with_capacity(batch.len());
         let mut membership = None;
         let mut tx = self.shared.mvcc.write();
@@ -208,7 +204,7 @@ impl RaftStateMachine<TypeConfig> for StateMachine {
                 EntryPayload::Normal(Command::Alarm(a)) => self.apply_alarm(&mut tx, a)?,
                 EntryPayload::Normal(cmd) => apply::execute(&mut tx, cmd),
                 EntryPayload::Membership(m) => {
-                    membership = Some(StoredMembership::new(Some(entry.log_id.clone()), m.clone()));
+                    membership = Some(StoredMembership::new(Some(entry.log_id), m.clone()));
                     CommandResult::Done
                 }
             };
@@ -216,7 +212,7 @@ impl RaftStateMachine<TypeConfig> for StateMachine {
                 responses.push((r, result));
             }
         }
-        tx.put_meta(META_APPLIED, &encode(&Some(last_log_id.clone()))?)
+        tx.put_meta(META_APPLIED, &encode(&Some(last_log_id))?)
             .map_err(io_err)?;
         if let Some(m) = &membership {
             tx.put_meta(META_MEMBERSHIP, &encode(m)?).map_err(io_err)?;
@@ -255,7 +251,7 @@ impl RaftStateMachine<TypeConfig> for StateMachine {
             crate::snapshot::restore(mvcc.db(), &mut r)?;
             *state = Mvcc::load_state(mvcc.db()).map_err(io_err)?;
             *this.shared.alarms.lock() = get_meta(mvcc, META_ALARMS)?.unwrap_or_default();
-            *this.shared.applied.lock() = (meta.last_log_id.clone(), meta.last_membership.clone());
+            *this.shared.applied.lock() = (meta.last_log_id, meta.last_membership.clone());
             let (path, meta_path) = this.snapshot_paths(&meta);
             if snapshot.path != path {
                 std::fs::copy(&snapshot.path, &path)?;

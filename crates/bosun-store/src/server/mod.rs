@@ -110,10 +110,10 @@ impl Node {
     /// Size of the member's database on disk and in memory, refreshed at most every 100 ms.
     pub fn db_size(&self) -> u64 {
         let mut cached = self.db_size.lock();
-        if let Some((at, size)) = *cached {
-            if at.elapsed() < Duration::from_millis(100) {
-                return size;
-            }
+        if let Some((at, size)) = *cached
+            && at.elapsed() < Duration::from_millis(100)
+        {
+            return size;
         }
         let db = self.shared.mvcc.db();
         let mut total = 0u64;

@@ -138,16 +138,17 @@ impl Watcher {
 
     fn with_prev(&self, rev: i64, e: &Event) -> Event {
         let mut e = e.clone();
-        if self.spec.prev_kv && e.prev_kv.is_none() {
-            if let Some(kv) = &e.kv {
-                e.prev_kv = self
-                    .node
-                    .shared
-                    .mvcc
-                    .value_before(&kv.key, rev)
-                    .ok()
-                    .flatten();
-            }
+        if self.spec.prev_kv
+            && e.prev_kv.is_none()
+            && let Some(kv) = &e.kv
+        {
+            e.prev_kv = self
+                .node
+                .shared
+                .mvcc
+                .value_before(&kv.key, rev)
+                .ok()
+                .flatten();
         }
         e
     }
