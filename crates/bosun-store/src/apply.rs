@@ -46,6 +46,13 @@ pub enum CommandResult {
     Error(EtcdError),
 }
 
+impl CommandResult {
+    /// The error for a result of the wrong kind (a bug, never a client mistake).
+    pub fn unexpected(self) -> EtcdError {
+        EtcdError::internal(format!("unexpected result {self:?}"))
+    }
+}
+
 /// Request limits checked before proposing.
 #[derive(Debug, Clone, Copy)]
 pub struct Limits {

@@ -74,7 +74,7 @@ impl KvService {
                     Ok(r)
                 }
                 CommandResult::Error(e) => Err(e),
-                other => Err(EtcdError::internal(format!("unexpected result {other:?}"))),
+                other => Err(other.unexpected()),
             };
         }
         if adds_data(&t) {
@@ -85,7 +85,7 @@ impl KvService {
                 self.node.fill(&mut r.header);
                 Ok(r)
             }
-            other => Err(EtcdError::internal(format!("unexpected result {other:?}"))),
+            other => Err(other.unexpected()),
         }
     }
 }
@@ -118,7 +118,7 @@ impl Kv for KvService {
                 self.node.fill(&mut r.header);
                 Ok(Response::new(r))
             }
-            other => Err(EtcdError::internal(format!("unexpected result {other:?}")).into()),
+            other => Err(other.unexpected().into()),
         }
     }
 
@@ -136,7 +136,7 @@ impl Kv for KvService {
                 self.node.fill(&mut r.header);
                 Ok(Response::new(r))
             }
-            other => Err(EtcdError::internal(format!("unexpected result {other:?}")).into()),
+            other => Err(other.unexpected().into()),
         }
     }
 
@@ -156,7 +156,7 @@ impl Kv for KvService {
                 self.node.fill(&mut r.header);
                 Ok(Response::new(r))
             }
-            other => Err(EtcdError::internal(format!("unexpected result {other:?}")).into()),
+            other => Err(other.unexpected().into()),
         }
     }
 }

@@ -195,7 +195,7 @@ impl Lease for LeaseService {
                 self.node.fill(&mut r.header);
                 Ok(Response::new(r))
             }
-            other => Err(EtcdError::internal(format!("unexpected result {other:?}")).into()),
+            other => Err(other.unexpected().into()),
         }
     }
 
@@ -212,7 +212,7 @@ impl Lease for LeaseService {
                 self.node.fill(&mut r.header);
                 Ok(Response::new(r))
             }
-            other => Err(EtcdError::internal(format!("unexpected result {other:?}")).into()),
+            other => Err(other.unexpected().into()),
         }
     }
 

@@ -83,7 +83,7 @@ impl Maintenance for MaintenanceService {
             Ok(_) => match self.node.propose(Command::Alarm(r)).await? {
                 CommandResult::Alarm(a) => a,
                 other => {
-                    return Err(EtcdError::internal(format!("unexpected result {other:?}")).into());
+                    return Err(other.unexpected().into());
                 }
             },
             Err(_) => return Err(Status::invalid_argument("unknown alarm action")),
