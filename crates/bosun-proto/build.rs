@@ -1,7 +1,9 @@
 //! Generates Rust code for the etcd v3 API and Bosun's Raft transport from `proto/`.
 
 fn main() -> Result<(), Box<dyn std::error::Error>> {
-    let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../proto");
+    // Read at run time, not with env!(): a build script compiled for one clone may be reused by
+    // another clone that shares the target directory.
+    let root = std::path::PathBuf::from(std::env::var("CARGO_MANIFEST_DIR")?).join("../../proto");
     let files = [
         "etcd/mvccpb/kv.proto",
         "etcd/authpb/auth.proto",

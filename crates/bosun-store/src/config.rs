@@ -54,6 +54,10 @@ pub struct StoreConfig {
     /// Applied entries between two snapshots (after which the log before them is purged).
     #[arg(long, default_value_t = 100_000)]
     pub snapshot_count: u64,
+    /// Testing only: a file listing peer URLs this member must not reach (one per line), read
+    /// continually; lets chaos tests cut the network between members.
+    #[arg(long, hide = true)]
+    pub peer_fault_file: Option<PathBuf>,
 }
 
 /// Default storage quota, as etcd's.

@@ -44,6 +44,8 @@ pub enum EtcdError {
     MemberBadUrls,
     #[error("etcdserver: can only promote a learner member")]
     MemberNotLearner,
+    #[error("etcdserver: can only promote a learner member which is in sync with leader")]
+    LearnerNotReady,
     #[error("etcdserver: request is too large")]
     RequestTooLarge,
     #[error("etcdserver: no leader")]
@@ -75,8 +77,8 @@ impl EtcdError {
             Compacted | FutureRev | LeaseTtlTooLarge => Code::OutOfRange,
             NoSpace => Code::ResourceExhausted,
             LeaseNotFound | MemberNotFound => Code::NotFound,
-            LeaseExist | MemberExist | PeerUrlExist | MemberNotLearner | NotLeader
-            | AuthNotEnabled => Code::FailedPrecondition,
+            LeaseExist | MemberExist | PeerUrlExist | MemberNotLearner | LearnerNotReady
+            | NotLeader | AuthNotEnabled => Code::FailedPrecondition,
             NoLeader | Stopped | Timeout | NotCapable => Code::Unavailable,
             Internal(_) => Code::Unknown,
         }

@@ -21,7 +21,9 @@ use tracing::info;
 use crate::config::{self, StoreConfig, listen_addr};
 use crate::mvcc::{CF_KV, CF_LEASE, CF_META, Mvcc};
 use crate::raft::log_store::{CF_LOG, CF_RAFT_META, LogStore};
-use crate::raft::network::{NetworkFactory, PeerService};
+use crate::raft::network::{
+    ForwardReply, ForwardRequest, MemberOp, NetworkFactory, PeerPool, PeerService,
+};
 use crate::raft::state_machine::StateMachine;
 use crate::raft::{Member, Raft};
 use crate::server::Node;
@@ -61,33 +63,66 @@ fn raft_config(cfg: &StoreConfig) -> anyhow::Result<openraft::Config> {
         election_timeout_min: cfg.election_timeout,
         election_timeout_max: cfg.election_timeout * 3 / 2,
         snapshot_policy: openraft::SnapshotPolicy::LogsSinceLast(cfg.snapshot_count),
-        max_in_snapshot_log_to_keep: 1000,
+        // Entries kept after a snapshot so a slightly slow follower catches up from the log.
+        max_in_snapshot_log_to_keep: cfg.snapshot_count.min(5000),
+        // A follower further behind than the retained log gets a snapshot.
+        replication_lag_threshold: cfg.snapshot_count + cfg.snapshot_count.min(5000),
+        // A member cut off and back must not depose a healthy leader.
+        enable_pre_vote: Some(true),
         ..Default::default()
     };
     c.validate().context("raft configuration")
 }
 
 /// Runs a store member until `shutdown` becomes true.
-pub async fn run(cfg: StoreConfig, mut shutdown: watch::Receiver<bool>) -> anyhow::Result<()> {
+pub async fn run(cfg: StoreConfig, external: watch::Receiver<bool>) -> anyhow::Result<()> {
     cfg.validate()?;
+    // The member stops on the caller's signal, or by itself when it learns it was removed.
+    let (stop, mut shutdown) = watch::channel(false);
+    {
+        let stop = stop.clone();
+        let mut external = external;
+        tokio::spawn(async move {
+            let _ = external.wait_for(|s| *s).await;
+            let _ = stop.send(true);
+        });
+    }
     let initial = cfg.initial_members()?;
-    let ids: Vec<u64> = initial
-        .iter()
-        .map(|m| config::member_id(&m.peer_urls, &cfg.initial_cluster_token))
-        .collect();
-    let me = initial
-        .iter()
-        .position(|m| m.name == cfg.name)
-        .context("own entry in --initial-cluster")?;
-    let id = ids[me];
-    let cluster_id = config::cluster_id(&ids);
+    std::fs::create_dir_all(&cfg.data_dir)
+        .with_context(|| format!("create data dir {}", cfg.data_dir.display()))?;
+    let pool = PeerPool::with_fault_file(cfg.peer_fault_file.clone());
+    let identity = match Identity::load(&cfg.data_dir)? {
+        Some(i) => i,
+        None if cfg.initial_cluster_state == "new" => {
+            let ids: Vec<u64> = initial
+                .iter()
+                .map(|m| config::member_id(&m.peer_urls, &cfg.initial_cluster_token))
+                .collect();
+            let me = initial
+                .iter()
+                .position(|m| m.name == cfg.name)
+                .context("own entry in --initial-cluster")?;
+            Identity {
+                id: ids[me],
+                cluster_id: config::cluster_id(&ids),
+            }
+        }
+        None => join_identity(&cfg, &initial, &pool).await?,
+    };
+    let (id, cluster_id) = (identity.id, identity.cluster_id);
 
     let db = open_db(&cfg)?;
     let mvcc = Mvcc::open(db.clone()).map_err(|e| anyhow::anyhow!("open mvcc store: {e}"))?;
     let sm = StateMachine::open(mvcc, cfg.data_dir.join("snap")).context("open state machine")?;
     let shared = sm.shared();
+    if shared.is_removed(id) {
+        anyhow::bail!(
+            "member {id:x} has been permanently removed from the cluster; \
+             start it with a new data directory after `member add`"
+        );
+    }
     let log = LogStore::open(db.clone()).context("open raft log")?;
-    let factory = NetworkFactory::default();
+    let factory = NetworkFactory { pool: pool.clone() };
     let raft = Raft::new(id, Arc::new(raft_config(&cfg)?), factory, log, sm)
         .await
         .context("start raft")?;
@@ -95,18 +130,16 @@ pub async fn run(cfg: StoreConfig, mut shutdown: watch::Receiver<bool>) -> anyho
     if !raft.is_initialized().await.context("read raft state")? {
         if cfg.initial_cluster_state == "new" {
             let mut members = BTreeMap::new();
-            for (m, mid) in initial.iter().zip(&ids) {
-                let client_urls = if *mid == id {
-                    cfg.advertise_client_urls.clone()
-                } else {
-                    Vec::new()
-                };
+            // Client URLs are left out: each member publishes its own once it runs, so the
+            // initial membership is the same whichever member proposes it.
+            for m in &initial {
+                let mid = config::member_id(&m.peer_urls, &cfg.initial_cluster_token);
                 members.insert(
-                    *mid,
+                    mid,
                     Member {
                         name: m.name.clone(),
                         peer_urls: m.peer_urls.clone(),
-                        client_urls,
+                        client_urls: Vec::new(),
                     },
                 );
             }
@@ -115,19 +148,28 @@ pub async fn run(cfg: StoreConfig, mut shutdown: watch::Receiver<bool>) -> anyho
                 members = members.len(),
                 "bootstrapping a new cluster"
             );
+            // Every initial member proposes the same membership as log entry 0, so it does not
+            // matter which of them the others hear from first.
             if let Err(e) = raft.initialize(members).await {
-                // Another member may have initialised the cluster first: that is fine.
                 info!(error = %e, "cluster already initialised");
             }
         } else {
             info!(
                 member = format!("{id:x}"),
-                "waiting to be added to an existing cluster"
+                "joining an existing cluster; waiting for the leader"
             );
         }
     }
+    identity.save(&cfg.data_dir)?;
 
-    let node = Arc::new(Node::new(id, cluster_id, raft.clone(), shared, cfg.clone()));
+    let node = Arc::new(Node::new(
+        id,
+        cluster_id,
+        raft.clone(),
+        shared,
+        cfg.clone(),
+        pool,
+    ));
     let mut tasks = tokio::task::JoinSet::new();
     {
         let node = node.clone();
@@ -233,14 +275,37 @@ pub async fn run(cfg: StoreConfig, mut shutdown: watch::Receiver<bool>) -> anyho
         info!(url = %url, "serving etcd v3 API");
     }
 
+    {
+        let node = node.clone();
+        let sd = shutdown.clone();
+        tasks.spawn(async move {
+            publish(&node, sd).await;
+            Ok(())
+        });
+    }
     let expiry_shutdown = shutdown.clone();
+    let expiry_node = node.clone();
     tasks.spawn(async move {
-        expiry_loop(node, expiry_shutdown).await;
+        expiry_loop(expiry_node, expiry_shutdown).await;
         Ok(())
     });
 
     info!(name = %cfg.name, member = format!("{id:x}"), cluster = format!("{cluster_id:x}"), "store member started");
-    let _ = shutdown.wait_for(|s| *s).await;
+    let mut removed = false;
+    let mut check = tokio::time::interval(Duration::from_millis(500));
+    loop {
+        tokio::select! {
+            _ = shutdown.wait_for(|s| *s) => break,
+            _ = check.tick() => {
+                if node.is_removed(id) || node.peers.told_removed() {
+                    tracing::error!(member = format!("{id:x}"), "the member has been permanently removed from the cluster; stopping");
+                    removed = true;
+                    let _ = stop.send(true);
+                    break;
+                }
+            }
+        }
+    }
     info!("shutting down");
     // Servers stop on the same signal; give in-flight requests a moment.
     let drain = async {
@@ -255,7 +320,127 @@ pub async fn run(cfg: StoreConfig, mut shutdown: watch::Receiver<bool>) -> anyho
     raft.shutdown().await.context("stop raft")?;
     db.flush_wal(true).context("flush write-ahead log")?;
     info!("stopped");
+    if removed {
+        anyhow::bail!("member {id:x} was removed from the cluster");
+    }
     Ok(())
+}
+
+/// Who this member is: fixed when it first starts, kept in the data directory.
+#[derive(Debug, Clone, Copy, serde::Serialize, serde::Deserialize)]
+struct Identity {
+    id: u64,
+    cluster_id: u64,
+}
+
+impl Identity {
+    const FILE: &str = "member.json";
+
+    fn load(dir: &std::path::Path) -> anyhow::Result<Option<Identity>> {
+        let path = dir.join(Self::FILE);
+        match std::fs::read(&path) {
+            Ok(b) => Ok(Some(
+                serde_json::from_slice(&b).with_context(|| format!("read {}", path.display()))?,
+            )),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
+            Err(e) => Err(e).with_context(|| format!("read {}", path.display())),
+        }
+    }
+
+    fn save(&self, dir: &std::path::Path) -> anyhow::Result<()> {
+        let path = dir.join(Self::FILE);
+        let tmp = path.with_extension("tmp");
+        std::fs::write(&tmp, serde_json::to_vec(self)?)?;
+        std::fs::File::open(&tmp)?.sync_all()?;
+        std::fs::rename(&tmp, &path).with_context(|| format!("write {}", path.display()))
+    }
+}
+
+/// A member started with `--initial-cluster-state existing` learns its ID (given by
+/// `member add`) and the cluster ID from the other members named in `--initial-cluster`.
+async fn join_identity(
+    cfg: &StoreConfig,
+    initial: &[config::InitialMember],
+    pool: &PeerPool,
+) -> anyhow::Result<Identity> {
+    let mine = &cfg.initial_advertise_peer_urls;
+    let others: Vec<&String> = initial
+        .iter()
+        .filter(|m| m.name != cfg.name)
+        .flat_map(|m| &m.peer_urls)
+        .collect();
+    anyhow::ensure!(
+        !others.is_empty(),
+        "--initial-cluster-state existing needs the other members in --initial-cluster"
+    );
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
+    loop {
+        for url in &others {
+            let reply = pool.forward(url, &ForwardRequest::Members).await;
+            if let Ok(ForwardReply::Members {
+                cluster_id,
+                members,
+            }) = reply
+            {
+                let found = members
+                    .iter()
+                    .find(|(_, m)| m.peer_urls.iter().any(|u| mine.contains(u)));
+                let Some((id, _)) = found else {
+                    anyhow::bail!(
+                        "this member's peer URLs {} are not in the cluster's membership: \
+                         add it first with `etcdctl member add {} --peer-urls={}`",
+                        mine.join(","),
+                        cfg.name,
+                        mine.join(",")
+                    );
+                };
+                info!(member = format!("{id:x}"), cluster = format!("{cluster_id:x}"), via = %url, "found this member in the cluster");
+                return Ok(Identity {
+                    id: *id,
+                    cluster_id,
+                });
+            }
+        }
+        anyhow::ensure!(
+            tokio::time::Instant::now() < deadline,
+            "no member of --initial-cluster answered within 30 s"
+        );
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    }
+}
+
+/// Publishes this member's name and client URLs into the membership once it has joined, as
+/// etcd's members do, so `member list` shows them on every member.
+async fn publish(node: &Node, mut shutdown: watch::Receiver<bool>) {
+    let mut tick = tokio::time::interval(Duration::from_millis(500));
+    loop {
+        tokio::select! {
+            _ = shutdown.wait_for(|s| *s) => return,
+            _ = tick.tick() => {}
+        }
+        let current = node
+            .member_list()
+            .into_iter()
+            .find(|(id, _, _)| *id == node.id);
+        let Some((_, m, _)) = current else {
+            continue;
+        };
+        if !node.has_leader() {
+            continue;
+        }
+        if m.name == node.cfg.name && m.client_urls == node.cfg.advertise_client_urls {
+            return;
+        }
+        let op = MemberOp::Publish {
+            id: node.id,
+            name: node.cfg.name.clone(),
+            client_urls: node.cfg.advertise_client_urls.clone(),
+        };
+        match node.member_change(op).await {
+            Ok(_) => info!("published this member's name and client URLs"),
+            Err(e) => tracing::info!(error = %e, "publishing member attributes failed; retrying"),
+        }
+    }
 }
 
 /// etcd's `/health`: healthy when a linearizable read succeeds.

@@ -8,10 +8,14 @@ use std::time::Duration;
 use bosun_proto::raftpb::raft_peer_client::RaftPeerClient;
 use bosun_proto::raftpb::raft_peer_server::RaftPeer;
 use bosun_proto::raftpb::{RaftReply, RaftRequest, SnapshotChunk};
+use futures::{Stream, StreamExt};
+use openraft::OptionalSend;
+use openraft::base::{BoxFuture, BoxStream};
 use openraft::errors::{NetworkError, RPCError, ReplicationClosed, StreamingError, Unreachable};
 use openraft::network::{RPCOption, RaftNetworkFactory, RaftNetworkV2};
 use openraft::raft::{
-    AppendEntriesRequest, AppendEntriesResponse, SnapshotResponse, VoteRequest, VoteResponse,
+    AppendEntriesRequest, AppendEntriesResponse, SnapshotResponse, StreamAppendResult, VoteRequest,
+    VoteResponse,
 };
 use parking_lot::Mutex;
 use serde::{Deserialize, Serialize};
@@ -30,30 +34,139 @@ const SNAPSHOT_CHUNK: usize = 1 << 20;
 /// Largest peer message accepted (an append batch).
 const MAX_PEER_MESSAGE: usize = 64 << 20;
 
-/// A request a follower forwards to the leader.
+/// A request a member sends to the leader (or, for `Members`, to any member).
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub enum ForwardRequest {
+    /// Propose a command.
     Write(Command),
+    /// Run the read index protocol and return the index to wait for.
     ReadIndex,
+    /// A keep-alive of a lease: the leader owns the expiry clocks.
+    LeaseKeepAlive(i64),
+    /// Seconds left on a lease by the leader's clock.
+    LeaseRemaining(i64),
+    /// A membership change.
+    Member(MemberOp),
+    /// The cluster ID and the members, for a member that joins.
+    Members,
 }
 
-/// The leader's answer to a [`ForwardRequest`].
+/// The answer to a [`ForwardRequest`].
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub enum ForwardReply {
     Write(CommandResult),
     ReadIndex(u64),
+    /// Granted TTL after a keep-alive, or seconds left; -1 when the lease does not exist.
+    Lease(i64),
+    Member(MemberReply),
+    Members {
+        cluster_id: u64,
+        members: Vec<(u64, Member)>,
+    },
     Error(EtcdError),
 }
+
+/// A membership change, decided and proposed by the leader.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub enum MemberOp {
+    Add {
+        peer_urls: Vec<String>,
+        learner: bool,
+    },
+    Remove {
+        id: u64,
+    },
+    Promote {
+        id: u64,
+    },
+    Update {
+        id: u64,
+        peer_urls: Vec<String>,
+    },
+    /// A started member announces its name and client URLs, as etcd's members publish theirs.
+    Publish {
+        id: u64,
+        name: String,
+        client_urls: Vec<String>,
+    },
+}
+
+/// The outcome of a [`MemberOp`]: the member concerned and the members afterwards.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct MemberReply {
+    pub id: u64,
+    pub members: Vec<(u64, Member, bool)>,
+}
+
+/// Injected peer faults for testing: a file listing, one per line, the peer URLs this member
+/// must not reach, as if the network between them were cut. Re-read at most every 100 ms.
+#[derive(Debug, Default)]
+struct Faults {
+    path: Option<std::path::PathBuf>,
+    cached: Mutex<(Option<std::time::Instant>, Vec<String>)>,
+}
+
+impl Faults {
+    fn blocked(&self, url: &str) -> bool {
+        let Some(path) = &self.path else {
+            return false;
+        };
+        let mut c = self.cached.lock();
+        if c.0
+            .is_none_or(|at| at.elapsed() > Duration::from_millis(100))
+        {
+            let text = std::fs::read_to_string(path).unwrap_or_default();
+            c.1 = text.lines().map(|l| l.trim().to_string()).collect();
+            c.0 = Some(std::time::Instant::now());
+        }
+        c.1.iter().any(|u| u == url)
+    }
+}
+
+/// What a member answers a removed member's Raft messages with.
+pub const REMOVED: &str = "the member has been permanently removed from the cluster";
 
 /// gRPC channels to peers, by peer URL, created lazily and reused.
 #[derive(Debug, Default, Clone)]
 pub struct PeerPool {
     channels: Arc<Mutex<HashMap<String, Channel>>>,
+    faults: Arc<Faults>,
+    /// Set when a peer answered that this member has been removed.
+    removed: Arc<std::sync::atomic::AtomicBool>,
+}
+
+/// Why a peer could not be called.
+#[derive(Debug, thiserror::Error)]
+pub enum PeerError {
+    #[error("bad peer URL: {0}")]
+    Url(#[from] tonic::transport::Error),
+    #[error("peer {0} is cut off by an injected fault")]
+    Cut(String),
 }
 
 impl PeerPool {
+    /// A pool whose calls obey the fault file at `path` (see [`Faults`]).
+    pub fn with_fault_file(path: Option<std::path::PathBuf>) -> Self {
+        PeerPool {
+            channels: Arc::default(),
+            faults: Arc::new(Faults {
+                path,
+                cached: Mutex::default(),
+            }),
+            removed: Arc::default(),
+        }
+    }
+
+    /// Whether a peer has told this member it was removed from the cluster.
+    pub fn told_removed(&self) -> bool {
+        self.removed.load(std::sync::atomic::Ordering::Relaxed)
+    }
+
     /// A client for the peer at `url`.
-    pub fn client(&self, url: &str) -> Result<RaftPeerClient<Channel>, tonic::transport::Error> {
+    pub fn client(&self, url: &str) -> Result<RaftPeerClient<Channel>, PeerError> {
+        if self.faults.blocked(url) {
+            return Err(PeerError::Cut(url.to_string()));
+        }
         let mut ch = self.channels.lock();
         let channel = match ch.get(url) {
             Some(c) => c.clone(),
@@ -71,7 +184,9 @@ impl PeerPool {
             .max_encoding_message_size(MAX_PEER_MESSAGE))
     }
 
-    /// Sends a forwarded request to the leader at `url`.
+    /// Sends a forwarded request to the member at `url`. A request that could not be sent
+    /// fails with [`EtcdError::NoLeader`] (nothing was proposed); one whose answer was lost
+    /// fails with [`EtcdError::Timeout`] (it may have been applied).
     pub async fn forward(&self, url: &str, req: &ForwardRequest) -> EtcdResult<ForwardReply> {
         let mut c = self.client(url).map_err(|_| EtcdError::NoLeader)?;
         let data = encode(req).map_err(EtcdError::internal)?;
@@ -80,7 +195,11 @@ impl PeerPool {
             .await
             .map_err(|s| {
                 tracing::debug!(error = %s, "forward to leader failed");
-                EtcdError::NoLeader
+                if never_sent(&s) {
+                    EtcdError::NoLeader
+                } else {
+                    EtcdError::Timeout
+                }
             })?
             .into_inner();
         if !reply.error.is_empty() {
@@ -91,6 +210,22 @@ impl PeerPool {
             r => Ok(r),
         }
     }
+}
+
+/// Whether a failed call certainly never reached the peer: the connection could not be made.
+fn never_sent(s: &Status) -> bool {
+    if s.code() != tonic::Code::Unavailable {
+        return false;
+    }
+    let mut src: Option<&(dyn std::error::Error + 'static)> = std::error::Error::source(s);
+    while let Some(e) = src {
+        let text = e.to_string();
+        if text.contains("tcp connect error") || text.contains("Connection refused") {
+            return true;
+        }
+        src = e.source();
+    }
+    s.message().contains("tcp connect error")
 }
 
 /// Creates [`PeerClient`]s for openraft.
@@ -159,6 +294,11 @@ impl PeerClient {
         }
         .map_err(status_to_rpc)?
         .into_inner();
+        if reply.error == REMOVED {
+            self.pool
+                .removed
+                .store(true, std::sync::atomic::Ordering::Relaxed);
+        }
         let data = reply_data(reply).map_err(network)?;
         decode(&data).map_err(network)
     }
@@ -173,6 +313,43 @@ impl RaftNetworkV2<TypeConfig> for PeerClient {
         option: RPCOption,
     ) -> Result<AppendEntriesResponse<TypeConfig>, RPCError<TypeConfig>> {
         self.call(&rpc, &option, "append").await
+    }
+
+    fn stream_append<'s, S>(
+        &'s mut self,
+        input: S,
+        _option: RPCOption,
+    ) -> BoxFuture<
+        's,
+        Result<
+            BoxStream<'s, Result<StreamAppendResult<TypeConfig>, RPCError<TypeConfig>>>,
+            RPCError<TypeConfig>,
+        >,
+    >
+    where
+        S: Stream<Item = AppendEntriesRequest<TypeConfig>> + OptionalSend + Unpin + 'static,
+    {
+        Box::pin(async move {
+            let mut c = self.pool.client(&self.url).map_err(unreachable)?;
+            // A request that cannot be encoded ends the stream; openraft then retries.
+            let requests = input
+                .map(|r| encode(&r).map(|data| RaftRequest { data }))
+                .take_while(|r| futures::future::ready(r.is_ok()))
+                .filter_map(|r| futures::future::ready(r.ok()));
+            let replies = c
+                .stream_append(requests)
+                .await
+                .map_err(status_to_rpc)?
+                .into_inner();
+            let out = replies.map(|r| match r {
+                Ok(reply) => {
+                    let data = reply_data(reply).map_err(network)?;
+                    decode::<StreamAppendResult<TypeConfig>>(&data).map_err(network)
+                }
+                Err(s) => Err(status_to_rpc(s)),
+            });
+            Ok(Box::pin(out) as BoxStream<'s, _>)
+        })
     }
 
     async fn vote(
@@ -278,8 +455,39 @@ impl RaftPeer for PeerService {
         }
     }
 
+    type StreamAppendStream = BoxStream<'static, Result<RaftReply, Status>>;
+
+    async fn stream_append(
+        &self,
+        req: Request<Streaming<RaftRequest>>,
+    ) -> Result<Response<Self::StreamAppendStream>, Status> {
+        // Requests that fail to decode end the input; the leader sees the stream end and
+        // starts over.
+        let input = req
+            .into_inner()
+            .map(|r| {
+                r.ok()
+                    .and_then(|r| decode::<AppendEntriesRequest<TypeConfig>>(&r.data).ok())
+            })
+            .take_while(|r| futures::future::ready(r.is_some()))
+            .filter_map(futures::future::ready);
+        let output = self.node.raft.stream_append(input).map(|r| match r {
+            Ok(res) => encode(&res)
+                .map(|data| RaftReply {
+                    data,
+                    error: String::new(),
+                })
+                .map_err(|e| Status::internal(e.to_string())),
+            Err(fatal) => Err(Status::unavailable(fatal.to_string())),
+        });
+        Ok(Response::new(Box::pin(output)))
+    }
+
     async fn vote(&self, req: Request<RaftRequest>) -> Result<Response<RaftReply>, Status> {
         let rpc: VoteRequest<TypeConfig> = decode_req(req.get_ref())?;
+        if self.node.is_removed(rpc.vote.leader_id().node_id) {
+            return err_reply(REMOVED);
+        }
         match self.node.raft.vote(rpc).await {
             Ok(r) => ok_reply(&r),
             Err(e) => err_reply(e),
@@ -288,6 +496,9 @@ impl RaftPeer for PeerService {
 
     async fn pre_vote(&self, req: Request<RaftRequest>) -> Result<Response<RaftReply>, Status> {
         let rpc: VoteRequest<TypeConfig> = decode_req(req.get_ref())?;
+        if self.node.is_removed(rpc.vote.leader_id().node_id) {
+            return err_reply(REMOVED);
+        }
         match self.node.raft.pre_vote(rpc).await {
             Ok(r) => ok_reply(&r),
             Err(e) => err_reply(e),
@@ -321,6 +532,12 @@ impl RaftPeer for PeerService {
             .map_err(|e| Status::internal(e.to_string()))?;
         let (vote, meta) =
             header.ok_or_else(|| Status::invalid_argument("empty snapshot stream"))?;
+        let bytes = f.metadata().await.map(|m| m.len()).unwrap_or(0);
+        tracing::info!(
+            snapshot = ?meta.last_log_id,
+            bytes,
+            "installing a snapshot streamed from the leader"
+        );
         let snapshot = Snapshot {
             meta,
             snapshot: SnapshotFile { path: path.clone() },
@@ -339,16 +556,7 @@ impl RaftPeer for PeerService {
     ) -> Result<Response<RaftReply>, Status> {
         let fwd: ForwardRequest = decode(&req.get_ref().data)
             .map_err(|e| Status::invalid_argument(format!("decode forward: {e}")))?;
-        let reply = match fwd {
-            ForwardRequest::Write(cmd) => match self.node.raft.client_write(cmd).await {
-                Ok(r) => ForwardReply::Write(r.data),
-                Err(_) => ForwardReply::Error(EtcdError::NotLeader),
-            },
-            ForwardRequest::ReadIndex => match self.node.leader_read_index().await {
-                Ok(i) => ForwardReply::ReadIndex(i),
-                Err(e) => ForwardReply::Error(e),
-            },
-        };
+        let reply = self.node.handle_forward(fwd).await;
         ok_reply(&reply)
     }
 }

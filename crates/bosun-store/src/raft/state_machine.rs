@@ -1,5 +1,6 @@
 //! The Raft state machine: applies committed commands to the MVCC store.
 
+use std::collections::BTreeSet;
 use std::io::{self, BufReader, BufWriter};
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -18,6 +19,7 @@ use crate::watch::WatchHub;
 const META_APPLIED: &[u8] = b"applied";
 const META_MEMBERSHIP: &[u8] = b"membership";
 const META_ALARMS: &[u8] = b"alarms";
+const META_REMOVED: &[u8] = b"removed_members";
 
 /// What the state machine shares with the services that read it.
 #[derive(Debug)]
@@ -26,12 +28,19 @@ pub struct Shared {
     pub hub: WatchHub,
     applied: Mutex<(Option<LogId>, StoredMembership)>,
     alarms: Mutex<Vec<AlarmMember>>,
+    /// IDs of members removed from the cluster: never given out again, never let back in.
+    removed: Mutex<BTreeSet<u64>>,
 }
 
 impl Shared {
     /// The alarms currently raised.
     pub fn alarms(&self) -> Vec<AlarmMember> {
         self.alarms.lock().clone()
+    }
+
+    /// Whether member `id` has been removed from the cluster.
+    pub fn is_removed(&self, id: u64) -> bool {
+        self.removed.lock().contains(&id)
     }
 
     /// The last applied log id and the membership as of it.
@@ -71,12 +80,14 @@ impl StateMachine {
         let applied = get_meta(&mvcc, META_APPLIED)?.flatten();
         let membership = get_meta(&mvcc, META_MEMBERSHIP)?.unwrap_or_default();
         let alarms = get_meta(&mvcc, META_ALARMS)?.unwrap_or_default();
+        let removed = get_meta(&mvcc, META_REMOVED)?.unwrap_or_default();
         Ok(StateMachine {
             shared: Arc::new(Shared {
                 mvcc,
                 hub: WatchHub::new(),
                 applied: Mutex::new((applied, membership)),
                 alarms: Mutex::new(alarms),
+                removed: Mutex::new(removed),
             }),
             snapshot_dir,
         })
@@ -196,7 +207,8 @@ impl RaftStateMachine<TypeConfig> for StateMachine {
         };
         let last_log_id = last.0.log_id;
         let mut responses = Vec::with_capacity(batch.len());
-        let mut membership = None;
+        let mut membership: Option<StoredMembership> = None;
+        let mut removed_now = Vec::new();
         let mut tx = self.shared.mvcc.write();
         for (entry, responder) in batch {
             let result = match &entry.payload {
@@ -204,6 +216,17 @@ impl RaftStateMachine<TypeConfig> for StateMachine {
                 EntryPayload::Normal(Command::Alarm(a)) => self.apply_alarm(&mut tx, a)?,
                 EntryPayload::Normal(cmd) => apply::execute(&mut tx, cmd),
                 EntryPayload::Membership(m) => {
+                    // A node that leaves the membership is removed for good.
+                    let before = match &membership {
+                        Some(b) => b.membership().clone(),
+                        None => self.shared.applied.lock().1.membership().clone(),
+                    };
+                    removed_now.extend(
+                        before
+                            .nodes()
+                            .map(|(id, _)| *id)
+                            .filter(|id| m.get_node(id).is_none()),
+                    );
                     membership = Some(StoredMembership::new(Some(entry.log_id), m.clone()));
                     CommandResult::Done
                 }
@@ -216,6 +239,12 @@ impl RaftStateMachine<TypeConfig> for StateMachine {
             .map_err(io_err)?;
         if let Some(m) = &membership {
             tx.put_meta(META_MEMBERSHIP, &encode(m)?).map_err(io_err)?;
+        }
+        if !removed_now.is_empty() {
+            let mut removed = self.shared.removed.lock();
+            removed.extend(removed_now);
+            tx.put_meta(META_REMOVED, &encode(&*removed)?)
+                .map_err(io_err)?;
         }
         let events = {
             let mut applied = self.shared.applied.lock();
@@ -251,6 +280,7 @@ impl RaftStateMachine<TypeConfig> for StateMachine {
             crate::snapshot::restore(mvcc.db(), &mut r)?;
             *state = Mvcc::load_state(mvcc.db()).map_err(io_err)?;
             *this.shared.alarms.lock() = get_meta(mvcc, META_ALARMS)?.unwrap_or_default();
+            *this.shared.removed.lock() = get_meta(mvcc, META_REMOVED)?.unwrap_or_default();
             *this.shared.applied.lock() = (meta.last_log_id, meta.last_membership.clone());
             let (path, meta_path) = this.snapshot_paths(&meta);
             if snapshot.path != path {

@@ -11,6 +11,8 @@ use bosun_proto::etcdserverpb::{
 use tonic::{Request, Response, Status};
 
 use super::Node;
+use crate::raft::Member;
+use crate::raft::network::MemberOp;
 
 /// The Cluster service of one member.
 #[derive(Debug, Clone)]
@@ -18,24 +20,27 @@ pub struct ClusterService {
     pub node: Arc<Node>,
 }
 
+fn to_pb(id: u64, n: &Member, learner: bool) -> PbMember {
+    PbMember {
+        id,
+        name: n.name.clone(),
+        peer_ur_ls: n.peer_urls.clone(),
+        client_ur_ls: n.client_urls.clone(),
+        is_learner: learner,
+    }
+}
+
+/// The members, voters first, each as etcd describes it.
+fn members_pb(list: &[(u64, Member, bool)]) -> Vec<PbMember> {
+    let mut out: Vec<PbMember> = list.iter().map(|(id, n, l)| to_pb(*id, n, *l)).collect();
+    out.sort_by_key(|m| (m.is_learner, m.id));
+    out
+}
+
 impl ClusterService {
     /// The current members, voters first, each as etcd describes it.
     pub fn members(&self) -> Vec<PbMember> {
-        let m = self.node.metrics();
-        let membership = m.membership_config.membership();
-        let learners: Vec<u64> = membership.learner_ids().collect();
-        let mut out: Vec<PbMember> = membership
-            .nodes()
-            .map(|(id, n)| PbMember {
-                id: *id,
-                name: n.name.clone(),
-                peer_ur_ls: n.peer_urls.clone(),
-                client_ur_ls: n.client_urls.clone(),
-                is_learner: learners.contains(id),
-            })
-            .collect();
-        out.sort_by_key(|m| (m.is_learner, m.id));
-        out
+        members_pb(&self.node.member_list())
     }
 
     fn header(&self) -> Option<ResponseHeader> {
@@ -45,35 +50,68 @@ impl ClusterService {
             ..self.node.header(0)
         })
     }
+
+    async fn change(&self, op: MemberOp) -> Result<(u64, Vec<PbMember>, Option<PbMember>), Status> {
+        let r = self.node.member_change(op).await?;
+        let me = r
+            .members
+            .iter()
+            .find(|(id, _, _)| *id == r.id)
+            .map(|(id, n, l)| to_pb(*id, n, *l));
+        Ok((r.id, members_pb(&r.members), me))
+    }
 }
 
 #[tonic::async_trait]
 impl Cluster for ClusterService {
     async fn member_add(
         &self,
-        _req: Request<MemberAddRequest>,
+        req: Request<MemberAddRequest>,
     ) -> Result<Response<MemberAddResponse>, Status> {
-        Err(Status::unimplemented(
-            "member add comes with multi-member clusters",
-        ))
+        let r = req.into_inner();
+        let (_, members, member) = self
+            .change(MemberOp::Add {
+                peer_urls: r.peer_ur_ls,
+                learner: r.is_learner,
+            })
+            .await?;
+        Ok(Response::new(MemberAddResponse {
+            header: self.header(),
+            member,
+            members,
+        }))
     }
 
     async fn member_remove(
         &self,
-        _req: Request<MemberRemoveRequest>,
+        req: Request<MemberRemoveRequest>,
     ) -> Result<Response<MemberRemoveResponse>, Status> {
-        Err(Status::unimplemented(
-            "member remove comes with multi-member clusters",
-        ))
+        let (_, members, _) = self
+            .change(MemberOp::Remove {
+                id: req.into_inner().id,
+            })
+            .await?;
+        Ok(Response::new(MemberRemoveResponse {
+            header: self.header(),
+            members,
+        }))
     }
 
     async fn member_update(
         &self,
-        _req: Request<MemberUpdateRequest>,
+        req: Request<MemberUpdateRequest>,
     ) -> Result<Response<MemberUpdateResponse>, Status> {
-        Err(Status::unimplemented(
-            "member update comes with multi-member clusters",
-        ))
+        let r = req.into_inner();
+        let (_, members, _) = self
+            .change(MemberOp::Update {
+                id: r.id,
+                peer_urls: r.peer_ur_ls,
+            })
+            .await?;
+        Ok(Response::new(MemberUpdateResponse {
+            header: self.header(),
+            members,
+        }))
     }
 
     async fn member_list(
@@ -91,10 +129,16 @@ impl Cluster for ClusterService {
 
     async fn member_promote(
         &self,
-        _req: Request<MemberPromoteRequest>,
+        req: Request<MemberPromoteRequest>,
     ) -> Result<Response<MemberPromoteResponse>, Status> {
-        Err(Status::unimplemented(
-            "member promote comes with multi-member clusters",
-        ))
+        let (_, members, _) = self
+            .change(MemberOp::Promote {
+                id: req.into_inner().id,
+            })
+            .await?;
+        Ok(Response::new(MemberPromoteResponse {
+            header: self.header(),
+            members,
+        }))
     }
 }

@@ -152,23 +152,10 @@ impl LeaseService {
         i64::try_from(ms.div_ceil(1000)).unwrap_or(1).max(1)
     }
 
-    /// Keep-alive of one lease: the granted TTL, or 0 when the lease does not exist.
+    /// Keep-alive of one lease: the granted TTL, or 0 when the lease does not exist. The
+    /// leader owns the clocks, so a follower passes the keep-alive on to it.
     async fn keep_alive_one(&self, id: i64) -> EtcdResult<i64> {
-        if !self.is_leader() {
-            // Followers serve keep-alives only through the leader, which owns the clocks.
-            self.node.read_barrier().await?;
-        }
-        match self.node.shared.mvcc.lease(id) {
-            Some((ttl, _)) => {
-                self.node.lessor.refresh(id, ttl);
-                Ok(ttl)
-            }
-            None => Ok(0),
-        }
-    }
-
-    fn is_leader(&self) -> bool {
-        self.node.is_leader()
+        self.node.lease_keep_alive(id).await
     }
 }
 
@@ -252,6 +239,8 @@ impl Lease for LeaseService {
         req: Request<LeaseTimeToLiveRequest>,
     ) -> Result<Response<LeaseTimeToLiveResponse>, Status> {
         let r = req.into_inner();
+        // Seconds left by the leader's clock; then the keys as of every write before now.
+        let remaining = self.node.lease_remaining(r.id).await?;
         self.node.read_barrier().await?;
         let header = Some(self.node.header(self.node.shared.mvcc.rev()));
         let resp = match self.node.shared.mvcc.lease(r.id) {
@@ -265,7 +254,7 @@ impl Lease for LeaseService {
             Some((ttl, keys)) => LeaseTimeToLiveResponse {
                 header,
                 id: r.id,
-                ttl: self.node.lessor.remaining(r.id, ttl),
+                ttl: if remaining < 0 { ttl } else { remaining },
                 granted_ttl: ttl,
                 keys: if r.keys { keys } else { Vec::new() },
             },

@@ -4,6 +4,7 @@ pub mod cluster;
 pub mod kv;
 pub mod lease;
 pub mod maintenance;
+mod membership;
 pub mod watch;
 
 use std::sync::Arc;
@@ -21,12 +22,14 @@ use crate::apply::{Command, CommandResult, Limits};
 use crate::config::StoreConfig;
 use crate::error::{EtcdError, EtcdResult};
 use crate::mvcc;
-use crate::raft::network::{ForwardReply, ForwardRequest, PeerPool};
+use crate::raft::network::{ForwardReply, ForwardRequest, MemberOp, MemberReply, PeerPool};
 use crate::raft::state_machine::Shared;
 use crate::raft::{Member, Metrics, Raft};
 
 /// How long a proposal or a read barrier may take before the client hears "request timed out".
 pub const REQUEST_TIMEOUT: Duration = Duration::from_secs(7);
+/// Pause before asking again while the cluster has no leader.
+const RETRY_PAUSE: Duration = Duration::from_millis(50);
 
 /// One store member as its services see it.
 pub struct Node {
@@ -38,6 +41,8 @@ pub struct Node {
     pub lessor: lease::Lessor,
     pub peers: PeerPool,
     db_size: Mutex<Option<(Instant, u64)>>,
+    /// Serialises membership changes on the leader.
+    member_change_lock: tokio::sync::Mutex<()>,
     /// Raft term and leader (0 = none), kept current by [`Node::follow_metrics`].
     term: AtomicU64,
     leader: AtomicU64,
@@ -66,6 +71,7 @@ impl Node {
         raft: Raft,
         shared: Arc<Shared>,
         cfg: StoreConfig,
+        peers: PeerPool,
     ) -> Self {
         Node {
             id,
@@ -74,8 +80,9 @@ impl Node {
             shared,
             cfg,
             lessor: lease::Lessor::default(),
-            peers: PeerPool::default(),
+            peers,
             db_size: Mutex::new(None),
+            member_change_lock: tokio::sync::Mutex::new(()),
             term: AtomicU64::new(0),
             leader: AtomicU64::new(0),
         }
@@ -161,67 +168,118 @@ impl Node {
     /// Proposes a command through Raft and waits for its result. On a follower the command is
     /// forwarded to the leader.
     pub async fn propose(&self, cmd: Command) -> EtcdResult<CommandResult> {
-        let res = tokio::time::timeout(REQUEST_TIMEOUT, self.propose_inner(cmd))
-            .await
-            .map_err(|_| EtcdError::Timeout)??;
+        let res = self.to_leader(ForwardRequest::Write(cmd)).await?;
         match res {
-            CommandResult::Error(e) => Err(e),
-            r => Ok(r),
+            ForwardReply::Write(CommandResult::Error(e)) => Err(e),
+            ForwardReply::Write(r) => Ok(r),
+            other => Err(EtcdError::internal(format!(
+                "unexpected forward reply {other:?}"
+            ))),
         }
     }
 
-    async fn propose_inner(&self, cmd: Command) -> EtcdResult<CommandResult> {
-        match self.raft.client_write(cmd.clone()).await {
-            Ok(r) => Ok(r.data),
-            Err(RaftError::APIError(ClientWriteError::ForwardToLeader(f))) => {
-                let leader = f.leader_node.ok_or(EtcdError::NoLeader)?;
-                match self.forward(&leader, ForwardRequest::Write(cmd)).await? {
-                    ForwardReply::Write(r) => Ok(r),
-                    other => Err(EtcdError::internal(format!(
-                        "unexpected forward reply {other:?}"
-                    ))),
+    /// Runs `req` on the leader: here when this member leads, else forwarded to it. While
+    /// there is no leader, or the request reached a member that no longer leads (so nothing
+    /// was done), it waits for a leader and tries again, within [`REQUEST_TIMEOUT`]. Fails
+    /// with [`EtcdError::NoLeader`] only when nothing was proposed, and with
+    /// [`EtcdError::Timeout`] when the outcome is unknown.
+    async fn to_leader(&self, req: ForwardRequest) -> EtcdResult<ForwardReply> {
+        let deadline = tokio::time::Instant::now() + REQUEST_TIMEOUT;
+        loop {
+            let attempt = async {
+                match self.leader_member() {
+                    None => Err(EtcdError::NoLeader),
+                    Some((id, _)) if id == self.id => {
+                        match self.handle_forward(req.clone()).await {
+                            ForwardReply::Error(e) => Err(e),
+                            r => Ok(r),
+                        }
+                    }
+                    Some((_, m)) => {
+                        let url = m.peer_urls.first().ok_or(EtcdError::NoLeader)?;
+                        self.peers.forward(url, &req).await
+                    }
                 }
+            };
+            // Timing out while the request is out means its outcome is unknown.
+            match tokio::time::timeout_at(deadline, attempt).await {
+                Err(_) => return Err(EtcdError::Timeout),
+                Ok(Err(EtcdError::NoLeader | EtcdError::NotLeader)) => {
+                    if tokio::time::Instant::now() + RETRY_PAUSE >= deadline {
+                        return Err(EtcdError::NoLeader);
+                    }
+                    tokio::time::sleep(RETRY_PAUSE).await;
+                }
+                Ok(r) => return r,
             }
-            Err(RaftError::APIError(e)) => Err(EtcdError::internal(e)),
-            Err(RaftError::Fatal(_)) => Err(EtcdError::Stopped),
         }
     }
 
-    async fn forward(&self, leader: &Member, req: ForwardRequest) -> EtcdResult<ForwardReply> {
-        let url = leader.peer_urls.first().ok_or(EtcdError::NoLeader)?;
-        self.peers.forward(url, &req).await
+    /// The leader and its attributes, as this member knows them.
+    fn leader_member(&self) -> Option<(u64, Member)> {
+        let leader = self.leader.load(Ordering::Relaxed);
+        if leader == 0 {
+            return None;
+        }
+        let m = self.metrics();
+        let node = m.membership_config.membership().get_node(&leader)?.clone();
+        Some((leader, node))
+    }
+
+    /// Serves a request another member (or this one) sends to the leader.
+    pub async fn handle_forward(&self, req: ForwardRequest) -> ForwardReply {
+        let res = match req {
+            ForwardRequest::Write(cmd) => match self.raft.client_write(cmd).await {
+                Ok(r) => Ok(ForwardReply::Write(r.data)),
+                // Not appended: this member does not lead (any more).
+                Err(RaftError::APIError(ClientWriteError::ForwardToLeader(_))) => {
+                    Err(EtcdError::NotLeader)
+                }
+                Err(RaftError::APIError(e)) => Err(EtcdError::internal(e)),
+                Err(RaftError::Fatal(_)) => Err(EtcdError::Stopped),
+            },
+            ForwardRequest::ReadIndex => {
+                self.leader_read_index().await.map(ForwardReply::ReadIndex)
+            }
+            ForwardRequest::LeaseKeepAlive(id) => {
+                self.leader_keep_alive(id).map(ForwardReply::Lease)
+            }
+            ForwardRequest::LeaseRemaining(id) => {
+                self.leader_lease_remaining(id).map(ForwardReply::Lease)
+            }
+            ForwardRequest::Member(op) => self
+                .leader_member_change(op)
+                .await
+                .map(ForwardReply::Member),
+            ForwardRequest::Members => Ok(ForwardReply::Members {
+                cluster_id: self.cluster_id,
+                members: self
+                    .metrics()
+                    .membership_config
+                    .membership()
+                    .nodes()
+                    .map(|(id, n)| (*id, n.clone()))
+                    .collect(),
+            }),
+        };
+        res.unwrap_or_else(ForwardReply::Error)
     }
 
     /// Waits until this member's state reflects every write acknowledged before the call:
     /// the read index protocol, run by the leader.
     pub async fn read_barrier(&self) -> EtcdResult<()> {
-        tokio::time::timeout(REQUEST_TIMEOUT, self.read_barrier_inner())
+        let index = match self.to_leader(ForwardRequest::ReadIndex).await {
+            Ok(ForwardReply::ReadIndex(i)) => i,
+            Ok(_) => return Err(EtcdError::internal("unexpected forward reply")),
+            // A read changes nothing: an unknown outcome is a plain timeout.
+            Err(e) => return Err(e),
+        };
+        self.raft
+            .wait(Some(REQUEST_TIMEOUT))
+            .applied_index_at_least(Some(index), "read index")
             .await
-            .map_err(|_| EtcdError::Timeout)?
-    }
-
-    async fn read_barrier_inner(&self) -> EtcdResult<()> {
-        match self.raft.ensure_linearizable(ReadPolicy::ReadIndex).await {
-            Ok(_) => Ok(()),
-            Err(RaftError::APIError(LinearizableReadError::ForwardToLeader(f))) => {
-                let leader = f.leader_node.ok_or(EtcdError::NoLeader)?;
-                let ForwardReply::ReadIndex(index) =
-                    self.forward(&leader, ForwardRequest::ReadIndex).await?
-                else {
-                    return Err(EtcdError::internal("unexpected forward reply"));
-                };
-                self.raft
-                    .wait(Some(REQUEST_TIMEOUT))
-                    .applied_index_at_least(Some(index), "read index")
-                    .await
-                    .map_err(|_| EtcdError::Timeout)?;
-                Ok(())
-            }
-            Err(RaftError::APIError(LinearizableReadError::QuorumNotEnough(_))) => {
-                Err(EtcdError::NoLeader)
-            }
-            Err(RaftError::Fatal(_)) => Err(EtcdError::Stopped),
-        }
+            .map_err(|_| EtcdError::Timeout)?;
+        Ok(())
     }
 
     /// The read index on the leader: the log index a follower must apply before reading.
@@ -236,6 +294,61 @@ impl Node {
             }
             Err(RaftError::Fatal(_)) => Err(EtcdError::Stopped),
         }
+    }
+
+    /// A lease keep-alive, run wherever the leader is: the granted TTL, or 0 when the lease
+    /// does not exist.
+    pub async fn lease_keep_alive(&self, id: i64) -> EtcdResult<i64> {
+        match self.to_leader(ForwardRequest::LeaseKeepAlive(id)).await? {
+            ForwardReply::Lease(ttl) => Ok(ttl),
+            _ => Err(EtcdError::internal("unexpected forward reply")),
+        }
+    }
+
+    /// Seconds left on a lease by the leader's clock; -1 when it does not exist.
+    pub async fn lease_remaining(&self, id: i64) -> EtcdResult<i64> {
+        match self.to_leader(ForwardRequest::LeaseRemaining(id)).await? {
+            ForwardReply::Lease(ttl) => Ok(ttl),
+            _ => Err(EtcdError::internal("unexpected forward reply")),
+        }
+    }
+
+    fn leader_keep_alive(&self, id: i64) -> EtcdResult<i64> {
+        if !self.is_leader() {
+            return Err(EtcdError::NotLeader);
+        }
+        // The leader's state machine may trail its log by a little: a lease granted a moment
+        // ago and not applied here yet is missed, as it is by etcd's lessor.
+        match self.shared.mvcc.lease(id) {
+            Some((ttl, _)) => {
+                self.lessor.refresh(id, ttl);
+                Ok(ttl)
+            }
+            None => Ok(0),
+        }
+    }
+
+    fn leader_lease_remaining(&self, id: i64) -> EtcdResult<i64> {
+        if !self.is_leader() {
+            return Err(EtcdError::NotLeader);
+        }
+        Ok(match self.shared.mvcc.lease(id) {
+            Some((ttl, _)) => self.lessor.remaining(id, ttl),
+            None => -1,
+        })
+    }
+
+    /// Applies a membership change through the leader.
+    pub async fn member_change(&self, op: MemberOp) -> EtcdResult<MemberReply> {
+        match self.to_leader(ForwardRequest::Member(op)).await? {
+            ForwardReply::Member(r) => Ok(r),
+            _ => Err(EtcdError::internal("unexpected forward reply")),
+        }
+    }
+
+    /// Whether member `id` has been removed from the cluster for good.
+    pub fn is_removed(&self, id: u64) -> bool {
+        self.shared.is_removed(id)
     }
 
     /// Whether the cluster has a leader right now.
