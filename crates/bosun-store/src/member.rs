@@ -24,7 +24,7 @@ use crate::raft::log_store::{CF_LOG, CF_RAFT_META, LogStore};
 use crate::raft::network::{
     ForwardReply, ForwardRequest, MemberOp, NetworkFactory, PeerPool, PeerService,
 };
-use crate::raft::state_machine::StateMachine;
+use crate::raft::state_machine::{META_APPLIED, StateMachine};
 use crate::raft::{Member, Raft};
 use crate::server::Node;
 use crate::server::cluster::ClusterService;
@@ -112,6 +112,11 @@ pub async fn run(cfg: StoreConfig, external: watch::Receiver<bool>) -> anyhow::R
     let (id, cluster_id) = (identity.id, identity.cluster_id);
 
     let db = open_db(&cfg)?;
+    if crate::snapshot::discard_interrupted_restore(&db, META_APPLIED)
+        .context("check state machine")?
+    {
+        tracing::warn!("discarded the state of a snapshot restore interrupted by a crash");
+    }
     let mvcc = Mvcc::open(db.clone()).map_err(|e| anyhow::anyhow!("open mvcc store: {e}"))?;
     let sm = StateMachine::open(mvcc, cfg.data_dir.join("snap")).context("open state machine")?;
     let shared = sm.shared();

@@ -60,16 +60,8 @@ fn read_field(r: &mut impl Read) -> io::Result<Vec<u8>> {
     Ok(buf)
 }
 
-/// Replaces the state-machine column families of `db` with the records read from `r`.
-pub fn restore(db: &DB, r: &mut impl Read) -> io::Result<()> {
-    let mut magic = vec![0u8; MAGIC.len()];
-    r.read_exact(&mut magic)?;
-    if magic != MAGIC {
-        return Err(io::Error::new(
-            io::ErrorKind::InvalidData,
-            "not a bosun snapshot",
-        ));
-    }
+/// Deletes every state-machine record.
+fn clear(db: &DB) -> io::Result<()> {
     for name in CFS {
         let h = cf(db, name)?;
         let mut first = None;
@@ -86,6 +78,45 @@ pub fn restore(db: &DB, r: &mut impl Read) -> io::Result<()> {
             db.delete_cf(h, &l).map_err(io::Error::other)?;
         }
     }
+    Ok(())
+}
+
+/// A state machine with data but no applied log id is what a restore interrupted by a crash
+/// leaves (the applied id is restored last): it is emptied, so Raft rebuilds it from the log
+/// or a new snapshot. Returns whether anything was discarded.
+pub fn discard_interrupted_restore(db: &DB, applied_key: &[u8]) -> io::Result<bool> {
+    if db
+        .get_cf(cf(db, CF_META)?, applied_key)
+        .map_err(io::Error::other)?
+        .is_some()
+    {
+        return Ok(false);
+    }
+    let mut any = false;
+    for name in CFS {
+        any |= db
+            .iterator_cf(cf(db, name)?, IteratorMode::Start)
+            .next()
+            .is_some();
+    }
+    if any {
+        clear(db)?;
+        db.flush_wal(true).map_err(io::Error::other)?;
+    }
+    Ok(any)
+}
+
+/// Replaces the state-machine column families of `db` with the records read from `r`.
+pub fn restore(db: &DB, r: &mut impl Read) -> io::Result<()> {
+    let mut magic = vec![0u8; MAGIC.len()];
+    r.read_exact(&mut magic)?;
+    if magic != MAGIC {
+        return Err(io::Error::new(
+            io::ErrorKind::InvalidData,
+            "not a bosun snapshot",
+        ));
+    }
+    clear(db)?;
     let mut batch = WriteBatch::default();
     loop {
         let mut tag = [0u8; 1];

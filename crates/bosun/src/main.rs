@@ -21,7 +21,8 @@ enum Command {
 }
 
 fn init_tracing(format: &str) {
-    let filter = EnvFilter::try_from_env("BOSUN_LOG").unwrap_or_else(|_| EnvFilter::new("info"));
+    let filter =
+        EnvFilter::try_from_env("BOSUN_LOG").unwrap_or_else(|_| EnvFilter::new(DEFAULT_LOG));
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_writer(std::io::stderr);
@@ -52,6 +53,10 @@ fn shutdown_signal() -> tokio::sync::watch::Receiver<bool> {
     });
     rx
 }
+
+/// Bosun's own logs at info; openraft's only when something is wrong (its info level traces
+/// every election attempt and heartbeat failure; `BOSUN_LOG=info` shows them).
+const DEFAULT_LOG: &str = "info,openraft=error";
 
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {

@@ -133,6 +133,9 @@ pub struct PeerPool {
     faults: Arc<Faults>,
     /// Set when a peer answered that this member has been removed.
     removed: Arc<std::sync::atomic::AtomicBool>,
+    /// Peers last found unreachable: contact lost and regained is logged once each, not on
+    /// every heartbeat.
+    unreachable: Arc<Mutex<std::collections::HashSet<String>>>,
 }
 
 /// Why a peer could not be called.
@@ -154,6 +157,19 @@ impl PeerPool {
                 cached: Mutex::default(),
             }),
             removed: Arc::default(),
+            unreachable: Arc::default(),
+        }
+    }
+
+    /// Records the outcome of a call to the peer at `url`, logging changes of reachability.
+    fn note_reachable(&self, url: &str, ok: bool) {
+        let mut down = self.unreachable.lock();
+        if ok {
+            if down.remove(url) {
+                tracing::info!(peer = url, "peer reachable again");
+            }
+        } else if down.insert(url.to_string()) {
+            tracing::warn!(peer = url, "lost contact with peer");
         }
     }
 
@@ -165,6 +181,7 @@ impl PeerPool {
     /// A client for the peer at `url`.
     pub fn client(&self, url: &str) -> Result<RaftPeerClient<Channel>, PeerError> {
         if self.faults.blocked(url) {
+            self.note_reachable(url, false);
             return Err(PeerError::Cut(url.to_string()));
         }
         let mut ch = self.channels.lock();
@@ -291,9 +308,9 @@ impl PeerClient {
             "append" => c.append_entries(r).await,
             "vote" => c.vote(r).await,
             _ => c.pre_vote(r).await,
-        }
-        .map_err(status_to_rpc)?
-        .into_inner();
+        };
+        self.pool.note_reachable(&self.url, reply.is_ok());
+        let reply = reply.map_err(status_to_rpc)?.into_inner();
         if reply.error == REMOVED {
             self.pool
                 .removed

@@ -16,7 +16,8 @@ use crate::apply::{self, Command, CommandResult};
 use crate::mvcc::{CF_META, Mvcc, WriteTxn, cf};
 use crate::watch::WatchHub;
 
-const META_APPLIED: &[u8] = b"applied";
+/// Key of the last applied log id in the meta column family.
+pub(crate) const META_APPLIED: &[u8] = b"applied";
 const META_MEMBERSHIP: &[u8] = b"membership";
 const META_ALARMS: &[u8] = b"alarms";
 const META_REMOVED: &[u8] = b"removed_members";

@@ -5,6 +5,7 @@ pub mod kv;
 pub mod lease;
 pub mod maintenance;
 mod membership;
+mod read_batch;
 pub mod watch;
 
 use std::sync::Arc;
@@ -18,13 +19,14 @@ use openraft::ReadPolicy;
 use openraft::errors::{ClientWriteError, LinearizableReadError, RaftError};
 use parking_lot::Mutex;
 
+use self::read_batch::ReadBatch;
 use crate::apply::{Command, CommandResult, Limits};
 use crate::config::StoreConfig;
 use crate::error::{EtcdError, EtcdResult};
 use crate::mvcc;
 use crate::raft::network::{ForwardReply, ForwardRequest, MemberOp, MemberReply, PeerPool};
 use crate::raft::state_machine::Shared;
-use crate::raft::{Member, Metrics, Raft};
+use crate::raft::{Metrics, Raft};
 
 /// How long a proposal or a read barrier may take before the client hears "request timed out".
 pub const REQUEST_TIMEOUT: Duration = Duration::from_secs(7);
@@ -46,6 +48,10 @@ pub struct Node {
     /// Raft term and leader (0 = none), kept current by [`Node::follow_metrics`].
     term: AtomicU64,
     leader: AtomicU64,
+    /// The leader's ID and peer URL, for forwarding without a look at the membership.
+    leader_url: Mutex<Option<(u64, Arc<str>)>>,
+    /// Coalesces concurrent read-index requests into one round trip to the leader.
+    reads: ReadBatch,
 }
 
 impl std::fmt::Debug for Node {
@@ -85,6 +91,8 @@ impl Node {
             member_change_lock: tokio::sync::Mutex::new(()),
             term: AtomicU64::new(0),
             leader: AtomicU64::new(0),
+            leader_url: Mutex::new(None),
+            reads: ReadBatch::default(),
         }
     }
 
@@ -195,10 +203,7 @@ impl Node {
                             r => Ok(r),
                         }
                     }
-                    Some((_, m)) => {
-                        let url = m.peer_urls.first().ok_or(EtcdError::NoLeader)?;
-                        self.peers.forward(url, &req).await
-                    }
+                    Some((_, url)) => self.peers.forward(&url, &req).await,
                 }
             };
             // Timing out while the request is out means its outcome is unknown.
@@ -215,15 +220,9 @@ impl Node {
         }
     }
 
-    /// The leader and its attributes, as this member knows them.
-    fn leader_member(&self) -> Option<(u64, Member)> {
-        let leader = self.leader.load(Ordering::Relaxed);
-        if leader == 0 {
-            return None;
-        }
-        let m = self.metrics();
-        let node = m.membership_config.membership().get_node(&leader)?.clone();
-        Some((leader, node))
+    /// The leader and its peer URL, as this member knows them.
+    fn leader_member(&self) -> Option<(u64, Arc<str>)> {
+        self.leader_url.lock().clone()
     }
 
     /// Serves a request another member (or this one) sends to the leader.
@@ -268,12 +267,15 @@ impl Node {
     /// Waits until this member's state reflects every write acknowledged before the call:
     /// the read index protocol, run by the leader.
     pub async fn read_barrier(&self) -> EtcdResult<()> {
-        let index = match self.to_leader(ForwardRequest::ReadIndex).await {
-            Ok(ForwardReply::ReadIndex(i)) => i,
-            Ok(_) => return Err(EtcdError::internal("unexpected forward reply")),
-            // A read changes nothing: an unknown outcome is a plain timeout.
-            Err(e) => return Err(e),
-        };
+        let index = self
+            .reads
+            .run(|| async {
+                match self.to_leader(ForwardRequest::ReadIndex).await? {
+                    ForwardReply::ReadIndex(i) => Ok(i),
+                    _ => Err(EtcdError::internal("unexpected forward reply")),
+                }
+            })
+            .await?;
         self.raft
             .wait(Some(REQUEST_TIMEOUT))
             .applied_index_at_least(Some(index), "read index")
@@ -377,6 +379,18 @@ impl Node {
                 self.term.store(m.current_term, Ordering::Relaxed);
                 self.leader
                     .store(m.current_leader.unwrap_or(0), Ordering::Relaxed);
+                let url = m.current_leader.and_then(|id| {
+                    let node = m.membership_config.membership().get_node(&id)?;
+                    Some((id, Arc::from(node.peer_urls.first()?.as_str())))
+                });
+                let mut cached = self.leader_url.lock();
+                if cached.as_ref().map(|(id, u)| (*id, u.as_ref()))
+                    != url
+                        .as_ref()
+                        .map(|(id, u): &(u64, Arc<str>)| (*id, u.as_ref()))
+                {
+                    *cached = url;
+                }
             }
             if rx.changed().await.is_err() {
                 return;
