@@ -1,9 +1,36 @@
 #!/usr/bin/env bash
-# Installs the build dependencies, builds bosun, and runs one store member on loopback
-# (client URL http://127.0.0.1:2379, data in ./bosun-data). Extra arguments go to
-# `bosun store`.
+# Installs the build dependencies, builds bosun, and runs a three-member store cluster on
+# loopback: client URLs http://127.0.0.1:2379, :22379, :32379 (peers on :2380, :22380,
+# :32380), data in ./bosun-data/m1..m3. Extra arguments go to every `bosun store`.
+# Ctrl-C (or SIGTERM) stops all three members.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 deploy/install-deps.sh
 cargo build --release --locked -p bosun
-exec "${CARGO_TARGET_DIR:-target}/release/bosun" store --data-dir bosun-data "$@"
+bin="${CARGO_TARGET_DIR:-target}/release/bosun"
+
+clients=(2379 22379 32379)
+peers=(2380 22380 32380)
+cluster=""
+for i in 0 1 2; do
+    cluster+="${cluster:+,}m$((i + 1))=http://127.0.0.1:${peers[$i]}"
+done
+pids=()
+stop() {
+    for pid in "${pids[@]}"; do kill -TERM "$pid" 2>/dev/null || true; done
+    wait
+}
+trap stop INT TERM EXIT
+mkdir -p bosun-data
+for i in 0 1 2; do
+    name="m$((i + 1))"
+    "$bin" store --name "$name" --data-dir "bosun-data/$name" \
+        --listen-client-urls "http://127.0.0.1:${clients[$i]}" \
+        --advertise-client-urls "http://127.0.0.1:${clients[$i]}" \
+        --listen-peer-urls "http://127.0.0.1:${peers[$i]}" \
+        --initial-advertise-peer-urls "http://127.0.0.1:${peers[$i]}" \
+        --initial-cluster "$cluster" "$@" 2> >(sed -u "s/^/$name | /" >&2) &
+    pids+=("$!")
+done
+echo "bosun store: three members; try: etcdctl --endpoints=127.0.0.1:2379,127.0.0.1:22379,127.0.0.1:32379 member list" >&2
+wait -n "${pids[@]}"

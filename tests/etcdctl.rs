@@ -5,45 +5,8 @@
 #![allow(clippy::unwrap_used)]
 
 use std::path::Path;
-use std::process::{Command, Stdio};
 
-use bosun_tests::{Kind, Server, which};
-
-/// Runs etcdctl against `ep` with `args`, feeding `stdin`; returns exit code, stdout, stderr.
-fn etcdctl(ep: &str, args: &[&str], stdin: Option<&str>) -> (i32, String, String) {
-    use std::io::Write;
-    // A watch runs until stopped: give it two seconds to print what it replays.
-    let mut cmd = if args.first() == Some(&"watch") {
-        let mut c = Command::new("timeout");
-        c.args(["2", "etcdctl"]);
-        c
-    } else {
-        Command::new("etcdctl")
-    };
-    cmd.env("ETCDCTL_API", "3")
-        .arg(format!("--endpoints={ep}"))
-        .args(["--dial-timeout=5s", "--command-timeout=10s"])
-        .args(args)
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped());
-    let mut child = cmd.spawn().expect("run etcdctl");
-    if let Some(input) = stdin {
-        child
-            .stdin
-            .take()
-            .unwrap()
-            .write_all(input.as_bytes())
-            .unwrap();
-    }
-    drop(child.stdin.take());
-    let out = child.wait_with_output().unwrap();
-    (
-        out.status.code().unwrap_or(-1),
-        String::from_utf8_lossy(&out.stdout).into_owned(),
-        String::from_utf8_lossy(&out.stderr).into_owned(),
-    )
-}
+use bosun_tests::{Kind, Server, etcdctl, which};
 
 /// Masks what legitimately differs between two clusters: IDs, versions, sizes, timings,
 /// Raft positions.

@@ -3,6 +3,8 @@
 
 #![allow(clippy::unwrap_used)]
 
+pub mod checker;
+
 use std::net::TcpListener;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
@@ -58,6 +60,42 @@ where
     }
 }
 
+/// Runs etcdctl against `ep` with `args`, feeding `stdin`; returns exit code, stdout, stderr.
+pub fn etcdctl(ep: &str, args: &[&str], stdin: Option<&str>) -> (i32, String, String) {
+    use std::io::Write;
+    // A watch runs until stopped: give it two seconds to print what it replays.
+    let mut cmd = if args.first() == Some(&"watch") {
+        let mut c = Command::new("timeout");
+        c.args(["2", "etcdctl"]);
+        c
+    } else {
+        Command::new("etcdctl")
+    };
+    cmd.env("ETCDCTL_API", "3")
+        .arg(format!("--endpoints={ep}"))
+        .args(["--dial-timeout=5s", "--command-timeout=10s"])
+        .args(args)
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped());
+    let mut child = cmd.spawn().expect("run etcdctl");
+    if let Some(input) = stdin {
+        child
+            .stdin
+            .take()
+            .unwrap()
+            .write_all(input.as_bytes())
+            .unwrap();
+    }
+    drop(child.stdin.take());
+    let out = child.wait_with_output().unwrap();
+    (
+        out.status.code().unwrap_or(-1),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
 /// Which server implementation a member runs.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Kind {
@@ -73,6 +111,9 @@ pub struct Server {
     pub client_url: String,
     pub peer_url: String,
     pub data_dir: PathBuf,
+    /// `--initial-cluster` and `--initial-cluster-state` this member starts with.
+    pub initial_cluster: String,
+    pub initial_state: String,
     extra: Vec<String>,
     child: Option<Child>,
     log: PathBuf,
@@ -81,20 +122,54 @@ pub struct Server {
 impl Server {
     /// Starts a single-member server with its data in `dir` and waits until it serves.
     pub async fn start(kind: Kind, dir: &Path, extra: &[&str]) -> Server {
-        let name = "m1".to_string();
-        let mut s = Server {
-            kind,
-            client_url: format!("http://127.0.0.1:{}", free_port()),
-            peer_url: format!("http://127.0.0.1:{}", free_port()),
-            data_dir: dir.join("data"),
-            log: dir.join(format!("{name}.log")),
-            name,
-            extra: extra.iter().map(|s| s.to_string()).collect(),
-            child: None,
-        };
+        let mut s = Server::new(kind, dir, "m1", extra);
+        s.initial_cluster = format!("{}={}", s.name, s.peer_url);
         s.spawn();
         s.wait_ready().await;
         s
+    }
+
+    /// A member named `name` with fresh loopback ports and its data under `dir/<name>`; not
+    /// started. Set `initial_cluster` (and `initial_state`) before [`Server::spawn`].
+    pub fn new(kind: Kind, dir: &Path, name: &str, extra: &[&str]) -> Server {
+        Server {
+            kind,
+            client_url: format!("http://127.0.0.1:{}", free_port()),
+            peer_url: format!("http://127.0.0.1:{}", free_port()),
+            data_dir: dir.join(name),
+            log: dir.join(format!("{name}.log")),
+            name: name.to_string(),
+            initial_cluster: String::new(),
+            initial_state: "new".into(),
+            extra: extra.iter().map(|s| s.to_string()).collect(),
+            child: None,
+        }
+    }
+
+    /// The process ID while the server runs.
+    pub fn pid(&self) -> Option<u32> {
+        self.child.as_ref().map(Child::id)
+    }
+
+    /// Reaps the process if it has exited by itself, returning its exit status.
+    pub fn try_wait(&mut self) -> Option<std::process::ExitStatus> {
+        let st = self.child.as_mut()?.try_wait().ok().flatten()?;
+        self.child = None;
+        Some(st)
+    }
+
+    /// Whether the process has been started and not stopped by the harness.
+    pub fn is_running(&self) -> bool {
+        self.child.is_some()
+    }
+
+    /// Sends `signal` (e.g. "STOP", "CONT") to the process by PID.
+    pub fn signal(&self, signal: &str) {
+        if let Some(pid) = self.pid() {
+            let _ = Command::new("kill")
+                .args([format!("-{signal}"), pid.to_string()])
+                .status();
+        }
     }
 
     /// The endpoint without scheme, as etcdctl takes it.
@@ -102,7 +177,8 @@ impl Server {
         self.client_url.trim_start_matches("http://").to_string()
     }
 
-    fn spawn(&mut self) {
+    /// Starts the process (without waiting for it to serve).
+    pub fn spawn(&mut self) {
         let bin = match self.kind {
             Kind::Bosun => bosun_bin(),
             Kind::Etcd => which("etcd").expect("etcd on PATH"),
@@ -125,9 +201,9 @@ impl Server {
             "--initial-advertise-peer-urls",
             &self.peer_url,
             "--initial-cluster",
-            &format!("{}={}", self.name, self.peer_url),
+            &self.initial_cluster,
             "--initial-cluster-state",
-            "new",
+            &self.initial_state,
         ]);
         cmd.args(&self.extra);
         let log = std::fs::OpenOptions::new()
@@ -167,6 +243,10 @@ impl Server {
     /// Kills the process with SIGKILL (by PID) and reaps it.
     pub fn kill9(&mut self) {
         if let Some(mut c) = self.child.take() {
+            // A paused process dies on SIGKILL too; continuing it first keeps the reap prompt.
+            let _ = Command::new("kill")
+                .args(["-CONT", &c.id().to_string()])
+                .status();
             let _ = c.kill();
             let _ = c.wait();
         }
@@ -195,6 +275,12 @@ impl Server {
         self.wait_ready().await;
     }
 
+    /// Removes the member's data directory (the process must be stopped).
+    pub fn wipe(&mut self) {
+        assert!(self.child.is_none(), "wipe a running member");
+        let _ = std::fs::remove_dir_all(&self.data_dir);
+    }
+
     /// The server's log so far.
     pub fn log(&self) -> String {
         std::fs::read_to_string(&self.log).unwrap_or_default()
@@ -216,4 +302,142 @@ pub fn targets() -> Vec<Kind> {
         println!("etcd not installed: conformance runs against bosun only");
     }
     v
+}
+
+/// A cluster of members of one kind on loopback.
+#[derive(Debug)]
+pub struct Cluster {
+    pub kind: Kind,
+    pub members: Vec<Server>,
+    dir: PathBuf,
+    extra: Vec<String>,
+}
+
+impl Cluster {
+    /// Starts `n` members named m1..mn with `--initial-cluster` naming all of them, and waits
+    /// until every member answers a linearizable read.
+    pub async fn start(kind: Kind, dir: &Path, n: usize, extra: &[&str]) -> Cluster {
+        let mut c = Cluster::start_with(kind, dir, n, |_| {
+            extra.iter().map(|s| s.to_string()).collect()
+        })
+        .await;
+        c.extra = extra.iter().map(|s| s.to_string()).collect();
+        c
+    }
+
+    /// Like [`Cluster::start`], with options per member: `extra(i)` for member i (0-based).
+    pub async fn start_with(
+        kind: Kind,
+        dir: &Path,
+        n: usize,
+        extra: impl Fn(usize) -> Vec<String>,
+    ) -> Cluster {
+        let mut members: Vec<Server> = (0..n)
+            .map(|i| {
+                let mut s = Server::new(kind, dir, &format!("m{}", i + 1), &[]);
+                s.extra = extra(i);
+                s
+            })
+            .collect();
+        let initial = members
+            .iter()
+            .map(|m| format!("{}={}", m.name, m.peer_url))
+            .collect::<Vec<_>>()
+            .join(",");
+        for m in &mut members {
+            m.initial_cluster = initial.clone();
+            m.spawn();
+        }
+        for m in &members {
+            m.wait_ready().await;
+        }
+        Cluster {
+            kind,
+            members,
+            dir: dir.to_path_buf(),
+            extra: Vec::new(),
+        }
+    }
+
+    /// Client URLs of all members.
+    pub fn client_urls(&self) -> Vec<String> {
+        self.members.iter().map(|m| m.client_url.clone()).collect()
+    }
+
+    /// Endpoints of all members without scheme, comma-separated, as etcdctl --endpoints takes
+    /// them.
+    pub fn endpoints(&self) -> String {
+        self.members
+            .iter()
+            .map(Server::endpoint)
+            .collect::<Vec<_>>()
+            .join(",")
+    }
+
+    /// The index of the member that leads, asked of the running members (each reports the
+    /// leader it knows; a majority must agree).
+    pub async fn leader(&self) -> Option<usize> {
+        let mut votes = std::collections::HashMap::<u64, usize>::new();
+        let mut ids = std::collections::HashMap::<u64, usize>::new();
+        for (i, m) in self.members.iter().enumerate() {
+            if !m.is_running() {
+                continue;
+            }
+            let Ok(Ok(mut c)) = tokio::time::timeout(
+                Duration::from_secs(1),
+                bosun_proto::etcdserverpb::maintenance_client::MaintenanceClient::connect(
+                    m.client_url.clone(),
+                ),
+            )
+            .await
+            else {
+                continue;
+            };
+            let req = bosun_proto::etcdserverpb::StatusRequest {};
+            if let Ok(Ok(r)) = tokio::time::timeout(Duration::from_secs(1), c.status(req)).await {
+                let r = r.into_inner();
+                if let Some(h) = r.header {
+                    ids.insert(h.member_id, i);
+                }
+                if r.leader != 0 {
+                    *votes.entry(r.leader).or_default() += 1;
+                }
+            }
+        }
+        let (leader, n) = votes.into_iter().max_by_key(|(_, n)| *n)?;
+        if n * 2 > self.members.len() {
+            ids.get(&leader).copied()
+        } else {
+            None
+        }
+    }
+
+    /// Waits until a majority agrees on a leader and returns its index.
+    pub async fn wait_leader(&self, timeout: Duration) -> usize {
+        let deadline = Instant::now() + timeout;
+        loop {
+            if let Some(i) = self.leader().await {
+                return i;
+            }
+            assert!(Instant::now() < deadline, "no leader within {timeout:?}");
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+
+    /// A new member, not yet started, set up to join this cluster once added with
+    /// `member add`: its `--initial-cluster` names the running members and itself, with state
+    /// `existing`.
+    pub fn new_member(&self, name: &str) -> Server {
+        let extra: Vec<&str> = self.extra.iter().map(String::as_str).collect();
+        let mut s = Server::new(self.kind, &self.dir, name, &extra);
+        let mut initial: Vec<String> = self
+            .members
+            .iter()
+            .map(|m| format!("{}={}", m.name, m.peer_url))
+            .collect();
+        initial.push(format!("{}={}", s.name, s.peer_url));
+        s.initial_cluster = initial.join(",");
+        s.initial_state = "existing".into();
+        s
+    }
 }

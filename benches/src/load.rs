@@ -1,0 +1,343 @@
+//! The load generator: connections, the four workloads, the timed run of one scenario and the
+//! population of the key space.
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::{Duration, Instant};
+
+use anyhow::{Context, bail};
+use etcd_client::{Client, Compare, CompareOp, ConnectOptions, GetOptions, KvClient, Txn, TxnOp};
+use hdrhistogram::Histogram;
+use rand::rngs::SmallRng;
+use rand::{Rng, RngCore, SeedableRng};
+
+/// Longest latency the histograms hold, in microseconds (larger values saturate).
+const MAX_LATENCY_US: u64 = 60_000_000;
+
+/// Per-request deadline: a request that takes longer counts as an error.
+const REQUEST_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// How many distinct error messages a run keeps for the report.
+const ERROR_SAMPLES: usize = 3;
+
+/// One kind of request the clients issue in a loop.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum Workload {
+    /// Put of a random key with a random value.
+    Put,
+    /// Linearizable single-key Range of a random pre-populated key.
+    #[value(name = "get-linearizable", alias = "get")]
+    GetLinearizable,
+    /// Serializable single-key Range of a random pre-populated key.
+    GetSerializable,
+    /// Txn: if the mod revision of a random key is above 0, put it; else get it.
+    Txn,
+}
+
+impl Workload {
+    /// The name the report uses.
+    pub fn name(self) -> &'static str {
+        match self {
+            Workload::Put => "put",
+            Workload::GetLinearizable => "get-linearizable",
+            Workload::GetSerializable => "get-serializable",
+            Workload::Txn => "txn",
+        }
+    }
+}
+
+/// A workload at a given concurrency.
+#[derive(Debug, Clone)]
+pub struct Scenario {
+    /// What the clients do.
+    pub workload: Workload,
+    /// Concurrent clients, each with at most one request in flight.
+    pub clients: usize,
+    /// gRPC connections the clients share (client `i` uses connection `i % conns`).
+    pub conns: usize,
+}
+
+impl Scenario {
+    /// The label in the tables, e.g. `put@256`.
+    pub fn label(&self) -> String {
+        format!("{}@{}", self.workload.name(), self.clients)
+    }
+}
+
+/// Shape of the data the workloads touch.
+#[derive(Debug, Clone)]
+pub struct KeySpace {
+    /// Number of distinct keys.
+    pub keys: u64,
+    /// Size of each value written, in bytes.
+    pub value_size: usize,
+}
+
+impl KeySpace {
+    /// The name of key number `i`: `bench/` and a zero-padded number.
+    pub fn key(&self, i: u64) -> Vec<u8> {
+        let width = self.keys.saturating_sub(1).max(1).to_string().len().max(6);
+        format!("bench/{i:0width$}").into_bytes()
+    }
+
+    /// A random key of the key space.
+    fn random_key(&self, rng: &mut SmallRng) -> Vec<u8> {
+        self.key(rng.random_range(0..self.keys))
+    }
+
+    /// A fresh random value.
+    fn random_value(&self, rng: &mut SmallRng) -> Vec<u8> {
+        let mut v = vec![0u8; self.value_size];
+        rng.fill_bytes(&mut v);
+        v
+    }
+}
+
+/// Figures of one timed run.
+#[derive(Debug)]
+pub struct RunResult {
+    /// Successful requests started inside the measured window.
+    pub ops: u64,
+    /// Failed requests started inside the measured window.
+    pub errors: u64,
+    /// Length of the measured window.
+    pub window: Duration,
+    /// Latencies of the successful requests, in microseconds.
+    pub latency: Histogram<u64>,
+    /// A few distinct error messages, for the report.
+    pub error_samples: Vec<String>,
+}
+
+impl RunResult {
+    /// Successful requests per second.
+    pub fn ops_per_sec(&self) -> f64 {
+        self.ops as f64 / self.window.as_secs_f64()
+    }
+
+    /// Latency at `q` (0..=1) in milliseconds, or `None` when nothing succeeded.
+    pub fn quantile_ms(&self, q: f64) -> Option<f64> {
+        (self.ops > 0).then(|| self.latency.value_at_quantile(q) as f64 / 1000.0)
+    }
+
+    /// Whether every request failed.
+    pub fn all_failed(&self) -> bool {
+        self.ops == 0
+    }
+}
+
+/// Opens `n` connections, spread round-robin over `urls` (connection `i` goes to
+/// `urls[i % urls.len()]`); each is an `etcd_client::Client` bound to that one member.
+pub async fn connect(urls: &[String], n: usize) -> anyhow::Result<Vec<Client>> {
+    if urls.is_empty() {
+        bail!("no client URLs");
+    }
+    let mut clients = Vec::with_capacity(n);
+    for i in 0..n {
+        let url = &urls[i % urls.len()];
+        let opts = ConnectOptions::new()
+            .with_connect_timeout(Duration::from_secs(5))
+            .with_timeout(REQUEST_TIMEOUT);
+        let c = Client::connect([url.as_str()], Some(opts))
+            .await
+            .with_context(|| format!("connect to {url}"))?;
+        clients.push(c);
+    }
+    Ok(clients)
+}
+
+/// Issues one request of `workload` and waits for its answer.
+async fn one_op(
+    kv: &mut KvClient,
+    workload: Workload,
+    space: &KeySpace,
+    rng: &mut SmallRng,
+) -> Result<(), etcd_client::Error> {
+    let key = space.random_key(rng);
+    match workload {
+        Workload::Put => {
+            kv.put(key, space.random_value(rng), None).await?;
+        }
+        Workload::GetLinearizable => {
+            kv.get(key, None).await?;
+        }
+        Workload::GetSerializable => {
+            kv.get(key, Some(GetOptions::new().with_serializable()))
+                .await?;
+        }
+        Workload::Txn => {
+            let txn = Txn::new()
+                .when([Compare::mod_revision(key.clone(), CompareOp::Greater, 0)])
+                .and_then([TxnOp::put(key.clone(), space.random_value(rng), None)])
+                .or_else([TxnOp::get(key, None)]);
+            kv.txn(txn).await?;
+        }
+    }
+    Ok(())
+}
+
+/// What one client task measured.
+struct ClientStats {
+    ops: u64,
+    errors: u64,
+    latency: Histogram<u64>,
+    error_samples: Vec<String>,
+}
+
+/// A histogram for latencies in microseconds.
+fn new_histogram() -> anyhow::Result<Histogram<u64>> {
+    Histogram::new_with_bounds(1, MAX_LATENCY_US, 3).context("create latency histogram")
+}
+
+/// Adds `msg` to `samples` when it is new and there is room.
+fn keep_sample(samples: &mut Vec<String>, msg: String) {
+    if samples.len() < ERROR_SAMPLES && !samples.contains(&msg) {
+        samples.push(msg);
+    }
+}
+
+/// Runs `scenario` against the members at `urls`: `warmup` unmeasured, then `duration`
+/// measured. Requests count in the window they start in.
+pub async fn run(
+    urls: &[String],
+    scenario: &Scenario,
+    space: &KeySpace,
+    warmup: Duration,
+    duration: Duration,
+) -> anyhow::Result<RunResult> {
+    let conns = connect(urls, scenario.conns.max(1)).await?;
+    let start = Instant::now();
+    let measure_from = start + warmup;
+    let end = measure_from + duration;
+    let mut tasks = Vec::with_capacity(scenario.clients);
+    for i in 0..scenario.clients {
+        let mut kv = conns[i % conns.len()].kv_client();
+        let workload = scenario.workload;
+        let space = space.clone();
+        let mut rng = SmallRng::from_rng(&mut rand::rng());
+        let mut latency = new_histogram()?;
+        tasks.push(tokio::spawn(async move {
+            let mut ops = 0u64;
+            let mut errors = 0u64;
+            let mut error_samples = Vec::new();
+            loop {
+                let t0 = Instant::now();
+                if t0 >= end {
+                    break;
+                }
+                let res = one_op(&mut kv, workload, &space, &mut rng).await;
+                let took = t0.elapsed();
+                if res.is_err() {
+                    // A member that fails fast must not turn the client into a busy loop.
+                    tokio::time::sleep(Duration::from_millis(10)).await;
+                }
+                if t0 < measure_from {
+                    continue;
+                }
+                match res {
+                    Ok(()) => {
+                        ops += 1;
+                        let us = u64::try_from(took.as_micros()).unwrap_or(u64::MAX);
+                        latency.saturating_record(us.max(1));
+                    }
+                    Err(e) => {
+                        errors += 1;
+                        keep_sample(&mut error_samples, e.to_string());
+                    }
+                }
+            }
+            ClientStats {
+                ops,
+                errors,
+                latency,
+                error_samples,
+            }
+        }));
+    }
+    let mut result = RunResult {
+        ops: 0,
+        errors: 0,
+        window: duration,
+        latency: new_histogram()?,
+        error_samples: Vec::new(),
+    };
+    for t in futures::future::join_all(tasks).await {
+        let s = t.context("client task failed")?;
+        result.ops += s.ops;
+        result.errors += s.errors;
+        result
+            .latency
+            .add(&s.latency)
+            .context("merge latency histograms")?;
+        for msg in s.error_samples {
+            keep_sample(&mut result.error_samples, msg);
+        }
+    }
+    Ok(result)
+}
+
+/// Writes every key of the key space once, with `workers` concurrent writers over `conns`
+/// connections; each put is retried a few times. Returns how long it took.
+pub async fn populate(
+    urls: &[String],
+    space: &KeySpace,
+    workers: usize,
+    conns: usize,
+) -> anyhow::Result<Duration> {
+    let clients = connect(urls, conns.max(1)).await?;
+    let next = Arc::new(AtomicU64::new(0));
+    let failed = Arc::new(AtomicU64::new(0));
+    let start = Instant::now();
+    let mut tasks = Vec::with_capacity(workers);
+    for i in 0..workers.max(1) {
+        let mut kv = clients[i % clients.len()].kv_client();
+        let next = next.clone();
+        let failed = failed.clone();
+        let space = space.clone();
+        let mut rng = SmallRng::from_rng(&mut rand::rng());
+        tasks.push(tokio::spawn(async move {
+            let mut last_error = None;
+            loop {
+                let k = next.fetch_add(1, Ordering::Relaxed);
+                if k >= space.keys {
+                    break;
+                }
+                let key = space.key(k);
+                let mut ok = false;
+                for attempt in 0..5u32 {
+                    match kv
+                        .put(key.clone(), space.random_value(&mut rng), None)
+                        .await
+                    {
+                        Ok(_) => {
+                            ok = true;
+                            break;
+                        }
+                        Err(e) => {
+                            last_error = Some(e.to_string());
+                            tokio::time::sleep(Duration::from_millis(50 << attempt)).await;
+                        }
+                    }
+                }
+                if !ok {
+                    failed.fetch_add(1, Ordering::Relaxed);
+                }
+            }
+            last_error
+        }));
+    }
+    let mut last_error = None;
+    for t in futures::future::join_all(tasks).await {
+        if let Some(e) = t.context("populate task failed")? {
+            last_error = Some(e);
+        }
+    }
+    let failed = failed.load(Ordering::Relaxed);
+    if failed > 0 {
+        bail!(
+            "{failed} of {} keys could not be written; last error: {}",
+            space.keys,
+            last_error.unwrap_or_default()
+        );
+    }
+    Ok(start.elapsed())
+}
