@@ -194,7 +194,17 @@ pub async fn run(cfg: StoreConfig, external: watch::Receiver<bool>) -> anyhow::R
             .max_decoding_message_size(64 << 20)
             .max_encoding_message_size(64 << 20);
         let mut sd = shutdown.clone();
-        let incoming = tokio_stream::wrappers::TcpListenerStream::new(listener);
+        // Peer messages are small and latency-bound: no Nagle delay on accepted connections
+        // (the server builder's own nodelay setting does not reach an external listener).
+        let incoming = tokio_stream::StreamExt::map(
+            tokio_stream::wrappers::TcpListenerStream::new(listener),
+            |conn| {
+                if let Ok(c) = &conn {
+                    let _ = c.set_nodelay(true);
+                }
+                conn
+            },
+        );
         tasks.spawn(async move {
             tonic::transport::Server::builder()
                 .tcp_nodelay(true)
