@@ -158,7 +158,7 @@ pub fn print_targets(bosun: &KindRun, etcd: &KindRun) {
         let e = etcd.find(label).map(RunResult::ops_per_sec);
         let ok = b.zip(e).map(|(b, e)| e > 0.0 && b / e >= 2.0);
         println!(
-            "{:<44} bosun {:>10} ops/s, etcd {:>10} ops/s, ratio {:>6}  {}",
+            "{:<50} bosun {:>10} ops/s, etcd {:>10} ops/s, ratio {:>6}  {}",
             format!("{label} throughput bosun/etcd >= 2.0:"),
             num(b, 1),
             num(e, 1),
@@ -170,7 +170,7 @@ pub fn print_targets(bosun: &KindRun, etcd: &KindRun) {
     let e = etcd.find("put@1").and_then(|r| r.quantile_ms(0.5));
     let ok = b.zip(e).map(|(b, e)| b <= e);
     println!(
-        "{:<44} bosun {:>10} ms,    etcd {:>10} ms,    ratio {:>6}  {}",
+        "{:<50} bosun {:>10} ms,    etcd {:>10} ms,    ratio {:>6}  {}",
         "put@1 p50 bosun <= etcd:",
         num(b, 3),
         num(e, 3),
