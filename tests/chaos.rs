@@ -325,7 +325,7 @@ async fn run(secs: u64) {
     for f in &fault_files {
         write_faults(f, &[]);
     }
-    // Each member gets its own fault file; the flag is spliced in per member below.
+    // Each member gets its own fault file.
     let mut cluster = Cluster::start_with(Kind::Bosun, dir.path(), 3, |i| {
         vec![
             "--heartbeat-interval".into(),

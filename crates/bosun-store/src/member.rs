@@ -91,7 +91,8 @@ pub async fn run(cfg: StoreConfig, external: watch::Receiver<bool>) -> anyhow::R
     std::fs::create_dir_all(&cfg.data_dir)
         .with_context(|| format!("create data dir {}", cfg.data_dir.display()))?;
     let pool = PeerPool::with_fault_file(cfg.peer_fault_file.clone());
-    let identity = match Identity::load(&cfg.data_dir)? {
+    let stored = Identity::load(&cfg.data_dir)?;
+    let identity = match stored {
         Some(i) => i,
         None if cfg.initial_cluster_state == "new" => {
             let ids: Vec<u64> = initial
@@ -165,7 +166,9 @@ pub async fn run(cfg: StoreConfig, external: watch::Receiver<bool>) -> anyhow::R
             );
         }
     }
-    identity.save(&cfg.data_dir)?;
+    if stored.is_none() {
+        identity.save(&cfg.data_dir)?;
+    }
 
     let node = Arc::new(Node::new(
         id,

@@ -44,6 +44,11 @@ impl Shared {
         self.removed.lock().contains(&id)
     }
 
+    /// The index of the last applied log entry (0 before any).
+    pub fn applied_index(&self) -> u64 {
+        self.applied.lock().0.map_or(0, |l| l.index)
+    }
+
     /// The last applied log id and the membership as of it.
     pub fn applied(&self) -> (Option<LogId>, StoredMembership) {
         self.applied.lock().clone()

@@ -276,6 +276,10 @@ impl Node {
                 }
             })
             .await?;
+        // Usually applied already (always on the leader); waiting clones the Raft metrics.
+        if self.shared.applied_index() >= index {
+            return Ok(());
+        }
         self.raft
             .wait(Some(REQUEST_TIMEOUT))
             .applied_index_at_least(Some(index), "read index")
@@ -379,17 +383,14 @@ impl Node {
                 self.term.store(m.current_term, Ordering::Relaxed);
                 self.leader
                     .store(m.current_leader.unwrap_or(0), Ordering::Relaxed);
+                // Metrics change on every apply: allocate only when the leader changes.
                 let url = m.current_leader.and_then(|id| {
                     let node = m.membership_config.membership().get_node(&id)?;
-                    Some((id, Arc::from(node.peer_urls.first()?.as_str())))
+                    Some((id, node.peer_urls.first()?.as_str()))
                 });
                 let mut cached = self.leader_url.lock();
-                if cached.as_ref().map(|(id, u)| (*id, u.as_ref()))
-                    != url
-                        .as_ref()
-                        .map(|(id, u): &(u64, Arc<str>)| (*id, u.as_ref()))
-                {
-                    *cached = url;
+                if cached.as_ref().map(|(id, u)| (*id, &**u)) != url {
+                    *cached = url.map(|(id, u)| (id, Arc::from(u)));
                 }
             }
             if rx.changed().await.is_err() {
