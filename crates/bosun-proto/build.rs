@@ -1,4 +1,4 @@
-//! Generates Rust code for the etcd v3 API and Bosun's Raft transport from `proto/`.
+//! Generates Rust code from `proto/`: the etcd v3 API, the Raft transport, the apiserver API.
 
 fn main() -> Result<(), Box<dyn std::error::Error>> {
     // Read at run time, not with env!(): a build script compiled for one clone may be reused by
@@ -9,6 +9,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         "etcd/authpb/auth.proto",
         "etcd/etcdserverpb/rpc.proto",
         "bosun/raft.proto",
+        "bosun/api.proto",
     ];
     for f in &files {
         println!("cargo:rerun-if-changed={}", root.join(f).display());

@@ -3,6 +3,7 @@
 //! - [`etcdserverpb`], [`mvccpb`], [`authpb`]: the etcd v3 API, wire-compatible with etcd
 //!   (same package, service and method names, same field numbers).
 //! - [`raftpb`]: Bosun's Raft peer transport between store members.
+//! - [`apipb`]: the apiserver's gRPC API for Bosun's components.
 
 #![allow(missing_docs, clippy::all, clippy::pedantic, clippy::unwrap_used)]
 
@@ -24,4 +25,9 @@ pub mod etcdserverpb {
 /// Bosun's Raft peer transport.
 pub mod raftpb {
     tonic::include_proto!("bosun.raft.v1");
+}
+
+/// The apiserver's gRPC API.
+pub mod apipb {
+    tonic::include_proto!("bosun.api.v1");
 }

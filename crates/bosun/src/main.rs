@@ -18,6 +18,8 @@ struct Cli {
 enum Command {
     /// One member of the Raft datastore, serving the etcd v3 API.
     Store(bosun_store::StoreConfig),
+    /// The Kubernetes API (REST for kubectl, gRPC for Bosun's components), over the store.
+    Apiserver(bosun_apiserver::ApiserverConfig),
 }
 
 fn init_tracing(format: &str) {
@@ -69,5 +71,6 @@ async fn main() -> anyhow::Result<()> {
     init_tracing(&cli.log_format);
     match cli.command {
         Command::Store(cfg) => bosun_store::run(cfg, shutdown_signal()).await,
+        Command::Apiserver(cfg) => bosun_apiserver::run(cfg, shutdown_signal()).await,
     }
 }

@@ -1,0 +1,317 @@
+//! The gRPC API for Bosun's components (`proto/bosun/api.proto`), over the same storage
+//! code path as REST.
+
+use std::pin::Pin;
+use std::sync::Arc;
+use std::time::Duration;
+
+use bosun_proto::apipb::api_server::Api;
+use bosun_proto::apipb::{
+    CreateRequest, DeleteRequest, DeleteResponse, GetRequest, ListRequest, ListResponse, Object,
+    ObjectRef, PatchRequest, UpdateRequest, WatchEvent, WatchRequest,
+};
+use futures::Stream;
+use serde_json::Value;
+use tonic::{Request, Response, Status};
+
+use crate::Shared;
+use crate::error::{ApiError, ApiResult};
+use crate::patch::PatchType;
+use crate::resources::{self, Resource};
+use crate::selectors::{FieldSelector, LabelSelector};
+use crate::storage::{ListOptions, Part, WriteOptions};
+use crate::watch::{self, WatchItem, WatchParams};
+
+/// The gRPC service.
+#[derive(Debug, Clone)]
+pub struct ApiService {
+    shared: Arc<Shared>,
+}
+
+impl ApiService {
+    /// A service over the apiserver's shared state.
+    pub fn new(shared: Arc<Shared>) -> Self {
+        ApiService { shared }
+    }
+}
+
+fn resource(name: &str) -> ApiResult<&'static Resource> {
+    resources::by_plural(name)
+        .ok_or_else(|| ApiError::bad_request(format!("unknown resource {name:?}")))
+}
+
+fn target(r: Option<&ObjectRef>) -> ApiResult<(&'static Resource, &ObjectRef)> {
+    let r = r.ok_or_else(|| ApiError::bad_request("ref is required"))?;
+    let res = resource(&r.resource)?;
+    if res.namespaced && r.namespace.is_empty() && !r.name.is_empty() {
+        return Err(ApiError::bad_request(format!(
+            "{} are namespaced: namespace is required",
+            res.plural
+        )));
+    }
+    Ok((res, r))
+}
+
+fn decode(json: &[u8]) -> ApiResult<Value> {
+    serde_json::from_slice(json)
+        .map_err(|e| ApiError::bad_request(format!("the object could not be decoded as JSON: {e}")))
+}
+
+fn object(v: &Value) -> Object {
+    Object {
+        json: serde_json::to_vec(v).unwrap_or_default(),
+    }
+}
+
+fn selectors(labels: &str, fields: &str) -> ApiResult<(LabelSelector, FieldSelector)> {
+    Ok((
+        LabelSelector::parse(labels).map_err(|e| ApiError::bad_request(e.to_string()))?,
+        FieldSelector::parse(fields).map_err(|e| ApiError::bad_request(e.to_string()))?,
+    ))
+}
+
+fn ns_opt(ns: &str) -> Option<&str> {
+    (!ns.is_empty()).then_some(ns)
+}
+
+type WatchStream = Pin<Box<dyn Stream<Item = Result<WatchEvent, Status>> + Send>>;
+
+#[tonic::async_trait]
+impl Api for ApiService {
+    async fn get(&self, req: Request<GetRequest>) -> Result<Response<Object>, Status> {
+        let r = req.into_inner();
+        let run = async {
+            let (res, t) = target(r.r#ref.as_ref())?;
+            let st = &self.shared.storage;
+            match t.subresource.as_str() {
+                "" | "status" => st.get(res, &t.namespace, &t.name).await,
+                "scale" if res.has_subresource("scale") => {
+                    st.get_scale(res, &t.namespace, &t.name).await
+                }
+                other => Err(ApiError::bad_request(format!(
+                    "cannot get subresource {other:?}"
+                ))),
+            }
+        };
+        run.await
+            .map(|v| Response::new(object(&v)))
+            .map_err(|e| e.to_grpc())
+    }
+
+    async fn list(&self, req: Request<ListRequest>) -> Result<Response<ListResponse>, Status> {
+        let r = req.into_inner();
+        let run = async {
+            let res = resource(&r.resource)?;
+            let (labels, fields) = selectors(&r.label_selector, &r.field_selector)?;
+            let list = self
+                .shared
+                .storage
+                .list(
+                    res,
+                    ns_opt(&r.namespace),
+                    &ListOptions {
+                        labels,
+                        fields,
+                        limit: r.limit,
+                        continue_token: r.r#continue.clone(),
+                        exact_revision: None,
+                    },
+                )
+                .await?;
+            Ok::<_, ApiError>(ListResponse {
+                items: list
+                    .items
+                    .iter()
+                    .map(|i| serde_json::to_vec(i).unwrap_or_default())
+                    .collect(),
+                resource_version: list.revision.to_string(),
+                r#continue: list.continue_token.unwrap_or_default(),
+            })
+        };
+        run.await.map(Response::new).map_err(|e| e.to_grpc())
+    }
+
+    async fn create(&self, req: Request<CreateRequest>) -> Result<Response<Object>, Status> {
+        let r = req.into_inner();
+        let run = async {
+            let (res, t) = target(r.r#ref.as_ref())?;
+            let body = decode(&r.json)?;
+            let st = &self.shared.storage;
+            match (t.name.as_str(), t.subresource.as_str()) {
+                (name, "binding") if res.has_subresource("binding") && !name.is_empty() => {
+                    st.bind(res, &t.namespace, name, &body).await?;
+                    st.get(res, &t.namespace, name).await
+                }
+                (_, "") => st
+                    .create(res, &t.namespace, body, WriteOptions::default())
+                    .await
+                    .map(|(v, _)| v),
+                (_, other) => Err(ApiError::bad_request(format!(
+                    "cannot create subresource {other:?}"
+                ))),
+            }
+        };
+        run.await
+            .map(|v| Response::new(object(&v)))
+            .map_err(|e| e.to_grpc())
+    }
+
+    async fn update(&self, req: Request<UpdateRequest>) -> Result<Response<Object>, Status> {
+        let r = req.into_inner();
+        let run = async {
+            let (res, t) = target(r.r#ref.as_ref())?;
+            let body = decode(&r.json)?;
+            let st = &self.shared.storage;
+            if t.subresource == "scale" && res.has_subresource("scale") {
+                return st
+                    .set_scale(
+                        res,
+                        &t.namespace,
+                        &t.name,
+                        |_| Ok(body.clone()),
+                        WriteOptions::default(),
+                    )
+                    .await;
+            }
+            let part = Part::from_subresource(res, &t.subresource)?;
+            st.update(
+                res,
+                &t.namespace,
+                &t.name,
+                body,
+                part,
+                WriteOptions::default(),
+            )
+            .await
+            .map(|(v, _)| v)
+        };
+        run.await
+            .map(|v| Response::new(object(&v)))
+            .map_err(|e| e.to_grpc())
+    }
+
+    async fn patch(&self, req: Request<PatchRequest>) -> Result<Response<Object>, Status> {
+        let r = req.into_inner();
+        let run = async {
+            let (res, t) = target(r.r#ref.as_ref())?;
+            let ptype = PatchType::from_name(&r.patch_type)?;
+            let st = &self.shared.storage;
+            if t.subresource == "scale" && res.has_subresource("scale") {
+                let p = decode(&r.patch)?;
+                return st
+                    .set_scale(
+                        res,
+                        &t.namespace,
+                        &t.name,
+                        |cur| crate::patch::apply(ptype, "Scale", cur, &p),
+                        WriteOptions::default(),
+                    )
+                    .await;
+            }
+            let part = Part::from_subresource(res, &t.subresource)?;
+            st.patch(
+                res,
+                &t.namespace,
+                &t.name,
+                ptype,
+                &r.patch,
+                part,
+                WriteOptions::default(),
+            )
+            .await
+            .map(|(v, _)| v)
+        };
+        run.await
+            .map(|v| Response::new(object(&v)))
+            .map_err(|e| e.to_grpc())
+    }
+
+    async fn delete(
+        &self,
+        req: Request<DeleteRequest>,
+    ) -> Result<Response<DeleteResponse>, Status> {
+        let r = req.into_inner();
+        let run = async {
+            let (res, t) = target(r.r#ref.as_ref())?;
+            let options = if r.options_json.is_empty() {
+                Value::Object(Default::default())
+            } else {
+                decode(&r.options_json)?
+            };
+            if res.kind == "Namespace" && crate::PROTECTED_NAMESPACES.contains(&t.name.as_str()) {
+                return Err(ApiError::forbidden(
+                    res,
+                    &t.name,
+                    "this namespace may not be deleted",
+                ));
+            }
+            let d = self
+                .shared
+                .storage
+                .delete(
+                    res,
+                    &t.namespace,
+                    &t.name,
+                    &options,
+                    WriteOptions::default(),
+                )
+                .await?;
+            Ok(DeleteResponse {
+                json: serde_json::to_vec(&d.object).unwrap_or_default(),
+                deleted: d.gone,
+            })
+        };
+        run.await.map(Response::new).map_err(|e| e.to_grpc())
+    }
+
+    type WatchStream = WatchStream;
+
+    async fn watch(
+        &self,
+        req: Request<WatchRequest>,
+    ) -> Result<Response<Self::WatchStream>, Status> {
+        let r = req.into_inner();
+        let shared = self.shared.clone();
+        let setup = async {
+            let res = resource(&r.resource)?;
+            let (labels, fields) = selectors(&r.label_selector, &r.field_selector)?;
+            let params = WatchParams {
+                namespace: ns_opt(&r.namespace).map(str::to_string),
+                labels,
+                fields,
+                resource_version: r.resource_version.clone(),
+                allow_bookmarks: r.allow_bookmarks,
+                timeout: u64::try_from(r.timeout_seconds)
+                    .ok()
+                    .filter(|t| *t > 0)
+                    .map(Duration::from_secs),
+            };
+            watch::start(&shared.storage, res, params, shared.bookmark_interval).await
+        };
+        let mut session = setup.await.map_err(|e| e.to_grpc())?;
+        let guard = shared.metrics.watch_started();
+        let stream = async_stream::stream! {
+            let _guard = guard;
+            while let Some(item) = session.next().await {
+                match item {
+                    // Too slow: end with a status the client resumes from.
+                    WatchItem::Error(e) if e.code == 429 => {
+                        yield Err(e.to_grpc());
+                        return;
+                    }
+                    other => {
+                        let last = matches!(other, WatchItem::Error(_));
+                        yield Ok(WatchEvent {
+                            r#type: other.type_str().to_string(),
+                            object: other.object_bytes().to_vec(),
+                        });
+                        if last {
+                            return;
+                        }
+                    }
+                }
+            }
+        };
+        Ok(Response::new(Box::pin(stream)))
+    }
+}

@@ -1,0 +1,191 @@
+//! `pods/<name>/log`: proxied to the kubelet of the pod's node.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+
+use axum::body::Body;
+use axum::http::{StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use serde_json::Value;
+
+use crate::Shared;
+use crate::error::{ApiError, ApiResult};
+use crate::resources::{self, Resource};
+
+/// Query parameters the kubelet's log endpoint understands; others are not forwarded.
+const FORWARDED: &[&str] = &[
+    "follow",
+    "previous",
+    "sinceSeconds",
+    "sinceTime",
+    "timestamps",
+    "tailLines",
+    "limitBytes",
+];
+
+fn names(list: Option<&Value>) -> Vec<String> {
+    list.and_then(Value::as_array)
+        .map(|a| {
+            a.iter()
+                .filter_map(|c| c.get("name").and_then(Value::as_str).map(str::to_string))
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
+/// Picks the container as Kubernetes does: the one named, or the only one.
+pub fn pick_container(pod: &Value, name: &str, requested: Option<&str>) -> ApiResult<String> {
+    let containers = names(pod.pointer("/spec/containers"));
+    let inits = names(pod.pointer("/spec/initContainers"));
+    let c = match requested.filter(|c| !c.is_empty()) {
+        Some(c) => c.to_string(),
+        None => match containers.as_slice() {
+            [only] => only.clone(),
+            [] => {
+                return Err(ApiError::bad_request(format!(
+                    "a container name must be specified for pod {name}"
+                )));
+            }
+            many => {
+                let mut msg = format!(
+                    "a container name must be specified for pod {name}, choose one of: [{}]",
+                    many.join(" ")
+                );
+                if !inits.is_empty() {
+                    msg.push_str(&format!(
+                        " or one of the init containers: [{}]",
+                        inits.join(" ")
+                    ));
+                }
+                return Err(ApiError::bad_request(msg));
+            }
+        },
+    };
+    if !containers.contains(&c) && !inits.contains(&c) {
+        return Err(ApiError::bad_request(format!(
+            "container {c} is not valid for pod {name}"
+        )));
+    }
+    Ok(c)
+}
+
+/// The kubelet's `host:port` from a node's status.
+pub fn kubelet_address(node: &Value) -> Option<String> {
+    let port = node
+        .pointer("/status/daemonEndpoints/kubeletEndpoint/Port")
+        .and_then(Value::as_i64)
+        .filter(|p| *p > 0)?;
+    let addrs = node
+        .pointer("/status/addresses")
+        .and_then(Value::as_array)?;
+    let by_type = |t: &str| {
+        addrs
+            .iter()
+            .find(|a| a.get("type").and_then(Value::as_str) == Some(t))
+            .and_then(|a| a.get("address").and_then(Value::as_str))
+    };
+    let host = by_type("InternalIP")
+        .or_else(|| by_type("ExternalIP"))
+        .or_else(|| by_type("Hostname"))?;
+    if host.contains(':') {
+        Some(format!("[{host}]:{port}"))
+    } else {
+        Some(format!("{host}:{port}"))
+    }
+}
+
+/// Serves a pod's log by proxying to its node's kubelet.
+pub async fn pod_log(
+    s: &Arc<Shared>,
+    res: &Resource,
+    ns: &str,
+    name: &str,
+    q: &HashMap<String, String>,
+) -> ApiResult<Response> {
+    let pod = s.storage.get(res, ns, name).await?;
+    let container = pick_container(&pod, name, q.get("container").map(String::as_str))?;
+    let node_name = pod
+        .pointer("/spec/nodeName")
+        .and_then(Value::as_str)
+        .unwrap_or_default()
+        .to_string();
+    if node_name.is_empty() {
+        return Err(ApiError::bad_request(format!(
+            "pod {name} does not have a host assigned"
+        )));
+    }
+    let nodes =
+        resources::by_plural("nodes").ok_or_else(|| ApiError::internal("nodes not served"))?;
+    let node = s.storage.get(nodes, "", &node_name).await?;
+    let Some(addr) = kubelet_address(&node) else {
+        return Err(ApiError::unavailable(format!(
+            "node {node_name} has no kubelet endpoint in its status"
+        )));
+    };
+    let query: Vec<String> = FORWARDED
+        .iter()
+        .filter_map(|k| q.get(*k).map(|v| format!("{k}={}", urlencode(v))))
+        .collect();
+    let url = format!(
+        "http://{addr}/containerLogs/{ns}/{name}/{container}{}{}",
+        if query.is_empty() { "" } else { "?" },
+        query.join("&")
+    );
+    let uri: axum::http::Uri = url
+        .parse()
+        .map_err(|e| ApiError::internal(format!("kubelet URL {url}: {e}")))?;
+    let resp = s
+        .kubelet_client
+        .get(uri)
+        .await
+        .map_err(|e| ApiError::unavailable(format!("Get \"{url}\": {e}")))?;
+    let status = StatusCode::from_u16(resp.status().as_u16()).unwrap_or(StatusCode::BAD_GATEWAY);
+    Ok((
+        status,
+        [(header::CONTENT_TYPE, "text/plain")],
+        Body::new(resp.into_body()),
+    )
+        .into_response())
+}
+
+fn urlencode(s: &str) -> String {
+    s.bytes()
+        .map(|b| match b {
+            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'_' | b'.' | b'~' | b':' => {
+                (b as char).to_string()
+            }
+            other => format!("%{other:02X}"),
+        })
+        .collect()
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    #[test]
+    fn container_choice_and_errors() {
+        let one = json!({"spec":{"containers":[{"name":"a"}]}});
+        assert_eq!(pick_container(&one, "p", None).unwrap(), "a");
+        let two = json!({"spec":{"containers":[{"name":"a"},{"name":"b"}],"initContainers":[{"name":"i"}]}});
+        assert_eq!(
+            pick_container(&two, "p", None).unwrap_err().message,
+            "a container name must be specified for pod p, choose one of: [a b] or one of the init containers: [i]"
+        );
+        assert_eq!(pick_container(&two, "p", Some("i")).unwrap(), "i");
+        assert_eq!(
+            pick_container(&two, "p", Some("z")).unwrap_err().message,
+            "container z is not valid for pod p"
+        );
+    }
+
+    #[test]
+    fn kubelet_address_from_node_status() {
+        let n = json!({"status":{"addresses":[{"type":"Hostname","address":"n1"},{"type":"InternalIP","address":"127.0.0.1"}],
+            "daemonEndpoints":{"kubeletEndpoint":{"Port":10250}}}});
+        assert_eq!(kubelet_address(&n).unwrap(), "127.0.0.1:10250");
+        assert!(kubelet_address(&json!({"status":{}})).is_none());
+    }
+}

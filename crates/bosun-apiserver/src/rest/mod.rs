@@ -1,0 +1,752 @@
+//! The Kubernetes REST API over HTTP, for kubectl and any Kubernetes client.
+//!
+//! Paths follow Kubernetes: `/api/v1/...` for the core group, `/apis/<group>/<version>/...`
+//! for the others, `namespaces/<ns>/` before namespaced resources, a subresource after the
+//! name, and the legacy `/watch/` prefix. Every request goes through [`crate::storage`].
+
+mod discovery;
+mod logs;
+
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::time::Duration;
+
+use axum::Router;
+use axum::body::{Body, Bytes};
+use axum::extract::{Query, State};
+use axum::http::{HeaderMap, HeaderValue, Method, StatusCode, Uri, header};
+use axum::response::{IntoResponse, Response};
+use axum::routing::get;
+use serde_json::{Value, json};
+
+use crate::Shared;
+use crate::error::{ApiError, ApiResult};
+use crate::kinds::{FieldValidation, Warnings};
+use crate::patch::PatchType;
+use crate::resources::{self, Resource};
+use crate::selectors::{FieldSelector, LabelSelector};
+use crate::storage::{ListOptions, ListResult, Part, WriteOptions, meta_str};
+use crate::table;
+use crate::watch::{self, WatchItem, WatchParams};
+
+pub use discovery::{KUBE_MAJOR, KUBE_MINOR};
+
+/// The REST routes (discovery, health, metrics, and every resource path) added to `base`
+/// (the gRPC routes): resource paths are the fallback of everything else.
+pub fn router(base: Router, shared: Arc<Shared>) -> Router {
+    let routes = Router::new()
+        .route("/version", get(|| async { json_ok(&discovery::version()) }))
+        .route(
+            "/api",
+            get(|| async { json_ok(&discovery::core_versions()) }),
+        )
+        .route("/apis", get(|| async { json_ok(&discovery::group_list()) }))
+        .route(
+            "/openapi/v2",
+            get(|headers: HeaderMap| async move { discovery::openapi_v2(&headers) }),
+        )
+        .route("/healthz", get(health))
+        .route("/livez", get(|| async { "ok" }))
+        .route("/readyz", get(health))
+        .route("/metrics", get(metrics))
+        .with_state(shared.clone());
+    let resources = Router::new().fallback(dispatch).with_state(shared);
+    base.merge(routes).fallback_service(resources)
+}
+
+async fn health(State(s): State<Arc<Shared>>) -> Response {
+    let probe = s
+        .storage
+        .kv()
+        .get("health", bosun_client::GetOptions::new().with_count_only())
+        .await;
+    match probe {
+        Ok(_) => "ok".into_response(),
+        Err(e) => (
+            StatusCode::INTERNAL_SERVER_ERROR,
+            format!("[-]etcd failed: {e}\nhealthz check failed\n"),
+        )
+            .into_response(),
+    }
+}
+
+async fn metrics(State(s): State<Arc<Shared>>) -> Response {
+    (
+        [(header::CONTENT_TYPE, "text/plain; version=0.0.4")],
+        s.metrics.render(&s),
+    )
+        .into_response()
+}
+
+fn json_ok(v: &Value) -> Response {
+    json_response(StatusCode::OK, v, &[])
+}
+
+fn json_response(code: StatusCode, v: &Value, warnings: &[String]) -> Response {
+    let mut r = (
+        code,
+        [(header::CONTENT_TYPE, "application/json")],
+        serde_json::to_vec(v).unwrap_or_default(),
+    )
+        .into_response();
+    for w in warnings {
+        let text = format!("299 - {}", serde_json::to_string(w).unwrap_or_default());
+        if let Ok(h) = HeaderValue::from_str(&text) {
+            r.headers_mut().append(header::WARNING, h);
+        }
+    }
+    r
+}
+
+/// The response for an error: its `Status` with its code.
+pub fn error_response(e: &ApiError) -> Response {
+    let code = StatusCode::from_u16(e.code).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
+    json_response(code, &e.to_status(), &[])
+}
+
+/// What a path names.
+#[derive(Debug)]
+struct Target {
+    res: &'static Resource,
+    namespace: Option<String>,
+    name: Option<String>,
+    sub: String,
+    legacy_watch: bool,
+}
+
+/// Parses a resource path; `Ok(None)` for a discovery path handled here.
+fn parse_path(path: &str) -> ApiResult<Result<Target, Value>> {
+    let segs: Vec<&str> = path.trim_matches('/').split('/').collect();
+    let (group, version, rest) = match segs.as_slice() {
+        ["api", v, rest @ ..] => ("", *v, rest),
+        ["apis", g] => return discovery::group(g).map(Err).ok_or_else(ApiError::no_route),
+        ["apis", g, v, rest @ ..] => (*g, *v, rest),
+        _ => return Err(ApiError::no_route()),
+    };
+    if rest.is_empty() {
+        return discovery::resource_list(group, version)
+            .map(Err)
+            .ok_or_else(ApiError::no_route);
+    }
+    let (legacy_watch, rest) = match rest {
+        ["watch", r @ ..] => (true, r),
+        r => (false, r),
+    };
+    let find =
+        |plural: &str| resources::find(group, version, plural).ok_or_else(ApiError::no_route);
+    let owned = |s: &&str| Some((*s).to_string());
+    let t = match rest {
+        [r] => Target {
+            res: find(r)?,
+            namespace: None,
+            name: None,
+            sub: String::new(),
+            legacy_watch,
+        },
+        ["namespaces", ns, r, tail @ ..]
+            if resources::find(group, version, r).is_some_and(|x| x.namespaced) =>
+        {
+            let res = find(r)?;
+            match tail {
+                [] => Target {
+                    res,
+                    namespace: owned(ns),
+                    name: None,
+                    sub: String::new(),
+                    legacy_watch,
+                },
+                [name] => Target {
+                    res,
+                    namespace: owned(ns),
+                    name: owned(name),
+                    sub: String::new(),
+                    legacy_watch,
+                },
+                [name, sub] => Target {
+                    res,
+                    namespace: owned(ns),
+                    name: owned(name),
+                    sub: (*sub).to_string(),
+                    legacy_watch,
+                },
+                _ => return Err(ApiError::no_route()),
+            }
+        }
+        [r, name] => Target {
+            res: find(r)?,
+            namespace: None,
+            name: owned(name),
+            sub: String::new(),
+            legacy_watch,
+        },
+        [r, name, sub] => Target {
+            res: find(r)?,
+            namespace: None,
+            name: owned(name),
+            sub: (*sub).to_string(),
+            legacy_watch,
+        },
+        _ => return Err(ApiError::no_route()),
+    };
+    if t.res.namespaced && t.name.is_some() && t.namespace.is_none() {
+        return Err(ApiError::no_route());
+    }
+    if !t.sub.is_empty() && !t.res.has_subresource(&t.sub) {
+        return Err(ApiError::no_route());
+    }
+    Ok(Ok(t))
+}
+
+/// How the client wants objects: plain JSON or a Table.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Render {
+    Json,
+    Table { object: IncludeObject },
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum IncludeObject {
+    None,
+    Metadata,
+    Object,
+}
+
+fn render_of(headers: &HeaderMap, q: &HashMap<String, String>) -> ApiResult<Render> {
+    let accept = headers
+        .get(header::ACCEPT)
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or_default();
+    // The first acceptable media type wins, as in Kubernetes.
+    for part in accept.split(',') {
+        let p = part.trim();
+        if p.contains("as=Table") {
+            if p.contains("g=meta.k8s.io")
+                && (p.contains("v=v1;") || p.ends_with("v=v1") || p.contains("v=v1beta1"))
+            {
+                let object = match q.get("includeObject").map(String::as_str) {
+                    Some("None") => IncludeObject::None,
+                    Some("Object") => IncludeObject::Object,
+                    _ => IncludeObject::Metadata,
+                };
+                return Ok(Render::Table { object });
+            }
+            continue;
+        }
+        if p.contains("as=") {
+            // Other transformations (PartialObjectMetadata, discovery formats): not served.
+            continue;
+        }
+        if p.is_empty()
+            || p.starts_with("application/json")
+            || p.starts_with("*/*")
+            || p.starts_with("application/*")
+        {
+            return Ok(Render::Json);
+        }
+    }
+    if accept.trim().is_empty() || accept.contains("protobuf") || accept.contains("yaml") {
+        return Ok(Render::Json);
+    }
+    Err(ApiError::not_acceptable(format!(
+        "only the following media types are accepted: application/json, application/json;as=Table;v=v1;g=meta.k8s.io (got {accept})"
+    )))
+}
+
+fn write_options(q: &HashMap<String, String>) -> ApiResult<WriteOptions> {
+    let dry_run = match q.get("dryRun").map(String::as_str) {
+        None | Some("") => false,
+        Some("All") => true,
+        Some(other) => {
+            return Err(ApiError::bad_request(format!(
+                "dryRun: Unsupported value: \"{other}\": supported values: \"All\""
+            )));
+        }
+    };
+    Ok(WriteOptions {
+        dry_run,
+        field_validation: FieldValidation::parse(
+            q.get("fieldValidation").map(String::as_str).unwrap_or(""),
+        )?,
+    })
+}
+
+fn selectors(q: &HashMap<String, String>) -> ApiResult<(LabelSelector, FieldSelector)> {
+    let labels = match q.get("labelSelector") {
+        Some(s) => LabelSelector::parse(s).map_err(|e| ApiError::bad_request(e.to_string()))?,
+        None => LabelSelector::everything(),
+    };
+    let fields = match q.get("fieldSelector") {
+        Some(s) => FieldSelector::parse(s).map_err(|e| ApiError::bad_request(e.to_string()))?,
+        None => FieldSelector::default(),
+    };
+    Ok((labels, fields))
+}
+
+fn parse_body(body: &Bytes) -> ApiResult<Value> {
+    serde_json::from_slice(body).map_err(|e| {
+        ApiError::bad_request(format!(
+            "the body of the request could not be decoded as JSON: {e}"
+        ))
+    })
+}
+
+/// Every resource request.
+async fn dispatch(
+    State(s): State<Arc<Shared>>,
+    method: Method,
+    uri: Uri,
+    Query(q): Query<HashMap<String, String>>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Response {
+    s.metrics.request(method.as_str());
+    match handle(&s, &method, &uri, &q, &headers, body).await {
+        Ok(r) => r,
+        Err(e) => {
+            s.metrics.error(e.code);
+            error_response(&e)
+        }
+    }
+}
+
+async fn handle(
+    s: &Arc<Shared>,
+    method: &Method,
+    uri: &Uri,
+    q: &HashMap<String, String>,
+    headers: &HeaderMap,
+    body: Bytes,
+) -> ApiResult<Response> {
+    let t = match parse_path(uri.path())? {
+        Ok(t) => t,
+        Err(doc) if *method == Method::GET => return Ok(json_ok(&doc)),
+        Err(_) => {
+            return Err(ApiError::method_not_allowed(
+                "only GET is served on discovery paths",
+            ));
+        }
+    };
+    let res = t.res;
+    let ns = t.namespace.clone().unwrap_or_default();
+    if !body.is_empty() && *method != Method::PATCH {
+        let ct = headers
+            .get(header::CONTENT_TYPE)
+            .and_then(|v| v.to_str().ok())
+            .unwrap_or("application/json");
+        let base = ct.split(';').next().unwrap_or_default().trim();
+        if !matches!(base, "application/json" | "" | "*/*") {
+            // Clients that try protobuf fall back to JSON on this answer.
+            return Err(ApiError::unsupported_media_type(format!(
+                "the body of the request was in an unknown format - accepted media types include: application/json (got {base})"
+            )));
+        }
+    }
+    let st = &s.storage;
+    match (method.clone(), t.name.as_deref(), t.sub.as_str()) {
+        (Method::GET, None, "") => {
+            let (labels, fields) = selectors(q)?;
+            let render = render_of(headers, q)?;
+            if t.legacy_watch || q.get("watch").is_some_and(|w| w == "true" || w == "1") {
+                return watch_response(s, res, t.namespace, labels, fields, q, render).await;
+            }
+            let opts = ListOptions {
+                labels,
+                fields,
+                limit: q.get("limit").and_then(|l| l.parse().ok()).unwrap_or(0),
+                continue_token: q.get("continue").cloned().unwrap_or_default(),
+                exact_revision: match (
+                    q.get("resourceVersionMatch").map(String::as_str),
+                    q.get("resourceVersion"),
+                ) {
+                    (Some("Exact"), Some(rv)) => Some(rv.parse().map_err(|_| {
+                        ApiError::bad_request(format!("invalid resource version: {rv}"))
+                    })?),
+                    _ => None,
+                },
+            };
+            let list = st.list(res, t.namespace.as_deref(), &opts).await?;
+            Ok(json_ok(&render_list(res, list, render)))
+        }
+        (Method::GET, Some(name), "") if t.legacy_watch => {
+            let (labels, _) = selectors(q)?;
+            let fields = FieldSelector::parse(&format!("metadata.name={name}"))
+                .map_err(|e| ApiError::bad_request(e.to_string()))?;
+            let render = render_of(headers, q)?;
+            watch_response(s, res, t.namespace, labels, fields, q, render).await
+        }
+        (Method::GET, Some(name), "" | "status") => {
+            let render = render_of(headers, q)?;
+            let obj = st.get(res, &ns, name).await?;
+            Ok(json_ok(&render_one(res, obj, render)))
+        }
+        (Method::GET, Some(name), "scale") => Ok(json_ok(&st.get_scale(res, &ns, name).await?)),
+        (Method::GET, Some(name), "log") => logs::pod_log(s, res, &ns, name, q).await,
+        (Method::POST, None, "") => {
+            let wo = write_options(q)?;
+            let (obj, w) = st.create(res, &ns, parse_body(&body)?, wo).await?;
+            Ok(json_response(StatusCode::CREATED, &obj, &w))
+        }
+        (Method::POST, Some(name), "binding") => {
+            st.bind(res, &ns, name, &parse_body(&body)?).await?;
+            Ok(json_response(
+                StatusCode::CREATED,
+                &json!({"kind": "Status", "apiVersion": "v1", "metadata": {}, "status": "Success", "code": 201}),
+                &[],
+            ))
+        }
+        (Method::PUT, Some(name), "scale") => {
+            let scale = parse_body(&body)?;
+            let out = st
+                .set_scale(res, &ns, name, |_| Ok(scale.clone()), write_options(q)?)
+                .await?;
+            Ok(json_ok(&out))
+        }
+        (Method::PUT, Some(name), sub) => {
+            let part = Part::from_subresource(res, sub)?;
+            let (obj, w) = st
+                .update(res, &ns, name, parse_body(&body)?, part, write_options(q)?)
+                .await?;
+            Ok(json_response(StatusCode::OK, &obj, &w))
+        }
+        (Method::PATCH, Some(name), sub) => {
+            let ct = headers
+                .get(header::CONTENT_TYPE)
+                .and_then(|v| v.to_str().ok())
+                .unwrap_or_default();
+            let ptype = PatchType::from_content_type(ct)?;
+            let wo = write_options(q)?;
+            if sub == "scale" {
+                let p = parse_body(&body)?;
+                let out = st
+                    .set_scale(
+                        res,
+                        &ns,
+                        name,
+                        |cur| crate::patch::apply(ptype, "Scale", cur, &p),
+                        wo,
+                    )
+                    .await?;
+                return Ok(json_ok(&out));
+            }
+            let part = Part::from_subresource(res, sub)?;
+            let (obj, w): (Value, Warnings) =
+                st.patch(res, &ns, name, ptype, &body, part, wo).await?;
+            Ok(json_response(StatusCode::OK, &obj, &w))
+        }
+        (Method::DELETE, Some(name), "") => {
+            let options = delete_options(&body, q)?;
+            if res.kind == "Namespace" && crate::PROTECTED_NAMESPACES.contains(&name) {
+                return Err(ApiError::forbidden(
+                    res,
+                    name,
+                    "this namespace may not be deleted",
+                ));
+            }
+            let d = st
+                .delete(res, &ns, name, &options, write_options(q)?)
+                .await?;
+            if d.gone && !matches!(res.kind, "Pod" | "Namespace") {
+                return Ok(json_ok(&json!({
+                    "kind": "Status", "apiVersion": "v1", "metadata": {}, "status": "Success",
+                    "details": {"name": name, "group": res.group, "kind": res.plural, "uid": meta_str(&d.object, "uid")},
+                })));
+            }
+            Ok(json_ok(&d.object))
+        }
+        (Method::DELETE, None, "") => {
+            let options = delete_options(&body, q)?;
+            let (labels, fields) = selectors(q)?;
+            let list = ListOptions {
+                labels,
+                fields,
+                ..ListOptions::default()
+            };
+            let items = st
+                .delete_collection(
+                    res,
+                    t.namespace.as_deref(),
+                    &list,
+                    &options,
+                    write_options(q)?,
+                )
+                .await?;
+            Ok(json_ok(&json!({
+                "kind": format!("{}List", res.kind),
+                "apiVersion": res.api_version(),
+                "metadata": {},
+                "items": items,
+            })))
+        }
+        _ => Err(ApiError::method_not_allowed(format!(
+            "the server does not allow this method on the requested resource ({} {})",
+            method,
+            uri.path()
+        ))),
+    }
+}
+
+/// DeleteOptions from the body, or from query parameters.
+fn delete_options(body: &Bytes, q: &HashMap<String, String>) -> ApiResult<Value> {
+    let mut o = if body.is_empty() {
+        json!({})
+    } else {
+        parse_body(body)?
+    };
+    if let Some(g) = q.get("gracePeriodSeconds") {
+        let g: i64 = g
+            .parse()
+            .map_err(|_| ApiError::bad_request(format!("invalid gracePeriodSeconds: {g}")))?;
+        o["gracePeriodSeconds"] = json!(g);
+    }
+    if let Some(p) = q.get("propagationPolicy") {
+        o["propagationPolicy"] = json!(p);
+    }
+    Ok(o)
+}
+
+fn list_json(res: &Resource, list: ListResult) -> Value {
+    let mut meta = json!({"resourceVersion": list.revision.to_string()});
+    if let Some(c) = list.continue_token {
+        meta["continue"] = json!(c);
+    }
+    if let Some(r) = list.remaining {
+        meta["remainingItemCount"] = json!(r);
+    }
+    json!({
+        "kind": format!("{}List", res.kind),
+        "apiVersion": res.api_version(),
+        "metadata": meta,
+        "items": list.items,
+    })
+}
+
+fn render_list(res: &Resource, list: ListResult, render: Render) -> Value {
+    match render {
+        Render::Json => list_json(res, list),
+        Render::Table { object } => {
+            let mut meta = json!({"resourceVersion": list.revision.to_string()});
+            if let Some(c) = &list.continue_token {
+                meta["continue"] = json!(c);
+            }
+            let now = jiff::Timestamp::now();
+            let rows: Vec<Value> = list
+                .items
+                .iter()
+                .map(|o| row(res, o, object, now))
+                .collect();
+            table_json(res, meta, rows, true)
+        }
+    }
+}
+
+fn render_one(res: &Resource, obj: Value, render: Render) -> Value {
+    match render {
+        Render::Json => obj,
+        Render::Table { object } => {
+            let meta = json!({"resourceVersion": meta_str(&obj, "resourceVersion")});
+            let r = row(res, &obj, object, jiff::Timestamp::now());
+            table_json(res, meta, vec![r], true)
+        }
+    }
+}
+
+fn table_json(res: &Resource, meta: Value, rows: Vec<Value>, columns: bool) -> Value {
+    let cols: Vec<Value> = if columns {
+        table::columns(res.plural)
+            .iter()
+            .map(table::Column::to_json)
+            .collect()
+    } else {
+        Vec::new()
+    };
+    json!({
+        "kind": "Table",
+        "apiVersion": "meta.k8s.io/v1",
+        "metadata": meta,
+        "columnDefinitions": cols,
+        "rows": rows,
+    })
+}
+
+fn row(res: &Resource, obj: &Value, include: IncludeObject, now: jiff::Timestamp) -> Value {
+    let mut r = json!({"cells": table::cells(res.plural, obj, now)});
+    if let Some(c) = table::row_conditions(res.plural, obj) {
+        r["conditions"] = c;
+    }
+    match include {
+        IncludeObject::None => {}
+        IncludeObject::Metadata => {
+            r["object"] = json!({
+                "kind": "PartialObjectMetadata",
+                "apiVersion": "meta.k8s.io/v1",
+                "metadata": obj.get("metadata").cloned().unwrap_or(json!({})),
+            });
+        }
+        IncludeObject::Object => r["object"] = obj.clone(),
+    }
+    r
+}
+
+/// A watch as a chunked response: one JSON event per line.
+async fn watch_response(
+    s: &Arc<Shared>,
+    res: &'static Resource,
+    namespace: Option<String>,
+    labels: LabelSelector,
+    fields: FieldSelector,
+    q: &HashMap<String, String>,
+    render: Render,
+) -> ApiResult<Response> {
+    let timeout = match q.get("timeoutSeconds") {
+        Some(t) => Some(Duration::from_secs(t.parse().map_err(|_| {
+            ApiError::bad_request(format!("invalid timeoutSeconds: {t}"))
+        })?)),
+        // Kubernetes ends watches after a randomized 30-60 minutes; clients re-watch.
+        None => Some(Duration::from_secs(
+            1800 + u64::from(uuid::Uuid::new_v4().as_bytes()[0]) * 7,
+        )),
+    };
+    let params = WatchParams {
+        namespace,
+        labels,
+        fields,
+        resource_version: q.get("resourceVersion").cloned().unwrap_or_default(),
+        allow_bookmarks: q.get("allowWatchBookmarks").is_some_and(|b| b == "true"),
+        timeout,
+    };
+    let session = match watch::start(&s.storage, res, params, s.bookmark_interval).await {
+        Ok(w) => Some(w),
+        // A version too old is reported in the stream, as Kubernetes does.
+        Err(e) if e.code == 410 => None,
+        Err(e) => return Err(e),
+    };
+    let expired = session.is_none().then(|| {
+        ApiError::expired(format!(
+            "too old resource version: {}",
+            q.get("resourceVersion").cloned().unwrap_or_default()
+        ))
+    });
+    let watchers = s.metrics.watch_started();
+    let stream = async_stream::stream! {
+        let _guard = watchers;
+        if let Some(e) = expired {
+            yield Ok::<_, std::convert::Infallible>(event_line("ERROR", &e.to_status()));
+            return;
+        }
+        let Some(mut session) = session else { return };
+        let mut first = true;
+        while let Some(item) = session.next().await {
+            match (&item, render) {
+                // A slow watcher is cut off; it re-watches from its last version.
+                (WatchItem::Error(e), _) if e.code == 429 => return,
+                (WatchItem::Error(e), _) => {
+                    yield Ok(event_line("ERROR", &e.to_status()));
+                    return;
+                }
+                (WatchItem::Event { obj, .. }, Render::Table { object }) => {
+                    let meta = json!({"resourceVersion": meta_str(obj, "resourceVersion")});
+                    let t = table_json(res, meta, vec![row(res, obj, object, jiff::Timestamp::now())], first);
+                    first = false;
+                    yield Ok(event_line(item.type_str(), &t));
+                }
+                (WatchItem::Bookmark(b), _) => yield Ok(event_line("BOOKMARK", b)),
+                (WatchItem::Event { .. }, Render::Json) => {
+                    let mut line = Vec::with_capacity(64);
+                    line.extend_from_slice(b"{\"type\":\"");
+                    line.extend_from_slice(item.type_str().as_bytes());
+                    line.extend_from_slice(b"\",\"object\":");
+                    line.extend_from_slice(&item.object_bytes());
+                    line.extend_from_slice(b"}\n");
+                    yield Ok(Bytes::from(line));
+                }
+            }
+        }
+    };
+    Ok((
+        StatusCode::OK,
+        [
+            (header::CONTENT_TYPE, "application/json"),
+            (header::CACHE_CONTROL, "no-cache, private"),
+        ],
+        Body::from_stream(stream),
+    )
+        .into_response())
+}
+
+fn event_line(kind: &str, obj: &Value) -> Bytes {
+    let mut v = serde_json::to_vec(&json!({"type": kind, "object": obj})).unwrap_or_default();
+    v.push(b'\n');
+    Bytes::from(v)
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)]
+mod tests {
+    use super::*;
+
+    fn target(p: &str) -> Target {
+        parse_path(p).unwrap().unwrap()
+    }
+
+    #[test]
+    fn paths() {
+        let t = target("/api/v1/namespaces/default/pods/web/log");
+        assert_eq!(
+            (
+                t.res.plural,
+                t.namespace.as_deref(),
+                t.name.as_deref(),
+                t.sub.as_str()
+            ),
+            ("pods", Some("default"), Some("web"), "log")
+        );
+        let t = target("/api/v1/namespaces/default");
+        assert_eq!(
+            (t.res.plural, t.name.as_deref()),
+            ("namespaces", Some("default"))
+        );
+        let t = target("/api/v1/namespaces/kube-system/status");
+        assert_eq!(
+            (t.res.plural, t.name.as_deref(), t.sub.as_str()),
+            ("namespaces", Some("kube-system"), "status")
+        );
+        let t = target("/api/v1/namespaces/x/events");
+        assert_eq!(
+            (t.res.plural, t.namespace.as_deref(), t.name),
+            ("events", Some("x"), None)
+        );
+        let t = target("/apis/apps/v1/watch/namespaces/a/deployments");
+        assert!(t.legacy_watch && t.res.plural == "deployments");
+        let t = target("/api/v1/pods");
+        assert!(t.namespace.is_none() && t.name.is_none());
+        assert!(parse_path("/api/v1/namespaces/default/widgets").is_err());
+        assert!(parse_path("/api/v1/pods/x").is_err());
+        assert!(parse_path("/apis/apps/v1/namespaces/a/deployments/d/log").is_err());
+        assert!(parse_path("/api/v1").unwrap().is_err());
+    }
+
+    #[test]
+    fn accept_negotiation() {
+        let q = HashMap::new();
+        let mut h = HeaderMap::new();
+        h.insert(header::ACCEPT, HeaderValue::from_static("application/json;as=Table;v=v1;g=meta.k8s.io,application/json;as=Table;v=v1beta1;g=meta.k8s.io,application/json"));
+        assert_eq!(
+            render_of(&h, &q).unwrap(),
+            Render::Table {
+                object: IncludeObject::Metadata
+            }
+        );
+        h.insert(
+            header::ACCEPT,
+            HeaderValue::from_static("application/json, */*"),
+        );
+        assert_eq!(render_of(&h, &q).unwrap(), Render::Json);
+        h.insert(
+            header::ACCEPT,
+            HeaderValue::from_static("application/vnd.kubernetes.protobuf, */*"),
+        );
+        assert_eq!(render_of(&h, &q).unwrap(), Render::Json);
+        h.insert(header::ACCEPT, HeaderValue::from_static("text/html"));
+        assert_eq!(render_of(&h, &q).unwrap_err().code, 406);
+    }
+}

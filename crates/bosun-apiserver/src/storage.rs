@@ -1,0 +1,1190 @@
+//! The one storage code path behind REST and gRPC: get, list, create, update, patch, delete
+//! and watch of Kubernetes objects kept as JSON in the store.
+//!
+//! Keys are `<prefix>/<resource>/<namespace>/<name>` (cluster-scoped: `<prefix>/<resource>/<name>`).
+//! An object's resourceVersion is its key's mod_revision and is not stored in the value; a
+//! list's is the store revision it was read at. Create is a txn on `create_revision == 0`,
+//! update a compare-and-swap on the mod_revision that was read, so concurrent writers never
+//! lose each other's changes.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use base64::Engine as _;
+use bosun_client::{
+    Client, Compare, CompareOp, DeleteOptions as KvDelete, GetOptions, PutOptions, Txn, TxnOp,
+    prefix_end, proto::mvccpb::KeyValue,
+};
+use parking_lot::Mutex;
+use serde_json::{Value, json};
+
+use crate::error::{ApiError, ApiResult};
+use crate::kinds::{self, FieldValidation, Warnings};
+use crate::patch::{self, PatchType};
+use crate::resources::Resource;
+use crate::selectors::{FieldSelector, LabelSelector, field_value};
+use crate::watch_cache::{WatchCache, decode_object, set_resource_version};
+
+/// Bounded retries of a compare-and-swap that lost a race (without a client precondition).
+const CAS_RETRIES: usize = 16;
+
+/// Which part of an object an update addresses.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Part {
+    /// The object (its status is kept when status is a subresource).
+    Main,
+    /// Only `status`.
+    Status,
+}
+
+impl Part {
+    /// From a subresource name.
+    pub fn from_subresource(res: &Resource, sub: &str) -> ApiResult<Part> {
+        match sub {
+            "" => Ok(Part::Main),
+            "status" if res.status_subresource => Ok(Part::Status),
+            other => Err(ApiError::bad_request(format!(
+                "subresource {other} of {} is not updatable this way",
+                res.qualified()
+            ))),
+        }
+    }
+}
+
+/// Options of a list.
+#[derive(Debug, Clone, Default)]
+pub struct ListOptions {
+    /// Label selector.
+    pub labels: LabelSelector,
+    /// Field selector.
+    pub fields: FieldSelector,
+    /// Most items to return; 0 for all.
+    pub limit: i64,
+    /// The continue token of the previous page.
+    pub continue_token: String,
+    /// `resourceVersion` with `resourceVersionMatch=Exact`: read at this revision.
+    pub exact_revision: Option<i64>,
+}
+
+/// A page of a list.
+#[derive(Debug, Clone)]
+pub struct ListResult {
+    /// Matching objects, in key order.
+    pub items: Vec<Value>,
+    /// The revision the list was read at.
+    pub revision: i64,
+    /// Set when more items may follow.
+    pub continue_token: Option<String>,
+    /// Items not returned yet, when known (no selectors).
+    pub remaining: Option<i64>,
+}
+
+/// Options of a write.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct WriteOptions {
+    /// Validate and answer, but do not write.
+    pub dry_run: bool,
+    /// Treatment of unknown fields.
+    pub field_validation: FieldValidation,
+}
+
+/// What a delete did.
+#[derive(Debug, Clone)]
+pub struct Deleted {
+    /// The object as deleted, or as it is now while deletion is pending.
+    pub object: Value,
+    /// True when it is gone from the store.
+    pub gone: bool,
+}
+
+/// A stored object with the revision it was read at.
+#[derive(Debug, Clone)]
+struct Stored {
+    obj: Value,
+    rev: i64,
+}
+
+/// Grants store leases for Event objects, reusing one lease per minute (as Kubernetes does),
+/// so events expire after `ttl` without a lease per event.
+struct EventLeases {
+    ttl: Duration,
+    current: Mutex<Option<(i64, Instant)>>,
+}
+
+const LEASE_REUSE: Duration = Duration::from_secs(60);
+
+/// The apiserver's storage.
+pub struct Storage {
+    kv: Client,
+    prefix: String,
+    caches: HashMap<&'static str, Arc<WatchCache>>,
+    event_leases: EventLeases,
+}
+
+impl std::fmt::Debug for Storage {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Storage")
+            .field("prefix", &self.prefix)
+            .finish()
+    }
+}
+
+/// Current time as Kubernetes writes timestamps (RFC 3339, seconds, UTC).
+pub fn now_rfc3339() -> String {
+    jiff::Timestamp::now()
+        .strftime("%Y-%m-%dT%H:%M:%SZ")
+        .to_string()
+}
+
+fn rfc3339_after(secs: i64) -> String {
+    let t = jiff::Timestamp::now()
+        .checked_add(jiff::SignedDuration::from_secs(secs))
+        .unwrap_or_else(|_| jiff::Timestamp::now());
+    t.strftime("%Y-%m-%dT%H:%M:%SZ").to_string()
+}
+
+/// `metadata.<field>` as a string.
+pub fn meta_str<'a>(obj: &'a Value, field: &str) -> &'a str {
+    obj.get("metadata")
+        .and_then(|m| m.get(field))
+        .and_then(Value::as_str)
+        .unwrap_or_default()
+}
+
+fn meta_mut(obj: &mut Value) -> ApiResult<&mut serde_json::Map<String, Value>> {
+    let o = obj
+        .as_object_mut()
+        .ok_or_else(|| ApiError::bad_request("the object is not a JSON object"))?;
+    let m = o
+        .entry("metadata")
+        .or_insert_with(|| Value::Object(Default::default()));
+    if !m.is_object() {
+        return Err(ApiError::bad_request("metadata must be an object"));
+    }
+    m.as_object_mut()
+        .ok_or_else(|| ApiError::bad_request("metadata must be an object"))
+}
+
+fn finalizers(obj: &Value) -> Vec<String> {
+    obj.pointer("/metadata/finalizers")
+        .and_then(Value::as_array)
+        .map(|a| {
+            a.iter()
+                .filter_map(|f| f.as_str().map(str::to_string))
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
+/// Random suffix for generateName: Kubernetes' alphabet without vowels and confusables.
+fn random_suffix() -> String {
+    const ALPHABET: &[u8] = b"bcdfghjklmnpqrstvwxz2456789";
+    let bytes = uuid::Uuid::new_v4().into_bytes();
+    bytes[..5]
+        .iter()
+        .map(|b| ALPHABET[usize::from(*b) % ALPHABET.len()] as char)
+        .collect()
+}
+
+/// The continue token: the revision of the first page and the key to start after.
+#[derive(serde::Serialize, serde::Deserialize)]
+struct ContinueToken {
+    v: String,
+    rv: i64,
+    start: String,
+}
+
+fn encode_continue(rv: i64, start: &str) -> String {
+    let t = ContinueToken {
+        v: "meta.k8s.io/v1".into(),
+        rv,
+        start: start.into(),
+    };
+    base64::engine::general_purpose::STANDARD.encode(serde_json::to_vec(&t).unwrap_or_default())
+}
+
+fn decode_continue(s: &str) -> ApiResult<ContinueToken> {
+    let bad = || {
+        ApiError::bad_request(
+            "continue key is not valid: incorrect encoded start resourceVersion (version meta.k8s.io/v1)",
+        )
+    };
+    let raw = base64::engine::general_purpose::STANDARD
+        .decode(s)
+        .map_err(|_| bad())?;
+    let t: ContinueToken = serde_json::from_slice(&raw).map_err(|_| bad())?;
+    if t.v != "meta.k8s.io/v1" || t.rv <= 0 {
+        return Err(bad());
+    }
+    Ok(t)
+}
+
+/// Whether an object passes the list/watch filters.
+pub fn matches(obj: &Value, labels: &LabelSelector, fields: &FieldSelector) -> bool {
+    let l = obj.pointer("/metadata/labels").and_then(Value::as_object);
+    labels.matches(l) && fields.matches(|f| field_value(obj, f))
+}
+
+impl Storage {
+    /// Storage over `kv` under `prefix` (e.g. `/registry`), with a watch cache per resource.
+    pub fn new(
+        kv: Client,
+        prefix: String,
+        caches: HashMap<&'static str, Arc<WatchCache>>,
+        event_ttl: Duration,
+    ) -> Self {
+        Storage {
+            kv,
+            prefix: prefix.trim_end_matches('/').to_string(),
+            caches,
+            event_leases: EventLeases {
+                ttl: event_ttl,
+                current: Mutex::new(None),
+            },
+        }
+    }
+
+    /// The store client.
+    pub fn kv(&self) -> &Client {
+        &self.kv
+    }
+
+    /// The store key of an object.
+    pub fn key(&self, res: &Resource, ns: &str, name: &str) -> String {
+        if res.namespaced {
+            format!("{}/{}/{}/{}", self.prefix, res.plural, ns, name)
+        } else {
+            format!("{}/{}/{}", self.prefix, res.plural, name)
+        }
+    }
+
+    /// The key prefix of a collection (a namespace's, or every namespace's).
+    pub fn collection_prefix(&self, res: &Resource, ns: Option<&str>) -> String {
+        match ns {
+            Some(ns) if res.namespaced => format!("{}/{}/{}/", self.prefix, res.plural, ns),
+            _ => format!("{}/{}/", self.prefix, res.plural),
+        }
+    }
+
+    /// The watch cache of a resource.
+    pub fn cache(&self, res: &Resource) -> ApiResult<&Arc<WatchCache>> {
+        self.caches.get(res.plural).ok_or_else(|| {
+            ApiError::method_not_allowed(format!("{} cannot be watched", res.plural))
+        })
+    }
+
+    async fn read(&self, res: &Resource, ns: &str, name: &str) -> ApiResult<Option<Stored>> {
+        let resp = self
+            .kv
+            .get(self.key(res, ns, name), GetOptions::new())
+            .await
+            .map_err(ApiError::from_store)?;
+        Ok(resp.kvs.first().and_then(stored))
+    }
+
+    async fn read_existing(&self, res: &Resource, ns: &str, name: &str) -> ApiResult<Stored> {
+        self.read(res, ns, name)
+            .await?
+            .ok_or_else(|| ApiError::not_found(res, name))
+    }
+
+    /// One object.
+    pub async fn get(&self, res: &Resource, ns: &str, name: &str) -> ApiResult<Value> {
+        Ok(self.read_existing(res, ns, name).await?.obj)
+    }
+
+    /// A list (one page of it with a limit).
+    pub async fn list(
+        &self,
+        res: &Resource,
+        ns: Option<&str>,
+        opts: &ListOptions,
+    ) -> ApiResult<ListResult> {
+        for (f, _, _) in opts.fields.requirements() {
+            if !res.field_selectable(f) {
+                return Err(ApiError::bad_request(format!(
+                    "field label not supported: {f}"
+                )));
+            }
+        }
+        let prefix = self.collection_prefix(res, ns);
+        let end = prefix_end(prefix.as_bytes());
+        let (mut revision, mut start) = if opts.continue_token.is_empty() {
+            (
+                opts.exact_revision.unwrap_or(0),
+                prefix.clone().into_bytes(),
+            )
+        } else {
+            let t = decode_continue(&opts.continue_token)?;
+            let mut start = prefix.clone().into_bytes();
+            start.extend_from_slice(t.start.as_bytes());
+            start.push(0);
+            (t.rv, start)
+        };
+        let filtered = !opts.labels.is_empty() || !opts.fields.is_empty();
+        let want = usize::try_from(opts.limit).unwrap_or(0);
+        let mut items = Vec::new();
+        let mut last_key: Option<Vec<u8>> = None;
+        let mut more;
+        let mut remaining = None;
+        loop {
+            // Without a limit, one read; with one, pages of `limit` until enough match.
+            let mut g = GetOptions::new().with_range_end(end.clone());
+            if want > 0 {
+                g = g.with_limit(i64::try_from(want - items.len()).unwrap_or(i64::MAX));
+            }
+            if revision > 0 {
+                g = g.with_revision(revision);
+            }
+            let resp = self.kv.get(start.clone(), g).await.map_err(|e| match e {
+                bosun_client::Error::Compacted { .. } if !opts.continue_token.is_empty() => {
+                    ApiError::expired("The provided continue parameter is too old to display a consistent list result. You can start a new list without the continue parameter.")
+                }
+                bosun_client::Error::Compacted { .. } => ApiError::expired(format!(
+                    "too old resource version: {revision}"
+                )),
+                bosun_client::Error::FutureRevision => ApiError::timeout(format!(
+                    "Too large resource version: {revision}"
+                )),
+                other => ApiError::from_store(other),
+            })?;
+            if revision == 0 {
+                revision = resp.header.as_ref().map_or(0, |h| h.revision);
+            }
+            more = resp.more;
+            let n = resp.kvs.len();
+            for kv in &resp.kvs {
+                last_key = Some(kv.key.clone());
+                let Some(s) = stored(kv) else { continue };
+                if matches(&s.obj, &opts.labels, &opts.fields) {
+                    items.push(s.obj);
+                }
+            }
+            if want == 0 || items.len() >= want || !more || n == 0 {
+                if want > 0 && more && !filtered {
+                    remaining = Some(resp.count - i64::try_from(n).unwrap_or(0));
+                }
+                break;
+            }
+            if let Some(k) = &last_key {
+                start = k.clone();
+                start.push(0);
+            }
+        }
+        let continue_token = match (&last_key, more && want > 0) {
+            (Some(k), true) => {
+                let rest = String::from_utf8_lossy(&k[prefix.len().min(k.len())..]).into_owned();
+                Some(encode_continue(revision, &rest))
+            }
+            _ => None,
+        };
+        Ok(ListResult {
+            items,
+            revision,
+            continue_token,
+            remaining,
+        })
+    }
+
+    async fn namespace_check(&self, res: &Resource, ns: &str, name: &str) -> ApiResult<()> {
+        if !res.namespaced {
+            return Ok(());
+        }
+        let Some(nsres) = crate::resources::by_plural("namespaces") else {
+            return Ok(());
+        };
+        match self.read(nsres, "", ns).await? {
+            None => Err(ApiError::not_found(nsres, ns)),
+            Some(n) if !meta_str(&n.obj, "deletionTimestamp").is_empty() => {
+                Err(ApiError::forbidden(
+                    res,
+                    name,
+                    &format!(
+                        "unable to create new content in namespace {ns} because it is being terminated"
+                    ),
+                ))
+            }
+            Some(_) => Ok(()),
+        }
+    }
+
+    /// Creates an object in `ns` (ignored for cluster-scoped resources).
+    pub async fn create(
+        &self,
+        res: &Resource,
+        ns: &str,
+        mut obj: Value,
+        opts: WriteOptions,
+    ) -> ApiResult<(Value, Warnings)> {
+        check_type(res, &obj)?;
+        let api_version = res.api_version();
+        {
+            let o = obj
+                .as_object_mut()
+                .ok_or_else(|| ApiError::bad_request("the object is not a JSON object"))?;
+            o.insert("kind".into(), json!(res.kind));
+            o.insert("apiVersion".into(), json!(api_version));
+        }
+        let m = meta_mut(&mut obj)?;
+        if res.namespaced {
+            match m.get("namespace").and_then(Value::as_str) {
+                Some(n) if !n.is_empty() && n != ns => {
+                    return Err(ApiError::bad_request(
+                        "the namespace of the provided object does not match the namespace sent on the request",
+                    ));
+                }
+                _ => {
+                    m.insert("namespace".into(), json!(ns));
+                }
+            }
+        } else {
+            m.remove("namespace");
+        }
+        let generate = m
+            .get("generateName")
+            .and_then(Value::as_str)
+            .unwrap_or_default()
+            .to_string();
+        let explicit = m
+            .get("name")
+            .and_then(Value::as_str)
+            .unwrap_or_default()
+            .to_string();
+        for key in [
+            "resourceVersion",
+            "deletionTimestamp",
+            "deletionGracePeriodSeconds",
+        ] {
+            m.remove(key);
+        }
+        m.insert("uid".into(), json!(uuid::Uuid::new_v4().to_string()));
+        m.insert("creationTimestamp".into(), json!(now_rfc3339()));
+        if res.generation {
+            m.insert("generation".into(), json!(1));
+        } else {
+            m.remove("generation");
+        }
+        let ns = if res.namespaced { ns } else { "" };
+        let attempts = if explicit.is_empty() && !generate.is_empty() {
+            8
+        } else {
+            1
+        };
+        for _ in 0..attempts {
+            let mut candidate = obj.clone();
+            let name = if explicit.is_empty() && !generate.is_empty() {
+                format!("{generate}{}", random_suffix())
+            } else {
+                explicit.clone()
+            };
+            meta_mut(&mut candidate)?.insert("name".into(), json!(name));
+            kinds::on_create(res, &mut candidate);
+            let warnings = kinds::prepare_create(res, &mut candidate, opts.field_validation)?;
+            self.namespace_check(res, ns, &name).await?;
+            if opts.dry_run {
+                return Ok((candidate, warnings));
+            }
+            let key = self.key(res, ns, &name);
+            let mut put = PutOptions::new();
+            if res.kind == "Event" {
+                put = put.with_lease(self.event_lease().await?);
+            }
+            let value =
+                serde_json::to_vec(&candidate).map_err(|e| ApiError::internal(e.to_string()))?;
+            let resp = self
+                .kv
+                .txn(
+                    Txn::new()
+                        .when([Compare::create_revision(key.clone(), CompareOp::Equal, 0)])
+                        .and_then([TxnOp::put(key, value, put)]),
+                )
+                .await
+                .map_err(ApiError::from_store)?;
+            if resp.succeeded {
+                let rev = resp.header.map_or(0, |h| h.revision);
+                set_resource_version(&mut candidate, rev);
+                return Ok((candidate, warnings));
+            }
+            if attempts == 1 {
+                return Err(ApiError::already_exists(res, &name));
+            }
+        }
+        Err(ApiError::already_exists(res, &generate))
+    }
+
+    async fn event_lease(&self) -> ApiResult<i64> {
+        if let Some((id, at)) = *self.event_leases.current.lock()
+            && at.elapsed() < LEASE_REUSE
+        {
+            return Ok(id);
+        }
+        let ttl = i64::try_from((self.event_leases.ttl + LEASE_REUSE).as_secs()).unwrap_or(3660);
+        let resp = self
+            .kv
+            .lease_grant(ttl, 0)
+            .await
+            .map_err(ApiError::from_store)?;
+        *self.event_leases.current.lock() = Some((resp.id, Instant::now()));
+        Ok(resp.id)
+    }
+
+    /// Replaces an object (or its status).
+    pub async fn update(
+        &self,
+        res: &Resource,
+        ns: &str,
+        name: &str,
+        body: Value,
+        part: Part,
+        opts: WriteOptions,
+    ) -> ApiResult<(Value, Warnings)> {
+        check_type(res, &body)?;
+        let body_name = meta_str(&body, "name");
+        if !body_name.is_empty() && body_name != name {
+            return Err(ApiError::bad_request(format!(
+                "the name of the object ({body_name}) does not match the name on the URL ({name})"
+            )));
+        }
+        let precondition = parse_rv(meta_str(&body, "resourceVersion"))?;
+        self.modify(
+            res,
+            ns,
+            name,
+            opts,
+            precondition,
+            |_| Ok(body.clone()),
+            part,
+        )
+        .await
+    }
+
+    /// Applies a patch to an object (or its status).
+    #[allow(clippy::too_many_arguments)]
+    pub async fn patch(
+        &self,
+        res: &Resource,
+        ns: &str,
+        name: &str,
+        ptype: PatchType,
+        patch_body: &[u8],
+        part: Part,
+        opts: WriteOptions,
+    ) -> ApiResult<(Value, Warnings)> {
+        let parsed: Value = serde_json::from_slice(patch_body)
+            .map_err(|e| ApiError::bad_request(format!("error decoding patch: {e}")))?;
+        self.modify(
+            res,
+            ns,
+            name,
+            opts,
+            None,
+            |cur| {
+                let out = patch::apply(ptype, res.kind, cur, &parsed)?;
+                // A resourceVersion in the patch is a precondition.
+                let want = meta_str(&out, "resourceVersion");
+                if !want.is_empty() && want != meta_str(cur, "resourceVersion") {
+                    return Err(ApiError::conflict(res, name));
+                }
+                Ok(out)
+            },
+            part,
+        )
+        .await
+    }
+
+    /// Read, change, compare-and-swap; retried on a lost race unless the client pinned a
+    /// version. `change` gets the current object and returns the client's new version.
+    #[allow(clippy::too_many_arguments)]
+    async fn modify(
+        &self,
+        res: &Resource,
+        ns: &str,
+        name: &str,
+        opts: WriteOptions,
+        precondition: Option<i64>,
+        change: impl Fn(&Value) -> ApiResult<Value>,
+        part: Part,
+    ) -> ApiResult<(Value, Warnings)> {
+        let ns = if res.namespaced { ns } else { "" };
+        for _ in 0..CAS_RETRIES {
+            let cur = self.read_existing(res, ns, name).await?;
+            if precondition.is_some_and(|p| p != cur.rev) {
+                return Err(ApiError::conflict(res, name));
+            }
+            let body = change(&cur.obj)?;
+            let (mut new, warnings) = merge_update(res, &cur.obj, body, part, opts)?;
+            if new == cur.obj {
+                return Ok((cur.obj, warnings));
+            }
+            if opts.dry_run {
+                return Ok((new, warnings));
+            }
+            let finished = !meta_str(&new, "deletionTimestamp").is_empty()
+                && finalizers(&new).is_empty()
+                && !graceful_pending(res, &new);
+            match self.swap(res, ns, name, cur.rev, &new, finished).await? {
+                Some(rev) => {
+                    set_resource_version(&mut new, rev);
+                    return Ok((new, warnings));
+                }
+                None if precondition.is_some() => return Err(ApiError::conflict(res, name)),
+                None => continue,
+            }
+        }
+        Err(ApiError::conflict(res, name))
+    }
+
+    /// Compare-and-swap of `new` (or delete when `delete`) on `rev`; the new revision, or
+    /// `None` when the object changed meanwhile.
+    async fn swap(
+        &self,
+        res: &Resource,
+        ns: &str,
+        name: &str,
+        rev: i64,
+        new: &Value,
+        delete: bool,
+    ) -> ApiResult<Option<i64>> {
+        let key = self.key(res, ns, name);
+        let op = if delete {
+            TxnOp::delete(key.clone(), KvDelete::new())
+        } else {
+            let mut stored = new.clone();
+            if let Ok(m) = meta_mut(&mut stored) {
+                m.remove("resourceVersion");
+            }
+            let value =
+                serde_json::to_vec(&stored).map_err(|e| ApiError::internal(e.to_string()))?;
+            // Keep an event's lease.
+            TxnOp::put(key.clone(), value, PutOptions::new().with_ignore_lease())
+        };
+        let resp = self
+            .kv
+            .txn(
+                Txn::new()
+                    .when([Compare::mod_revision(key, CompareOp::Equal, rev)])
+                    .and_then([op]),
+            )
+            .await
+            .map_err(ApiError::from_store)?;
+        Ok(resp
+            .succeeded
+            .then(|| resp.header.map_or(0, |h| h.revision)))
+    }
+
+    /// Binds a pod to a node (`pods/<name>/binding`).
+    pub async fn bind(
+        &self,
+        res: &Resource,
+        ns: &str,
+        name: &str,
+        binding: &Value,
+    ) -> ApiResult<()> {
+        let node = binding
+            .pointer("/target/name")
+            .and_then(Value::as_str)
+            .unwrap_or_default()
+            .to_string();
+        if node.is_empty() {
+            return Err(ApiError::invalid(
+                res,
+                name,
+                format!("Binding.core \"{name}\" is invalid: target.name: Required value"),
+                vec![crate::error::Cause {
+                    reason: "FieldValueRequired".into(),
+                    message: "Required value".into(),
+                    field: "target.name".into(),
+                }],
+            ));
+        }
+        for _ in 0..CAS_RETRIES {
+            let cur = self.read_existing(res, ns, name).await?;
+            let mut pod = cur.obj.clone();
+            if !meta_str(&pod, "deletionTimestamp").is_empty() {
+                return Err(ApiError::conflict_msg(
+                    res,
+                    name,
+                    "pod is being deleted, cannot be assigned to a host",
+                ));
+            }
+            let assigned = pod
+                .pointer("/spec/nodeName")
+                .and_then(Value::as_str)
+                .unwrap_or_default()
+                .to_string();
+            if !assigned.is_empty() {
+                return Err(ApiError::conflict_msg(
+                    res,
+                    name,
+                    &format!("pod {name} is already assigned to node \"{assigned}\""),
+                ));
+            }
+            pod["spec"]["nodeName"] = json!(node);
+            set_condition(&mut pod, "PodScheduled", "True", "", "");
+            if self
+                .swap(res, ns, name, cur.rev, &pod, false)
+                .await?
+                .is_some()
+            {
+                return Ok(());
+            }
+        }
+        Err(ApiError::conflict(res, name))
+    }
+
+    /// Deletes an object, as Kubernetes does: preconditions, finalizers (with the
+    /// propagation policy recorded as `orphan`/`foregroundDeletion`), graceful pod deletion.
+    pub async fn delete(
+        &self,
+        res: &Resource,
+        ns: &str,
+        name: &str,
+        options: &Value,
+        opts: WriteOptions,
+    ) -> ApiResult<Deleted> {
+        let ns = if res.namespaced { ns } else { "" };
+        let grace_opt = options.get("gracePeriodSeconds").and_then(Value::as_i64);
+        let policy = options
+            .get("propagationPolicy")
+            .and_then(Value::as_str)
+            .map(str::to_string)
+            .or_else(|| {
+                options
+                    .get("orphanDependents")
+                    .and_then(Value::as_bool)
+                    .map(|o| if o { "Orphan" } else { "Background" }.to_string())
+            });
+        match policy.as_deref() {
+            None | Some("Orphan" | "Background" | "Foreground") => {}
+            Some(other) => {
+                return Err(ApiError::bad_request(format!(
+                    "DeleteOptions.meta.k8s.io \"\" is invalid: propagationPolicy: Unsupported value: \"{other}\": supported values: \"Foreground\", \"Background\", \"Orphan\""
+                )));
+            }
+        }
+        for _ in 0..CAS_RETRIES {
+            let cur = self.read_existing(res, ns, name).await?;
+            if let Some(uid) = options
+                .pointer("/preconditions/uid")
+                .and_then(Value::as_str)
+            {
+                let have = meta_str(&cur.obj, "uid");
+                if uid != have {
+                    return Err(ApiError::conflict_msg(
+                        res,
+                        name,
+                        &format!(
+                            "Precondition failed: UID in precondition: {uid}, UID in object meta: {have}"
+                        ),
+                    ));
+                }
+            }
+            if let Some(rv) = options
+                .pointer("/preconditions/resourceVersion")
+                .and_then(Value::as_str)
+                && parse_rv(rv)? != Some(cur.rev)
+            {
+                return Err(ApiError::conflict_msg(
+                    res,
+                    name,
+                    &format!(
+                        "Precondition failed: ResourceVersion in precondition: {rv}, ResourceVersion in object meta: {}",
+                        cur.rev
+                    ),
+                ));
+            }
+            let mut obj = cur.obj.clone();
+            let mut fins = finalizers(&obj);
+            let already_deleting = !meta_str(&obj, "deletionTimestamp").is_empty();
+            let policy_finalizer = match policy.as_deref() {
+                Some("Orphan") => Some("orphan"),
+                Some("Foreground") => Some("foregroundDeletion"),
+                _ => None,
+            };
+            if let Some(f) = policy_finalizer {
+                if !fins.iter().any(|x| x == f) {
+                    fins.push(f.to_string());
+                }
+                fins.retain(|x| x == f || (x != "orphan" && x != "foregroundDeletion"));
+            }
+            let grace = if res.kind == "Pod" {
+                pod_grace(&obj, grace_opt)
+            } else {
+                0
+            };
+            if grace == 0 && fins.is_empty() {
+                if opts.dry_run {
+                    return Ok(Deleted {
+                        object: obj,
+                        gone: true,
+                    });
+                }
+                match self.swap(res, ns, name, cur.rev, &obj, true).await? {
+                    Some(rev) => {
+                        set_resource_version(&mut obj, rev);
+                        return Ok(Deleted {
+                            object: obj,
+                            gone: true,
+                        });
+                    }
+                    None => continue,
+                }
+            }
+            // Deletion pending: mark it, keep the object.
+            let m = meta_mut(&mut obj)?;
+            if !fins.is_empty() {
+                m.insert("finalizers".into(), json!(fins));
+            }
+            let deadline = if grace > 0 {
+                rfc3339_after(grace)
+            } else {
+                now_rfc3339()
+            };
+            let shorter = m
+                .get("deletionGracePeriodSeconds")
+                .and_then(Value::as_i64)
+                .is_none_or(|g| grace < g);
+            if !already_deleting || shorter {
+                m.insert("deletionTimestamp".into(), json!(deadline));
+                m.insert("deletionGracePeriodSeconds".into(), json!(grace));
+            }
+            if obj == cur.obj {
+                return Ok(Deleted {
+                    object: obj,
+                    gone: false,
+                });
+            }
+            if opts.dry_run {
+                return Ok(Deleted {
+                    object: obj,
+                    gone: false,
+                });
+            }
+            if let Some(rev) = self.swap(res, ns, name, cur.rev, &obj, false).await? {
+                set_resource_version(&mut obj, rev);
+                return Ok(Deleted {
+                    object: obj,
+                    gone: false,
+                });
+            }
+        }
+        Err(ApiError::conflict(res, name))
+    }
+
+    /// Deletes every matching object in a collection; returns what was deleted or marked.
+    pub async fn delete_collection(
+        &self,
+        res: &Resource,
+        ns: Option<&str>,
+        list: &ListOptions,
+        options: &Value,
+        opts: WriteOptions,
+    ) -> ApiResult<Vec<Value>> {
+        let page = self.list(res, ns, list).await?;
+        let mut out = Vec::with_capacity(page.items.len());
+        for item in page.items {
+            let name = meta_str(&item, "name").to_string();
+            let ins = meta_str(&item, "namespace").to_string();
+            match self.delete(res, &ins, &name, options, opts).await {
+                Ok(d) => out.push(d.object),
+                Err(e) if e.code == 404 => {}
+                Err(e) => return Err(e),
+            }
+        }
+        Ok(out)
+    }
+
+    /// Ensures an object exists (used for the built-in namespaces at start).
+    pub async fn ensure(&self, res: &Resource, obj: Value) -> ApiResult<()> {
+        match self.create(res, "", obj, WriteOptions::default()).await {
+            Ok(_) => Ok(()),
+            Err(e) if e.code == 409 => Ok(()),
+            Err(e) => Err(e),
+        }
+    }
+}
+
+fn stored(kv: &KeyValue) -> Option<Stored> {
+    decode_object(&kv.value, kv.mod_revision).map(|obj| Stored {
+        obj,
+        rev: kv.mod_revision,
+    })
+}
+
+fn parse_rv(s: &str) -> ApiResult<Option<i64>> {
+    if s.is_empty() {
+        return Ok(None);
+    }
+    s.parse::<i64>()
+        .map(Some)
+        .map_err(|_| ApiError::bad_request(format!("invalid resource version: {s}")))
+}
+
+fn check_type(res: &Resource, obj: &Value) -> ApiResult<()> {
+    if !obj.is_object() {
+        return Err(ApiError::bad_request("the body is not a JSON object"));
+    }
+    let kind = obj.get("kind").and_then(Value::as_str).unwrap_or_default();
+    if !kind.is_empty() && kind != res.kind {
+        return Err(ApiError::bad_request(format!(
+            "the kind in the data ({kind}) does not match the expected kind ({})",
+            res.kind
+        )));
+    }
+    let av = obj
+        .get("apiVersion")
+        .and_then(Value::as_str)
+        .unwrap_or_default();
+    if !av.is_empty() && av != res.api_version() {
+        return Err(ApiError::bad_request(format!(
+            "the API version in the data ({av}) does not match the expected API version ({})",
+            res.api_version()
+        )));
+    }
+    Ok(())
+}
+
+/// A pod's grace period for deletion: 0 when it never ran on a node or already finished.
+fn pod_grace(pod: &Value, requested: Option<i64>) -> i64 {
+    let node = pod
+        .pointer("/spec/nodeName")
+        .and_then(Value::as_str)
+        .unwrap_or_default();
+    let phase = pod
+        .pointer("/status/phase")
+        .and_then(Value::as_str)
+        .unwrap_or_default();
+    if node.is_empty() || phase == "Succeeded" || phase == "Failed" {
+        return 0;
+    }
+    let g = requested
+        .or_else(|| {
+            pod.pointer("/spec/terminationGracePeriodSeconds")
+                .and_then(Value::as_i64)
+        })
+        .unwrap_or(30);
+    g.max(0)
+}
+
+/// A pod whose graceful deletion waits for its kubelet (which deletes it with grace 0).
+fn graceful_pending(res: &Resource, obj: &Value) -> bool {
+    res.kind == "Pod"
+        && obj
+            .pointer("/metadata/deletionGracePeriodSeconds")
+            .and_then(Value::as_i64)
+            .is_some_and(|g| g > 0)
+}
+
+/// Sets (or replaces) a status condition.
+pub fn set_condition(obj: &mut Value, type_: &str, status: &str, reason: &str, message: &str) {
+    let now = now_rfc3339();
+    let Some(o) = obj.as_object_mut() else { return };
+    let st = o.entry("status").or_insert_with(|| json!({}));
+    let Some(st) = st.as_object_mut() else { return };
+    let conds = st.entry("conditions").or_insert_with(|| json!([]));
+    let Some(conds) = conds.as_array_mut() else {
+        return;
+    };
+    let mut c =
+        json!({"type": type_, "status": status, "lastProbeTime": null, "lastTransitionTime": now});
+    if !reason.is_empty() {
+        c["reason"] = json!(reason);
+    }
+    if !message.is_empty() {
+        c["message"] = json!(message);
+    }
+    match conds
+        .iter_mut()
+        .find(|c| c.get("type").and_then(Value::as_str) == Some(type_))
+    {
+        Some(existing) => *existing = c,
+        None => conds.push(c),
+    }
+}
+
+/// Builds the object an update stores from the current one and the client's version.
+fn merge_update(
+    res: &Resource,
+    cur: &Value,
+    body: Value,
+    part: Part,
+    opts: WriteOptions,
+) -> ApiResult<(Value, Warnings)> {
+    let mut new = match part {
+        Part::Status => {
+            let mut n = cur.clone();
+            if let (Some(o), Some(s)) = (n.as_object_mut(), body.get("status")) {
+                o.insert("status".into(), s.clone());
+            }
+            n
+        }
+        Part::Main => {
+            let mut n = body;
+            if res.status_subresource
+                && let Some(o) = n.as_object_mut()
+            {
+                match cur.get("status") {
+                    Some(s) => o.insert("status".into(), s.clone()),
+                    None => o.remove("status"),
+                };
+            }
+            n
+        }
+    };
+    if let Some(o) = new.as_object_mut() {
+        o.insert("kind".into(), json!(res.kind));
+        o.insert("apiVersion".into(), json!(res.api_version()));
+    }
+    // System-owned metadata comes from the stored object.
+    let keep = [
+        "name",
+        "namespace",
+        "uid",
+        "creationTimestamp",
+        "deletionTimestamp",
+        "deletionGracePeriodSeconds",
+        "generation",
+    ];
+    let cur_meta = cur
+        .get("metadata")
+        .and_then(Value::as_object)
+        .cloned()
+        .unwrap_or_default();
+    let deleting = cur_meta.contains_key("deletionTimestamp");
+    let old_fins = finalizers(cur);
+    let m = meta_mut(&mut new)?;
+    for k in keep {
+        match cur_meta.get(k) {
+            Some(v) => m.insert(k.into(), v.clone()),
+            None => m.remove(k),
+        };
+    }
+    m.insert(
+        "resourceVersion".into(),
+        cur_meta
+            .get("resourceVersion")
+            .cloned()
+            .unwrap_or(Value::Null),
+    );
+    if deleting {
+        let new_fins: Vec<String> = m
+            .get("finalizers")
+            .and_then(Value::as_array)
+            .map(|a| {
+                a.iter()
+                    .filter_map(|f| f.as_str().map(str::to_string))
+                    .collect()
+            })
+            .unwrap_or_default();
+        if new_fins.iter().any(|f| !old_fins.contains(f)) {
+            let name = cur_meta
+                .get("name")
+                .and_then(Value::as_str)
+                .unwrap_or_default();
+            return Err(ApiError::forbidden(
+                res,
+                name,
+                "no new finalizers can be added if the object is being deleted",
+            ));
+        }
+    }
+    let warnings = kinds::prepare_update(res, &mut new, cur, opts.field_validation)?;
+    // The typed round trip may drop an empty resourceVersion; restore it for comparison.
+    set_resource_version(
+        &mut new,
+        meta_str(cur, "resourceVersion").parse().unwrap_or(0),
+    );
+    if res.generation && new.get("spec") != cur.get("spec") {
+        let g = cur
+            .pointer("/metadata/generation")
+            .and_then(Value::as_i64)
+            .unwrap_or(0);
+        meta_mut(&mut new)?.insert("generation".into(), json!(g + 1));
+    }
+    Ok((new, warnings))
+}
+
+/// The `Scale` of a deployment or replicaset.
+pub fn scale_of(obj: &Value) -> Value {
+    let selector = obj
+        .pointer("/spec/selector")
+        .map(|s| {
+            LabelSelector::from_api(s)
+                .map(|l| l.to_string())
+                .unwrap_or_default()
+        })
+        .unwrap_or_default();
+    let m = obj.get("metadata").cloned().unwrap_or(json!({}));
+    json!({
+        "kind": "Scale",
+        "apiVersion": "autoscaling/v1",
+        "metadata": {
+            "name": m.get("name"),
+            "namespace": m.get("namespace"),
+            "uid": m.get("uid"),
+            "resourceVersion": m.get("resourceVersion"),
+            "creationTimestamp": m.get("creationTimestamp"),
+        },
+        "spec": {"replicas": obj.pointer("/spec/replicas").and_then(Value::as_i64).unwrap_or(0)},
+        "status": {
+            "replicas": obj.pointer("/status/replicas").and_then(Value::as_i64).unwrap_or(0),
+            "selector": selector,
+        },
+    })
+}
+
+impl Storage {
+    /// Reads the scale of a deployment or replicaset.
+    pub async fn get_scale(&self, res: &Resource, ns: &str, name: &str) -> ApiResult<Value> {
+        Ok(scale_of(&self.get(res, ns, name).await?))
+    }
+
+    /// Sets the replicas from a new `Scale` (or a patch of the current one).
+    pub async fn set_scale(
+        &self,
+        res: &Resource,
+        ns: &str,
+        name: &str,
+        change: impl Fn(&Value) -> ApiResult<Value>,
+        opts: WriteOptions,
+    ) -> ApiResult<Value> {
+        let (obj, _) = self
+            .modify(
+                res,
+                ns,
+                name,
+                opts,
+                None,
+                |cur| {
+                    let scale = change(&scale_of(cur))?;
+                    let want = meta_str(&scale, "resourceVersion");
+                    if !want.is_empty() && want != meta_str(cur, "resourceVersion") {
+                        return Err(ApiError::conflict(res, name));
+                    }
+                    let replicas = scale
+                        .pointer("/spec/replicas")
+                        .and_then(Value::as_i64)
+                        .unwrap_or(0);
+                    if replicas < 0 {
+                        return Err(ApiError::invalid(
+                            res,
+                            name,
+                            format!("Scale.autoscaling \"{name}\" is invalid: spec.replicas: Invalid value: {replicas}: must be greater than or equal to 0"),
+                            vec![crate::error::Cause {
+                                reason: "FieldValueInvalid".into(),
+                                message: format!("Invalid value: {replicas}: must be greater than or equal to 0"),
+                                field: "spec.replicas".into(),
+                            }],
+                        ));
+                    }
+                    let mut next = cur.clone();
+                    next["spec"]["replicas"] = json!(replicas);
+                    Ok(next)
+                },
+                Part::Main,
+            )
+            .await?;
+        Ok(scale_of(&obj))
+    }
+}

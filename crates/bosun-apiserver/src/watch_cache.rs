@@ -1,0 +1,557 @@
+//! One store watch per resource, fanned out to every API watcher.
+//!
+//! A [`WatchCache`] follows `/registry/<resource>/` with one store watch and keeps the most
+//! recent events in a bounded ring. An API watch from version `N` replays the ring's events
+//! after `N`, then receives new ones through its own bounded channel. A watcher whose channel
+//! is full is dropped with a resumable error (it resumes from the last version it received);
+//! a version older than the ring is answered with 410 Expired, and the client re-lists.
+//!
+//! Events are decoded once and shared (`Arc`), and their JSON encoding is computed at most once,
+//! so a thousand watchers cost a thousand channel sends, not a thousand decodes.
+
+use std::collections::VecDeque;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, OnceLock};
+use std::time::Duration;
+
+use bosun_client::{Client, EventKind, GetOptions, WatchOptions};
+use bytes::Bytes;
+use parking_lot::Mutex;
+use serde_json::Value;
+use tokio::sync::{mpsc, watch};
+use tracing::{debug, warn};
+
+use crate::error::{ApiError, ApiResult};
+use crate::resources::Resource;
+
+/// The type of a change.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum EventType {
+    /// Created.
+    Added,
+    /// Updated.
+    Modified,
+    /// Deleted.
+    Deleted,
+}
+
+impl EventType {
+    /// The Kubernetes watch event type.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            EventType::Added => "ADDED",
+            EventType::Modified => "MODIFIED",
+            EventType::Deleted => "DELETED",
+        }
+    }
+}
+
+/// One change to one object, shared by every watcher.
+#[derive(Debug)]
+pub struct CacheEvent {
+    /// The store revision of the change (the object's new resourceVersion).
+    pub rv: i64,
+    /// What happened.
+    pub kind: EventType,
+    /// The object after the change; for a delete, its last state with `rv` as resourceVersion.
+    pub obj: Arc<Value>,
+    /// The object before the change (for selector transitions), when it existed.
+    pub prev: Option<Arc<Value>>,
+    /// The object's namespace ("" for cluster-scoped objects).
+    pub namespace: String,
+    encoded: OnceLock<Bytes>,
+}
+
+impl CacheEvent {
+    /// The object's JSON, encoded once for all watchers.
+    pub fn obj_bytes(&self) -> Bytes {
+        self.encoded
+            .get_or_init(|| Bytes::from(serde_json::to_vec(&*self.obj).unwrap_or_default()))
+            .clone()
+    }
+}
+
+struct Sub {
+    id: u64,
+    tx: mpsc::Sender<Arc<CacheEvent>>,
+    after: i64,
+    namespace: Option<String>,
+    closed: Arc<Mutex<Option<ApiError>>>,
+}
+
+struct State {
+    events: VecDeque<Arc<CacheEvent>>,
+    /// Watches from versions `>= floor` can be served.
+    floor: i64,
+    /// Every change up to this revision has been pushed.
+    rv: i64,
+    /// False until the store watch is established.
+    ready: bool,
+    subs: Vec<Sub>,
+    next_id: u64,
+}
+
+/// The watch cache of one resource.
+pub struct WatchCache {
+    res: &'static Resource,
+    capacity: usize,
+    buffer: usize,
+    state: Mutex<State>,
+    ready: watch::Sender<bool>,
+    dropped: AtomicU64,
+}
+
+impl std::fmt::Debug for WatchCache {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("WatchCache")
+            .field("resource", &self.res.plural)
+            .finish()
+    }
+}
+
+/// A watcher's receiving end; dropping it unsubscribes.
+pub struct Subscription {
+    cache: Arc<WatchCache>,
+    id: u64,
+    rx: mpsc::Receiver<Arc<CacheEvent>>,
+    closed: Arc<Mutex<Option<ApiError>>>,
+}
+
+impl std::fmt::Debug for Subscription {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Subscription")
+            .field("id", &self.id)
+            .finish()
+    }
+}
+
+impl Subscription {
+    /// The next event; `Err` when the watcher was dropped (too slow, or the cache restarted).
+    /// Cancel-safe.
+    pub async fn next(&mut self) -> ApiResult<Arc<CacheEvent>> {
+        match self.rx.recv().await {
+            Some(ev) => Ok(ev),
+            None => Err(self.closed_reason()),
+        }
+    }
+
+    /// An event already queued, without waiting.
+    pub fn try_next(&mut self) -> Option<ApiResult<Arc<CacheEvent>>> {
+        match self.rx.try_recv() {
+            Ok(ev) => Some(Ok(ev)),
+            Err(mpsc::error::TryRecvError::Empty) => None,
+            Err(mpsc::error::TryRecvError::Disconnected) => Some(Err(self.closed_reason())),
+        }
+    }
+
+    fn closed_reason(&self) -> ApiError {
+        self.closed
+            .lock()
+            .clone()
+            .unwrap_or_else(|| ApiError::unavailable("watch cache stopped"))
+    }
+
+    /// The revision up to which every change has been queued to this subscription: after
+    /// reading it, draining the queue makes a bookmark at this revision truthful.
+    pub fn progress(&self) -> i64 {
+        self.cache.state.lock().rv
+    }
+}
+
+impl Drop for Subscription {
+    fn drop(&mut self) {
+        self.cache.state.lock().subs.retain(|s| s.id != self.id);
+    }
+}
+
+impl WatchCache {
+    /// A cache for `res` keeping `capacity` events, with `buffer` queued events per watcher.
+    pub fn new(res: &'static Resource, capacity: usize, buffer: usize) -> Arc<Self> {
+        Arc::new(WatchCache {
+            res,
+            capacity: capacity.max(1),
+            buffer: buffer.max(1),
+            state: Mutex::new(State {
+                events: VecDeque::new(),
+                floor: i64::MAX,
+                rv: 0,
+                ready: false,
+                subs: Vec::new(),
+                next_id: 0,
+            }),
+            ready: watch::channel(false).0,
+            dropped: AtomicU64::new(0),
+        })
+    }
+
+    /// The resource it follows.
+    pub fn resource(&self) -> &'static Resource {
+        self.res
+    }
+
+    /// Waits until the store watch is established (bounded by `timeout`).
+    pub async fn wait_ready(&self, timeout: Duration) -> ApiResult<()> {
+        let mut rx = self.ready.subscribe();
+        match tokio::time::timeout(timeout, rx.wait_for(|r| *r)).await {
+            Ok(Ok(_)) => Ok(()),
+            _ => Err(ApiError::unavailable(format!(
+                "watch cache for {} is not ready",
+                self.res.qualified()
+            ))),
+        }
+    }
+
+    /// Subscribes to the changes after revision `after`, in `namespace` (all when `None`).
+    pub fn subscribe(
+        self: &Arc<Self>,
+        after: i64,
+        namespace: Option<String>,
+    ) -> ApiResult<Subscription> {
+        let mut st = self.state.lock();
+        if !st.ready {
+            return Err(ApiError::unavailable(format!(
+                "watch cache for {} is not ready",
+                self.res.qualified()
+            )));
+        }
+        if after < st.floor {
+            return Err(ApiError::expired(format!(
+                "too old resource version: {} ({})",
+                after, st.floor
+            )));
+        }
+        let replay: Vec<Arc<CacheEvent>> = st
+            .events
+            .iter()
+            .filter(|e| e.rv > after && ns_matches(&namespace, e))
+            .cloned()
+            .collect();
+        let (tx, rx) = mpsc::channel(self.buffer + replay.len());
+        for e in replay {
+            // Cannot fail: the channel has room for the whole replay.
+            let _ = tx.try_send(e);
+        }
+        let id = st.next_id;
+        st.next_id += 1;
+        let closed = Arc::new(Mutex::new(None));
+        st.subs.push(Sub {
+            id,
+            tx,
+            after,
+            namespace,
+            closed: closed.clone(),
+        });
+        Ok(Subscription {
+            cache: self.clone(),
+            id,
+            rx,
+            closed,
+        })
+    }
+
+    /// Watchers dropped so far for not keeping up.
+    pub fn dropped(&self) -> u64 {
+        self.dropped.load(Ordering::Relaxed)
+    }
+
+    /// The number of current watchers.
+    pub fn watchers(&self) -> usize {
+        self.state.lock().subs.len()
+    }
+
+    fn push(&self, ev: CacheEvent) {
+        let ev = Arc::new(ev);
+        let mut st = self.state.lock();
+        st.rv = st.rv.max(ev.rv);
+        st.subs.retain(|s| {
+            if ev.rv <= s.after || !ns_matches(&s.namespace, &ev) {
+                return true;
+            }
+            match s.tx.try_send(ev.clone()) {
+                Ok(()) => true,
+                Err(mpsc::error::TrySendError::Full(_)) => {
+                    self.dropped.fetch_add(1, Ordering::Relaxed);
+                    *s.closed.lock() = Some(ApiError::too_many_requests(
+                        "watch client too slow: watch again from the last resourceVersion received",
+                    ));
+                    false
+                }
+                Err(mpsc::error::TrySendError::Closed(_)) => false,
+            }
+        });
+        if st.events.len() >= self.capacity
+            && let Some(old) = st.events.pop_front()
+        {
+            st.floor = st.floor.max(old.rv);
+        }
+        st.events.push_back(ev);
+    }
+
+    fn progress_to(&self, rv: i64) {
+        let mut st = self.state.lock();
+        st.rv = st.rv.max(rv);
+    }
+
+    /// (Re)starts following at `start_after`: earlier subscribers are closed with 410 when
+    /// the cache lost events.
+    fn restart(&self, start_after: i64, lost: bool) {
+        let mut st = self.state.lock();
+        if lost {
+            for s in st.subs.drain(..) {
+                *s.closed.lock() = Some(ApiError::expired(format!(
+                    "watch of {} restarted; re-list",
+                    self.res.qualified()
+                )));
+            }
+            st.events.clear();
+        }
+        st.floor = start_after;
+        st.rv = start_after;
+        st.ready = true;
+        drop(st);
+        self.ready.send_replace(true);
+    }
+
+    fn mark_not_ready(&self) {
+        self.state.lock().ready = false;
+        self.ready.send_replace(false);
+    }
+}
+
+fn ns_matches(ns: &Option<String>, ev: &CacheEvent) -> bool {
+    ns.as_deref().is_none_or(|n| n == ev.namespace)
+}
+
+/// Decodes a stored object and stamps its resourceVersion.
+pub fn decode_object(value: &[u8], rv: i64) -> Option<Value> {
+    let mut v: Value = serde_json::from_slice(value).ok()?;
+    set_resource_version(&mut v, rv);
+    Some(v)
+}
+
+/// Sets `metadata.resourceVersion`.
+pub fn set_resource_version(v: &mut Value, rv: i64) {
+    if let Some(o) = v.as_object_mut() {
+        let meta = o
+            .entry("metadata")
+            .or_insert_with(|| Value::Object(Default::default()));
+        if let Some(m) = meta.as_object_mut() {
+            m.insert("resourceVersion".into(), Value::String(rv.to_string()));
+        }
+    }
+}
+
+fn namespace_of(v: &Value) -> String {
+    v.pointer("/metadata/namespace")
+        .and_then(Value::as_str)
+        .unwrap_or_default()
+        .to_string()
+}
+
+/// Resolves once `shutdown` is true (or its sender is gone).
+pub async fn stopped(shutdown: &mut watch::Receiver<bool>) {
+    let _ = shutdown.wait_for(|s| *s).await;
+}
+
+/// Follows the store under `prefix` into `cache` until `shutdown`; restarts the store watch
+/// when it ends, and tells watchers to re-list when events were lost.
+pub async fn run(
+    cache: Arc<WatchCache>,
+    kv: Client,
+    prefix: String,
+    mut shutdown: watch::Receiver<bool>,
+) {
+    let mut first = true;
+    let mut backoff = Duration::from_millis(100);
+    loop {
+        if *shutdown.borrow() {
+            return;
+        }
+        match follow(&cache, &kv, &prefix, first, &mut shutdown).await {
+            Ok(()) => return,
+            Err(e) => {
+                cache.mark_not_ready();
+                warn!(resource = cache.res.plural, error = %e, "watch cache lost the store watch; restarting");
+            }
+        }
+        first = false;
+        tokio::select! {
+            _ = tokio::time::sleep(backoff) => {}
+            _ = stopped(&mut shutdown) => return,
+        }
+        backoff = (backoff * 2).min(Duration::from_secs(5));
+    }
+}
+
+/// One store watch. `Ok` on shutdown, `Err` when it must be restarted.
+async fn follow(
+    cache: &Arc<WatchCache>,
+    kv: &Client,
+    prefix: &str,
+    first: bool,
+    shutdown: &mut watch::Receiver<bool>,
+) -> Result<(), bosun_client::Error> {
+    let head = kv
+        .get(
+            prefix.as_bytes().to_vec(),
+            GetOptions::new().with_prefix().with_count_only(),
+        )
+        .await?
+        .header
+        .map_or(0, |h| h.revision);
+    // Start a ring's worth of history back, so watchers can resume across an apiserver
+    // restart; if that history is compacted, start at the head.
+    let back = i64::try_from(cache.capacity).unwrap_or(i64::MAX);
+    let mut start = (head - back).max(0) + 1;
+    let opts = || {
+        WatchOptions::new()
+            .with_prefix()
+            .with_prev_kv()
+            .with_progress_notify()
+    };
+    let mut stream = match kv.watch(prefix, opts().with_start_revision(start)).await {
+        Ok(s) => s,
+        Err(bosun_client::Error::Compacted { .. }) => {
+            start = head + 1;
+            kv.watch(prefix, opts().with_start_revision(start)).await?
+        }
+        Err(e) => return Err(e),
+    };
+    // A restart may have lost events only if it could not resume exactly where it stopped.
+    cache.restart(start - 1, !first);
+    debug!(
+        resource = cache.res.plural,
+        from = start,
+        head,
+        "watch cache following the store"
+    );
+    let mut tick = tokio::time::interval(Duration::from_secs(2));
+    loop {
+        tokio::select! {
+            batch = stream.next() => {
+                let Some(batch) = batch else {
+                    return Err(bosun_client::Error::Unavailable {
+                        message: "store watch ended".into(),
+                        connect_failed: false,
+                    });
+                };
+                let batch = batch?;
+                if batch.progress_notify && batch.events.is_empty() {
+                    cache.progress_to(batch.revision());
+                    continue;
+                }
+                for e in batch.events {
+                    let rv = e.kv.mod_revision;
+                    let prev = e
+                        .prev_kv
+                        .as_ref()
+                        .and_then(|p| decode_object(&p.value, p.mod_revision))
+                        .map(Arc::new);
+                    let (kind, obj) = match e.kind {
+                        EventKind::Put => {
+                            let Some(obj) = decode_object(&e.kv.value, rv) else {
+                                warn!(key = %String::from_utf8_lossy(&e.kv.key), "undecodable object in the store; skipped");
+                                continue;
+                            };
+                            let kind = if e.kv.create_revision == rv {
+                                EventType::Added
+                            } else {
+                                EventType::Modified
+                            };
+                            (kind, obj)
+                        }
+                        EventKind::Delete => {
+                            let Some(p) = &prev else {
+                                continue;
+                            };
+                            let mut obj = (**p).clone();
+                            set_resource_version(&mut obj, rv);
+                            (EventType::Deleted, obj)
+                        }
+                    };
+                    cache.push(CacheEvent {
+                        rv,
+                        kind,
+                        namespace: namespace_of(&obj),
+                        obj: Arc::new(obj),
+                        prev,
+                        encoded: OnceLock::new(),
+                    });
+                }
+            }
+            _ = tick.tick() => {
+                // Learn the store's revision even when this resource is quiet (for bookmarks).
+                let _ = stream.request_progress().await;
+            }
+            _ = stopped(shutdown) => return Ok(()),
+        }
+    }
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)]
+mod tests {
+    use super::*;
+    use crate::resources::by_plural;
+    use serde_json::json;
+
+    fn ev(rv: i64, ns: &str) -> CacheEvent {
+        CacheEvent {
+            rv,
+            kind: EventType::Modified,
+            obj: Arc::new(json!({"metadata": {"name": "a", "namespace": ns}})),
+            prev: None,
+            namespace: ns.into(),
+            encoded: OnceLock::new(),
+        }
+    }
+
+    #[tokio::test]
+    async fn replay_live_expiry_and_slow_watchers() {
+        let cache = WatchCache::new(by_plural("pods").unwrap(), 3, 2);
+        assert_eq!(cache.subscribe(0, None).unwrap_err().code, 503);
+        cache.restart(10, false);
+        for rv in 11..=14 {
+            cache.push(ev(rv, "default"));
+        }
+        // The ring holds 12..=14; a watch from 11 sees 12.. and one from 10 is expired.
+        assert_eq!(cache.subscribe(10, None).unwrap_err().code, 410);
+        let mut s = cache.subscribe(11, None).unwrap();
+        let mut other_ns = cache.subscribe(11, Some("kube-system".into())).unwrap();
+        for want in 12..=14 {
+            assert_eq!(s.next().await.unwrap().rv, want);
+        }
+        cache.push(ev(15, "default"));
+        assert_eq!(s.next().await.unwrap().rv, 15);
+        assert!(other_ns.try_next().is_none());
+        assert_eq!(s.progress(), 15);
+
+        // A watcher that does not read is dropped once its buffer (2) is full.
+        let mut slow = cache.subscribe(15, None).unwrap();
+        for rv in 16..=18 {
+            cache.push(ev(rv, "default"));
+        }
+        assert_eq!(slow.next().await.unwrap().rv, 16);
+        assert_eq!(slow.next().await.unwrap().rv, 17);
+        assert_eq!(slow.next().await.unwrap_err().code, 429);
+        assert_eq!(cache.watchers(), 2);
+        drop(other_ns);
+        assert_eq!(cache.watchers(), 1);
+
+        // A restart that lost events tells watchers to re-list.
+        cache.restart(30, true);
+        while let Some(Ok(_)) = s.try_next() {}
+        assert_eq!(s.next().await.unwrap_err().code, 410);
+    }
+
+    #[test]
+    fn future_subscribers_skip_older_events() {
+        let cache = WatchCache::new(by_plural("pods").unwrap(), 10, 10);
+        cache.restart(0, false);
+        let mut s = cache.subscribe(5, None).unwrap();
+        cache.push(ev(4, "a"));
+        cache.push(ev(6, "a"));
+        assert_eq!(s.try_next().unwrap().unwrap().rv, 6);
+        assert!(s.try_next().is_none());
+    }
+}
