@@ -13,6 +13,8 @@
 //! - **Cluster** and **Maintenance**: members, status, alarms, defragment, hashes, snapshots.
 //! - **Errors**: [`Error`] tells etcd's failures apart, and [`Error::outcome`] says whether a
 //!   failed write may have been applied. The retry policy is described on [`Client`].
+//! - **Apiserver**: [`api::ApiClient`] speaks the apiserver's gRPC API with the `k8s-openapi`
+//!   types: get, list, create, update, update-status, patch, delete, bind and watch.
 //!
 //! # Example
 //!
@@ -97,6 +99,7 @@
 
 #![warn(missing_docs)]
 
+pub mod api;
 mod backoff;
 mod client;
 mod cluster;
@@ -108,6 +111,7 @@ mod watch;
 
 /// The generated protocol types (`etcdserverpb`, `mvccpb`, ...), re-exported.
 pub use bosun_proto as proto;
+pub use k8s_openapi;
 
 pub use bosun_proto::etcdserverpb::range_request::{SortOrder, SortTarget};
 pub use bosun_proto::etcdserverpb::{AlarmType, Member, ResponseHeader};
