@@ -1,9 +1,10 @@
-//! Test harness: start real `bosun store` members and real etcd on loopback, wait for them,
-//! stop them by PID.
+//! Test harness: start real `bosun store` members, real etcd and `bosun apiserver` on loopback,
+//! wait for them, stop them by PID; run real etcdctl and kubectl.
 
 #![allow(clippy::unwrap_used)]
 
 pub mod checker;
+pub mod kube;
 
 use std::net::TcpListener;
 use std::path::{Path, PathBuf};
