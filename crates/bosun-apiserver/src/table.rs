@@ -12,7 +12,9 @@
 //! kube sends integers, and Bosun does the same so clients see identical bytes.
 
 use jiff::{SignedDuration, Timestamp};
-use serde_json::{Map, Value, json};
+use serde_json::{Value, json};
+
+use crate::selectors::{LabelSelector, SelectorError};
 
 /// One column definition of a meta.k8s.io/v1 Table.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -385,10 +387,15 @@ pub fn translate_timestamp_since(ts: Option<&str>, now: Timestamp) -> String {
 /// when it is invalid.
 pub fn format_label_selector(selector: Option<&Value>) -> String {
     match selector_string(selector) {
-        Err(()) => "<error>".to_string(),
+        Err(_) => "<error>".to_string(),
         Ok(s) if s.is_empty() => "<none>".to_string(),
         Ok(s) => s,
     }
+}
+
+/// `LabelSelectorAsSelector(..).String()`: "" for an absent or empty selector.
+fn selector_string(selector: Option<&Value>) -> Result<String, SelectorError> {
+    LabelSelector::from_api(selector.unwrap_or(&Value::Null)).map(|s| s.to_string())
 }
 
 // Go's time.Duration is int64 nanoseconds and `Time.Sub` saturates; mirror that.
@@ -723,7 +730,7 @@ fn deployment_cells(d: &Value, now: Timestamp) -> Vec<Value> {
     let available = int_at(d, &["status", "availableReplicas"]).unwrap_or(0);
     // Deployments print the raw selector string: "" for none, "<invalid>" on error.
     let selector =
-        selector_string(at(d, &["spec", "selector"])).unwrap_or_else(|()| "<invalid>".to_string());
+        selector_string(at(d, &["spec", "selector"])).unwrap_or_else(|_| "<invalid>".to_string());
     let (names, images) = container_cells(d);
     vec![
         name_of(d),
@@ -921,157 +928,6 @@ fn default_cells(obj: &Value) -> Vec<Value> {
         .map(|t| t.strftime("%Y-%m-%dT%H:%M:%SZ").to_string())
         .unwrap_or_else(|| "0001-01-01T00:00:00Z".to_string());
     vec![name_of(obj), json!(created)]
-}
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum Op {
-    Equals,
-    In,
-    NotIn,
-    Exists,
-    DoesNotExist,
-}
-
-struct Requirement {
-    key: String,
-    op: Op,
-    values: Vec<String>,
-}
-
-impl Requirement {
-    fn new(key: &str, op: Op, values: Vec<String>) -> Result<Self, ()> {
-        if !is_qualified_name(key) {
-            return Err(());
-        }
-        let count_ok = match op {
-            Op::In | Op::NotIn => !values.is_empty(),
-            Op::Equals => values.len() == 1,
-            Op::Exists | Op::DoesNotExist => values.is_empty(),
-        };
-        if !count_ok || !values.iter().all(|v| is_label_value(v)) {
-            return Err(());
-        }
-        Ok(Self {
-            key: key.to_string(),
-            op,
-            values,
-        })
-    }
-
-    fn render(&self) -> String {
-        let mut out = String::new();
-        if self.op == Op::DoesNotExist {
-            out.push('!');
-        }
-        out.push_str(&self.key);
-        match self.op {
-            Op::Exists | Op::DoesNotExist => return out,
-            Op::Equals => out.push('='),
-            Op::In => out.push_str(" in ("),
-            Op::NotIn => out.push_str(" notin ("),
-        }
-        let mut values = self.values.clone();
-        values.sort();
-        out.push_str(&values.join(","));
-        if matches!(self.op, Op::In | Op::NotIn) {
-            out.push(')');
-        }
-        out
-    }
-}
-
-// LabelSelectorAsSelector(...).String(): Ok("") for an absent or empty selector.
-fn selector_string(selector: Option<&Value>) -> Result<String, ()> {
-    let Some(selector) = selector else {
-        return Ok(String::new());
-    };
-    let selector = selector.as_object().ok_or(())?;
-    let empty = Map::new();
-    let match_labels = match selector.get("matchLabels") {
-        None | Some(Value::Null) => &empty,
-        Some(v) => v.as_object().ok_or(())?,
-    };
-    let match_expressions: &[Value] = match selector.get("matchExpressions") {
-        None | Some(Value::Null) => &[],
-        Some(v) => v.as_array().ok_or(())?,
-    };
-    let mut requirements = Vec::with_capacity(match_labels.len() + match_expressions.len());
-    let mut labels: Vec<(&String, &Value)> = match_labels.iter().collect();
-    labels.sort_by(|a, b| a.0.cmp(b.0));
-    for (k, v) in labels {
-        let v = v.as_str().ok_or(())?;
-        requirements.push(Requirement::new(k, Op::Equals, vec![v.to_string()])?);
-    }
-    for expr in match_expressions {
-        let op = match str_at(expr, &["operator"]) {
-            "In" => Op::In,
-            "NotIn" => Op::NotIn,
-            "Exists" => Op::Exists,
-            "DoesNotExist" => Op::DoesNotExist,
-            _ => return Err(()),
-        };
-        let values = list_at(expr, &["values"])
-            .iter()
-            .map(|v| v.as_str().map(str::to_string).ok_or(()))
-            .collect::<Result<Vec<_>, ()>>()?;
-        requirements.push(Requirement::new(str_at(expr, &["key"]), op, values)?);
-    }
-    requirements.sort_by(|a, b| a.key.cmp(&b.key));
-    Ok(requirements
-        .iter()
-        .map(Requirement::render)
-        .collect::<Vec<_>>()
-        .join(","))
-}
-
-// [A-Za-z0-9]([-A-Za-z0-9_.]*[A-Za-z0-9])?
-fn is_qualified_name_part(s: &str) -> bool {
-    let b = s.as_bytes();
-    match (b.first(), b.last()) {
-        (Some(f), Some(l)) => {
-            f.is_ascii_alphanumeric()
-                && l.is_ascii_alphanumeric()
-                && b.iter()
-                    .all(|c| c.is_ascii_alphanumeric() || matches!(c, b'-' | b'_' | b'.'))
-        }
-        _ => false,
-    }
-}
-
-fn is_dns1123_subdomain(s: &str) -> bool {
-    s.len() <= 253
-        && s.split('.').all(|label| {
-            let b = label.as_bytes();
-            match (b.first(), b.last()) {
-                (Some(f), Some(l)) => {
-                    (f.is_ascii_lowercase() || f.is_ascii_digit())
-                        && (l.is_ascii_lowercase() || l.is_ascii_digit())
-                        && b.iter()
-                            .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || *c == b'-')
-                }
-                _ => false,
-            }
-        })
-}
-
-// validation.IsQualifiedName: an optional DNS-subdomain prefix and a name of at most 63 chars.
-fn is_qualified_name(s: &str) -> bool {
-    let parts: Vec<&str> = s.split('/').collect();
-    let name = match parts.as_slice() {
-        [name] => *name,
-        [prefix, name] => {
-            if prefix.is_empty() || !is_dns1123_subdomain(prefix) {
-                return false;
-            }
-            *name
-        }
-        _ => return false,
-    };
-    name.len() <= 63 && is_qualified_name_part(name)
-}
-
-fn is_label_value(s: &str) -> bool {
-    s.is_empty() || (s.len() <= 63 && is_qualified_name_part(s))
 }
 
 #[cfg(test)]
