@@ -32,7 +32,7 @@ fn deployment(name: &str, replicas: u32, image: &str) -> String {
 const POD: &str = "apiVersion: v1\nkind: Pod\nmetadata:\n  name: solo\n  labels: {role: solo}\nspec:\n  containers:\n  - name: c\n    image: busybox:1.36\n    command: [sleep, \"3600\"]\n";
 
 /// The commands of the issue, one kubectl version, in its own namespace.
-async fn kubectl_workflow(k: &Kubectl) {
+async fn kubectl_workflow(k: &Kubectl, endpoints: &str) {
     let ns = format!("ns-{}", k.version.replace('.', "-"));
     let n = ["-n", ns.as_str()];
     let with_ns = |args: &[&str]| -> Vec<String> {
@@ -349,6 +349,11 @@ async fn kubectl_workflow(k: &Kubectl) {
         run_stdin(&["create", "-f", "-"], &event).ok().trim(),
         "event/solo.1 created"
     );
+    // Events expire: their keys carry a store lease.
+    let key = format!("/registry/events/{ns}/solo.1");
+    let (_, out, _) = bosun_tests::etcdctl(endpoints, &["get", &key, "-w", "json"], None);
+    let kv: Value = serde_json::from_str(&out).unwrap();
+    assert!(kv["kvs"][0]["lease"].as_i64().unwrap_or(0) != 0, "{out}");
     let out = run(&["get", "events"]).ok().to_string();
     let lines: Vec<&str> = out.lines().collect();
     assert_eq!(
@@ -453,7 +458,7 @@ async fn kubectl_132_and_120_drive_the_apiserver() {
         .into_iter()
         .flatten()
     {
-        kubectl_workflow(&k).await;
+        kubectl_workflow(&k, &_cluster.endpoints()).await;
         ran += 1;
     }
     assert!(ran > 0, "no kubectl installed");
@@ -539,6 +544,27 @@ async fn lists_paginate() {
     );
     let bad = get("labelSelector=a%20in");
     assert_eq!(bad["code"], 400);
+
+    // deletecollection with a selector deletes what matches, nothing else.
+    k.run(&["label", "pod", "p1", "p2", "doomed=yes"]).ok();
+    let (code, body) = curl(&[
+        "-s",
+        "-X",
+        "DELETE",
+        &format!(
+            "{}/api/v1/namespaces/default/pods?labelSelector=doomed%3Dyes",
+            api.url
+        ),
+    ]);
+    assert_eq!(code, 0);
+    let deleted: Value = serde_json::from_str(&body).unwrap();
+    assert_eq!(deleted["kind"], "PodList");
+    assert_eq!(deleted["items"].as_array().unwrap().len(), 2);
+    let left = k.run(&["get", "pods", "-o", "name"]).ok().to_string();
+    assert!(
+        !left.contains("pod/p1\n") && !left.contains("pod/p2\n") && left.contains("pod/p3"),
+        "{left}"
+    );
 }
 
 /// Watch semantics over REST: resume from a version, bookmarks, timeoutSeconds, 410 after
@@ -759,6 +785,62 @@ async fn finalizers_and_graceful_deletion() {
     k.run(&["delete", "pod", "solo", "--grace-period=0", "--force"])
         .ok();
     assert!(get("pod", "solo").is_none());
+
+    // Deleting a namespace deletes what is in it, then the namespace; a pod on a node keeps
+    // it Terminating until the pod is gone.
+    k.run_with(
+        &["create", "-f", "-"],
+        "apiVersion: v1\nkind: Namespace\nmetadata:\n  name: doomed\n",
+    )
+    .ok();
+    k.run_with(
+        &["create", "-n", "doomed", "-f", "-"],
+        &deployment("web", 1, "busybox"),
+    )
+    .ok();
+    k.run_with(
+        &["create", "-n", "doomed", "-f", "-"],
+        &POD.replace("spec:\n", "spec:\n  nodeName: node-a\n"),
+    )
+    .ok();
+    k.run(&["delete", "namespace", "doomed", "--wait=false"])
+        .ok();
+    wait_for(
+        "the deployment goes with its namespace",
+        Duration::from_secs(20),
+        || async {
+            let out = k.run(&["get", "deploy", "-n", "doomed", "-o", "name"]);
+            out.code == 0 && out.stdout.trim().is_empty()
+        },
+    )
+    .await;
+    let out = k.run(&["get", "namespace", "doomed"]).ok().to_string();
+    assert!(out.contains("Terminating"), "{out}");
+    let out = k.run_with(
+        &["create", "-n", "doomed", "-f", "-"],
+        &deployment("late", 1, "busybox"),
+    );
+    assert!(
+        out.err().contains("because it is being terminated"),
+        "{}",
+        out.stderr
+    );
+    k.run(&[
+        "delete",
+        "pod",
+        "solo",
+        "-n",
+        "doomed",
+        "--grace-period=0",
+        "--force",
+    ])
+    .ok();
+    wait_for(
+        "the namespace is removed once empty",
+        Duration::from_secs(20),
+        || async { k.run(&["get", "namespace", "doomed"]).code != 0 },
+    )
+    .await;
 
     // The built-in namespaces cannot be deleted.
     let out = k.run(&["delete", "namespace", "default"]);

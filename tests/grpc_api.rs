@@ -10,6 +10,7 @@ use std::time::Duration;
 
 use bosun_client::api::{ApiClient, ListParams, Patch, WatchEvent, WatchParams};
 use bosun_client::k8s_openapi::api::apps::v1::Deployment;
+use bosun_client::k8s_openapi::api::coordination::v1::Lease;
 use bosun_client::k8s_openapi::api::core::v1::{Container, Pod, PodSpec};
 use bosun_client::k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
 use bosun_tests::kube::{Apiserver, curl};
@@ -53,12 +54,11 @@ fn pod(name: &str, labels: &[(&str, &str)], annotation_bytes: usize) -> Pod {
 }
 
 fn rv_of(p: &Pod) -> i64 {
-    p.metadata
-        .resource_version
-        .as_deref()
-        .unwrap()
-        .parse()
-        .unwrap()
+    rv_of_meta(&p.metadata)
+}
+
+fn rv_of_meta(m: &ObjectMeta) -> i64 {
+    m.resource_version.as_deref().unwrap().parse().unwrap()
 }
 
 fn name_of(p: &Pod) -> String {
@@ -354,4 +354,24 @@ async fn grpc_errors_bookmarks_binding_and_scale() {
         .await
         .unwrap();
     assert_eq!(list.items.len(), 1);
+
+    // Node heartbeats: a Lease in kube-node-lease, renewed by update.
+    let lease: Lease = serde_json::from_value(serde_json::json!({
+        "metadata": {"name": "node-1", "namespace": "kube-node-lease"},
+        "spec": {"holderIdentity": "node-1", "leaseDurationSeconds": 40, "renewTime": "2026-01-01T00:00:00.000000Z"}}))
+    .unwrap();
+    let lease = client.create("kube-node-lease", &lease).await.unwrap();
+    let mut renew = lease.clone();
+    renew.spec.as_mut().unwrap().renew_time =
+        serde_json::from_value(serde_json::json!("2026-01-01T00:00:10.000000Z")).unwrap();
+    let renewed = client.update("kube-node-lease", &renew).await.unwrap();
+    assert!(rv_of_meta(&renewed.metadata) > rv_of_meta(&lease.metadata));
+    assert!(
+        client
+            .update("kube-node-lease", &renew)
+            .await
+            .unwrap_err()
+            .is_conflict(),
+        "a stale renewal conflicts"
+    );
 }

@@ -9,6 +9,7 @@
 pub mod error;
 pub mod grpc;
 pub mod kinds;
+pub mod names;
 pub mod patch;
 pub mod resources;
 pub mod rest;
@@ -250,6 +251,27 @@ async fn compactor(kv: Client, interval: Duration, mut shutdown: signal::Receive
     }
 }
 
+/// Removes terminating namespaces once emptied: when one starts terminating, and every few
+/// seconds while any is (pods on nodes wait for their kubelets).
+async fn namespace_finalizer(shared: Arc<Shared>, mut shutdown: signal::Receiver<bool>) {
+    let mut pending = 0;
+    loop {
+        let wait = if pending > 0 { 1 } else { 10 };
+        tokio::select! {
+            _ = shared.storage.namespace_deleted.notified() => {}
+            _ = tokio::time::sleep(Duration::from_secs(wait)) => {}
+            _ = stopped(&mut shutdown) => return,
+        }
+        match shared.storage.finalize_namespaces().await {
+            Ok(n) => pending = n,
+            Err(e) => {
+                pending = 1;
+                warn!(error = %e, "finalizing terminating namespaces");
+            }
+        }
+    }
+}
+
 /// Runs the apiserver until `shutdown` becomes true.
 pub async fn run(cfg: ApiserverConfig, shutdown: signal::Receiver<bool>) -> anyhow::Result<()> {
     let kv = Client::connect(cfg.etcd_servers.clone(), ConnectOptions::default())
@@ -289,6 +311,7 @@ pub async fn run(cfg: ApiserverConfig, shutdown: signal::Receiver<bool>) -> anyh
         bookmark_interval: Duration::from_secs(cfg.watch_bookmark_interval.max(1)),
         kubelet_client: HttpClient::builder(TokioExecutor::new()).build_http(),
     });
+    tasks.spawn(namespace_finalizer(shared.clone(), shutdown.clone()));
     let grpc = tonic::service::Routes::new(
         bosun_proto::apipb::api_server::ApiServer::new(grpc::ApiService::new(shared.clone()))
             .max_decoding_message_size(cfg.max_request_bytes),

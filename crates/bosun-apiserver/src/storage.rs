@@ -120,6 +120,8 @@ pub struct Storage {
     prefix: String,
     caches: HashMap<&'static str, Arc<WatchCache>>,
     event_leases: EventLeases,
+    /// Woken when a namespace starts terminating.
+    pub namespace_deleted: tokio::sync::Notify,
 }
 
 impl std::fmt::Debug for Storage {
@@ -242,6 +244,7 @@ impl Storage {
                 ttl: event_ttl,
                 current: Mutex::new(None),
             },
+            namespace_deleted: tokio::sync::Notify::new(),
         }
     }
 
@@ -813,7 +816,9 @@ impl Storage {
             } else {
                 0
             };
-            if grace == 0 && fins.is_empty() {
+            // A namespace is emptied first (see `finalize_namespaces`).
+            let namespace = res.kind == "Namespace";
+            if grace == 0 && fins.is_empty() && !namespace {
                 if opts.dry_run {
                     return Ok(Deleted {
                         object: obj,
@@ -849,6 +854,9 @@ impl Storage {
                 m.insert("deletionTimestamp".into(), json!(deadline));
                 m.insert("deletionGracePeriodSeconds".into(), json!(grace));
             }
+            if namespace {
+                obj["status"]["phase"] = json!("Terminating");
+            }
             if obj == cur.obj {
                 return Ok(Deleted {
                     object: obj,
@@ -863,6 +871,9 @@ impl Storage {
             }
             if let Some(rev) = self.swap(res, ns, name, cur.rev, &obj, false).await? {
                 set_resource_version(&mut obj, rev);
+                if namespace {
+                    self.namespace_deleted.notify_one();
+                }
                 return Ok(Deleted {
                     object: obj,
                     gone: false,
@@ -893,6 +904,48 @@ impl Storage {
             }
         }
         Ok(out)
+    }
+
+    /// Empties every terminating namespace (deleting its objects as a client would, so pods
+    /// on nodes go gracefully) and removes it once nothing is left: the namespace
+    /// lifecycle that kubectl waits for. Returns how many namespaces are still terminating.
+    pub async fn finalize_namespaces(&self) -> ApiResult<usize> {
+        let Some(nsres) = crate::resources::by_plural("namespaces") else {
+            return Ok(0);
+        };
+        let all = self.list(nsres, None, &ListOptions::default()).await?;
+        let mut pending = 0;
+        for ns in all.items {
+            if meta_str(&ns, "deletionTimestamp").is_empty() {
+                continue;
+            }
+            let name = meta_str(&ns, "name").to_string();
+            let mut left = 0;
+            for res in crate::resources::RESOURCES.iter().filter(|r| r.namespaced) {
+                self.delete_collection(
+                    res,
+                    Some(&name),
+                    &ListOptions::default(),
+                    &json!({}),
+                    WriteOptions::default(),
+                )
+                .await?;
+                let one = ListOptions {
+                    limit: 1,
+                    ..ListOptions::default()
+                };
+                left += self.list(res, Some(&name), &one).await?.items.len();
+            }
+            if left > 0 || !finalizers(&ns).is_empty() {
+                pending += 1;
+                continue;
+            }
+            let rev = parse_rv(meta_str(&ns, "resourceVersion"))?.unwrap_or(0);
+            if self.swap(nsres, "", &name, rev, &ns, true).await?.is_none() {
+                pending += 1;
+            }
+        }
+        Ok(pending)
     }
 
     /// Ensures an object exists (used for the built-in namespaces at start).
