@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
 # Installs the build dependencies, builds bosun, and runs a three-member store cluster on
 # loopback: client URLs http://127.0.0.1:2379, :22379, :32379 (peers on :2380, :22380,
-# :32380), data in ./bosun-data/m1..m3. Extra arguments go to every `bosun store`.
-# Ctrl-C (or SIGTERM) stops all three members.
+# :32380), data in ./bosun-data/m1..m3. Extra arguments go to every `bosun store`. Then an
+# apiserver on http://127.0.0.1:8080 over the three members, with a kubeconfig for kubectl
+# in ./bosun-data/kubeconfig. Ctrl-C (or SIGTERM) stops everything.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 deploy/install-deps.sh
@@ -32,5 +33,15 @@ for i in 0 1 2; do
         --initial-cluster "$cluster" "$@" 2> >(sed -u "s/^/$name | /" >&2) &
     pids+=("$!")
 done
-echo "bosun store: three members; try: etcdctl --endpoints=127.0.0.1:2379,127.0.0.1:22379,127.0.0.1:32379 member list" >&2
+endpoints="http://127.0.0.1:2379,http://127.0.0.1:22379,http://127.0.0.1:32379"
+"$bin" apiserver --etcd-servers "$endpoints" --listen 127.0.0.1:8080 \
+    2> >(sed -u "s/^/api | /" >&2) &
+pids+=("$!")
+printf '%s\n' "apiVersion: v1" "kind: Config" "clusters:" "- cluster:" \
+    "    server: http://127.0.0.1:8080" "  name: bosun" "contexts:" "- context:" \
+    "    cluster: bosun" "    user: admin" "  name: bosun" "current-context: bosun" \
+    "users:" "- name: admin" "  user: {}" > bosun-data/kubeconfig
+echo "bosun: three store members and an apiserver; try:" >&2
+echo "  etcdctl --endpoints=127.0.0.1:2379,127.0.0.1:22379,127.0.0.1:32379 member list" >&2
+echo "  KUBECONFIG=$PWD/bosun-data/kubeconfig kubectl get namespaces" >&2
 wait -n "${pids[@]}"
