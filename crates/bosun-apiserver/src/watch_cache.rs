@@ -304,9 +304,13 @@ impl WatchCache {
                 )));
             }
             st.events.clear();
+            st.floor = start_after;
+            st.rv = start_after;
+        } else {
+            // Continuing where it stopped: the ring and its watchers stay valid.
+            st.floor = st.floor.min(start_after);
+            st.rv = st.rv.max(start_after);
         }
-        st.floor = start_after;
-        st.rv = start_after;
         st.ready = true;
         drop(st);
         self.ready.send_replace(true);
@@ -361,20 +365,21 @@ pub async fn run(
     prefix: String,
     mut shutdown: watch::Receiver<bool>,
 ) {
-    let mut first = true;
+    // After a failure, continue right after the last change pushed.
+    let mut resume: Option<i64> = None;
     let mut backoff = Duration::from_millis(100);
     loop {
         if *shutdown.borrow() {
             return;
         }
-        match follow(&cache, &kv, &prefix, first, &mut shutdown).await {
+        match follow(&cache, &kv, &prefix, resume, &mut shutdown).await {
             Ok(()) => return,
             Err(e) => {
                 cache.mark_not_ready();
                 warn!(resource = cache.res.plural, error = %e, "watch cache lost the store watch; restarting");
             }
         }
-        first = false;
+        resume = Some(cache.state.lock().rv + 1);
         tokio::select! {
             _ = tokio::time::sleep(backoff) => {}
             _ = stopped(&mut shutdown) => return,
@@ -383,12 +388,13 @@ pub async fn run(
     }
 }
 
-/// One store watch. `Ok` on shutdown, `Err` when it must be restarted.
+/// One store watch, from `resume` (continuing an earlier one) or, at the start, a ring's
+/// worth of history back. `Ok` on shutdown, `Err` when it must be restarted.
 async fn follow(
     cache: &Arc<WatchCache>,
     kv: &Client,
     prefix: &str,
-    first: bool,
+    resume: Option<i64>,
     shutdown: &mut watch::Receiver<bool>,
 ) -> Result<(), bosun_client::Error> {
     let head = kv
@@ -400,9 +406,9 @@ async fn follow(
         .header
         .map_or(0, |h| h.revision);
     // Start a ring's worth of history back, so watchers can resume across an apiserver
-    // restart; if that history is compacted, start at the head.
+    // restart; if that history is compacted, at the compaction (or the head).
     let back = i64::try_from(cache.capacity).unwrap_or(i64::MAX);
-    let mut start = (head - back).max(0) + 1;
+    let mut start = resume.unwrap_or((head - back).max(0) + 1);
     let opts = || {
         WatchOptions::new()
             .with_prefix()
@@ -417,8 +423,9 @@ async fn follow(
         }
         Err(e) => return Err(e),
     };
-    // A restart may have lost events only if it could not resume exactly where it stopped.
-    cache.restart(start - 1, !first);
+    // Events are lost only if it could not continue exactly where it stopped.
+    cache.restart(start - 1, resume.is_some_and(|r| r != start));
+    let mut received = false;
     debug!(
         resource = cache.res.plural,
         from = start,
@@ -435,7 +442,19 @@ async fn follow(
                         connect_failed: false,
                     });
                 };
-                let batch = batch?;
+                let batch = match batch {
+                    // The history asked for is gone (the store watch reports it after it was
+                    // created): start again at the compaction, telling watchers to re-list
+                    // if some of them expected continuity.
+                    Err(bosun_client::Error::Compacted { compact_revision }) if !received => {
+                        start = if compact_revision > 0 { compact_revision } else { head + 1 };
+                        stream = kv.watch(prefix, opts().with_start_revision(start)).await?;
+                        cache.restart(start - 1, true);
+                        continue;
+                    }
+                    other => other?,
+                };
+                received = true;
                 if batch.progress_notify && batch.events.is_empty() {
                     cache.progress_to(batch.revision());
                     continue;
