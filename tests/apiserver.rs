@@ -48,12 +48,36 @@ async fn kubectl_workflow(k: &Kubectl, endpoints: &str) {
     };
     println!("kubectl {} at {}", k.version, k.bin.display());
 
-    // `kubectl create namespace` would send protobuf (kubectl 1.32's typed clients), which the
-    // apiserver does not decode; manifests go as JSON.
-    let manifest = format!("apiVersion: v1\nkind: Namespace\nmetadata:\n  name: {ns}\n");
+    // kubectl's generators: 1.32 sends these as protobuf, 1.20 as JSON.
     assert_eq!(
-        k.run_with(&["create", "-f", "-"], &manifest).ok().trim(),
+        k.run(&["create", "namespace", &ns]).ok().trim(),
         format!("namespace/{ns} created")
+    );
+    assert_eq!(
+        run(&[
+            "create",
+            "deployment",
+            "gen",
+            "--image=busybox:1.36",
+            "--replicas=2",
+            "--port=80"
+        ])
+        .ok()
+        .trim(),
+        "deployment.apps/gen created"
+    );
+    let generated: Value =
+        serde_json::from_str(run(&["get", "deploy", "gen", "-o", "json"]).ok()).unwrap();
+    assert_eq!(generated["spec"]["replicas"], 2);
+    assert_eq!(generated["spec"]["selector"]["matchLabels"]["app"], "gen");
+    let c = &generated["spec"]["template"]["spec"]["containers"][0];
+    assert_eq!(
+        (c["image"].as_str(), c["ports"][0]["containerPort"].as_i64()),
+        (Some("busybox:1.36"), Some(80))
+    );
+    assert_eq!(
+        run(&["delete", "deploy", "gen"]).ok().trim(),
+        "deployment.apps \"gen\" deleted"
     );
     let nsl = k.run(&["get", "namespaces"]).ok().to_string();
     assert_eq!(
@@ -683,6 +707,36 @@ async fn rest_watch_resume_bookmarks_and_expiry() {
         (Some(410), Some("Expired")),
         "{status}"
     );
+
+    // An apiserver started over the compacted store serves watches (its caches start at the
+    // compaction instead of asking for history that is gone).
+    let api2 = Apiserver::start(
+        &dir.path().join("api2"),
+        &cluster.client_urls().join(","),
+        &[],
+    )
+    .await;
+    let (_, body) = curl(&[
+        "-s",
+        "--max-time",
+        "10",
+        &format!(
+            "{}/api/v1/namespaces/default/pods?watch=true&timeoutSeconds=2",
+            api2.url
+        ),
+    ]);
+    let first: Value = serde_json::from_str(body.lines().next().unwrap_or("{}")).unwrap();
+    assert_eq!(first["type"], "ADDED", "{body}");
+    let (_, body) = curl(&[
+        "-s",
+        "--max-time",
+        "10",
+        &format!(
+            "{}/api/v1/namespaces?watch=true&timeoutSeconds=1&resourceVersion={head}",
+            api2.url
+        ),
+    ]);
+    assert!(!body.contains("ERROR"), "{body}");
 }
 
 /// Finalizers, deletion timestamps, propagation policies and graceful pod deletion.

@@ -11,6 +11,7 @@ pub mod grpc;
 pub mod kinds;
 pub mod names;
 pub mod patch;
+pub mod protobuf;
 pub mod resources;
 pub mod rest;
 pub mod selectors;

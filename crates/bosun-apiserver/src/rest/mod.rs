@@ -328,19 +328,8 @@ async fn handle(
     };
     let res = t.res;
     let ns = t.namespace.clone().unwrap_or_default();
-    if !body.is_empty() && *method != Method::PATCH {
-        let ct = headers
-            .get(header::CONTENT_TYPE)
-            .and_then(|v| v.to_str().ok())
-            .unwrap_or("application/json");
-        let base = ct.split(';').next().unwrap_or_default().trim();
-        if !matches!(base, "application/json" | "" | "*/*") {
-            // Clients that try protobuf fall back to JSON on this answer.
-            return Err(ApiError::unsupported_media_type(format!(
-                "the body of the request was in an unknown format - accepted media types include: application/json (got {base})"
-            )));
-        }
-    }
+    // Typed clients (kubectl 1.32's generators) send protobuf; it becomes the same JSON.
+    let body = request_json(res, method, headers, body)?;
     let st = &s.storage;
     match (method.clone(), t.name.as_deref(), t.sub.as_str()) {
         (Method::GET, None, "") => {
@@ -481,6 +470,33 @@ async fn handle(
             "the server does not allow this method on the requested resource ({} {})",
             method,
             uri.path()
+        ))),
+    }
+}
+
+/// The request body as JSON: JSON as is, Kubernetes protobuf decoded for the resource's kind.
+fn request_json(
+    res: &Resource,
+    method: &Method,
+    headers: &HeaderMap,
+    body: Bytes,
+) -> ApiResult<Bytes> {
+    if body.is_empty() || *method == Method::PATCH {
+        return Ok(body);
+    }
+    let ct = headers
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or("application/json");
+    match ct.split(';').next().unwrap_or_default().trim() {
+        "application/json" | "" | "*/*" => Ok(body),
+        crate::protobuf::CONTENT_TYPE if *method == Method::POST || *method == Method::PUT => {
+            let obj = crate::protobuf::decode(res.kind, &body)
+                .map_err(|e| ApiError::bad_request(format!("decoding the protobuf body: {e}")))?;
+            Ok(Bytes::from(serde_json::to_vec(&obj).unwrap_or_default()))
+        }
+        other => Err(ApiError::unsupported_media_type(format!(
+            "the body of the request was in an unknown format - accepted media types include: application/json, application/vnd.kubernetes.protobuf (got {other})"
         ))),
     }
 }
