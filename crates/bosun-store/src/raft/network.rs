@@ -39,6 +39,8 @@ const MAX_PEER_MESSAGE: usize = 64 << 20;
 pub enum ForwardRequest {
     /// Propose a command.
     Write(Command),
+    /// Propose several commands, each answered on its own (see `server::write_batch`).
+    WriteBatch(Vec<Command>),
     /// Run the read index protocol and return the index to wait for.
     ReadIndex,
     /// A keep-alive of a lease: the leader owns the expiry clocks.
@@ -55,6 +57,8 @@ pub enum ForwardRequest {
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub enum ForwardReply {
     Write(CommandResult),
+    /// One `Write` or `Error` per command of a `WriteBatch`, in order.
+    WriteBatch(Vec<ForwardReply>),
     ReadIndex(u64),
     /// Granted TTL after a keep-alive, or seconds left; -1 when the lease does not exist.
     Lease(i64),

@@ -7,6 +7,7 @@ pub mod maintenance;
 mod membership;
 mod read_batch;
 pub mod watch;
+mod write_batch;
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -20,6 +21,7 @@ use openraft::errors::{ClientWriteError, LinearizableReadError, RaftError};
 use parking_lot::Mutex;
 
 use self::read_batch::ReadBatch;
+use self::write_batch::WriteForwarder;
 use crate::apply::{Command, CommandResult, Limits};
 use crate::config::StoreConfig;
 use crate::error::{EtcdError, EtcdResult};
@@ -52,6 +54,8 @@ pub struct Node {
     leader_url: Mutex<Option<(u64, Arc<str>)>>,
     /// Coalesces concurrent read-index requests into one round trip to the leader.
     reads: ReadBatch,
+    /// Batches the writes this member forwards to the leader.
+    writes: WriteForwarder,
 }
 
 impl std::fmt::Debug for Node {
@@ -79,6 +83,7 @@ impl Node {
         cfg: StoreConfig,
         peers: PeerPool,
     ) -> Self {
+        let peers_for_writes = peers.clone();
         Node {
             id,
             cluster_id,
@@ -93,6 +98,7 @@ impl Node {
             leader: AtomicU64::new(0),
             leader_url: Mutex::new(None),
             reads: ReadBatch::default(),
+            writes: WriteForwarder::spawn(peers_for_writes),
         }
     }
 
@@ -203,7 +209,10 @@ impl Node {
                             r => Ok(r),
                         }
                     }
-                    Some((_, url)) => self.peers.forward(&url, &req).await,
+                    Some((_, url)) => match &req {
+                        ForwardRequest::Write(cmd) => self.writes.forward(url, cmd.clone()).await,
+                        other => self.peers.forward(&url, other).await,
+                    },
                 }
             };
             // Timing out while the request is out means its outcome is unknown.
@@ -228,15 +237,16 @@ impl Node {
     /// Serves a request another member (or this one) sends to the leader.
     pub async fn handle_forward(&self, req: ForwardRequest) -> ForwardReply {
         let res = match req {
-            ForwardRequest::Write(cmd) => match self.raft.client_write(cmd).await {
-                Ok(r) => Ok(ForwardReply::Write(r.data)),
-                // Not appended: this member does not lead (any more).
-                Err(RaftError::APIError(ClientWriteError::ForwardToLeader(_))) => {
-                    Err(EtcdError::NotLeader)
-                }
-                Err(RaftError::APIError(e)) => Err(EtcdError::internal(e)),
-                Err(RaftError::Fatal(_)) => Err(EtcdError::Stopped),
-            },
+            ForwardRequest::Write(cmd) => self.leader_write(cmd).await,
+            ForwardRequest::WriteBatch(cmds) => {
+                let replies = futures::future::join_all(cmds.into_iter().map(|c| async {
+                    self.leader_write(c)
+                        .await
+                        .unwrap_or_else(ForwardReply::Error)
+                }))
+                .await;
+                Ok(ForwardReply::WriteBatch(replies))
+            }
             ForwardRequest::ReadIndex => {
                 self.leader_read_index().await.map(ForwardReply::ReadIndex)
             }
@@ -262,6 +272,19 @@ impl Node {
             }),
         };
         res.unwrap_or_else(ForwardReply::Error)
+    }
+
+    /// Proposes a write on this member, the leader.
+    async fn leader_write(&self, cmd: Command) -> EtcdResult<ForwardReply> {
+        match self.raft.client_write(cmd).await {
+            Ok(r) => Ok(ForwardReply::Write(r.data)),
+            // Not appended: this member does not lead (any more).
+            Err(RaftError::APIError(ClientWriteError::ForwardToLeader(_))) => {
+                Err(EtcdError::NotLeader)
+            }
+            Err(RaftError::APIError(e)) => Err(EtcdError::internal(e)),
+            Err(RaftError::Fatal(_)) => Err(EtcdError::Stopped),
+        }
     }
 
     /// Waits until this member's state reflects every write acknowledged before the call:
