@@ -7,7 +7,7 @@
 
 use std::time::Duration;
 
-use bosun_tests::kube::{Apiserver, Kubectl, curl, kubectl_120, kubectl_132};
+use bosun_tests::kube::{Apiserver, Kubectl, curl, kubectl_120, kubectl_132, kubectl_default};
 use bosun_tests::{Cluster, Kind, wait_for};
 use serde_json::Value;
 
@@ -478,9 +478,13 @@ async fn kubectl_132_and_120_drive_the_apiserver() {
     let dir = tempfile::tempdir().unwrap();
     let (_cluster, api) = setup(dir.path(), &[]).await;
     let mut ran = 0;
-    for k in [kubectl_132(&api, dir.path()), kubectl_120(&api, dir.path())]
-        .into_iter()
-        .flatten()
+    for k in [
+        kubectl_132(&api, dir.path()),
+        kubectl_120(&api, dir.path()),
+        kubectl_default(&api, dir.path()),
+    ]
+    .into_iter()
+    .flatten()
     {
         kubectl_workflow(&k, &_cluster.endpoints()).await;
         ran += 1;

@@ -110,7 +110,7 @@ pub fn curl(args: &[&str]) -> (i32, String) {
 pub struct Kubectl {
     /// The binary.
     pub bin: PathBuf,
-    /// Its version, `1.32` or `1.20`.
+    /// Its version, `1.32` or `1.20` (`default` for /usr/bin/kubectl's dispatcher).
     pub version: &'static str,
     kubeconfig: PathBuf,
     cache: PathBuf,
@@ -165,6 +165,18 @@ pub fn kubectl_132(a: &Apiserver, dir: &Path) -> Option<Kubectl> {
         return None;
     };
     Some(Kubectl::new(bin, "1.32", a, dir))
+}
+
+/// /usr/bin/kubectl as a user runs it, when it is not the binary [`kubectl_132`] found: on this
+/// kind of machine the Google Cloud SDK dispatcher, which runs the kubectl matching the
+/// server's version.
+pub fn kubectl_default(a: &Apiserver, dir: &Path) -> Option<Kubectl> {
+    let bin = PathBuf::from("/usr/bin/kubectl");
+    let versioned = Path::new("/usr/lib/google-cloud-sdk/bin/kubectl.1.32");
+    if !bin.is_file() || !versioned.is_file() {
+        return None;
+    }
+    Some(Kubectl::new(bin, "default", a, dir))
 }
 
 /// Debian's kubectl 1.20, extracted by `deploy/install-deps.sh --test`.
