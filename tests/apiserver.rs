@@ -1003,3 +1003,37 @@ async fn pod_logs_route_to_the_kubelet() {
         "{body}"
     );
 }
+
+/// SIGTERM stops the apiserver promptly even with watches open (they end; clients re-watch).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn stops_promptly_with_watches_open() {
+    let dir = tempfile::tempdir().unwrap();
+    let (_cluster, mut api) = setup(dir.path(), &[]).await;
+    let out = dir.path().join("watch.out");
+    let mut watch = std::process::Command::new("curl")
+        .args(["-sN", &format!("{}/api/v1/pods?watch=true", api.url)])
+        .stdout(std::fs::File::create(&out).unwrap())
+        .spawn()
+        .unwrap();
+    let client = bosun_client::api::ApiClient::connect(&api.url)
+        .await
+        .unwrap();
+    let mut grpc_watch = client
+        .watch::<bosun_client::k8s_openapi::api::core::v1::Pod>("", &Default::default())
+        .await
+        .unwrap();
+    // The REST watch is open once its response has started.
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let status = api.terminate(Duration::from_secs(5));
+    assert!(
+        status.is_some_and(|s| s.success()),
+        "apiserver did not stop in 5 s: {status:?}"
+    );
+    let ended = tokio::time::timeout(Duration::from_secs(5), grpc_watch.next()).await;
+    assert!(
+        matches!(ended, Ok(Err(_)) | Ok(Ok(None))),
+        "the gRPC watch ends: {ended:?}"
+    );
+    let _ = watch.kill();
+    let _ = watch.wait();
+}

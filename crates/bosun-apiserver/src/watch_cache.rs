@@ -316,6 +316,16 @@ impl WatchCache {
         self.ready.send_replace(true);
     }
 
+    /// Ends every watch (the apiserver is stopping): their streams end and clients
+    /// watch again elsewhere.
+    fn close_all(&self) {
+        let mut st = self.state.lock();
+        for s in st.subs.drain(..) {
+            *s.closed.lock() = Some(ApiError::unavailable("the apiserver is shutting down"));
+        }
+        st.ready = false;
+    }
+
     fn mark_not_ready(&self) {
         self.state.lock().ready = false;
         self.ready.send_replace(false);
@@ -358,11 +368,22 @@ pub async fn stopped(shutdown: &mut watch::Receiver<bool>) {
 }
 
 /// Follows the store under `prefix` into `cache` until `shutdown`; restarts the store watch
-/// when it ends, and tells watchers to re-list when events were lost.
+/// when it ends, and tells watchers to re-list when events were lost. At shutdown it ends
+/// every watch, so that open watch streams do not hold the server up.
 pub async fn run(
     cache: Arc<WatchCache>,
     kv: Client,
     prefix: String,
+    shutdown: watch::Receiver<bool>,
+) {
+    follow_until_shutdown(&cache, &kv, &prefix, shutdown).await;
+    cache.close_all();
+}
+
+async fn follow_until_shutdown(
+    cache: &Arc<WatchCache>,
+    kv: &Client,
+    prefix: &str,
     mut shutdown: watch::Receiver<bool>,
 ) {
     // After a failure, continue right after the last change pushed.
@@ -372,7 +393,7 @@ pub async fn run(
         if *shutdown.borrow() {
             return;
         }
-        match follow(&cache, &kv, &prefix, resume, &mut shutdown).await {
+        match follow(cache, kv, prefix, resume, &mut shutdown).await {
             Ok(()) => return,
             Err(e) => {
                 cache.mark_not_ready();

@@ -653,8 +653,9 @@ async fn watch_response(
         let mut first = true;
         while let Some(item) = session.next().await {
             match (&item, render) {
-                // A slow watcher is cut off; it re-watches from its last version.
-                (WatchItem::Error(e), _) if e.code == 429 => return,
+                // A slow watcher is cut off, and every watch ends when the server stops: the
+                // client watches again from its last version.
+                (WatchItem::Error(e), _) if e.code == 429 || e.code == 503 => return,
                 (WatchItem::Error(e), _) => {
                     yield Ok(event_line("ERROR", &e.to_status()));
                     return;
