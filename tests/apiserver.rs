@@ -593,6 +593,31 @@ async fn lists_paginate() {
         !left.contains("pod/p1\n") && !left.contains("pod/p2\n") && left.contains("pod/p3"),
         "{left}"
     );
+
+    // A body over --max-request-bytes (3 MiB) is refused with a Status, not stored.
+    let big = dir.path().join("big.json");
+    let filler = "a".repeat(4 << 20);
+    std::fs::write(
+        &big,
+        format!("{{\"metadata\":{{\"name\":\"big\",\"annotations\":{{\"a\":\"{filler}\"}}}}}}"),
+    )
+    .unwrap();
+    let (_, body) = curl(&[
+        "-s",
+        "-X",
+        "POST",
+        "-H",
+        "Content-Type: application/json",
+        "--data-binary",
+        &format!("@{}", big.display()),
+        &format!("{}/api/v1/namespaces/default/pods", api.url),
+    ]);
+    let status: Value = serde_json::from_str(&body).unwrap();
+    assert_eq!(
+        (status["code"].as_i64(), status["reason"].as_str()),
+        (Some(413), Some("RequestEntityTooLarge")),
+        "{body}"
+    );
 }
 
 /// Watch semantics over REST: resume from a version, bookmarks, timeoutSeconds, 410 after

@@ -50,7 +50,10 @@ pub fn router(base: Router, shared: Arc<Shared>) -> Router {
         .route("/readyz", get(health))
         .route("/metrics", get(metrics))
         .with_state(shared.clone());
-    let resources = Router::new().fallback(dispatch).with_state(shared);
+    let resources = Router::new()
+        .fallback(dispatch)
+        .with_state(shared)
+        .layer(axum::middleware::map_response(as_status));
     base.merge(routes).fallback_service(resources)
 }
 
@@ -96,6 +99,35 @@ fn json_response(code: StatusCode, v: &Value, warnings: &[String]) -> Response {
         }
     }
     r
+}
+
+/// Turns the plain-text rejections of the HTTP layer (a body over --max-request-bytes, an
+/// unreadable query string) into `Status` objects, so clients print them as API errors.
+async fn as_status(resp: Response) -> Response {
+    let code = resp.status();
+    let plain = resp
+        .headers()
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|ct| ct.starts_with("text/plain"));
+    if !(code.is_client_error() || code.is_server_error()) || !plain {
+        return resp;
+    }
+    let text = axum::body::to_bytes(resp.into_body(), 64 * 1024)
+        .await
+        .map(|b| String::from_utf8_lossy(&b).into_owned())
+        .unwrap_or_default();
+    let e = match code.as_u16() {
+        413 => ApiError::too_large(format!("the request is too large: {text}")),
+        400 => ApiError::bad_request(text),
+        other => ApiError {
+            code: other,
+            reason: "",
+            message: text,
+            details: None,
+        },
+    };
+    error_response(&e)
 }
 
 /// The response for an error: its `Status` with its code.
