@@ -90,6 +90,20 @@ async fn kubectl_workflow(k: &Kubectl, endpoints: &str) {
         "{nsl}"
     );
 
+    // explain reads the OpenAPI v3 documents (kubectl 1.20 only knows v2, which is empty).
+    if k.version != "1.20" {
+        let out = k
+            .run(&["explain", "deployment.spec.replicas"])
+            .ok()
+            .to_string();
+        assert!(
+            out.contains("GROUP:      apps") && out.contains("FIELD: replicas <integer>"),
+            "{out}"
+        );
+        let out = k.run(&["explain", "pods"]).ok().to_string();
+        assert!(out.contains("Pod is a collection of containers"), "{out}");
+    }
+
     // create -f
     let out = run_stdin(
         &["create", "-f", "-"],

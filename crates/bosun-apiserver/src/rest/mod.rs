@@ -6,6 +6,7 @@
 
 mod discovery;
 mod logs;
+mod openapi;
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -44,6 +45,18 @@ pub fn router(base: Router, shared: Arc<Shared>) -> Router {
         .route(
             "/openapi/v2",
             get(|headers: HeaderMap| async move { discovery::openapi_v2(&headers) }),
+        )
+        .route("/openapi/v3", get(|| async { json_ok(&openapi::index()) }))
+        .route(
+            "/openapi/v3/{*path}",
+            get(
+                |axum::extract::Path(path): axum::extract::Path<String>| async move {
+                    match openapi::document(&path) {
+                        Some(doc) => json_ok(doc),
+                        None => error_response(&ApiError::no_route()),
+                    }
+                },
+            ),
         )
         .route("/healthz", get(health))
         .route("/livez", get(|| async { "ok" }))
