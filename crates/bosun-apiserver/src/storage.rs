@@ -270,6 +270,13 @@ impl Storage {
         }
     }
 
+    /// Every watch cache, by resource name, in name order.
+    pub fn caches(&self) -> Vec<(&'static str, &Arc<WatchCache>)> {
+        let mut all: Vec<_> = self.caches.iter().map(|(k, c)| (*k, c)).collect();
+        all.sort_by_key(|(k, _)| *k);
+        all
+    }
+
     /// The watch cache of a resource.
     pub fn cache(&self, res: &Resource) -> ApiResult<&Arc<WatchCache>> {
         self.caches.get(res.plural).ok_or_else(|| {
@@ -746,6 +753,13 @@ impl Storage {
         options: &Value,
         opts: WriteOptions,
     ) -> ApiResult<Deleted> {
+        if res.kind == "Namespace" && crate::PROTECTED_NAMESPACES.contains(&name) {
+            return Err(ApiError::forbidden(
+                res,
+                name,
+                "this namespace may not be deleted",
+            ));
+        }
         let ns = if res.namespaced { ns } else { "" };
         let grace_opt = options.get("gracePeriodSeconds").and_then(Value::as_i64);
         let policy = options
@@ -1104,8 +1118,16 @@ fn merge_update(
         .and_then(Value::as_object)
         .cloned()
         .unwrap_or_default();
-    let deleting = cur_meta.contains_key("deletionTimestamp");
-    let old_fins = finalizers(cur);
+    if cur_meta.contains_key("deletionTimestamp") {
+        let old_fins = finalizers(cur);
+        if finalizers(&new).iter().any(|f| !old_fins.contains(f)) {
+            return Err(ApiError::forbidden(
+                res,
+                meta_str(cur, "name"),
+                "no new finalizers can be added if the object is being deleted",
+            ));
+        }
+    }
     let m = meta_mut(&mut new)?;
     for k in keep {
         match cur_meta.get(k) {
@@ -1120,28 +1142,6 @@ fn merge_update(
             .cloned()
             .unwrap_or(Value::Null),
     );
-    if deleting {
-        let new_fins: Vec<String> = m
-            .get("finalizers")
-            .and_then(Value::as_array)
-            .map(|a| {
-                a.iter()
-                    .filter_map(|f| f.as_str().map(str::to_string))
-                    .collect()
-            })
-            .unwrap_or_default();
-        if new_fins.iter().any(|f| !old_fins.contains(f)) {
-            let name = cur_meta
-                .get("name")
-                .and_then(Value::as_str)
-                .unwrap_or_default();
-            return Err(ApiError::forbidden(
-                res,
-                name,
-                "no new finalizers can be added if the object is being deleted",
-            ));
-        }
-    }
     let warnings = kinds::prepare_update(res, &mut new, cur, opts.field_validation)?;
     // The typed round trip may drop an empty resourceVersion; restore it for comparison.
     set_resource_version(

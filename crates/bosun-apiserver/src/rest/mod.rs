@@ -469,13 +469,6 @@ async fn handle(
         }
         (Method::DELETE, Some(name), "") => {
             let options = delete_options(&body, q)?;
-            if res.kind == "Namespace" && crate::PROTECTED_NAMESPACES.contains(&name) {
-                return Err(ApiError::forbidden(
-                    res,
-                    name,
-                    "this namespace may not be deleted",
-                ));
-            }
             let d = st
                 .delete(res, &ns, name, &options, write_options(q)?)
                 .await?;
