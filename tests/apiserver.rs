@@ -19,6 +19,16 @@ async fn setup(dir: &std::path::Path, extra: &[&str]) -> (Cluster, Apiserver) {
     (cluster, api)
 }
 
+/// Asserts that `v` is a failure `Status` with this code and reason.
+fn assert_status(v: &Value, code: i64, reason: &str) {
+    assert_eq!(v["kind"], "Status", "{v}");
+    assert_eq!(
+        (v["code"].as_i64(), v["reason"].as_str()),
+        (Some(code), Some(reason)),
+        "{v}"
+    );
+}
+
 fn words(line: &str) -> Vec<&str> {
     line.split_whitespace().collect()
 }
@@ -580,10 +590,7 @@ async fn lists_paginate() {
     let sel = get("limit=2&labelSelector=role%3Dsolo&fieldSelector=metadata.name%21%3Dp1");
     assert_eq!(sel["items"].as_array().unwrap().len(), 2);
     let bad = get("fieldSelector=spec.nothing%3Dx");
-    assert_eq!(
-        (bad["code"].as_i64(), bad["reason"].as_str()),
-        (Some(400), Some("BadRequest"))
-    );
+    assert_status(&bad, 400, "BadRequest");
     let bad = get("labelSelector=a%20in");
     assert_eq!(bad["code"], 400);
 
@@ -626,11 +633,10 @@ async fn lists_paginate() {
         &format!("@{}", big.display()),
         &format!("{}/api/v1/namespaces/default/pods", api.url),
     ]);
-    let status: Value = serde_json::from_str(&body).unwrap();
-    assert_eq!(
-        (status["code"].as_i64(), status["reason"].as_str()),
-        (Some(413), Some("RequestEntityTooLarge")),
-        "{body}"
+    assert_status(
+        &serde_json::from_str(&body).unwrap(),
+        413,
+        "RequestEntityTooLarge",
     );
 }
 
@@ -706,13 +712,7 @@ async fn rest_watch_resume_bookmarks_and_expiry() {
     let evs = watch(&format!("resourceVersion={rv0}"));
     assert_eq!(evs.len(), 1);
     assert_eq!(evs[0]["type"], "ERROR");
-    assert_eq!(
-        (
-            evs[0]["object"]["code"].as_i64(),
-            evs[0]["object"]["reason"].as_str()
-        ),
-        (Some(410), Some("Expired"))
-    );
+    assert_status(&evs[0]["object"], 410, "Expired");
 
     // A continue token whose revision was compacted: 410.
     let (_, body) = curl(&[
@@ -744,12 +744,7 @@ async fn rest_watch_resume_bookmarks_and_expiry() {
             api.url
         ),
     ]);
-    let status: Value = serde_json::from_str(&body).unwrap();
-    assert_eq!(
-        (status["code"].as_i64(), status["reason"].as_str()),
-        (Some(410), Some("Expired")),
-        "{status}"
-    );
+    assert_status(&serde_json::from_str(&body).unwrap(), 410, "Expired");
 
     // An apiserver started over the compacted store serves watches (its caches start at the
     // compaction instead of asking for history that is gone).

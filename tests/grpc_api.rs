@@ -65,6 +65,21 @@ fn name_of(p: &Pod) -> String {
     p.metadata.name.clone().unwrap()
 }
 
+/// A watch of the default namespace's pods from the current version on.
+async fn watch_from_now(client: &ApiClient) -> bosun_client::api::Watch<Pod> {
+    let start = client
+        .list::<Pod>("default", &ListParams::default())
+        .await
+        .unwrap();
+    client
+        .watch::<Pod>(
+            "default",
+            &WatchParams::from_version(&start.resource_version),
+        )
+        .await
+        .unwrap()
+}
+
 /// (type, name, resourceVersion) of a watch event.
 fn key(ev: &WatchEvent<Pod>) -> Option<(&'static str, String, i64)> {
     match ev {
@@ -199,17 +214,7 @@ async fn a_component_sees_every_pod_change_once_and_in_order() {
 async fn a_slow_watcher_is_dropped_and_resumes_without_loss() {
     let dir = tempfile::tempdir().unwrap();
     let (_cluster, api, client) = setup(dir.path(), &["--watch-buffer", "4"]).await;
-    let start = client
-        .list::<Pod>("default", &ListParams::default())
-        .await
-        .unwrap();
-    let mut watch = client
-        .watch::<Pod>(
-            "default",
-            &WatchParams::from_version(&start.resource_version),
-        )
-        .await
-        .unwrap();
+    let mut watch = watch_from_now(&client).await;
     // Far more than the transport buffers while nobody reads.
     let n = 150;
     let mut rvs = Vec::new();
@@ -402,17 +407,7 @@ async fn create_through_failover(client: &ApiClient, name: &str) {
 async fn watches_survive_store_member_kills() {
     let dir = tempfile::tempdir().unwrap();
     let (mut cluster, _api, client) = setup(dir.path(), &[]).await;
-    let start = client
-        .list::<Pod>("default", &ListParams::default())
-        .await
-        .unwrap();
-    let mut watch = client
-        .watch::<Pod>(
-            "default",
-            &WatchParams::from_version(&start.resource_version),
-        )
-        .await
-        .unwrap();
+    let mut watch = watch_from_now(&client).await;
     let names: Vec<String> = (0..21).map(|i| format!("f{i:02}")).collect();
     for n in &names[..7] {
         create_through_failover(&client, n).await;

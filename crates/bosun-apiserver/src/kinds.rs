@@ -120,31 +120,26 @@ fn typed<T: Serialize + DeserializeOwned>(
             res.kind, res.version, res.kind, e
         ))
     };
-    let mut t: T = serde_json::from_value(obj.clone()).map_err(decode_err)?;
+    let mut t = T::deserialize(&*obj).map_err(decode_err)?;
     let round = serde_json::to_value(&t).map_err(|e| ApiError::internal(e.to_string()))?;
     let mut unknown = Vec::new();
     unknown_fields(obj, &round, "", &mut unknown);
-    let mut warnings = Vec::new();
-    if !unknown.is_empty() {
-        match fv {
-            FieldValidation::Strict => {
-                let list: Vec<String> = unknown
-                    .iter()
-                    .map(|f| format!("unknown field \"{f}\""))
-                    .collect();
-                return Err(ApiError::bad_request(format!(
-                    "strict decoding error: {}",
-                    list.join(", ")
-                )));
-            }
-            FieldValidation::Warn => {
-                warnings.extend(unknown.iter().map(|f| format!("unknown field \"{f}\"")));
-            }
-            FieldValidation::Ignore => {}
+    let unknown: Vec<String> = unknown
+        .iter()
+        .map(|f| format!("unknown field \"{f}\""))
+        .collect();
+    let warnings = match fv {
+        FieldValidation::Strict if !unknown.is_empty() => {
+            return Err(ApiError::bad_request(format!(
+                "strict decoding error: {}",
+                unknown.join(", ")
+            )));
         }
-    }
+        FieldValidation::Warn => unknown,
+        _ => Vec::new(),
+    };
     let old_t: Option<T> = match old {
-        Some(o) => Some(serde_json::from_value(o.clone()).map_err(decode_err)?),
+        Some(o) => Some(T::deserialize(o).map_err(decode_err)?),
         None => None,
     };
     let errors = check(&mut t, old_t.as_ref());

@@ -120,7 +120,13 @@ impl Drop for WatchGuard {
 impl Metrics {
     /// Counts a request by verb (HTTP method).
     pub fn request(&self, method: &str) {
-        *self.requests.lock().entry(method.to_string()).or_default() += 1;
+        let mut requests = self.requests.lock();
+        match requests.get_mut(method) {
+            Some(n) => *n += 1,
+            None => {
+                requests.insert(method.to_string(), 1);
+            }
+        }
     }
 
     /// Counts a failed request by code.
@@ -163,8 +169,7 @@ impl Metrics {
             self.watches_total.load(Ordering::Relaxed)
         ));
         out.push_str("# HELP bosun_apiserver_watch_cache_watchers Watchers per resource cache.\n# TYPE bosun_apiserver_watch_cache_watchers gauge\n");
-        let mut caches: Vec<_> = shared.caches.iter().collect();
-        caches.sort_by_key(|(k, _)| **k);
+        let caches = shared.storage.caches();
         for (name, c) in &caches {
             out.push_str(&format!(
                 "bosun_apiserver_watch_cache_watchers{{resource=\"{name}\"}} {}\n",
@@ -186,8 +191,6 @@ impl Metrics {
 pub struct Shared {
     /// The storage code path.
     pub storage: Storage,
-    /// The watch caches by resource (also inside `storage`; here for metrics).
-    pub caches: HashMap<&'static str, Arc<WatchCache>>,
     /// Counters.
     pub metrics: Metrics,
     /// Interval between watch bookmarks.
@@ -294,7 +297,7 @@ pub async fn run(cfg: ApiserverConfig, shutdown: signal::Receiver<bool>) -> anyh
     let storage = Storage::new(
         kv.clone(),
         prefix,
-        caches.clone(),
+        caches,
         Duration::from_secs(cfg.event_ttl),
     );
     bootstrap(&storage, &shutdown).await?;
@@ -307,7 +310,6 @@ pub async fn run(cfg: ApiserverConfig, shutdown: signal::Receiver<bool>) -> anyh
     }
     let shared = Arc::new(Shared {
         storage,
-        caches,
         metrics: Metrics::default(),
         bookmark_interval: Duration::from_secs(cfg.watch_bookmark_interval.max(1)),
         kubelet_client: HttpClient::builder(TokioExecutor::new()).build_http(),

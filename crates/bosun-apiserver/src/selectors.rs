@@ -907,15 +907,6 @@ impl FieldSelector {
             }
         })
     }
-
-    /// When the selector pins `field` with `=` (e.g. metadata.name=x), its
-    /// value (used to turn a list into a single get).
-    pub fn exact(&self, field: &str) -> Option<&str> {
-        self.requirements
-            .iter()
-            .find(|(f, op, _)| f == field && *op == FieldOp::Eq)
-            .map(|(_, _, v)| v.as_str())
-    }
 }
 
 /// Canonical string as Kubernetes prints it: `=`/`!=` with escaped values.
@@ -1366,7 +1357,6 @@ mod tests {
             ]
         );
         assert_eq!(s.to_string(), r"metadata.name=a\,b\=c\\d,spec.x=y");
-        assert_eq!(s.exact("metadata.name"), Some(r"a,b=c\d"));
     }
 
     #[test]
@@ -1413,12 +1403,6 @@ mod tests {
         assert!(fparse("spec.missing!=x").matches(get));
         assert!(fparse("spec.priority=5,spec.hostNetwork=false").matches(get));
         assert!(fparse("").matches(get));
-
-        let s = fparse("metadata.name!=a,metadata.name=b");
-        assert_eq!(s.exact("metadata.name"), Some("b"));
-        assert_eq!(fparse("metadata.name!=a").exact("metadata.name"), None);
-        assert_eq!(fparse("metadata.namespace=x").exact("metadata.name"), None);
-        assert_eq!(FieldSelector::everything().exact("metadata.name"), None);
     }
 
     #[test]

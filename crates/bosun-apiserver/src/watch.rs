@@ -250,11 +250,7 @@ impl WatchSession {
             EventType::Added => cur_ok.then(|| same(EventType::Added)),
             EventType::Modified => match (cur_ok, prev_ok) {
                 (true, true) => Some(same(EventType::Modified)),
-                (true, false) => Some(WatchItem::Event {
-                    kind: EventType::Added,
-                    obj: ev.obj.clone(),
-                    shared: Some(ev.clone()),
-                }),
+                (true, false) => Some(same(EventType::Added)),
                 (false, true) => {
                     // It left the selection: the watcher sees it deleted, in its last
                     // matching state.

@@ -184,11 +184,6 @@ impl WatchCache {
         })
     }
 
-    /// The resource it follows.
-    pub fn resource(&self) -> &'static Resource {
-        self.res
-    }
-
     /// Waits until the store watch is established (bounded by `timeout`).
     pub async fn wait_ready(&self, timeout: Duration) -> ApiResult<()> {
         let mut rx = self.ready.subscribe();

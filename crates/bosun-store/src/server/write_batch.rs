@@ -87,13 +87,10 @@ async fn send(peers: &PeerPool, url: &str, group: Vec<Pending>) {
     let (mut cmds, replies): (Vec<Command>, Vec<_>) =
         group.into_iter().map(|p| (p.cmd, p.reply)).unzip();
     let n = cmds.len();
-    let req = match cmds.pop() {
-        Some(only) if cmds.is_empty() => ForwardRequest::Write(only),
-        Some(last) => {
-            cmds.push(last);
-            ForwardRequest::WriteBatch(cmds)
-        }
-        None => return,
+    let req = match n {
+        0 => return,
+        1 => ForwardRequest::Write(cmds.swap_remove(0)),
+        _ => ForwardRequest::WriteBatch(cmds),
     };
     let results: Vec<EtcdResult<ForwardReply>> = match peers.forward(url, &req).await {
         Ok(ForwardReply::WriteBatch(rs)) if rs.len() == n => rs
