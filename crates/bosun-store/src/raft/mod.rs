@@ -77,3 +77,31 @@ pub(crate) fn encode<T: Serialize>(v: &T) -> std::io::Result<Vec<u8>> {
 pub(crate) fn decode<'a, T: Deserialize<'a>>(b: &'a [u8]) -> std::io::Result<T> {
     postcard::from_bytes(b).map_err(io_err)
 }
+
+#[cfg(test)]
+mod tests {
+    use bosun_proto::etcdserverpb::PutRequest;
+
+    use super::*;
+
+    #[test]
+    fn keys_and_values_encode_as_length_and_bytes() {
+        // The log's format: a byte string is its length then its bytes, as when the fields were
+        // encoded as sequences of numbers, so logs written before still decode.
+        let cmd = Command::Put(PutRequest {
+            key: b"ab".to_vec(),
+            value: vec![0xff; 200],
+            lease: 0,
+            prev_kv: true,
+            ignore_value: false,
+            ignore_lease: false,
+        });
+        let bytes = encode(&cmd).expect("encode");
+        let mut want = vec![0, 2, b'a', b'b', 200, 1];
+        want.extend([0xff; 200]);
+        want.extend([0, 1, 0, 0]);
+        assert_eq!(bytes, want);
+        let back: Command = decode(&bytes).expect("decode");
+        assert!(matches!(back, Command::Put(p) if p.key == b"ab" && p.value.len() == 200));
+    }
+}
