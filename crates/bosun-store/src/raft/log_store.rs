@@ -4,7 +4,13 @@
 //! callback to one syncer thread. The syncer fsyncs the write-ahead log once for every
 //! callback that queued up meanwhile, then reports them flushed in order: one fsync serves
 //! many client writes, and nothing is acknowledged before it is on disk.
+//!
+//! Every entry is read back soon after it is written: by the state machine worker to apply
+//! it and, on the leader, by each replication stream. The most recent entries therefore stay
+//! in memory too ([`Recent`], bounded by count and bytes), so those reads clone an entry
+//! instead of reading and decoding it from RocksDB.
 
+use std::collections::VecDeque;
 use std::fmt::Debug;
 use std::io;
 use std::ops::{Bound, RangeBounds};
@@ -12,6 +18,7 @@ use std::sync::Arc;
 use std::sync::mpsc;
 
 use openraft::storage::{IOFlushed, LogState, RaftLogReader, RaftLogStorage};
+use parking_lot::Mutex;
 use rocksdb::{DB, Direction, IteratorMode, WriteBatch, WriteOptions};
 
 use super::{Entry, LogId, TypeConfig, Vote, decode, encode, io_err};
@@ -25,11 +32,91 @@ const KEY_VOTE: &[u8] = b"vote";
 const KEY_COMMITTED: &[u8] = b"committed";
 const KEY_PURGED: &[u8] = b"purged";
 
+/// Most entries kept in memory.
+const RECENT_MAX_ENTRIES: usize = 16 * 1024;
+/// Most encoded bytes of entries kept in memory.
+const RECENT_MAX_BYTES: usize = 64 << 20;
+
+/// The most recently appended entries, contiguous by index: a copy of the tail of the log.
+#[derive(Default)]
+struct Recent {
+    /// Entries with their encoded sizes, in index order.
+    entries: VecDeque<(Entry, usize)>,
+    bytes: usize,
+}
+
+impl Recent {
+    fn first_index(&self) -> Option<u64> {
+        self.entries.front().map(|(e, _)| e.log_id.index)
+    }
+
+    fn push(&mut self, e: Entry, size: usize) {
+        let next = self.entries.back().map(|(l, _)| l.log_id.index + 1);
+        if next.is_some_and(|n| n != e.log_id.index) {
+            // Not a continuation: start the copy over from this entry.
+            self.entries.clear();
+            self.bytes = 0;
+        }
+        self.bytes += size;
+        self.entries.push_back((e, size));
+        while self.entries.len() > RECENT_MAX_ENTRIES || self.bytes > RECENT_MAX_BYTES {
+            match self.entries.pop_front() {
+                Some((_, s)) => self.bytes -= s,
+                None => break,
+            }
+        }
+    }
+
+    /// Drops the entries from index `from` on.
+    fn truncate_from(&mut self, from: u64) {
+        while self
+            .entries
+            .back()
+            .is_some_and(|(e, _)| e.log_id.index >= from)
+        {
+            if let Some((_, s)) = self.entries.pop_back() {
+                self.bytes -= s;
+            }
+        }
+    }
+
+    /// Drops the entries up to and including index `upto`.
+    fn purge_upto(&mut self, upto: u64) {
+        while self
+            .entries
+            .front()
+            .is_some_and(|(e, _)| e.log_id.index <= upto)
+        {
+            if let Some((_, s)) = self.entries.pop_front() {
+                self.bytes -= s;
+            }
+        }
+    }
+
+    /// Clones of the entries `start..end`, if all of them are here.
+    fn get(&self, start: u64, end: u64) -> Option<Vec<Entry>> {
+        let first = self.first_index()?;
+        let last = first + self.entries.len() as u64 - 1;
+        if start < first || end > last + 1 {
+            return None;
+        }
+        let from = (start - first) as usize;
+        let to = end.max(start) - first;
+        Some(
+            self.entries
+                .range(from..to as usize)
+                .map(|(e, _)| e.clone())
+                .collect(),
+        )
+    }
+}
+
 /// The Raft log storage of one member.
 #[derive(Clone)]
 pub struct LogStore {
     db: Arc<DB>,
     syncer: mpsc::Sender<IOFlushed<TypeConfig>>,
+    recent: Arc<Mutex<Recent>>,
 }
 
 impl Debug for LogStore {
@@ -67,7 +154,11 @@ impl LogStore {
                     }
                 }
             })?;
-        Ok(LogStore { db, syncer: tx })
+        Ok(LogStore {
+            db,
+            syncer: tx,
+            recent: Arc::default(),
+        })
     }
 
     fn get_meta<T: for<'a> serde::Deserialize<'a>>(&self, key: &[u8]) -> io::Result<Option<T>> {
@@ -81,15 +172,11 @@ impl LogStore {
         }
     }
 
-    fn put_meta<T: serde::Serialize>(&self, key: &[u8], v: &T, sync: bool) -> io::Result<()> {
+    /// Writes a meta record and fsyncs it.
+    fn put_meta<T: serde::Serialize>(&self, key: &[u8], v: &T) -> io::Result<()> {
         let cf = cf(&self.db, CF_RAFT_META)?;
-        let opts = if sync {
-            sync_opts()
-        } else {
-            WriteOptions::default()
-        };
         self.db
-            .put_cf_opt(cf, key, encode(v)?, &opts)
+            .put_cf_opt(cf, key, encode(v)?, &sync_opts())
             .map_err(io_err)
     }
 
@@ -114,13 +201,28 @@ fn start_index(r: &impl RangeBounds<u64>) -> u64 {
     }
 }
 
+/// The first index after the range, if it is bounded.
+fn end_index(r: &impl RangeBounds<u64>) -> Option<u64> {
+    match r.end_bound() {
+        Bound::Included(i) => i.checked_add(1),
+        Bound::Excluded(i) => Some(*i),
+        Bound::Unbounded => None,
+    }
+}
+
 impl RaftLogReader<TypeConfig> for LogStore {
     async fn try_get_log_entries<RB: RangeBounds<u64> + Clone + Debug + Send>(
         &mut self,
         range: RB,
     ) -> io::Result<Vec<Entry>> {
+        let start = start_index(&range);
+        if let Some(end) = end_index(&range)
+            && let Some(v) = self.recent.lock().get(start, end)
+        {
+            return Ok(v);
+        }
         let cf = cf(&self.db, CF_LOG)?;
-        let start = start_index(&range).to_be_bytes();
+        let start = start.to_be_bytes();
         let mut out = Vec::new();
         for item in self
             .db
@@ -158,12 +260,17 @@ impl RaftLogStorage<TypeConfig> for LogStore {
     }
 
     async fn save_vote(&mut self, vote: &Vote) -> io::Result<()> {
-        self.put_meta(KEY_VOTE, vote, true)
+        self.put_meta(KEY_VOTE, vote)
     }
 
     async fn save_committed(&mut self, committed: Option<LogId>) -> io::Result<()> {
-        // Not fsynced: losing it only means re-applying from an earlier point.
-        self.put_meta(KEY_COMMITTED, &committed, false)
+        // Not fsynced: it is in the log's WAL behind the entries it covers, and losing it only
+        // means re-applying from an earlier point. At start openraft applies the log up to it,
+        // so a member serves nothing older than it did before it stopped.
+        let cf = cf(&self.db, CF_RAFT_META)?;
+        self.db
+            .put_cf(cf, KEY_COMMITTED, encode(&committed)?)
+            .map_err(io_err)
     }
 
     async fn read_committed(&mut self) -> io::Result<Option<LogId>> {
@@ -177,10 +284,19 @@ impl RaftLogStorage<TypeConfig> for LogStore {
     {
         let cf = cf(&self.db, CF_LOG)?;
         let mut batch = WriteBatch::default();
+        let mut kept = Vec::new();
         for e in entries {
-            batch.put_cf(cf, e.log_id.index.to_be_bytes(), encode(&e)?);
+            let data = encode(&e)?;
+            batch.put_cf(cf, e.log_id.index.to_be_bytes(), &data);
+            kept.push((e, data.len()));
         }
         self.db.write(batch).map_err(io_err)?;
+        {
+            let mut recent = self.recent.lock();
+            for (e, size) in kept {
+                recent.push(e, size);
+            }
+        }
         self.syncer
             .send(callback)
             .map_err(|_| io_err("raft log syncer stopped"))
@@ -189,6 +305,7 @@ impl RaftLogStorage<TypeConfig> for LogStore {
     async fn truncate_after(&mut self, last_log_id: Option<LogId>) -> io::Result<()> {
         let cf = cf(&self.db, CF_LOG)?;
         let from = last_log_id.map_or(0, |l| l.index + 1);
+        self.recent.lock().truncate_from(from);
         self.db
             .delete_range_cf(cf, from.to_be_bytes(), u64::MAX.to_be_bytes())
             .map_err(io_err)?;
@@ -201,10 +318,80 @@ impl RaftLogStorage<TypeConfig> for LogStore {
 
     async fn purge(&mut self, log_id: LogId) -> io::Result<()> {
         // Record the purge point first: a crash in between leaves extra entries, never a gap.
-        self.put_meta(KEY_PURGED, &log_id, true)?;
+        self.put_meta(KEY_PURGED, &log_id)?;
+        self.recent.lock().purge_upto(log_id.index);
         let cf = cf(&self.db, CF_LOG)?;
         self.db
             .delete_range_cf(cf, 0u64.to_be_bytes(), (log_id.index + 1).to_be_bytes())
             .map_err(io_err)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn ent(index: u64) -> Entry {
+        openraft::testing::blank_ent::<TypeConfig>(1, 1, index)
+    }
+
+    fn indexes(v: Option<Vec<Entry>>) -> Option<Vec<u64>> {
+        v.map(|v| v.iter().map(|e| e.log_id.index).collect())
+    }
+
+    #[test]
+    fn recent_serves_only_ranges_it_holds_whole() {
+        let mut r = Recent::default();
+        assert_eq!(indexes(r.get(0, 1)), None);
+        for i in 5..10 {
+            r.push(ent(i), 10);
+        }
+        assert_eq!(indexes(r.get(5, 10)), Some(vec![5, 6, 7, 8, 9]));
+        assert_eq!(indexes(r.get(7, 9)), Some(vec![7, 8]));
+        assert_eq!(indexes(r.get(7, 7)), Some(vec![]));
+        assert_eq!(
+            indexes(r.get(4, 8)),
+            None,
+            "starts before the first held entry"
+        );
+        assert_eq!(
+            indexes(r.get(8, 11)),
+            None,
+            "ends after the last held entry"
+        );
+    }
+
+    #[test]
+    fn recent_follows_truncation_purge_and_gaps() {
+        let mut r = Recent::default();
+        for i in 1..=6 {
+            r.push(ent(i), 10);
+        }
+        r.truncate_from(5);
+        assert_eq!(indexes(r.get(1, 5)), Some(vec![1, 2, 3, 4]));
+        assert_eq!(indexes(r.get(1, 6)), None);
+        assert_eq!(r.bytes, 40);
+        r.push(ent(5), 10);
+        r.purge_upto(2);
+        assert_eq!(indexes(r.get(3, 6)), Some(vec![3, 4, 5]));
+        assert_eq!(indexes(r.get(2, 4)), None);
+        // An entry that does not continue the held ones replaces them.
+        r.push(ent(9), 10);
+        assert_eq!(indexes(r.get(9, 10)), Some(vec![9]));
+        assert_eq!(indexes(r.get(5, 6)), None);
+        assert_eq!(r.bytes, 10);
+    }
+
+    #[test]
+    fn recent_is_bounded_by_count_and_bytes() {
+        let mut r = Recent::default();
+        for i in 0..(RECENT_MAX_ENTRIES as u64 + 10) {
+            r.push(ent(i), 1);
+        }
+        assert_eq!(r.entries.len(), RECENT_MAX_ENTRIES);
+        assert_eq!(r.first_index(), Some(10));
+        r.push(ent(RECENT_MAX_ENTRIES as u64 + 10), RECENT_MAX_BYTES);
+        assert_eq!(r.entries.len(), 1, "one large entry pushes out the rest");
+        assert_eq!(r.bytes, RECENT_MAX_BYTES);
     }
 }
