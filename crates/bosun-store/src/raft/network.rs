@@ -8,7 +8,7 @@ use std::time::Duration;
 use bosun_proto::raftpb::raft_peer_client::RaftPeerClient;
 use bosun_proto::raftpb::raft_peer_server::RaftPeer;
 use bosun_proto::raftpb::{RaftReply, RaftRequest, SnapshotChunk};
-use futures::{Stream, StreamExt};
+use futures::{FutureExt, Stream, StreamExt};
 use openraft::OptionalSend;
 use openraft::base::{BoxFuture, BoxStream};
 use openraft::errors::{NetworkError, RPCError, ReplicationClosed, StreamingError, Unreachable};
@@ -339,7 +339,7 @@ impl RaftNetworkV2<TypeConfig> for PeerClient {
     fn stream_append<'s, S>(
         &'s mut self,
         input: S,
-        _option: RPCOption,
+        option: RPCOption,
     ) -> BoxFuture<
         's,
         Result<
@@ -351,6 +351,30 @@ impl RaftNetworkV2<TypeConfig> for PeerClient {
         S: Stream<Item = AppendEntriesRequest<TypeConfig>> + OptionalSend + Unpin + 'static,
     {
         Box::pin(async move {
+            let mut input = input;
+            // Heartbeats come as streams of one request. One unary call costs both members far
+            // less than opening a streaming call (and its pipeline on the peer) for each.
+            let Some(first) = input.next().await else {
+                return Ok(Box::pin(futures::stream::empty()) as BoxStream<'s, _>);
+            };
+            let input = match input.next().now_or_never() {
+                Some(None) => {
+                    let prev = first.prev_log_id;
+                    let last = first.entries.last().map(|e| e.log_id).or(prev);
+                    let reply: AppendEntriesResponse<TypeConfig> =
+                        self.call(&first, &option, "append").await?;
+                    let result = reply.into_stream_result(prev, last);
+                    return Ok(
+                        Box::pin(futures::stream::once(async { Ok(result) })) as BoxStream<'s, _>
+                    );
+                }
+                Some(Some(second)) => futures::stream::iter([first, second])
+                    .chain(input)
+                    .left_stream(),
+                None => futures::stream::once(async { first })
+                    .chain(input)
+                    .right_stream(),
+            };
             let mut c = self.pool.client(&self.url).map_err(unreachable)?;
             // A request that cannot be encoded ends the stream; openraft then retries.
             let requests = input
