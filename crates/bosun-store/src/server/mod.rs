@@ -21,7 +21,7 @@ use openraft::errors::{ClientWriteError, LinearizableReadError, RaftError};
 use parking_lot::Mutex;
 
 use self::read_batch::ReadBatch;
-use self::write_batch::WriteForwarder;
+use self::write_batch::WriteBatcher;
 use crate::apply::{Command, CommandResult, Limits};
 use crate::config::StoreConfig;
 use crate::error::{EtcdError, EtcdResult};
@@ -34,6 +34,15 @@ use crate::raft::{Metrics, Raft};
 pub const REQUEST_TIMEOUT: Duration = Duration::from_secs(7);
 /// Pause before asking again while the cluster has no leader.
 const RETRY_PAUSE: Duration = Duration::from_millis(50);
+
+/// What a write that Raft refused tells the client.
+fn write_error(e: ClientWriteError<crate::raft::TypeConfig>) -> EtcdError {
+    match e {
+        // Not appended: this member does not lead (any more).
+        ClientWriteError::ForwardToLeader(_) => EtcdError::NotLeader,
+        e => EtcdError::internal(e),
+    }
+}
 
 /// One store member as its services see it.
 pub struct Node {
@@ -54,8 +63,11 @@ pub struct Node {
     leader_url: Mutex<Option<(u64, Arc<str>)>>,
     /// Coalesces concurrent read-index requests into one round trip to the leader.
     reads: ReadBatch,
+    /// On the leader: coalesces the read-index requests of all members (its own readers' and
+    /// those forwarded by the others) into one confirmation of leadership.
+    leader_reads: ReadBatch,
     /// Batches the writes this member forwards to the leader.
-    writes: WriteForwarder,
+    writes: WriteBatcher,
 }
 
 impl std::fmt::Debug for Node {
@@ -83,7 +95,7 @@ impl Node {
         cfg: StoreConfig,
         peers: PeerPool,
     ) -> Self {
-        let peers_for_writes = peers.clone();
+        let writes = WriteBatcher::spawn(raft.clone(), peers.clone());
         Node {
             id,
             cluster_id,
@@ -98,7 +110,8 @@ impl Node {
             leader: AtomicU64::new(0),
             leader_url: Mutex::new(None),
             reads: ReadBatch::default(),
-            writes: WriteForwarder::spawn(peers_for_writes),
+            leader_reads: ReadBatch::default(),
+            writes,
         }
     }
 
@@ -237,19 +250,20 @@ impl Node {
     /// Serves a request another member (or this one) sends to the leader.
     pub async fn handle_forward(&self, req: ForwardRequest) -> ForwardReply {
         let res = match req {
-            ForwardRequest::Write(cmd) => self.leader_write(cmd).await,
+            ForwardRequest::Write(cmd) => self.writes.propose(cmd).await,
             ForwardRequest::WriteBatch(cmds) => {
-                let replies = futures::future::join_all(cmds.into_iter().map(|c| async {
-                    self.leader_write(c)
-                        .await
-                        .unwrap_or_else(ForwardReply::Error)
-                }))
-                .await;
+                let n = cmds.len();
+                let mut replies = Vec::with_capacity(n);
+                write_batch::propose_many(&self.raft, cmds, |r| replies.push(r)).await;
+                // Raft stopped before answering them all: their outcome is unknown.
+                replies.resize_with(n, || ForwardReply::Error(EtcdError::Stopped));
                 Ok(ForwardReply::WriteBatch(replies))
             }
-            ForwardRequest::ReadIndex => {
-                self.leader_read_index().await.map(ForwardReply::ReadIndex)
-            }
+            ForwardRequest::ReadIndex => self
+                .leader_reads
+                .run(|| self.leader_read_index())
+                .await
+                .map(ForwardReply::ReadIndex),
             ForwardRequest::LeaseKeepAlive(id) => {
                 self.leader_keep_alive(id).map(ForwardReply::Lease)
             }
@@ -272,19 +286,6 @@ impl Node {
             }),
         };
         res.unwrap_or_else(ForwardReply::Error)
-    }
-
-    /// Proposes a write on this member, the leader.
-    async fn leader_write(&self, cmd: Command) -> EtcdResult<ForwardReply> {
-        match self.raft.client_write(cmd).await {
-            Ok(r) => Ok(ForwardReply::Write(r.data)),
-            // Not appended: this member does not lead (any more).
-            Err(RaftError::APIError(ClientWriteError::ForwardToLeader(_))) => {
-                Err(EtcdError::NotLeader)
-            }
-            Err(RaftError::APIError(e)) => Err(EtcdError::internal(e)),
-            Err(RaftError::Fatal(_)) => Err(EtcdError::Stopped),
-        }
     }
 
     /// Waits until this member's state reflects every write acknowledged before the call:
