@@ -45,6 +45,8 @@ fn open_db(cfg: &StoreConfig) -> anyhow::Result<Arc<DB>> {
     opts.create_missing_column_families(true);
     opts.set_max_background_jobs(2);
     opts.set_bytes_per_sync(1 << 20);
+    // The state machine writes without the WAL: its column families must reach disk together.
+    opts.set_atomic_flush(true);
     let cfs = [CF_KV, CF_LEASE, CF_META, CF_LOG, CF_RAFT_META].map(|name| {
         let mut o = Options::default();
         o.set_compression_type(rocksdb::DBCompressionType::Lz4);
@@ -337,6 +339,8 @@ pub async fn run(cfg: StoreConfig, external: watch::Receiver<bool>) -> anyhow::R
     tasks.abort_all();
     raft.shutdown().await.context("stop raft")?;
     db.flush_wal(true).context("flush write-ahead log")?;
+    // So that a restart need not apply the recent log entries again.
+    crate::mvcc::flush_state(&db).map_err(|e| anyhow::anyhow!("flush state: {e}"))?;
     info!("stopped");
     if removed {
         anyhow::bail!("member {id:x} was removed from the cluster");

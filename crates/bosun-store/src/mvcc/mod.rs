@@ -30,6 +30,22 @@ pub const CF_LEASE: &str = "lease";
 /// Column family: state-machine metadata (applied log id, membership, revisions, alarms).
 pub const CF_META: &str = "meta";
 
+/// The column families of the state machine.
+pub const STATE_CFS: [&str; 3] = [CF_KV, CF_LEASE, CF_META];
+
+/// Writes the state machine's memtables to disk, all column families at once (the database
+/// flushes atomically). The state machine writes without RocksDB's WAL (see
+/// [`WriteTxn::commit`]), so this is what makes applied state durable: it must run before
+/// the Raft log entries it came from are purged.
+pub fn flush_state(db: &DB) -> EtcdResult<()> {
+    let cfs = STATE_CFS
+        .iter()
+        .map(|name| cf(db, name))
+        .collect::<EtcdResult<Vec<_>>>()?;
+    db.flush_cfs_opt(&cfs, &rocksdb::FlushOptions::default())
+        .map_err(EtcdError::internal)
+}
+
 /// Meta keys written by the MVCC layer.
 pub(crate) const META_REV: &[u8] = b"rev";
 pub(crate) const META_COMPACT: &[u8] = b"compact";

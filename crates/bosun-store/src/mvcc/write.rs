@@ -250,14 +250,25 @@ impl<'a> WriteTxn<'a> {
         Ok(())
     }
 
-    /// Writes the batch to RocksDB (without fsync: the Raft log is the durable record) and
-    /// releases the lock; returns the events of every revision made, in order.
+    /// Writes the batch to RocksDB's memtables and releases the lock; returns the events of
+    /// every revision made, in order.
+    ///
+    /// Not through RocksDB's write-ahead log: the Raft log is the durable record. A crash loses
+    /// the state written since the last memtable flush, consistently across the column
+    /// families (the database flushes atomically, and the applied log id is in the same batch),
+    /// and the member applies those log entries again at start. [`super::flush_state`] runs
+    /// before log entries are purged.
     pub fn commit(mut self) -> EtcdResult<Vec<RevEvents>> {
         let cf_meta = cf(&self.mvcc.db, CF_META)?;
         self.batch
             .put_cf(cf_meta, META_REV, self.state.rev.to_be_bytes());
         let batch = std::mem::take(&mut self.batch);
-        self.mvcc.db.write(batch).map_err(EtcdError::internal)?;
+        let mut opts = rocksdb::WriteOptions::default();
+        opts.disable_wal(true);
+        self.mvcc
+            .db
+            .write_opt(batch, &opts)
+            .map_err(EtcdError::internal)?;
         Ok(std::mem::take(&mut self.events))
     }
 }

@@ -317,6 +317,9 @@ impl RaftLogStorage<TypeConfig> for LogStore {
     }
 
     async fn purge(&mut self, log_id: LogId) -> io::Result<()> {
+        // The state machine is only in memtables until flushed: make what it applied from these
+        // entries durable before they go.
+        crate::mvcc::flush_state(&self.db).map_err(io_err)?;
         // Record the purge point first: a crash in between leaves extra entries, never a gap.
         self.put_meta(KEY_PURGED, &log_id)?;
         self.recent.lock().purge_upto(log_id.index);

@@ -163,8 +163,6 @@ impl RaftSnapshotBuilder<TypeConfig> for StateMachine {
         let this = self.clone();
         tokio::task::spawn_blocking(move || {
             let db = this.shared.mvcc.db().clone();
-            // Make every applied write durable before the log it came from can be purged.
-            db.flush_wal(true).map_err(io_err)?;
             // Pin the data and the applied log id together.
             let (snap, (applied, membership)) = {
                 let _guard = this.shared.mvcc.state.read();
