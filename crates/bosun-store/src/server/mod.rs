@@ -400,14 +400,16 @@ impl Node {
     /// Keeps the cached term and leader current until Raft stops.
     pub async fn follow_metrics(self: Arc<Self>) {
         use openraft::async_runtime::WatchReceiver;
-        let mut rx = self.raft.metrics();
+        // The server metrics change with the vote, leader or membership only, not on every
+        // append and apply as the full metrics do.
+        let mut rx = self.raft.server_metrics();
         loop {
             {
                 let m = rx.borrow_watched();
-                self.term.store(m.current_term, Ordering::Relaxed);
+                self.term.store(m.vote.leader_id().term, Ordering::Relaxed);
                 self.leader
                     .store(m.current_leader.unwrap_or(0), Ordering::Relaxed);
-                // Metrics change on every apply: allocate only when the leader changes.
+                // Allocate only when the leader changes.
                 let url = m.current_leader.and_then(|id| {
                     let node = m.membership_config.membership().get_node(&id)?;
                     Some((id, node.peer_urls.first()?.as_str()))
