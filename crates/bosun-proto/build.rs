@@ -1,7 +1,7 @@
 //! Generates Rust code from `proto/`: the etcd v3 API, the Raft transport, the apiserver API.
 
 /// The `bytes` fields of the messages that travel through the Raft log.
-const BYTES_FIELDS: [&str; 13] = [
+const BYTES_FIELDS: [&str; 11] = [
     ".mvccpb.KeyValue.key",
     ".mvccpb.KeyValue.value",
     ".etcdserverpb.RangeRequest.key",
@@ -13,8 +13,6 @@ const BYTES_FIELDS: [&str; 13] = [
     ".etcdserverpb.Compare.key",
     ".etcdserverpb.Compare.range_end",
     ".etcdserverpb.Compare.target_union.value",
-    ".etcdserverpb.WatchCreateRequest.key",
-    ".etcdserverpb.WatchCreateRequest.range_end",
 ];
 
 fn main() -> Result<(), Box<dyn std::error::Error>> {

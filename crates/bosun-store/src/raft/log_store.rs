@@ -69,27 +69,15 @@ impl Recent {
 
     /// Drops the entries from index `from` on.
     fn truncate_from(&mut self, from: u64) {
-        while self
-            .entries
-            .back()
-            .is_some_and(|(e, _)| e.log_id.index >= from)
-        {
-            if let Some((_, s)) = self.entries.pop_back() {
-                self.bytes -= s;
-            }
+        while let Some((_, s)) = self.entries.pop_back_if(|(e, _)| e.log_id.index >= from) {
+            self.bytes -= s;
         }
     }
 
     /// Drops the entries up to and including index `upto`.
     fn purge_upto(&mut self, upto: u64) {
-        while self
-            .entries
-            .front()
-            .is_some_and(|(e, _)| e.log_id.index <= upto)
-        {
-            if let Some((_, s)) = self.entries.pop_front() {
-                self.bytes -= s;
-            }
+        while let Some((_, s)) = self.entries.pop_front_if(|(e, _)| e.log_id.index <= upto) {
+            self.bytes -= s;
         }
     }
 
@@ -101,10 +89,10 @@ impl Recent {
             return None;
         }
         let from = (start - first) as usize;
-        let to = end.max(start) - first;
+        let to = (end.max(start) - first) as usize;
         Some(
             self.entries
-                .range(from..to as usize)
+                .range(from..to)
                 .map(|(e, _)| e.clone())
                 .collect(),
         )
@@ -172,11 +160,15 @@ impl LogStore {
         }
     }
 
-    /// Writes a meta record and fsyncs it.
-    fn put_meta<T: serde::Serialize>(&self, key: &[u8], v: &T) -> io::Result<()> {
+    fn put_meta<T: serde::Serialize>(&self, key: &[u8], v: &T, sync: bool) -> io::Result<()> {
         let cf = cf(&self.db, CF_RAFT_META)?;
+        let opts = if sync {
+            sync_opts()
+        } else {
+            WriteOptions::default()
+        };
         self.db
-            .put_cf_opt(cf, key, encode(v)?, &sync_opts())
+            .put_cf_opt(cf, key, encode(v)?, &opts)
             .map_err(io_err)
     }
 
@@ -260,17 +252,14 @@ impl RaftLogStorage<TypeConfig> for LogStore {
     }
 
     async fn save_vote(&mut self, vote: &Vote) -> io::Result<()> {
-        self.put_meta(KEY_VOTE, vote)
+        self.put_meta(KEY_VOTE, vote, true)
     }
 
     async fn save_committed(&mut self, committed: Option<LogId>) -> io::Result<()> {
         // Not fsynced: it is in the log's WAL behind the entries it covers, and losing it only
         // means re-applying from an earlier point. At start openraft applies the log up to it,
         // so a member serves nothing older than it did before it stopped.
-        let cf = cf(&self.db, CF_RAFT_META)?;
-        self.db
-            .put_cf(cf, KEY_COMMITTED, encode(&committed)?)
-            .map_err(io_err)
+        self.put_meta(KEY_COMMITTED, &committed, false)
     }
 
     async fn read_committed(&mut self) -> io::Result<Option<LogId>> {
@@ -321,7 +310,7 @@ impl RaftLogStorage<TypeConfig> for LogStore {
         // entries durable before they go.
         crate::mvcc::flush_state(&self.db).map_err(io_err)?;
         // Record the purge point first: a crash in between leaves extra entries, never a gap.
-        self.put_meta(KEY_PURGED, &log_id)?;
+        self.put_meta(KEY_PURGED, &log_id, true)?;
         self.recent.lock().purge_upto(log_id.index);
         let cf = cf(&self.db, CF_LOG)?;
         self.db

@@ -70,6 +70,16 @@ pub enum ForwardReply {
     Error(EtcdError),
 }
 
+impl ForwardReply {
+    /// The reply as a result: `Error` becomes `Err`.
+    pub fn into_result(self) -> EtcdResult<ForwardReply> {
+        match self {
+            ForwardReply::Error(e) => Err(e),
+            r => Ok(r),
+        }
+    }
+}
+
 /// A membership change, decided and proposed by the leader.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub enum MemberOp {
@@ -226,10 +236,9 @@ impl PeerPool {
         if !reply.error.is_empty() {
             return Err(EtcdError::internal(reply.error));
         }
-        match decode::<ForwardReply>(&reply.data).map_err(EtcdError::internal)? {
-            ForwardReply::Error(e) => Err(e),
-            r => Ok(r),
-        }
+        decode::<ForwardReply>(&reply.data)
+            .map_err(EtcdError::internal)?
+            .into_result()
     }
 }
 

@@ -66,7 +66,7 @@ pub struct Node {
     /// On the leader: coalesces the read-index requests of all members (its own readers' and
     /// those forwarded by the others) into one confirmation of leadership.
     leader_reads: ReadBatch,
-    /// Batches the writes this member forwards to the leader.
+    /// Batches writes on their way into Raft: forwarded to the leader, or proposed here.
     writes: WriteBatcher,
 }
 
@@ -217,10 +217,7 @@ impl Node {
                 match self.leader_member() {
                     None => Err(EtcdError::NoLeader),
                     Some((id, _)) if id == self.id => {
-                        match self.handle_forward(req.clone()).await {
-                            ForwardReply::Error(e) => Err(e),
-                            r => Ok(r),
-                        }
+                        self.handle_forward(req.clone()).await.into_result()
                     }
                     Some((_, url)) => match &req {
                         ForwardRequest::Write(cmd) => self.writes.forward(url, cmd.clone()).await,
@@ -252,11 +249,8 @@ impl Node {
         let res = match req {
             ForwardRequest::Write(cmd) => self.writes.propose(cmd).await,
             ForwardRequest::WriteBatch(cmds) => {
-                let n = cmds.len();
-                let mut replies = Vec::with_capacity(n);
+                let mut replies = Vec::with_capacity(cmds.len());
                 write_batch::propose_many(&self.raft, cmds, |r| replies.push(r)).await;
-                // Raft stopped before answering them all: their outcome is unknown.
-                replies.resize_with(n, || ForwardReply::Error(EtcdError::Stopped));
                 Ok(ForwardReply::WriteBatch(replies))
             }
             ForwardRequest::ReadIndex => self

@@ -76,13 +76,10 @@ impl WriteBatcher {
 }
 
 /// Proposes several writes on this member, the leader, in one message to Raft (appended
-/// together); `answer` gets each one's reply as soon as it is applied, in order. Returns how
-/// many were answered: Raft stopped before answering the rest.
-pub async fn propose_many(
-    raft: &Raft,
-    cmds: Vec<Command>,
-    mut answer: impl FnMut(ForwardReply),
-) -> usize {
+/// together); `answer` gets each one's reply, in order, as soon as it is applied: one call per
+/// command, `Stopped` (outcome unknown) for those Raft stopped before answering.
+pub async fn propose_many(raft: &Raft, cmds: Vec<Command>, mut answer: impl FnMut(ForwardReply)) {
+    let n = cmds.len();
     let mut answered = 0;
     if let Ok(mut results) = raft.client_write_many(cmds).await {
         while let Some(r) = results.next().await {
@@ -94,7 +91,9 @@ pub async fn propose_many(
             answered += 1;
         }
     }
-    answered
+    for _ in answered..n {
+        answer(ForwardReply::Error(EtcdError::Stopped));
+    }
 }
 
 async fn run(raft: Raft, peers: PeerPool, mut rx: mpsc::Receiver<Pending>) {
@@ -134,17 +133,10 @@ async fn propose(raft: &Raft, group: Vec<Pending>) {
     let mut replies = replies.into_iter();
     propose_many(raft, cmds, |r| {
         if let Some(tx) = replies.next() {
-            let _ = tx.send(match r {
-                ForwardReply::Error(e) => Err(e),
-                r => Ok(r),
-            });
+            let _ = tx.send(r.into_result());
         }
     })
     .await;
-    // Raft stopped before answering these: their outcome is unknown.
-    for tx in replies {
-        let _ = tx.send(Err(EtcdError::Stopped));
-    }
 }
 
 async fn send(peers: &PeerPool, url: &str, group: Vec<Pending>) {
@@ -157,13 +149,9 @@ async fn send(peers: &PeerPool, url: &str, group: Vec<Pending>) {
         _ => ForwardRequest::WriteBatch(cmds),
     };
     let results: Vec<EtcdResult<ForwardReply>> = match peers.forward(url, &req).await {
-        Ok(ForwardReply::WriteBatch(rs)) if rs.len() == n => rs
-            .into_iter()
-            .map(|r| match r {
-                ForwardReply::Error(e) => Err(e),
-                r => Ok(r),
-            })
-            .collect(),
+        Ok(ForwardReply::WriteBatch(rs)) if rs.len() == n => {
+            rs.into_iter().map(ForwardReply::into_result).collect()
+        }
         Ok(r @ ForwardReply::Write(_)) if n == 1 => vec![Ok(r)],
         Ok(other) => {
             let e = EtcdError::internal(format!("unexpected forward reply {other:?}"));
