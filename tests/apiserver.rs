@@ -7,7 +7,9 @@
 
 use std::time::Duration;
 
-use bosun_tests::kube::{Apiserver, Kubectl, curl, kubectl_120, kubectl_132, kubectl_default};
+use bosun_tests::kube::{
+    Apiserver, Kubectl, curl, curl_post_json, kubectl_120, kubectl_132, kubectl_default,
+};
 use bosun_tests::{Cluster, Kind, wait_for};
 use serde_json::Value;
 
@@ -623,16 +625,10 @@ async fn lists_paginate() {
         format!("{{\"metadata\":{{\"name\":\"big\",\"annotations\":{{\"a\":\"{filler}\"}}}}}}"),
     )
     .unwrap();
-    let (_, body) = curl(&[
-        "-s",
-        "-X",
-        "POST",
-        "-H",
-        "Content-Type: application/json",
-        "--data-binary",
-        &format!("@{}", big.display()),
+    let (_, body) = curl_post_json(
         &format!("{}/api/v1/namespaces/default/pods", api.url),
-    ]);
+        &format!("@{}", big.display()),
+    );
     assert_status(
         &serde_json::from_str(&body).unwrap(),
         413,
@@ -997,16 +993,10 @@ async fn pod_logs_route_to_the_kubelet() {
         &format!("{}/api/v1/nodes/node-a/status", api.url),
     ]);
     assert_eq!(code, 0);
-    let (code, _) = curl(&[
-        "-s",
-        "-X",
-        "POST",
-        "-H",
-        "Content-Type: application/json",
-        "--data",
-        r#"{"apiVersion":"v1","kind":"Binding","metadata":{"name":"solo"},"target":{"kind":"Node","name":"node-a"}}"#,
+    let (code, _) = curl_post_json(
         &format!("{}/api/v1/namespaces/default/pods/solo/binding", api.url),
-    ]);
+        r#"{"apiVersion":"v1","kind":"Binding","metadata":{"name":"solo"},"target":{"kind":"Node","name":"node-a"}}"#,
+    );
     assert_eq!(code, 0);
     let out = k.run(&["logs", "solo", "--tail=5"]).ok().to_string();
     assert!(
@@ -1022,16 +1012,10 @@ async fn pod_logs_route_to_the_kubelet() {
         out.stderr
     );
     // Binding twice is a conflict.
-    let (_, body) = curl(&[
-        "-s",
-        "-X",
-        "POST",
-        "-H",
-        "Content-Type: application/json",
-        "--data",
-        r#"{"target":{"kind":"Node","name":"node-b"}}"#,
+    let (_, body) = curl_post_json(
         &format!("{}/api/v1/namespaces/default/pods/solo/binding", api.url),
-    ]);
+        r#"{"target":{"kind":"Node","name":"node-b"}}"#,
+    );
     assert!(
         body.contains("is already assigned to node \\\"node-a\\\""),
         "{body}"

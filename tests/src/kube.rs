@@ -124,6 +124,21 @@ pub fn curl(args: &[&str]) -> (i32, String) {
     )
 }
 
+/// POSTs a JSON body (`data` is passed to `--data-binary`, so `@path` reads a file): curl's exit
+/// code and the response body.
+pub fn curl_post_json(url: &str, data: &str) -> (i32, String) {
+    curl(&[
+        "-s",
+        "-X",
+        "POST",
+        "-H",
+        "Content-Type: application/json",
+        "--data-binary",
+        data,
+        url,
+    ])
+}
+
 /// One kubectl binary.
 #[derive(Debug, Clone)]
 pub struct Kubectl {
