@@ -8,6 +8,7 @@
 //! - [`run`]: one member, from flags to serving.
 
 pub mod apply;
+pub mod coalesce;
 pub mod config;
 pub mod error;
 pub mod metrics;

@@ -199,20 +199,9 @@ pub async fn run(cfg: StoreConfig, external: watch::Receiver<bool>) -> anyhow::R
             .max_decoding_message_size(64 << 20)
             .max_encoding_message_size(64 << 20);
         let mut sd = shutdown.clone();
-        // Peer messages are small and latency-bound: no Nagle delay on accepted connections
-        // (the server builder's own nodelay setting does not reach an external listener).
-        let incoming = tokio_stream::StreamExt::map(
-            tokio_stream::wrappers::TcpListenerStream::new(listener),
-            |conn| {
-                if let Ok(c) = &conn {
-                    let _ = c.set_nodelay(true);
-                }
-                conn
-            },
-        );
+        let incoming = crate::coalesce::incoming(listener);
         tasks.spawn(async move {
             tonic::transport::Server::builder()
-                .tcp_nodelay(true)
                 .add_service(svc)
                 .serve_with_incoming_shutdown(incoming, async move {
                     let _ = sd.wait_for(|s| *s).await;
@@ -279,9 +268,7 @@ pub async fn run(cfg: StoreConfig, external: watch::Receiver<bool>) -> anyhow::R
         let listener = tokio::net::TcpListener::bind(addr)
             .await
             .with_context(|| format!("listen on client URL {url}"))?;
-        let listener = axum::serve::ListenerExt::tap_io(listener, |tcp| {
-            let _ = tcp.set_nodelay(true);
-        });
+        let listener = crate::coalesce::CoalescedListener(listener);
         let router = router.clone();
         let mut sd = shutdown.clone();
         tasks.spawn(async move {

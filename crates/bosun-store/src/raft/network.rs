@@ -204,8 +204,7 @@ impl PeerPool {
             None => {
                 let c = Endpoint::from_shared(url.to_string())?
                     .connect_timeout(Duration::from_secs(1))
-                    .tcp_nodelay(true)
-                    .connect_lazy();
+                    .connect_with_connector_lazy(crate::coalesce::Connector);
                 ch.insert(url.to_string(), c.clone());
                 c
             }
