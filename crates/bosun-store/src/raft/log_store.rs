@@ -5,6 +5,12 @@
 //! callback that queued up meanwhile, then reports them flushed in order: one fsync serves
 //! many client writes, and nothing is acknowledged before it is on disk.
 //!
+//! Purging the log behind a snapshot first makes the state machine durable (it is written
+//! without RocksDB's WAL, see `mvcc::write`): a memtable flush that takes tens of
+//! milliseconds. openraft waits for `purge` before it handles anything else, so the flush and
+//! the deletion run on a purger thread and `purge` only queues them: entries stay on disk a
+//! little longer, and a crash before the purger finishes leaves extra entries, never a gap.
+//!
 //! Every entry is read back soon after it is written: by the state machine worker to apply
 //! it and, on the leader, by each replication stream. The most recent entries therefore stay
 //! in memory too ([`Recent`], bounded by count and bytes), so those reads clone an entry
@@ -104,6 +110,8 @@ impl Recent {
 pub struct LogStore {
     db: Arc<DB>,
     syncer: mpsc::Sender<IOFlushed<TypeConfig>>,
+    /// Purge points for the purger thread.
+    purger: mpsc::Sender<LogId>,
     recent: Arc<Mutex<Recent>>,
 }
 
@@ -125,9 +133,23 @@ fn sync_opts() -> WriteOptions {
 }
 
 impl LogStore {
-    /// Opens the log on `db` and starts its syncer thread, which ends when the last clone of
-    /// the store is dropped.
+    /// Opens the log on `db` and starts its syncer and purger threads, which end when the last
+    /// clone of the store is dropped.
     pub fn open(db: Arc<DB>) -> io::Result<Self> {
+        let (purger, purges) = mpsc::channel::<LogId>();
+        let purge_db = db.clone();
+        std::thread::Builder::new()
+            .name("raft-log-purge".into())
+            .spawn(move || {
+                while let Ok(mut upto) = purges.recv() {
+                    // Only the latest of the purge points that queued up matters.
+                    upto = purges.try_iter().last().unwrap_or(upto);
+                    if let Err(e) = purge_upto(&purge_db, &upto) {
+                        // Nothing is lost: the entries stay until a later purge succeeds.
+                        tracing::error!(error = %e, upto = %upto, "purging the raft log failed");
+                    }
+                }
+            })?;
         let (tx, rx) = mpsc::channel::<IOFlushed<TypeConfig>>();
         let sync_db = db.clone();
         std::thread::Builder::new()
@@ -145,6 +167,7 @@ impl LogStore {
         Ok(LogStore {
             db,
             syncer: tx,
+            purger,
             recent: Arc::default(),
         })
     }
@@ -161,15 +184,7 @@ impl LogStore {
     }
 
     fn put_meta<T: serde::Serialize>(&self, key: &[u8], v: &T, sync: bool) -> io::Result<()> {
-        let cf = cf(&self.db, CF_RAFT_META)?;
-        let opts = if sync {
-            sync_opts()
-        } else {
-            WriteOptions::default()
-        };
-        self.db
-            .put_cf_opt(cf, key, encode(v)?, &opts)
-            .map_err(io_err)
+        put_meta(&self.db, key, v, sync)
     }
 
     fn last_entry_log_id(&self) -> io::Result<Option<LogId>> {
@@ -183,6 +198,27 @@ impl LogStore {
             }
         }
     }
+}
+
+fn put_meta<T: serde::Serialize>(db: &DB, key: &[u8], v: &T, sync: bool) -> io::Result<()> {
+    let cf = cf(db, CF_RAFT_META)?;
+    let opts = if sync {
+        sync_opts()
+    } else {
+        WriteOptions::default()
+    };
+    db.put_cf_opt(cf, key, encode(v)?, &opts).map_err(io_err)
+}
+
+/// Deletes the entries up to and including `upto` from disk, after making durable the state
+/// machine that was applied from them (it is only in memtables until flushed).
+fn purge_upto(db: &DB, upto: &LogId) -> io::Result<()> {
+    crate::mvcc::flush_state(db).map_err(io_err)?;
+    // Record the purge point first: a crash in between leaves extra entries, never a gap.
+    put_meta(db, KEY_PURGED, upto, true)?;
+    let cf = cf(db, CF_LOG)?;
+    db.delete_range_cf(cf, 0u64.to_be_bytes(), (upto.index + 1).to_be_bytes())
+        .map_err(io_err)
 }
 
 fn start_index(r: &impl RangeBounds<u64>) -> u64 {
@@ -306,16 +342,10 @@ impl RaftLogStorage<TypeConfig> for LogStore {
     }
 
     async fn purge(&mut self, log_id: LogId) -> io::Result<()> {
-        // The state machine is only in memtables until flushed: make what it applied from these
-        // entries durable before they go.
-        crate::mvcc::flush_state(&self.db).map_err(io_err)?;
-        // Record the purge point first: a crash in between leaves extra entries, never a gap.
-        self.put_meta(KEY_PURGED, &log_id, true)?;
         self.recent.lock().purge_upto(log_id.index);
-        let cf = cf(&self.db, CF_LOG)?;
-        self.db
-            .delete_range_cf(cf, 0u64.to_be_bytes(), (log_id.index + 1).to_be_bytes())
-            .map_err(io_err)
+        self.purger
+            .send(log_id)
+            .map_err(|_| io_err("the raft log's purger thread has stopped"))
     }
 }
 
