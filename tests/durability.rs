@@ -136,16 +136,11 @@ async fn state_applied_from_purged_log_survives_kill_9() {
             .unwrap();
         last_rev = r.header().unwrap().revision();
     }
-    // A snapshot was taken, so the log behind it is purged.
-    let snap_dir = server.data_dir.join("snap");
+    // A snapshot was taken (its record names it current), so the log behind it is purged.
+    let current = server.data_dir.join("snap").join("current.meta");
     bosun_tests::wait_for("a snapshot", Duration::from_secs(10), || {
-        let snap_dir = snap_dir.clone();
-        async move {
-            std::fs::read_dir(&snap_dir).is_ok_and(|d| {
-                d.flatten()
-                    .any(|e| e.path().extension().is_some_and(|x| x == "snap"))
-            })
-        }
+        let current = current.clone();
+        async move { current.exists() }
     })
     .await;
     server.kill9();

@@ -430,7 +430,11 @@ impl RaftNetworkV2<TypeConfig> for PeerClient {
     ) -> Result<SnapshotResponse<TypeConfig>, StreamingError<TypeConfig>> {
         let mut c = self.pool.client(&self.url).map_err(unreachable)?;
         let header = encode(&(vote, snapshot.meta.clone())).map_err(network)?;
-        let path = snapshot.snapshot.path.clone();
+        let data = snapshot.snapshot.clone();
+        let path = tokio::task::spawn_blocking(move || data.records())
+            .await
+            .map_err(|e| StreamingError::from(network(e)))?
+            .map_err(|e| StreamingError::from(network(e)))?;
         let (tx, rx) = tokio::sync::mpsc::channel::<SnapshotChunk>(2);
         // The reader feeds the stream chunk by chunk: memory stays bounded.
         let reader = tokio::spawn(async move {

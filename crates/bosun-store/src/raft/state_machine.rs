@@ -55,10 +55,49 @@ impl Shared {
     }
 }
 
-/// A snapshot on disk: the file holding the records of [`crate::snapshot`].
+/// A snapshot on disk: a file holding the records of [`crate::snapshot`] (one received from
+/// the leader), or a RocksDB checkpoint directory (one this member built: hard links to the
+/// database's files, made in milliseconds whatever the size of the store). A checkpoint is
+/// turned into records only when they are needed, to send to a member or to install.
 #[derive(Debug, Clone)]
 pub struct SnapshotFile {
     pub path: PathBuf,
+}
+
+/// Extension of a checkpoint directory.
+const CHECKPOINT_EXT: &str = "ckpt";
+
+/// Opens the state-machine column families of the checkpoint at `dir`, read-only.
+fn open_checkpoint(dir: &std::path::Path) -> io::Result<rocksdb::DB> {
+    rocksdb::DB::open_cf_for_read_only(
+        &rocksdb::Options::default(),
+        dir,
+        crate::mvcc::STATE_CFS,
+        false,
+    )
+    .map_err(io_err)
+}
+
+impl SnapshotFile {
+    /// The path of a file holding the snapshot's records: the snapshot itself, or for a
+    /// checkpoint the records written from it beside it (once; later calls reuse them).
+    /// Blocking.
+    pub fn records(&self) -> io::Result<PathBuf> {
+        if !self.path.is_dir() {
+            return Ok(self.path.clone());
+        }
+        let out = self.path.with_extension("snap");
+        if out.exists() {
+            return Ok(out);
+        }
+        let db = open_checkpoint(&self.path)?;
+        let tmp = self.path.with_extension("tmp");
+        let mut w = BufWriter::new(std::fs::File::create(&tmp)?);
+        crate::snapshot::write(&db, &db.snapshot(), &mut w)?;
+        w.into_inner().map_err(|e| io_err(e.error()))?.sync_all()?;
+        std::fs::rename(&tmp, &out)?;
+        Ok(out)
+    }
 }
 
 /// The state machine handed to openraft.
@@ -142,15 +181,22 @@ impl StateMachine {
         )
     }
 
-    /// Keeps only the snapshot named in `keep`.
+    /// Keeps only the snapshot at `keep` (and the records written from it, for a
+    /// checkpoint).
     fn prune_snapshots(&self, keep: &std::path::Path) {
         let Ok(dir) = std::fs::read_dir(&self.snapshot_dir) else {
             return;
         };
+        let keep_records = keep.with_extension("snap");
         for e in dir.flatten() {
             let p = e.path();
-            if p.extension().is_some_and(|x| x == "snap") && p != keep {
+            if p == keep || p == keep_records {
+                continue;
+            }
+            if p.extension().is_some_and(|x| x == "snap") {
                 let _ = std::fs::remove_file(p);
+            } else if p.extension().is_some_and(|x| x == CHECKPOINT_EXT) {
+                let _ = std::fs::remove_dir_all(p);
             }
         }
     }
@@ -162,22 +208,43 @@ impl RaftSnapshotBuilder<TypeConfig> for StateMachine {
     async fn build_snapshot(&mut self) -> io::Result<Snapshot> {
         let this = self.clone();
         tokio::task::spawn_blocking(move || {
-            let db = this.shared.mvcc.db().clone();
-            // Pin the data and the applied log id together.
-            let (snap, (applied, membership)) = {
-                let _guard = this.shared.mvcc.state.read();
-                (db.snapshot(), this.shared.applied())
+            let db = this.shared.mvcc.db();
+            // A checkpoint flushes the memtables (all column families at once) and links the
+            // files: the state machine as of one applied entry, read back from the checkpoint
+            // itself so that the id and the data agree.
+            let building = this.snapshot_dir.join(format!("building.{CHECKPOINT_EXT}"));
+            if building.exists() {
+                std::fs::remove_dir_all(&building)?;
+            }
+            rocksdb::checkpoint::Checkpoint::new(db)
+                .and_then(|c| c.create_checkpoint(&building))
+                .map_err(io_err)?;
+            let (applied, membership) = {
+                let ck = open_checkpoint(&building)?;
+                let meta = |key| -> io::Result<Option<Vec<u8>>> {
+                    ck.get_cf(cf(&ck, CF_META).map_err(io_err)?, key)
+                        .map_err(io_err)
+                };
+                let applied: Option<LogId> = match meta(META_APPLIED)? {
+                    Some(b) => decode(&b)?,
+                    None => None,
+                };
+                let membership: StoredMembership = match meta(META_MEMBERSHIP)? {
+                    Some(b) => decode(&b)?,
+                    None => StoredMembership::default(),
+                };
+                (applied, membership)
             };
             let meta = SnapshotMeta {
                 last_log_id: applied,
                 last_membership: membership,
             };
             let (path, meta_path) = this.snapshot_paths(&meta);
-            let tmp = path.with_extension("tmp");
-            let mut w = BufWriter::new(std::fs::File::create(&tmp)?);
-            crate::snapshot::write(&db, &snap, &mut w)?;
-            w.into_inner().map_err(|e| io_err(e.error()))?.sync_all()?;
-            std::fs::rename(&tmp, &path)?;
+            let path = path.with_extension(CHECKPOINT_EXT);
+            if path.exists() {
+                std::fs::remove_dir_all(&path)?;
+            }
+            std::fs::rename(&building, &path)?;
             std::fs::write(&meta_path, encode(&(meta.clone(), path.clone()))?)?;
             this.prune_snapshots(&path);
             Ok(Snapshot {
@@ -280,18 +347,22 @@ impl RaftStateMachine<TypeConfig> for StateMachine {
         tokio::task::spawn_blocking(move || {
             let mvcc = &this.shared.mvcc;
             let mut state = mvcc.state.write();
-            let mut r = BufReader::new(std::fs::File::open(&snapshot.path)?);
+            let mut r = BufReader::new(std::fs::File::open(snapshot.records()?)?);
             crate::snapshot::restore(mvcc.db(), &mut r)?;
             *state = Mvcc::load_state(mvcc.db()).map_err(io_err)?;
             *this.shared.alarms.lock() = get_meta(mvcc, META_ALARMS)?.unwrap_or_default();
             *this.shared.removed.lock() = get_meta(mvcc, META_REMOVED)?.unwrap_or_default();
             *this.shared.applied.lock() = (meta.last_log_id, meta.last_membership.clone());
-            let (path, meta_path) = this.snapshot_paths(&meta);
-            if snapshot.path != path {
-                std::fs::copy(&snapshot.path, &path)?;
+            // A snapshot received from the leader becomes this member's current one; one of
+            // its own (restored at start) already is.
+            if !snapshot.path.is_dir() {
+                let (path, meta_path) = this.snapshot_paths(&meta);
+                if snapshot.path != path {
+                    std::fs::copy(&snapshot.path, &path)?;
+                }
+                std::fs::write(&meta_path, encode(&(meta.clone(), path.clone()))?)?;
+                this.prune_snapshots(&path);
             }
-            std::fs::write(&meta_path, encode(&(meta.clone(), path.clone()))?)?;
-            this.prune_snapshots(&path);
             drop(state);
             Ok(())
         })
