@@ -5,8 +5,15 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
-use anyhow::{Context, bail};
-use etcd_client::{Client, Compare, CompareOp, ConnectOptions, GetOptions, KvClient, Txn, TxnOp};
+use anyhow::{Context, anyhow, bail};
+use bosun_proto::etcdserverpb::compare::{CompareResult, CompareTarget, TargetUnion};
+use bosun_proto::etcdserverpb::request_op::Request as Op;
+use bosun_proto::etcdserverpb::{
+    Compare, PutRequest, PutResponse, RangeRequest, RangeResponse, RequestOp, TxnRequest,
+    TxnResponse,
+};
+
+use crate::grpc::Conn;
 use hdrhistogram::Histogram;
 use rand::rngs::SmallRng;
 use rand::{Rng, RngCore, SeedableRng};
@@ -16,6 +23,9 @@ const MAX_LATENCY_US: u64 = 60_000_000;
 
 /// Per-request deadline: a request that takes longer counts as an error.
 const REQUEST_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// How long opening one connection may take.
+const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
 
 /// How many distinct error messages a run keeps for the report.
 const ERROR_SAMPLES: usize = 3;
@@ -123,56 +133,109 @@ impl RunResult {
     pub fn all_failed(&self) -> bool {
         self.ops == 0
     }
+
+    /// Adds the figures of another run of the same scenario: the window is the sum of both.
+    pub fn merge(&mut self, other: RunResult) -> anyhow::Result<()> {
+        self.ops += other.ops;
+        self.errors += other.errors;
+        self.window += other.window;
+        self.latency
+            .add(&other.latency)
+            .context("merge latency histograms")?;
+        for msg in other.error_samples {
+            keep_sample(&mut self.error_samples, msg);
+        }
+        Ok(())
+    }
 }
 
 /// Opens `n` connections, spread round-robin over `urls` (connection `i` goes to
-/// `urls[i % urls.len()]`); each is an `etcd_client::Client` bound to that one member.
-pub async fn connect(urls: &[String], n: usize) -> anyhow::Result<Vec<Client>> {
+/// `urls[i % urls.len()]`); each is bound to that one member.
+pub async fn connect(urls: &[String], n: usize) -> anyhow::Result<Vec<Conn>> {
     if urls.is_empty() {
         bail!("no client URLs");
     }
-    let mut clients = Vec::with_capacity(n);
+    let mut conns = Vec::with_capacity(n);
     for i in 0..n {
         let url = &urls[i % urls.len()];
-        let opts = ConnectOptions::new()
-            .with_connect_timeout(Duration::from_secs(5))
-            .with_timeout(REQUEST_TIMEOUT);
-        let c = Client::connect([url.as_str()], Some(opts))
+        let conn = tokio::time::timeout(CONNECT_TIMEOUT, Conn::connect(url))
             .await
-            .with_context(|| format!("connect to {url}"))?;
-        clients.push(c);
+            .with_context(|| format!("connect to {url}: timed out"))??;
+        conns.push(conn);
     }
-    Ok(clients)
+    Ok(conns)
 }
 
-/// Issues one request of `workload` and waits for its answer.
+/// A single-key range request.
+fn range(key: Vec<u8>, serializable: bool) -> RangeRequest {
+    RangeRequest {
+        key,
+        serializable,
+        ..Default::default()
+    }
+}
+
+/// A put request.
+fn put(key: Vec<u8>, value: Vec<u8>) -> PutRequest {
+    PutRequest {
+        key,
+        value,
+        ..Default::default()
+    }
+}
+
+/// Issues one request of `workload` and waits for its answer (at most REQUEST_TIMEOUT).
 async fn one_op(
-    kv: &mut KvClient,
+    kv: &mut Conn,
     workload: Workload,
     space: &KeySpace,
     rng: &mut SmallRng,
-) -> Result<(), etcd_client::Error> {
+) -> anyhow::Result<()> {
     let key = space.random_key(rng);
-    match workload {
-        Workload::Put => {
-            kv.put(key, space.random_value(rng), None).await?;
+    let call = async {
+        match workload {
+            Workload::Put => put_call(kv, put(key, space.random_value(rng))).await,
+            Workload::GetLinearizable => range_call(kv, range(key, false)).await,
+            Workload::GetSerializable => range_call(kv, range(key, true)).await,
+            Workload::Txn => {
+                let txn = TxnRequest {
+                    compare: vec![Compare {
+                        result: CompareResult::Greater.into(),
+                        target: CompareTarget::Mod.into(),
+                        key: key.clone(),
+                        target_union: Some(TargetUnion::ModRevision(0)),
+                        ..Default::default()
+                    }],
+                    success: vec![RequestOp {
+                        request: Some(Op::RequestPut(put(key.clone(), space.random_value(rng)))),
+                    }],
+                    failure: vec![RequestOp {
+                        request: Some(Op::RequestRange(range(key, false))),
+                    }],
+                };
+                kv.unary::<TxnResponse>("/etcdserverpb.KV/Txn", &txn)
+                    .await
+                    .map(drop)
+            }
         }
-        Workload::GetLinearizable => {
-            kv.get(key, None).await?;
-        }
-        Workload::GetSerializable => {
-            kv.get(key, Some(GetOptions::new().with_serializable()))
-                .await?;
-        }
-        Workload::Txn => {
-            let txn = Txn::new()
-                .when([Compare::mod_revision(key.clone(), CompareOp::Greater, 0)])
-                .and_then([TxnOp::put(key.clone(), space.random_value(rng), None)])
-                .or_else([TxnOp::get(key, None)]);
-            kv.txn(txn).await?;
-        }
-    }
-    Ok(())
+    };
+    tokio::time::timeout(REQUEST_TIMEOUT, call)
+        .await
+        .map_err(|_| anyhow!("no answer within {REQUEST_TIMEOUT:?}"))?
+}
+
+/// A put call.
+async fn put_call(kv: &mut Conn, req: PutRequest) -> anyhow::Result<()> {
+    kv.unary::<PutResponse>("/etcdserverpb.KV/Put", &req)
+        .await
+        .map(drop)
+}
+
+/// A range call.
+async fn range_call(kv: &mut Conn, req: RangeRequest) -> anyhow::Result<()> {
+    kv.unary::<RangeResponse>("/etcdserverpb.KV/Range", &req)
+        .await
+        .map(drop)
 }
 
 /// What one client task measured.
@@ -210,7 +273,7 @@ pub async fn run(
     let end = measure_from + duration;
     let mut tasks = Vec::with_capacity(scenario.clients);
     for i in 0..scenario.clients {
-        let mut kv = conns[i % conns.len()].kv_client();
+        let mut kv = conns[i % conns.len()].clone();
         let workload = scenario.workload;
         let space = space.clone();
         let mut rng = SmallRng::from_rng(&mut rand::rng());
@@ -241,7 +304,7 @@ pub async fn run(
                     }
                     Err(e) => {
                         errors += 1;
-                        keep_sample(&mut error_samples, e.to_string());
+                        keep_sample(&mut error_samples, format!("{e:#}"));
                     }
                 }
             }
@@ -289,7 +352,7 @@ pub async fn populate(
     let start = Instant::now();
     let mut tasks = Vec::with_capacity(workers);
     for i in 0..workers.max(1) {
-        let mut kv = clients[i % clients.len()].kv_client();
+        let mut kv = clients[i % clients.len()].clone();
         let next = next.clone();
         let failed = failed.clone();
         let space = space.clone();
@@ -304,16 +367,17 @@ pub async fn populate(
                 let key = space.key(k);
                 let mut ok = false;
                 for attempt in 0..5u32 {
-                    match kv
-                        .put(key.clone(), space.random_value(&mut rng), None)
-                        .await
+                    let req = put(key.clone(), space.random_value(&mut rng));
+                    let res = tokio::time::timeout(REQUEST_TIMEOUT, put_call(&mut kv, req)).await;
+                    match res
+                        .unwrap_or_else(|_| Err(anyhow!("no answer within {REQUEST_TIMEOUT:?}")))
                     {
                         Ok(_) => {
                             ok = true;
                             break;
                         }
                         Err(e) => {
-                            last_error = Some(e.to_string());
+                            last_error = Some(format!("{e:#}"));
                             tokio::time::sleep(Duration::from_millis(50 << attempt)).await;
                         }
                     }

@@ -4,6 +4,7 @@
 //! p50 and p99 side by side with the Bosun/etcd ratios and the targets. It prints figures; it
 //! does not assert them.
 
+mod grpc;
 mod load;
 mod report;
 
@@ -16,7 +17,7 @@ use bosun_tests::{Cluster, Kind};
 use clap::Parser;
 use tokio::signal::unix::{Signal, SignalKind, signal};
 
-use crate::load::{KeySpace, Scenario, Workload};
+use crate::load::{KeySpace, RunResult, Scenario, Workload};
 use crate::report::{KindRun, Outcome};
 
 /// Backend quota both kinds run with (etcd's largest recommended value), so that no run
@@ -48,9 +49,13 @@ struct Cli {
     /// Measure only this kind of cluster (default: Bosun, then etcd when installed).
     #[arg(long, value_enum)]
     only: Option<Only>,
-    /// Measured time per scenario, e.g. `10`, `10s`, `500ms`.
-    #[arg(long, default_value = "10s", value_parser = parse_duration)]
+    /// Measured time per scenario and round, e.g. `5`, `5s`, `500ms`.
+    #[arg(long, default_value = "5s", value_parser = parse_duration)]
     duration: Duration,
+    /// Rounds per scenario: each round runs the scenario on every cluster in turn, so that
+    /// the machine's ups and downs fall on both alike; the figures cover all rounds.
+    #[arg(long, default_value_t = 3, value_parser = clap::value_parser!(u32).range(1..))]
+    rounds: u32,
     /// Unmeasured warm-up before each scenario.
     #[arg(long, default_value = "1s", value_parser = parse_duration)]
     warmup: Duration,
@@ -216,48 +221,29 @@ async fn bench(cli: Cli) -> anyhow::Result<ExitCode> {
         .with_context(|| format!("create a data directory in {}", base.display()))?;
 
     print_header(&cli, etcd_bin.as_deref(), dir.path());
-    let scenarios = cli.scenarios();
-    let space = cli.key_space();
-    let mut runs: Vec<KindRun> = Vec::new();
-    let mut interrupted = false;
-    for kind in kinds {
-        let name = kind_name(kind);
-        let kind_dir = dir.path().join(name);
-        let settings = Settings {
-            kind,
-            dir: kind_dir.clone(),
-            scenarios: scenarios.clone(),
-            space: space.clone(),
-            warmup: cli.warmup,
-            duration: cli.duration,
-            conns: cli.conns.map_or(16, |c| usize::try_from(c).unwrap_or(16)),
-        };
-        // Each cluster lives inside its own task: a panic in the launcher is reported and the
-        // next kind still runs, and aborting the task drops (kills) the cluster.
-        let mut task = tokio::spawn(run_kind(settings));
-        let joined = tokio::select! {
-            r = &mut task => r,
-            _ = stop.wait() => {
-                eprintln!("interrupted: stopping the {name} cluster");
-                task.abort();
-                let _ = task.await;
-                interrupted = true;
-                break;
-            }
-        };
-        let run = match joined {
-            Ok(Ok(run)) => run,
-            Ok(Err(e)) => failed_run(name, &scenarios, format!("{e:#}")),
-            Err(e) if e.is_panic() => failed_run(name, &scenarios, panic_message(e.into_panic())),
-            Err(e) => failed_run(name, &scenarios, e.to_string()),
-        };
-        report::print_kind(&run);
-        runs.push(run);
-        if !cli.keep {
-            let _ = std::fs::remove_dir_all(&kind_dir);
+    let settings = Settings {
+        dir: dir.path().to_path_buf(),
+        scenarios: cli.scenarios(),
+        space: cli.key_space(),
+        warmup: cli.warmup,
+        duration: cli.duration,
+        rounds: cli.rounds,
+        conns: cli.conns.map_or(16, |c| usize::try_from(c).unwrap_or(16)),
+    };
+    // The clusters live inside one task: aborting it on a signal drops (kills) them.
+    let mut task = tokio::spawn(run_all(kinds, settings));
+    let runs = tokio::select! {
+        r = &mut task => r.context("benchmark task failed")?,
+        _ = stop.wait() => {
+            eprintln!("interrupted: stopping the clusters");
+            task.abort();
+            let _ = task.await;
+            return Ok(ExitCode::from(130));
         }
+    };
+    for run in &runs {
+        report::print_kind(run);
     }
-
     if let [bosun, etcd] = runs.as_slice() {
         report::print_comparison(bosun, etcd);
         report::print_targets(bosun, etcd);
@@ -267,23 +253,117 @@ async fn bench(cli: Cli) -> anyhow::Result<ExitCode> {
         println!();
         println!("data and member logs kept in {}", kept.display());
     }
-    Ok(if interrupted {
-        ExitCode::from(130)
-    } else {
-        ExitCode::SUCCESS
-    })
+    Ok(ExitCode::SUCCESS)
 }
 
-/// What one kind's run needs.
+/// What a benchmark run needs.
 #[derive(Debug)]
 struct Settings {
-    kind: Kind,
     dir: PathBuf,
     scenarios: Vec<Scenario>,
     space: KeySpace,
     warmup: Duration,
     duration: Duration,
+    rounds: u32,
     conns: usize,
+}
+
+/// One running cluster and what has been measured on it.
+struct Side {
+    cluster: Cluster,
+    /// Client URLs, the leader's first.
+    urls: Vec<String>,
+    last_leader: usize,
+    run: KindRun,
+}
+
+/// Starts a cluster of every kind and fills its key space, then runs each scenario round by
+/// round, one cluster after the other within a round. A cluster that cannot start is
+/// reported as such and the others still run.
+async fn run_all(kinds: Vec<Kind>, s: Settings) -> Vec<KindRun> {
+    let mut sides: Vec<Result<Side, KindRun>> = Vec::new();
+    for kind in kinds {
+        let name = kind_name(kind);
+        let dir = s.dir.join(name);
+        // Started in its own task: a panic in the launcher becomes a failed run.
+        let started = tokio::spawn(start_side(kind, dir, s.space.clone(), s.conns)).await;
+        sides.push(match started {
+            Ok(Ok(side)) => Ok(side),
+            Ok(Err(e)) => Err(failed_run(name, &s.scenarios, format!("{e:#}"))),
+            Err(e) if e.is_panic() => Err(failed_run(
+                name,
+                &s.scenarios,
+                panic_message(e.into_panic()),
+            )),
+            Err(e) => Err(failed_run(name, &s.scenarios, e.to_string())),
+        });
+    }
+    for sc in &s.scenarios {
+        let mut totals: Vec<Option<anyhow::Result<RunResult>>> =
+            sides.iter().map(|_| None).collect();
+        for round in 1..=s.rounds {
+            for (side, total) in sides.iter_mut().zip(totals.iter_mut()) {
+                let Ok(side) = side else { continue };
+                if matches!(total, Some(Err(_))) {
+                    continue;
+                }
+                let name = side.run.name;
+                eprintln!(
+                    "{name}: {} ({} clients, {} conns), round {round} of {}, for {:?}",
+                    sc.label(),
+                    sc.clients,
+                    sc.conns,
+                    s.rounds,
+                    s.duration
+                );
+                let res = load::run(&side.urls, sc, &s.space, s.warmup, s.duration).await;
+                match &res {
+                    Ok(r) => eprintln!(
+                        "{name}: {}: {:.1} ops/s, p50 {:.3} ms, p99 {:.3} ms, {} errors",
+                        sc.label(),
+                        r.ops_per_sec(),
+                        r.quantile_ms(0.5).unwrap_or(f64::NAN),
+                        r.quantile_ms(0.99).unwrap_or(f64::NAN),
+                        r.errors
+                    ),
+                    Err(e) => eprintln!("{name}: {}: {e:#}", sc.label()),
+                }
+                *total = Some(match (total.take(), res) {
+                    (Some(Ok(mut acc)), Ok(r)) => acc.merge(r).map(|()| acc),
+                    (_, res) => res,
+                });
+                side.note_changes(&sc.label()).await;
+            }
+        }
+        for (side, total) in sides.iter_mut().zip(totals) {
+            let Ok(side) = side else { continue };
+            let outcome = match total {
+                Some(Ok(r)) if r.all_failed() => Outcome::Failed(format!(
+                    "every request failed ({} errors): {}",
+                    r.errors,
+                    r.error_samples.first().map_or("", String::as_str)
+                )),
+                Some(Ok(r)) => Outcome::Done(r),
+                Some(Err(e)) => Outcome::Failed(format!("{e:#}")),
+                None => Outcome::Failed("not run".into()),
+            };
+            side.run.outcomes.push((sc.clone(), outcome));
+        }
+    }
+    sides
+        .into_iter()
+        .map(|side| match side {
+            Ok(mut side) => {
+                for (m, member) in side.cluster.members.iter().enumerate() {
+                    if let Some(n) = log_findings(&member.log()) {
+                        side.run.notes.push(format!("m{} log: {n}", m + 1));
+                    }
+                }
+                side.run
+            }
+            Err(run) => run,
+        })
+        .collect()
 }
 
 /// `bosun` or `etcd`.
@@ -317,24 +397,46 @@ fn panic_message(payload: Box<dyn std::any::Any + Send>) -> String {
     }
 }
 
+/// Worker threads of each Bosun member: its share of the machine's CPUs (at least one),
+/// since the members of a cluster share them.
+fn bosun_worker_threads() -> usize {
+    let cpus = std::thread::available_parallelism().map_or(1, |n| n.get());
+    (cpus / MEMBERS).max(1)
+}
+
 /// Extra command-line flags for the members of `kind`.
-fn member_flags(kind: Kind) -> Vec<&'static str> {
-    let mut v = vec!["--quota-backend-bytes", QUOTA_BACKEND_BYTES];
-    if kind == Kind::Etcd {
+fn member_flags(kind: Kind) -> Vec<String> {
+    let mut v = vec![
+        "--quota-backend-bytes".to_string(),
+        QUOTA_BACKEND_BYTES.to_string(),
+    ];
+    match kind {
         // Structured logs at warn: etcd's per-request info lines would flood the member logs.
-        v.extend(["--logger", "zap", "--log-level", "warn"]);
+        // Go's scheduler keeps its default (GOMAXPROCS = all CPUs): etcd measured slower with
+        // a share of them (benches/README.md).
+        Kind::Etcd => v.extend(["--logger", "zap", "--log-level", "warn"].map(String::from)),
+        Kind::Bosun => v.extend([
+            "--worker-threads".to_string(),
+            bosun_worker_threads().to_string(),
+        ]),
     }
     v
 }
 
-/// Starts a fresh cluster of `s.kind`, fills the key space, runs every scenario, and stops
-/// the cluster (when the returned future completes or is dropped).
-async fn run_kind(s: Settings) -> anyhow::Result<KindRun> {
-    let name = kind_name(s.kind);
-    std::fs::create_dir_all(&s.dir).with_context(|| format!("create {}", s.dir.display()))?;
-    eprintln!("{name}: starting {MEMBERS} members in {}", s.dir.display());
-    let flags = member_flags(s.kind);
-    let cluster = Cluster::start(s.kind, &s.dir, MEMBERS, &flags).await;
+/// Starts a fresh cluster of `kind` with its data in `dir`, waits for a leader and writes
+/// every key of `space` once.
+async fn start_side(
+    kind: Kind,
+    dir: PathBuf,
+    space: KeySpace,
+    conns: usize,
+) -> anyhow::Result<Side> {
+    let name = kind_name(kind);
+    std::fs::create_dir_all(&dir).with_context(|| format!("create {}", dir.display()))?;
+    eprintln!("{name}: starting {MEMBERS} members in {}", dir.display());
+    let flags = member_flags(kind);
+    let flags: Vec<&str> = flags.iter().map(String::as_str).collect();
+    let cluster = Cluster::start(kind, &dir, MEMBERS, &flags).await;
     let leader = cluster.wait_leader(LEADER_TIMEOUT).await;
     let mut run = KindRun {
         name,
@@ -352,78 +454,49 @@ async fn run_kind(s: Settings) -> anyhow::Result<KindRun> {
     eprintln!(
         "{name}: leader m{}; writing {} keys",
         leader + 1,
-        s.space.keys
+        space.keys
     );
-    match load::populate(&urls, &s.space, POPULATE_WORKERS, s.conns).await {
+    match load::populate(&urls, &space, POPULATE_WORKERS, conns).await {
         Ok(took) => {
-            let rate = s.space.keys as f64 / took.as_secs_f64();
+            let rate = space.keys as f64 / took.as_secs_f64();
             run.notes.push(format!(
                 "populate: {} keys in {:.2} s ({rate:.0} puts/s, {POPULATE_WORKERS} writers)",
-                s.space.keys,
+                space.keys,
                 took.as_secs_f64()
             ));
         }
         Err(e) => run.notes.push(format!("populate failed: {e:#}")),
     }
+    Ok(Side {
+        cluster,
+        urls,
+        last_leader: leader,
+        run,
+    })
+}
 
-    let mut last_leader = leader;
-    for sc in &s.scenarios {
-        eprintln!(
-            "{name}: {} ({} clients, {} conns) for {:?}",
-            sc.label(),
-            sc.clients,
-            sc.conns,
-            s.duration
-        );
-        let outcome = match load::run(&urls, sc, &s.space, s.warmup, s.duration).await {
-            Ok(r) => {
-                eprintln!(
-                    "{name}: {}: {:.1} ops/s, p50 {:.3} ms, p99 {:.3} ms, {} errors",
-                    sc.label(),
-                    r.ops_per_sec(),
-                    r.quantile_ms(0.5).unwrap_or(f64::NAN),
-                    r.quantile_ms(0.99).unwrap_or(f64::NAN),
-                    r.errors
-                );
-                if r.all_failed() {
-                    Outcome::Failed(format!(
-                        "every request failed ({} errors): {}",
-                        r.errors,
-                        r.error_samples.first().map_or("", String::as_str)
-                    ))
-                } else {
-                    Outcome::Done(r)
+impl Side {
+    /// Notes members that exited and a change of leader during the scenario `label`.
+    async fn note_changes(&mut self, label: &str) {
+        for (m, member) in self.cluster.members.iter().enumerate() {
+            if member.pid().is_some_and(exited) {
+                let note = format!("m{} exited during {label}", m + 1);
+                if !self.run.notes.contains(&note) {
+                    self.run.notes.push(note);
                 }
             }
-            Err(e) => Outcome::Failed(format!("{e:#}")),
-        };
-        run.outcomes.push((sc.clone(), outcome));
-        for (m, member) in cluster.members.iter().enumerate() {
-            if member.pid().is_some_and(exited) {
-                run.notes
-                    .push(format!("m{} exited during {}", m + 1, sc.label()));
-            }
         }
-        if let Some(now) = cluster.leader().await
-            && now != last_leader
+        if let Some(now) = self.cluster.leader().await
+            && now != self.last_leader
         {
-            run.notes.push(format!(
-                "leader changed from m{} to m{} during {}",
-                last_leader + 1,
-                now + 1,
-                sc.label()
+            self.run.notes.push(format!(
+                "leader changed from m{} to m{} during {label}",
+                self.last_leader + 1,
+                now + 1
             ));
-            last_leader = now;
+            self.last_leader = now;
         }
     }
-
-    for (m, member) in cluster.members.iter().enumerate() {
-        if let Some(n) = log_findings(&member.log()) {
-            run.notes.push(format!("m{} log: {n}", m + 1));
-        }
-    }
-    drop(cluster);
-    Ok(run)
 }
 
 /// Whether the process `pid` (a child of this process) has exited and awaits reaping.
@@ -484,7 +557,10 @@ fn print_header(cli: &Cli, etcd_bin: Option<&Path>, dir: &Path) {
     );
     if cli.only != Some(Only::Etcd) {
         let bin = std::env::var("BOSUN_BIN").unwrap_or_default();
-        println!("  bosun: {bin}");
+        println!(
+            "  bosun: {bin} (--worker-threads {} per member)",
+            bosun_worker_threads()
+        );
         if bin.contains("/debug/") {
             println!("  WARNING: this bosun is a debug build; its figures mean little");
         }
@@ -506,8 +582,9 @@ fn print_header(cli: &Cli, etcd_bin: Option<&Path>, dir: &Path) {
         println!("  etcd:  {} ({version})", etcd.display());
     }
     println!(
-        "  {} keys, {}-byte values, warm-up {:?}, {:?} measured per scenario",
-        cli.keys, cli.value_size, cli.warmup, cli.duration
+        "  {} keys, {}-byte values; per scenario {} rounds of warm-up {:?} and {:?} measured \
+         on each cluster in turn",
+        cli.keys, cli.value_size, cli.rounds, cli.warmup, cli.duration
     );
     println!("  data in {}", dir.display());
 }
