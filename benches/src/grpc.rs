@@ -8,6 +8,8 @@
 //! call, and on a two-core machine the load generator's own writes then take CPU time from
 //! the clusters it measures. The same client drives Bosun and etcd.
 
+use std::time::Duration;
+
 use anyhow::{Context, anyhow, bail};
 use bosun_store::coalesce::CoalescedStream;
 use bytes::{BufMut, Bytes, BytesMut};
@@ -15,6 +17,9 @@ use h2::client::SendRequest;
 use http::{HeaderMap, Method, Request, Uri};
 use prost::Message;
 use tokio::net::TcpStream;
+
+/// Per-call deadline: a call that takes longer fails.
+const CALL_TIMEOUT: Duration = Duration::from_secs(10);
 
 /// Largest response message accepted, in bytes.
 const MAX_RESPONSE: usize = 16 << 20;
@@ -41,7 +46,6 @@ impl Conn {
         let tcp = TcpStream::connect(authority)
             .await
             .with_context(|| format!("connect to {url}"))?;
-        tcp.set_nodelay(true).context("set TCP_NODELAY")?;
         let io = CoalescedStream::new(tcp).context("start the connection's writer")?;
         let (send, connection) = h2::client::Builder::new()
             .initial_window_size(WINDOW)
@@ -57,8 +61,20 @@ impl Conn {
         Ok(Conn { send, base })
     }
 
-    /// Calls the unary method `path` (e.g. `/etcdserverpb.KV/Put`) with `req`.
+    /// Calls the unary method `path` (e.g. `/etcdserverpb.KV/Put`) with `req`; fails after
+    /// CALL_TIMEOUT without an answer.
     pub async fn unary<Resp: Message + Default>(
+        &mut self,
+        path: &str,
+        req: &impl Message,
+    ) -> anyhow::Result<Resp> {
+        tokio::time::timeout(CALL_TIMEOUT, self.call(path, req))
+            .await
+            .map_err(|_| anyhow!("no answer within {CALL_TIMEOUT:?}"))?
+    }
+
+    /// One call, without a deadline.
+    async fn call<Resp: Message + Default>(
         &mut self,
         path: &str,
         req: &impl Message,

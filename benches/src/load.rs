@@ -5,7 +5,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
-use anyhow::{Context, anyhow, bail};
+use anyhow::{Context, bail};
 use bosun_proto::etcdserverpb::compare::{CompareResult, CompareTarget, TargetUnion};
 use bosun_proto::etcdserverpb::request_op::Request as Op;
 use bosun_proto::etcdserverpb::{
@@ -20,9 +20,6 @@ use rand::{Rng, RngCore, SeedableRng};
 
 /// Longest latency the histograms hold, in microseconds (larger values saturate).
 const MAX_LATENCY_US: u64 = 60_000_000;
-
-/// Per-request deadline: a request that takes longer counts as an error.
-const REQUEST_TIMEOUT: Duration = Duration::from_secs(10);
 
 /// How long opening one connection may take.
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
@@ -184,7 +181,7 @@ fn put(key: Vec<u8>, value: Vec<u8>) -> PutRequest {
     }
 }
 
-/// Issues one request of `workload` and waits for its answer (at most REQUEST_TIMEOUT).
+/// Issues one request of `workload` and waits for its answer.
 async fn one_op(
     kv: &mut Conn,
     workload: Workload,
@@ -192,36 +189,31 @@ async fn one_op(
     rng: &mut SmallRng,
 ) -> anyhow::Result<()> {
     let key = space.random_key(rng);
-    let call = async {
-        match workload {
-            Workload::Put => put_call(kv, put(key, space.random_value(rng))).await,
-            Workload::GetLinearizable => range_call(kv, range(key, false)).await,
-            Workload::GetSerializable => range_call(kv, range(key, true)).await,
-            Workload::Txn => {
-                let txn = TxnRequest {
-                    compare: vec![Compare {
-                        result: CompareResult::Greater.into(),
-                        target: CompareTarget::Mod.into(),
-                        key: key.clone(),
-                        target_union: Some(TargetUnion::ModRevision(0)),
-                        ..Default::default()
-                    }],
-                    success: vec![RequestOp {
-                        request: Some(Op::RequestPut(put(key.clone(), space.random_value(rng)))),
-                    }],
-                    failure: vec![RequestOp {
-                        request: Some(Op::RequestRange(range(key, false))),
-                    }],
-                };
-                kv.unary::<TxnResponse>("/etcdserverpb.KV/Txn", &txn)
-                    .await
-                    .map(drop)
-            }
+    match workload {
+        Workload::Put => put_call(kv, put(key, space.random_value(rng))).await,
+        Workload::GetLinearizable => range_call(kv, range(key, false)).await,
+        Workload::GetSerializable => range_call(kv, range(key, true)).await,
+        Workload::Txn => {
+            let txn = TxnRequest {
+                compare: vec![Compare {
+                    result: CompareResult::Greater.into(),
+                    target: CompareTarget::Mod.into(),
+                    key: key.clone(),
+                    target_union: Some(TargetUnion::ModRevision(0)),
+                    ..Default::default()
+                }],
+                success: vec![RequestOp {
+                    request: Some(Op::RequestPut(put(key.clone(), space.random_value(rng)))),
+                }],
+                failure: vec![RequestOp {
+                    request: Some(Op::RequestRange(range(key, false))),
+                }],
+            };
+            kv.unary::<TxnResponse>("/etcdserverpb.KV/Txn", &txn)
+                .await
+                .map(drop)
         }
-    };
-    tokio::time::timeout(REQUEST_TIMEOUT, call)
-        .await
-        .map_err(|_| anyhow!("no answer within {REQUEST_TIMEOUT:?}"))?
+    }
 }
 
 /// A put call.
@@ -368,10 +360,7 @@ pub async fn populate(
                 let mut ok = false;
                 for attempt in 0..5u32 {
                     let req = put(key.clone(), space.random_value(&mut rng));
-                    let res = tokio::time::timeout(REQUEST_TIMEOUT, put_call(&mut kv, req)).await;
-                    match res
-                        .unwrap_or_else(|_| Err(anyhow!("no answer within {REQUEST_TIMEOUT:?}")))
-                    {
+                    match put_call(&mut kv, req).await {
                         Ok(_) => {
                             ok = true;
                             break;

@@ -55,8 +55,10 @@ struct State {
 }
 
 impl CoalescedStream {
-    /// Wraps `tcp` and starts its writer task on the current runtime.
+    /// Wraps `tcp` (setting TCP_NODELAY: batching is this stream's job, not the kernel's)
+    /// and starts its writer task on the current runtime.
     pub fn new(tcp: TcpStream) -> io::Result<CoalescedStream> {
+        tcp.set_nodelay(true)?;
         let local = tcp.local_addr()?;
         let peer = tcp.peer_addr()?;
         let (read, write) = tcp.into_split();
@@ -68,16 +70,6 @@ impl CoalescedStream {
             local,
             peer,
         })
-    }
-
-    /// The local address of the socket.
-    pub fn local_addr(&self) -> std::net::SocketAddr {
-        self.local
-    }
-
-    /// The address of the other end.
-    pub fn peer_addr(&self) -> std::net::SocketAddr {
-        self.peer
     }
 
     /// Queues `bufs` for the writer: all of them, or nothing while the queue is full.
@@ -240,10 +232,10 @@ impl tonic::transport::server::Connected for CoalescedStream {
 /// file descriptors and the like) is logged and retried after a pause instead of spinning.
 async fn accept(listener: &tokio::net::TcpListener) -> CoalescedStream {
     loop {
-        let accepted = listener.accept().await.and_then(|(tcp, _)| {
-            tcp.set_nodelay(true)?;
-            CoalescedStream::new(tcp)
-        });
+        let accepted = listener
+            .accept()
+            .await
+            .and_then(|(tcp, _)| CoalescedStream::new(tcp));
         match accepted {
             Ok(stream) => return stream,
             Err(e) => {
@@ -288,7 +280,6 @@ impl tonic::codegen::Service<http::Uri> for Connector {
             // An IPv6 literal comes bracketed in a URI; connect wants it bare.
             let host = host.trim_start_matches('[').trim_end_matches(']');
             let tcp = TcpStream::connect((host, port)).await?;
-            tcp.set_nodelay(true)?;
             Ok(hyper_util::rt::TokioIo::new(CoalescedStream::new(tcp)?))
         })
     }

@@ -107,8 +107,10 @@ pub struct StateMachine {
     snapshot_dir: PathBuf,
 }
 
-fn get_meta<T: for<'a> serde::Deserialize<'a>>(mvcc: &Mvcc, key: &[u8]) -> io::Result<Option<T>> {
-    let db = mvcc.db();
+fn get_meta<T: for<'a> serde::Deserialize<'a>>(
+    db: &rocksdb::DB,
+    key: &[u8],
+) -> io::Result<Option<T>> {
     match db
         .get_cf(cf(db, CF_META).map_err(io_err)?, key)
         .map_err(io_err)?
@@ -122,10 +124,10 @@ impl StateMachine {
     /// Opens the state machine over `mvcc`, keeping snapshots in `snapshot_dir`.
     pub fn open(mvcc: Mvcc, snapshot_dir: PathBuf) -> io::Result<Self> {
         std::fs::create_dir_all(&snapshot_dir)?;
-        let applied = get_meta(&mvcc, META_APPLIED)?.flatten();
-        let membership = get_meta(&mvcc, META_MEMBERSHIP)?.unwrap_or_default();
-        let alarms = get_meta(&mvcc, META_ALARMS)?.unwrap_or_default();
-        let removed = get_meta(&mvcc, META_REMOVED)?.unwrap_or_default();
+        let applied = get_meta(mvcc.db(), META_APPLIED)?.flatten();
+        let membership = get_meta(mvcc.db(), META_MEMBERSHIP)?.unwrap_or_default();
+        let alarms = get_meta(mvcc.db(), META_ALARMS)?.unwrap_or_default();
+        let removed = get_meta(mvcc.db(), META_REMOVED)?.unwrap_or_default();
         Ok(StateMachine {
             shared: Arc::new(Shared {
                 mvcc,
@@ -221,19 +223,10 @@ impl RaftSnapshotBuilder<TypeConfig> for StateMachine {
                 .map_err(io_err)?;
             let (applied, membership) = {
                 let ck = open_checkpoint(&building)?;
-                let meta = |key| -> io::Result<Option<Vec<u8>>> {
-                    ck.get_cf(cf(&ck, CF_META).map_err(io_err)?, key)
-                        .map_err(io_err)
-                };
-                let applied: Option<LogId> = match meta(META_APPLIED)? {
-                    Some(b) => decode(&b)?,
-                    None => None,
-                };
-                let membership: StoredMembership = match meta(META_MEMBERSHIP)? {
-                    Some(b) => decode(&b)?,
-                    None => StoredMembership::default(),
-                };
-                (applied, membership)
+                (
+                    get_meta::<Option<LogId>>(&ck, META_APPLIED)?.flatten(),
+                    get_meta::<StoredMembership>(&ck, META_MEMBERSHIP)?.unwrap_or_default(),
+                )
             };
             let meta = SnapshotMeta {
                 last_log_id: applied,
@@ -350,8 +343,8 @@ impl RaftStateMachine<TypeConfig> for StateMachine {
             let mut r = BufReader::new(std::fs::File::open(snapshot.records()?)?);
             crate::snapshot::restore(mvcc.db(), &mut r)?;
             *state = Mvcc::load_state(mvcc.db()).map_err(io_err)?;
-            *this.shared.alarms.lock() = get_meta(mvcc, META_ALARMS)?.unwrap_or_default();
-            *this.shared.removed.lock() = get_meta(mvcc, META_REMOVED)?.unwrap_or_default();
+            *this.shared.alarms.lock() = get_meta(mvcc.db(), META_ALARMS)?.unwrap_or_default();
+            *this.shared.removed.lock() = get_meta(mvcc.db(), META_REMOVED)?.unwrap_or_default();
             *this.shared.applied.lock() = (meta.last_log_id, meta.last_membership.clone());
             // A snapshot received from the leader becomes this member's current one; one of
             // its own (restored at start) already is.
