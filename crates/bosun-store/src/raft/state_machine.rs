@@ -78,6 +78,21 @@ fn open_checkpoint(dir: &std::path::Path) -> io::Result<rocksdb::DB> {
     .map_err(io_err)
 }
 
+/// Records the snapshot at `path` as the current one in `meta_path`: written beside it and
+/// renamed over it, so that `get_current_snapshot`, which may read it at the same moment,
+/// sees the old record or the new one, never half of one.
+fn save_current(
+    meta_path: &std::path::Path,
+    meta: &SnapshotMeta,
+    path: &std::path::Path,
+) -> io::Result<()> {
+    let tmp = meta_path.with_extension("tmp");
+    let mut f = std::fs::File::create(&tmp)?;
+    std::io::Write::write_all(&mut f, &encode(&(meta, path))?)?;
+    f.sync_all()?;
+    std::fs::rename(&tmp, meta_path)
+}
+
 impl SnapshotFile {
     /// The path of a file holding the snapshot's records: the snapshot itself, or for a
     /// checkpoint the records written from it beside it (once; later calls reuse them).
@@ -238,7 +253,7 @@ impl RaftSnapshotBuilder<TypeConfig> for StateMachine {
                 std::fs::remove_dir_all(&path)?;
             }
             std::fs::rename(&building, &path)?;
-            std::fs::write(&meta_path, encode(&(meta.clone(), path.clone()))?)?;
+            save_current(&meta_path, &meta, &path)?;
             this.prune_snapshots(&path);
             Ok(Snapshot {
                 meta,
@@ -353,7 +368,7 @@ impl RaftStateMachine<TypeConfig> for StateMachine {
                 if snapshot.path != path {
                     std::fs::copy(&snapshot.path, &path)?;
                 }
-                std::fs::write(&meta_path, encode(&(meta.clone(), path.clone()))?)?;
+                save_current(&meta_path, &meta, &path)?;
                 this.prune_snapshots(&path);
             }
             drop(state);
