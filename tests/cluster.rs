@@ -336,3 +336,63 @@ async fn leases_on_followers_survive_a_leader_kill() {
     })
     .await;
 }
+
+/// A counter or gauge from a member's `/metrics`.
+fn metric(member: &Server, name: &str) -> u64 {
+    let (code, text) = bosun_tests::kube::curl(&["-s", &format!("{}/metrics", member.client_url)]);
+    assert_eq!(code, 0, "curl {}/metrics", member.client_url);
+    text.lines()
+        .find_map(|l| {
+            let (n, v) = l.split_once(' ')?;
+            (n == name).then(|| v.trim().parse::<f64>().ok())?
+        })
+        .unwrap_or_else(|| panic!("no {name} in the metrics of {}:\n{text}", member.name))
+        as u64
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn follower_read_index_confirmed_by_its_own_request_only_when_a_quorum() {
+    // With three voters the leader and the asking follower are a quorum: the follower's
+    // request confirms the leadership and the leader runs no heartbeat round for it. With five
+    // they are not, and every read index needs a heartbeat round. Either way a linearizable
+    // read on a follower sees the write acknowledged just before it.
+    for (n, heartbeat_per_read) in [(3, false), (5, true)] {
+        let dir = tempfile::tempdir().unwrap();
+        let cluster = Cluster::start(Kind::Bosun, dir.path(), n, &[]).await;
+        let leader = cluster.wait_leader(Duration::from_secs(10)).await;
+        let follower = &cluster.members[(leader + 1) % n];
+        let leader = &cluster.members[leader];
+        let on = |m: &Server| {
+            let ep = m.endpoint();
+            async move {
+                Client::connect([ep], ConnectOptions::default())
+                    .await
+                    .unwrap()
+            }
+        };
+        let (writer, reader) = (on(leader).await, on(follower).await);
+        let heartbeats = "bosun_store_read_index_heartbeat_rounds_total";
+        let rounds = "bosun_store_read_index_rounds_total";
+        let (hb0, r0) = (metric(leader, heartbeats), metric(follower, rounds));
+        for i in 0..20 {
+            let v = format!("v{i}");
+            writer
+                .put("k", v.as_str(), PutOptions::new())
+                .await
+                .unwrap();
+            let got = reader.get("k", GetOptions::new()).await.unwrap();
+            assert_eq!(got.kvs[0].value, v.as_bytes(), "{n} members, read {i}");
+        }
+        let (hb1, r1) = (metric(leader, heartbeats), metric(follower, rounds));
+        assert!(r1 - r0 >= 20, "{n} members: {} read index rounds", r1 - r0);
+        if heartbeat_per_read {
+            assert!(
+                hb1 - hb0 >= 20,
+                "{n} members: {} heartbeat rounds",
+                hb1 - hb0
+            );
+        } else {
+            assert_eq!(hb1, hb0, "{n} members: the leader ran heartbeat rounds");
+        }
+    }
+}

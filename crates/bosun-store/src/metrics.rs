@@ -69,5 +69,29 @@ pub fn render(node: &Node) -> String {
         "# HELP bosun_raft_has_leader 1 when the cluster has a leader.\n# TYPE bosun_raft_has_leader gauge\nbosun_raft_has_leader {}",
         u8::from(m.current_leader.is_some())
     );
+    let ((rounds, reads), (heartbeat_rounds, _)) = node.read_index_counts();
+    let counters = [
+        (
+            "bosun_store_linearizable_reads_total",
+            "Linearizable reads this member served.",
+            reads,
+        ),
+        (
+            "bosun_store_read_index_rounds_total",
+            "Read indexes this member asked the leader for (concurrent reads share one).",
+            rounds,
+        ),
+        (
+            "bosun_store_read_index_heartbeat_rounds_total",
+            "Heartbeat rounds this member ran as leader to confirm a read index.",
+            heartbeat_rounds,
+        ),
+    ];
+    for (name, help, v) in counters {
+        let _ = writeln!(
+            out,
+            "# HELP {name} {help}\n# TYPE {name} counter\n{name} {v}"
+        );
+    }
     out
 }

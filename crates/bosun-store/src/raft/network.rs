@@ -41,8 +41,11 @@ pub enum ForwardRequest {
     Write(Command),
     /// Propose several commands, each answered on its own (see `server::write_batch`).
     WriteBatch(Vec<Command>),
-    /// Run the read index protocol and return the index to wait for.
-    ReadIndex,
+    /// Run the read index protocol and return the index to wait for. `from` is the member
+    /// asking and `term` its Raft term, read after the reads it asks for arrived: when the two
+    /// of them make a quorum, the request itself confirms the leadership (see
+    /// `Node::read_index_confirmed_by`).
+    ReadIndex { from: u64, term: u64 },
     /// A keep-alive of a lease: the leader owns the expiry clocks.
     LeaseKeepAlive(i64),
     /// Seconds left on a lease by the leader's clock.

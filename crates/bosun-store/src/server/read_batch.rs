@@ -7,6 +7,7 @@
 //! write acknowledged before the read began.
 
 use std::future::Future;
+use std::sync::atomic::{AtomicU64, Ordering};
 
 use parking_lot::Mutex;
 use tokio::sync::oneshot;
@@ -33,6 +34,9 @@ struct State {
 #[derive(Debug, Default)]
 pub struct ReadBatch {
     state: Mutex<State>,
+    /// Rounds run and reads answered, for the metrics.
+    rounds: AtomicU64,
+    reads: AtomicU64,
 }
 
 /// Hands the driving on when a driver finishes or its future is dropped mid-round.
@@ -52,6 +56,14 @@ impl Drop for Handover<'_> {
 }
 
 impl ReadBatch {
+    /// Rounds run so far and reads answered so far.
+    pub fn counts(&self) -> (u64, u64) {
+        (
+            self.rounds.load(Ordering::Relaxed),
+            self.reads.load(Ordering::Relaxed),
+        )
+    }
+
     /// Returns a read index confirmed by a round that started after this call; `round` asks
     /// the leader for one.
     pub async fn run<F, Fut>(&self, round: F) -> EtcdResult<u64>
@@ -59,6 +71,7 @@ impl ReadBatch {
         F: Fn() -> Fut,
         Fut: Future<Output = EtcdResult<u64>>,
     {
+        self.reads.fetch_add(1, Ordering::Relaxed);
         loop {
             let rx = {
                 let mut st = self.state.lock();
@@ -81,6 +94,7 @@ impl ReadBatch {
             }
             let _handover = Handover(self);
             let batch = std::mem::take(&mut self.state.lock().waiting);
+            self.rounds.fetch_add(1, Ordering::Relaxed);
             let r = round().await;
             for tx in batch {
                 let _ = tx.send(Turn::Done(r.clone()));
@@ -93,7 +107,6 @@ impl ReadBatch {
 #[cfg(test)]
 mod tests {
     use std::sync::Arc;
-    use std::sync::atomic::{AtomicU64, Ordering};
     use std::time::Duration;
 
     use super::*;
