@@ -446,13 +446,13 @@ impl Node {
         self.leader.load(Ordering::Relaxed) == self.id
     }
 
-    /// A copy of the current Raft metrics.
     /// Read-index counts: (rounds, reads) this member asked the leader for, and as leader
     /// (heartbeat rounds, requests that needed one).
     pub fn read_index_counts(&self) -> ((u64, u64), (u64, u64)) {
         (self.reads.counts(), self.leader_reads.counts())
     }
 
+    /// A copy of the current Raft metrics.
     pub fn metrics(&self) -> Metrics {
         use openraft::async_runtime::WatchReceiver;
         self.raft.metrics().borrow_watched().clone()
