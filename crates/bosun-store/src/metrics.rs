@@ -69,7 +69,7 @@ pub fn render(node: &Node) -> String {
         "# HELP bosun_raft_has_leader 1 when the cluster has a leader.\n# TYPE bosun_raft_has_leader gauge\nbosun_raft_has_leader {}",
         u8::from(m.current_leader.is_some())
     );
-    let ((rounds, reads), (heartbeat_rounds, _)) = node.read_index_counts();
+    let (reads, rounds, heartbeat_rounds) = node.read_index_counts();
     let counters = [
         (
             "bosun_store_linearizable_reads_total",

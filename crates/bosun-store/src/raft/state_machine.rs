@@ -98,9 +98,12 @@ impl SnapshotFile {
     /// checkpoint the records written from it beside it (once; later calls reuse them).
     /// Blocking.
     pub fn records(&self) -> io::Result<PathBuf> {
+        // Snapshots sent to two members at once would otherwise write the same file together.
+        static WRITING: parking_lot::Mutex<()> = parking_lot::Mutex::new(());
         if !self.path.is_dir() {
             return Ok(self.path.clone());
         }
+        let _writing = WRITING.lock();
         let out = self.path.with_extension("snap");
         if out.exists() {
             return Ok(out);

@@ -446,10 +446,11 @@ impl Node {
         self.leader.load(Ordering::Relaxed) == self.id
     }
 
-    /// Read-index counts: (rounds, reads) this member asked the leader for, and as leader
-    /// (heartbeat rounds, requests that needed one).
-    pub fn read_index_counts(&self) -> ((u64, u64), (u64, u64)) {
-        (self.reads.counts(), self.leader_reads.counts())
+    /// Read-index counts: linearizable reads served, rounds this member asked the leader
+    /// for, and heartbeat rounds it ran as leader.
+    pub fn read_index_counts(&self) -> (u64, u64, u64) {
+        let (rounds, reads) = self.reads.counts();
+        (reads, rounds, self.leader_reads.counts().0)
     }
 
     /// A copy of the current Raft metrics.
