@@ -28,6 +28,34 @@ pub enum Command {
     LeaseGrant(LeaseGrantRequest),
     LeaseRevoke(LeaseRevokeRequest),
     Alarm(AlarmRequest),
+    /// Writes proposed together as one log entry, applied in order as if each were an entry
+    /// of its own; never nested.
+    Batch(Vec<Command>),
+}
+
+impl Command {
+    /// About the size of the command in the log (its protobuf size).
+    pub fn size(&self) -> usize {
+        use prost::Message;
+        match self {
+            Command::Put(m) => m.encoded_len(),
+            Command::DeleteRange(m) => m.encoded_len(),
+            Command::Txn(m) => m.encoded_len(),
+            Command::Compact(m) => m.encoded_len(),
+            Command::LeaseGrant(m) => m.encoded_len(),
+            Command::LeaseRevoke(m) => m.encoded_len(),
+            Command::Alarm(m) => m.encoded_len(),
+            Command::Batch(b) => b.iter().map(Command::size).sum(),
+        }
+    }
+
+    /// How many client writes the command carries.
+    pub fn writes(&self) -> u64 {
+        match self {
+            Command::Batch(b) => b.len() as u64,
+            _ => 1,
+        }
+    }
 }
 
 /// The result of applying a [`Command`].
@@ -44,6 +72,8 @@ pub enum CommandResult {
     /// For log entries that carry no command (blank and membership entries).
     Done,
     Error(EtcdError),
+    /// The result of each command of a [`Command::Batch`], in order.
+    Batch(Vec<CommandResult>),
 }
 
 impl CommandResult {
@@ -218,9 +248,9 @@ fn execute_inner(tx: &mut WriteTxn<'_>, cmd: &Command) -> EtcdResult<CommandResu
                 header: Some(header_at(tx.read_rev())),
             })
         }
-        // Alarms are state-machine metadata, handled by the caller.
-        Command::Alarm(_) => {
-            CommandResult::Error(EtcdError::internal("alarm outside state machine"))
+        // Alarms are state-machine metadata and batches are taken apart by the caller.
+        Command::Alarm(_) | Command::Batch(_) => {
+            CommandResult::Error(EtcdError::internal("alarm or batch outside state machine"))
         }
     })
 }

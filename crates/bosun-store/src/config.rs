@@ -122,9 +122,19 @@ impl StoreConfig {
             check_url(u)?;
         }
         self.initial_members()?;
+        if self.max_request_bytes > MAX_REQUEST_BYTES_LIMIT {
+            bail!(
+                "--max-request-bytes {} is above the limit of {MAX_REQUEST_BYTES_LIMIT}: a \
+                 request travels between members in one message",
+                self.max_request_bytes
+            );
+        }
         Ok(())
     }
 }
+
+/// The largest --max-request-bytes accepted (a peer message carries up to 64 MiB).
+pub const MAX_REQUEST_BYTES_LIMIT: usize = 32 << 20;
 
 fn check_url(u: &str) -> anyhow::Result<url::Url> {
     let url = url::Url::parse(u).with_context(|| format!("invalid URL {u:?}"))?;

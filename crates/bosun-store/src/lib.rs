@@ -3,6 +3,7 @@
 //! Layers, bottom up:
 //! - [`mvcc`]: etcd's multi-version data model on RocksDB (revisions, history, compaction).
 //! - [`apply`]: etcd's write requests as deterministic Raft commands.
+//! - [`storage`]: the member's two RocksDB databases, the state machine's and the Raft log's.
 //! - [`raft`]: openraft's log storage, state machine and peer transport.
 //! - [`server`]: the etcd v3 gRPC services (KV, Watch, Lease, Cluster, Maintenance).
 //! - [`run`]: one member, from flags to serving.
@@ -16,6 +17,7 @@ pub mod mvcc;
 pub mod raft;
 pub mod server;
 pub mod snapshot;
+pub mod storage;
 pub mod watch;
 
 mod member;

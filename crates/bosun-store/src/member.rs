@@ -14,15 +14,14 @@ use bosun_proto::etcdserverpb::lease_server::LeaseServer;
 use bosun_proto::etcdserverpb::maintenance_server::MaintenanceServer;
 use bosun_proto::etcdserverpb::watch_server::WatchServer;
 use bosun_proto::raftpb::raft_peer_server::RaftPeerServer;
-use rocksdb::{ColumnFamilyDescriptor, DB, Options};
 use tokio::sync::watch;
 use tracing::info;
 
 use crate::config::{self, StoreConfig, listen_addr};
-use crate::mvcc::{CF_KV, CF_LEASE, CF_META, Mvcc};
-use crate::raft::log_store::{CF_LOG, CF_RAFT_META, LogStore};
+use crate::mvcc::Mvcc;
+use crate::raft::log_store::LogStore;
 use crate::raft::network::{
-    ForwardReply, ForwardRequest, MemberOp, NetworkFactory, PeerPool, PeerService,
+    ForwardReply, ForwardRequest, MAX_PEER_MESSAGE, MemberOp, NetworkFactory, PeerPool, PeerService,
 };
 use crate::raft::state_machine::{META_APPLIED, StateMachine};
 use crate::raft::{Member, Raft};
@@ -32,30 +31,13 @@ use crate::server::kv::KvService;
 use crate::server::lease::{LeaseService, expiry_loop};
 use crate::server::maintenance::MaintenanceService;
 use crate::server::watch::{PROGRESS_INTERVAL, WatchService};
+use crate::server::write_batch::BATCH_BYTES;
 
 /// gRPC overhead allowed on top of --max-request-bytes, as etcd allows.
 const GRPC_OVERHEAD_BYTES: usize = 512 * 1024;
 
-fn open_db(cfg: &StoreConfig) -> anyhow::Result<Arc<DB>> {
-    let path = cfg.data_dir.join("db");
-    std::fs::create_dir_all(&path)
-        .with_context(|| format!("create data dir {}", path.display()))?;
-    let mut opts = Options::default();
-    opts.create_if_missing(true);
-    opts.create_missing_column_families(true);
-    opts.set_max_background_jobs(2);
-    opts.set_bytes_per_sync(1 << 20);
-    // The state machine writes without the WAL: its column families must reach disk together.
-    opts.set_atomic_flush(true);
-    let cfs = [CF_KV, CF_LEASE, CF_META, CF_LOG, CF_RAFT_META].map(|name| {
-        let mut o = Options::default();
-        o.set_compression_type(rocksdb::DBCompressionType::Lz4);
-        ColumnFamilyDescriptor::new(name, o)
-    });
-    let db = DB::open_cf_descriptors(&opts, &path, cfs)
-        .with_context(|| format!("open rocksdb at {}", path.display()))?;
-    Ok(Arc::new(db))
-}
+/// Most log entries kept behind a snapshot.
+const KEEP_AFTER_SNAPSHOT: u64 = 1000;
 
 /// The Raft configuration derived from the member's options.
 fn raft_config(cfg: &StoreConfig) -> anyhow::Result<openraft::Config> {
@@ -64,11 +46,17 @@ fn raft_config(cfg: &StoreConfig) -> anyhow::Result<openraft::Config> {
         heartbeat_interval: cfg.heartbeat_interval,
         election_timeout_min: cfg.election_timeout,
         election_timeout_max: cfg.election_timeout * 3 / 2,
-        snapshot_policy: openraft::SnapshotPolicy::LogsSinceLast(cfg.snapshot_count),
+        // Snapshots are due by writes, not entries: the member triggers them (see `run`).
+        snapshot_policy: openraft::SnapshotPolicy::Never,
         // Entries kept after a snapshot so a slightly slow follower catches up from the log.
-        max_in_snapshot_log_to_keep: cfg.snapshot_count.min(5000),
+        max_in_snapshot_log_to_keep: cfg.snapshot_count.min(KEEP_AFTER_SNAPSHOT),
         // A follower further behind than the retained log gets a snapshot.
-        replication_lag_threshold: cfg.snapshot_count + cfg.snapshot_count.min(5000),
+        replication_lag_threshold: cfg.snapshot_count + cfg.snapshot_count.min(KEEP_AFTER_SNAPSHOT),
+        // Entries per append message, so that one stays within the peer message size: an
+        // entry is a batch of at most BATCH_BYTES, or a single larger request.
+        max_payload_entries: (MAX_PEER_MESSAGE
+            / (cfg.max_request_bytes.max(BATCH_BYTES) + GRPC_OVERHEAD_BYTES))
+            .clamp(1, 300) as u64,
         // A member cut off and back must not depose a healthy leader.
         enable_pre_vote: Some(true),
         ..Default::default()
@@ -114,14 +102,18 @@ pub async fn run(cfg: StoreConfig, external: watch::Receiver<bool>) -> anyhow::R
     };
     let (id, cluster_id) = (identity.id, identity.cluster_id);
 
-    let db = open_db(&cfg)?;
+    let crate::storage::Databases {
+        state: db,
+        log: log_db,
+    } = crate::storage::open(&cfg.data_dir)?;
     if crate::snapshot::discard_interrupted_restore(&db, META_APPLIED)
         .context("check state machine")?
     {
         tracing::warn!("discarded the state of a snapshot restore interrupted by a crash");
     }
     let mvcc = Mvcc::open(db.clone()).map_err(|e| anyhow::anyhow!("open mvcc store: {e}"))?;
-    let sm = StateMachine::open(mvcc, cfg.data_dir.join("snap")).context("open state machine")?;
+    let sm = StateMachine::open(mvcc, cfg.data_dir.join("snap"), cfg.snapshot_count)
+        .context("open state machine")?;
     let shared = sm.shared();
     if shared.is_removed(id) {
         anyhow::bail!(
@@ -129,7 +121,7 @@ pub async fn run(cfg: StoreConfig, external: watch::Receiver<bool>) -> anyhow::R
              start it with a new data directory after `member add`"
         );
     }
-    let log = LogStore::open(db.clone()).context("open raft log")?;
+    let log = LogStore::open(log_db.clone(), db.clone()).context("open raft log")?;
     let factory = NetworkFactory { pool: pool.clone() };
     let raft = Raft::new(id, Arc::new(raft_config(&cfg)?), factory, log, sm)
         .await
@@ -179,6 +171,7 @@ pub async fn run(cfg: StoreConfig, external: watch::Receiver<bool>) -> anyhow::R
         shared,
         cfg.clone(),
         pool,
+        log_db.clone(),
     ));
     let mut tasks = tokio::task::JoinSet::new();
     {
@@ -186,6 +179,23 @@ pub async fn run(cfg: StoreConfig, external: watch::Receiver<bool>) -> anyhow::R
         tasks.spawn(async move {
             node.follow_metrics().await;
             Ok(())
+        });
+    }
+    {
+        // Raft counts log entries; snapshots are due by writes (see `Shared::snapshot_due`).
+        let (shared, raft, mut sd) = (node.shared.clone(), raft.clone(), shutdown.clone());
+        tasks.spawn(async move {
+            loop {
+                tokio::select! {
+                    _ = shared.snapshot_due() => {}
+                    _ = sd.wait_for(|s| *s) => return Ok(()),
+                }
+                if raft.trigger().snapshot().await.is_err() {
+                    return Ok(());
+                }
+                // Building resets the count; a request meanwhile would only repeat this one.
+                tokio::time::sleep(Duration::from_secs(1)).await;
+            }
         });
     }
 
@@ -325,7 +335,7 @@ pub async fn run(cfg: StoreConfig, external: watch::Receiver<bool>) -> anyhow::R
     let _ = tokio::time::timeout(Duration::from_secs(5), drain).await;
     tasks.abort_all();
     raft.shutdown().await.context("stop raft")?;
-    db.flush_wal(true).context("flush write-ahead log")?;
+    log_db.flush_wal(true).context("flush write-ahead log")?;
     // So that a restart need not apply the recent log entries again.
     crate::mvcc::flush_state(&db).map_err(|e| anyhow::anyhow!("flush state: {e}"))?;
     info!("stopped");

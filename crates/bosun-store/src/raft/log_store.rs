@@ -134,8 +134,9 @@ fn sync_opts() -> WriteOptions {
 
 impl LogStore {
     /// Opens the log on `db` and starts its syncer and purger threads, which end when the last
-    /// clone of the store is dropped.
-    pub fn open(db: Arc<DB>) -> io::Result<Self> {
+    /// clone of the store is dropped. `state` is the state machine's database, made durable
+    /// before entries are purged.
+    pub fn open(db: Arc<DB>, state: Arc<DB>) -> io::Result<Self> {
         let (purger, purges) = mpsc::channel::<LogId>();
         let purge_db = db.clone();
         std::thread::Builder::new()
@@ -144,7 +145,7 @@ impl LogStore {
                 while let Ok(mut upto) = purges.recv() {
                     // Only the latest of the purge points that queued up matters.
                     upto = purges.try_iter().last().unwrap_or(upto);
-                    if let Err(e) = purge_upto(&purge_db, &upto) {
+                    if let Err(e) = purge_upto(&purge_db, &state, &upto) {
                         // Nothing is lost: the entries stay until a later purge succeeds.
                         tracing::error!(error = %e, upto = %upto, "purging the raft log failed");
                     }
@@ -212,8 +213,8 @@ fn put_meta<T: serde::Serialize>(db: &DB, key: &[u8], v: &T, sync: bool) -> io::
 
 /// Deletes the entries up to and including `upto` from disk, after making durable the state
 /// machine that was applied from them (it is only in memtables until flushed).
-fn purge_upto(db: &DB, upto: &LogId) -> io::Result<()> {
-    crate::mvcc::flush_state(db).map_err(io_err)?;
+fn purge_upto(db: &DB, state: &DB, upto: &LogId) -> io::Result<()> {
+    crate::mvcc::flush_state(state).map_err(io_err)?;
     // Record the purge point first: a crash in between leaves extra entries, never a gap.
     put_meta(db, KEY_PURGED, upto, true)?;
     let cf = cf(db, CF_LOG)?;

@@ -36,6 +36,7 @@ impl fmt::Display for Command {
             Command::LeaseGrant(g) => write!(f, "lease grant {:x} ttl {}", g.id, g.ttl),
             Command::LeaseRevoke(r) => write!(f, "lease revoke {:x}", r.id),
             Command::Alarm(a) => write!(f, "alarm action {} type {}", a.action, a.alarm),
+            Command::Batch(b) => write!(f, "batch of {} writes", b.len()),
         }
     }
 }

@@ -32,7 +32,7 @@ use crate::server::Node;
 /// Size of one streamed snapshot chunk.
 const SNAPSHOT_CHUNK: usize = 1 << 20;
 /// Largest peer message accepted (an append batch).
-const MAX_PEER_MESSAGE: usize = 64 << 20;
+pub(crate) const MAX_PEER_MESSAGE: usize = 64 << 20;
 
 /// A request a member sends to the leader (or, for `Members`, to any member).
 #[derive(Debug, Clone, Serialize, Deserialize)]

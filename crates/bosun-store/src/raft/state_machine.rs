@@ -4,12 +4,14 @@ use std::collections::BTreeSet;
 use std::io::{self, BufReader, BufWriter};
 use std::path::PathBuf;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
 
 use bosun_proto::etcdserverpb::{AlarmMember, alarm_request::AlarmAction};
 use futures::StreamExt;
 use openraft::storage::{EntryResponder, RaftSnapshotBuilder, RaftStateMachine};
 use openraft::{EntryPayload, OptionalSend};
 use parking_lot::Mutex;
+use tokio::sync::Notify;
 
 use super::{LogId, Snapshot, SnapshotMeta, StoredMembership, TypeConfig, decode, encode, io_err};
 use crate::apply::{self, Command, CommandResult};
@@ -31,6 +33,12 @@ pub struct Shared {
     alarms: Mutex<Vec<AlarmMember>>,
     /// IDs of members removed from the cluster: never given out again, never let back in.
     removed: Mutex<BTreeSet<u64>>,
+    /// Client writes applied since the last snapshot began (a log entry may carry many).
+    writes_since_snapshot: AtomicU64,
+    /// Writes between two snapshots (the member's `--snapshot-count`).
+    snapshot_every: u64,
+    /// Signalled when a snapshot is due; see [`Shared::snapshot_due`].
+    snapshot_due: Notify,
 }
 
 impl Shared {
@@ -47,6 +55,13 @@ impl Shared {
     /// The index of the last applied log entry (0 before any).
     pub fn applied_index(&self) -> u64 {
         self.applied.lock().0.map_or(0, |l| l.index)
+    }
+
+    /// Waits until `--snapshot-count` writes have been applied since the last snapshot. Raft
+    /// counts log entries, and one entry carries up to a batch of writes, so the member asks
+    /// for snapshots itself.
+    pub async fn snapshot_due(&self) {
+        self.snapshot_due.notified().await;
     }
 
     /// The last applied log id and the membership as of it.
@@ -139,8 +154,9 @@ fn get_meta<T: for<'a> serde::Deserialize<'a>>(
 }
 
 impl StateMachine {
-    /// Opens the state machine over `mvcc`, keeping snapshots in `snapshot_dir`.
-    pub fn open(mvcc: Mvcc, snapshot_dir: PathBuf) -> io::Result<Self> {
+    /// Opens the state machine over `mvcc`, keeping snapshots in `snapshot_dir`, due every
+    /// `snapshot_every` writes.
+    pub fn open(mvcc: Mvcc, snapshot_dir: PathBuf, snapshot_every: u64) -> io::Result<Self> {
         std::fs::create_dir_all(&snapshot_dir)?;
         let applied = get_meta(mvcc.db(), META_APPLIED)?.flatten();
         let membership = get_meta(mvcc.db(), META_MEMBERSHIP)?.unwrap_or_default();
@@ -153,6 +169,9 @@ impl StateMachine {
                 applied: Mutex::new((applied, membership)),
                 alarms: Mutex::new(alarms),
                 removed: Mutex::new(removed),
+                writes_since_snapshot: AtomicU64::new(0),
+                snapshot_every: snapshot_every.max(1),
+                snapshot_due: Notify::new(),
             }),
             snapshot_dir,
         })
@@ -161,6 +180,14 @@ impl StateMachine {
     /// The state shared with the services.
     pub fn shared(&self) -> Arc<Shared> {
         self.shared.clone()
+    }
+
+    /// Applies one command that is not a batch.
+    fn apply_command(&self, tx: &mut WriteTxn<'_>, cmd: &Command) -> io::Result<CommandResult> {
+        match cmd {
+            Command::Alarm(a) => self.apply_alarm(tx, a),
+            cmd => Ok(apply::execute(tx, cmd)),
+        }
     }
 
     fn apply_alarm(
@@ -227,6 +254,10 @@ impl RaftSnapshotBuilder<TypeConfig> for StateMachine {
 
     async fn build_snapshot(&mut self) -> io::Result<Snapshot> {
         let this = self.clone();
+        // Writes applied from here on count towards the next snapshot.
+        self.shared
+            .writes_since_snapshot
+            .store(0, Ordering::Relaxed);
         tokio::task::spawn_blocking(move || {
             let db = this.shared.mvcc.db();
             // A checkpoint flushes the memtables (all column families at once) and links the
@@ -292,11 +323,20 @@ impl RaftStateMachine<TypeConfig> for StateMachine {
         let mut membership: Option<StoredMembership> = None;
         let mut removed_now = Vec::new();
         let mut tx = self.shared.mvcc.write();
+        let mut writes = 0;
         for (entry, responder) in batch {
+            writes += match &entry.payload {
+                EntryPayload::Normal(cmd) => cmd.writes(),
+                _ => 1,
+            };
             let result = match &entry.payload {
                 EntryPayload::Blank => CommandResult::Done,
-                EntryPayload::Normal(Command::Alarm(a)) => self.apply_alarm(&mut tx, a)?,
-                EntryPayload::Normal(cmd) => apply::execute(&mut tx, cmd),
+                EntryPayload::Normal(Command::Batch(cmds)) => CommandResult::Batch(
+                    cmds.iter()
+                        .map(|c| self.apply_command(&mut tx, c))
+                        .collect::<io::Result<_>>()?,
+                ),
+                EntryPayload::Normal(cmd) => self.apply_command(&mut tx, cmd)?,
                 EntryPayload::Membership(m) => {
                     // A node that leaves the membership is removed for good.
                     let before = match &membership {
@@ -341,6 +381,13 @@ impl RaftStateMachine<TypeConfig> for StateMachine {
         for (r, result) in responses {
             r.send(result);
         }
+        let since = self
+            .shared
+            .writes_since_snapshot
+            .fetch_add(writes, Ordering::Relaxed);
+        if since + writes >= self.shared.snapshot_every {
+            self.shared.snapshot_due.notify_one();
+        }
         Ok(())
     }
 
@@ -364,6 +411,9 @@ impl RaftStateMachine<TypeConfig> for StateMachine {
             *this.shared.alarms.lock() = get_meta(mvcc.db(), META_ALARMS)?.unwrap_or_default();
             *this.shared.removed.lock() = get_meta(mvcc.db(), META_REMOVED)?.unwrap_or_default();
             *this.shared.applied.lock() = (meta.last_log_id, meta.last_membership.clone());
+            this.shared
+                .writes_since_snapshot
+                .store(0, Ordering::Relaxed);
             // A snapshot received from the leader becomes this member's current one; one of
             // its own (restored at start) already is.
             if !snapshot.path.is_dir() {

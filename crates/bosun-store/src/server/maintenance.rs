@@ -134,11 +134,11 @@ impl Maintenance for MaintenanceService {
         &self,
         _req: Request<DefragmentRequest>,
     ) -> Result<Response<DefragmentResponse>, Status> {
-        let db = self.node.shared.mvcc.db().clone();
+        let node = self.node.clone();
         // Full compaction rewrites the files without deleted data; RocksDB serves reads and
         // writes meanwhile, so unlike etcd's defrag this does not stop the member.
         tokio::task::spawn_blocking(move || {
-            for name in super::SIZED_CFS {
+            for (db, name) in node.databases() {
                 if let Some(h) = db.cf_handle(name) {
                     db.compact_range_cf(h, None::<&[u8]>, None::<&[u8]>);
                 }

@@ -7,7 +7,7 @@ pub mod maintenance;
 mod membership;
 mod read_batch;
 pub mod watch;
-mod write_batch;
+pub(crate) mod write_batch;
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -54,6 +54,8 @@ pub struct Node {
     pub lessor: lease::Lessor,
     pub peers: PeerPool,
     db_size: Mutex<Option<(Instant, u64)>>,
+    /// The Raft log's database (the state machine's is `shared.mvcc`'s).
+    log_db: Arc<rocksdb::DB>,
     /// Serialises membership changes on the leader.
     member_change_lock: tokio::sync::Mutex<()>,
     /// Raft term and leader (0 = none), kept current by [`Node::follow_metrics`].
@@ -76,15 +78,6 @@ impl std::fmt::Debug for Node {
     }
 }
 
-/// Column families whose size counts against the quota.
-const SIZED_CFS: [&str; 5] = [
-    mvcc::CF_KV,
-    mvcc::CF_LEASE,
-    mvcc::CF_META,
-    crate::raft::log_store::CF_LOG,
-    crate::raft::log_store::CF_RAFT_META,
-];
-
 impl Node {
     /// Assembles a member from its parts.
     pub fn new(
@@ -94,6 +87,7 @@ impl Node {
         shared: Arc<Shared>,
         cfg: StoreConfig,
         peers: PeerPool,
+        log_db: Arc<rocksdb::DB>,
     ) -> Self {
         let writes = WriteBatcher::spawn(raft.clone(), peers.clone());
         Node {
@@ -105,6 +99,7 @@ impl Node {
             lessor: lease::Lessor::default(),
             peers,
             db_size: Mutex::new(None),
+            log_db,
             member_change_lock: tokio::sync::Mutex::new(()),
             term: AtomicU64::new(0),
             leader: AtomicU64::new(0),
@@ -141,7 +136,15 @@ impl Node {
         *h = Some(self.header(rev));
     }
 
-    /// Size of the member's database on disk and in memory, refreshed at most every 100 ms.
+    /// Every column family of the member's two databases, the state machine's and the log's.
+    pub fn databases(&self) -> impl Iterator<Item = (&rocksdb::DB, &'static str)> {
+        let state: &rocksdb::DB = self.shared.mvcc.db();
+        let log: &rocksdb::DB = &self.log_db;
+        (mvcc::STATE_CFS.into_iter().map(move |cf| (state, cf)))
+            .chain(crate::storage::LOG_CFS.into_iter().map(move |cf| (log, cf)))
+    }
+
+    /// Size of the member's databases on disk and in memory, refreshed at most every 100 ms.
     pub fn db_size(&self) -> u64 {
         let mut cached = self.db_size.lock();
         if let Some((at, size)) = *cached
@@ -149,9 +152,8 @@ impl Node {
         {
             return size;
         }
-        let db = self.shared.mvcc.db();
         let mut total = 0u64;
-        for name in SIZED_CFS {
+        for (db, name) in self.databases() {
             if let Some(cf) = db.cf_handle(name) {
                 for prop in [
                     "rocksdb.total-sst-files-size",

@@ -2,25 +2,27 @@
 //!
 //! Under load most client writes reach followers (clients spread over all members), and a
 //! `Forward` call per write costs a round of HTTP/2 framing, encoding and task wake-ups on
-//! both sides. On the leader, a proposal per write costs a message to Raft, a log append and a
-//! replication message per follower. Writes queue here instead; a sender takes everything
-//! queued (up to [`MAX_BATCH`]) into one `WriteBatch` call to the leader, or on the leader into
-//! one proposal of all of them, with at most [`IN_FLIGHT`] batches out at once, so a lone write
-//! goes out at once and a crowd shares calls and log appends. Each write keeps its own
-//! outcome.
+//! both sides. On the leader, a log entry per write costs Raft's bookkeeping, a log record,
+//! its encoding for each follower and a response. Writes queue here instead; a sender takes
+//! everything queued (up to [`MAX_BATCH`] writes and [`BATCH_BYTES`]) into one `WriteBatch`
+//! call to the leader, or on the leader into one log entry ([`Command::Batch`]), with at most
+//! [`IN_FLIGHT`] batches out at once, so a lone write goes out at once and a crowd shares
+//! calls and entries. Each write keeps its own revision and outcome.
 
 use std::sync::Arc;
 
 use futures::StreamExt;
 use tokio::sync::{Semaphore, mpsc, oneshot};
 
-use crate::apply::Command;
+use crate::apply::{Command, CommandResult};
 use crate::error::{EtcdError, EtcdResult};
 use crate::raft::Raft;
 use crate::raft::network::{ForwardReply, ForwardRequest, PeerPool};
 
-/// Most writes in one call.
+/// Most writes in one call or log entry.
 pub const MAX_BATCH: usize = 256;
+/// Most bytes of writes in one call or log entry; a larger write goes alone.
+pub const BATCH_BYTES: usize = 1 << 20;
 /// Most calls out at once.
 pub const IN_FLIGHT: usize = 4;
 /// Writes queued before callers wait.
@@ -75,20 +77,60 @@ impl WriteBatcher {
     }
 }
 
-/// Proposes several writes on this member, the leader, in one message to Raft (appended
-/// together); `answer` gets each one's reply, in order, as soon as it is applied: one call per
-/// command, `Stopped` (outcome unknown) for those Raft stopped before answering.
+/// Groups consecutive commands into log entries of at most [`MAX_BATCH`] commands and
+/// [`BATCH_BYTES`] (a larger command alone); returns each entry with its count of commands.
+fn into_entries(cmds: Vec<Command>) -> Vec<(Command, usize)> {
+    fn close(group: &mut Vec<Command>, entries: &mut Vec<(Command, usize)>) {
+        match group.len() {
+            0 => {}
+            1 => entries.extend(group.pop().map(|c| (c, 1))),
+            n => entries.push((Command::Batch(std::mem::take(group)), n)),
+        }
+    }
+    let mut entries = Vec::new();
+    let mut group = Vec::new();
+    let mut bytes = 0;
+    for cmd in cmds {
+        let size = cmd.size();
+        if !group.is_empty() && (group.len() == MAX_BATCH || bytes + size > BATCH_BYTES) {
+            close(&mut group, &mut entries);
+            bytes = 0;
+        }
+        bytes += size;
+        group.push(cmd);
+    }
+    close(&mut group, &mut entries);
+    entries
+}
+
+/// Proposes several writes on this member, the leader, in as few log entries as the limits
+/// allow (appended together); `answer` gets each write's reply, in order, as soon as its entry
+/// is applied: one call per command, `Stopped` (outcome unknown) for those Raft stopped before
+/// answering.
 pub async fn propose_many(raft: &Raft, cmds: Vec<Command>, mut answer: impl FnMut(ForwardReply)) {
     let n = cmds.len();
+    let (entries, counts): (Vec<Command>, Vec<usize>) = into_entries(cmds).into_iter().unzip();
     let mut answered = 0;
-    if let Ok(mut results) = raft.client_write_many(cmds).await {
+    if let Ok(mut results) = raft.client_write_many(entries).await {
+        let mut counts = counts.into_iter();
         while let Some(r) = results.next().await {
-            answer(match r {
-                Ok(Ok(w)) => ForwardReply::Write(w.response),
-                Ok(Err(e)) => ForwardReply::Error(super::write_error(e)),
-                Err(_) => ForwardReply::Error(EtcdError::Stopped),
-            });
-            answered += 1;
+            let count = counts.next().unwrap_or(0);
+            let mut all =
+                |e: EtcdError| (0..count).for_each(|_| answer(ForwardReply::Error(e.clone())));
+            match r {
+                Ok(Ok(w)) => match (count, w.response) {
+                    (1, r) => answer(ForwardReply::Write(r)),
+                    (count, CommandResult::Batch(rs)) if rs.len() == count => {
+                        rs.into_iter().for_each(|r| answer(ForwardReply::Write(r)))
+                    }
+                    (_, other) => all(EtcdError::internal(format!(
+                        "unexpected batch result {other:?}"
+                    ))),
+                },
+                Ok(Err(e)) => all(super::write_error(e)),
+                Err(_) => all(EtcdError::Stopped),
+            }
+            answered += count;
         }
     }
     for _ in answered..n {
@@ -98,15 +140,32 @@ pub async fn propose_many(raft: &Raft, cmds: Vec<Command>, mut answer: impl FnMu
 
 async fn run(raft: Raft, peers: PeerPool, mut rx: mpsc::Receiver<Pending>) {
     let permits = Arc::new(Semaphore::new(IN_FLIGHT));
-    while let Some(first) = rx.recv().await {
+    // A write that did not fit in the last batch starts the next one.
+    let mut carried: Option<Pending> = None;
+    loop {
+        let first = match carried.take() {
+            Some(p) => p,
+            None => match rx.recv().await {
+                Some(p) => p,
+                None => return,
+            },
+        };
         let Ok(permit) = permits.clone().acquire_owned().await else {
             return;
         };
         // Everything that queued while the calls in flight were out goes in this one.
+        let mut bytes = first.cmd.size();
         let mut batch = vec![first];
         while batch.len() < MAX_BATCH {
             match rx.try_recv() {
-                Ok(p) => batch.push(p),
+                Ok(p) if bytes + p.cmd.size() > BATCH_BYTES => {
+                    carried = Some(p);
+                    break;
+                }
+                Ok(p) => {
+                    bytes += p.cmd.size();
+                    batch.push(p);
+                }
                 Err(_) => break,
             }
         }
@@ -161,5 +220,57 @@ async fn send(peers: &PeerPool, url: &str, group: Vec<Pending>) {
     };
     for (tx, r) in replies.into_iter().zip(results) {
         let _ = tx.send(r);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use bosun_proto::etcdserverpb::PutRequest;
+
+    fn put(value_len: usize) -> Command {
+        Command::Put(PutRequest {
+            key: b"k".to_vec(),
+            value: vec![b'v'; value_len],
+            ..PutRequest::default()
+        })
+    }
+
+    fn shape(entries: &[(Command, usize)]) -> Vec<usize> {
+        entries
+            .iter()
+            .map(|(c, n)| {
+                assert_eq!(c.writes() as usize, *n);
+                assert_eq!(
+                    matches!(c, Command::Batch(_)),
+                    *n > 1,
+                    "a lone write is no batch"
+                );
+                *n
+            })
+            .collect()
+    }
+
+    #[test]
+    fn writes_go_into_entries_within_count_and_byte_limits() {
+        assert!(into_entries(Vec::new()).is_empty());
+        assert_eq!(shape(&into_entries(vec![put(10)])), vec![1]);
+        let many: Vec<Command> = (0..MAX_BATCH * 2 + 3).map(|_| put(10)).collect();
+        assert_eq!(shape(&into_entries(many)), vec![MAX_BATCH, MAX_BATCH, 3]);
+        // Bytes: three writes of 400 KiB fill a megabyte with two; one larger than the limit
+        // goes alone, between its neighbours' entries.
+        let big = vec![
+            put(400 << 10),
+            put(400 << 10),
+            put(400 << 10),
+            put(2 << 20),
+            put(10),
+        ];
+        let entries = into_entries(big);
+        assert_eq!(shape(&entries), vec![2, 1, 1, 1]);
+        assert!(matches!(&entries[2].0, Command::Put(p) if p.value.len() == 2 << 20));
+        for (c, _) in &entries[..2] {
+            assert!(c.size() <= BATCH_BYTES);
+        }
     }
 }

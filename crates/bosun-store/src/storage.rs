@@ -1,0 +1,213 @@
+//! A member's two RocksDB databases, under its data directory:
+//! - `db/`: the state machine (column families `kv`, `lease`, `meta`), written without
+//!   RocksDB's WAL and flushed atomically (see `mvcc::write`);
+//! - `raft/`: the Raft log (`raft_log`, `raft_meta`), every write through the WAL.
+//!
+//! Apart, flushing one does not write out the other: a snapshot flushes only the state, and
+//! log entries purged behind it are dropped from the log's memtable instead of being written
+//! to a table file first.
+//!
+//! Data directories from before the split keep the log in `db/`; [`open`] moves it.
+
+use std::path::Path;
+use std::sync::Arc;
+
+use anyhow::Context;
+use rocksdb::{ColumnFamilyDescriptor, DB, IteratorMode, Options, WriteBatch};
+
+use crate::mvcc::STATE_CFS;
+use crate::raft::log_store::{CF_LOG, CF_RAFT_META};
+
+/// The column families of the log database.
+pub const LOG_CFS: [&str; 2] = [CF_LOG, CF_RAFT_META];
+
+/// Records copied per write while moving a log.
+const MOVE_BATCH: usize = 1024;
+
+/// The state machine's and the Raft log's databases.
+pub struct Databases {
+    pub state: Arc<DB>,
+    pub log: Arc<DB>,
+}
+
+fn options(atomic_flush: bool) -> Options {
+    let mut opts = Options::default();
+    opts.create_if_missing(true);
+    opts.create_missing_column_families(true);
+    opts.set_max_background_jobs(2);
+    opts.set_bytes_per_sync(1 << 20);
+    opts.set_atomic_flush(atomic_flush);
+    opts
+}
+
+fn open_db(path: &Path, cfs: &[&str], atomic_flush: bool) -> anyhow::Result<DB> {
+    std::fs::create_dir_all(path).with_context(|| format!("create {}", path.display()))?;
+    let cfs = cfs.iter().map(|name| {
+        let mut o = Options::default();
+        o.set_compression_type(rocksdb::DBCompressionType::Lz4);
+        ColumnFamilyDescriptor::new(*name, o)
+    });
+    DB::open_cf_descriptors(&options(atomic_flush), path, cfs)
+        .with_context(|| format!("open rocksdb at {}", path.display()))
+}
+
+/// Opens (creating if need be) both databases under `data_dir`, first moving a log kept in
+/// the state database by an earlier version.
+pub fn open(data_dir: &Path) -> anyhow::Result<Databases> {
+    let state_path = data_dir.join("db");
+    let existing = if state_path.join("CURRENT").exists() {
+        DB::list_cf(&Options::default(), &state_path)
+            .with_context(|| format!("list column families of {}", state_path.display()))?
+    } else {
+        Vec::new()
+    };
+    let old: Vec<&str> = LOG_CFS
+        .into_iter()
+        .filter(|cf| existing.iter().any(|e| e == cf))
+        .collect();
+    let mut state_cfs = STATE_CFS.to_vec();
+    state_cfs.extend(&old);
+    // The state machine writes without the WAL: its column families must reach disk together.
+    let mut state = open_db(&state_path, &state_cfs, true)?;
+    let log = open_db(&data_dir.join("raft"), &LOG_CFS, false)?;
+    if !old.is_empty() {
+        move_log(&mut state, &log).context("move the raft log out of the state database")?;
+    }
+    Ok(Databases {
+        state: Arc::new(state),
+        log: Arc::new(log),
+    })
+}
+
+/// Moves the log's column families from `from` to `to`: copies them over whatever `to` holds
+/// (a move a crash interrupted), makes the copy durable, then drops them from `from`. The log
+/// column family goes last but one, so while it exists in `from` the copy is not known to be
+/// whole; a crash before the second drop leaves an empty `raft_meta` there, dropped next time.
+fn move_log(from: &mut DB, to: &DB) -> anyhow::Result<()> {
+    if from.cf_handle(CF_LOG).is_some() {
+        tracing::info!("moving the raft log to its own database");
+        for name in LOG_CFS {
+            let dst = to.cf_handle(name).context("log column family")?;
+            // Start from nothing: a move a crash interrupted left part of a copy. Every key of
+            // the log's column families sorts before 64 bytes of 0xff.
+            let mut clear = WriteBatch::default();
+            clear.delete_range_cf(dst, &[0u8; 0][..], &[0xffu8; 64][..]);
+            to.write(clear)?;
+            let Some(src) = from.cf_handle(name) else {
+                continue;
+            };
+            let mut batch = WriteBatch::default();
+            for item in from.iterator_cf(src, IteratorMode::Start) {
+                let (k, v) = item?;
+                batch.put_cf(dst, k, v);
+                if batch.len() >= MOVE_BATCH {
+                    to.write(std::mem::take(&mut batch))?;
+                }
+            }
+            to.write(batch)?;
+        }
+        to.flush_wal(true)?;
+    }
+    for name in LOG_CFS {
+        if from.cf_handle(name).is_some() {
+            from.drop_cf(name)?;
+        }
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)]
+mod tests {
+    use super::*;
+
+    fn keys(db: &DB, cf: &str) -> Vec<Vec<u8>> {
+        db.iterator_cf(db.cf_handle(cf).unwrap(), IteratorMode::Start)
+            .map(|i| i.unwrap().0.to_vec())
+            .collect()
+    }
+
+    /// Writes a data directory the way versions before the split did: the log in `db/`.
+    fn old_layout(dir: &Path, entries: u64) {
+        let cfs: Vec<&str> = STATE_CFS.iter().chain(&LOG_CFS).copied().collect();
+        let db = open_db(&dir.join("db"), &cfs, true).unwrap();
+        let log = db.cf_handle(CF_LOG).unwrap();
+        for i in 1..=entries {
+            db.put_cf(log, i.to_be_bytes(), format!("entry {i}"))
+                .unwrap();
+        }
+        db.put_cf(db.cf_handle(CF_RAFT_META).unwrap(), b"vote", b"v1")
+            .unwrap();
+        db.put_cf(db.cf_handle(crate::mvcc::CF_KV).unwrap(), b"k", b"state")
+            .unwrap();
+        db.flush_wal(true).unwrap();
+    }
+
+    #[test]
+    fn a_log_kept_in_the_state_database_moves_to_its_own() {
+        let dir = tempfile::tempdir().unwrap();
+        old_layout(dir.path(), 3000);
+        let dbs = open(dir.path()).unwrap();
+        let log_keys = keys(&dbs.log, CF_LOG);
+        assert_eq!(log_keys.len(), 3000);
+        assert_eq!(log_keys[0], 1u64.to_be_bytes());
+        assert_eq!(
+            dbs.log
+                .get_cf(dbs.log.cf_handle(CF_LOG).unwrap(), 3000u64.to_be_bytes())
+                .unwrap()
+                .as_deref(),
+            Some(&b"entry 3000"[..])
+        );
+        assert_eq!(keys(&dbs.log, CF_RAFT_META), vec![b"vote".to_vec()]);
+        assert!(dbs.state.cf_handle(CF_LOG).is_none());
+        assert!(dbs.state.cf_handle(CF_RAFT_META).is_none());
+        assert_eq!(keys(&dbs.state, crate::mvcc::CF_KV), vec![b"k".to_vec()]);
+        drop(dbs);
+        // Opened again, nothing moves and nothing is lost.
+        let dbs = open(dir.path()).unwrap();
+        assert_eq!(keys(&dbs.log, CF_LOG).len(), 3000);
+        let cfs = DB::list_cf(&Options::default(), dir.path().join("db")).unwrap();
+        assert!(
+            !cfs.iter().any(|c| c == CF_LOG || c == CF_RAFT_META),
+            "{cfs:?}"
+        );
+    }
+
+    #[test]
+    fn a_move_interrupted_by_a_crash_is_done_again_whole() {
+        let dir = tempfile::tempdir().unwrap();
+        old_layout(dir.path(), 10);
+        // A crash during the copy: the new log holds a stray entry beyond the old log's and
+        // part of the copy.
+        {
+            let log = open_db(&dir.path().join("raft"), &LOG_CFS, false).unwrap();
+            let cf = log.cf_handle(CF_LOG).unwrap();
+            log.put_cf(cf, 1u64.to_be_bytes(), b"entry 1").unwrap();
+            log.put_cf(cf, 99u64.to_be_bytes(), b"stray").unwrap();
+        }
+        let dbs = open(dir.path()).unwrap();
+        let expect: Vec<Vec<u8>> = (1..=10u64).map(|i| i.to_be_bytes().to_vec()).collect();
+        assert_eq!(keys(&dbs.log, CF_LOG), expect);
+        drop(dbs);
+        // A crash between the two drops: only an empty raft_meta is left, and dropped.
+        {
+            let cfs: Vec<&str> = STATE_CFS.iter().chain([&CF_RAFT_META]).copied().collect();
+            let db = open_db(&dir.path().join("db"), &cfs, true).unwrap();
+            assert!(db.cf_handle(CF_RAFT_META).is_some());
+        }
+        let dbs = open(dir.path()).unwrap();
+        assert_eq!(keys(&dbs.log, CF_LOG), expect);
+        assert_eq!(keys(&dbs.log, CF_RAFT_META), vec![b"vote".to_vec()]);
+        assert!(dbs.state.cf_handle(CF_RAFT_META).is_none());
+    }
+
+    #[test]
+    fn a_new_data_directory_gets_both_databases() {
+        let dir = tempfile::tempdir().unwrap();
+        let dbs = open(dir.path()).unwrap();
+        assert!(dbs.state.cf_handle(crate::mvcc::CF_KV).is_some());
+        assert!(dbs.state.cf_handle(CF_LOG).is_none());
+        assert!(dbs.log.cf_handle(CF_LOG).is_some());
+        assert!(dir.path().join("raft").join("CURRENT").exists());
+    }
+}
