@@ -61,7 +61,13 @@ impl Shared {
     /// counts log entries, and one entry carries up to a batch of writes, so the member asks
     /// for snapshots itself.
     pub async fn snapshot_due(&self) {
-        self.snapshot_due.notified().await;
+        loop {
+            self.snapshot_due.notified().await;
+            // A signal from before the last snapshot began may still be pending.
+            if self.writes_since_snapshot.load(Ordering::Relaxed) >= self.snapshot_every {
+                return;
+            }
+        }
     }
 
     /// The last applied log id and the membership as of it.

@@ -23,8 +23,10 @@ use crate::raft::network::{ForwardReply, ForwardRequest, PeerPool};
 pub const MAX_BATCH: usize = 256;
 /// Most bytes of writes in one call or log entry; a larger write goes alone.
 pub const BATCH_BYTES: usize = 1 << 20;
-/// Most calls out at once.
-pub const IN_FLIGHT: usize = 4;
+/// Most calls out at once. Fewer means larger batches and less CPU per write under load
+/// (put@256, CPU per write over three rounds: 165-182 µs with 2, 173-187 µs with 4, 180-187
+/// µs with 8); a lone write still goes out at once.
+pub const IN_FLIGHT: usize = 2;
 /// Writes queued before callers wait.
 const QUEUE: usize = 4096;
 
