@@ -36,7 +36,7 @@ pub struct StoreConfig {
     /// Cluster token: members of one cluster share it; it seeds member and cluster IDs.
     #[arg(long, default_value = "etcd-cluster")]
     pub initial_cluster_token: String,
-    /// Largest client request accepted, in bytes.
+    /// Largest client request accepted, in bytes (at most 32 MiB).
     #[arg(long, default_value_t = 1536 * 1024)]
     pub max_request_bytes: usize,
     /// Most operations in one txn (per compare, success and failure list).
@@ -51,7 +51,7 @@ pub struct StoreConfig {
     /// Raft election timeout in milliseconds.
     #[arg(long, default_value_t = 1000)]
     pub election_timeout: u64,
-    /// Applied entries between two snapshots (after which the log before them is purged).
+    /// Applied writes between two snapshots (after which the log before them is purged).
     #[arg(long, default_value_t = 100_000)]
     pub snapshot_count: u64,
     /// Testing only: a file listing peer URLs this member must not reach (one per line), read
