@@ -133,8 +133,8 @@ impl StoreConfig {
     }
 }
 
-/// The largest --max-request-bytes accepted (a peer message carries up to 64 MiB).
-pub const MAX_REQUEST_BYTES_LIMIT: usize = 32 << 20;
+/// The largest --max-request-bytes accepted: half a peer message.
+pub const MAX_REQUEST_BYTES_LIMIT: usize = crate::raft::network::MAX_PEER_MESSAGE / 2;
 
 fn check_url(u: &str) -> anyhow::Result<url::Url> {
     let url = url::Url::parse(u).with_context(|| format!("invalid URL {u:?}"))?;

@@ -79,14 +79,19 @@ impl WriteBatcher {
     }
 }
 
+/// Whether a write of `size` bytes joins a non-empty batch of `len` writes and `bytes`.
+fn fits(len: usize, bytes: usize, size: usize) -> bool {
+    len < MAX_BATCH && bytes + size <= BATCH_BYTES
+}
+
 /// Groups consecutive commands into log entries of at most [`MAX_BATCH`] commands and
-/// [`BATCH_BYTES`] (a larger command alone); returns each entry with its count of commands.
-fn into_entries(cmds: Vec<Command>) -> Vec<(Command, usize)> {
-    fn close(group: &mut Vec<Command>, entries: &mut Vec<(Command, usize)>) {
+/// [`BATCH_BYTES`] (a larger command alone).
+fn into_entries(cmds: Vec<Command>) -> Vec<Command> {
+    fn close(group: &mut Vec<Command>, entries: &mut Vec<Command>) {
         match group.len() {
             0 => {}
-            1 => entries.extend(group.pop().map(|c| (c, 1))),
-            n => entries.push((Command::Batch(std::mem::take(group)), n)),
+            1 => entries.extend(group.pop()),
+            _ => entries.push(Command::Batch(std::mem::take(group))),
         }
     }
     let mut entries = Vec::new();
@@ -94,7 +99,7 @@ fn into_entries(cmds: Vec<Command>) -> Vec<(Command, usize)> {
     let mut bytes = 0;
     for cmd in cmds {
         let size = cmd.size();
-        if !group.is_empty() && (group.len() == MAX_BATCH || bytes + size > BATCH_BYTES) {
+        if !group.is_empty() && !fits(group.len(), bytes, size) {
             close(&mut group, &mut entries);
             bytes = 0;
         }
@@ -111,7 +116,8 @@ fn into_entries(cmds: Vec<Command>) -> Vec<(Command, usize)> {
 /// answering.
 pub async fn propose_many(raft: &Raft, cmds: Vec<Command>, mut answer: impl FnMut(ForwardReply)) {
     let n = cmds.len();
-    let (entries, counts): (Vec<Command>, Vec<usize>) = into_entries(cmds).into_iter().unzip();
+    let entries = into_entries(cmds);
+    let counts: Vec<usize> = entries.iter().map(|e| e.writes() as usize).collect();
     let mut answered = 0;
     if let Ok(mut results) = raft.client_write_many(entries).await {
         let mut counts = counts.into_iter();
@@ -158,9 +164,9 @@ async fn run(raft: Raft, peers: PeerPool, mut rx: mpsc::Receiver<Pending>) {
         // Everything that queued while the calls in flight were out goes in this one.
         let mut bytes = first.cmd.size();
         let mut batch = vec![first];
-        while batch.len() < MAX_BATCH {
+        loop {
             match rx.try_recv() {
-                Ok(p) if bytes + p.cmd.size() > BATCH_BYTES => {
+                Ok(p) if !fits(batch.len(), bytes, p.cmd.size()) => {
                     carried = Some(p);
                     break;
                 }
@@ -238,17 +244,17 @@ mod tests {
         })
     }
 
-    fn shape(entries: &[(Command, usize)]) -> Vec<usize> {
+    fn shape(entries: &[Command]) -> Vec<usize> {
         entries
             .iter()
-            .map(|(c, n)| {
-                assert_eq!(c.writes() as usize, *n);
+            .map(|c| {
+                let n = c.writes() as usize;
                 assert_eq!(
                     matches!(c, Command::Batch(_)),
-                    *n > 1,
+                    n > 1,
                     "a lone write is no batch"
                 );
-                *n
+                n
             })
             .collect()
     }
@@ -270,8 +276,8 @@ mod tests {
         ];
         let entries = into_entries(big);
         assert_eq!(shape(&entries), vec![2, 1, 1, 1]);
-        assert!(matches!(&entries[2].0, Command::Put(p) if p.value.len() == 2 << 20));
-        for (c, _) in &entries[..2] {
+        assert!(matches!(&entries[2], Command::Put(p) if p.value.len() == 2 << 20));
+        for c in &entries[..2] {
             assert!(c.size() <= BATCH_BYTES);
         }
     }
