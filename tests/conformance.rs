@@ -60,6 +60,7 @@ conformance!(txn_errors);
 conformance!(compaction);
 conformance!(watch_streams);
 conformance!(watch_history_and_compaction);
+conformance!(watch_created_during_writes);
 conformance!(leases);
 conformance!(
     request_limits,
@@ -741,6 +742,39 @@ mod cases {
         one.cancel(one_id).await.unwrap();
         let r = next(&mut one).await;
         assert!(r.canceled());
+    }
+
+    /// Watches created while a writer runs: each gets exactly the writes after the revision
+    /// its created response reports, none missing and none twice.
+    pub async fn watch_created_during_writes(mut c: Client, _k: Kind) {
+        let mut w = c.clone();
+        let writer = tokio::spawn(async move {
+            let mut revs = Vec::new();
+            for i in 0..200 {
+                let r = w.put("s", i.to_string(), None).await.unwrap();
+                revs.push(r.header().unwrap().revision());
+            }
+            revs
+        });
+        let mut watches = Vec::new();
+        while !writer.is_finished() && watches.len() < 30 {
+            let mut ws = c.watch("s", None).await.unwrap();
+            let r = next(&mut ws).await;
+            assert!(r.created(), "expected a created response, got {r:?}");
+            watches.push((ws, r.header().unwrap().revision()));
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
+        let revs = writer.await.unwrap();
+        assert!(watches.len() > 1, "watches created while the writer ran");
+        for (mut ws, at) in watches {
+            let want: Vec<i64> = revs.iter().copied().filter(|r| *r > at).collect();
+            let got: Vec<i64> = events(&mut ws, want.len())
+                .await
+                .into_iter()
+                .map(|e| e.4)
+                .collect();
+            assert_eq!(got, want, "watch created at revision {at}");
+        }
     }
 
     pub async fn watch_history_and_compaction(mut c: Client, _k: Kind) {

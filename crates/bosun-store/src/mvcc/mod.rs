@@ -196,6 +196,13 @@ impl Mvcc {
         self.state.read().rev
     }
 
+    /// Calls `f` with the current revision while no write transaction can run: what `f`
+    /// starts (a watch hub subscription) sees every later revision, and only those.
+    pub fn at_rev<T>(&self, f: impl FnOnce(i64) -> T) -> T {
+        let state = self.state.read();
+        f(state.rev)
+    }
+
     /// The compacted revision.
     pub fn compact_rev(&self) -> i64 {
         self.state.read().compact_rev

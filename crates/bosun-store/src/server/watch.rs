@@ -198,14 +198,11 @@ impl Watcher {
         }
     }
 
-    async fn run(self, start: i64) {
-        let mut rx = self.node.shared.hub.subscribe();
-        let mut next = if start > 0 {
-            start
-        } else {
-            self.node.shared.mvcc.rev() + 1
-        };
-        if start > 0 {
+    /// Delivers revisions from `start` on (`None`: those after `now`, the revision at which
+    /// `rx` subscribed).
+    async fn run(self, mut rx: broadcast::Receiver<Arc<RevEvents>>, now: i64, start: Option<i64>) {
+        let mut next = start.unwrap_or(now + 1);
+        if start.is_some() {
             match self.replay(next).await {
                 Some(n) => next = n,
                 None => return,
@@ -335,8 +332,13 @@ impl StreamState {
             progress_notify: c.progress_notify,
             fragment: c.fragment,
         };
+        // Subscribed while no write runs, so that the watch covers every revision after the
+        // one its created response reports (a write that ran before recorded no events if
+        // nobody watched then).
+        let shared = &self.node.shared;
+        let (rx, now) = shared.mvcc.at_rev(|rev| (shared.hub.subscribe(), rev));
         let created = WatchResponse {
-            header: Some(self.node.header(self.node.shared.mvcc.rev())),
+            header: Some(self.node.header(now)),
             watch_id: id,
             created: true,
             ..Default::default()
@@ -352,7 +354,8 @@ impl StreamState {
             delivered: delivered.clone(),
             progress_interval: self.progress_interval,
         };
-        let task = tokio::spawn(w.run(c.start_revision));
+        let start = (c.start_revision > 0).then_some(c.start_revision);
+        let task = tokio::spawn(w.run(rx, now, start));
         self.watches.insert(id, Active { task, delivered });
         true
     }
