@@ -71,6 +71,36 @@ impl KeyHistory {
     pub fn live(&self) -> Option<Rev> {
         self.changes.last().filter(|c| !c.tombstone).map(|c| c.rev)
     }
+
+    fn put(&mut self, rev: Rev, lease: i64) -> Put {
+        let old_lease = if self.live().is_some() {
+            self.lease
+        } else {
+            self.create_revision = rev.main;
+            self.version = 0;
+            0
+        };
+        self.version += 1;
+        self.lease = lease;
+        self.changes.push(Change {
+            rev,
+            tombstone: false,
+        });
+        Put {
+            create_revision: self.create_revision,
+            version: self.version,
+            old_lease,
+        }
+    }
+}
+
+/// What [`Index::put`] reports.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Put {
+    pub create_revision: i64,
+    pub version: i64,
+    /// The lease of the value replaced; 0 if none was live.
+    pub old_lease: i64,
 }
 
 /// The key index. Keys are arbitrary bytes, ordered bytewise as etcd orders them.
@@ -136,20 +166,14 @@ impl Index {
         }
     }
 
-    /// Records a put of `key` at `rev`; returns the new version of the key.
-    pub fn put(&mut self, key: &[u8], rev: Rev, lease: i64) -> (i64, i64) {
-        let h = self.keys.entry(key.to_vec()).or_default();
-        if h.live().is_none() {
-            h.create_revision = rev.main;
-            h.version = 0;
+    /// Records a put of `key` at `rev`; returns the key's create revision and new version, and
+    /// the lease of the value it replaces (0 when it was not live or had none).
+    pub fn put(&mut self, key: &[u8], rev: Rev, lease: i64) -> Put {
+        // One lookup for a key that exists; the key is copied only for a new one.
+        if let Some(h) = self.keys.get_mut(key) {
+            return h.put(rev, lease);
         }
-        h.version += 1;
-        h.lease = lease;
-        h.changes.push(Change {
-            rev,
-            tombstone: false,
-        });
-        (h.create_revision, h.version)
+        self.keys.entry(key.to_vec()).or_default().put(rev, lease)
     }
 
     /// Records a delete of a live `key` at `rev`.
@@ -223,21 +247,33 @@ mod tests {
     fn visibility_follows_history() {
         let mut ix = Index::default();
         ix.put(b"a", Rev::new(2, 0), 0);
-        ix.put(b"a", Rev::new(3, 0), 0);
-        ix.tombstone(b"a", Rev::new(5, 0));
-        let (create, ver) = ix.put(b"a", Rev::new(7, 1), 0);
         assert_eq!(
-            (create, ver),
-            (7, 1),
-            "a re-created key starts a new generation"
+            ix.put(b"a", Rev::new(3, 0), 9),
+            Put {
+                create_revision: 2,
+                version: 2,
+                old_lease: 0
+            }
         );
+        ix.tombstone(b"a", Rev::new(5, 0));
+        assert_eq!(
+            ix.put(b"a", Rev::new(7, 1), 0),
+            Put {
+                create_revision: 7,
+                version: 1,
+                old_lease: 0
+            },
+            "a re-created key starts a new generation; the deleted value's lease is gone"
+        );
+        assert_eq!(ix.put(b"a", Rev::new(8, 0), 4).old_lease, 0);
+        assert_eq!(ix.put(b"a", Rev::new(9, 0), 0).old_lease, 4);
         let h = ix.get(b"a").expect("key a");
         assert_eq!(h.visible_at(1), None);
         assert_eq!(h.visible_at(2), Some(Rev::new(2, 0)));
         assert_eq!(h.visible_at(4), Some(Rev::new(3, 0)));
         assert_eq!(h.visible_at(5), None);
         assert_eq!(h.visible_at(6), None);
-        assert_eq!(h.visible_at(9), Some(Rev::new(7, 1)));
+        assert_eq!(h.visible_at(7), Some(Rev::new(7, 1)));
     }
 
     #[test]

@@ -28,6 +28,8 @@ pub struct WriteTxn<'a> {
     main: i64,
     sub: i64,
     cmd_events: Vec<Event>,
+    /// Whether changes are recorded as events (see [`WriteTxn::without_events`]).
+    record_events: bool,
 }
 
 impl<'a> WriteTxn<'a> {
@@ -43,7 +45,15 @@ impl<'a> WriteTxn<'a> {
             main,
             sub: 0,
             cmd_events: Vec::new(),
+            record_events: true,
         }
+    }
+
+    /// Records no events: [`WriteTxn::commit`] returns none. For a transaction that starts
+    /// while nobody watches; a watcher that subscribes later (under the read lock, see
+    /// [`Mvcc::at_rev`]) starts after this transaction's revisions.
+    pub fn without_events(&mut self) {
+        self.record_events = false;
     }
 
     /// Starts a command: its changes share one main revision.
@@ -57,6 +67,9 @@ impl<'a> WriteTxn<'a> {
     pub fn end(&mut self) {
         if self.sub > 0 {
             self.state.rev = self.main;
+            if !self.record_events {
+                return;
+            }
             self.events.push(RevEvents {
                 rev: self.main,
                 events: std::mem::take(&mut self.cmd_events),
@@ -122,41 +135,37 @@ impl<'a> WriteTxn<'a> {
 
     /// Puts `key` = `value` attached to `lease` (0 = none). The lease must exist.
     pub fn put(&mut self, key: &[u8], value: Vec<u8>, lease: i64) -> EtcdResult<()> {
-        let old_lease = self
-            .state
-            .index
-            .get(key)
-            .filter(|h| h.live().is_some())
-            .map_or(0, |h| h.lease);
         if lease != 0 && !self.state.leases.contains_key(&lease) {
             return Err(EtcdError::LeaseNotFound);
         }
         let rev = self.next_rev();
-        let (create_revision, version) = self.state.index.put(key, rev, lease);
+        let put = self.state.index.put(key, rev, lease);
         let kv = KeyValue {
             key: key.to_vec(),
-            create_revision,
+            create_revision: put.create_revision,
             mod_revision: rev.main,
-            version,
+            version: put.version,
             value,
             lease,
         };
         let cf_kv = cf(&self.mvcc.db, CF_KV)?;
         self.batch
             .put_cf(cf_kv, rev.to_key(), encode_change(&kv, false));
-        if old_lease != lease {
-            if let Some(l) = self.state.leases.get_mut(&old_lease) {
+        if put.old_lease != lease {
+            if let Some(l) = self.state.leases.get_mut(&put.old_lease) {
                 l.keys.remove(key);
             }
             if let Some(l) = self.state.leases.get_mut(&lease) {
                 l.keys.insert(key.to_vec());
             }
         }
-        self.cmd_events.push(Event {
-            r#type: EventType::Put as i32,
-            kv: Some(kv.clone()),
-            prev_kv: None,
-        });
+        if self.record_events {
+            self.cmd_events.push(Event {
+                r#type: EventType::Put as i32,
+                kv: Some(kv.clone()),
+                prev_kv: None,
+            });
+        }
         self.pending.insert(rev, kv);
         Ok(())
     }
@@ -184,11 +193,13 @@ impl<'a> WriteTxn<'a> {
             };
             self.batch
                 .put_cf(cf_kv, rev.to_key(), encode_change(&kv, true));
-            self.cmd_events.push(Event {
-                r#type: EventType::Delete as i32,
-                kv: Some(kv),
-                prev_kv: None,
-            });
+            if self.record_events {
+                self.cmd_events.push(Event {
+                    r#type: EventType::Delete as i32,
+                    kv: Some(kv),
+                    prev_kv: None,
+                });
+            }
         }
         Ok(prev)
     }

@@ -329,6 +329,10 @@ impl RaftStateMachine<TypeConfig> for StateMachine {
         let mut membership: Option<StoredMembership> = None;
         let mut removed_now = Vec::new();
         let mut tx = self.shared.mvcc.write();
+        // Checked under the write lock: a watcher subscribes under the read lock.
+        if self.shared.hub.watchers() == 0 {
+            tx.without_events();
+        }
         let mut writes = 0;
         for (entry, responder) in batch {
             writes += match &entry.payload {
