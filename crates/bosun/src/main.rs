@@ -12,7 +12,8 @@ struct Cli {
     log_format: String,
     /// Threads that run the process's asynchronous work (network, Raft, serving); default: one
     /// per CPU. Members that share a machine run faster with their share of its CPUs each
-    /// (three members on two CPUs: 1): fewer threads hand work to each other.
+    /// (three members on two CPUs: 1): fewer threads hand work to each other. With 1, all of
+    /// it runs on the main thread (a single-threaded runtime, no hand-over at all).
     #[arg(long, global = true, env = "BOSUN_WORKER_THREADS", value_parser = clap::value_parser!(u16).range(1..))]
     worker_threads: Option<u16>,
     #[command(subcommand)]
@@ -72,11 +73,16 @@ const DEFAULT_LOG: &str = "info,openraft=error";
 
 fn main() -> anyhow::Result<()> {
     let cli = Cli::parse();
-    let mut runtime = tokio::runtime::Builder::new_multi_thread();
+    let mut runtime = match cli.worker_threads {
+        Some(1) => tokio::runtime::Builder::new_current_thread(),
+        Some(n) => {
+            let mut b = tokio::runtime::Builder::new_multi_thread();
+            b.worker_threads(usize::from(n));
+            b
+        }
+        None => tokio::runtime::Builder::new_multi_thread(),
+    };
     runtime.enable_all();
-    if let Some(n) = cli.worker_threads {
-        runtime.worker_threads(usize::from(n));
-    }
     let runtime = runtime.build()?;
     runtime.block_on(async move {
         init_tracing(&cli.log_format);
