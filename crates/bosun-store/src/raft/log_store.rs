@@ -1,9 +1,11 @@
 //! The Raft log on RocksDB, with group commit.
 //!
-//! `append` writes entries to RocksDB at once (so readers see them) and hands the flush
-//! callback to one syncer thread. The syncer fsyncs the write-ahead log once for every
-//! callback that queued up meanwhile, then reports them flushed in order: one fsync serves
-//! many client writes, and nothing is acknowledged before it is on disk.
+//! `append` encodes the entries, keeps them in memory (so readers see them at once) and hands
+//! the write to one writer thread, which writes everything that queued up meanwhile to
+//! RocksDB, fsyncs the write-ahead log once, then reports the appends flushed in order: one
+//! fsync serves many client writes, nothing is acknowledged before it is on disk, and the
+//! runtime thread goes on (to replicate the same entries) while the disk works. Truncation
+//! goes through the same queue, so it lands after the appends before it.
 //!
 //! Purging the log behind a snapshot first makes the state machine durable (it is written
 //! without RocksDB's WAL, see `mvcc::write`): a memtable flush that takes tens of
@@ -43,17 +45,26 @@ const RECENT_MAX_ENTRIES: usize = 16 * 1024;
 /// Most encoded bytes of entries kept in memory.
 const RECENT_MAX_BYTES: usize = 64 << 20;
 
-/// The most recently appended entries, contiguous by index: a copy of the tail of the log.
+/// The most recently appended entries, contiguous by index: a copy of the tail of the log,
+/// and the only copy of entries the writer has not written yet.
 #[derive(Default)]
 struct Recent {
     /// Entries with their encoded sizes, in index order.
     entries: VecDeque<(Entry, usize)>,
     bytes: usize,
+    /// How many of the newest entries may not be in RocksDB yet (appended, not written; an
+    /// overcount after a truncation, until the writer catches up). They stay beyond the bounds
+    /// until written: the writer is at most a group of appends behind.
+    unwritten: usize,
 }
 
 impl Recent {
     fn first_index(&self) -> Option<u64> {
         self.entries.front().map(|(e, _)| e.log_id.index)
+    }
+
+    fn last_index(&self) -> Option<u64> {
+        self.entries.back().map(|(e, _)| e.log_id.index)
     }
 
     fn push(&mut self, e: Entry, size: usize) {
@@ -65,12 +76,25 @@ impl Recent {
         }
         self.bytes += size;
         self.entries.push_back((e, size));
-        while self.entries.len() > RECENT_MAX_ENTRIES || self.bytes > RECENT_MAX_BYTES {
+        self.evict();
+    }
+
+    /// Drops the oldest written entries while over the bounds.
+    fn evict(&mut self) {
+        while (self.entries.len() > RECENT_MAX_ENTRIES || self.bytes > RECENT_MAX_BYTES)
+            && self.entries.len() > self.unwritten
+        {
             match self.entries.pop_front() {
                 Some((_, s)) => self.bytes -= s,
                 None => break,
             }
         }
+    }
+
+    /// Records that the writer wrote `n` more of the appended entries.
+    fn written(&mut self, n: usize) {
+        self.unwritten = self.unwritten.saturating_sub(n);
+        self.evict();
     }
 
     /// Drops the entries from index `from` on.
@@ -105,13 +129,29 @@ impl Recent {
     }
 }
 
+/// Work for the writer thread, done in the order queued.
+enum Job {
+    /// `count` entries (encoded) to write; `done` once they are on disk.
+    Append {
+        batch: WriteBatch,
+        count: usize,
+        done: IOFlushed<TypeConfig>,
+    },
+    /// Hand a purge point to the purger: after the appends before it are written, so that
+    /// none of them lands after the purge.
+    Purge(LogId),
+    /// Delete the entries from this index on.
+    Truncate {
+        from: u64,
+        done: tokio::sync::oneshot::Sender<io::Result<()>>,
+    },
+}
+
 /// The Raft log storage of one member.
 #[derive(Clone)]
 pub struct LogStore {
     db: Arc<DB>,
-    syncer: mpsc::Sender<IOFlushed<TypeConfig>>,
-    /// Purge points for the purger thread.
-    purger: mpsc::Sender<LogId>,
+    writer: mpsc::Sender<Job>,
     recent: Arc<Mutex<Recent>>,
 }
 
@@ -151,26 +191,28 @@ impl LogStore {
                     }
                 }
             })?;
-        let (tx, rx) = mpsc::channel::<IOFlushed<TypeConfig>>();
-        let sync_db = db.clone();
+        let (tx, rx) = mpsc::channel::<Job>();
+        let recent: Arc<Mutex<Recent>> = Arc::default();
+        let (write_db, written) = (db.clone(), recent.clone());
         std::thread::Builder::new()
             .name("raft-log-sync".into())
             .spawn(move || {
                 while let Ok(first) = rx.recv() {
-                    let mut group = vec![first];
-                    group.extend(rx.try_iter());
-                    let res = sync_db.flush_wal(true).map_err(io_err);
-                    for cb in group {
-                        cb.io_completed(res.as_ref().map(|_| ()).map_err(io_err));
-                    }
+                    let jobs = std::iter::once(first).chain(rx.try_iter());
+                    write_group(&write_db, &written, &purger, jobs.collect());
                 }
             })?;
         Ok(LogStore {
             db,
-            syncer: tx,
-            purger,
-            recent: Arc::default(),
+            writer: tx,
+            recent,
         })
+    }
+
+    fn queue(&self, job: Job) -> io::Result<()> {
+        self.writer
+            .send(job)
+            .map_err(|_| io_err("raft log writer stopped"))
     }
 
     fn get_meta<T: for<'a> serde::Deserialize<'a>>(&self, key: &[u8]) -> io::Result<Option<T>> {
@@ -209,6 +251,54 @@ fn put_meta<T: serde::Serialize>(db: &DB, key: &[u8], v: &T, sync: bool) -> io::
         WriteOptions::default()
     };
     db.put_cf_opt(cf, key, encode(v)?, &opts).map_err(io_err)
+}
+
+/// Does a group of queued jobs in order; appends are reported flushed after one fsync at the
+/// end (a truncation fsyncs on its own).
+fn write_group(db: &DB, recent: &Mutex<Recent>, purger: &mpsc::Sender<LogId>, jobs: Vec<Job>) {
+    let mut flushed = Vec::new();
+    let mut res: io::Result<()> = Ok(());
+    for job in jobs {
+        match job {
+            Job::Append { batch, count, done } => {
+                if res.is_ok() {
+                    res = db.write(batch).map_err(io_err);
+                    if res.is_ok() {
+                        recent.lock().written(count);
+                    }
+                }
+                flushed.push(done);
+            }
+            Job::Purge(upto) => {
+                if purger.send(upto).is_err() {
+                    tracing::error!("the raft log's purger thread has stopped");
+                }
+            }
+            Job::Truncate { from, done } => {
+                let r = res.as_ref().map_err(io_err).map(|_| ());
+                let _ = done.send(r.and_then(|_| truncate_from(db, from)));
+            }
+        }
+    }
+    if flushed.is_empty() {
+        return;
+    }
+    if res.is_ok() {
+        res = db.flush_wal(true).map_err(io_err);
+    }
+    for cb in flushed {
+        cb.io_completed(res.as_ref().map(|_| ()).map_err(io_err));
+    }
+}
+
+/// Deletes the entries from index `from` on, durably.
+fn truncate_from(db: &DB, from: u64) -> io::Result<()> {
+    let cf = cf(db, CF_LOG)?;
+    db.delete_range_cf(cf, from.to_be_bytes(), u64::MAX.to_be_bytes())
+        .map_err(io_err)?;
+    // delete_range excludes the end key itself.
+    db.delete_cf(cf, u64::MAX.to_be_bytes()).map_err(io_err)?;
+    db.flush_wal(true).map_err(io_err)
 }
 
 /// Deletes the entries up to and including `upto` from disk, after making durable the state
@@ -252,7 +342,7 @@ impl RaftLogReader<TypeConfig> for LogStore {
         }
         let cf = cf(&self.db, CF_LOG)?;
         let start = start.to_be_bytes();
-        let mut out = Vec::new();
+        let mut out: Vec<Entry> = Vec::new();
         for item in self
             .db
             .iterator_cf(cf, IteratorMode::From(&start, Direction::Forward))
@@ -263,6 +353,19 @@ impl RaftLogReader<TypeConfig> for LogStore {
                 break;
             }
             out.push(decode(&v)?);
+        }
+        // The newest entries may not be written yet: they are in memory.
+        let next = out
+            .last()
+            .map_or(start_index(&range), |e| e.log_id.index + 1);
+        let recent = self.recent.lock();
+        if let Some(last) = recent.last_index() {
+            let end = end_index(&range).map_or(last + 1, |e| e.min(last + 1));
+            if next < end
+                && let Some(more) = recent.get(next, end)
+            {
+                out.extend(more);
+            }
         }
         Ok(out)
     }
@@ -316,42 +419,40 @@ impl RaftLogStorage<TypeConfig> for LogStore {
             batch.put_cf(cf, e.log_id.index.to_be_bytes(), &data);
             kept.push((e, data.len()));
         }
-        self.db.write(batch).map_err(io_err)?;
+        let count = kept.len();
         {
             let mut recent = self.recent.lock();
+            recent.unwritten += count;
             for (e, size) in kept {
                 recent.push(e, size);
             }
         }
-        self.syncer
-            .send(callback)
-            .map_err(|_| io_err("raft log syncer stopped"))
+        self.queue(Job::Append {
+            batch,
+            count,
+            done: callback,
+        })
     }
 
     async fn truncate_after(&mut self, last_log_id: Option<LogId>) -> io::Result<()> {
-        let cf = cf(&self.db, CF_LOG)?;
         let from = last_log_id.map_or(0, |l| l.index + 1);
         self.recent.lock().truncate_from(from);
-        self.db
-            .delete_range_cf(cf, from.to_be_bytes(), u64::MAX.to_be_bytes())
-            .map_err(io_err)?;
-        // delete_range excludes the end key itself.
-        self.db
-            .delete_cf(cf, u64::MAX.to_be_bytes())
-            .map_err(io_err)?;
-        self.db.flush_wal(true).map_err(io_err)
+        let (done, rx) = tokio::sync::oneshot::channel();
+        self.queue(Job::Truncate { from, done })?;
+        rx.await.map_err(|_| io_err("raft log writer stopped"))?
     }
 
     async fn purge(&mut self, log_id: LogId) -> io::Result<()> {
         self.recent.lock().purge_upto(log_id.index);
-        self.purger
-            .send(log_id)
-            .map_err(|_| io_err("the raft log's purger thread has stopped"))
+        self.queue(Job::Purge(log_id))
     }
 }
 
 #[cfg(test)]
+#[allow(clippy::unwrap_used)]
 mod tests {
+    use openraft::type_config::TypeConfigExt;
+
     use super::*;
 
     fn ent(index: u64) -> Entry {
@@ -403,6 +504,51 @@ mod tests {
         assert_eq!(indexes(r.get(9, 10)), Some(vec![9]));
         assert_eq!(indexes(r.get(5, 6)), None);
         assert_eq!(r.bytes, 10);
+    }
+
+    #[test]
+    fn recent_keeps_unwritten_entries_beyond_its_bounds() {
+        let mut r = Recent {
+            unwritten: 3,
+            ..Recent::default()
+        };
+        for i in 0..3 {
+            r.push(ent(i), RECENT_MAX_BYTES);
+        }
+        assert_eq!(r.entries.len(), 3, "nothing written yet: nothing dropped");
+        r.written(2);
+        assert_eq!(indexes(r.get(2, 3)), Some(vec![2]), "the written ones go");
+        r.written(1);
+        assert_eq!(r.entries.len(), 1);
+    }
+
+    #[tokio::test]
+    async fn appends_are_read_at_once_and_reach_disk_in_order_with_truncation() {
+        async fn append(s: &mut LogStore, idx: std::ops::RangeInclusive<u64>) {
+            let (tx, rx) = TypeConfig::oneshot();
+            s.append(idx.map(ent), IOFlushed::signal(tx)).await.unwrap();
+            rx.await.unwrap().unwrap();
+        }
+        let dir = tempfile::tempdir().unwrap();
+        let dbs = crate::storage::open(dir.path()).unwrap();
+        let mut s = LogStore::open(dbs.log.clone(), dbs.state.clone()).unwrap();
+        let (tx, flushed) = TypeConfig::oneshot();
+        s.append((1..=5).map(ent), IOFlushed::signal(tx))
+            .await
+            .unwrap();
+        let got = s.try_get_log_entries(1..6).await.unwrap();
+        assert_eq!(indexes(Some(got)), Some(vec![1, 2, 3, 4, 5]));
+        flushed.await.unwrap().unwrap();
+        s.truncate_after(Some(ent(3).log_id)).await.unwrap();
+        append(&mut s, 4..=4).await;
+        // A store opened on the same database reads from disk only.
+        let mut disk = LogStore::open(dbs.log.clone(), dbs.state.clone()).unwrap();
+        let got = disk.try_get_log_entries(0..100).await.unwrap();
+        assert_eq!(indexes(Some(got)), Some(vec![1, 2, 3, 4]));
+        // A range from before the in-memory copy gets the rest of it too.
+        disk.recent.lock().push(ent(5), 1);
+        let got = disk.try_get_log_entries(2..).await.unwrap();
+        assert_eq!(indexes(Some(got)), Some(vec![2, 3, 4, 5]));
     }
 
     #[test]
