@@ -164,18 +164,14 @@ async fn run(raft: Raft, peers: PeerPool, mut rx: mpsc::Receiver<Pending>) {
         // Everything that queued while the calls in flight were out goes in this one.
         let mut bytes = first.cmd.size();
         let mut batch = vec![first];
-        loop {
-            match rx.try_recv() {
-                Ok(p) if !fits(batch.len(), bytes, p.cmd.size()) => {
-                    carried = Some(p);
-                    break;
-                }
-                Ok(p) => {
-                    bytes += p.cmd.size();
-                    batch.push(p);
-                }
-                Err(_) => break,
+        while let Ok(p) = rx.try_recv() {
+            let size = p.cmd.size();
+            if !fits(batch.len(), bytes, size) {
+                carried = Some(p);
+                break;
             }
+            bytes += size;
+            batch.push(p);
         }
         let (raft, peers) = (raft.clone(), peers.clone());
         tokio::spawn(async move {
