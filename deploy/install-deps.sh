@@ -1,15 +1,22 @@
 #!/usr/bin/env bash
-# Installs what Bosun needs on a fresh Debian machine of this kind (run as root).
-#   deploy/install-deps.sh          build dependencies (clang/libclang for rocksdb, protoc)
-#   deploy/install-deps.sh --test   plus what the tests use (etcd and etcdctl as references,
+# Installs what Bosun needs on a fresh Debian machine of this kind (run as root), then checks
+# that every file and tool the build (and, with --test, the tests) use is really there, and
+# names what is missing if not.
+#   deploy/install-deps.sh          build dependencies: clang and libclang (rocksdb's bindgen),
+#                                   protoc and the well-known protos (google/protobuf/*.proto,
+#                                   which the etcd-client crate's build script compiles)
+#   deploy/install-deps.sh --test   plus what the tests use: etcd and etcdctl as references,
 #                                   kubectl 1.20 from Debian's kubernetes-client, extracted to
 #                                   /opt/bosun/kubectl-1.20 because it conflicts with an
-#                                   installed kubectl)
+#                                   installed kubectl, and curl
 set -euo pipefail
 
-pkgs=(clang libclang-dev protobuf-compiler build-essential)
-if [[ "${1:-}" == "--test" ]]; then
-  pkgs+=(etcd-server etcd-client)
+test_deps=false
+[[ "${1:-}" == "--test" ]] && test_deps=true
+
+pkgs=(clang libclang-dev protobuf-compiler libprotobuf-dev build-essential pkg-config)
+if $test_deps; then
+  pkgs+=(etcd-server etcd-client curl procps)
 fi
 
 missing=()
@@ -28,7 +35,8 @@ if ((${#missing[@]})); then
 fi
 
 # kubectl 1.20 for the apiserver tests, next to whatever kubectl is installed.
-if [[ "${1:-}" == "--test" && ! -x /opt/bosun/kubectl-1.20/usr/bin/kubectl ]]; then
+kubectl120=/opt/bosun/kubectl-1.20/usr/bin/kubectl
+if $test_deps && [[ ! -x $kubectl120 ]]; then
   echo "extracting kubectl 1.20 (kubernetes-client) to /opt/bosun/kubectl-1.20"
   tmp=$(mktemp -d)
   (cd "$tmp" && { apt-get download -qq kubernetes-client 2>/dev/null ||
@@ -36,4 +44,33 @@ if [[ "${1:-}" == "--test" && ! -x /opt/bosun/kubectl-1.20/usr/bin/kubectl ]]; t
   mkdir -p /opt/bosun/kubectl-1.20
   dpkg-deb -x "$tmp"/kubernetes-client_*.deb /opt/bosun/kubectl-1.20
   rm -rf "$tmp"
+fi
+
+# Check what was installed: a package can be "installed" and still lack what we need (a
+# different layout, a partial install), and the build's own errors name the cause poorly.
+absent=()
+need_cmd() { command -v "$1" >/dev/null 2>&1 || absent+=("$1 (command; $2)"); }
+need_file() { [[ -e "$1" ]] || absent+=("$1 ($2)"); }
+need_cmd protoc "protobuf-compiler"
+need_file /usr/include/google/protobuf/descriptor.proto "libprotobuf-dev: the well-known protos"
+need_file /usr/include/google/protobuf/timestamp.proto "libprotobuf-dev: the well-known protos"
+need_cmd clang "clang"
+if ! compgen -G "/usr/lib/llvm-*/lib/libclang.so*" >/dev/null &&
+  ! compgen -G "/usr/lib/*/libclang*.so*" >/dev/null; then
+  absent+=("libclang.so (libclang-dev: rocksdb's bindgen)")
+fi
+need_cmd c++ "build-essential"
+if $test_deps; then
+  need_cmd etcd "etcd-server"
+  need_cmd etcdctl "etcd-client"
+  need_cmd curl "curl"
+  need_file "$kubectl120" "kubectl 1.20 from Debian's kubernetes-client"
+  if [[ -x $kubectl120 ]] && ! "$kubectl120" version --client >/dev/null 2>&1; then
+    absent+=("$kubectl120 does not run")
+  fi
+fi
+if ((${#absent[@]})); then
+  echo "install-deps: missing after installing:" >&2
+  printf '  %s\n' "${absent[@]}" >&2
+  exit 1
 fi
