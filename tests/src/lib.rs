@@ -294,6 +294,30 @@ impl Server {
         c.wait().ok()
     }
 
+    /// Sends SIGTERM (by PID) and waits up to `limit` for the process to exit: its exit status
+    /// and how long it took, or `None` (after a SIGKILL) when it was still running at `limit`.
+    pub fn terminate_within(
+        &mut self,
+        limit: Duration,
+    ) -> (Option<std::process::ExitStatus>, Duration) {
+        let Some(mut c) = self.child.take() else {
+            return (None, Duration::ZERO);
+        };
+        let _ = Command::new("kill")
+            .args(["-TERM", &c.id().to_string()])
+            .status();
+        let start = Instant::now();
+        while start.elapsed() < limit {
+            if let Ok(Some(st)) = c.try_wait() {
+                return (Some(st), start.elapsed());
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        let _ = c.kill();
+        let _ = c.wait();
+        (None, start.elapsed())
+    }
+
     /// Starts the process again on the same data, ports and options.
     pub async fn restart(&mut self) {
         self.kill9();
