@@ -34,7 +34,7 @@ fn read_only(t: &TxnRequest) -> bool {
 }
 
 /// Whether a txn may add data (and so is subject to the quota).
-fn adds_data(t: &TxnRequest) -> bool {
+pub(crate) fn adds_data(t: &TxnRequest) -> bool {
     t.success
         .iter()
         .chain(&t.failure)
@@ -60,8 +60,9 @@ impl KvService {
     }
 
     async fn txn(&self, t: TxnRequest) -> EtcdResult<TxnResponse> {
-        apply::check_txn(&t, self.node.limits())?;
         if read_only(&t) {
+            self.node.check_size(t.encoded_len())?;
+            apply::check_txn(&t, self.node.limits())?;
             // etcd serves read-only txns without a proposal, after a read barrier.
             self.node.read_barrier().await?;
             let mvcc = &self.node.shared.mvcc;
@@ -77,10 +78,9 @@ impl KvService {
                 other => Err(other.unexpected()),
             };
         }
-        if adds_data(&t) {
-            self.node.check_quota(t.encoded_len()).await?;
-        }
-        match self.node.propose(Command::Txn(t)).await? {
+        let cmd = Command::Txn(t);
+        self.node.check_write(&cmd).await?;
+        match self.node.propose(cmd).await? {
             CommandResult::Txn(mut r) => {
                 self.node.fill(&mut r.header);
                 Ok(r)
@@ -109,11 +109,9 @@ impl Kv for KvService {
     }
 
     async fn put(&self, req: Request<PutRequest>) -> Result<Response<PutResponse>, Status> {
-        let p = req.into_inner();
-        self.node.check_size(p.encoded_len())?;
-        apply::check_put(&p)?;
-        self.node.check_quota(p.encoded_len()).await?;
-        match self.node.propose(Command::Put(p)).await? {
+        let cmd = Command::Put(req.into_inner());
+        self.node.check_write(&cmd).await?;
+        match self.node.propose(cmd).await? {
             CommandResult::Put(mut r) => {
                 self.node.fill(&mut r.header);
                 Ok(Response::new(r))
@@ -126,12 +124,9 @@ impl Kv for KvService {
         &self,
         req: Request<DeleteRangeRequest>,
     ) -> Result<Response<DeleteRangeResponse>, Status> {
-        let d = req.into_inner();
-        self.node.check_size(d.encoded_len())?;
-        if d.key.is_empty() {
-            return Err(EtcdError::EmptyKey.into());
-        }
-        match self.node.propose(Command::DeleteRange(d)).await? {
+        let cmd = Command::DeleteRange(req.into_inner());
+        self.node.check_write(&cmd).await?;
+        match self.node.propose(cmd).await? {
             CommandResult::DeleteRange(mut r) => {
                 self.node.fill(&mut r.header);
                 Ok(Response::new(r))
@@ -141,9 +136,7 @@ impl Kv for KvService {
     }
 
     async fn txn(&self, req: Request<TxnRequest>) -> Result<Response<TxnResponse>, Status> {
-        let t = req.into_inner();
-        self.node.check_size(t.encoded_len())?;
-        Ok(Response::new(KvService::txn(self, t).await?))
+        Ok(Response::new(KvService::txn(self, req.into_inner()).await?))
     }
 
     async fn compact(
