@@ -6,10 +6,9 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::Context;
+use axum::extract::RawQuery;
 use axum::routing::get;
-use bosun_proto::etcdserverpb::RangeRequest;
 use bosun_proto::etcdserverpb::cluster_server::ClusterServer;
-use bosun_proto::etcdserverpb::kv_server::KvServer;
 use bosun_proto::etcdserverpb::lease_server::LeaseServer;
 use bosun_proto::etcdserverpb::maintenance_server::MaintenanceServer;
 use bosun_proto::etcdserverpb::watch_server::WatchServer;
@@ -28,7 +27,7 @@ use crate::raft::state_machine::{META_APPLIED, StateMachine};
 use crate::raft::{Member, Raft};
 use crate::server::Node;
 use crate::server::cluster::ClusterService;
-use crate::server::kv::KvService;
+use crate::server::kv::{KvRoutes, KvService};
 use crate::server::lease::{LeaseService, expiry_loop};
 use crate::server::maintenance::MaintenanceService;
 use crate::server::watch::{PROGRESS_INTERVAL, WatchService};
@@ -36,6 +35,16 @@ use crate::server::write_batch::BATCH_BYTES;
 
 /// gRPC overhead allowed on top of --max-request-bytes, as etcd allows.
 const GRPC_OVERHEAD_BYTES: usize = 512 * 1024;
+
+/// The gRPC services of the client port.
+const CLIENT_SERVICES: [&str; 6] = [
+    "grpc.health.v1.Health",
+    "etcdserverpb.KV",
+    "etcdserverpb.Watch",
+    "etcdserverpb.Lease",
+    "etcdserverpb.Maintenance",
+    "etcdserverpb.Cluster",
+];
 
 /// How long Raft may take to stop when the member shuts down.
 const RAFT_STOP: Duration = Duration::from_secs(3);
@@ -247,11 +256,7 @@ pub async fn run(cfg: StoreConfig, external: watch::Receiver<bool>) -> anyhow::R
         .await;
     let max_msg = cfg.max_request_bytes + GRPC_OVERHEAD_BYTES;
     let routes = tonic::service::Routes::new(health_service)
-        .add_service(
-            KvServer::new(KvService { node: node.clone() })
-                .max_decoding_message_size(max_msg)
-                .max_encoding_message_size(usize::MAX),
-        )
+        .add_service(KvRoutes::new(KvService { node: node.clone() }, max_msg))
         .add_service(
             WatchServer::new(WatchService {
                 node: node.clone(),
@@ -286,11 +291,16 @@ pub async fn run(cfg: StoreConfig, external: watch::Receiver<bool>) -> anyhow::R
         )
         .route(
             "/health",
-            get(move || {
+            get(move |RawQuery(query): RawQuery| {
                 let n = health_node.clone();
-                async move { http_health(&n).await }
+                async move { crate::server::http::health(&n, query).await }
             }),
-        );
+        )
+        .layer(axum::middleware::from_fn(
+            |req: axum::extract::Request, next: axum::middleware::Next| {
+                crate::server::http::grpc_unknown(&CLIENT_SERVICES, req, next)
+            },
+        ));
     for url in &cfg.listen_client_urls {
         let addr = listen_addr(url)?;
         let listener = tokio::net::TcpListener::bind(addr)
@@ -486,29 +496,5 @@ async fn publish(node: &Node, mut shutdown: watch::Receiver<bool>) {
             Ok(_) => info!("published this member's name and client URLs"),
             Err(e) => tracing::info!(error = %e, "publishing member attributes failed; retrying"),
         }
-    }
-}
-
-/// etcd's `/health`: healthy when a linearizable read succeeds.
-async fn http_health(node: &Node) -> (axum::http::StatusCode, String) {
-    let ok = node.read_barrier().await.is_ok()
-        && node
-            .shared
-            .mvcc
-            .range(&RangeRequest {
-                key: b"health".to_vec(),
-                ..Default::default()
-            })
-            .is_ok();
-    if ok {
-        (
-            axum::http::StatusCode::OK,
-            "{\"health\":\"true\",\"reason\":\"\"}".into(),
-        )
-    } else {
-        (
-            axum::http::StatusCode::SERVICE_UNAVAILABLE,
-            "{\"health\":\"false\",\"reason\":\"RANGE ERROR\"}".into(),
-        )
     }
 }

@@ -1,14 +1,20 @@
 //! The etcd KV service.
 
+use std::convert::Infallible;
 use std::sync::Arc;
+use std::task::{Context, Poll};
 
-use bosun_proto::etcdserverpb::kv_server::Kv;
+use bosun_proto::etcdserverpb::kv_server::{Kv, KvServer};
 use bosun_proto::etcdserverpb::{
     CompactionRequest, CompactionResponse, DeleteRangeRequest, DeleteRangeResponse, PutRequest,
     PutResponse, RangeRequest, RangeResponse, RangeStreamResponse, TxnRequest, TxnResponse,
     request_op,
 };
+use futures::future::BoxFuture;
 use prost::Message;
+use tonic::codec::{Codec, DecodeBuf, Decoder};
+use tonic::codegen::Service;
+use tonic::server::{NamedService, UnaryService};
 use tonic::{Request, Response, Status};
 
 use super::Node;
@@ -150,6 +156,106 @@ impl Kv for KvService {
                 Ok(Response::new(r))
             }
             other => Err(other.unexpected().into()),
+        }
+    }
+}
+
+/// The KV service as the client port serves it: the generated server, except for Txn, whose
+/// requests are decoded by [`TxnCodec`].
+#[derive(Clone)]
+pub struct KvRoutes {
+    server: KvServer<KvService>,
+    kv: Arc<KvService>,
+    max_decoding: usize,
+}
+
+impl KvRoutes {
+    /// Serves `kv`, accepting requests of up to `max_decoding` bytes.
+    pub fn new(kv: KvService, max_decoding: usize) -> Self {
+        KvRoutes {
+            server: KvServer::new(kv.clone())
+                .max_decoding_message_size(max_decoding)
+                .max_encoding_message_size(usize::MAX),
+            kv: Arc::new(kv),
+            max_decoding,
+        }
+    }
+}
+
+impl NamedService for KvRoutes {
+    const NAME: &'static str = <KvServer<KvService> as NamedService>::NAME;
+}
+
+impl<B> Service<http::Request<B>> for KvRoutes
+where
+    B: tonic::codegen::Body + Send + 'static,
+    B::Error: Into<tonic::codegen::StdError> + Send + 'static,
+{
+    type Response = http::Response<tonic::body::Body>;
+    type Error = Infallible;
+    type Future = BoxFuture<'static, Result<Self::Response, Infallible>>;
+
+    fn poll_ready(&mut self, _cx: &mut Context<'_>) -> Poll<Result<(), Infallible>> {
+        Poll::Ready(Ok(()))
+    }
+
+    fn call(&mut self, req: http::Request<B>) -> Self::Future {
+        if req.uri().path() != "/etcdserverpb.KV/Txn" {
+            return Box::pin(self.server.call(req));
+        }
+        struct Txn(Arc<KvService>);
+        impl UnaryService<TxnRequest> for Txn {
+            type Response = TxnResponse;
+            type Future = BoxFuture<'static, Result<Response<TxnResponse>, Status>>;
+            fn call(&mut self, req: Request<TxnRequest>) -> Self::Future {
+                let kv = self.0.clone();
+                Box::pin(async move { Kv::txn(&*kv, req).await })
+            }
+        }
+        let kv = self.kv.clone();
+        let mut grpc = tonic::server::Grpc::new(TxnCodec)
+            .apply_max_message_size_config(Some(self.max_decoding), Some(usize::MAX));
+        Box::pin(async move { Ok(grpc.unary(Txn(kv), req).await) })
+    }
+}
+
+/// Protobuf's codec for Txn, except that a request nested deeper than the decoder allows
+/// (prost stops at 100 levels of messages, 50 of txns) gets etcd's answer to a txn nested
+/// beyond its operation budget, "too many operations", not an internal decode error.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct TxnCodec;
+
+impl Codec for TxnCodec {
+    type Encode = TxnResponse;
+    type Decode = TxnRequest;
+    type Encoder = tonic_prost::ProstEncoder<TxnResponse>;
+    type Decoder = TxnDecoder;
+
+    fn encoder(&mut self) -> Self::Encoder {
+        tonic_prost::ProstEncoder::default()
+    }
+
+    fn decoder(&mut self) -> Self::Decoder {
+        TxnDecoder
+    }
+}
+
+/// See [`TxnCodec`].
+#[derive(Debug, Clone, Copy, Default)]
+pub struct TxnDecoder;
+
+impl Decoder for TxnDecoder {
+    type Item = TxnRequest;
+    type Error = Status;
+
+    fn decode(&mut self, buf: &mut DecodeBuf<'_>) -> Result<Option<TxnRequest>, Status> {
+        match TxnRequest::decode(buf) {
+            Ok(t) => Ok(Some(t)),
+            // Only nested txns recurse in a TxnRequest; prost names no other cause this way.
+            Err(e) if e.to_string().ends_with("recursion limit reached") => {
+                Err(EtcdError::TooManyOps.into())
+            }
+            Err(e) => Err(Status::internal(e.to_string())),
         }
     }
 }

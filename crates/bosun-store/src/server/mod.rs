@@ -1,6 +1,7 @@
 //! The member: Raft handle, state machine, and the etcd v3 gRPC services on top.
 
 pub mod cluster;
+pub mod http;
 pub mod kv;
 pub mod lease;
 pub mod maintenance;
