@@ -86,6 +86,27 @@ where
     }
 }
 
+/// An HTTP/1.1 GET of `url` (`http://host:port/path?query`): the status code and the body.
+pub async fn http_get(url: &str) -> (u16, String) {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let rest = url.trim_start_matches("http://");
+    let (host, path) = rest.split_at(rest.find('/').unwrap_or(rest.len()));
+    let path = if path.is_empty() { "/" } else { path };
+    let mut s = tokio::net::TcpStream::connect(host).await.expect("connect");
+    let req = format!("GET {path} HTTP/1.1\r\nHost: {host}\r\nConnection: close\r\n\r\n");
+    s.write_all(req.as_bytes()).await.expect("send request");
+    let mut raw = Vec::new();
+    s.read_to_end(&mut raw).await.expect("read response");
+    let text = String::from_utf8_lossy(&raw);
+    let (head, body) = text.split_once("\r\n\r\n").expect("a response head");
+    let code = head
+        .split_whitespace()
+        .nth(1)
+        .and_then(|c| c.parse().ok())
+        .expect("a status code");
+    (code, body.to_string())
+}
+
 /// Runs etcdctl against `ep` with `args`, feeding `stdin`; returns exit code, stdout, stderr.
 pub fn etcdctl(ep: &str, args: &[&str], stdin: Option<&str>) -> (i32, String, String) {
     use std::io::Write;
@@ -292,6 +313,30 @@ impl Server {
         }
         let _ = c.kill();
         c.wait().ok()
+    }
+
+    /// Sends SIGTERM (by PID) and waits up to `limit` for the process to exit: its exit status
+    /// and how long it took, or `None` (after a SIGKILL) when it was still running at `limit`.
+    pub fn terminate_within(
+        &mut self,
+        limit: Duration,
+    ) -> (Option<std::process::ExitStatus>, Duration) {
+        let Some(mut c) = self.child.take() else {
+            return (None, Duration::ZERO);
+        };
+        let _ = Command::new("kill")
+            .args(["-TERM", &c.id().to_string()])
+            .status();
+        let start = Instant::now();
+        while start.elapsed() < limit {
+            if let Ok(Some(st)) = c.try_wait() {
+                return (Some(st), start.elapsed());
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        let _ = c.kill();
+        let _ = c.wait();
+        (None, start.elapsed())
     }
 
     /// Starts the process again on the same data, ports and options.

@@ -105,11 +105,18 @@ pub fn check_put(p: &PutRequest) -> EtcdResult<()> {
 
 /// Checks a txn the way etcd does before proposing it: op counts, keys, and that no key is
 /// written twice on one path.
+///
+/// As etcd counts them, a nested txn's operations come out of what its parent leaves: a txn
+/// with `n` operations per list leaves `max - n` to each txn nested in it.
 pub fn check_txn(t: &TxnRequest, limits: Limits) -> EtcdResult<()> {
     let max = limits.max_txn_ops;
-    if t.compare.len() > max || t.success.len() > max || t.failure.len() > max {
+    let ops = t.compare.len().max(t.success.len()).max(t.failure.len());
+    if ops > max {
         return Err(EtcdError::TooManyOps);
     }
+    let nested = Limits {
+        max_txn_ops: max - ops,
+    };
     for c in &t.compare {
         if c.key.is_empty() {
             return Err(EtcdError::EmptyKey);
@@ -124,7 +131,7 @@ pub fn check_txn(t: &TxnRequest, limits: Limits) -> EtcdResult<()> {
             Some(request_op::Request::RequestDeleteRange(d)) if d.key.is_empty() => {
                 return Err(EtcdError::EmptyKey);
             }
-            Some(request_op::Request::RequestTxn(n)) => check_txn(n, limits)?,
+            Some(request_op::Request::RequestTxn(n)) => check_txn(n, nested)?,
             _ => {}
         }
     }

@@ -30,7 +30,6 @@ const MAX_PENDING: usize = 1 << 20;
 pub struct CoalescedStream {
     read: OwnedReadHalf,
     shared: Arc<Shared>,
-    local: std::net::SocketAddr,
     peer: std::net::SocketAddr,
 }
 
@@ -59,17 +58,16 @@ impl CoalescedStream {
     /// and starts its writer task on the current runtime.
     pub fn new(tcp: TcpStream) -> io::Result<CoalescedStream> {
         tcp.set_nodelay(true)?;
-        let local = tcp.local_addr()?;
         let peer = tcp.peer_addr()?;
         let (read, write) = tcp.into_split();
         let shared = Arc::new(Shared::default());
         tokio::spawn(write_loop(write, shared.clone()));
-        Ok(CoalescedStream {
-            read,
-            shared,
-            local,
-            peer,
-        })
+        Ok(CoalescedStream { read, shared, peer })
+    }
+
+    /// The address of the other end.
+    pub fn peer_addr(&self) -> std::net::SocketAddr {
+        self.peer
     }
 
     /// Queues `bufs` for the writer: all of them, or nothing while the queue is full.
@@ -197,40 +195,9 @@ impl AsyncWrite for CoalescedStream {
     }
 }
 
-/// Accepts TCP connections with TCP_NODELAY set, as [`CoalescedStream`]s (an
-/// [`axum::serve::Listener`]).
-#[derive(Debug)]
-pub struct CoalescedListener(pub tokio::net::TcpListener);
-
-impl axum::serve::Listener for CoalescedListener {
-    type Io = CoalescedStream;
-    type Addr = std::net::SocketAddr;
-
-    async fn accept(&mut self) -> (Self::Io, Self::Addr) {
-        let stream = accept(&self.0).await;
-        let peer = stream.peer;
-        (stream, peer)
-    }
-
-    fn local_addr(&self) -> io::Result<Self::Addr> {
-        self.0.local_addr()
-    }
-}
-
-impl tonic::transport::server::Connected for CoalescedStream {
-    type ConnectInfo = tonic::transport::server::TcpConnectInfo;
-
-    fn connect_info(&self) -> Self::ConnectInfo {
-        tonic::transport::server::TcpConnectInfo {
-            local_addr: Some(self.local),
-            remote_addr: Some(self.peer),
-        }
-    }
-}
-
 /// The next connection `listener` accepts, with TCP_NODELAY set. A failed accept (out of
 /// file descriptors and the like) is logged and retried after a pause instead of spinning.
-async fn accept(listener: &tokio::net::TcpListener) -> CoalescedStream {
+pub(crate) async fn accept(listener: &tokio::net::TcpListener) -> CoalescedStream {
     loop {
         let accepted = listener
             .accept()
@@ -244,17 +211,6 @@ async fn accept(listener: &tokio::net::TcpListener) -> CoalescedStream {
             }
         }
     }
-}
-
-/// Accepted connections of `listener` as [`CoalescedStream`]s with TCP_NODELAY set, for
-/// tonic's `serve_with_incoming`.
-pub fn incoming(
-    listener: tokio::net::TcpListener,
-) -> impl futures::Stream<Item = io::Result<CoalescedStream>> {
-    futures::stream::unfold(listener, |listener| async move {
-        let stream = accept(&listener).await;
-        Some((Ok(stream), listener))
-    })
 }
 
 /// A connector for tonic channels (`Endpoint::connect_with_connector_lazy`): connects to the

@@ -2,6 +2,7 @@
 //! drops in where an etcd member ran.
 
 use std::path::PathBuf;
+use std::time::Duration;
 
 use anyhow::{Context, bail};
 use sha2::{Digest, Sha256};
@@ -54,6 +55,32 @@ pub struct StoreConfig {
     /// Applied writes between two snapshots (after which the log before them is purged).
     #[arg(long, default_value_t = 100_000)]
     pub snapshot_count: u64,
+    /// Most concurrent HTTP/2 streams (calls, watch and keep-alive streams) on one connection,
+    /// on the client and peer ports; a client waits for a stream to end before it opens more.
+    #[arg(long, default_value_t = 1000, value_parser = clap::value_parser!(u32).range(1..))]
+    pub max_concurrent_streams: u32,
+    /// How often the member pings a connection (HTTP/2 PING) to find a client or peer that is
+    /// gone; 0 = never. Durations as etcd writes them: 500ms, 20s, 5m, 2h.
+    #[arg(long, default_value = "30s", value_parser = parse_duration)]
+    pub grpc_keepalive_interval: Duration,
+    /// How long a ping may go unanswered before the connection is closed.
+    #[arg(long, default_value = "20s", value_parser = parse_duration)]
+    pub grpc_keepalive_timeout: Duration,
+    /// A new connection must complete its handshake (the HTTP/2 preface and first frame, or an
+    /// HTTP/1.1 request head) within this time, or it is closed.
+    #[arg(long, default_value = "10s", value_parser = parse_duration)]
+    pub handshake_timeout: Duration,
+    /// A connection with no call or stream in flight for this long is closed (GOAWAY); 0 =
+    /// never. Open watch and lease keep-alive streams keep a connection busy.
+    #[arg(long, default_value = "5m", value_parser = parse_duration)]
+    pub idle_connection_timeout: Duration,
+    /// Most connections open at once on each client URL. At the bound, the connection idle the
+    /// longest is closed to make room; when none is idle, new ones wait.
+    #[arg(long, default_value_t = 1000, value_parser = clap::value_parser!(u64).range(1..))]
+    pub max_client_connections: u64,
+    /// Most connections open at once on each peer URL (members connect once to each other).
+    #[arg(long, default_value_t = 100, value_parser = clap::value_parser!(u64).range(1..))]
+    pub max_peer_connections: u64,
     /// Testing only: a file listing peer URLs this member must not reach (one per line), read
     /// continually; lets chaos tests cut the network between members.
     #[arg(long, hide = true)]
@@ -129,8 +156,48 @@ impl StoreConfig {
                 self.max_request_bytes
             );
         }
+        if self.handshake_timeout.is_zero() {
+            bail!("--handshake-timeout must be above zero");
+        }
         Ok(())
     }
+}
+
+/// Parses a duration as Go's `time.ParseDuration` writes it (etcd's duration flags): a
+/// sequence of decimal numbers with units `ns`, `us`, `µs`, `ms`, `s`, `m`, `h`, such as
+/// `20s`, `1m30s` or `1.5h`; a bare `0` is zero.
+pub fn parse_duration(text: &str) -> Result<Duration, String> {
+    let bad = || format!("invalid duration {text:?} (write e.g. 500ms, 20s, 5m, 2h)");
+    if text == "0" {
+        return Ok(Duration::ZERO);
+    }
+    let mut rest = text;
+    let mut total = 0f64;
+    if rest.is_empty() {
+        return Err(bad());
+    }
+    while !rest.is_empty() {
+        let num_len = rest
+            .find(|c: char| !(c.is_ascii_digit() || c == '.'))
+            .ok_or_else(bad)?;
+        let n: f64 = rest[..num_len].parse().map_err(|_| bad())?;
+        rest = &rest[num_len..];
+        let unit_len = rest
+            .find(|c: char| c.is_ascii_digit() || c == '.')
+            .unwrap_or(rest.len());
+        let secs = match &rest[..unit_len] {
+            "ns" => 1e-9,
+            "us" | "µs" => 1e-6,
+            "ms" => 1e-3,
+            "s" => 1.0,
+            "m" => 60.0,
+            "h" => 3600.0,
+            _ => return Err(bad()),
+        };
+        rest = &rest[unit_len..];
+        total += n * secs;
+    }
+    Duration::try_from_secs_f64(total).map_err(|_| bad())
 }
 
 /// The largest --max-request-bytes accepted: half a peer message.
@@ -190,4 +257,23 @@ pub fn cluster_id(member_ids: &[u64]) -> u64 {
     let mut b = [0u8; 8];
     b.copy_from_slice(&d[..8]);
     (u64::from_be_bytes(b) >> 1).max(1)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn durations_parse_as_go_writes_them() {
+        let d = |s: &str| parse_duration(s);
+        assert_eq!(d("0"), Ok(Duration::ZERO));
+        assert_eq!(d("20s"), Ok(Duration::from_secs(20)));
+        assert_eq!(d("500ms"), Ok(Duration::from_millis(500)));
+        assert_eq!(d("1m30s"), Ok(Duration::from_secs(90)));
+        assert_eq!(d("2h"), Ok(Duration::from_secs(7200)));
+        assert_eq!(d("1.5s"), Ok(Duration::from_millis(1500)));
+        for bad in ["", "5", "s", "5x", "-1s", "1s5"] {
+            assert!(d(bad).is_err(), "{bad:?} accepted");
+        }
+    }
 }

@@ -6,14 +6,14 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::Context;
+use axum::extract::RawQuery;
 use axum::routing::get;
-use bosun_proto::etcdserverpb::RangeRequest;
 use bosun_proto::etcdserverpb::cluster_server::ClusterServer;
-use bosun_proto::etcdserverpb::kv_server::KvServer;
 use bosun_proto::etcdserverpb::lease_server::LeaseServer;
 use bosun_proto::etcdserverpb::maintenance_server::MaintenanceServer;
 use bosun_proto::etcdserverpb::watch_server::WatchServer;
 use bosun_proto::raftpb::raft_peer_server::RaftPeerServer;
+use futures::FutureExt;
 use tokio::sync::watch;
 use tracing::info;
 
@@ -27,7 +27,7 @@ use crate::raft::state_machine::{META_APPLIED, StateMachine};
 use crate::raft::{Member, Raft};
 use crate::server::Node;
 use crate::server::cluster::ClusterService;
-use crate::server::kv::KvService;
+use crate::server::kv::{KvRoutes, KvService};
 use crate::server::lease::{LeaseService, expiry_loop};
 use crate::server::maintenance::MaintenanceService;
 use crate::server::watch::{PROGRESS_INTERVAL, WatchService};
@@ -35,6 +35,19 @@ use crate::server::write_batch::BATCH_BYTES;
 
 /// gRPC overhead allowed on top of --max-request-bytes, as etcd allows.
 const GRPC_OVERHEAD_BYTES: usize = 512 * 1024;
+
+/// The gRPC services of the client port.
+const CLIENT_SERVICES: [&str; 6] = [
+    "grpc.health.v1.Health",
+    "etcdserverpb.KV",
+    "etcdserverpb.Watch",
+    "etcdserverpb.Lease",
+    "etcdserverpb.Maintenance",
+    "etcdserverpb.Cluster",
+];
+
+/// How long Raft may take to stop when the member shuts down.
+const RAFT_STOP: Duration = Duration::from_secs(3);
 
 /// Most log entries kept behind a snapshot.
 const KEEP_AFTER_SNAPSHOT: u64 = 1000;
@@ -62,6 +75,27 @@ fn raft_config(cfg: &StoreConfig) -> anyhow::Result<openraft::Config> {
         ..Default::default()
     };
     c.validate().context("raft configuration")
+}
+
+/// The connection bounds of the client or the peer listeners.
+fn conn_options(cfg: &StoreConfig, name: &'static str) -> crate::listen::ConnOptions {
+    let peer = name == "peer";
+    crate::listen::ConnOptions {
+        name,
+        handshake_timeout: cfg.handshake_timeout,
+        idle_timeout: cfg.idle_connection_timeout,
+        max_connections: usize::try_from(if peer {
+            cfg.max_peer_connections
+        } else {
+            cfg.max_client_connections
+        })
+        .unwrap_or(usize::MAX),
+        max_concurrent_streams: cfg.max_concurrent_streams,
+        keepalive_interval: cfg.grpc_keepalive_interval,
+        keepalive_timeout: cfg.grpc_keepalive_timeout,
+        http2_only: peer,
+        grpc_deadlines: peer,
+    }
 }
 
 /// Runs a store member until `shutdown` becomes true.
@@ -173,7 +207,8 @@ pub async fn run(cfg: StoreConfig, external: watch::Receiver<bool>) -> anyhow::R
         pool,
         log_db.clone(),
     ));
-    let mut tasks = tokio::task::JoinSet::new();
+    let mut tasks = tokio::task::JoinSet::<anyhow::Result<()>>::new();
+    let mut servers = tokio::task::JoinSet::<anyhow::Result<()>>::new();
     {
         let node = node.clone();
         tasks.spawn(async move {
@@ -206,19 +241,11 @@ pub async fn run(cfg: StoreConfig, external: watch::Receiver<bool>) -> anyhow::R
             .await
             .with_context(|| format!("listen on peer URL {url}"))?;
         let svc = RaftPeerServer::new(PeerService { node: node.clone() })
-            .max_decoding_message_size(64 << 20)
-            .max_encoding_message_size(64 << 20);
-        let mut sd = shutdown.clone();
-        let incoming = crate::coalesce::incoming(listener);
-        tasks.spawn(async move {
-            tonic::transport::Server::builder()
-                .add_service(svc)
-                .serve_with_incoming_shutdown(incoming, async move {
-                    let _ = sd.wait_for(|s| *s).await;
-                })
-                .await
-                .context("serve peers")
-        });
+            .max_decoding_message_size(MAX_PEER_MESSAGE)
+            .max_encoding_message_size(MAX_PEER_MESSAGE);
+        let router = tonic::service::Routes::new(svc).into_axum_router();
+        let opts = conn_options(&cfg, "peer");
+        servers.spawn(crate::listen::serve(listener, router, opts, shutdown.clone()).map(Ok));
         info!(url = %url, "serving raft peers");
     }
 
@@ -229,11 +256,7 @@ pub async fn run(cfg: StoreConfig, external: watch::Receiver<bool>) -> anyhow::R
         .await;
     let max_msg = cfg.max_request_bytes + GRPC_OVERHEAD_BYTES;
     let routes = tonic::service::Routes::new(health_service)
-        .add_service(
-            KvServer::new(KvService { node: node.clone() })
-                .max_decoding_message_size(max_msg)
-                .max_encoding_message_size(usize::MAX),
-        )
+        .add_service(KvRoutes::new(KvService { node: node.clone() }, max_msg))
         .add_service(
             WatchServer::new(WatchService {
                 node: node.clone(),
@@ -268,27 +291,24 @@ pub async fn run(cfg: StoreConfig, external: watch::Receiver<bool>) -> anyhow::R
         )
         .route(
             "/health",
-            get(move || {
+            get(move |RawQuery(query): RawQuery| {
                 let n = health_node.clone();
-                async move { http_health(&n).await }
+                async move { crate::server::http::health(&n, query).await }
             }),
-        );
+        )
+        .layer(axum::middleware::from_fn(
+            |req: axum::extract::Request, next: axum::middleware::Next| {
+                crate::server::http::grpc_unknown(&CLIENT_SERVICES, req, next)
+            },
+        ));
     for url in &cfg.listen_client_urls {
         let addr = listen_addr(url)?;
         let listener = tokio::net::TcpListener::bind(addr)
             .await
             .with_context(|| format!("listen on client URL {url}"))?;
-        let listener = crate::coalesce::CoalescedListener(listener);
-        let router = router.clone();
-        let mut sd = shutdown.clone();
-        tasks.spawn(async move {
-            axum::serve(listener, router)
-                .with_graceful_shutdown(async move {
-                    let _ = sd.wait_for(|s| *s).await;
-                })
-                .await
-                .context("serve clients")
-        });
+        let opts = conn_options(&cfg, "client");
+        servers
+            .spawn(crate::listen::serve(listener, router.clone(), opts, shutdown.clone()).map(Ok));
         info!(url = %url, "serving etcd v3 API");
     }
 
@@ -324,20 +344,37 @@ pub async fn run(cfg: StoreConfig, external: watch::Receiver<bool>) -> anyhow::R
         }
     }
     info!("shutting down");
-    // Servers stop on the same signal; give in-flight requests a moment.
+    // Every step is bounded, so that the member exits promptly whatever its peers, clients
+    // and disk are doing: the listeners give connections DRAIN to finish and close the rest
+    // (watches and keep-alive streams never finish by themselves); Raft gets RAFT_STOP.
     let drain = async {
-        while let Some(r) = tasks.join_next().await {
+        while let Some(r) = servers.join_next().await {
             if let Ok(Err(e)) = r {
-                tracing::warn!(error = %e, "task ended with an error");
+                tracing::warn!(error = %e, "listener ended with an error");
             }
         }
     };
-    let _ = tokio::time::timeout(Duration::from_secs(5), drain).await;
+    if tokio::time::timeout(crate::listen::DRAIN * 2, drain)
+        .await
+        .is_err()
+    {
+        tracing::warn!("listeners did not stop in time");
+    }
+    servers.abort_all();
     tasks.abort_all();
-    raft.shutdown().await.context("stop raft")?;
+    match tokio::time::timeout(RAFT_STOP, raft.shutdown()).await {
+        Ok(r) => r.context("stop raft")?,
+        Err(_) => tracing::warn!(
+            timeout = ?RAFT_STOP,
+            "raft did not stop in time; stopping without it (the log is durable)"
+        ),
+    }
     log_db.flush_wal(true).context("flush write-ahead log")?;
     // So that a restart need not apply the recent log entries again.
     crate::mvcc::flush_state(&db).map_err(|e| anyhow::anyhow!("flush state: {e}"))?;
+    // Compactions (a defragmentation too) stop here instead of holding the exit.
+    db.cancel_all_background_work(true);
+    log_db.cancel_all_background_work(true);
     info!("stopped");
     if removed {
         anyhow::bail!("member {id:x} was removed from the cluster");
@@ -459,29 +496,5 @@ async fn publish(node: &Node, mut shutdown: watch::Receiver<bool>) {
             Ok(_) => info!("published this member's name and client URLs"),
             Err(e) => tracing::info!(error = %e, "publishing member attributes failed; retrying"),
         }
-    }
-}
-
-/// etcd's `/health`: healthy when a linearizable read succeeds.
-async fn http_health(node: &Node) -> (axum::http::StatusCode, String) {
-    let ok = node.read_barrier().await.is_ok()
-        && node
-            .shared
-            .mvcc
-            .range(&RangeRequest {
-                key: b"health".to_vec(),
-                ..Default::default()
-            })
-            .is_ok();
-    if ok {
-        (
-            axum::http::StatusCode::OK,
-            "{\"health\":\"true\",\"reason\":\"\"}".into(),
-        )
-    } else {
-        (
-            axum::http::StatusCode::SERVICE_UNAVAILABLE,
-            "{\"health\":\"false\",\"reason\":\"RANGE ERROR\"}".into(),
-        )
     }
 }

@@ -23,7 +23,7 @@ struct Cli {
 #[derive(Debug, Subcommand)]
 enum Command {
     /// One member of the Raft datastore, serving the etcd v3 API.
-    Store(bosun_store::StoreConfig),
+    Store(Box<bosun_store::StoreConfig>),
     /// The Kubernetes API (REST for kubectl, gRPC for Bosun's components), over the store.
     Apiserver(bosun_apiserver::ApiserverConfig),
 }
@@ -84,11 +84,18 @@ fn main() -> anyhow::Result<()> {
     };
     runtime.enable_all();
     let runtime = runtime.build()?;
-    runtime.block_on(async move {
+    let result = runtime.block_on(async move {
         init_tracing(&cli.log_format);
         match cli.command {
-            Command::Store(cfg) => bosun_store::run(cfg, shutdown_signal()).await,
+            Command::Store(cfg) => bosun_store::run(*cfg, shutdown_signal()).await,
             Command::Apiserver(cfg) => bosun_apiserver::run(cfg, shutdown_signal()).await,
         }
-    })
+    });
+    // Dropping the runtime would wait for every blocking task however long it runs (a
+    // snapshot being copied for a client, say); the component has stopped cleanly by now.
+    runtime.shutdown_timeout(EXIT_WAIT);
+    result
 }
+
+/// How long the process waits for leftover blocking work once a component has stopped.
+const EXIT_WAIT: std::time::Duration = std::time::Duration::from_secs(1);

@@ -616,7 +616,7 @@ impl RaftPeer for PeerService {
     ) -> Result<Response<RaftReply>, Status> {
         let fwd: ForwardRequest = decode(&req.get_ref().data)
             .map_err(|e| Status::invalid_argument(format!("decode forward: {e}")))?;
-        let reply = self.node.handle_forward(fwd).await;
+        let reply = self.node.handle_peer_forward(fwd).await;
         ok_reply(&reply)
     }
 }

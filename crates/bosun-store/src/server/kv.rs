@@ -1,14 +1,20 @@
 //! The etcd KV service.
 
+use std::convert::Infallible;
 use std::sync::Arc;
+use std::task::{Context, Poll};
 
-use bosun_proto::etcdserverpb::kv_server::Kv;
+use bosun_proto::etcdserverpb::kv_server::{Kv, KvServer};
 use bosun_proto::etcdserverpb::{
     CompactionRequest, CompactionResponse, DeleteRangeRequest, DeleteRangeResponse, PutRequest,
     PutResponse, RangeRequest, RangeResponse, RangeStreamResponse, TxnRequest, TxnResponse,
     request_op,
 };
+use futures::future::BoxFuture;
 use prost::Message;
+use tonic::codec::{Codec, DecodeBuf, Decoder};
+use tonic::codegen::Service;
+use tonic::server::{NamedService, UnaryService};
 use tonic::{Request, Response, Status};
 
 use super::Node;
@@ -34,7 +40,7 @@ fn read_only(t: &TxnRequest) -> bool {
 }
 
 /// Whether a txn may add data (and so is subject to the quota).
-fn adds_data(t: &TxnRequest) -> bool {
+pub(crate) fn adds_data(t: &TxnRequest) -> bool {
     t.success
         .iter()
         .chain(&t.failure)
@@ -60,8 +66,9 @@ impl KvService {
     }
 
     async fn txn(&self, t: TxnRequest) -> EtcdResult<TxnResponse> {
-        apply::check_txn(&t, self.node.limits())?;
         if read_only(&t) {
+            self.node.check_size(t.encoded_len())?;
+            apply::check_txn(&t, self.node.limits())?;
             // etcd serves read-only txns without a proposal, after a read barrier.
             self.node.read_barrier().await?;
             let mvcc = &self.node.shared.mvcc;
@@ -77,10 +84,9 @@ impl KvService {
                 other => Err(other.unexpected()),
             };
         }
-        if adds_data(&t) {
-            self.node.check_quota(t.encoded_len()).await?;
-        }
-        match self.node.propose(Command::Txn(t)).await? {
+        let cmd = Command::Txn(t);
+        self.node.check_write(&cmd).await?;
+        match self.node.propose(cmd).await? {
             CommandResult::Txn(mut r) => {
                 self.node.fill(&mut r.header);
                 Ok(r)
@@ -109,11 +115,9 @@ impl Kv for KvService {
     }
 
     async fn put(&self, req: Request<PutRequest>) -> Result<Response<PutResponse>, Status> {
-        let p = req.into_inner();
-        self.node.check_size(p.encoded_len())?;
-        apply::check_put(&p)?;
-        self.node.check_quota(p.encoded_len()).await?;
-        match self.node.propose(Command::Put(p)).await? {
+        let cmd = Command::Put(req.into_inner());
+        self.node.check_write(&cmd).await?;
+        match self.node.propose(cmd).await? {
             CommandResult::Put(mut r) => {
                 self.node.fill(&mut r.header);
                 Ok(Response::new(r))
@@ -126,12 +130,9 @@ impl Kv for KvService {
         &self,
         req: Request<DeleteRangeRequest>,
     ) -> Result<Response<DeleteRangeResponse>, Status> {
-        let d = req.into_inner();
-        self.node.check_size(d.encoded_len())?;
-        if d.key.is_empty() {
-            return Err(EtcdError::EmptyKey.into());
-        }
-        match self.node.propose(Command::DeleteRange(d)).await? {
+        let cmd = Command::DeleteRange(req.into_inner());
+        self.node.check_write(&cmd).await?;
+        match self.node.propose(cmd).await? {
             CommandResult::DeleteRange(mut r) => {
                 self.node.fill(&mut r.header);
                 Ok(Response::new(r))
@@ -141,9 +142,7 @@ impl Kv for KvService {
     }
 
     async fn txn(&self, req: Request<TxnRequest>) -> Result<Response<TxnResponse>, Status> {
-        let t = req.into_inner();
-        self.node.check_size(t.encoded_len())?;
-        Ok(Response::new(KvService::txn(self, t).await?))
+        Ok(Response::new(KvService::txn(self, req.into_inner()).await?))
     }
 
     async fn compact(
@@ -157,6 +156,106 @@ impl Kv for KvService {
                 Ok(Response::new(r))
             }
             other => Err(other.unexpected().into()),
+        }
+    }
+}
+
+/// The KV service as the client port serves it: the generated server, except for Txn, whose
+/// requests are decoded by [`TxnCodec`].
+#[derive(Clone)]
+pub struct KvRoutes {
+    server: KvServer<KvService>,
+    kv: Arc<KvService>,
+    max_decoding: usize,
+}
+
+impl KvRoutes {
+    /// Serves `kv`, accepting requests of up to `max_decoding` bytes.
+    pub fn new(kv: KvService, max_decoding: usize) -> Self {
+        KvRoutes {
+            server: KvServer::new(kv.clone())
+                .max_decoding_message_size(max_decoding)
+                .max_encoding_message_size(usize::MAX),
+            kv: Arc::new(kv),
+            max_decoding,
+        }
+    }
+}
+
+impl NamedService for KvRoutes {
+    const NAME: &'static str = <KvServer<KvService> as NamedService>::NAME;
+}
+
+impl<B> Service<http::Request<B>> for KvRoutes
+where
+    B: tonic::codegen::Body + Send + 'static,
+    B::Error: Into<tonic::codegen::StdError> + Send + 'static,
+{
+    type Response = http::Response<tonic::body::Body>;
+    type Error = Infallible;
+    type Future = BoxFuture<'static, Result<Self::Response, Infallible>>;
+
+    fn poll_ready(&mut self, _cx: &mut Context<'_>) -> Poll<Result<(), Infallible>> {
+        Poll::Ready(Ok(()))
+    }
+
+    fn call(&mut self, req: http::Request<B>) -> Self::Future {
+        if req.uri().path() != "/etcdserverpb.KV/Txn" {
+            return Box::pin(self.server.call(req));
+        }
+        struct Txn(Arc<KvService>);
+        impl UnaryService<TxnRequest> for Txn {
+            type Response = TxnResponse;
+            type Future = BoxFuture<'static, Result<Response<TxnResponse>, Status>>;
+            fn call(&mut self, req: Request<TxnRequest>) -> Self::Future {
+                let kv = self.0.clone();
+                Box::pin(async move { Kv::txn(&*kv, req).await })
+            }
+        }
+        let kv = self.kv.clone();
+        let mut grpc = tonic::server::Grpc::new(TxnCodec)
+            .apply_max_message_size_config(Some(self.max_decoding), Some(usize::MAX));
+        Box::pin(async move { Ok(grpc.unary(Txn(kv), req).await) })
+    }
+}
+
+/// Protobuf's codec for Txn, except that a request nested deeper than the decoder allows
+/// (prost stops at 100 levels of messages, 50 of txns) gets etcd's answer to a txn nested
+/// beyond its operation budget, "too many operations", not an internal decode error.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct TxnCodec;
+
+impl Codec for TxnCodec {
+    type Encode = TxnResponse;
+    type Decode = TxnRequest;
+    type Encoder = tonic_prost::ProstEncoder<TxnResponse>;
+    type Decoder = TxnDecoder;
+
+    fn encoder(&mut self) -> Self::Encoder {
+        tonic_prost::ProstEncoder::default()
+    }
+
+    fn decoder(&mut self) -> Self::Decoder {
+        TxnDecoder
+    }
+}
+
+/// See [`TxnCodec`].
+#[derive(Debug, Clone, Copy, Default)]
+pub struct TxnDecoder;
+
+impl Decoder for TxnDecoder {
+    type Item = TxnRequest;
+    type Error = Status;
+
+    fn decode(&mut self, buf: &mut DecodeBuf<'_>) -> Result<Option<TxnRequest>, Status> {
+        match TxnRequest::decode(buf) {
+            Ok(t) => Ok(Some(t)),
+            // Only nested txns recurse in a TxnRequest; prost names no other cause this way.
+            Err(e) if e.to_string().ends_with("recursion limit reached") => {
+                Err(EtcdError::TooManyOps.into())
+            }
+            Err(e) => Err(Status::internal(e.to_string())),
         }
     }
 }

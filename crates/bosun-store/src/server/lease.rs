@@ -175,8 +175,9 @@ impl Lease for LeaseService {
         if g.id == 0 {
             g.id = self.node.lessor.next_id(self.node.id);
         }
-        self.node.check_quota(0).await?;
-        match self.node.propose(Command::LeaseGrant(g)).await? {
+        let cmd = Command::LeaseGrant(g);
+        self.node.check_write(&cmd).await?;
+        match self.node.propose(cmd).await? {
             CommandResult::LeaseGrant(mut r) => {
                 self.node.lessor.refresh(r.id, r.ttl);
                 self.node.fill(&mut r.header);

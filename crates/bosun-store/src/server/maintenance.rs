@@ -34,6 +34,25 @@ pub struct MaintenanceService {
 
 type SnapshotStream = Pin<Box<dyn Stream<Item = Result<SnapshotResponse, Status>> + Send>>;
 
+/// A writer that fails once the receiving end of `tx` is gone.
+struct UntilClosed<'a, W, T> {
+    inner: W,
+    tx: &'a mpsc::Sender<T>,
+}
+
+impl<W: std::io::Write, T> std::io::Write for UntilClosed<'_, W, T> {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        if self.tx.is_closed() {
+            return Err(std::io::ErrorKind::BrokenPipe.into());
+        }
+        self.inner.write(buf)
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        self.inner.flush()
+    }
+}
+
 impl MaintenanceService {
     /// crc32 over the stored changes up to `rev` (0 = all): equal on members with equal data.
     fn hash_kv(&self, rev: i64) -> Result<(u32, i64, i64), EtcdError> {
@@ -190,7 +209,12 @@ impl Maintenance for MaintenanceService {
                 let mut f = tempfile::tempfile_in(&dir)?;
                 {
                     let snap = db.snapshot();
-                    let mut w = std::io::BufWriter::new(&mut f);
+                    // The copy stops once nobody waits for it (the client went away, or the
+                    // member stops and closes its connections).
+                    let mut w = std::io::BufWriter::new(UntilClosed {
+                        inner: &mut f,
+                        tx: &tx,
+                    });
                     crate::snapshot::write(&db, &snap, &mut w)?;
                 }
                 // etcd's clients expect the data to fill whole 512-byte sectors, then a 32-byte

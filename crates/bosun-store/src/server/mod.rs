@@ -1,6 +1,7 @@
 //! The member: Raft handle, state machine, and the etcd v3 gRPC services on top.
 
 pub mod cluster;
+pub mod http;
 pub mod kv;
 pub mod lease;
 pub mod maintenance;
@@ -486,6 +487,97 @@ impl Node {
             if rx.changed().await.is_err() {
                 return;
             }
+        }
+    }
+
+    /// The checks a client's write passes before it is proposed: etcd's validation, the size
+    /// and txn limits, and the storage quota for writes that add data. A member runs them for
+    /// its clients' writes, and again for writes that peers forward to it: the peer port takes
+    /// messages of up to 64 MiB from whoever connects, so a forwarded write must not skip them.
+    pub async fn check_write(&self, cmd: &Command) -> EtcdResult<()> {
+        use prost::Message;
+        let adds = match cmd {
+            Command::Put(p) => {
+                self.check_size(p.encoded_len())?;
+                crate::apply::check_put(p)?;
+                Some(p.encoded_len())
+            }
+            Command::DeleteRange(d) => {
+                self.check_size(d.encoded_len())?;
+                if d.key.is_empty() {
+                    return Err(EtcdError::EmptyKey);
+                }
+                None
+            }
+            Command::Txn(t) => {
+                self.check_size(t.encoded_len())?;
+                crate::apply::check_txn(t, self.limits())?;
+                kv::adds_data(t).then(|| t.encoded_len())
+            }
+            Command::LeaseGrant(g) => {
+                if g.ttl > lease::MAX_LEASE_TTL {
+                    return Err(EtcdError::LeaseTtlTooLarge);
+                }
+                // The proposer picks the ID (0 means "none" to etcd's lessor).
+                if g.id == 0 {
+                    return Err(EtcdError::LeaseNotFound);
+                }
+                Some(0)
+            }
+            Command::LeaseRevoke(_) | Command::Compact(_) | Command::Alarm(_) => None,
+            // The leader makes batches out of single writes; nobody sends one.
+            Command::Batch(_) => {
+                return Err(EtcdError::internal("a batch is not a client request"));
+            }
+        };
+        match adds {
+            Some(cost) => self.check_quota(cost).await,
+            None => Ok(()),
+        }
+    }
+
+    /// Serves a request that arrived on the peer port: writes are checked as a client's are
+    /// ([`Node::check_write`]), each write of a batch on its own.
+    pub async fn handle_peer_forward(&self, req: ForwardRequest) -> ForwardReply {
+        match req {
+            ForwardRequest::Write(cmd) => match self.check_write(&cmd).await {
+                Ok(()) => self.handle_forward(ForwardRequest::Write(cmd)).await,
+                Err(e) => ForwardReply::Error(e),
+            },
+            ForwardRequest::WriteBatch(cmds) if cmds.len() > write_batch::MAX_BATCH => {
+                ForwardReply::Error(EtcdError::internal(format!(
+                    "a batch of {} writes is above the limit of {}",
+                    cmds.len(),
+                    write_batch::MAX_BATCH
+                )))
+            }
+            ForwardRequest::WriteBatch(cmds) => {
+                // In order: the refused writes' errors, and places for the others' replies.
+                let mut replies = Vec::with_capacity(cmds.len());
+                let mut checked = Vec::with_capacity(cmds.len());
+                for cmd in cmds {
+                    match self.check_write(&cmd).await {
+                        Ok(()) => {
+                            replies.push(None);
+                            checked.push(cmd);
+                        }
+                        Err(e) => replies.push(Some(ForwardReply::Error(e))),
+                    }
+                }
+                let mut results = Vec::with_capacity(checked.len());
+                write_batch::propose_many(&self.raft, checked, |r| results.push(r)).await;
+                let mut results = results.into_iter();
+                ForwardReply::WriteBatch(
+                    replies
+                        .into_iter()
+                        .map(|r| {
+                            r.or_else(|| results.next())
+                                .unwrap_or(ForwardReply::Error(EtcdError::Stopped))
+                        })
+                        .collect(),
+                )
+            }
+            other => self.handle_forward(other).await,
         }
     }
 

@@ -1,0 +1,209 @@
+//! Writes forwarded on the peer port get the same checks as a client's writes: the peer port
+//! takes messages of up to 64 MiB from whoever connects, so a `Forward` call must not be a
+//! way around the request size cap, the txn limits, etcd's validation or the storage quota.
+//! Against the real `bosun store` binary on loopback, calling its peer port as a peer would.
+
+#![allow(clippy::unwrap_used)]
+
+use bosun_proto::etcdserverpb::{PutRequest, RequestOp, TxnRequest, request_op};
+use bosun_proto::raftpb::raft_peer_client::RaftPeerClient;
+use bosun_store::apply::{Command, CommandResult};
+use bosun_store::error::EtcdError;
+use bosun_store::raft::network::{ForwardReply, ForwardRequest};
+use bosun_tests::{Kind, Server};
+use etcd_client::Client;
+
+/// Sends `req` to the member's peer port as a `Forward` call.
+async fn forward(server: &Server, req: &ForwardRequest) -> ForwardReply {
+    let mut c = RaftPeerClient::connect(server.peer_url.clone())
+        .await
+        .unwrap()
+        .max_decoding_message_size(64 << 20)
+        .max_encoding_message_size(64 << 20);
+    let reply = c
+        .forward(bosun_proto::raftpb::ForwardRequest {
+            data: postcard::to_stdvec(req).unwrap(),
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(reply.error, "");
+    postcard::from_bytes(&reply.data).unwrap()
+}
+
+fn put(key: &str, value_len: usize) -> Command {
+    Command::Put(PutRequest {
+        key: key.as_bytes().to_vec(),
+        value: vec![b'v'; value_len],
+        ..Default::default()
+    })
+}
+
+/// A txn of `depth` txns nested in each other, the innermost putting `key`.
+fn nested(depth: usize, key: &str) -> TxnRequest {
+    let mut t = TxnRequest {
+        success: vec![RequestOp {
+            request: Some(request_op::Request::RequestPut(PutRequest {
+                key: key.as_bytes().to_vec(),
+                ..Default::default()
+            })),
+        }],
+        ..Default::default()
+    };
+    for _ in 1..depth {
+        t = TxnRequest {
+            success: vec![RequestOp {
+                request: Some(request_op::Request::RequestTxn(t)),
+            }],
+            ..Default::default()
+        };
+    }
+    t
+}
+
+fn error_of(r: &ForwardReply) -> Option<&EtcdError> {
+    match r {
+        ForwardReply::Error(e) => Some(e),
+        ForwardReply::Write(CommandResult::Error(e)) => Some(e),
+        _ => None,
+    }
+}
+
+async fn present(c: &mut Client, key: &str) -> bool {
+    !c.get(key, None).await.unwrap().kvs().is_empty()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn forwarded_writes_get_the_client_checks() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = Server::start(Kind::Bosun, dir.path(), &[]).await;
+    let mut c = Client::connect([server.client_url.as_str()], None)
+        .await
+        .unwrap();
+
+    // Above --max-request-bytes (1.5 MiB), within the peer message limit.
+    let r = forward(&server, &ForwardRequest::Write(put("big", 3 << 20))).await;
+    assert_eq!(error_of(&r), Some(&EtcdError::RequestTooLarge), "{r:?}");
+    assert!(
+        !present(&mut c, "big").await,
+        "an oversized forwarded put was stored"
+    );
+
+    let many = TxnRequest {
+        success: (0..200)
+            .map(|i| RequestOp {
+                request: Some(request_op::Request::RequestPut(PutRequest {
+                    key: format!("many/{i}").into_bytes(),
+                    ..Default::default()
+                })),
+            })
+            .collect(),
+        ..Default::default()
+    };
+    let r = forward(&server, &ForwardRequest::Write(Command::Txn(many))).await;
+    assert_eq!(error_of(&r), Some(&EtcdError::TooManyOps), "{r:?}");
+    assert!(!present(&mut c, "many/0").await);
+
+    // Nested txns share the operation budget (128), as etcd counts them.
+    let r = forward(
+        &server,
+        &ForwardRequest::Write(Command::Txn(nested(130, "deep"))),
+    )
+    .await;
+    assert_eq!(error_of(&r), Some(&EtcdError::TooManyOps), "{r:?}");
+    assert!(!present(&mut c, "deep").await);
+
+    let r = forward(&server, &ForwardRequest::Write(put("", 1))).await;
+    assert_eq!(error_of(&r), Some(&EtcdError::EmptyKey), "{r:?}");
+    let r = forward(
+        &server,
+        &ForwardRequest::Write(Command::Put(PutRequest {
+            key: b"iv".to_vec(),
+            value: b"x".to_vec(),
+            ignore_value: true,
+            ..Default::default()
+        })),
+    )
+    .await;
+    assert_eq!(error_of(&r), Some(&EtcdError::ValueProvided), "{r:?}");
+
+    let r = forward(
+        &server,
+        &ForwardRequest::Write(Command::LeaseGrant(
+            bosun_proto::etcdserverpb::LeaseGrantRequest {
+                ttl: 9_000_000_001,
+                id: 7,
+            },
+        )),
+    )
+    .await;
+    assert_eq!(error_of(&r), Some(&EtcdError::LeaseTtlTooLarge), "{r:?}");
+
+    // Batches are the leader's: one arriving from outside is refused whole.
+    let r = forward(
+        &server,
+        &ForwardRequest::Write(Command::Batch(vec![put("b1", 1), put("b2", 1)])),
+    )
+    .await;
+    assert!(error_of(&r).is_some(), "{r:?}");
+    assert!(!present(&mut c, "b1").await);
+
+    // In a batch of forwarded writes each is checked on its own, and answered in order.
+    let r = forward(
+        &server,
+        &ForwardRequest::WriteBatch(vec![put("w1", 1), put("w2", 3 << 20), put("w3", 1)]),
+    )
+    .await;
+    let ForwardReply::WriteBatch(rs) = r else {
+        panic!("not a batch reply: {r:?}");
+    };
+    assert_eq!(rs.len(), 3);
+    assert!(
+        matches!(rs[0], ForwardReply::Write(CommandResult::Put(_))),
+        "{:?}",
+        rs[0]
+    );
+    assert_eq!(error_of(&rs[1]), Some(&EtcdError::RequestTooLarge));
+    assert!(
+        matches!(rs[2], ForwardReply::Write(CommandResult::Put(_))),
+        "{:?}",
+        rs[2]
+    );
+    assert!(present(&mut c, "w1").await && present(&mut c, "w3").await);
+    assert!(!present(&mut c, "w2").await);
+
+    // A well-formed forwarded write still goes through.
+    let r = forward(&server, &ForwardRequest::Write(put("fine", 10))).await;
+    assert!(
+        matches!(r, ForwardReply::Write(CommandResult::Put(_))),
+        "{r:?}"
+    );
+    assert!(present(&mut c, "fine").await);
+}
+
+/// The storage quota holds for forwarded writes too: they end in NOSPACE, as a client's do.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn forwarded_writes_respect_the_quota() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = Server::start(
+        Kind::Bosun,
+        dir.path(),
+        &["--quota-backend-bytes", "262144"],
+    )
+    .await;
+    let mut refused = None;
+    for i in 0..200 {
+        let r = forward(
+            &server,
+            &ForwardRequest::Write(put(&format!("q{i}"), 64 << 10)),
+        )
+        .await;
+        if let Some(e) = error_of(&r) {
+            refused = Some((i, e.clone()));
+            break;
+        }
+    }
+    let (i, e) = refused.expect("12 MiB of forwarded puts into a 256 KiB quota were all stored");
+    println!("forwarded put {i} refused: {e}");
+    assert_eq!(e, EtcdError::NoSpace);
+}
