@@ -9,6 +9,7 @@
 pub mod error;
 pub mod grpc;
 pub mod kinds;
+pub mod limits;
 pub mod names;
 pub mod patch;
 pub mod protobuf;
@@ -38,6 +39,7 @@ use serde_json::json;
 use tokio::sync::watch as signal;
 use tracing::{info, warn};
 
+use crate::limits::Limits;
 use crate::storage::Storage;
 use crate::watch_cache::{WatchCache, stopped};
 
@@ -75,9 +77,14 @@ pub struct ApiserverConfig {
     /// Seconds between bookmarks on watches that allow them.
     #[arg(long, default_value_t = 30)]
     pub watch_bookmark_interval: u64,
-    /// Largest request body accepted, in bytes.
-    #[arg(long, default_value_t = 3 * 1024 * 1024)]
+    /// Largest request body accepted, in bytes (REST body or gRPC message); also the bytes
+    /// the `copy` operations of one JSON patch may add.
+    #[arg(long, default_value_t = limits::DEFAULT_MAX_REQUEST_BYTES)]
     pub max_request_bytes: usize,
+    /// The store's --max-request-bytes: objects larger than this less 4 KiB (for the key and
+    /// the txn around the object) are refused with 413 before the store is asked.
+    #[arg(long, default_value_t = limits::DEFAULT_STORE_REQUEST_BYTES)]
+    pub etcd_max_request_bytes: usize,
 }
 
 impl Default for ApiserverConfig {
@@ -91,7 +98,8 @@ impl Default for ApiserverConfig {
             watch_cache_size: 10_000,
             watch_buffer: 1_000,
             watch_bookmark_interval: 30,
-            max_request_bytes: 3 * 1024 * 1024,
+            max_request_bytes: limits::DEFAULT_MAX_REQUEST_BYTES,
+            etcd_max_request_bytes: limits::DEFAULT_STORE_REQUEST_BYTES,
         }
     }
 }
@@ -278,9 +286,19 @@ async fn namespace_finalizer(shared: Arc<Shared>, mut shutdown: signal::Receiver
 
 /// Runs the apiserver until `shutdown` becomes true.
 pub async fn run(cfg: ApiserverConfig, shutdown: signal::Receiver<bool>) -> anyhow::Result<()> {
-    let kv = Client::connect(cfg.etcd_servers.clone(), ConnectOptions::default())
-        .await
-        .context("connect to the store")?;
+    let limits = Limits {
+        max_request_bytes: cfg.max_request_bytes,
+        store_request_bytes: cfg.etcd_max_request_bytes,
+    };
+    let kv = Client::connect(
+        cfg.etcd_servers.clone(),
+        ConnectOptions::default().with_message_limits(
+            limits::STORE_RESPONSE_BYTES,
+            limits.store_client_request_bytes(),
+        ),
+    )
+    .await
+    .context("connect to the store")?;
     let prefix = cfg.etcd_prefix.trim_end_matches('/').to_string();
     let mut caches = HashMap::new();
     let mut tasks = tokio::task::JoinSet::new();
@@ -299,6 +317,7 @@ pub async fn run(cfg: ApiserverConfig, shutdown: signal::Receiver<bool>) -> anyh
         prefix,
         caches,
         Duration::from_secs(cfg.event_ttl),
+        limits,
     );
     bootstrap(&storage, &shutdown).await?;
     if cfg.etcd_compaction_interval > 0 {
@@ -317,11 +336,12 @@ pub async fn run(cfg: ApiserverConfig, shutdown: signal::Receiver<bool>) -> anyh
     tasks.spawn(namespace_finalizer(shared.clone(), shutdown.clone()));
     let grpc = tonic::service::Routes::new(
         bosun_proto::apipb::api_server::ApiServer::new(grpc::ApiService::new(shared.clone()))
-            .max_decoding_message_size(cfg.max_request_bytes),
+            .max_decoding_message_size(limits.max_request_bytes),
     )
     .into_axum_router();
-    let app = rest::router(grpc, shared)
-        .layer(axum::extract::DefaultBodyLimit::max(cfg.max_request_bytes));
+    let app = rest::router(grpc, shared).layer(axum::extract::DefaultBodyLimit::max(
+        limits.max_request_bytes,
+    ));
     let listener = tokio::net::TcpListener::bind(&cfg.listen)
         .await
         .with_context(|| format!("listen on {}", cfg.listen))?;
