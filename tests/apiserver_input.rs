@@ -1,19 +1,23 @@
-//! The apiserver against bad input, over a real store:
+//! The apiserver against bad input and slow clients, over a real store:
 //!
 //! - malformed requests of every verb get Kubernetes' answer and change nothing in the store;
 //! - a delete-collection that is refused deletes nothing;
 //! - JSON patches that copy, and objects too large for the store, are refused with bounded
-//!   memory.
+//!   memory;
+//! - slow, idle and surplus connections are dropped while well-behaved clients are served,
+//!   and long-lived watches (HTTP/1.1 and gRPC) outlive the idle timeout.
 
 #![allow(clippy::unwrap_used)]
 
 use std::collections::BTreeMap;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use bosun_client::{Client, ConnectOptions, GetOptions};
 use bosun_tests::kube::{Apiserver, http};
-use bosun_tests::{Cluster, Kind};
+use bosun_tests::{Cluster, Kind, wait_for};
 use serde_json::{Value, json};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::TcpStream;
 
 async fn setup(dir: &std::path::Path, extra: &[&str]) -> (Cluster, Apiserver, Client) {
     let cluster = Cluster::start(Kind::Bosun, dir, 1, &[]).await;
@@ -418,4 +422,313 @@ async fn expanding_patches_and_oversized_objects_are_refused() {
         (413, Some("Request entity too large: limit is 3145728")),
         "{body:.400}"
     );
+}
+
+/// Sends a minimal HTTP/1.1 request on `s` and reads the status line of the answer.
+async fn request_on(s: &mut TcpStream, path: &str) -> Option<String> {
+    let req = format!("GET {path} HTTP/1.1\r\nHost: x\r\n\r\n");
+    s.write_all(req.as_bytes()).await.ok()?;
+    let mut buf = vec![0u8; 4096];
+    let mut got = Vec::new();
+    // Read until the headers and the short body ("ok") are in.
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while Instant::now() < deadline {
+        let n = tokio::time::timeout(Duration::from_secs(5), s.read(&mut buf))
+            .await
+            .ok()?
+            .ok()?;
+        if n == 0 {
+            break;
+        }
+        got.extend_from_slice(&buf[..n]);
+        let text = String::from_utf8_lossy(&got);
+        if let Some((head, body)) = text.split_once("\r\n\r\n")
+            && head
+                .lines()
+                .find_map(|l| l.strip_prefix("content-length: "))
+                .and_then(|n| n.trim().parse::<usize>().ok())
+                .is_some_and(|n| body.len() >= n)
+        {
+            break;
+        }
+    }
+    let text = String::from_utf8_lossy(&got);
+    text.lines().next().map(str::to_string)
+}
+
+/// Waits until the server closes `s`: `Some(time since since)`, or `None` if it is still
+/// open `within` after `since`.
+async fn closed_within(s: &mut TcpStream, since: Instant, within: Duration) -> Option<Duration> {
+    let mut buf = [0u8; 1024];
+    while since.elapsed() < within {
+        match tokio::time::timeout(Duration::from_millis(200), s.read(&mut buf)).await {
+            Ok(Ok(0)) | Ok(Err(_)) => return Some(since.elapsed()),
+            Ok(Ok(_)) | Err(_) => {}
+        }
+    }
+    None
+}
+
+/// A client sending its headers a byte at a time is dropped after the header-read timeout,
+/// as are connections that send nothing (HTTP/1.1 or HTTP/2) and idle keep-alive ones; all
+/// the while well-behaved clients are answered. Watches, over HTTP/1.1 and over gRPC, outlive
+/// both timeouts and keep delivering.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn slow_and_idle_clients_are_dropped_while_others_are_served() {
+    let dir = tempfile::tempdir().unwrap();
+    let (_cluster, api, _kv) = setup(
+        dir.path(),
+        &[
+            "--header-read-timeout",
+            "2",
+            "--idle-timeout",
+            "3",
+            "--http2-max-streams-per-connection",
+            "7",
+        ],
+    )
+    .await;
+    let addr = api.url.trim_start_matches("http://").to_string();
+
+    // Long-lived watches, started first: REST over HTTP/1.1 and gRPC over HTTP/2.
+    let watch_out = dir.path().join("watch.out");
+    let mut rest_watch = std::process::Command::new("curl")
+        .args([
+            "-sN",
+            &format!(
+                "{}/api/v1/namespaces/default/pods?watch=true&timeoutSeconds=60",
+                api.url
+            ),
+        ])
+        .stdout(std::fs::File::create(&watch_out).unwrap())
+        .spawn()
+        .unwrap();
+    let mut grpc = bosun_proto::apipb::api_client::ApiClient::connect(api.url.clone())
+        .await
+        .unwrap();
+    let mut grpc_watch = grpc
+        .watch(bosun_proto::apipb::WatchRequest {
+            resource: "pods".into(),
+            namespace: "default".into(),
+            ..Default::default()
+        })
+        .await
+        .unwrap()
+        .into_inner();
+
+    // A well-behaved client, asking every 100 ms on a new connection.
+    let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let good = {
+        let addr = addr.clone();
+        let stop = stop.clone();
+        tokio::spawn(async move {
+            let (mut ok, mut failed) = (0u32, Vec::new());
+            while !stop.load(std::sync::atomic::Ordering::Relaxed) {
+                let answer = match TcpStream::connect(&addr).await {
+                    Ok(mut s) => request_on(&mut s, "/livez").await,
+                    Err(e) => Some(e.to_string()),
+                };
+                match answer.as_deref() {
+                    Some("HTTP/1.1 200 OK") => ok += 1,
+                    other => failed.push(format!("{other:?}")),
+                }
+                tokio::time::sleep(Duration::from_millis(100)).await;
+            }
+            (ok, failed)
+        })
+    };
+
+    let started = Instant::now();
+    // Slow loris: a request line, then a header byte every 300 ms, never finishing.
+    let loris = {
+        let addr = addr.clone();
+        tokio::spawn(async move {
+            let mut s = TcpStream::connect(&addr).await.unwrap();
+            s.write_all(b"GET /livez HTTP/1.1\r\nHost: x\r\n")
+                .await
+                .unwrap();
+            let start = Instant::now();
+            for b in b"X-Slow: ".iter().cycle() {
+                if s.write_all(&[*b]).await.is_err() {
+                    return Some(start.elapsed());
+                }
+                let mut buf = [0u8; 64];
+                match tokio::time::timeout(Duration::from_millis(300), s.read(&mut buf)).await {
+                    Ok(Ok(0)) | Ok(Err(_)) => return Some(start.elapsed()),
+                    _ => {}
+                }
+                if start.elapsed() > Duration::from_secs(20) {
+                    return None;
+                }
+            }
+            None
+        })
+    };
+    // Silent connections: HTTP/1.1 (nothing at all) and HTTP/2 (the preface, then nothing).
+    let (mut silent, silent_at) = (TcpStream::connect(&addr).await.unwrap(), Instant::now());
+    let (mut h2, h2_at) = (TcpStream::connect(&addr).await.unwrap(), Instant::now());
+    h2.write_all(b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n")
+        .await
+        .unwrap();
+    // A keep-alive connection that asked once and then idles.
+    let mut idle = TcpStream::connect(&addr).await.unwrap();
+    assert_eq!(
+        request_on(&mut idle, "/livez").await.as_deref(),
+        Some("HTTP/1.1 200 OK")
+    );
+    let idle_at = Instant::now();
+    // An HTTP/2 connection that made one request and then idles: closed with a GOAWAY after
+    // the idle timeout. The server allows the streams --http2-max-streams-per-connection says.
+    let (mut h2_client, h2_conn) = h2::client::handshake(TcpStream::connect(&addr).await.unwrap())
+        .await
+        .unwrap();
+    let h2_ended = tokio::spawn(async move {
+        let _ = h2_conn.await;
+        Instant::now()
+    });
+    let (answer, _) = h2_client
+        .send_request(
+            http::Request::get(format!("http://{addr}/livez"))
+                .body(())
+                .unwrap(),
+            true,
+        )
+        .unwrap();
+    let answer = answer.await.unwrap();
+    assert_eq!(answer.status(), 200);
+    let mut body = answer.into_body();
+    while let Some(chunk) = body.data().await {
+        let _ = body.flow_control().release_capacity(chunk.unwrap().len());
+    }
+    let h2_idle_at = Instant::now();
+    assert_eq!(h2_client.current_max_send_streams(), 7);
+
+    let within = Duration::from_secs(15);
+    let silent_closed = closed_within(&mut silent, silent_at, within).await;
+    let h2_closed = closed_within(&mut h2, h2_at, within).await;
+    let idle_closed = closed_within(&mut idle, idle_at, within).await;
+    let loris_closed = loris.await.unwrap();
+    let h2_idle_closed = tokio::time::timeout(within, h2_ended)
+        .await
+        .ok()
+        .map(|ended| ended.unwrap() - h2_idle_at);
+    drop(h2_client);
+    println!(
+        "closed after: slow loris {loris_closed:?}, silent {silent_closed:?}, silent HTTP/2 {h2_closed:?}, idle keep-alive {idle_closed:?}, idle HTTP/2 {h2_idle_closed:?} (test time {:?})",
+        started.elapsed()
+    );
+    for (what, closed) in [
+        ("slow loris", loris_closed),
+        ("silent HTTP/1.1", silent_closed),
+        ("silent HTTP/2", h2_closed),
+        ("idle keep-alive", idle_closed),
+        ("idle HTTP/2", h2_idle_closed),
+    ] {
+        let t = closed.unwrap_or_else(|| panic!("{what} connection still open after 15 s"));
+        assert!(
+            t >= Duration::from_millis(1500),
+            "{what} closed too early: {t:?}"
+        );
+    }
+
+    // The watches outlived the timeouts: a change made now reaches both.
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    create(&api, "/api/v1/namespaces/default/pods", &pod("late"));
+    wait_for(
+        "the REST watch to see pod late",
+        Duration::from_secs(10),
+        || {
+            let out = std::fs::read_to_string(&watch_out).unwrap_or_default();
+            async move { out.contains("\"name\":\"late\"") }
+        },
+    )
+    .await;
+    let seen = tokio::time::timeout(Duration::from_secs(10), async {
+        while let Some(ev) = grpc_watch.message().await.unwrap() {
+            let obj: Value = serde_json::from_slice(&ev.object).unwrap();
+            if obj["metadata"]["name"] == "late" {
+                return ev.r#type;
+            }
+        }
+        String::new()
+    })
+    .await
+    .expect("the gRPC watch sees pod late");
+    assert_eq!(seen, "ADDED");
+    assert!(
+        rest_watch.try_wait().unwrap().is_none(),
+        "the REST watch ended early"
+    );
+
+    stop.store(true, std::sync::atomic::Ordering::Relaxed);
+    let (ok, failed) = good.await.unwrap();
+    assert!(
+        failed.is_empty() && ok > 20,
+        "well-behaved client: {ok} answered, failures: {failed:?}"
+    );
+    let _ = rest_watch.kill();
+    let _ = rest_watch.wait();
+}
+
+/// With --max-connections 8, a ninth connection is closed at once, unanswered, while the
+/// eight keep being served; once one closes, a new one is accepted.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn connections_above_the_bound_are_closed() {
+    let dir = tempfile::tempdir().unwrap();
+    let (_cluster, api, _kv) = setup(dir.path(), &["--max-connections", "8"]).await;
+    let addr = api.url.trim_start_matches("http://").to_string();
+    // Readiness probes may still be closing their connections.
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let mut open = Vec::new();
+    for i in 0..8 {
+        let mut s = TcpStream::connect(&addr).await.unwrap();
+        assert_eq!(
+            request_on(&mut s, "/livez").await.as_deref(),
+            Some("HTTP/1.1 200 OK"),
+            "connection {i}"
+        );
+        open.push(s);
+    }
+    let mut extra = TcpStream::connect(&addr).await.unwrap();
+    let answer = request_on(&mut extra, "/livez").await;
+    assert_eq!(answer, None, "the ninth connection was answered");
+    assert!(
+        closed_within(&mut extra, Instant::now(), Duration::from_secs(5))
+            .await
+            .is_some()
+    );
+    for (i, s) in open.iter_mut().enumerate() {
+        assert_eq!(
+            request_on(s, "/livez").await.as_deref(),
+            Some("HTTP/1.1 200 OK"),
+            "connection {i} after the refusal"
+        );
+    }
+    drop(open.pop());
+    let mut again = None;
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while Instant::now() < deadline {
+        let mut s = TcpStream::connect(&addr).await.unwrap();
+        if request_on(&mut s, "/metrics").await.as_deref() == Some("HTTP/1.1 200 OK") {
+            again = Some(s);
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert!(again.is_some(), "no connection accepted after one closed");
+    drop(again);
+    drop(open);
+    let mut refused = 0u64;
+    let url = format!("{}/metrics", api.url);
+    wait_for("/metrics to answer", Duration::from_secs(10), || {
+        let (code, m) = http("GET", &url, "", b"");
+        refused = m
+            .lines()
+            .find_map(|l| l.strip_prefix("bosun_apiserver_connections_refused_total "))
+            .and_then(|n| n.parse().ok())
+            .unwrap_or(0);
+        async move { code == 200 }
+    })
+    .await;
+    assert!(refused >= 1, "refused connections counted: {refused}");
 }
