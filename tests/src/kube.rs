@@ -86,6 +86,22 @@ impl Apiserver {
     pub fn log(&self) -> String {
         std::fs::read_to_string(&self.log).unwrap_or_default()
     }
+
+    /// The process ID.
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
+    /// The process's peak resident memory so far (`VmHWM`), in KiB.
+    pub fn peak_rss_kib(&self) -> u64 {
+        let status =
+            std::fs::read_to_string(format!("/proc/{}/status", self.pid())).unwrap_or_default();
+        status
+            .lines()
+            .find_map(|l| l.strip_prefix("VmHWM:"))
+            .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
+            .unwrap_or(0)
+    }
 }
 
 impl Drop for Apiserver {
@@ -122,6 +138,40 @@ pub fn curl(args: &[&str]) -> (i32, String) {
         out.status.code().unwrap_or(-1),
         String::from_utf8_lossy(&out.stdout).into_owned(),
     )
+}
+
+/// Sends one request with curl, the body (if any) on its stdin: the HTTP status (0 when
+/// no response came) and the response body.
+pub fn http(method: &str, url: &str, content_type: &str, body: &[u8]) -> (u16, String) {
+    let mut c = Command::new("curl");
+    c.args([
+        "-s",
+        "--max-time",
+        "30",
+        "-X",
+        method,
+        "-w",
+        "\n%{http_code}",
+    ]);
+    if !content_type.is_empty() {
+        c.args(["-H", &format!("Content-Type: {content_type}")]);
+    }
+    if !body.is_empty() {
+        c.args(["--data-binary", "@-"]);
+    }
+    let mut child = c
+        .arg(url)
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .spawn()
+        .expect("run curl");
+    let mut stdin = child.stdin.take().unwrap();
+    stdin.write_all(body).unwrap();
+    drop(stdin);
+    let out = child.wait_with_output().unwrap();
+    let text = String::from_utf8_lossy(&out.stdout).into_owned();
+    let (body, code) = text.rsplit_once('\n').unwrap_or(("", &text));
+    (code.trim().parse().unwrap_or(0), body.to_string())
 }
 
 /// POSTs a JSON body (`data` is passed to `--data-binary`, so `@path` reads a file): curl's exit

@@ -132,11 +132,22 @@ impl ApiError {
 
     /// 422 with field causes; `message` is the full "Kind \"name\" is invalid: ..." text.
     pub fn invalid(res: &Resource, name: &str, message: String, causes: Vec<Cause>) -> Self {
+        Self::invalid_kind(res.group, res.kind, name, message, causes)
+    }
+
+    /// 422 with field causes for any kind (request options such as `ListOptions` too).
+    pub fn invalid_kind(
+        group: &str,
+        kind: &str,
+        name: &str,
+        message: String,
+        causes: Vec<Cause>,
+    ) -> Self {
         ApiError {
             details: Some(Box::new(Details {
                 name: name.to_string(),
-                group: res.group.to_string(),
-                kind: res.kind.to_string(),
+                group: group.to_string(),
+                kind: kind.to_string(),
                 causes,
                 retry_after_seconds: None,
             })),
@@ -147,6 +158,26 @@ impl ApiError {
     /// 422 for a patch that cannot be applied to the object.
     pub fn invalid_patch(message: impl Into<String>) -> Self {
         Self::new(422, "Invalid", message)
+    }
+
+    /// 422 for a JSON patch whose operations fail. Kubernetes answers these with a generic
+    /// server response, whose message drops the reason; Bosun keeps it as the one cause.
+    pub fn patch_failed(why: impl Into<String>) -> Self {
+        ApiError {
+            details: Some(Box::new(Details {
+                causes: vec![Cause {
+                    reason: String::new(),
+                    message: why.into(),
+                    field: String::new(),
+                }],
+                ..Details::default()
+            })),
+            ..Self::new(
+                422,
+                "Invalid",
+                "the server rejected our request due to an error in our request",
+            )
+        }
     }
 
     /// 400: the request itself is malformed.
@@ -224,7 +255,17 @@ impl ApiError {
             E::Compacted { .. } => Self::expired(e.to_string()),
             E::Timeout { .. } => Self::timeout(format!("store: {e}")),
             E::Unavailable { .. } | E::NoLeader => Self::unavailable(format!("store: {e}")),
-            E::RequestTooLarge => Self::too_large(format!("store: {e}")),
+            E::RequestTooLarge => Self::too_large(format!("Request entity too large: store: {e}")),
+            // The store's gRPC layer refuses a message above its limit before reading it.
+            E::Other { code, ref message }
+                if matches!(
+                    code,
+                    tonic::Code::OutOfRange | tonic::Code::ResourceExhausted
+                ) && (message.contains("message length too large")
+                    || message.contains("larger than max")) =>
+            {
+                Self::too_large(format!("Request entity too large: store: {message}"))
+            }
             other => Self::internal(format!("store: {other}")),
         }
     }
@@ -263,7 +304,18 @@ impl ApiError {
                         d.causes
                             .iter()
                             .map(|c| {
-                                json!({"reason": c.reason, "message": c.message, "field": c.field})
+                                // Kubernetes omits a cause's empty fields.
+                                let mut cj = serde_json::Map::new();
+                                for (k, v) in [
+                                    ("reason", &c.reason),
+                                    ("message", &c.message),
+                                    ("field", &c.field),
+                                ] {
+                                    if !v.is_empty() {
+                                        cj.insert(k.into(), json!(v));
+                                    }
+                                }
+                                Value::Object(cj)
                             })
                             .collect(),
                     ),

@@ -197,11 +197,12 @@ impl Api for ApiService {
             if t.subresource == "scale" && res.has_subresource("scale") {
                 let p = decode(&r.patch)?;
                 return st
-                    .set_scale(
+                    .patch_scale(
                         res,
                         &t.namespace,
                         &t.name,
-                        |cur| crate::patch::apply(ptype, "Scale", cur, &p),
+                        ptype,
+                        &p,
                         WriteOptions::default(),
                     )
                     .await;

@@ -157,20 +157,24 @@ fn typed<T: Serialize + DeserializeOwned>(
 
 /// The 422 for field errors.
 pub fn invalid(res: &Resource, name: &str, errors: &[FieldError]) -> ApiError {
-    let causes = errors
+    ApiError::invalid(
+        res,
+        name,
+        v::invalid_message(&res.qualified_kind(), name, errors),
+        causes(errors),
+    )
+}
+
+/// The `Status` causes of field errors.
+pub fn causes(errors: &[FieldError]) -> Vec<Cause> {
+    errors
         .iter()
         .map(|e| Cause {
             reason: e.reason().to_string(),
             message: e.message(),
             field: e.field.clone(),
         })
-        .collect();
-    ApiError::invalid(
-        res,
-        name,
-        v::invalid_message(&res.qualified_kind(), name, errors),
-        causes,
-    )
+        .collect()
 }
 
 /// Collects the paths present (and not null) in `sent` but absent from `kept`.

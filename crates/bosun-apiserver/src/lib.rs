@@ -9,12 +9,14 @@
 pub mod error;
 pub mod grpc;
 pub mod kinds;
+pub mod limits;
 pub mod names;
 pub mod patch;
 pub mod protobuf;
 pub mod resources;
 pub mod rest;
 pub mod selectors;
+pub mod serve;
 pub mod storage;
 pub mod strategic_merge;
 pub mod table;
@@ -38,6 +40,7 @@ use serde_json::json;
 use tokio::sync::watch as signal;
 use tracing::{info, warn};
 
+use crate::limits::Limits;
 use crate::storage::Storage;
 use crate::watch_cache::{WatchCache, stopped};
 
@@ -75,9 +78,35 @@ pub struct ApiserverConfig {
     /// Seconds between bookmarks on watches that allow them.
     #[arg(long, default_value_t = 30)]
     pub watch_bookmark_interval: u64,
-    /// Largest request body accepted, in bytes.
-    #[arg(long, default_value_t = 3 * 1024 * 1024)]
+    /// Largest request body accepted, in bytes (REST body or gRPC message); also the bytes
+    /// the `copy` operations of one JSON patch may add.
+    #[arg(long, default_value_t = limits::DEFAULT_MAX_REQUEST_BYTES)]
     pub max_request_bytes: usize,
+    /// The store's --max-request-bytes: objects larger than this less 4 KiB (for the key and
+    /// the txn around the object) are refused with 413 before the store is asked.
+    #[arg(long, default_value_t = limits::DEFAULT_STORE_REQUEST_BYTES)]
+    pub etcd_max_request_bytes: usize,
+    /// Seconds a client has to send a request's headers once it has begun them, and a new
+    /// connection (HTTP/1.1 or HTTP/2) to send its first request; slower clients are dropped.
+    #[arg(long, default_value_t = serve::DEFAULT_HEADER_READ_TIMEOUT_SECS)]
+    pub header_read_timeout: u64,
+    /// Seconds a connection may stay open with no request in progress before it is closed
+    /// (HTTP/2 with GOAWAY). Open watches and gRPC streams are requests in progress.
+    #[arg(long, default_value_t = serve::DEFAULT_IDLE_TIMEOUT_SECS)]
+    pub idle_timeout: u64,
+    /// Seconds between HTTP/2 pings to a connection's peer; 0 disables them.
+    #[arg(long, default_value_t = serve::DEFAULT_HTTP2_KEEPALIVE_INTERVAL_SECS)]
+    pub http2_keepalive_interval: u64,
+    /// Seconds to wait for the answer to an HTTP/2 ping before dropping the connection.
+    #[arg(long, default_value_t = serve::DEFAULT_HTTP2_KEEPALIVE_TIMEOUT_SECS)]
+    pub http2_keepalive_timeout: u64,
+    /// Most concurrent streams (requests, watches) on one HTTP/2 connection.
+    #[arg(long, default_value_t = serve::DEFAULT_HTTP2_MAX_STREAMS)]
+    pub http2_max_streams_per_connection: u32,
+    /// Most client connections open at once; connections above it are closed as soon as
+    /// they are accepted.
+    #[arg(long, default_value_t = serve::DEFAULT_MAX_CONNECTIONS)]
+    pub max_connections: usize,
 }
 
 impl Default for ApiserverConfig {
@@ -91,7 +120,14 @@ impl Default for ApiserverConfig {
             watch_cache_size: 10_000,
             watch_buffer: 1_000,
             watch_bookmark_interval: 30,
-            max_request_bytes: 3 * 1024 * 1024,
+            max_request_bytes: limits::DEFAULT_MAX_REQUEST_BYTES,
+            etcd_max_request_bytes: limits::DEFAULT_STORE_REQUEST_BYTES,
+            header_read_timeout: serve::DEFAULT_HEADER_READ_TIMEOUT_SECS,
+            idle_timeout: serve::DEFAULT_IDLE_TIMEOUT_SECS,
+            http2_keepalive_interval: serve::DEFAULT_HTTP2_KEEPALIVE_INTERVAL_SECS,
+            http2_keepalive_timeout: serve::DEFAULT_HTTP2_KEEPALIVE_TIMEOUT_SECS,
+            http2_max_streams_per_connection: serve::DEFAULT_HTTP2_MAX_STREAMS,
+            max_connections: serve::DEFAULT_MAX_CONNECTIONS,
         }
     }
 }
@@ -168,6 +204,19 @@ impl Metrics {
             "# HELP bosun_apiserver_watches_total Watches started.\n# TYPE bosun_apiserver_watches_total counter\nbosun_apiserver_watches_total {}\n",
             self.watches_total.load(Ordering::Relaxed)
         ));
+        let c = &shared.connections;
+        out.push_str(&format!(
+            "# HELP bosun_apiserver_connections Client connections open.\n# TYPE bosun_apiserver_connections gauge\nbosun_apiserver_connections {}\n",
+            c.open()
+        ));
+        out.push_str(&format!(
+            "# HELP bosun_apiserver_connections_refused_total Connections closed on accept because --max-connections were open.\n# TYPE bosun_apiserver_connections_refused_total counter\nbosun_apiserver_connections_refused_total {}\n",
+            c.refused()
+        ));
+        out.push_str(&format!(
+            "# HELP bosun_apiserver_connections_idle_closed_total Connections closed for being idle or sending no request in time.\n# TYPE bosun_apiserver_connections_idle_closed_total counter\nbosun_apiserver_connections_idle_closed_total {}\n",
+            c.idle_closed()
+        ));
         out.push_str("# HELP bosun_apiserver_watch_cache_watchers Watchers per resource cache.\n# TYPE bosun_apiserver_watch_cache_watchers gauge\n");
         let caches = shared.storage.caches();
         for (name, c) in &caches {
@@ -195,6 +244,8 @@ pub struct Shared {
     pub metrics: Metrics,
     /// Interval between watch bookmarks.
     pub bookmark_interval: Duration,
+    /// Connection counters of the listener.
+    pub connections: Arc<serve::ConnectionMetrics>,
     /// HTTP client for the kubelets (pod logs).
     pub kubelet_client: HttpClient<HttpConnector, Empty<Bytes>>,
 }
@@ -278,9 +329,19 @@ async fn namespace_finalizer(shared: Arc<Shared>, mut shutdown: signal::Receiver
 
 /// Runs the apiserver until `shutdown` becomes true.
 pub async fn run(cfg: ApiserverConfig, shutdown: signal::Receiver<bool>) -> anyhow::Result<()> {
-    let kv = Client::connect(cfg.etcd_servers.clone(), ConnectOptions::default())
-        .await
-        .context("connect to the store")?;
+    let limits = Limits {
+        max_request_bytes: cfg.max_request_bytes,
+        store_request_bytes: cfg.etcd_max_request_bytes,
+    };
+    let kv = Client::connect(
+        cfg.etcd_servers.clone(),
+        ConnectOptions::default().with_message_limits(
+            limits::STORE_RESPONSE_BYTES,
+            limits.store_client_request_bytes(),
+        ),
+    )
+    .await
+    .context("connect to the store")?;
     let prefix = cfg.etcd_prefix.trim_end_matches('/').to_string();
     let mut caches = HashMap::new();
     let mut tasks = tokio::task::JoinSet::new();
@@ -299,6 +360,7 @@ pub async fn run(cfg: ApiserverConfig, shutdown: signal::Receiver<bool>) -> anyh
         prefix,
         caches,
         Duration::from_secs(cfg.event_ttl),
+        limits,
     );
     bootstrap(&storage, &shutdown).await?;
     if cfg.etcd_compaction_interval > 0 {
@@ -311,31 +373,35 @@ pub async fn run(cfg: ApiserverConfig, shutdown: signal::Receiver<bool>) -> anyh
     let shared = Arc::new(Shared {
         storage,
         metrics: Metrics::default(),
+        connections: Arc::new(serve::ConnectionMetrics::default()),
         bookmark_interval: Duration::from_secs(cfg.watch_bookmark_interval.max(1)),
         kubelet_client: HttpClient::builder(TokioExecutor::new()).build_http(),
     });
     tasks.spawn(namespace_finalizer(shared.clone(), shutdown.clone()));
     let grpc = tonic::service::Routes::new(
         bosun_proto::apipb::api_server::ApiServer::new(grpc::ApiService::new(shared.clone()))
-            .max_decoding_message_size(cfg.max_request_bytes),
+            .max_decoding_message_size(limits.max_request_bytes),
     )
     .into_axum_router();
-    let app = rest::router(grpc, shared)
-        .layer(axum::extract::DefaultBodyLimit::max(cfg.max_request_bytes));
+    let connections = shared.connections.clone();
+    let app = rest::router(grpc, shared).layer(axum::extract::DefaultBodyLimit::max(
+        limits.max_request_bytes,
+    ));
     let listener = tokio::net::TcpListener::bind(&cfg.listen)
         .await
         .with_context(|| format!("listen on {}", cfg.listen))?;
-    let listener = axum::serve::ListenerExt::tap_io(listener, |tcp| {
-        let _ = tcp.set_nodelay(true);
-    });
     info!(listen = %cfg.listen, store = ?cfg.etcd_servers, "serving the Kubernetes API and the gRPC API");
-    let mut sd = shutdown.clone();
-    axum::serve(listener, app)
-        .with_graceful_shutdown(async move {
-            let _ = sd.wait_for(|s| *s).await;
-        })
-        .await
-        .context("serve")?;
+    let secs = Duration::from_secs;
+    let opts = serve::ServeOptions {
+        header_read_timeout: secs(cfg.header_read_timeout.max(1)),
+        idle_timeout: secs(cfg.idle_timeout.max(1)),
+        keepalive_interval: (cfg.http2_keepalive_interval > 0)
+            .then(|| secs(cfg.http2_keepalive_interval)),
+        keepalive_timeout: secs(cfg.http2_keepalive_timeout.max(1)),
+        max_streams: cfg.http2_max_streams_per_connection.max(1),
+        max_connections: cfg.max_connections.max(1),
+    };
+    serve::serve(listener, app, opts, connections, shutdown.clone()).await;
     tasks.shutdown().await;
     Ok(())
 }

@@ -31,6 +31,9 @@ pub struct Resource {
     pub generation: bool,
     /// Field selector labels besides `metadata.name` and `metadata.namespace`.
     pub field_labels: &'static [&'static str],
+    /// True when the collection may be deleted in one request (`deletecollection`);
+    /// Kubernetes does not serve it for namespaces.
+    pub delete_collection: bool,
 }
 
 /// Verbs of every served resource.
@@ -60,6 +63,7 @@ pub static RESOURCES: &[Resource] = &[
         status_subresource: true,
         generation: false,
         field_labels: &["status.phase"],
+        delete_collection: false,
     },
     Resource {
         plural: "nodes",
@@ -74,6 +78,7 @@ pub static RESOURCES: &[Resource] = &[
         status_subresource: true,
         generation: false,
         field_labels: &["spec.unschedulable"],
+        delete_collection: true,
     },
     Resource {
         plural: "pods",
@@ -97,6 +102,7 @@ pub static RESOURCES: &[Resource] = &[
             "status.podIP",
             "status.nominatedNodeName",
         ],
+        delete_collection: true,
     },
     Resource {
         plural: "events",
@@ -123,6 +129,7 @@ pub static RESOURCES: &[Resource] = &[
             "source",
             "type",
         ],
+        delete_collection: true,
     },
     Resource {
         plural: "deployments",
@@ -137,6 +144,7 @@ pub static RESOURCES: &[Resource] = &[
         status_subresource: true,
         generation: true,
         field_labels: &[],
+        delete_collection: true,
     },
     Resource {
         plural: "replicasets",
@@ -151,6 +159,7 @@ pub static RESOURCES: &[Resource] = &[
         status_subresource: true,
         generation: true,
         field_labels: &["status.replicas"],
+        delete_collection: true,
     },
     Resource {
         plural: "leases",
@@ -165,6 +174,7 @@ pub static RESOURCES: &[Resource] = &[
         status_subresource: false,
         generation: false,
         field_labels: &[],
+        delete_collection: true,
     },
 ];
 
@@ -201,6 +211,15 @@ impl Resource {
         field == "metadata.name"
             || (self.namespaced && field == "metadata.namespace")
             || self.field_labels.contains(&field)
+    }
+
+    /// The verbs served on the resource, as discovery lists them.
+    pub fn verbs(&self) -> Vec<&'static str> {
+        VERBS
+            .iter()
+            .copied()
+            .filter(|v| *v != "deletecollection" || self.delete_collection)
+            .collect()
     }
 
     /// True when `sub` is served.

@@ -21,6 +21,7 @@ use serde_json::{Value, json};
 
 use crate::error::{ApiError, ApiResult};
 use crate::kinds::{self, FieldValidation, Warnings};
+use crate::limits::Limits;
 use crate::patch::{self, PatchType};
 use crate::resources::Resource;
 use crate::selectors::{FieldSelector, LabelSelector, field_value};
@@ -120,6 +121,7 @@ pub struct Storage {
     prefix: String,
     caches: HashMap<&'static str, Arc<WatchCache>>,
     event_leases: EventLeases,
+    limits: Limits,
     /// Woken when a namespace starts terminating.
     pub namespace_deleted: tokio::sync::Notify,
 }
@@ -235,6 +237,7 @@ impl Storage {
         prefix: String,
         caches: HashMap<&'static str, Arc<WatchCache>>,
         event_ttl: Duration,
+        limits: Limits,
     ) -> Self {
         Storage {
             kv,
@@ -244,6 +247,7 @@ impl Storage {
                 ttl: event_ttl,
                 current: Mutex::new(None),
             },
+            limits,
             namespace_deleted: tokio::sync::Notify::new(),
         }
     }
@@ -251,6 +255,11 @@ impl Storage {
     /// The store client.
     pub fn kv(&self) -> &Client {
         &self.kv
+    }
+
+    /// The size limits in force.
+    pub fn limits(&self) -> &Limits {
+        &self.limits
     }
 
     /// The store key of an object.
@@ -492,6 +501,9 @@ impl Storage {
             kinds::on_create(res, &mut candidate);
             let warnings = kinds::prepare_create(res, &mut candidate, opts.field_validation)?;
             self.namespace_check(res, ns, &name).await?;
+            let value =
+                serde_json::to_vec(&candidate).map_err(|e| ApiError::internal(e.to_string()))?;
+            self.limits.check_object(value.len())?;
             if opts.dry_run {
                 return Ok((candidate, warnings));
             }
@@ -500,8 +512,6 @@ impl Storage {
             if res.kind == "Event" {
                 put = put.with_lease(self.event_lease().await?);
             }
-            let value =
-                serde_json::to_vec(&candidate).map_err(|e| ApiError::internal(e.to_string()))?;
             let resp = self
                 .kv
                 .txn(
@@ -549,13 +559,7 @@ impl Storage {
         part: Part,
         opts: WriteOptions,
     ) -> ApiResult<(Value, Warnings)> {
-        check_type(res, &body)?;
-        let body_name = meta_str(&body, "name");
-        if !body_name.is_empty() && body_name != name {
-            return Err(ApiError::bad_request(format!(
-                "the name of the object ({body_name}) does not match the name on the URL ({name})"
-            )));
-        }
+        check_identity(res, ns, name, &body, false)?;
         let precondition = parse_rv(meta_str(&body, "resourceVersion"))?;
         self.modify(
             res,
@@ -590,7 +594,15 @@ impl Storage {
             opts,
             None,
             |cur| {
-                let out = patch::apply(ptype, res.kind, cur, &parsed)?;
+                let out = patch::apply(
+                    ptype,
+                    res.kind,
+                    cur,
+                    &parsed,
+                    self.limits.patch_copy_bytes(),
+                )?;
+                // A patch cannot rename, move or retype the object.
+                check_identity(res, ns, name, &out, true)?;
                 // A resourceVersion in the patch is a precondition.
                 let want = meta_str(&out, "resourceVersion");
                 if !want.is_empty() && want != meta_str(cur, "resourceVersion") {
@@ -628,6 +640,9 @@ impl Storage {
                 return Ok((cur.obj, warnings));
             }
             if opts.dry_run {
+                let encoded =
+                    serde_json::to_vec(&new).map_err(|e| ApiError::internal(e.to_string()))?;
+                self.limits.check_object(encoded.len())?;
                 return Ok((new, warnings));
             }
             let finished = !meta_str(&new, "deletionTimestamp").is_empty()
@@ -666,6 +681,7 @@ impl Storage {
             }
             let value =
                 serde_json::to_vec(&stored).map_err(|e| ApiError::internal(e.to_string()))?;
+            self.limits.check_object(value.len())?;
             // Keep an event's lease.
             TxnOp::put(key.clone(), value, PutOptions::new().with_ignore_lease())
         };
@@ -753,64 +769,24 @@ impl Storage {
         options: &Value,
         opts: WriteOptions,
     ) -> ApiResult<Deleted> {
-        if res.kind == "Namespace" && crate::PROTECTED_NAMESPACES.contains(&name) {
-            return Err(ApiError::forbidden(
-                res,
-                name,
-                "this namespace may not be deleted",
-            ));
-        }
+        let options = DeleteOptions::parse(options)?;
+        self.delete_parsed(res, ns, name, &options, opts).await
+    }
+
+    async fn delete_parsed(
+        &self,
+        res: &Resource,
+        ns: &str,
+        name: &str,
+        options: &DeleteOptions,
+        opts: WriteOptions,
+    ) -> ApiResult<Deleted> {
         let ns = if res.namespaced { ns } else { "" };
-        let grace_opt = options.get("gracePeriodSeconds").and_then(Value::as_i64);
-        let policy = options
-            .get("propagationPolicy")
-            .and_then(Value::as_str)
-            .map(str::to_string)
-            .or_else(|| {
-                options
-                    .get("orphanDependents")
-                    .and_then(Value::as_bool)
-                    .map(|o| if o { "Orphan" } else { "Background" }.to_string())
-            });
-        match policy.as_deref() {
-            None | Some("Orphan" | "Background" | "Foreground") => {}
-            Some(other) => {
-                return Err(ApiError::bad_request(format!(
-                    "DeleteOptions.meta.k8s.io \"\" is invalid: propagationPolicy: Unsupported value: \"{other}\": supported values: \"Foreground\", \"Background\", \"Orphan\""
-                )));
-            }
-        }
+        let grace_opt = options.grace_period;
+        let policy = options.policy.clone();
         for _ in 0..CAS_RETRIES {
             let cur = self.read_existing(res, ns, name).await?;
-            if let Some(uid) = options
-                .pointer("/preconditions/uid")
-                .and_then(Value::as_str)
-            {
-                let have = meta_str(&cur.obj, "uid");
-                if uid != have {
-                    return Err(ApiError::conflict_msg(
-                        res,
-                        name,
-                        &format!(
-                            "Precondition failed: UID in precondition: {uid}, UID in object meta: {have}"
-                        ),
-                    ));
-                }
-            }
-            if let Some(rv) = options
-                .pointer("/preconditions/resourceVersion")
-                .and_then(Value::as_str)
-                && parse_rv(rv)? != Some(cur.rev)
-            {
-                return Err(ApiError::conflict_msg(
-                    res,
-                    name,
-                    &format!(
-                        "Precondition failed: ResourceVersion in precondition: {rv}, ResourceVersion in object meta: {}",
-                        cur.rev
-                    ),
-                ));
-            }
+            options.check(res, name, &cur.obj, cur.rev)?;
             let mut obj = cur.obj.clone();
             let mut fins = finalizers(&obj);
             let already_deleting = !meta_str(&obj, "deletionTimestamp").is_empty();
@@ -898,6 +874,11 @@ impl Storage {
     }
 
     /// Deletes every matching object in a collection; returns what was deleted or marked.
+    ///
+    /// A refused request changes nothing: the options are checked, and then every listed
+    /// object against them (protected namespaces, preconditions), before the first delete.
+    /// Only an object changed by someone else between the check and its delete can still
+    /// fail part-way, as in Kubernetes, whose delete-collection is not atomic either.
     pub async fn delete_collection(
         &self,
         res: &Resource,
@@ -906,12 +887,22 @@ impl Storage {
         options: &Value,
         opts: WriteOptions,
     ) -> ApiResult<Vec<Value>> {
+        if !res.delete_collection {
+            return Err(ApiError::method_not_allowed(
+                "the server does not allow this method on the requested resource",
+            ));
+        }
+        let options = DeleteOptions::parse(options)?;
         let page = self.list(res, ns, list).await?;
+        for item in &page.items {
+            let rev = parse_rv(meta_str(item, "resourceVersion"))?.unwrap_or(0);
+            options.check(res, meta_str(item, "name"), item, rev)?;
+        }
         let mut out = Vec::with_capacity(page.items.len());
         for item in page.items {
             let name = meta_str(&item, "name").to_string();
             let ins = meta_str(&item, "namespace").to_string();
-            match self.delete(res, &ins, &name, options, opts).await {
+            match self.delete_parsed(res, &ins, &name, &options, opts).await {
                 Ok(d) => out.push(d.object),
                 Err(e) if e.code == 404 => {}
                 Err(e) => return Err(e),
@@ -979,6 +970,22 @@ fn stored(kv: &KeyValue) -> Option<Stored> {
     })
 }
 
+/// A `resourceVersion` parameter of a list or watch: "" for none, else a store revision.
+/// Revisions are unsigned, so anything but decimal digits is refused (400), with the text of
+/// kube-apiserver's storage; a version above the largest revision is taken as that.
+pub fn parse_resource_version(rv: &str) -> ApiResult<Option<i64>> {
+    if rv.is_empty() {
+        return Ok(None);
+    }
+    if !rv.bytes().all(|b| b.is_ascii_digit()) {
+        let q = crate::names::go_quote(rv);
+        return Err(ApiError::bad_request(format!(
+            "invalid resource version: resourceVersion: Invalid value: {q}: strconv.ParseUint: parsing {q}: invalid syntax"
+        )));
+    }
+    Ok(Some(rv.parse::<i64>().unwrap_or(i64::MAX)))
+}
+
 fn parse_rv(s: &str) -> ApiResult<Option<i64>> {
     if s.is_empty() {
         return Ok(None);
@@ -988,21 +995,51 @@ fn parse_rv(s: &str) -> ApiResult<Option<i64>> {
         .map_err(|_| ApiError::bad_request(format!("invalid resource version: {s}")))
 }
 
+/// Go's name for the JSON type of a value, as its decoder reports a mismatch.
+fn go_json_type(v: &Value) -> &'static str {
+    match v {
+        Value::Null => "null",
+        Value::Bool(_) => "bool",
+        Value::Number(_) => "number",
+        Value::String(_) => "string",
+        Value::Array(_) => "array",
+        Value::Object(_) => "object",
+    }
+}
+
+/// A string field of a JSON object: absent or null is "", another type is refused (400) the
+/// way Kubernetes' decoder refuses it.
+fn string_field<'a>(obj: &'a Value, field: &str, owner: &str) -> ApiResult<&'a str> {
+    match obj.get(field) {
+        None | Some(Value::Null) => Ok(""),
+        Some(Value::String(s)) => Ok(s),
+        Some(other) => Err(ApiError::bad_request(format!(
+            "json: cannot unmarshal {} into Go struct field {owner}.{field} of type string",
+            go_json_type(other)
+        ))),
+    }
+}
+
 fn check_type(res: &Resource, obj: &Value) -> ApiResult<()> {
     if !obj.is_object() {
         return Err(ApiError::bad_request("the body is not a JSON object"));
     }
-    let kind = obj.get("kind").and_then(Value::as_str).unwrap_or_default();
+    // kube-apiserver reads kind and apiVersion first; a non-string makes the body
+    // unrecognizable.
+    let unrecognized = |e: ApiError| {
+        ApiError::bad_request(format!(
+            "the object provided is unrecognized (must be of type {}): couldn't get version/kind; json parse error: {}",
+            res.kind, e.message
+        ))
+    };
+    let kind = string_field(obj, "kind", "").map_err(unrecognized)?;
     if !kind.is_empty() && kind != res.kind {
         return Err(ApiError::bad_request(format!(
             "the kind in the data ({kind}) does not match the expected kind ({})",
             res.kind
         )));
     }
-    let av = obj
-        .get("apiVersion")
-        .and_then(Value::as_str)
-        .unwrap_or_default();
+    let av = string_field(obj, "apiVersion", "").map_err(unrecognized)?;
     if !av.is_empty() && av != res.api_version() {
         return Err(ApiError::bad_request(format!(
             "the API version in the data ({av}) does not match the expected API version ({})",
@@ -1010,6 +1047,153 @@ fn check_type(res: &Resource, obj: &Value) -> ApiResult<()> {
         )));
     }
     Ok(())
+}
+
+/// Refuses an update or patch result that names another object than the request: another
+/// kind or API version, name, or namespace (Kubernetes' `checkName` and
+/// `EnsureObjectNamespaceMatchesRequestNamespace`, 400). A patch must leave the name in place
+/// (`name_required`); an update may omit it.
+fn check_identity(
+    res: &Resource,
+    ns: &str,
+    name: &str,
+    obj: &Value,
+    name_required: bool,
+) -> ApiResult<()> {
+    check_type(res, obj)?;
+    let meta = match obj.get("metadata") {
+        None | Some(Value::Null) => &Value::Null,
+        Some(m @ Value::Object(_)) => m,
+        Some(other) => {
+            return Err(ApiError::bad_request(format!(
+                "json: cannot unmarshal {} into Go struct field {}.metadata of type v1.ObjectMeta",
+                go_json_type(other),
+                res.kind
+            )));
+        }
+    };
+    let owner = "ObjectMeta.metadata";
+    let body_name = string_field(meta, "name", owner)?;
+    if body_name.is_empty() && name_required {
+        return Err(ApiError::bad_request("name must be provided"));
+    }
+    if !body_name.is_empty() && body_name != name {
+        return Err(ApiError::bad_request(format!(
+            "the name of the object ({body_name}) does not match the name on the URL ({name})"
+        )));
+    }
+    let body_ns = string_field(meta, "namespace", owner)?;
+    if res.namespaced && !body_ns.is_empty() && body_ns != ns {
+        return Err(ApiError::bad_request(
+            "the namespace of the provided object does not match the namespace sent on the request",
+        ));
+    }
+    Ok(())
+}
+
+/// `DeleteOptions`, read once per request and checked against each object before it is
+/// deleted.
+#[derive(Debug, Clone, Default)]
+struct DeleteOptions {
+    grace_period: Option<i64>,
+    policy: Option<String>,
+    uid: Option<String>,
+    resource_version: Option<String>,
+}
+
+impl DeleteOptions {
+    /// Reads and validates the options (400 for a malformed or unsupported value).
+    fn parse(options: &Value) -> ApiResult<DeleteOptions> {
+        if !options.is_object() {
+            return Err(ApiError::bad_request(format!(
+                "json: cannot unmarshal {} into Go value of type v1.DeleteOptions",
+                go_json_type(options)
+            )));
+        }
+        let grace_period = match options.get("gracePeriodSeconds") {
+            None | Some(Value::Null) => None,
+            Some(v) => Some(v.as_i64().ok_or_else(|| {
+                ApiError::bad_request(format!(
+                    "json: cannot unmarshal {} into Go struct field DeleteOptions.gracePeriodSeconds of type int64",
+                    go_json_type(v)
+                ))
+            })?),
+        };
+        let policy = match string_field(options, "propagationPolicy", "DeleteOptions")? {
+            "" => match options.get("orphanDependents") {
+                None | Some(Value::Null) => None,
+                Some(Value::Bool(o)) => Some(if *o { "Orphan" } else { "Background" }.to_string()),
+                Some(v) => {
+                    return Err(ApiError::bad_request(format!(
+                        "json: cannot unmarshal {} into Go struct field DeleteOptions.orphanDependents of type bool",
+                        go_json_type(v)
+                    )));
+                }
+            },
+            p => Some(p.to_string()),
+        };
+        match policy.as_deref() {
+            None | Some("Orphan" | "Background" | "Foreground") => {}
+            Some(other) => {
+                return Err(ApiError::bad_request(format!(
+                    "DeleteOptions.meta.k8s.io \"\" is invalid: propagationPolicy: Unsupported value: \"{other}\": supported values: \"Foreground\", \"Background\", \"Orphan\""
+                )));
+            }
+        }
+        let pre = match options.get("preconditions") {
+            None | Some(Value::Null) => &Value::Null,
+            Some(p @ Value::Object(_)) => p,
+            Some(other) => {
+                return Err(ApiError::bad_request(format!(
+                    "json: cannot unmarshal {} into Go struct field DeleteOptions.preconditions of type v1.Preconditions",
+                    go_json_type(other)
+                )));
+            }
+        };
+        let some = |s: &str| (!s.is_empty()).then(|| s.to_string());
+        Ok(DeleteOptions {
+            grace_period,
+            policy,
+            uid: some(string_field(pre, "uid", "Preconditions")?),
+            resource_version: some(string_field(pre, "resourceVersion", "Preconditions")?),
+        })
+    }
+
+    /// Whether `obj` (at revision `rev`) may be deleted with these options: not a protected
+    /// namespace, and its preconditions hold.
+    fn check(&self, res: &Resource, name: &str, obj: &Value, rev: i64) -> ApiResult<()> {
+        if res.kind == "Namespace" && crate::PROTECTED_NAMESPACES.contains(&name) {
+            return Err(ApiError::forbidden(
+                res,
+                name,
+                "this namespace may not be deleted",
+            ));
+        }
+        if let Some(uid) = &self.uid {
+            let have = meta_str(obj, "uid");
+            if uid != have {
+                return Err(ApiError::conflict_msg(
+                    res,
+                    name,
+                    &format!(
+                        "Precondition failed: UID in precondition: {uid}, UID in object meta: {have}"
+                    ),
+                ));
+            }
+        }
+        if let Some(rv) = &self.resource_version
+            && parse_rv(rv)? != Some(rev)
+        {
+            return Err(ApiError::conflict_msg(
+                res,
+                name,
+                &format!(
+                    "Precondition failed: ResourceVersion in precondition: {rv}, ResourceVersion in object meta: {rev}"
+                ),
+            ));
+        }
+        Ok(())
+    }
 }
 
 /// A pod's grace period for deletion: 0 when it never ran on a node or already finished.
@@ -1191,6 +1375,27 @@ impl Storage {
     /// Reads the scale of a deployment or replicaset.
     pub async fn get_scale(&self, res: &Resource, ns: &str, name: &str) -> ApiResult<Value> {
         Ok(scale_of(&self.get(res, ns, name).await?))
+    }
+
+    /// Patches the `Scale` of a deployment or replicaset.
+    pub async fn patch_scale(
+        &self,
+        res: &Resource,
+        ns: &str,
+        name: &str,
+        ptype: PatchType,
+        patch: &Value,
+        opts: WriteOptions,
+    ) -> ApiResult<Value> {
+        let copy_limit = self.limits.patch_copy_bytes();
+        self.set_scale(
+            res,
+            ns,
+            name,
+            |cur| patch::apply(ptype, "Scale", cur, patch, copy_limit),
+            opts,
+        )
+        .await
     }
 
     /// Sets the replicas from a new `Scale` (or a patch of the current one).

@@ -138,7 +138,7 @@ fn invalid_str(field: impl Into<String>, value: &str, detail: &str) -> FieldErro
     invalid(field, go_quote(value), detail)
 }
 
-fn not_supported(field: impl Into<String>, value: &str, valid: &[&str]) -> FieldError {
+pub(crate) fn not_supported(field: impl Into<String>, value: &str, valid: &[&str]) -> FieldError {
     let valid: Vec<String> = valid.iter().map(|v| v.to_string()).collect();
     FieldError {
         field: field.into(),
@@ -147,7 +147,7 @@ fn not_supported(field: impl Into<String>, value: &str, valid: &[&str]) -> Field
     }
 }
 
-fn forbidden(field: impl Into<String>, detail: &str) -> FieldError {
+pub(crate) fn forbidden(field: impl Into<String>, detail: &str) -> FieldError {
     FieldError {
         field: field.into(),
         kind: ErrorKind::Forbidden,

@@ -130,12 +130,10 @@ pub async fn start(
                 .await?;
             (list.items.into(), list.revision)
         }
-        rv => {
-            let n = rv
-                .parse::<i64>()
-                .map_err(|_| ApiError::bad_request(format!("invalid resource version: {rv}")))?;
-            (VecDeque::new(), n)
-        }
+        rv => (
+            VecDeque::new(),
+            crate::storage::parse_resource_version(rv)?.unwrap_or(0),
+        ),
     };
     let sub = cache.subscribe(after, params.namespace.clone())?;
     let now = Instant::now();

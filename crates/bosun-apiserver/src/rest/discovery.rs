@@ -4,7 +4,7 @@ use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use serde_json::{Value, json};
 
-use crate::resources::{RESOURCES, Resource, VERBS, groups};
+use crate::resources::{RESOURCES, Resource, groups};
 
 /// The Kubernetes version Bosun's API corresponds to (the `k8s-openapi` types it serves).
 pub const KUBE_MAJOR: &str = "1";
@@ -108,7 +108,7 @@ pub fn resource_list(group: &str, version: &str) -> Option<Value> {
             "singularName": r.singular,
             "namespaced": r.namespaced,
             "kind": r.kind,
-            "verbs": VERBS,
+            "verbs": r.verbs(),
         });
         if !r.short_names.is_empty() {
             e["shortNames"] = json!(r.short_names);

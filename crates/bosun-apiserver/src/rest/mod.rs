@@ -7,6 +7,7 @@
 mod discovery;
 mod logs;
 mod openapi;
+mod query;
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -65,8 +66,8 @@ pub fn router(base: Router, shared: Arc<Shared>) -> Router {
         .with_state(shared.clone());
     let resources = Router::new()
         .fallback(dispatch)
-        .with_state(shared)
-        .layer(axum::middleware::map_response(as_status));
+        .with_state(shared.clone())
+        .layer(axum::middleware::map_response_with_state(shared, as_status));
     base.merge(routes).fallback_service(resources)
 }
 
@@ -116,7 +117,7 @@ fn json_response(code: StatusCode, v: &Value, warnings: &[String]) -> Response {
 
 /// Turns the plain-text rejections of the HTTP layer (a body over --max-request-bytes, an
 /// unreadable query string) into `Status` objects, so clients print them as API errors.
-async fn as_status(resp: Response) -> Response {
+async fn as_status(State(s): State<Arc<Shared>>, resp: Response) -> Response {
     let code = resp.status();
     let plain = resp
         .headers()
@@ -131,7 +132,7 @@ async fn as_status(resp: Response) -> Response {
         .map(|b| String::from_utf8_lossy(&b).into_owned())
         .unwrap_or_default();
     let e = match code.as_u16() {
-        413 => ApiError::too_large(format!("the request is too large: {text}")),
+        413 => s.storage.limits().body_too_large(),
         400 => ApiError::bad_request(text),
         other => ApiError {
             code: other,
@@ -380,21 +381,24 @@ async fn handle(
         (Method::GET, None, "") => {
             let (labels, fields) = selectors(q)?;
             let render = render_of(headers, q)?;
-            if t.legacy_watch || q.get("watch").is_some_and(|w| w == "true" || w == "1") {
-                return watch_response(s, res, t.namespace, labels, fields, q, render).await;
+            // A negative limit, as in Kubernetes, means no limit.
+            let limit = query::int_param(q, "limit")?.unwrap_or(0);
+            let timeout = query::int_param(q, "timeoutSeconds")?;
+            let watching = t.legacy_watch || query::bool_param(q, "watch");
+            query::check_list_options(q, watching)?;
+            if watching {
+                return watch_response(s, res, t.namespace, labels, fields, q, timeout, render)
+                    .await;
             }
             let opts = ListOptions {
                 labels,
                 fields,
-                limit: q.get("limit").and_then(|l| l.parse().ok()).unwrap_or(0),
+                limit,
                 continue_token: q.get("continue").cloned().unwrap_or_default(),
-                exact_revision: match (
-                    q.get("resourceVersionMatch").map(String::as_str),
-                    q.get("resourceVersion"),
-                ) {
-                    (Some("Exact"), Some(rv)) => Some(rv.parse().map_err(|_| {
-                        ApiError::bad_request(format!("invalid resource version: {rv}"))
-                    })?),
+                exact_revision: match q.get("resourceVersionMatch").map(String::as_str) {
+                    Some("Exact") => crate::storage::parse_resource_version(
+                        q.get("resourceVersion").map(String::as_str).unwrap_or(""),
+                    )?,
                     _ => None,
                 },
             };
@@ -406,7 +410,9 @@ async fn handle(
             let fields = FieldSelector::parse(&format!("metadata.name={name}"))
                 .map_err(|e| ApiError::bad_request(e.to_string()))?;
             let render = render_of(headers, q)?;
-            watch_response(s, res, t.namespace, labels, fields, q, render).await
+            let timeout = query::int_param(q, "timeoutSeconds")?;
+            query::check_list_options(q, true)?;
+            watch_response(s, res, t.namespace, labels, fields, q, timeout, render).await
         }
         (Method::GET, Some(name), "" | "status") => {
             let render = render_of(headers, q)?;
@@ -451,15 +457,7 @@ async fn handle(
             let wo = write_options(q)?;
             if sub == "scale" {
                 let p = parse_body(&body)?;
-                let out = st
-                    .set_scale(
-                        res,
-                        &ns,
-                        name,
-                        |cur| crate::patch::apply(ptype, "Scale", cur, &p),
-                        wo,
-                    )
-                    .await?;
+                let out = st.patch_scale(res, &ns, name, ptype, &p, wo).await?;
                 return Ok(json_ok(&out));
             }
             let part = Part::from_subresource(res, sub)?;
@@ -480,6 +478,11 @@ async fn handle(
             }
             Ok(json_ok(&d.object))
         }
+        // Kubernetes serves no delete-collection on some resources (namespaces): the verb is
+        // not routed, and go-restful's 405 says only this.
+        (Method::DELETE, None, "") if !res.delete_collection => Err(ApiError::method_not_allowed(
+            "the server does not allow this method on the requested resource",
+        )),
         (Method::DELETE, None, "") => {
             let options = delete_options(&body, q)?;
             let (labels, fields) = selectors(q)?;
@@ -546,10 +549,7 @@ fn delete_options(body: &Bytes, q: &HashMap<String, String>) -> ApiResult<Value>
     } else {
         parse_body(body)?
     };
-    if let Some(g) = q.get("gracePeriodSeconds") {
-        let g: i64 = g
-            .parse()
-            .map_err(|_| ApiError::bad_request(format!("invalid gracePeriodSeconds: {g}")))?;
+    if let Some(g) = query::int_param(q, "gracePeriodSeconds")? {
         o["gracePeriodSeconds"] = json!(g);
     }
     if let Some(p) = q.get("propagationPolicy") {
@@ -642,6 +642,7 @@ fn row(res: &Resource, obj: &Value, include: IncludeObject, now: jiff::Timestamp
 }
 
 /// A watch as a chunked response: one JSON event per line.
+#[allow(clippy::too_many_arguments)]
 async fn watch_response(
     s: &Arc<Shared>,
     res: &'static Resource,
@@ -649,24 +650,24 @@ async fn watch_response(
     labels: LabelSelector,
     fields: FieldSelector,
     q: &HashMap<String, String>,
+    timeout_seconds: Option<i64>,
     render: Render,
 ) -> ApiResult<Response> {
-    let timeout = match q.get("timeoutSeconds") {
-        Some(t) => Some(Duration::from_secs(t.parse().map_err(|_| {
-            ApiError::bad_request(format!("invalid timeoutSeconds: {t}"))
-        })?)),
-        // Kubernetes ends watches after a randomized 30-60 minutes; clients re-watch.
-        None => Some(Duration::from_secs(
-            1800 + u64::from(uuid::Uuid::new_v4().as_bytes()[0]) * 7,
-        )),
+    let timeout = match timeout_seconds {
+        // Kubernetes ends watches without a timeout (or with 0) after a randomized 30-60
+        // minutes; clients re-watch. A negative one ends the watch at once.
+        None | Some(0) => {
+            Duration::from_secs(1800 + u64::from(uuid::Uuid::new_v4().as_bytes()[0]) * 7)
+        }
+        Some(t) => Duration::from_secs(u64::try_from(t).unwrap_or(0)),
     };
     let params = WatchParams {
         namespace,
         labels,
         fields,
         resource_version: q.get("resourceVersion").cloned().unwrap_or_default(),
-        allow_bookmarks: q.get("allowWatchBookmarks").is_some_and(|b| b == "true"),
-        timeout,
+        allow_bookmarks: query::bool_param(q, "allowWatchBookmarks"),
+        timeout: Some(timeout),
     };
     let session = match watch::start(&s.storage, res, params, s.bookmark_interval).await {
         Ok(w) => Some(w),
