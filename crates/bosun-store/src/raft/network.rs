@@ -387,8 +387,11 @@ impl RaftNetworkV2<TypeConfig> for PeerClient {
                     .right_stream(),
             };
             let mut c = self.pool.client(&self.url).map_err(unreachable)?;
+            // An injected cut ends a stream opened before it, as a cut network would.
+            let (pool, url) = (self.pool.clone(), self.url.clone());
             // A request that cannot be encoded ends the stream; openraft then retries.
             let requests = input
+                .take_while(move |_| futures::future::ready(!pool.faults.blocked(&url)))
                 .map(|r| encode(&r).map(|data| RaftRequest { data }))
                 .take_while(|r| futures::future::ready(r.is_ok()))
                 .filter_map(|r| futures::future::ready(r.ok()));
