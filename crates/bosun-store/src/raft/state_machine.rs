@@ -276,11 +276,12 @@ impl RaftSnapshotBuilder<TypeConfig> for StateMachine {
             rocksdb::checkpoint::Checkpoint::new(db)
                 .and_then(|c| c.create_checkpoint(&building))
                 .map_err(io_err)?;
-            let (applied, membership) = {
+            let (applied, membership, revision) = {
                 let ck = open_checkpoint(&building)?;
                 (
                     get_meta::<Option<LogId>>(&ck, META_APPLIED)?.flatten(),
                     get_meta::<StoredMembership>(&ck, META_MEMBERSHIP)?.unwrap_or_default(),
+                    crate::mvcc::read_i64(&ck, CF_META, crate::mvcc::META_REV).map_err(io_err)?,
                 )
             };
             let meta = SnapshotMeta {
@@ -295,6 +296,11 @@ impl RaftSnapshotBuilder<TypeConfig> for StateMachine {
             std::fs::rename(&building, &path)?;
             save_current(&meta_path, &meta, &path)?;
             this.prune_snapshots(&path);
+            tracing::info!(
+                index = meta.last_log_id.as_ref().map_or(0, |l| l.index),
+                revision,
+                "built a snapshot"
+            );
             Ok(Snapshot {
                 meta,
                 snapshot: SnapshotFile { path },
@@ -418,6 +424,10 @@ impl RaftStateMachine<TypeConfig> for StateMachine {
             let mut r = BufReader::new(std::fs::File::open(snapshot.records()?)?);
             crate::snapshot::restore(mvcc.db(), &mut r)?;
             *state = Mvcc::load_state(mvcc.db()).map_err(io_err)?;
+            // One received from the leader arrives in a file of its own; at start, openraft
+            // restores the member's current snapshot, kept where `snapshot_paths` says.
+            let (stored, meta_path) = this.snapshot_paths(&meta);
+            let received = !snapshot.path.is_dir() && snapshot.path != stored;
             *this.shared.alarms.lock() = get_meta(mvcc.db(), META_ALARMS)?.unwrap_or_default();
             *this.shared.removed.lock() = get_meta(mvcc.db(), META_REMOVED)?.unwrap_or_default();
             *this.shared.applied.lock() = (meta.last_log_id, meta.last_membership.clone());
@@ -427,14 +437,19 @@ impl RaftStateMachine<TypeConfig> for StateMachine {
             // A snapshot received from the leader becomes this member's current one; one of
             // its own (restored at start) already is.
             if !snapshot.path.is_dir() {
-                let (path, meta_path) = this.snapshot_paths(&meta);
-                if snapshot.path != path {
-                    std::fs::copy(&snapshot.path, &path)?;
+                if received {
+                    std::fs::copy(&snapshot.path, &stored)?;
                 }
-                save_current(&meta_path, &meta, &path)?;
-                this.prune_snapshots(&path);
+                save_current(&meta_path, &meta, &stored)?;
+                this.prune_snapshots(&stored);
             }
+            let (index, revision) = (meta.last_log_id.map_or(0, |l| l.index), state.rev);
             drop(state);
+            if received {
+                tracing::info!(index, revision, "installed a snapshot from the leader");
+            } else {
+                tracing::info!(index, revision, "restored the member's current snapshot");
+            }
             Ok(())
         })
         .await
