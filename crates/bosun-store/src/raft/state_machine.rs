@@ -418,7 +418,7 @@ impl RaftStateMachine<TypeConfig> for StateMachine {
     ) -> io::Result<()> {
         let this = self.clone();
         let meta = meta.clone();
-        tokio::task::spawn_blocking(move || {
+        let revision = tokio::task::spawn_blocking(move || {
             let mvcc = &this.shared.mvcc;
             let mut state = mvcc.state.write();
             let mut r = BufReader::new(std::fs::File::open(snapshot.records()?)?);
@@ -450,10 +450,14 @@ impl RaftStateMachine<TypeConfig> for StateMachine {
             } else {
                 tracing::info!(index, revision, "restored the member's current snapshot");
             }
-            Ok(())
+            Ok::<i64, io::Error>(revision)
         })
         .await
-        .map_err(io_err)?
+        .map_err(io_err)??;
+        // Watchers following the hub would otherwise hear of the revisions the snapshot
+        // brought only when the next one is applied.
+        self.shared.hub.restored(revision);
+        Ok(())
     }
 
     async fn get_current_snapshot(&mut self) -> io::Result<Option<Snapshot>> {
