@@ -559,10 +559,13 @@ fn log_lines(log: &str, message: &str) -> Vec<String> {
         .collect()
 }
 
-/// The value of field `name` in a log line (`name=value`).
-fn log_field(line: &str, name: &str) -> Option<i64> {
-    line.split_whitespace()
-        .find_map(|t| t.strip_prefix(name)?.strip_prefix('=')?.parse().ok())
+/// Whether member `m` logged `message` with its field `revision` at `rev`.
+fn logged(m: &Server, message: &str, rev: i64) -> bool {
+    log_lines(&m.log(), message).iter().any(|line| {
+        line.split_whitespace()
+            .find_map(|t| t.strip_prefix("revision=")?.parse().ok())
+            == Some(rev)
+    })
 }
 
 /// Snapshots each member installed from the leader, from its log (which survives restarts).
@@ -996,23 +999,31 @@ async fn revisions_until(w: &mut RawWatch, until: i64, timeout: Duration) -> Vec
     revs
 }
 
-/// A watch that asks for a revision its member has not applied yet (what a watcher resuming
-/// on a member that restarted, or was cut off, asks for) starts at that revision once the
-/// member gets there: the member sends nothing below it, as etcd never does.
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn watch_from_a_revision_the_member_has_not_reached_starts_there() {
+/// The set-up of the one-fault cases: a cluster with fault files, a client of its leader, a
+/// first write, applied by the member that is to fall behind.
+struct OneFault {
+    cluster: Cluster,
+    fault_files: Vec<PathBuf>,
+    peers: Vec<String>,
+    leader: usize,
+    behind: usize,
+    client: Client,
+    first: i64,
+    /// Dropped after the cluster.
+    _dir: tempfile::TempDir,
+}
+
+async fn one_fault(extra: &[&str]) -> OneFault {
     let dir = tempfile::tempdir().unwrap();
-    let (cluster, fault_files) = fault_cluster(dir.path(), &[]).await;
-    let peers: Vec<String> = cluster.members.iter().map(|m| m.peer_url.clone()).collect();
+    let (cluster, fault_files) = fault_cluster(dir.path(), extra).await;
+    let peers = cluster.members.iter().map(|m| m.peer_url.clone()).collect();
     let leader = cluster.wait_leader(Duration::from_secs(10)).await;
     let behind = (leader + 1) % 3;
-    let c = Client::connect(
-        [cluster.members[leader].client_url.clone()],
-        client_options(),
-    )
-    .await
-    .unwrap();
-    let first = c
+    let leader_url = cluster.members[leader].client_url.clone();
+    let client = Client::connect([leader_url], client_options())
+        .await
+        .unwrap();
+    let first = client
         .put(key(0), "1", PutOptions::new())
         .await
         .unwrap()
@@ -1024,8 +1035,27 @@ async fn watch_from_a_revision_the_member_has_not_reached_starts_there() {
         || async { applied_revision(m).await >= first },
     )
     .await;
+    OneFault {
+        cluster,
+        fault_files,
+        peers,
+        leader,
+        behind,
+        client,
+        first,
+        _dir: dir,
+    }
+}
 
-    isolate(&fault_files, &peers, behind);
+/// A watch that asks for a revision its member has not applied yet (what a watcher resuming
+/// on a member that restarted, or was cut off, asks for) starts at that revision once the
+/// member gets there: the member sends nothing below it, as etcd never does.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn watch_from_a_revision_the_member_has_not_reached_starts_there() {
+    let t = one_fault(&[]).await;
+    let (c, first) = (&t.client, t.first);
+    let m = &t.cluster.members[t.behind];
+    isolate(&t.fault_files, &t.peers, t.behind);
     // Writes until the cut has taken effect (members read their fault files every 100 ms) and
     // the member is a few revisions behind.
     let mut start = first;
@@ -1045,7 +1075,7 @@ async fn watch_from_a_revision_the_member_has_not_reached_starts_there() {
         "the member is behind: at {} for a watch from {start}",
         w.created_revision
     );
-    heal(&fault_files);
+    heal(&t.fault_files);
     let next = c
         .put(key(0), "5", PutOptions::new())
         .await
@@ -1060,34 +1090,14 @@ async fn watch_from_a_revision_the_member_has_not_reached_starts_there() {
 /// back to replay from the store when it restores a snapshot).
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn watch_on_a_member_that_installs_a_snapshot_gets_its_revisions_without_new_writes() {
-    let dir = tempfile::tempdir().unwrap();
     // Every write makes a snapshot due (a member starts at most one a second), and the log
     // behind a snapshot is purged.
-    let (mut cluster, fault_files) = fault_cluster(dir.path(), &["--snapshot-count", "1"]).await;
-    let peers: Vec<String> = cluster.members.iter().map(|m| m.peer_url.clone()).collect();
-    let leader = cluster.wait_leader(Duration::from_secs(10)).await;
-    let behind = (leader + 1) % 3;
-    let c = Client::connect(
-        [cluster.members[leader].client_url.clone()],
-        client_options(),
-    )
-    .await
-    .unwrap();
-    let first = c
-        .put(key(0), "1", PutOptions::new())
-        .await
-        .unwrap()
-        .revision();
-    wait_for(
-        "the member to apply the first write",
-        Duration::from_secs(10),
-        || async { applied_revision(&cluster.members[behind]).await >= first },
-    )
-    .await;
+    let mut t = one_fault(&["--snapshot-count", "1"]).await;
+    let (c, first, behind) = (t.client.clone(), t.first, t.behind);
 
     // The member is down while the others write and snapshot: the leader's log behind its
     // newest snapshot, which holds the last write, is gone.
-    cluster.members[behind].kill9();
+    t.cluster.members[behind].kill9();
     let mut last = first;
     // Enough writes for the leader to purge its log while no append to the member is in
     // flight (openraft keeps what a replication stream may still send).
@@ -1098,22 +1108,18 @@ async fn watch_on_a_member_that_installs_a_snapshot_gets_its_revisions_without_n
             .unwrap()
             .revision();
     }
-    let l = &cluster.members[leader];
+    let l = &t.cluster.members[t.leader];
     wait_for(
         "the leader to snapshot the last write",
         Duration::from_secs(20),
-        || async {
-            log_lines(&l.log(), "built a snapshot")
-                .iter()
-                .any(|line| log_field(line, "revision") == Some(last))
-        },
+        || async { logged(l, "built a snapshot", last) },
     )
     .await;
     // It comes back cut off from the others, so that a watch is on it before it hears from
     // the leader.
-    isolate(&fault_files, &peers, behind);
-    cluster.members[behind].spawn();
-    let m = &cluster.members[behind];
+    isolate(&t.fault_files, &t.peers, behind);
+    t.cluster.members[behind].spawn();
+    let m = &t.cluster.members[behind];
     let deadline = Instant::now() + Duration::from_secs(30);
     let mut w = loop {
         match RawWatch::open(&m.client_url, first + 1).await {
@@ -1123,15 +1129,11 @@ async fn watch_on_a_member_that_installs_a_snapshot_gets_its_revisions_without_n
         tokio::time::sleep(Duration::from_millis(50)).await;
     };
     assert!(w.created_revision < last, "the member is behind");
-    heal(&fault_files);
+    heal(&t.fault_files);
     wait_for(
         "the member to install the snapshot",
         Duration::from_secs(30),
-        || async {
-            log_lines(&m.log(), "installed a snapshot from the leader")
-                .iter()
-                .any(|line| log_field(line, "revision") == Some(last))
-        },
+        || async { logged(m, "installed a snapshot from the leader", last) },
     )
     .await;
     let revs = revisions_until(&mut w, last, Duration::from_secs(10)).await;

@@ -458,6 +458,12 @@ mod tests {
         ]
     }
 
+    /// Asserts that the checker's report `err` says `what`.
+    #[track_caller]
+    fn says(err: &str, what: &str) {
+        assert!(err.contains(what), "expected {what:?} in:\n{err}");
+    }
+
     fn watch_error(histories: &[WatchHistory], store: &WatchHistory) -> String {
         let err = check_watches(histories, store, &acked(), 9).unwrap_err();
         eprintln!("{err}");
@@ -478,18 +484,9 @@ mod tests {
         // w1 resumes at batch 2 and skips revision 6.
         h[1].batches[2].events.remove(0);
         let err = watch_error(&h, &store());
-        assert!(
-            err.contains("w1: missed revision 6 [revision 6 put \"c\" = 8"),
-            "{err}"
-        );
-        assert!(
-            err.contains("around the resume at batch 2 from revision 6"),
-            "{err}"
-        );
-        assert!(
-            err.contains("w1: its event #3 (revision 7 put \"c\" = 4"),
-            "{err}"
-        );
+        says(&err, "w1: missed revision 6 [revision 6 put \"c\" = 8");
+        says(&err, "around the resume at batch 2 from revision 6");
+        says(&err, "w1: its event #3 (revision 7 put \"c\" = 4");
     }
 
     #[test]
@@ -499,13 +496,11 @@ mod tests {
         h[1].resumes[0].start_revision = Some(5);
         h[1].batches[2].events.insert(0, ev(5, "a", None));
         let err = watch_error(&h, &store());
-        assert!(
-            err.contains(
-                "w1: event (revision 5, key \"a\") delivered twice, in batch 1 and again in batch 2"
-            ),
-            "{err}"
+        says(
+            &err,
+            "w1: event (revision 5, key \"a\") delivered twice, in batch 1 and again in batch 2",
         );
-        assert!(err.contains("resumed at batch 2 from revision 5"), "{err}");
+        says(&err, "resumed at batch 2 from revision 5");
     }
 
     #[test]
@@ -514,21 +509,16 @@ mod tests {
         // Resumed from 6 on a member that was behind: it sends revision 5 as well.
         h[1].batches[2].events.insert(0, ev(5, "a", None));
         let err = watch_error(&h, &store());
-        assert!(
-            err.contains(
-                "w1: event (revision 5 delete \"a\") in batch 2 from member 2 is below the start \
-                 revision 6 the resume at batch 2 asked for"
-            ),
-            "{err}"
+        says(
+            &err,
+            "w1: event (revision 5 delete \"a\") in batch 2 from member 2 is below the start \
+                 revision 6 the resume at batch 2 asked for",
         );
         // Below the watch's own start revision.
         let mut h = good_watches();
         h[1].batches[0].events.insert(0, ev(3, "c", Some(9)));
         let err = watch_error(&h, &store());
-        assert!(
-            err.contains("is below the start revision 4 the watch asked for"),
-            "{err}"
-        );
+        says(&err, "is below the start revision 4 the watch asked for");
     }
 
     #[test]
@@ -537,10 +527,7 @@ mod tests {
         h[0].batches[1] = batch(vec![ev(4, "b", Some(2))]);
         h[0].batches[2] = batch(vec![ev(4, "a", Some(3))]);
         let err = watch_error(&h, &store());
-        assert!(
-            err.contains("w0: revision 4 is split across batches 1 and 2"),
-            "{err}"
-        );
+        says(&err, "w0: revision 4 is split across batches 1 and 2");
     }
 
     #[test]
@@ -552,13 +539,11 @@ mod tests {
             ev(6, "c", Some(8)),
         ]);
         let err = watch_error(&h, &store());
-        assert!(
-            err.contains(
-                "w0: event (revision 6, key \"c\") in batch 3 arrives after revision 7: out of order"
-            ),
-            "{err}"
+        says(
+            &err,
+            "w0: event (revision 6, key \"c\") in batch 3 arrives after revision 7: out of order",
         );
-        assert!(err.contains("w0: its event #5 (revision 7"), "{err}");
+        says(&err, "w0: its event #5 (revision 7");
     }
 
     #[test]
@@ -567,13 +552,10 @@ mod tests {
         h[0].batches.pop();
         h[0].ended = Some("canceled: compacted".into());
         let err = watch_error(&h, &store());
-        assert!(
-            err.contains("w0: ended early: canceled: compacted"),
-            "{err}"
-        );
-        assert!(
-            err.contains("w0: stopped at revision 7, before the final revision 9"),
-            "{err}"
+        says(&err, "w0: ended early: canceled: compacted");
+        says(
+            &err,
+            "w0: stopped at revision 7, before the final revision 9",
         );
     }
 
@@ -583,24 +565,24 @@ mod tests {
         let mut h = good_watches();
         h[1].batches[2].events[1].value = Some(40);
         let err = watch_error(&h, &store());
-        assert!(
-            err.contains("w1: revision 7 in batch 2 from member 2 differs from the store's history: got [revision 7 put \"c\" = 40"),
-            "{err}"
+        says(
+            &err,
+            "w1: revision 7 in batch 2 from member 2 differs from the store's history: got [revision 7 put \"c\" = 40",
         );
         let mut h = good_watches();
         h[0].batches[4].events[1].version = 3;
         let err = watch_error(&h, &store());
-        assert!(err.contains("w0: revision 9 in batch 4"), "{err}");
+        says(&err, "w0: revision 9 in batch 4");
         let mut h = good_watches();
         h[0].batches[4].events.push(ev(9, "e", Some(7)));
         let err = watch_error(&h, &store());
-        assert!(err.contains("w0: revision 9 in batch 4"), "{err}");
+        says(&err, "w0: revision 9 in batch 4");
         let mut h = good_watches();
         h[0].batches.push(batch(vec![ev(10, "e", Some(7))]));
         let err = watch_error(&h, &store());
-        assert!(
-            err.contains("w0: revision 10 in batch 5 from member 1 is not in the store's history"),
-            "{err}"
+        says(
+            &err,
+            "w0: revision 10 in batch 5 from member 1 is not in the store's history",
         );
     }
 
@@ -610,22 +592,17 @@ mod tests {
         acknowledged.push((8, "e".into(), 6));
         acknowledged[1].2 = 33;
         let err = check_watches(&good_watches(), &store(), &acknowledged, 9).unwrap_err();
-        assert!(
-            err.contains(
-                "store history of m1: lacks the acknowledged put (revision 8, key \"e\", value 6)"
-            ),
-            "{err}"
+        says(
+            &err,
+            "store history of m1: lacks the acknowledged put (revision 8, key \"e\", value 6)",
         );
-        assert!(
-            err.contains("the acknowledged put (revision 4, key \"a\") wrote 33 but the store has revision 4 put \"a\" = 3"),
-            "{err}"
+        says(
+            &err,
+            "the acknowledged put (revision 4, key \"a\") wrote 33 but the store has revision 4 put \"a\" = 3",
         );
         let mut short = store();
         short.batches[0].events.pop();
         let err = check_watches(&[], &short, &acked(), 9).unwrap_err();
-        assert!(
-            err.contains("ends at revision 8, before the final revision 9"),
-            "{err}"
-        );
+        says(&err, "ends at revision 8, before the final revision 9");
     }
 }
