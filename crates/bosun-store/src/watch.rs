@@ -5,6 +5,10 @@
 //! anyone: it notices the gap and replays the missing revisions from the MVCC store, which
 //! keeps the whole history until compaction. Memory stays bounded by the ring and by the
 //! per-watcher replay batch.
+//!
+//! A snapshot installed from the leader replaces the store and jumps its revision without
+//! publishing the revisions in between: the hub then says so ([`Published::Restored`]), and
+//! watchers replay those revisions from the store at once rather than at the next write.
 
 use std::sync::Arc;
 
@@ -15,10 +19,20 @@ use crate::mvcc::read::RevEvents;
 /// Revisions kept in the broadcast ring.
 pub const RING_REVISIONS: usize = 4096;
 
+/// What the hub carries.
+#[derive(Debug)]
+pub enum Published {
+    /// The events of one applied revision.
+    Revision(RevEvents),
+    /// The store was replaced by a snapshot and is now at revision `rev`; the revisions it
+    /// brought were not published and are read from the store.
+    Restored { rev: i64 },
+}
+
 /// Fans applied revisions out to watchers.
 #[derive(Debug)]
 pub struct WatchHub {
-    tx: broadcast::Sender<Arc<RevEvents>>,
+    tx: broadcast::Sender<Arc<Published>>,
 }
 
 impl Default for WatchHub {
@@ -38,12 +52,18 @@ impl WatchHub {
     pub fn publish(&self, revs: Vec<RevEvents>) {
         for r in revs {
             // No receiver is fine: nobody is watching.
-            let _ = self.tx.send(Arc::new(r));
+            let _ = self.tx.send(Arc::new(Published::Revision(r)));
         }
     }
 
-    /// A receiver of every revision published from now on.
-    pub fn subscribe(&self) -> broadcast::Receiver<Arc<RevEvents>> {
+    /// Tells watchers that the store now holds a snapshot at revision `rev`. Called after the
+    /// store's write lock is released, as [`WatchHub::publish`] is.
+    pub fn restored(&self, rev: i64) {
+        let _ = self.tx.send(Arc::new(Published::Restored { rev }));
+    }
+
+    /// A receiver of everything published from now on.
+    pub fn subscribe(&self) -> broadcast::Receiver<Arc<Published>> {
         self.tx.subscribe()
     }
 

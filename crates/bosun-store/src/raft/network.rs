@@ -387,8 +387,11 @@ impl RaftNetworkV2<TypeConfig> for PeerClient {
                     .right_stream(),
             };
             let mut c = self.pool.client(&self.url).map_err(unreachable)?;
+            // An injected cut ends a stream opened before it, as a cut network would.
+            let (pool, url) = (self.pool.clone(), self.url.clone());
             // A request that cannot be encoded ends the stream; openraft then retries.
             let requests = input
+                .take_while(move |_| futures::future::ready(!pool.faults.blocked(&url)))
                 .map(|r| encode(&r).map(|data| RaftRequest { data }))
                 .take_while(|r| futures::future::ready(r.is_ok()))
                 .filter_map(|r| futures::future::ready(r.ok()));
@@ -572,10 +575,10 @@ impl RaftPeer for PeerService {
         use tokio::io::AsyncWriteExt;
         let mut stream = req.into_inner();
         let dir = self.node.cfg.data_dir.join("snap");
-        let path = dir.join(format!("incoming-{}.snap", std::process::id()));
-        let mut f = tokio::fs::File::create(&path)
-            .await
+        // Removed when this call ends, whether the snapshot arrived whole or not.
+        let (f, path) = super::state_machine::incoming_snapshot(&dir)
             .map_err(|e| Status::internal(e.to_string()))?;
+        let mut f = tokio::fs::File::from_std(f);
         let mut header: Option<(Vote, SnapshotMeta)> = None;
         while let Some(chunk) = stream.message().await? {
             if header.is_none() {
@@ -600,10 +603,12 @@ impl RaftPeer for PeerService {
         );
         let snapshot = Snapshot {
             meta,
-            snapshot: SnapshotFile { path: path.clone() },
+            snapshot: SnapshotFile {
+                path: path.to_path_buf(),
+            },
         };
         let res = self.node.raft.install_full_snapshot(vote, snapshot).await;
-        let _ = tokio::fs::remove_file(&path).await;
+        drop(path);
         match res {
             Ok(r) => ok_reply(&r),
             Err(e) => err_reply(e),

@@ -87,6 +87,23 @@ pub struct SnapshotFile {
 
 /// Extension of a checkpoint directory.
 const CHECKPOINT_EXT: &str = "ckpt";
+/// Extension of a snapshot being received from the leader.
+const INCOMING_EXT: &str = "incoming";
+
+/// Creates the file a snapshot received from the leader is written to, in `snapshot_dir`,
+/// removed when the returned path is dropped. Its name is its own, as two transfers may
+/// overlap (the leader retries one it gave up on), and of a kind that pruning after a
+/// snapshot is built leaves alone: a received snapshot lost while it arrives fails its install,
+/// which stops Raft on this member for good. Leftovers of a crash are removed at start.
+pub fn incoming_snapshot(
+    snapshot_dir: &std::path::Path,
+) -> io::Result<(std::fs::File, tempfile::TempPath)> {
+    let f = tempfile::Builder::new()
+        .prefix("incoming-")
+        .suffix(&format!(".{INCOMING_EXT}"))
+        .tempfile_in(snapshot_dir)?;
+    Ok(f.into_parts())
+}
 
 /// Opens the state-machine column families of the checkpoint at `dir`, read-only.
 fn open_checkpoint(dir: &std::path::Path) -> io::Result<rocksdb::DB> {
@@ -164,6 +181,13 @@ impl StateMachine {
     /// `snapshot_every` writes.
     pub fn open(mvcc: Mvcc, snapshot_dir: PathBuf, snapshot_every: u64) -> io::Result<Self> {
         std::fs::create_dir_all(&snapshot_dir)?;
+        // Snapshots that were arriving when the member stopped.
+        for e in std::fs::read_dir(&snapshot_dir)?.flatten() {
+            let p = e.path();
+            if p.extension().is_some_and(|x| x == INCOMING_EXT) {
+                std::fs::remove_file(p)?;
+            }
+        }
         let applied = get_meta(mvcc.db(), META_APPLIED)?.flatten();
         let membership = get_meta(mvcc.db(), META_MEMBERSHIP)?.unwrap_or_default();
         let alarms = get_meta(mvcc.db(), META_ALARMS)?.unwrap_or_default();
@@ -276,11 +300,12 @@ impl RaftSnapshotBuilder<TypeConfig> for StateMachine {
             rocksdb::checkpoint::Checkpoint::new(db)
                 .and_then(|c| c.create_checkpoint(&building))
                 .map_err(io_err)?;
-            let (applied, membership) = {
+            let (applied, membership, revision) = {
                 let ck = open_checkpoint(&building)?;
                 (
                     get_meta::<Option<LogId>>(&ck, META_APPLIED)?.flatten(),
                     get_meta::<StoredMembership>(&ck, META_MEMBERSHIP)?.unwrap_or_default(),
+                    crate::mvcc::read_i64(&ck, CF_META, crate::mvcc::META_REV).map_err(io_err)?,
                 )
             };
             let meta = SnapshotMeta {
@@ -295,6 +320,11 @@ impl RaftSnapshotBuilder<TypeConfig> for StateMachine {
             std::fs::rename(&building, &path)?;
             save_current(&meta_path, &meta, &path)?;
             this.prune_snapshots(&path);
+            tracing::info!(
+                index = meta.last_log_id.as_ref().map_or(0, |l| l.index),
+                revision,
+                "built a snapshot"
+            );
             Ok(Snapshot {
                 meta,
                 snapshot: SnapshotFile { path },
@@ -412,12 +442,16 @@ impl RaftStateMachine<TypeConfig> for StateMachine {
     ) -> io::Result<()> {
         let this = self.clone();
         let meta = meta.clone();
-        tokio::task::spawn_blocking(move || {
+        let revision = tokio::task::spawn_blocking(move || {
             let mvcc = &this.shared.mvcc;
             let mut state = mvcc.state.write();
             let mut r = BufReader::new(std::fs::File::open(snapshot.records()?)?);
             crate::snapshot::restore(mvcc.db(), &mut r)?;
             *state = Mvcc::load_state(mvcc.db()).map_err(io_err)?;
+            // One received from the leader arrives in a file of its own; at start, openraft
+            // restores the member's current snapshot, kept where `snapshot_paths` says.
+            let (stored, meta_path) = this.snapshot_paths(&meta);
+            let received = !snapshot.path.is_dir() && snapshot.path != stored;
             *this.shared.alarms.lock() = get_meta(mvcc.db(), META_ALARMS)?.unwrap_or_default();
             *this.shared.removed.lock() = get_meta(mvcc.db(), META_REMOVED)?.unwrap_or_default();
             *this.shared.applied.lock() = (meta.last_log_id, meta.last_membership.clone());
@@ -427,18 +461,27 @@ impl RaftStateMachine<TypeConfig> for StateMachine {
             // A snapshot received from the leader becomes this member's current one; one of
             // its own (restored at start) already is.
             if !snapshot.path.is_dir() {
-                let (path, meta_path) = this.snapshot_paths(&meta);
-                if snapshot.path != path {
-                    std::fs::copy(&snapshot.path, &path)?;
+                if received {
+                    std::fs::copy(&snapshot.path, &stored)?;
                 }
-                save_current(&meta_path, &meta, &path)?;
-                this.prune_snapshots(&path);
+                save_current(&meta_path, &meta, &stored)?;
+                this.prune_snapshots(&stored);
             }
+            let (index, revision) = (meta.last_log_id.map_or(0, |l| l.index), state.rev);
             drop(state);
-            Ok(())
+            if received {
+                tracing::info!(index, revision, "installed a snapshot from the leader");
+            } else {
+                tracing::info!(index, revision, "restored the member's current snapshot");
+            }
+            Ok::<i64, io::Error>(revision)
         })
         .await
-        .map_err(io_err)?
+        .map_err(io_err)??;
+        // Watchers following the hub would otherwise hear of the revisions the snapshot
+        // brought only when the next one is applied.
+        self.shared.hub.restored(revision);
+        Ok(())
     }
 
     async fn get_current_snapshot(&mut self) -> io::Result<Option<Snapshot>> {
@@ -454,5 +497,53 @@ impl RaftStateMachine<TypeConfig> for StateMachine {
             meta,
             snapshot: SnapshotFile { path },
         }))
+    }
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)]
+mod tests {
+    use std::io::Write;
+
+    use super::*;
+
+    fn open(dir: &std::path::Path) -> (StateMachine, PathBuf) {
+        let dbs = crate::storage::open(dir).unwrap();
+        let snapshot_dir = dir.join("snap");
+        let sm =
+            StateMachine::open(Mvcc::open(dbs.state).unwrap(), snapshot_dir.clone(), 1).unwrap();
+        (sm, snapshot_dir)
+    }
+
+    /// A snapshot arriving from the leader while this member builds one of its own (members
+    /// snapshot every `--snapshot-count` writes) must still be there to install once it has
+    /// arrived; it was pruned with the member's older snapshots, and the install's failure
+    /// stopped Raft on the member.
+    #[tokio::test]
+    async fn a_snapshot_arriving_survives_building_one() {
+        let dir = tempfile::tempdir().unwrap();
+        let (mut sm, snapshot_dir) = open(dir.path());
+        let (mut file, arriving) = incoming_snapshot(&snapshot_dir).unwrap();
+        file.write_all(b"the first chunks").unwrap();
+        let (_, other) = incoming_snapshot(&snapshot_dir).unwrap();
+        assert_ne!(*arriving, *other, "two transfers share a file");
+        sm.build_snapshot().await.unwrap();
+        sm.build_snapshot().await.unwrap();
+        assert_eq!(std::fs::read(&arriving).unwrap(), b"the first chunks");
+        // Gone once dropped, and at the next start if the member stopped first.
+        let left = arriving.keep().unwrap();
+        drop(other);
+        drop(sm);
+        assert!(left.exists());
+        let dir2 = dir.path().to_path_buf();
+        let (_sm, _) = open(&dir2);
+        assert!(!left.exists(), "a snapshot that was arriving is left over");
+        let names: Vec<String> = std::fs::read_dir(&snapshot_dir)
+            .unwrap()
+            .flatten()
+            .map(|e| e.file_name().to_string_lossy().into_owned())
+            .filter(|n| n.starts_with("incoming-"))
+            .collect();
+        assert!(names.is_empty(), "{names:?}");
     }
 }

@@ -25,7 +25,7 @@ use tonic::{Request, Response, Status, Streaming};
 use super::Node;
 use crate::error::EtcdError;
 use crate::mvcc::KeyRange;
-use crate::mvcc::read::RevEvents;
+use crate::watch::Published;
 
 /// Responses buffered per stream before watch tasks wait for the client.
 const STREAM_BUFFER: usize = 128;
@@ -165,11 +165,26 @@ impl Watcher {
         send(&self.out, r).await;
     }
 
+    /// Notes that every revision up to `rev` has been delivered (or was not wanted).
+    fn advance(&self, rev: i64) {
+        self.delivered.fetch_max(rev, Ordering::AcqRel);
+    }
+
     /// Replays revisions `next..` from the store; returns the next revision to deliver, or
     /// `None` when the watch ended.
     async fn replay(&self, mut next: i64) -> Option<i64> {
         let mvcc = &self.node.shared.mvcc;
         loop {
+            // A member behind the revision asked for (restarted, cut off, catching up: where a
+            // watcher resumes after a fault) has nothing to replay yet; the revisions from
+            // `next` on come through the hub as it applies them. Replaying up to its own
+            // revision and going on from there would send revisions below `next`, which etcd
+            // never does.
+            let current = mvcc.rev();
+            if next > current {
+                self.advance(current);
+                return Some(next);
+            }
             let res = mvcc.history(self.spec.range(), next, self.spec.prev_kv, REPLAY_BATCH);
             let (batches, covered) = match res {
                 Ok(x) => x,
@@ -190,7 +205,7 @@ impl Watcher {
             if !self.deliver(covered, events).await {
                 return None;
             }
-            self.delivered.store(covered, Ordering::Release);
+            self.advance(covered);
             next = covered + 1;
             if covered >= mvcc.rev() {
                 return Some(next);
@@ -200,7 +215,7 @@ impl Watcher {
 
     /// Delivers revisions from `start` on (`None`: those after `now`, the revision at which
     /// `rx` subscribed).
-    async fn run(self, mut rx: broadcast::Receiver<Arc<RevEvents>>, now: i64, start: Option<i64>) {
+    async fn run(self, mut rx: broadcast::Receiver<Arc<Published>>, now: i64, start: Option<i64>) {
         let mut next = start.unwrap_or(now + 1);
         if start.is_some() {
             match self.replay(next).await {
@@ -208,15 +223,17 @@ impl Watcher {
                 None => return,
             }
         } else {
-            self.delivered.store(next - 1, Ordering::Release);
+            self.advance(now);
         }
         loop {
             let got = if self.spec.progress_notify {
                 match tokio::time::timeout(self.progress_interval, rx.recv()).await {
                     Ok(r) => r,
                     Err(_) => {
+                        // Not above the store's revision, for a watch that starts later.
+                        let rev = (next - 1).min(self.node.shared.mvcc.rev());
                         let r = WatchResponse {
-                            header: Some(self.node.header(next - 1)),
+                            header: Some(self.node.header(rev)),
                             watch_id: self.spec.id,
                             ..Default::default()
                         };
@@ -229,8 +246,8 @@ impl Watcher {
             } else {
                 rx.recv().await
             };
-            let batch: Arc<RevEvents> = match got {
-                Ok(b) => b,
+            let published: Arc<Published> = match got {
+                Ok(p) => p,
                 Err(broadcast::error::RecvError::Lagged(_)) => {
                     match self.replay(next).await {
                         Some(n) => next = n,
@@ -240,7 +257,20 @@ impl Watcher {
                 }
                 Err(broadcast::error::RecvError::Closed) => return,
             };
+            let batch = match &*published {
+                Published::Revision(batch) => batch,
+                Published::Restored { rev } => {
+                    if *rev >= next {
+                        match self.replay(next).await {
+                            Some(n) => next = n,
+                            None => return,
+                        }
+                    }
+                    continue;
+                }
+            };
             if batch.rev < next {
+                self.advance(batch.rev);
                 continue;
             }
             if batch.rev > next {
@@ -263,7 +293,7 @@ impl Watcher {
                 return;
             }
             next = batch.rev + 1;
-            self.delivered.store(batch.rev, Ordering::Release);
+            self.advance(batch.rev);
         }
     }
 }
