@@ -12,15 +12,15 @@ use bosun_proto::apipb::{
 };
 use futures::Stream;
 use serde_json::Value;
-use tonic::{Request, Response, Status};
+use tonic::{Request, Response};
 
 use crate::Shared;
-use crate::error::{ApiError, ApiResult};
+use crate::error::{ApiResult, Status, to_grpc};
 use crate::patch::PatchType;
-use crate::resources::{self, Resource};
-use crate::selectors::{FieldSelector, LabelSelector};
 use crate::storage::{ListOptions, Part, WriteOptions};
 use crate::watch::{self, WatchItem, WatchParams};
+use bosun_api::resources::{self, Resource};
+use bosun_api::selectors::{FieldSelector, LabelSelector};
 
 /// The gRPC service.
 #[derive(Debug, Clone)]
@@ -37,14 +37,14 @@ impl ApiService {
 
 fn resource(name: &str) -> ApiResult<&'static Resource> {
     resources::by_plural(name)
-        .ok_or_else(|| ApiError::bad_request(format!("unknown resource {name:?}")))
+        .ok_or_else(|| Status::bad_request(format!("unknown resource {name:?}")))
 }
 
 fn target(r: Option<&ObjectRef>) -> ApiResult<(&'static Resource, &ObjectRef)> {
-    let r = r.ok_or_else(|| ApiError::bad_request("ref is required"))?;
+    let r = r.ok_or_else(|| Status::bad_request("ref is required"))?;
     let res = resource(&r.resource)?;
     if res.namespaced && r.namespace.is_empty() && !r.name.is_empty() {
-        return Err(ApiError::bad_request(format!(
+        return Err(Status::bad_request(format!(
             "{} are namespaced: namespace is required",
             res.plural
         )));
@@ -54,23 +54,23 @@ fn target(r: Option<&ObjectRef>) -> ApiResult<(&'static Resource, &ObjectRef)> {
 
 fn decode(json: &[u8]) -> ApiResult<Value> {
     serde_json::from_slice(json)
-        .map_err(|e| ApiError::bad_request(format!("the object could not be decoded as JSON: {e}")))
+        .map_err(|e| Status::bad_request(format!("the object could not be decoded as JSON: {e}")))
 }
 
 /// The gRPC answer for an operation that yields one object.
-fn reply(r: ApiResult<Value>) -> Result<Response<Object>, Status> {
+fn reply(r: ApiResult<Value>) -> Result<Response<Object>, tonic::Status> {
     r.map(|v| {
         Response::new(Object {
             json: serde_json::to_vec(&v).unwrap_or_default(),
         })
     })
-    .map_err(|e| e.to_grpc())
+    .map_err(|e| to_grpc(&e))
 }
 
 fn selectors(labels: &str, fields: &str) -> ApiResult<(LabelSelector, FieldSelector)> {
     Ok((
-        LabelSelector::parse(labels).map_err(|e| ApiError::bad_request(e.to_string()))?,
-        FieldSelector::parse(fields).map_err(|e| ApiError::bad_request(e.to_string()))?,
+        LabelSelector::parse(labels).map_err(|e| Status::bad_request(e.to_string()))?,
+        FieldSelector::parse(fields).map_err(|e| Status::bad_request(e.to_string()))?,
     ))
 }
 
@@ -78,11 +78,11 @@ fn ns_opt(ns: &str) -> Option<&str> {
     (!ns.is_empty()).then_some(ns)
 }
 
-type WatchStream = Pin<Box<dyn Stream<Item = Result<WatchEvent, Status>> + Send>>;
+type WatchStream = Pin<Box<dyn Stream<Item = Result<WatchEvent, tonic::Status>> + Send>>;
 
 #[tonic::async_trait]
 impl Api for ApiService {
-    async fn get(&self, req: Request<GetRequest>) -> Result<Response<Object>, Status> {
+    async fn get(&self, req: Request<GetRequest>) -> Result<Response<Object>, tonic::Status> {
         let r = req.into_inner();
         let run = async {
             let (res, t) = target(r.r#ref.as_ref())?;
@@ -92,7 +92,7 @@ impl Api for ApiService {
                 "scale" if res.has_subresource("scale") => {
                     st.get_scale(res, &t.namespace, &t.name).await
                 }
-                other => Err(ApiError::bad_request(format!(
+                other => Err(Status::bad_request(format!(
                     "cannot get subresource {other:?}"
                 ))),
             }
@@ -100,7 +100,10 @@ impl Api for ApiService {
         reply(run.await)
     }
 
-    async fn list(&self, req: Request<ListRequest>) -> Result<Response<ListResponse>, Status> {
+    async fn list(
+        &self,
+        req: Request<ListRequest>,
+    ) -> Result<Response<ListResponse>, tonic::Status> {
         let r = req.into_inner();
         let run = async {
             let res = resource(&r.resource)?;
@@ -120,7 +123,7 @@ impl Api for ApiService {
                     },
                 )
                 .await?;
-            Ok::<_, ApiError>(ListResponse {
+            Ok::<_, Status>(ListResponse {
                 items: list
                     .items
                     .iter()
@@ -130,10 +133,10 @@ impl Api for ApiService {
                 r#continue: list.continue_token.unwrap_or_default(),
             })
         };
-        run.await.map(Response::new).map_err(|e| e.to_grpc())
+        run.await.map(Response::new).map_err(|e| to_grpc(&e))
     }
 
-    async fn create(&self, req: Request<CreateRequest>) -> Result<Response<Object>, Status> {
+    async fn create(&self, req: Request<CreateRequest>) -> Result<Response<Object>, tonic::Status> {
         let r = req.into_inner();
         let run = async {
             let (res, t) = target(r.r#ref.as_ref())?;
@@ -148,7 +151,7 @@ impl Api for ApiService {
                     .create(res, &t.namespace, body, WriteOptions::default())
                     .await
                     .map(|(v, _)| v),
-                (_, other) => Err(ApiError::bad_request(format!(
+                (_, other) => Err(Status::bad_request(format!(
                     "cannot create subresource {other:?}"
                 ))),
             }
@@ -156,7 +159,7 @@ impl Api for ApiService {
         reply(run.await)
     }
 
-    async fn update(&self, req: Request<UpdateRequest>) -> Result<Response<Object>, Status> {
+    async fn update(&self, req: Request<UpdateRequest>) -> Result<Response<Object>, tonic::Status> {
         let r = req.into_inner();
         let run = async {
             let (res, t) = target(r.r#ref.as_ref())?;
@@ -188,7 +191,7 @@ impl Api for ApiService {
         reply(run.await)
     }
 
-    async fn patch(&self, req: Request<PatchRequest>) -> Result<Response<Object>, Status> {
+    async fn patch(&self, req: Request<PatchRequest>) -> Result<Response<Object>, tonic::Status> {
         let r = req.into_inner();
         let run = async {
             let (res, t) = target(r.r#ref.as_ref())?;
@@ -226,7 +229,7 @@ impl Api for ApiService {
     async fn delete(
         &self,
         req: Request<DeleteRequest>,
-    ) -> Result<Response<DeleteResponse>, Status> {
+    ) -> Result<Response<DeleteResponse>, tonic::Status> {
         let r = req.into_inner();
         let run = async {
             let (res, t) = target(r.r#ref.as_ref())?;
@@ -246,12 +249,12 @@ impl Api for ApiService {
                     WriteOptions::default(),
                 )
                 .await?;
-            Ok::<_, ApiError>(DeleteResponse {
+            Ok::<_, Status>(DeleteResponse {
                 json: serde_json::to_vec(&d.object).unwrap_or_default(),
                 deleted: d.gone,
             })
         };
-        run.await.map(Response::new).map_err(|e| e.to_grpc())
+        run.await.map(Response::new).map_err(|e| to_grpc(&e))
     }
 
     type WatchStream = WatchStream;
@@ -259,7 +262,7 @@ impl Api for ApiService {
     async fn watch(
         &self,
         req: Request<WatchRequest>,
-    ) -> Result<Response<Self::WatchStream>, Status> {
+    ) -> Result<Response<Self::WatchStream>, tonic::Status> {
         let r = req.into_inner();
         let shared = self.shared.clone();
         let setup = async {
@@ -278,7 +281,7 @@ impl Api for ApiService {
             };
             watch::start(&shared.storage, res, params, shared.bookmark_interval).await
         };
-        let mut session = setup.await.map_err(|e| e.to_grpc())?;
+        let mut session = setup.await.map_err(|e| to_grpc(&e))?;
         let guard = shared.metrics.watch_started();
         let stream = async_stream::stream! {
             let _guard = guard;
@@ -286,7 +289,7 @@ impl Api for ApiService {
                 match item {
                     // Too slow: end with a status the client resumes from.
                     WatchItem::Error(e) if e.code == 429 => {
-                        yield Err(e.to_grpc());
+                        yield Err(to_grpc(&e));
                         return;
                     }
                     other => {

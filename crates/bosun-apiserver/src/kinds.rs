@@ -12,9 +12,10 @@ use serde::Serialize;
 use serde::de::DeserializeOwned;
 use serde_json::{Value, json};
 
-use crate::error::{ApiError, ApiResult, Cause};
-use crate::resources::Resource;
-use crate::validation::{self as v, FieldError};
+use crate::error::{ApiResult, Status};
+use crate::validation as v;
+use bosun_api::field::FieldError;
+use bosun_api::resources::Resource;
 
 /// How to treat fields the type does not know (`fieldValidation`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
@@ -35,7 +36,7 @@ impl FieldValidation {
             "" | "Warn" => Ok(FieldValidation::Warn),
             "Ignore" => Ok(FieldValidation::Ignore),
             "Strict" => Ok(FieldValidation::Strict),
-            other => Err(ApiError::bad_request(format!(
+            other => Err(Status::bad_request(format!(
                 "fieldValidation parameter unsupported: {other}"
             ))),
         }
@@ -115,13 +116,13 @@ fn typed<T: Serialize + DeserializeOwned>(
     check: impl FnOnce(&mut T, Option<&T>) -> Vec<FieldError>,
 ) -> ApiResult<Warnings> {
     let decode_err = |e: serde_json::Error| {
-        ApiError::bad_request(format!(
+        Status::bad_request(format!(
             "{} in version \"{}\" cannot be handled as a {}: {}",
             res.kind, res.version, res.kind, e
         ))
     };
     let mut t = T::deserialize(&*obj).map_err(decode_err)?;
-    let round = serde_json::to_value(&t).map_err(|e| ApiError::internal(e.to_string()))?;
+    let round = serde_json::to_value(&t).map_err(|e| Status::internal(e.to_string()))?;
     let mut unknown = Vec::new();
     unknown_fields(obj, &round, "", &mut unknown);
     let unknown: Vec<String> = unknown
@@ -130,7 +131,7 @@ fn typed<T: Serialize + DeserializeOwned>(
         .collect();
     let warnings = match fv {
         FieldValidation::Strict if !unknown.is_empty() => {
-            return Err(ApiError::bad_request(format!(
+            return Err(Status::bad_request(format!(
                 "strict decoding error: {}",
                 unknown.join(", ")
             )));
@@ -149,32 +150,10 @@ fn typed<T: Serialize + DeserializeOwned>(
             .and_then(Value::as_str)
             .unwrap_or_default()
             .to_string();
-        return Err(invalid(res, &name, &errors));
+        return Err(Status::invalid_object(res, &name, &errors));
     }
-    *obj = serde_json::to_value(&t).map_err(|e| ApiError::internal(e.to_string()))?;
+    *obj = serde_json::to_value(&t).map_err(|e| Status::internal(e.to_string()))?;
     Ok(warnings)
-}
-
-/// The 422 for field errors.
-pub fn invalid(res: &Resource, name: &str, errors: &[FieldError]) -> ApiError {
-    ApiError::invalid(
-        res,
-        name,
-        v::invalid_message(&res.qualified_kind(), name, errors),
-        causes(errors),
-    )
-}
-
-/// The `Status` causes of field errors.
-pub fn causes(errors: &[FieldError]) -> Vec<Cause> {
-    errors
-        .iter()
-        .map(|e| Cause {
-            reason: e.reason().to_string(),
-            message: e.message(),
-            field: e.field.clone(),
-        })
-        .collect()
 }
 
 /// Collects the paths present (and not null) in `sent` but absent from `kept`.
@@ -281,7 +260,7 @@ pub fn qos_class(pod: &Value) -> &'static str {
 #[allow(clippy::unwrap_used)]
 mod tests {
     use super::*;
-    use crate::resources::by_plural;
+    use bosun_api::resources::by_plural;
 
     #[test]
     fn strict_rejects_unknown_fields_and_warn_drops_them() {

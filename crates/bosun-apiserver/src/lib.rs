@@ -10,12 +10,9 @@ pub mod error;
 pub mod grpc;
 pub mod kinds;
 pub mod limits;
-pub mod names;
 pub mod patch;
 pub mod protobuf;
-pub mod resources;
 pub mod rest;
-pub mod selectors;
 pub mod serve;
 pub mod storage;
 pub mod strategic_merge;
@@ -39,6 +36,8 @@ use hyper_util::rt::TokioExecutor;
 use serde_json::json;
 use tokio::sync::watch as signal;
 use tracing::{info, warn};
+
+use bosun_api::resources;
 
 use crate::limits::Limits;
 use crate::storage::Storage;

@@ -4,7 +4,7 @@
 use json_patch::PatchOperation;
 use serde_json::Value;
 
-use crate::error::{ApiError, ApiResult};
+use crate::error::{ApiResult, Status};
 use crate::limits::MAX_JSON_PATCH_OPERATIONS;
 use crate::strategic_merge::strategic_merge;
 
@@ -27,10 +27,10 @@ impl PatchType {
             "application/json-patch+json" => Ok(PatchType::Json),
             "application/merge-patch+json" => Ok(PatchType::Merge),
             "application/strategic-merge-patch+json" => Ok(PatchType::Strategic),
-            "application/apply-patch+yaml" => Err(ApiError::unsupported_media_type(
+            "application/apply-patch+yaml" => Err(Status::unsupported_media_type(
                 "server-side apply is not supported; use client-side `kubectl apply`",
             )),
-            other => Err(ApiError::unsupported_media_type(format!(
+            other => Err(Status::unsupported_media_type(format!(
                 "the body of the request was in an unknown format - accepted media types include: application/json-patch+json, application/merge-patch+json, application/strategic-merge-patch+json (got {other:?})"
             ))),
         }
@@ -42,7 +42,7 @@ impl PatchType {
             "json" => Ok(PatchType::Json),
             "merge" => Ok(PatchType::Merge),
             "strategic" => Ok(PatchType::Strategic),
-            other => Err(ApiError::bad_request(format!(
+            other => Err(Status::bad_request(format!(
                 "unknown patch type {other:?}: use json, merge or strategic"
             ))),
         }
@@ -61,9 +61,9 @@ pub fn apply(
     match ptype {
         PatchType::Json => {
             let ops: json_patch::Patch = serde_json::from_value(patch.clone())
-                .map_err(|e| ApiError::bad_request(format!("error decoding patch: {e}")))?;
+                .map_err(|e| Status::bad_request(format!("error decoding patch: {e}")))?;
             if ops.len() > MAX_JSON_PATCH_OPERATIONS {
-                return Err(ApiError::too_large(format!(
+                return Err(Status::too_large(format!(
                     "Request entity too large: The allowed maximum operations in a JSON patch is {MAX_JSON_PATCH_OPERATIONS}, got {}",
                     ops.len()
                 )));
@@ -72,7 +72,7 @@ pub fn apply(
         }
         PatchType::Merge => {
             if !patch.is_object() {
-                return Err(ApiError::bad_request(
+                return Err(Status::bad_request(
                     "error decoding patch: a merge patch must be a JSON object",
                 ));
             }
@@ -81,7 +81,7 @@ pub fn apply(
             Ok(doc)
         }
         PatchType::Strategic => {
-            strategic_merge(kind, cur, patch).map_err(|e| ApiError::invalid_patch(e.to_string()))
+            strategic_merge(kind, cur, patch).map_err(|e| Status::invalid_patch(e.to_string()))
         }
     }
 }
@@ -99,13 +99,13 @@ fn apply_json_patch(cur: &Value, ops: &[PatchOperation], copy_limit: usize) -> A
         {
             copied = copied.saturating_add(encoded_len(source));
             if copied > copy_limit {
-                return Err(ApiError::patch_failed(format!(
+                return Err(Status::patch_failed(format!(
                     "Unable to complete the copy, the accumulated size increase of copy is {copied}, exceeding the limit {copy_limit}"
                 )));
             }
         }
         json_patch::patch_unsafe(&mut doc, std::slice::from_ref(op)).map_err(|e| {
-            ApiError::patch_failed(format!(
+            Status::patch_failed(format!(
                 "operation '/{i}' failed at path '{}': {}",
                 e.path, e.kind
             ))

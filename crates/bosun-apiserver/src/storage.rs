@@ -19,13 +19,18 @@ use bosun_client::{
 use parking_lot::Mutex;
 use serde_json::{Value, json};
 
-use crate::error::{ApiError, ApiResult};
+use bosun_api::field::{invalid, required};
+use bosun_api::meta::{
+    finalizers, meta_str, now_rfc3339, rfc3339, set_condition, set_resource_version,
+};
+use bosun_api::selectors::{FieldSelector, LabelSelector, matches};
+
+use crate::error::{ApiResult, Status};
 use crate::kinds::{self, FieldValidation, Warnings};
 use crate::limits::Limits;
 use crate::patch::{self, PatchType};
-use crate::resources::Resource;
-use crate::selectors::{FieldSelector, LabelSelector, field_value};
-use crate::watch_cache::{WatchCache, decode_object, set_resource_version};
+use crate::watch_cache::{WatchCache, decode_object};
+use bosun_api::resources::Resource;
 
 /// Bounded retries of a compare-and-swap that lost a race (without a client precondition).
 const CAS_RETRIES: usize = 16;
@@ -45,7 +50,7 @@ impl Part {
         match sub {
             "" => Ok(Part::Main),
             "status" if res.status_subresource => Ok(Part::Status),
-            other => Err(ApiError::bad_request(format!(
+            other => Err(Status::bad_request(format!(
                 "subresource {other} of {} is not updatable this way",
                 res.qualified()
             ))),
@@ -134,51 +139,25 @@ impl std::fmt::Debug for Storage {
     }
 }
 
-/// Current time as Kubernetes writes timestamps (RFC 3339, seconds, UTC).
-pub fn now_rfc3339() -> String {
-    jiff::Timestamp::now()
-        .strftime("%Y-%m-%dT%H:%M:%SZ")
-        .to_string()
-}
-
 fn rfc3339_after(secs: i64) -> String {
     let t = jiff::Timestamp::now()
         .checked_add(jiff::SignedDuration::from_secs(secs))
         .unwrap_or_else(|_| jiff::Timestamp::now());
-    t.strftime("%Y-%m-%dT%H:%M:%SZ").to_string()
-}
-
-/// `metadata.<field>` as a string.
-pub fn meta_str<'a>(obj: &'a Value, field: &str) -> &'a str {
-    obj.get("metadata")
-        .and_then(|m| m.get(field))
-        .and_then(Value::as_str)
-        .unwrap_or_default()
+    rfc3339(t)
 }
 
 fn meta_mut(obj: &mut Value) -> ApiResult<&mut serde_json::Map<String, Value>> {
     let o = obj
         .as_object_mut()
-        .ok_or_else(|| ApiError::bad_request("the object is not a JSON object"))?;
+        .ok_or_else(|| Status::bad_request("the object is not a JSON object"))?;
     let m = o
         .entry("metadata")
         .or_insert_with(|| Value::Object(Default::default()));
     if !m.is_object() {
-        return Err(ApiError::bad_request("metadata must be an object"));
+        return Err(Status::bad_request("metadata must be an object"));
     }
     m.as_object_mut()
-        .ok_or_else(|| ApiError::bad_request("metadata must be an object"))
-}
-
-fn finalizers(obj: &Value) -> Vec<String> {
-    obj.pointer("/metadata/finalizers")
-        .and_then(Value::as_array)
-        .map(|a| {
-            a.iter()
-                .filter_map(|f| f.as_str().map(str::to_string))
-                .collect()
-        })
-        .unwrap_or_default()
+        .ok_or_else(|| Status::bad_request("metadata must be an object"))
 }
 
 /// Random suffix for generateName: Kubernetes' alphabet without vowels and confusables.
@@ -210,7 +189,7 @@ fn encode_continue(rv: i64, start: &str) -> String {
 
 fn decode_continue(s: &str) -> ApiResult<ContinueToken> {
     let bad = || {
-        ApiError::bad_request(
+        Status::bad_request(
             "continue key is not valid: incorrect encoded start resourceVersion (version meta.k8s.io/v1)",
         )
     };
@@ -222,12 +201,6 @@ fn decode_continue(s: &str) -> ApiResult<ContinueToken> {
         return Err(bad());
     }
     Ok(t)
-}
-
-/// Whether an object passes the list/watch filters.
-pub fn matches(obj: &Value, labels: &LabelSelector, fields: &FieldSelector) -> bool {
-    let l = obj.pointer("/metadata/labels").and_then(Value::as_object);
-    labels.matches(l) && fields.matches(|f| field_value(obj, f))
 }
 
 impl Storage {
@@ -288,9 +261,9 @@ impl Storage {
 
     /// The watch cache of a resource.
     pub fn cache(&self, res: &Resource) -> ApiResult<&Arc<WatchCache>> {
-        self.caches.get(res.plural).ok_or_else(|| {
-            ApiError::method_not_allowed(format!("{} cannot be watched", res.plural))
-        })
+        self.caches
+            .get(res.plural)
+            .ok_or_else(|| Status::method_not_allowed(format!("{} cannot be watched", res.plural)))
     }
 
     async fn read(&self, res: &Resource, ns: &str, name: &str) -> ApiResult<Option<Stored>> {
@@ -298,14 +271,14 @@ impl Storage {
             .kv
             .get(self.key(res, ns, name), GetOptions::new())
             .await
-            .map_err(ApiError::from_store)?;
+            .map_err(crate::error::from_store)?;
         Ok(resp.kvs.first().and_then(stored))
     }
 
     async fn read_existing(&self, res: &Resource, ns: &str, name: &str) -> ApiResult<Stored> {
         self.read(res, ns, name)
             .await?
-            .ok_or_else(|| ApiError::not_found(res, name))
+            .ok_or_else(|| Status::not_found(res, name))
     }
 
     /// One object.
@@ -322,7 +295,7 @@ impl Storage {
     ) -> ApiResult<ListResult> {
         for (f, _, _) in opts.fields.requirements() {
             if !res.field_selectable(f) {
-                return Err(ApiError::bad_request(format!(
+                return Err(Status::bad_request(format!(
                     "field label not supported: {f}"
                 )));
             }
@@ -358,15 +331,15 @@ impl Storage {
             }
             let resp = self.kv.get(start.clone(), g).await.map_err(|e| match e {
                 bosun_client::Error::Compacted { .. } if !opts.continue_token.is_empty() => {
-                    ApiError::expired("The provided continue parameter is too old to display a consistent list result. You can start a new list without the continue parameter.")
+                    Status::expired("The provided continue parameter is too old to display a consistent list result. You can start a new list without the continue parameter.")
                 }
-                bosun_client::Error::Compacted { .. } => ApiError::expired(format!(
+                bosun_client::Error::Compacted { .. } => Status::expired(format!(
                     "too old resource version: {revision}"
                 )),
-                bosun_client::Error::FutureRevision => ApiError::timeout(format!(
+                bosun_client::Error::FutureRevision => Status::timeout(format!(
                     "Too large resource version: {revision}"
                 )),
-                other => ApiError::from_store(other),
+                other => crate::error::from_store(other),
             })?;
             if revision == 0 {
                 revision = resp.header.as_ref().map_or(0, |h| h.revision);
@@ -410,20 +383,18 @@ impl Storage {
         if !res.namespaced {
             return Ok(());
         }
-        let Some(nsres) = crate::resources::by_plural("namespaces") else {
+        let Some(nsres) = bosun_api::resources::by_plural("namespaces") else {
             return Ok(());
         };
         match self.read(nsres, "", ns).await? {
-            None => Err(ApiError::not_found(nsres, ns)),
-            Some(n) if !meta_str(&n.obj, "deletionTimestamp").is_empty() => {
-                Err(ApiError::forbidden(
-                    res,
-                    name,
-                    &format!(
-                        "unable to create new content in namespace {ns} because it is being terminated"
-                    ),
-                ))
-            }
+            None => Err(Status::not_found(nsres, ns)),
+            Some(n) if !meta_str(&n.obj, "deletionTimestamp").is_empty() => Err(Status::forbidden(
+                res,
+                name,
+                &format!(
+                    "unable to create new content in namespace {ns} because it is being terminated"
+                ),
+            )),
             Some(_) => Ok(()),
         }
     }
@@ -441,7 +412,7 @@ impl Storage {
         {
             let o = obj
                 .as_object_mut()
-                .ok_or_else(|| ApiError::bad_request("the object is not a JSON object"))?;
+                .ok_or_else(|| Status::bad_request("the object is not a JSON object"))?;
             o.insert("kind".into(), json!(res.kind));
             o.insert("apiVersion".into(), json!(api_version));
         }
@@ -449,7 +420,7 @@ impl Storage {
         if res.namespaced {
             match m.get("namespace").and_then(Value::as_str) {
                 Some(n) if !n.is_empty() && n != ns => {
-                    return Err(ApiError::bad_request(
+                    return Err(Status::bad_request(
                         "the namespace of the provided object does not match the namespace sent on the request",
                     ));
                 }
@@ -502,7 +473,7 @@ impl Storage {
             let warnings = kinds::prepare_create(res, &mut candidate, opts.field_validation)?;
             self.namespace_check(res, ns, &name).await?;
             let value =
-                serde_json::to_vec(&candidate).map_err(|e| ApiError::internal(e.to_string()))?;
+                serde_json::to_vec(&candidate).map_err(|e| Status::internal(e.to_string()))?;
             self.limits.check_object(value.len())?;
             if opts.dry_run {
                 return Ok((candidate, warnings));
@@ -520,17 +491,17 @@ impl Storage {
                         .and_then([TxnOp::put(key, value, put)]),
                 )
                 .await
-                .map_err(ApiError::from_store)?;
+                .map_err(crate::error::from_store)?;
             if resp.succeeded {
                 let rev = resp.header.map_or(0, |h| h.revision);
                 set_resource_version(&mut candidate, rev);
                 return Ok((candidate, warnings));
             }
             if attempts == 1 {
-                return Err(ApiError::already_exists(res, &name));
+                return Err(Status::already_exists(res, &name));
             }
         }
-        Err(ApiError::already_exists(res, &generate))
+        Err(Status::already_exists(res, &generate))
     }
 
     async fn event_lease(&self) -> ApiResult<i64> {
@@ -544,7 +515,7 @@ impl Storage {
             .kv
             .lease_grant(ttl, 0)
             .await
-            .map_err(ApiError::from_store)?;
+            .map_err(crate::error::from_store)?;
         *self.event_leases.current.lock() = Some((resp.id, Instant::now()));
         Ok(resp.id)
     }
@@ -586,7 +557,7 @@ impl Storage {
         opts: WriteOptions,
     ) -> ApiResult<(Value, Warnings)> {
         let parsed: Value = serde_json::from_slice(patch_body)
-            .map_err(|e| ApiError::bad_request(format!("error decoding patch: {e}")))?;
+            .map_err(|e| Status::bad_request(format!("error decoding patch: {e}")))?;
         self.modify(
             res,
             ns,
@@ -606,7 +577,7 @@ impl Storage {
                 // A resourceVersion in the patch is a precondition.
                 let want = meta_str(&out, "resourceVersion");
                 if !want.is_empty() && want != meta_str(cur, "resourceVersion") {
-                    return Err(ApiError::conflict(res, name));
+                    return Err(Status::conflict(res, name));
                 }
                 Ok(out)
             },
@@ -632,7 +603,7 @@ impl Storage {
         for _ in 0..CAS_RETRIES {
             let cur = self.read_existing(res, ns, name).await?;
             if precondition.is_some_and(|p| p != cur.rev) {
-                return Err(ApiError::conflict(res, name));
+                return Err(Status::conflict(res, name));
             }
             let body = change(&cur.obj)?;
             let (mut new, warnings) = merge_update(res, &cur.obj, body, part, opts)?;
@@ -641,7 +612,7 @@ impl Storage {
             }
             if opts.dry_run {
                 let encoded =
-                    serde_json::to_vec(&new).map_err(|e| ApiError::internal(e.to_string()))?;
+                    serde_json::to_vec(&new).map_err(|e| Status::internal(e.to_string()))?;
                 self.limits.check_object(encoded.len())?;
                 return Ok((new, warnings));
             }
@@ -653,11 +624,11 @@ impl Storage {
                     set_resource_version(&mut new, rev);
                     return Ok((new, warnings));
                 }
-                None if precondition.is_some() => return Err(ApiError::conflict(res, name)),
+                None if precondition.is_some() => return Err(Status::conflict(res, name)),
                 None => continue,
             }
         }
-        Err(ApiError::conflict(res, name))
+        Err(Status::conflict(res, name))
     }
 
     /// Compare-and-swap of `new` (or delete when `delete`) on `rev`; the new revision, or
@@ -679,8 +650,7 @@ impl Storage {
             if let Ok(m) = meta_mut(&mut stored) {
                 m.remove("resourceVersion");
             }
-            let value =
-                serde_json::to_vec(&stored).map_err(|e| ApiError::internal(e.to_string()))?;
+            let value = serde_json::to_vec(&stored).map_err(|e| Status::internal(e.to_string()))?;
             self.limits.check_object(value.len())?;
             // Keep an event's lease.
             TxnOp::put(key.clone(), value, PutOptions::new().with_ignore_lease())
@@ -693,7 +663,7 @@ impl Storage {
                     .and_then([op]),
             )
             .await
-            .map_err(ApiError::from_store)?;
+            .map_err(crate::error::from_store)?;
         Ok(resp
             .succeeded
             .then(|| resp.header.map_or(0, |h| h.revision)))
@@ -713,22 +683,15 @@ impl Storage {
             .unwrap_or_default()
             .to_string();
         if node.is_empty() {
-            return Err(ApiError::invalid(
-                res,
-                name,
-                format!("Binding.core \"{name}\" is invalid: target.name: Required value"),
-                vec![crate::error::Cause {
-                    reason: "FieldValueRequired".into(),
-                    message: "Required value".into(),
-                    field: "target.name".into(),
-                }],
-            ));
+            let e = required("target.name", "");
+            return Err(Status::invalid("core", "Binding", name, &[e])
+                .with_details_kind(res.group, res.kind));
         }
         for _ in 0..CAS_RETRIES {
             let cur = self.read_existing(res, ns, name).await?;
             let mut pod = cur.obj.clone();
             if !meta_str(&pod, "deletionTimestamp").is_empty() {
-                return Err(ApiError::conflict_msg(
+                return Err(Status::conflict_msg(
                     res,
                     name,
                     "pod is being deleted, cannot be assigned to a host",
@@ -740,7 +703,7 @@ impl Storage {
                 .unwrap_or_default()
                 .to_string();
             if !assigned.is_empty() {
-                return Err(ApiError::conflict_msg(
+                return Err(Status::conflict_msg(
                     res,
                     name,
                     &format!("pod {name} is already assigned to node \"{assigned}\""),
@@ -756,7 +719,7 @@ impl Storage {
                 return Ok(());
             }
         }
-        Err(ApiError::conflict(res, name))
+        Err(Status::conflict(res, name))
     }
 
     /// Deletes an object, as Kubernetes does: preconditions, finalizers (with the
@@ -870,7 +833,7 @@ impl Storage {
                 });
             }
         }
-        Err(ApiError::conflict(res, name))
+        Err(Status::conflict(res, name))
     }
 
     /// Deletes every matching object in a collection; returns what was deleted or marked.
@@ -888,7 +851,7 @@ impl Storage {
         opts: WriteOptions,
     ) -> ApiResult<Vec<Value>> {
         if !res.delete_collection {
-            return Err(ApiError::method_not_allowed(
+            return Err(Status::method_not_allowed(
                 "the server does not allow this method on the requested resource",
             ));
         }
@@ -915,7 +878,7 @@ impl Storage {
     /// on nodes go gracefully) and removes it once nothing is left: the namespace
     /// lifecycle that kubectl waits for. Returns how many namespaces are still terminating.
     pub async fn finalize_namespaces(&self) -> ApiResult<usize> {
-        let Some(nsres) = crate::resources::by_plural("namespaces") else {
+        let Some(nsres) = bosun_api::resources::by_plural("namespaces") else {
             return Ok(0);
         };
         let all = self.list(nsres, None, &ListOptions::default()).await?;
@@ -926,7 +889,10 @@ impl Storage {
             }
             let name = meta_str(&ns, "name").to_string();
             let mut left = 0;
-            for res in crate::resources::RESOURCES.iter().filter(|r| r.namespaced) {
+            for res in bosun_api::resources::RESOURCES
+                .iter()
+                .filter(|r| r.namespaced)
+            {
                 self.delete_collection(
                     res,
                     Some(&name),
@@ -978,8 +944,8 @@ pub fn parse_resource_version(rv: &str) -> ApiResult<Option<i64>> {
         return Ok(None);
     }
     if !rv.bytes().all(|b| b.is_ascii_digit()) {
-        let q = crate::names::go_quote(rv);
-        return Err(ApiError::bad_request(format!(
+        let q = bosun_api::names::go_quote(rv);
+        return Err(Status::bad_request(format!(
             "invalid resource version: resourceVersion: Invalid value: {q}: strconv.ParseUint: parsing {q}: invalid syntax"
         )));
     }
@@ -992,7 +958,7 @@ fn parse_rv(s: &str) -> ApiResult<Option<i64>> {
     }
     s.parse::<i64>()
         .map(Some)
-        .map_err(|_| ApiError::bad_request(format!("invalid resource version: {s}")))
+        .map_err(|_| Status::bad_request(format!("invalid resource version: {s}")))
 }
 
 /// Go's name for the JSON type of a value, as its decoder reports a mismatch.
@@ -1013,7 +979,7 @@ fn string_field<'a>(obj: &'a Value, field: &str, owner: &str) -> ApiResult<&'a s
     match obj.get(field) {
         None | Some(Value::Null) => Ok(""),
         Some(Value::String(s)) => Ok(s),
-        Some(other) => Err(ApiError::bad_request(format!(
+        Some(other) => Err(Status::bad_request(format!(
             "json: cannot unmarshal {} into Go struct field {owner}.{field} of type string",
             go_json_type(other)
         ))),
@@ -1022,26 +988,26 @@ fn string_field<'a>(obj: &'a Value, field: &str, owner: &str) -> ApiResult<&'a s
 
 fn check_type(res: &Resource, obj: &Value) -> ApiResult<()> {
     if !obj.is_object() {
-        return Err(ApiError::bad_request("the body is not a JSON object"));
+        return Err(Status::bad_request("the body is not a JSON object"));
     }
     // kube-apiserver reads kind and apiVersion first; a non-string makes the body
     // unrecognizable.
-    let unrecognized = |e: ApiError| {
-        ApiError::bad_request(format!(
+    let unrecognized = |e: Status| {
+        Status::bad_request(format!(
             "the object provided is unrecognized (must be of type {}): couldn't get version/kind; json parse error: {}",
             res.kind, e.message
         ))
     };
     let kind = string_field(obj, "kind", "").map_err(unrecognized)?;
     if !kind.is_empty() && kind != res.kind {
-        return Err(ApiError::bad_request(format!(
+        return Err(Status::bad_request(format!(
             "the kind in the data ({kind}) does not match the expected kind ({})",
             res.kind
         )));
     }
     let av = string_field(obj, "apiVersion", "").map_err(unrecognized)?;
     if !av.is_empty() && av != res.api_version() {
-        return Err(ApiError::bad_request(format!(
+        return Err(Status::bad_request(format!(
             "the API version in the data ({av}) does not match the expected API version ({})",
             res.api_version()
         )));
@@ -1065,7 +1031,7 @@ fn check_identity(
         None | Some(Value::Null) => &Value::Null,
         Some(m @ Value::Object(_)) => m,
         Some(other) => {
-            return Err(ApiError::bad_request(format!(
+            return Err(Status::bad_request(format!(
                 "json: cannot unmarshal {} into Go struct field {}.metadata of type v1.ObjectMeta",
                 go_json_type(other),
                 res.kind
@@ -1075,16 +1041,16 @@ fn check_identity(
     let owner = "ObjectMeta.metadata";
     let body_name = string_field(meta, "name", owner)?;
     if body_name.is_empty() && name_required {
-        return Err(ApiError::bad_request("name must be provided"));
+        return Err(Status::bad_request("name must be provided"));
     }
     if !body_name.is_empty() && body_name != name {
-        return Err(ApiError::bad_request(format!(
+        return Err(Status::bad_request(format!(
             "the name of the object ({body_name}) does not match the name on the URL ({name})"
         )));
     }
     let body_ns = string_field(meta, "namespace", owner)?;
     if res.namespaced && !body_ns.is_empty() && body_ns != ns {
-        return Err(ApiError::bad_request(
+        return Err(Status::bad_request(
             "the namespace of the provided object does not match the namespace sent on the request",
         ));
     }
@@ -1105,7 +1071,7 @@ impl DeleteOptions {
     /// Reads and validates the options (400 for a malformed or unsupported value).
     fn parse(options: &Value) -> ApiResult<DeleteOptions> {
         if !options.is_object() {
-            return Err(ApiError::bad_request(format!(
+            return Err(Status::bad_request(format!(
                 "json: cannot unmarshal {} into Go value of type v1.DeleteOptions",
                 go_json_type(options)
             )));
@@ -1113,7 +1079,7 @@ impl DeleteOptions {
         let grace_period = match options.get("gracePeriodSeconds") {
             None | Some(Value::Null) => None,
             Some(v) => Some(v.as_i64().ok_or_else(|| {
-                ApiError::bad_request(format!(
+                Status::bad_request(format!(
                     "json: cannot unmarshal {} into Go struct field DeleteOptions.gracePeriodSeconds of type int64",
                     go_json_type(v)
                 ))
@@ -1124,7 +1090,7 @@ impl DeleteOptions {
                 None | Some(Value::Null) => None,
                 Some(Value::Bool(o)) => Some(if *o { "Orphan" } else { "Background" }.to_string()),
                 Some(v) => {
-                    return Err(ApiError::bad_request(format!(
+                    return Err(Status::bad_request(format!(
                         "json: cannot unmarshal {} into Go struct field DeleteOptions.orphanDependents of type bool",
                         go_json_type(v)
                     )));
@@ -1135,7 +1101,7 @@ impl DeleteOptions {
         match policy.as_deref() {
             None | Some("Orphan" | "Background" | "Foreground") => {}
             Some(other) => {
-                return Err(ApiError::bad_request(format!(
+                return Err(Status::bad_request(format!(
                     "DeleteOptions.meta.k8s.io \"\" is invalid: propagationPolicy: Unsupported value: \"{other}\": supported values: \"Foreground\", \"Background\", \"Orphan\""
                 )));
             }
@@ -1144,7 +1110,7 @@ impl DeleteOptions {
             None | Some(Value::Null) => &Value::Null,
             Some(p @ Value::Object(_)) => p,
             Some(other) => {
-                return Err(ApiError::bad_request(format!(
+                return Err(Status::bad_request(format!(
                     "json: cannot unmarshal {} into Go struct field DeleteOptions.preconditions of type v1.Preconditions",
                     go_json_type(other)
                 )));
@@ -1163,7 +1129,7 @@ impl DeleteOptions {
     /// namespace, and its preconditions hold.
     fn check(&self, res: &Resource, name: &str, obj: &Value, rev: i64) -> ApiResult<()> {
         if res.kind == "Namespace" && crate::PROTECTED_NAMESPACES.contains(&name) {
-            return Err(ApiError::forbidden(
+            return Err(Status::forbidden(
                 res,
                 name,
                 "this namespace may not be deleted",
@@ -1172,7 +1138,7 @@ impl DeleteOptions {
         if let Some(uid) = &self.uid {
             let have = meta_str(obj, "uid");
             if uid != have {
-                return Err(ApiError::conflict_msg(
+                return Err(Status::conflict_msg(
                     res,
                     name,
                     &format!(
@@ -1184,7 +1150,7 @@ impl DeleteOptions {
         if let Some(rv) = &self.resource_version
             && parse_rv(rv)? != Some(rev)
         {
-            return Err(ApiError::conflict_msg(
+            return Err(Status::conflict_msg(
                 res,
                 name,
                 &format!(
@@ -1225,33 +1191,6 @@ fn graceful_pending(res: &Resource, obj: &Value) -> bool {
             .pointer("/metadata/deletionGracePeriodSeconds")
             .and_then(Value::as_i64)
             .is_some_and(|g| g > 0)
-}
-
-/// Sets (or replaces) a status condition.
-pub fn set_condition(obj: &mut Value, type_: &str, status: &str, reason: &str, message: &str) {
-    let now = now_rfc3339();
-    let Some(o) = obj.as_object_mut() else { return };
-    let st = o.entry("status").or_insert_with(|| json!({}));
-    let Some(st) = st.as_object_mut() else { return };
-    let conds = st.entry("conditions").or_insert_with(|| json!([]));
-    let Some(conds) = conds.as_array_mut() else {
-        return;
-    };
-    let mut c =
-        json!({"type": type_, "status": status, "lastProbeTime": null, "lastTransitionTime": now});
-    if !reason.is_empty() {
-        c["reason"] = json!(reason);
-    }
-    if !message.is_empty() {
-        c["message"] = json!(message);
-    }
-    match conds
-        .iter_mut()
-        .find(|c| c.get("type").and_then(Value::as_str) == Some(type_))
-    {
-        Some(existing) => *existing = c,
-        None => conds.push(c),
-    }
 }
 
 /// Builds the object an update stores from the current one and the client's version.
@@ -1305,7 +1244,7 @@ fn merge_update(
     if cur_meta.contains_key("deletionTimestamp") {
         let old_fins = finalizers(cur);
         if finalizers(&new).iter().any(|f| !old_fins.contains(f)) {
-            return Err(ApiError::forbidden(
+            return Err(Status::forbidden(
                 res,
                 meta_str(cur, "name"),
                 "no new finalizers can be added if the object is being deleted",
@@ -1418,23 +1357,20 @@ impl Storage {
                     let scale = change(&scale_of(cur))?;
                     let want = meta_str(&scale, "resourceVersion");
                     if !want.is_empty() && want != meta_str(cur, "resourceVersion") {
-                        return Err(ApiError::conflict(res, name));
+                        return Err(Status::conflict(res, name));
                     }
                     let replicas = scale
                         .pointer("/spec/replicas")
                         .and_then(Value::as_i64)
                         .unwrap_or(0);
                     if replicas < 0 {
-                        return Err(ApiError::invalid(
-                            res,
-                            name,
-                            format!("Scale.autoscaling \"{name}\" is invalid: spec.replicas: Invalid value: {replicas}: must be greater than or equal to 0"),
-                            vec![crate::error::Cause {
-                                reason: "FieldValueInvalid".into(),
-                                message: format!("Invalid value: {replicas}: must be greater than or equal to 0"),
-                                field: "spec.replicas".into(),
-                            }],
-                        ));
+                        let e = invalid(
+                            "spec.replicas",
+                            replicas.to_string(),
+                            "must be greater than or equal to 0",
+                        );
+                        return Err(Status::invalid("autoscaling", "Scale", name, &[e])
+                            .with_details_kind(res.group, res.kind));
                     }
                     let mut next = cur.clone();
                     next["spec"]["replicas"] = json!(replicas);

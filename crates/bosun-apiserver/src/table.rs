@@ -14,7 +14,7 @@
 use jiff::{SignedDuration, Timestamp};
 use serde_json::{Value, json};
 
-use crate::selectors::{LabelSelector, SelectorError};
+use bosun_api::selectors::{LabelSelector, SelectorError};
 
 /// One column definition of a meta.k8s.io/v1 Table.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -9,11 +9,12 @@ use std::time::Duration;
 use serde_json::{Value, json};
 use tokio::time::Instant;
 
-use crate::error::{ApiError, ApiResult};
-use crate::resources::Resource;
-use crate::selectors::{FieldSelector, LabelSelector};
-use crate::storage::{ListOptions, Storage, matches};
+use crate::error::{ApiResult, Status};
+use crate::storage::{ListOptions, Storage};
 use crate::watch_cache::{CacheEvent, EventType, Subscription, set_resource_version};
+use bosun_api::resources::Resource;
+use bosun_api::selectors::matches;
+use bosun_api::selectors::{FieldSelector, LabelSelector};
 
 /// What a watch asks for.
 #[derive(Debug, Clone, Default)]
@@ -47,17 +48,22 @@ pub enum WatchItem {
     /// Every change up to this version has been sent.
     Bookmark(Value),
     /// The watch ends with this error (410 Expired: re-list; 429: resume).
-    Error(ApiError),
+    Error(Status),
 }
 
 impl WatchItem {
     /// The Kubernetes event type.
-    pub fn type_str(&self) -> &'static str {
+    pub fn event_type(&self) -> EventType {
         match self {
-            WatchItem::Event { kind, .. } => kind.as_str(),
-            WatchItem::Bookmark(_) => "BOOKMARK",
-            WatchItem::Error(_) => "ERROR",
+            WatchItem::Event { kind, .. } => *kind,
+            WatchItem::Bookmark(_) => EventType::Bookmark,
+            WatchItem::Error(_) => EventType::Error,
         }
+    }
+
+    /// The Kubernetes event type's name.
+    pub fn type_str(&self) -> &'static str {
+        self.event_type().as_str()
     }
 
     /// The event's object JSON bytes (a `Status` for errors).
@@ -68,9 +74,7 @@ impl WatchItem {
             } => ev.obj_bytes(),
             WatchItem::Event { obj, .. } => serde_json::to_vec(&**obj).unwrap_or_default().into(),
             WatchItem::Bookmark(v) => serde_json::to_vec(v).unwrap_or_default().into(),
-            WatchItem::Error(e) => serde_json::to_vec(&e.to_status())
-                .unwrap_or_default()
-                .into(),
+            WatchItem::Error(e) => serde_json::to_vec(&e.to_json()).unwrap_or_default().into(),
         }
     }
 }
@@ -108,7 +112,7 @@ pub async fn start(
 ) -> ApiResult<WatchSession> {
     for (f, _, _) in params.fields.requirements() {
         if !res.field_selectable(f) {
-            return Err(ApiError::bad_request(format!(
+            return Err(Status::bad_request(format!(
                 "field label not supported: {f}"
             )));
         }
@@ -263,6 +267,8 @@ impl WatchSession {
                 (false, false) => None,
             },
             EventType::Deleted => (cur_ok || prev_ok).then(|| same(EventType::Deleted)),
+            // The cache records changes only.
+            EventType::Bookmark | EventType::Error => None,
         }
     }
 }

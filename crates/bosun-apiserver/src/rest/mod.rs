@@ -22,14 +22,16 @@ use axum::routing::get;
 use serde_json::{Value, json};
 
 use crate::Shared;
-use crate::error::{ApiError, ApiResult};
+use crate::error::{ApiResult, Status};
 use crate::kinds::{FieldValidation, Warnings};
 use crate::patch::PatchType;
-use crate::resources::{self, Resource};
-use crate::selectors::{FieldSelector, LabelSelector};
-use crate::storage::{ListOptions, ListResult, Part, WriteOptions, meta_str};
+use crate::storage::{ListOptions, ListResult, Part, WriteOptions};
 use crate::table;
 use crate::watch::{self, WatchItem, WatchParams};
+use bosun_api::meta::meta_str;
+use bosun_api::resources::{self, Resource};
+use bosun_api::selectors::{FieldSelector, LabelSelector};
+use bosun_api::watch::{self as watch_event, EventType};
 
 pub use discovery::{KUBE_MAJOR, KUBE_MINOR};
 
@@ -54,7 +56,7 @@ pub fn router(base: Router, shared: Arc<Shared>) -> Router {
                 |axum::extract::Path(path): axum::extract::Path<String>| async move {
                     match openapi::document(&path) {
                         Some(doc) => json_ok(doc),
-                        None => error_response(&ApiError::no_route()),
+                        None => error_response(&Status::no_route()),
                     }
                 },
             ),
@@ -133,8 +135,8 @@ async fn as_status(State(s): State<Arc<Shared>>, resp: Response) -> Response {
         .unwrap_or_default();
     let e = match code.as_u16() {
         413 => s.storage.limits().body_too_large(),
-        400 => ApiError::bad_request(text),
-        other => ApiError {
+        400 => Status::bad_request(text),
+        other => Status {
             code: other,
             reason: "",
             message: text,
@@ -145,9 +147,9 @@ async fn as_status(State(s): State<Arc<Shared>>, resp: Response) -> Response {
 }
 
 /// The response for an error: its `Status` with its code.
-pub fn error_response(e: &ApiError) -> Response {
+pub fn error_response(e: &Status) -> Response {
     let code = StatusCode::from_u16(e.code).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
-    json_response(code, &e.to_status(), &[])
+    json_response(code, &e.to_json(), &[])
 }
 
 /// What a path names.
@@ -165,21 +167,20 @@ fn parse_path(path: &str) -> ApiResult<Result<Target, Value>> {
     let segs: Vec<&str> = path.trim_matches('/').split('/').collect();
     let (group, version, rest) = match segs.as_slice() {
         ["api", v, rest @ ..] => ("", *v, rest),
-        ["apis", g] => return discovery::group(g).map(Err).ok_or_else(ApiError::no_route),
+        ["apis", g] => return discovery::group(g).map(Err).ok_or_else(Status::no_route),
         ["apis", g, v, rest @ ..] => (*g, *v, rest),
-        _ => return Err(ApiError::no_route()),
+        _ => return Err(Status::no_route()),
     };
     if rest.is_empty() {
         return discovery::resource_list(group, version)
             .map(Err)
-            .ok_or_else(ApiError::no_route);
+            .ok_or_else(Status::no_route);
     }
     let (legacy_watch, rest) = match rest {
         ["watch", r @ ..] => (true, r),
         r => (false, r),
     };
-    let find =
-        |plural: &str| resources::find(group, version, plural).ok_or_else(ApiError::no_route);
+    let find = |plural: &str| resources::find(group, version, plural).ok_or_else(Status::no_route);
     let owned = |s: &&str| Some((*s).to_string());
     let t = match rest {
         [r] => Target {
@@ -215,7 +216,7 @@ fn parse_path(path: &str) -> ApiResult<Result<Target, Value>> {
                     sub: (*sub).to_string(),
                     legacy_watch,
                 },
-                _ => return Err(ApiError::no_route()),
+                _ => return Err(Status::no_route()),
             }
         }
         [r, name] => Target {
@@ -232,13 +233,13 @@ fn parse_path(path: &str) -> ApiResult<Result<Target, Value>> {
             sub: (*sub).to_string(),
             legacy_watch,
         },
-        _ => return Err(ApiError::no_route()),
+        _ => return Err(Status::no_route()),
     };
     if t.res.namespaced && t.name.is_some() && t.namespace.is_none() {
-        return Err(ApiError::no_route());
+        return Err(Status::no_route());
     }
     if !t.sub.is_empty() && !t.res.has_subresource(&t.sub) {
-        return Err(ApiError::no_route());
+        return Err(Status::no_route());
     }
     Ok(Ok(t))
 }
@@ -293,7 +294,7 @@ fn render_of(headers: &HeaderMap, q: &HashMap<String, String>) -> ApiResult<Rend
     if accept.trim().is_empty() || accept.contains("protobuf") || accept.contains("yaml") {
         return Ok(Render::Json);
     }
-    Err(ApiError::not_acceptable(format!(
+    Err(Status::not_acceptable(format!(
         "only the following media types are accepted: application/json, application/json;as=Table;v=v1;g=meta.k8s.io (got {accept})"
     )))
 }
@@ -303,7 +304,7 @@ fn write_options(q: &HashMap<String, String>) -> ApiResult<WriteOptions> {
         None | Some("") => false,
         Some("All") => true,
         Some(other) => {
-            return Err(ApiError::bad_request(format!(
+            return Err(Status::bad_request(format!(
                 "dryRun: Unsupported value: \"{other}\": supported values: \"All\""
             )));
         }
@@ -318,11 +319,11 @@ fn write_options(q: &HashMap<String, String>) -> ApiResult<WriteOptions> {
 
 fn selectors(q: &HashMap<String, String>) -> ApiResult<(LabelSelector, FieldSelector)> {
     let labels = match q.get("labelSelector") {
-        Some(s) => LabelSelector::parse(s).map_err(|e| ApiError::bad_request(e.to_string()))?,
+        Some(s) => LabelSelector::parse(s).map_err(|e| Status::bad_request(e.to_string()))?,
         None => LabelSelector::everything(),
     };
     let fields = match q.get("fieldSelector") {
-        Some(s) => FieldSelector::parse(s).map_err(|e| ApiError::bad_request(e.to_string()))?,
+        Some(s) => FieldSelector::parse(s).map_err(|e| Status::bad_request(e.to_string()))?,
         None => FieldSelector::default(),
     };
     Ok((labels, fields))
@@ -330,7 +331,7 @@ fn selectors(q: &HashMap<String, String>) -> ApiResult<(LabelSelector, FieldSele
 
 fn parse_body(body: &Bytes) -> ApiResult<Value> {
     serde_json::from_slice(body).map_err(|e| {
-        ApiError::bad_request(format!(
+        Status::bad_request(format!(
             "the body of the request could not be decoded as JSON: {e}"
         ))
     })
@@ -367,7 +368,7 @@ async fn handle(
         Ok(t) => t,
         Err(doc) if *method == Method::GET => return Ok(json_ok(&doc)),
         Err(_) => {
-            return Err(ApiError::method_not_allowed(
+            return Err(Status::method_not_allowed(
                 "only GET is served on discovery paths",
             ));
         }
@@ -408,7 +409,7 @@ async fn handle(
         (Method::GET, Some(name), "") if t.legacy_watch => {
             let (labels, _) = selectors(q)?;
             let fields = FieldSelector::parse(&format!("metadata.name={name}"))
-                .map_err(|e| ApiError::bad_request(e.to_string()))?;
+                .map_err(|e| Status::bad_request(e.to_string()))?;
             let render = render_of(headers, q)?;
             let timeout = query::int_param(q, "timeoutSeconds")?;
             query::check_list_options(q, true)?;
@@ -480,7 +481,7 @@ async fn handle(
         }
         // Kubernetes serves no delete-collection on some resources (namespaces): the verb is
         // not routed, and go-restful's 405 says only this.
-        (Method::DELETE, None, "") if !res.delete_collection => Err(ApiError::method_not_allowed(
+        (Method::DELETE, None, "") if !res.delete_collection => Err(Status::method_not_allowed(
             "the server does not allow this method on the requested resource",
         )),
         (Method::DELETE, None, "") => {
@@ -507,7 +508,7 @@ async fn handle(
                 "items": items,
             })))
         }
-        _ => Err(ApiError::method_not_allowed(format!(
+        _ => Err(Status::method_not_allowed(format!(
             "the server does not allow this method on the requested resource ({} {})",
             method,
             uri.path()
@@ -533,10 +534,10 @@ fn request_json(
         "application/json" | "" | "*/*" => Ok(body),
         crate::protobuf::CONTENT_TYPE if *method == Method::POST || *method == Method::PUT => {
             let obj = crate::protobuf::decode(res.kind, &body)
-                .map_err(|e| ApiError::bad_request(format!("decoding the protobuf body: {e}")))?;
+                .map_err(|e| Status::bad_request(format!("decoding the protobuf body: {e}")))?;
             Ok(Bytes::from(serde_json::to_vec(&obj).unwrap_or_default()))
         }
-        other => Err(ApiError::unsupported_media_type(format!(
+        other => Err(Status::unsupported_media_type(format!(
             "the body of the request was in an unknown format - accepted media types include: application/json, application/vnd.kubernetes.protobuf (got {other})"
         ))),
     }
@@ -676,7 +677,7 @@ async fn watch_response(
         Err(e) => return Err(e),
     };
     let expired = session.is_none().then(|| {
-        ApiError::expired(format!(
+        Status::expired(format!(
             "too old resource version: {}",
             q.get("resourceVersion").cloned().unwrap_or_default()
         ))
@@ -685,7 +686,7 @@ async fn watch_response(
     let stream = async_stream::stream! {
         let _guard = watchers;
         if let Some(e) = expired {
-            yield Ok::<_, std::convert::Infallible>(event_line("ERROR", &e.to_status()));
+            yield Ok::<_, std::convert::Infallible>(event_line(EventType::Error, &e.to_json()));
             return;
         }
         let Some(mut session) = session else { return };
@@ -696,24 +697,19 @@ async fn watch_response(
                 // client watches again from its last version.
                 (WatchItem::Error(e), _) if e.code == 429 || e.code == 503 => return,
                 (WatchItem::Error(e), _) => {
-                    yield Ok(event_line("ERROR", &e.to_status()));
+                    yield Ok(event_line(EventType::Error, &e.to_json()));
                     return;
                 }
                 (WatchItem::Event { obj, .. }, Render::Table { object }) => {
                     let meta = json!({"resourceVersion": meta_str(obj, "resourceVersion")});
                     let t = table_json(res, meta, vec![row(res, obj, object, jiff::Timestamp::now())], first);
                     first = false;
-                    yield Ok(event_line(item.type_str(), &t));
+                    yield Ok(event_line(item.event_type(), &t));
                 }
-                (WatchItem::Bookmark(b), _) => yield Ok(event_line("BOOKMARK", b)),
+                (WatchItem::Bookmark(b), _) => yield Ok(event_line(EventType::Bookmark, b)),
                 (WatchItem::Event { .. }, Render::Json) => {
-                    let mut line = Vec::with_capacity(64);
-                    line.extend_from_slice(b"{\"type\":\"");
-                    line.extend_from_slice(item.type_str().as_bytes());
-                    line.extend_from_slice(b"\",\"object\":");
-                    line.extend_from_slice(&item.object_bytes());
-                    line.extend_from_slice(b"}\n");
-                    yield Ok(Bytes::from(line));
+                    // The object's JSON is shared by every watcher: encoded once.
+                    yield Ok(Bytes::from(watch_event::event_line(item.event_type(), &item.object_bytes())));
                 }
             }
         }
@@ -729,10 +725,9 @@ async fn watch_response(
         .into_response())
 }
 
-fn event_line(kind: &str, obj: &Value) -> Bytes {
-    let mut v = serde_json::to_vec(&json!({"type": kind, "object": obj})).unwrap_or_default();
-    v.push(b'\n');
-    Bytes::from(v)
+fn event_line(type_: EventType, obj: &Value) -> Bytes {
+    let obj = serde_json::to_vec(obj).unwrap_or_default();
+    Bytes::from(watch_event::event_line(type_, &obj))
 }
 
 #[cfg(test)]

@@ -12,8 +12,8 @@ use k8s_openapi::schemars::JsonSchema;
 use k8s_openapi::schemars::generate::{SchemaGenerator, SchemaSettings};
 use serde_json::{Value, json};
 
-use crate::resources::{RESOURCES, groups};
 use crate::rest::{KUBE_MAJOR, KUBE_MINOR};
+use bosun_api::resources::{RESOURCES, groups};
 
 /// Registers the schema of `kind` and returns its schema name.
 fn register(generator: &mut SchemaGenerator, kind: &str) -> Option<String> {
