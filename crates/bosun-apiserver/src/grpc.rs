@@ -1,4 +1,4 @@
-//! The gRPC API for Bosun's components (`proto/bosun/api.proto`), over the same storage
+//! The gRPC API for Bosun's components (`proto/bosun/api.proto`), over the same registry
 //! code path as REST.
 
 use std::pin::Pin;
@@ -16,10 +16,10 @@ use tonic::{Request, Response};
 
 use crate::Shared;
 use crate::error::{ApiResult, Status, to_grpc};
-use crate::patch::PatchType;
-use crate::storage::{ListOptions, Part, WriteOptions};
+use crate::kinds::{self, Kind, Part};
+use crate::merge::patch::PatchType;
+use crate::registry::{ListOptions, WriteOptions};
 use crate::watch::{self, WatchItem, WatchParams};
-use bosun_api::resources::{self, Resource};
 use bosun_api::selectors::{FieldSelector, LabelSelector};
 
 /// The gRPC service.
@@ -35,21 +35,21 @@ impl ApiService {
     }
 }
 
-fn resource(name: &str) -> ApiResult<&'static Resource> {
-    resources::by_plural(name)
-        .ok_or_else(|| Status::bad_request(format!("unknown resource {name:?}")))
+fn resource(name: &str) -> ApiResult<&'static dyn Kind> {
+    kinds::by_plural(name).ok_or_else(|| Status::bad_request(format!("unknown resource {name:?}")))
 }
 
-fn target(r: Option<&ObjectRef>) -> ApiResult<(&'static Resource, &ObjectRef)> {
+fn target(r: Option<&ObjectRef>) -> ApiResult<(&'static dyn Kind, &ObjectRef)> {
     let r = r.ok_or_else(|| Status::bad_request("ref is required"))?;
-    let res = resource(&r.resource)?;
+    let kind = resource(&r.resource)?;
+    let res = kind.resource();
     if res.namespaced && r.namespace.is_empty() && !r.name.is_empty() {
         return Err(Status::bad_request(format!(
             "{} are namespaced: namespace is required",
             res.plural
         )));
     }
-    Ok((res, r))
+    Ok((kind, r))
 }
 
 fn decode(json: &[u8]) -> ApiResult<Value> {
@@ -85,12 +85,13 @@ impl Api for ApiService {
     async fn get(&self, req: Request<GetRequest>) -> Result<Response<Object>, tonic::Status> {
         let r = req.into_inner();
         let run = async {
-            let (res, t) = target(r.r#ref.as_ref())?;
-            let st = &self.shared.storage;
+            let (kind, t) = target(r.r#ref.as_ref())?;
+            let res = kind.resource();
+            let st = &self.shared.registry;
             match t.subresource.as_str() {
-                "" | "status" => st.get(res, &t.namespace, &t.name).await,
+                "" | "status" => st.get(kind, &t.namespace, &t.name).await,
                 "scale" if res.has_subresource("scale") => {
-                    st.get_scale(res, &t.namespace, &t.name).await
+                    st.get_scale(kind, &t.namespace, &t.name).await
                 }
                 other => Err(Status::bad_request(format!(
                     "cannot get subresource {other:?}"
@@ -106,13 +107,13 @@ impl Api for ApiService {
     ) -> Result<Response<ListResponse>, tonic::Status> {
         let r = req.into_inner();
         let run = async {
-            let res = resource(&r.resource)?;
+            let kind = resource(&r.resource)?;
             let (labels, fields) = selectors(&r.label_selector, &r.field_selector)?;
             let list = self
                 .shared
-                .storage
+                .registry
                 .list(
-                    res,
+                    kind,
                     ns_opt(&r.namespace),
                     &ListOptions {
                         labels,
@@ -139,16 +140,17 @@ impl Api for ApiService {
     async fn create(&self, req: Request<CreateRequest>) -> Result<Response<Object>, tonic::Status> {
         let r = req.into_inner();
         let run = async {
-            let (res, t) = target(r.r#ref.as_ref())?;
+            let (kind, t) = target(r.r#ref.as_ref())?;
+            let res = kind.resource();
             let body = decode(&r.json)?;
-            let st = &self.shared.storage;
+            let st = &self.shared.registry;
             match (t.name.as_str(), t.subresource.as_str()) {
                 (name, "binding") if res.has_subresource("binding") && !name.is_empty() => {
-                    st.bind(res, &t.namespace, name, &body).await?;
-                    st.get(res, &t.namespace, name).await
+                    st.bind(kind, &t.namespace, name, &body).await?;
+                    st.get(kind, &t.namespace, name).await
                 }
                 (_, "") => st
-                    .create(res, &t.namespace, body, WriteOptions::default())
+                    .create(kind, &t.namespace, body, WriteOptions::default())
                     .await
                     .map(|(v, _)| v),
                 (_, other) => Err(Status::bad_request(format!(
@@ -162,13 +164,14 @@ impl Api for ApiService {
     async fn update(&self, req: Request<UpdateRequest>) -> Result<Response<Object>, tonic::Status> {
         let r = req.into_inner();
         let run = async {
-            let (res, t) = target(r.r#ref.as_ref())?;
+            let (kind, t) = target(r.r#ref.as_ref())?;
+            let res = kind.resource();
             let body = decode(&r.json)?;
-            let st = &self.shared.storage;
+            let st = &self.shared.registry;
             if t.subresource == "scale" && res.has_subresource("scale") {
                 return st
                     .set_scale(
-                        res,
+                        kind,
                         &t.namespace,
                         &t.name,
                         |_| Ok(body.clone()),
@@ -178,7 +181,7 @@ impl Api for ApiService {
             }
             let part = Part::from_subresource(res, &t.subresource)?;
             st.update(
-                res,
+                kind,
                 &t.namespace,
                 &t.name,
                 body,
@@ -194,14 +197,15 @@ impl Api for ApiService {
     async fn patch(&self, req: Request<PatchRequest>) -> Result<Response<Object>, tonic::Status> {
         let r = req.into_inner();
         let run = async {
-            let (res, t) = target(r.r#ref.as_ref())?;
+            let (kind, t) = target(r.r#ref.as_ref())?;
+            let res = kind.resource();
             let ptype = PatchType::from_name(&r.patch_type)?;
-            let st = &self.shared.storage;
+            let st = &self.shared.registry;
             if t.subresource == "scale" && res.has_subresource("scale") {
                 let p = decode(&r.patch)?;
                 return st
                     .patch_scale(
-                        res,
+                        kind,
                         &t.namespace,
                         &t.name,
                         ptype,
@@ -212,7 +216,7 @@ impl Api for ApiService {
             }
             let part = Part::from_subresource(res, &t.subresource)?;
             st.patch(
-                res,
+                kind,
                 &t.namespace,
                 &t.name,
                 ptype,
@@ -232,7 +236,7 @@ impl Api for ApiService {
     ) -> Result<Response<DeleteResponse>, tonic::Status> {
         let r = req.into_inner();
         let run = async {
-            let (res, t) = target(r.r#ref.as_ref())?;
+            let (kind, t) = target(r.r#ref.as_ref())?;
             let options = if r.options_json.is_empty() {
                 Value::Object(Default::default())
             } else {
@@ -240,9 +244,9 @@ impl Api for ApiService {
             };
             let d = self
                 .shared
-                .storage
+                .registry
                 .delete(
-                    res,
+                    kind,
                     &t.namespace,
                     &t.name,
                     &options,
@@ -266,7 +270,7 @@ impl Api for ApiService {
         let r = req.into_inner();
         let shared = self.shared.clone();
         let setup = async {
-            let res = resource(&r.resource)?;
+            let kind = resource(&r.resource)?;
             let (labels, fields) = selectors(&r.label_selector, &r.field_selector)?;
             let params = WatchParams {
                 namespace: ns_opt(&r.namespace).map(str::to_string),
@@ -279,7 +283,7 @@ impl Api for ApiService {
                     .filter(|t| *t > 0)
                     .map(Duration::from_secs),
             };
-            watch::start(&shared.storage, res, params, shared.bookmark_interval).await
+            watch::start(&shared.registry, kind, params, shared.bookmark_interval).await
         };
         let mut session = setup.await.map_err(|e| to_grpc(&e))?;
         let guard = shared.metrics.watch_started();

@@ -10,7 +10,7 @@ use serde_json::Value;
 
 use crate::Shared;
 use crate::error::{ApiResult, Status};
-use bosun_api::resources::{self, Resource};
+use crate::kinds::{self, Kind};
 
 /// Query parameters the kubelet's log endpoint understands; others are not forwarded.
 const FORWARDED: &[&str] = &[
@@ -97,12 +97,12 @@ pub fn kubelet_address(node: &Value) -> Option<String> {
 /// Serves a pod's log by proxying to its node's kubelet.
 pub async fn pod_log(
     s: &Arc<Shared>,
-    res: &Resource,
+    kind: &dyn Kind,
     ns: &str,
     name: &str,
     q: &HashMap<String, String>,
 ) -> ApiResult<Response> {
-    let pod = s.storage.get(res, ns, name).await?;
+    let pod = s.registry.get(kind, ns, name).await?;
     let container = pick_container(&pod, name, q.get("container").map(String::as_str))?;
     let node_name = pod
         .pointer("/spec/nodeName")
@@ -114,9 +114,7 @@ pub async fn pod_log(
             "pod {name} does not have a host assigned"
         )));
     }
-    let nodes =
-        resources::by_plural("nodes").ok_or_else(|| Status::internal("nodes not served"))?;
-    let node = s.storage.get(nodes, "", &node_name).await?;
+    let node = s.registry.get(kinds::nodes(), "", &node_name).await?;
     let Some(addr) = kubelet_address(&node) else {
         return Err(Status::unavailable(format!(
             "node {node_name} has no kubelet endpoint in its status"

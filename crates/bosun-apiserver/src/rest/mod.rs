@@ -2,7 +2,7 @@
 //!
 //! Paths follow Kubernetes: `/api/v1/...` for the core group, `/apis/<group>/<version>/...`
 //! for the others, `namespaces/<ns>/` before namespaced resources, a subresource after the
-//! name, and the legacy `/watch/` prefix. Every request goes through [`crate::storage`].
+//! name, and the legacy `/watch/` prefix. Every request goes through [`crate::registry`].
 
 mod discovery;
 mod logs;
@@ -22,14 +22,13 @@ use axum::routing::get;
 use serde_json::{Value, json};
 
 use crate::Shared;
+use crate::encoding::table;
 use crate::error::{ApiResult, Status};
-use crate::kinds::{FieldValidation, Warnings};
-use crate::patch::PatchType;
-use crate::storage::{ListOptions, ListResult, Part, WriteOptions};
-use crate::table;
+use crate::kinds::{self, FieldValidation, Kind, Part, Warnings};
+use crate::merge::patch::PatchType;
+use crate::registry::{ListOptions, ListResult, WriteOptions};
 use crate::watch::{self, WatchItem, WatchParams};
 use bosun_api::meta::meta_str;
-use bosun_api::resources::{self, Resource};
 use bosun_api::selectors::{FieldSelector, LabelSelector};
 use bosun_api::watch::{self as watch_event, EventType};
 
@@ -75,8 +74,9 @@ pub fn router(base: Router, shared: Arc<Shared>) -> Router {
 
 async fn health(State(s): State<Arc<Shared>>) -> Response {
     let probe = s
-        .storage
-        .kv()
+        .registry
+        .store()
+        .client()
         .get("health", bosun_client::GetOptions::new().with_count_only())
         .await;
     match probe {
@@ -134,7 +134,7 @@ async fn as_status(State(s): State<Arc<Shared>>, resp: Response) -> Response {
         .map(|b| String::from_utf8_lossy(&b).into_owned())
         .unwrap_or_default();
     let e = match code.as_u16() {
-        413 => s.storage.limits().body_too_large(),
+        413 => s.registry.limits().body_too_large(),
         400 => Status::bad_request(text),
         other => Status {
             code: other,
@@ -155,7 +155,7 @@ pub fn error_response(e: &Status) -> Response {
 /// What a path names.
 #[derive(Debug)]
 struct Target {
-    res: &'static Resource,
+    kind: &'static dyn Kind,
     namespace: Option<String>,
     name: Option<String>,
     sub: String,
@@ -180,37 +180,37 @@ fn parse_path(path: &str) -> ApiResult<Result<Target, Value>> {
         ["watch", r @ ..] => (true, r),
         r => (false, r),
     };
-    let find = |plural: &str| resources::find(group, version, plural).ok_or_else(Status::no_route);
+    let find = |plural: &str| kinds::find(group, version, plural).ok_or_else(Status::no_route);
     let owned = |s: &&str| Some((*s).to_string());
     let t = match rest {
         [r] => Target {
-            res: find(r)?,
+            kind: find(r)?,
             namespace: None,
             name: None,
             sub: String::new(),
             legacy_watch,
         },
         ["namespaces", ns, r, tail @ ..]
-            if resources::find(group, version, r).is_some_and(|x| x.namespaced) =>
+            if kinds::find(group, version, r).is_some_and(|x| x.resource().namespaced) =>
         {
-            let res = find(r)?;
+            let kind = find(r)?;
             match tail {
                 [] => Target {
-                    res,
+                    kind,
                     namespace: owned(ns),
                     name: None,
                     sub: String::new(),
                     legacy_watch,
                 },
                 [name] => Target {
-                    res,
+                    kind,
                     namespace: owned(ns),
                     name: owned(name),
                     sub: String::new(),
                     legacy_watch,
                 },
                 [name, sub] => Target {
-                    res,
+                    kind,
                     namespace: owned(ns),
                     name: owned(name),
                     sub: (*sub).to_string(),
@@ -220,14 +220,14 @@ fn parse_path(path: &str) -> ApiResult<Result<Target, Value>> {
             }
         }
         [r, name] => Target {
-            res: find(r)?,
+            kind: find(r)?,
             namespace: None,
             name: owned(name),
             sub: String::new(),
             legacy_watch,
         },
         [r, name, sub] => Target {
-            res: find(r)?,
+            kind: find(r)?,
             namespace: None,
             name: owned(name),
             sub: (*sub).to_string(),
@@ -235,10 +235,11 @@ fn parse_path(path: &str) -> ApiResult<Result<Target, Value>> {
         },
         _ => return Err(Status::no_route()),
     };
-    if t.res.namespaced && t.name.is_some() && t.namespace.is_none() {
+    let res = t.kind.resource();
+    if res.namespaced && t.name.is_some() && t.namespace.is_none() {
         return Err(Status::no_route());
     }
-    if !t.sub.is_empty() && !t.res.has_subresource(&t.sub) {
+    if !t.sub.is_empty() && !res.has_subresource(&t.sub) {
         return Err(Status::no_route());
     }
     Ok(Ok(t))
@@ -373,11 +374,12 @@ async fn handle(
             ));
         }
     };
-    let res = t.res;
+    let kind = t.kind;
+    let res = kind.resource();
     let ns = t.namespace.clone().unwrap_or_default();
     // Typed clients (kubectl 1.32's generators) send protobuf; it becomes the same JSON.
-    let body = request_json(res, method, headers, body)?;
-    let st = &s.storage;
+    let body = request_json(kind, method, headers, body)?;
+    let st = &s.registry;
     match (method.clone(), t.name.as_deref(), t.sub.as_str()) {
         (Method::GET, None, "") => {
             let (labels, fields) = selectors(q)?;
@@ -388,7 +390,7 @@ async fn handle(
             let watching = t.legacy_watch || query::bool_param(q, "watch");
             query::check_list_options(q, watching)?;
             if watching {
-                return watch_response(s, res, t.namespace, labels, fields, q, timeout, render)
+                return watch_response(s, kind, t.namespace, labels, fields, q, timeout, render)
                     .await;
             }
             let opts = ListOptions {
@@ -397,14 +399,14 @@ async fn handle(
                 limit,
                 continue_token: q.get("continue").cloned().unwrap_or_default(),
                 exact_revision: match q.get("resourceVersionMatch").map(String::as_str) {
-                    Some("Exact") => crate::storage::parse_resource_version(
+                    Some("Exact") => crate::registry::parse_resource_version(
                         q.get("resourceVersion").map(String::as_str).unwrap_or(""),
                     )?,
                     _ => None,
                 },
             };
-            let list = st.list(res, t.namespace.as_deref(), &opts).await?;
-            Ok(json_ok(&render_list(res, list, render)))
+            let list = st.list(kind, t.namespace.as_deref(), &opts).await?;
+            Ok(json_ok(&render_list(kind, list, render)))
         }
         (Method::GET, Some(name), "") if t.legacy_watch => {
             let (labels, _) = selectors(q)?;
@@ -413,22 +415,22 @@ async fn handle(
             let render = render_of(headers, q)?;
             let timeout = query::int_param(q, "timeoutSeconds")?;
             query::check_list_options(q, true)?;
-            watch_response(s, res, t.namespace, labels, fields, q, timeout, render).await
+            watch_response(s, kind, t.namespace, labels, fields, q, timeout, render).await
         }
         (Method::GET, Some(name), "" | "status") => {
             let render = render_of(headers, q)?;
-            let obj = st.get(res, &ns, name).await?;
-            Ok(json_ok(&render_one(res, obj, render)))
+            let obj = st.get(kind, &ns, name).await?;
+            Ok(json_ok(&render_one(kind, obj, render)))
         }
-        (Method::GET, Some(name), "scale") => Ok(json_ok(&st.get_scale(res, &ns, name).await?)),
-        (Method::GET, Some(name), "log") => logs::pod_log(s, res, &ns, name, q).await,
+        (Method::GET, Some(name), "scale") => Ok(json_ok(&st.get_scale(kind, &ns, name).await?)),
+        (Method::GET, Some(name), "log") => logs::pod_log(s, kind, &ns, name, q).await,
         (Method::POST, None, "") => {
             let wo = write_options(q)?;
-            let (obj, w) = st.create(res, &ns, parse_body(&body)?, wo).await?;
+            let (obj, w) = st.create(kind, &ns, parse_body(&body)?, wo).await?;
             Ok(json_response(StatusCode::CREATED, &obj, &w))
         }
         (Method::POST, Some(name), "binding") => {
-            st.bind(res, &ns, name, &parse_body(&body)?).await?;
+            st.bind(kind, &ns, name, &parse_body(&body)?).await?;
             Ok(json_response(
                 StatusCode::CREATED,
                 &json!({"kind": "Status", "apiVersion": "v1", "metadata": {}, "status": "Success", "code": 201}),
@@ -438,14 +440,14 @@ async fn handle(
         (Method::PUT, Some(name), "scale") => {
             let scale = parse_body(&body)?;
             let out = st
-                .set_scale(res, &ns, name, |_| Ok(scale.clone()), write_options(q)?)
+                .set_scale(kind, &ns, name, |_| Ok(scale.clone()), write_options(q)?)
                 .await?;
             Ok(json_ok(&out))
         }
         (Method::PUT, Some(name), sub) => {
             let part = Part::from_subresource(res, sub)?;
             let (obj, w) = st
-                .update(res, &ns, name, parse_body(&body)?, part, write_options(q)?)
+                .update(kind, &ns, name, parse_body(&body)?, part, write_options(q)?)
                 .await?;
             Ok(json_response(StatusCode::OK, &obj, &w))
         }
@@ -458,20 +460,20 @@ async fn handle(
             let wo = write_options(q)?;
             if sub == "scale" {
                 let p = parse_body(&body)?;
-                let out = st.patch_scale(res, &ns, name, ptype, &p, wo).await?;
+                let out = st.patch_scale(kind, &ns, name, ptype, &p, wo).await?;
                 return Ok(json_ok(&out));
             }
             let part = Part::from_subresource(res, sub)?;
             let (obj, w): (Value, Warnings) =
-                st.patch(res, &ns, name, ptype, &body, part, wo).await?;
+                st.patch(kind, &ns, name, ptype, &body, part, wo).await?;
             Ok(json_response(StatusCode::OK, &obj, &w))
         }
         (Method::DELETE, Some(name), "") => {
             let options = delete_options(&body, q)?;
             let d = st
-                .delete(res, &ns, name, &options, write_options(q)?)
+                .delete(kind, &ns, name, &options, write_options(q)?)
                 .await?;
-            if d.gone && !matches!(res.kind, "Pod" | "Namespace") {
+            if d.gone && !kind.returns_deleted_object() {
                 return Ok(json_ok(&json!({
                     "kind": "Status", "apiVersion": "v1", "metadata": {}, "status": "Success",
                     "details": {"name": name, "group": res.group, "kind": res.plural, "uid": meta_str(&d.object, "uid")},
@@ -494,7 +496,7 @@ async fn handle(
             };
             let items = st
                 .delete_collection(
-                    res,
+                    kind,
                     t.namespace.as_deref(),
                     &list,
                     &options,
@@ -518,7 +520,7 @@ async fn handle(
 
 /// The request body as JSON: JSON as is, Kubernetes protobuf decoded for the resource's kind.
 fn request_json(
-    res: &Resource,
+    kind: &dyn Kind,
     method: &Method,
     headers: &HeaderMap,
     body: Bytes,
@@ -532,8 +534,11 @@ fn request_json(
         .unwrap_or("application/json");
     match ct.split(';').next().unwrap_or_default().trim() {
         "application/json" | "" | "*/*" => Ok(body),
-        crate::protobuf::CONTENT_TYPE if *method == Method::POST || *method == Method::PUT => {
-            let obj = crate::protobuf::decode(res.kind, &body)
+        crate::encoding::protobuf::CONTENT_TYPE
+            if *method == Method::POST || *method == Method::PUT =>
+        {
+            let obj = kind
+                .decode_protobuf(&body)
                 .map_err(|e| Status::bad_request(format!("decoding the protobuf body: {e}")))?;
             Ok(Bytes::from(serde_json::to_vec(&obj).unwrap_or_default()))
         }
@@ -559,7 +564,7 @@ fn delete_options(body: &Bytes, q: &HashMap<String, String>) -> ApiResult<Value>
     Ok(o)
 }
 
-fn list_json(res: &Resource, list: ListResult) -> Value {
+fn list_json(res: &bosun_api::Resource, list: ListResult) -> Value {
     let mut meta = json!({"resourceVersion": list.revision.to_string()});
     if let Some(c) = list.continue_token {
         meta["continue"] = json!(c);
@@ -575,9 +580,9 @@ fn list_json(res: &Resource, list: ListResult) -> Value {
     })
 }
 
-fn render_list(res: &Resource, list: ListResult, render: Render) -> Value {
+fn render_list(kind: &dyn Kind, list: ListResult, render: Render) -> Value {
     match render {
-        Render::Json => list_json(res, list),
+        Render::Json => list_json(kind.resource(), list),
         Render::Table { object } => {
             let mut meta = json!({"resourceVersion": list.revision.to_string()});
             if let Some(c) = &list.continue_token {
@@ -587,27 +592,27 @@ fn render_list(res: &Resource, list: ListResult, render: Render) -> Value {
             let rows: Vec<Value> = list
                 .items
                 .iter()
-                .map(|o| row(res, o, object, now))
+                .map(|o| row(kind, o, object, now))
                 .collect();
-            table_json(res, meta, rows, true)
+            table_json(kind, meta, rows, true)
         }
     }
 }
 
-fn render_one(res: &Resource, obj: Value, render: Render) -> Value {
+fn render_one(kind: &dyn Kind, obj: Value, render: Render) -> Value {
     match render {
         Render::Json => obj,
         Render::Table { object } => {
             let meta = json!({"resourceVersion": meta_str(&obj, "resourceVersion")});
-            let r = row(res, &obj, object, jiff::Timestamp::now());
-            table_json(res, meta, vec![r], true)
+            let r = row(kind, &obj, object, jiff::Timestamp::now());
+            table_json(kind, meta, vec![r], true)
         }
     }
 }
 
-fn table_json(res: &Resource, meta: Value, rows: Vec<Value>, columns: bool) -> Value {
+fn table_json(kind: &dyn Kind, meta: Value, rows: Vec<Value>, columns: bool) -> Value {
     let cols: Vec<Value> = if columns {
-        table::columns(res.plural)
+        kind.table_columns()
             .iter()
             .map(table::Column::to_json)
             .collect()
@@ -623,9 +628,9 @@ fn table_json(res: &Resource, meta: Value, rows: Vec<Value>, columns: bool) -> V
     })
 }
 
-fn row(res: &Resource, obj: &Value, include: IncludeObject, now: jiff::Timestamp) -> Value {
-    let mut r = json!({"cells": table::cells(res.plural, obj, now)});
-    if let Some(c) = table::row_conditions(res.plural, obj) {
+fn row(kind: &dyn Kind, obj: &Value, include: IncludeObject, now: jiff::Timestamp) -> Value {
+    let mut r = json!({"cells": kind.table_cells(obj, now)});
+    if let Some(c) = kind.table_row_conditions(obj) {
         r["conditions"] = c;
     }
     match include {
@@ -646,7 +651,7 @@ fn row(res: &Resource, obj: &Value, include: IncludeObject, now: jiff::Timestamp
 #[allow(clippy::too_many_arguments)]
 async fn watch_response(
     s: &Arc<Shared>,
-    res: &'static Resource,
+    kind: &'static dyn Kind,
     namespace: Option<String>,
     labels: LabelSelector,
     fields: FieldSelector,
@@ -670,7 +675,7 @@ async fn watch_response(
         allow_bookmarks: query::bool_param(q, "allowWatchBookmarks"),
         timeout: Some(timeout),
     };
-    let session = match watch::start(&s.storage, res, params, s.bookmark_interval).await {
+    let session = match watch::start(&s.registry, kind, params, s.bookmark_interval).await {
         Ok(w) => Some(w),
         // A version too old is reported in the stream, as Kubernetes does.
         Err(e) if e.code == 410 => None,
@@ -702,7 +707,7 @@ async fn watch_response(
                 }
                 (WatchItem::Event { obj, .. }, Render::Table { object }) => {
                     let meta = json!({"resourceVersion": meta_str(obj, "resourceVersion")});
-                    let t = table_json(res, meta, vec![row(res, obj, object, jiff::Timestamp::now())], first);
+                    let t = table_json(kind, meta, vec![row(kind, obj, object, jiff::Timestamp::now())], first);
                     first = false;
                     yield Ok(event_line(item.event_type(), &t));
                 }
@@ -744,7 +749,7 @@ mod tests {
         let t = target("/api/v1/namespaces/default/pods/web/log");
         assert_eq!(
             (
-                t.res.plural,
+                t.kind.resource().plural,
                 t.namespace.as_deref(),
                 t.name.as_deref(),
                 t.sub.as_str()
@@ -753,21 +758,21 @@ mod tests {
         );
         let t = target("/api/v1/namespaces/default");
         assert_eq!(
-            (t.res.plural, t.name.as_deref()),
+            (t.kind.resource().plural, t.name.as_deref()),
             ("namespaces", Some("default"))
         );
         let t = target("/api/v1/namespaces/kube-system/status");
         assert_eq!(
-            (t.res.plural, t.name.as_deref(), t.sub.as_str()),
+            (t.kind.resource().plural, t.name.as_deref(), t.sub.as_str()),
             ("namespaces", Some("kube-system"), "status")
         );
         let t = target("/api/v1/namespaces/x/events");
         assert_eq!(
-            (t.res.plural, t.namespace.as_deref(), t.name),
+            (t.kind.resource().plural, t.namespace.as_deref(), t.name),
             ("events", Some("x"), None)
         );
         let t = target("/apis/apps/v1/watch/namespaces/a/deployments");
-        assert!(t.legacy_watch && t.res.plural == "deployments");
+        assert!(t.legacy_watch && t.kind.resource().plural == "deployments");
         let t = target("/api/v1/pods");
         assert!(t.namespace.is_none() && t.name.is_none());
         assert!(parse_path("/api/v1/namespaces/default/widgets").is_err());

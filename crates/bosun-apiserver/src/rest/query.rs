@@ -5,7 +5,7 @@
 use std::collections::HashMap;
 
 use crate::error::{ApiResult, Status};
-use crate::storage::parse_resource_version;
+use crate::registry::parse_resource_version;
 use bosun_api::field::{FieldError, forbidden, not_supported};
 use bosun_api::names::go_quote;
 

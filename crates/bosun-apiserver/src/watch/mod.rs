@@ -1,5 +1,5 @@
 //! One API watch, shared by REST and gRPC: the initial state when asked for, then the
-//! changes from the resource's [`WatchCache`] that pass the watch's selectors, bookmarks, and
+//! changes from the resource's [`WatchCache`](cache::WatchCache) that pass the watch's selectors, bookmarks, and
 //! the end at the timeout.
 
 use std::collections::VecDeque;
@@ -10,11 +10,14 @@ use serde_json::{Value, json};
 use tokio::time::Instant;
 
 use crate::error::{ApiResult, Status};
-use crate::storage::{ListOptions, Storage};
-use crate::watch_cache::{CacheEvent, EventType, Subscription, set_resource_version};
+use crate::kinds::Kind;
+use crate::registry::{ListOptions, Registry};
+pub mod cache;
+
 use bosun_api::resources::Resource;
 use bosun_api::selectors::matches;
 use bosun_api::selectors::{FieldSelector, LabelSelector};
+use cache::{CacheEvent, EventType, Subscription, set_resource_version};
 
 /// What a watch asks for.
 #[derive(Debug, Clone, Default)]
@@ -105,11 +108,12 @@ impl std::fmt::Debug for WatchSession {
 
 /// Starts a watch. A version older than the cache keeps is an `Err` with 410 Expired.
 pub async fn start(
-    storage: &Storage,
-    res: &'static Resource,
+    registry: &Registry,
+    kind: &'static dyn Kind,
     params: WatchParams,
     bookmark_every: Duration,
 ) -> ApiResult<WatchSession> {
+    let res = kind.resource();
     for (f, _, _) in params.fields.requirements() {
         if !res.field_selectable(f) {
             return Err(Status::bad_request(format!(
@@ -117,13 +121,13 @@ pub async fn start(
             )));
         }
     }
-    let cache = storage.cache(res)?;
+    let cache = registry.cache(res)?;
     cache.wait_ready(Duration::from_secs(10)).await?;
     let (initial, after) = match params.resource_version.as_str() {
         "" | "0" => {
-            let list = storage
+            let list = registry
                 .list(
-                    res,
+                    kind,
                     params.namespace.as_deref(),
                     &ListOptions {
                         labels: params.labels.clone(),
@@ -136,7 +140,7 @@ pub async fn start(
         }
         rv => (
             VecDeque::new(),
-            crate::storage::parse_resource_version(rv)?.unwrap_or(0),
+            crate::registry::parse_resource_version(rv)?.unwrap_or(0),
         ),
     };
     let sub = cache.subscribe(after, params.namespace.clone())?;
