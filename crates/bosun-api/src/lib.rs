@@ -7,6 +7,8 @@
 //! network and no store, so its rules are the same wherever they run and are tested with
 //! plain unit tests.
 
+#![warn(missing_docs)]
+
 pub mod field;
 pub mod meta;
 pub mod names;

@@ -3,6 +3,7 @@
 //! state, until the store compacts that revision away (410 Expired).
 
 use base64::Engine as _;
+use bosun_api::resources::Resource;
 use bosun_api::selectors::{FieldSelector, LabelSelector, matches};
 use bosun_client::prefix_end;
 use serde_json::Value;
@@ -89,6 +90,18 @@ pub fn parse_resource_version(rv: &str) -> ApiResult<Option<i64>> {
     Ok(Some(rv.parse::<i64>().unwrap_or(i64::MAX)))
 }
 
+/// Refuses a field selector on a field the resource does not offer for selection (400).
+pub fn check_field_selector(res: &Resource, fields: &FieldSelector) -> ApiResult<()> {
+    for (f, _, _) in fields.requirements() {
+        if !res.field_selectable(f) {
+            return Err(Status::bad_request(format!(
+                "field label not supported: {f}"
+            )));
+        }
+    }
+    Ok(())
+}
+
 impl<S: Store> Registry<S> {
     /// One object.
     pub async fn get(&self, kind: &dyn Kind, ns: &str, name: &str) -> ApiResult<Value> {
@@ -103,13 +116,7 @@ impl<S: Store> Registry<S> {
         opts: &ListOptions,
     ) -> ApiResult<ListResult> {
         let res = kind.resource();
-        for (f, _, _) in opts.fields.requirements() {
-            if !res.field_selectable(f) {
-                return Err(Status::bad_request(format!(
-                    "field label not supported: {f}"
-                )));
-            }
-        }
+        check_field_selector(res, &opts.fields)?;
         let prefix = self.collection_prefix(res, ns);
         let end = prefix_end(prefix.as_bytes());
         let (mut revision, mut start) = if opts.continue_token.is_empty() {

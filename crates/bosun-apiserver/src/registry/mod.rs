@@ -35,7 +35,7 @@ use crate::kinds::FieldValidation;
 use crate::limits::Limits;
 use crate::watch::cache::{WatchCache, decode_object};
 
-pub use get_list::{ListOptions, ListResult, parse_resource_version};
+pub use get_list::{ListOptions, ListResult, check_field_selector, parse_resource_version};
 pub use store::{EtcdStore, Store};
 
 /// Bounded retries of a compare-and-swap that lost a race (without a client precondition).

@@ -11,7 +11,7 @@ use tokio::time::Instant;
 
 use crate::error::{ApiResult, Status};
 use crate::kinds::Kind;
-use crate::registry::{ListOptions, Registry};
+use crate::registry::{ListOptions, Registry, check_field_selector};
 pub mod cache;
 
 use bosun_api::resources::Resource;
@@ -114,13 +114,7 @@ pub async fn start(
     bookmark_every: Duration,
 ) -> ApiResult<WatchSession> {
     let res = kind.resource();
-    for (f, _, _) in params.fields.requirements() {
-        if !res.field_selectable(f) {
-            return Err(Status::bad_request(format!(
-                "field label not supported: {f}"
-            )));
-        }
-    }
+    check_field_selector(res, &params.fields)?;
     let cache = registry.cache(res)?;
     cache.wait_ready(Duration::from_secs(10)).await?;
     let (initial, after) = match params.resource_version.as_str() {
