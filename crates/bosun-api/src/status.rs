@@ -10,6 +10,60 @@ use serde_json::{Value, json};
 use crate::field::{FieldError, invalid_message};
 use crate::resources::Resource;
 
+/// The `reason`s of a failed `Status` (Kubernetes' `metav1.StatusReason`) that Bosun
+/// answers with.
+pub mod reason {
+    /// The object (or the path) does not exist (404).
+    pub const NOT_FOUND: &str = "NotFound";
+    /// A create of a name that exists (409).
+    pub const ALREADY_EXISTS: &str = "AlreadyExists";
+    /// The object changed since the version the write was based on, or a precondition failed (409).
+    pub const CONFLICT: &str = "Conflict";
+    /// The object (or a patch, or request options) fails validation (422).
+    pub const INVALID: &str = "Invalid";
+    /// The request itself is malformed (400).
+    pub const BAD_REQUEST: &str = "BadRequest";
+    /// The operation is not allowed on this object (403).
+    pub const FORBIDDEN: &str = "Forbidden";
+    /// The verb is not served on the resource (405).
+    pub const METHOD_NOT_ALLOWED: &str = "MethodNotAllowed";
+    /// The version asked for is compacted away: list again (410).
+    pub const EXPIRED: &str = "Expired";
+    /// The request or the object is too large (413).
+    pub const REQUEST_ENTITY_TOO_LARGE: &str = "RequestEntityTooLarge";
+    /// The body's content type is not served (415).
+    pub const UNSUPPORTED_MEDIA_TYPE: &str = "UnsupportedMediaType";
+    /// No acceptable response type is served (406).
+    pub const NOT_ACCEPTABLE: &str = "NotAcceptable";
+    /// A watcher too slow to keep up: resume from the last version received (429).
+    pub const TOO_MANY_REQUESTS: &str = "TooManyRequests";
+    /// The server failed (500).
+    pub const INTERNAL_ERROR: &str = "InternalError";
+    /// The store (or a kubelet) cannot be reached (503).
+    pub const SERVICE_UNAVAILABLE: &str = "ServiceUnavailable";
+    /// The store did not answer in time; a write may or may not have happened (504).
+    pub const TIMEOUT: &str = "Timeout";
+
+    /// Every reason above, to recognise one in a `Status` read back.
+    pub const ALL: &[&str] = &[
+        NOT_FOUND,
+        ALREADY_EXISTS,
+        CONFLICT,
+        INVALID,
+        BAD_REQUEST,
+        FORBIDDEN,
+        METHOD_NOT_ALLOWED,
+        EXPIRED,
+        REQUEST_ENTITY_TOO_LARGE,
+        UNSUPPORTED_MEDIA_TYPE,
+        NOT_ACCEPTABLE,
+        TOO_MANY_REQUESTS,
+        INTERNAL_ERROR,
+        SERVICE_UNAVAILABLE,
+        TIMEOUT,
+    ];
+}
+
 /// One cause of an `Invalid` error (a field error).
 #[derive(Debug, Clone, PartialEq)]
 pub struct Cause {
@@ -95,7 +149,7 @@ impl Status {
             details: details(res, name),
             ..Self::new(
                 404,
-                "NotFound",
+                reason::NOT_FOUND,
                 format!("{} \"{}\" not found", res.qualified(), name),
             )
         }
@@ -105,7 +159,7 @@ impl Status {
     pub fn no_route() -> Self {
         Self::new(
             404,
-            "NotFound",
+            reason::NOT_FOUND,
             "the server could not find the requested resource",
         )
     }
@@ -116,7 +170,7 @@ impl Status {
             details: details(res, name),
             ..Self::new(
                 409,
-                "AlreadyExists",
+                reason::ALREADY_EXISTS,
                 format!("{} \"{}\" already exists", res.qualified(), name),
             )
         }
@@ -137,7 +191,7 @@ impl Status {
             details: details(res, name),
             ..Self::new(
                 409,
-                "Conflict",
+                reason::CONFLICT,
                 format!(
                     "Operation cannot be fulfilled on {} \"{}\": {}",
                     res.qualified(),
@@ -166,7 +220,11 @@ impl Status {
                 causes: causes(errors),
                 retry_after_seconds: None,
             })),
-            ..Self::new(422, "Invalid", invalid_message(&qualified, name, errors))
+            ..Self::new(
+                422,
+                reason::INVALID,
+                invalid_message(&qualified, name, errors),
+            )
         }
     }
 
@@ -185,7 +243,7 @@ impl Status {
 
     /// 422 for a patch that cannot be applied to the object.
     pub fn invalid_patch(message: impl Into<String>) -> Self {
-        Self::new(422, "Invalid", message)
+        Self::new(422, reason::INVALID, message)
     }
 
     /// 422 for a JSON patch whose operations fail. Kubernetes answers these with a generic
@@ -202,7 +260,7 @@ impl Status {
             })),
             ..Self::new(
                 422,
-                "Invalid",
+                reason::INVALID,
                 "the server rejected our request due to an error in our request",
             )
         }
@@ -210,7 +268,7 @@ impl Status {
 
     /// 400: the request itself is malformed.
     pub fn bad_request(message: impl Into<String>) -> Self {
-        Self::new(400, "BadRequest", message)
+        Self::new(400, reason::BAD_REQUEST, message)
     }
 
     /// 403.
@@ -219,7 +277,7 @@ impl Status {
             details: details(res, name),
             ..Self::new(
                 403,
-                "Forbidden",
+                reason::FORBIDDEN,
                 format!("{} \"{}\" is forbidden: {}", res.qualified(), name, why),
             )
         }
@@ -227,27 +285,27 @@ impl Status {
 
     /// 405 for a verb the resource does not support.
     pub fn method_not_allowed(message: impl Into<String>) -> Self {
-        Self::new(405, "MethodNotAllowed", message)
+        Self::new(405, reason::METHOD_NOT_ALLOWED, message)
     }
 
     /// 410: the requested version has been compacted away; the client must re-list.
     pub fn expired(message: impl Into<String>) -> Self {
-        Self::new(410, "Expired", message)
+        Self::new(410, reason::EXPIRED, message)
     }
 
     /// 413.
     pub fn too_large(message: impl Into<String>) -> Self {
-        Self::new(413, "RequestEntityTooLarge", message)
+        Self::new(413, reason::REQUEST_ENTITY_TOO_LARGE, message)
     }
 
     /// 415.
     pub fn unsupported_media_type(message: impl Into<String>) -> Self {
-        Self::new(415, "UnsupportedMediaType", message)
+        Self::new(415, reason::UNSUPPORTED_MEDIA_TYPE, message)
     }
 
     /// 406.
     pub fn not_acceptable(message: impl Into<String>) -> Self {
-        Self::new(406, "NotAcceptable", message)
+        Self::new(406, reason::NOT_ACCEPTABLE, message)
     }
 
     /// 429: a watch client that could not keep up; resume from the last version received.
@@ -257,23 +315,23 @@ impl Status {
                 retry_after_seconds: Some(1),
                 ..Details::default()
             })),
-            ..Self::new(429, "TooManyRequests", message)
+            ..Self::new(429, reason::TOO_MANY_REQUESTS, message)
         }
     }
 
     /// 500.
     pub fn internal(message: impl Into<String>) -> Self {
-        Self::new(500, "InternalError", message)
+        Self::new(500, reason::INTERNAL_ERROR, message)
     }
 
     /// 503: the store is unreachable or the kubelet cannot be reached.
     pub fn unavailable(message: impl Into<String>) -> Self {
-        Self::new(503, "ServiceUnavailable", message)
+        Self::new(503, reason::SERVICE_UNAVAILABLE, message)
     }
 
     /// 504: the store did not answer in time (the write may or may not have happened).
     pub fn timeout(message: impl Into<String>) -> Self {
-        Self::new(504, "Timeout", message)
+        Self::new(504, reason::TIMEOUT, message)
     }
 
     /// The `Status` object, as kube-apiserver encodes it (empty fields left out).
@@ -333,6 +391,61 @@ impl Status {
             s["details"] = Value::Object(dj);
         }
         s
+    }
+
+    /// A failure `Status` read back from its JSON (as a client receives it), or `None` when
+    /// the JSON is not one. A reason Bosun does not answer with reads as "".
+    pub fn from_json(v: &Value) -> Option<Status> {
+        if v.get("kind").and_then(Value::as_str) != Some("Status")
+            || v.get("status").and_then(Value::as_str) != Some("Failure")
+        {
+            return None;
+        }
+        let text = |o: &Value, k: &str| {
+            o.get(k)
+                .and_then(Value::as_str)
+                .unwrap_or_default()
+                .to_string()
+        };
+        let got = v.get("reason").and_then(Value::as_str).unwrap_or_default();
+        let details = v.get("details").filter(|d| d.is_object()).map(|d| {
+            Box::new(Details {
+                name: text(d, "name"),
+                group: text(d, "group"),
+                kind: text(d, "kind"),
+                causes: d
+                    .get("causes")
+                    .and_then(Value::as_array)
+                    .map(|cs| {
+                        cs.iter()
+                            .map(|c| Cause {
+                                reason: text(c, "reason"),
+                                message: text(c, "message"),
+                                field: text(c, "field"),
+                            })
+                            .collect()
+                    })
+                    .unwrap_or_default(),
+                retry_after_seconds: d
+                    .get("retryAfterSeconds")
+                    .and_then(Value::as_u64)
+                    .and_then(|r| u32::try_from(r).ok()),
+            })
+        });
+        Some(Status {
+            code: v
+                .get("code")
+                .and_then(Value::as_u64)
+                .and_then(|c| u16::try_from(c).ok())
+                .unwrap_or(500),
+            reason: reason::ALL
+                .iter()
+                .copied()
+                .find(|r| *r == got)
+                .unwrap_or(""),
+            message: text(v, "message"),
+            details,
+        })
     }
 }
 
@@ -413,5 +526,25 @@ mod tests {
             Status::conflict(&PODS, "a").to_string(),
             "Conflict (409): Operation cannot be fulfilled on pods \"a\": the object has been modified; please apply your changes to the latest version and try again"
         );
+    }
+
+    #[test]
+    fn a_status_reads_back_from_its_json() {
+        let errs = [required("spec.containers[0].image", "")];
+        for s in [
+            Status::not_found(&DEPLOYMENTS, "web"),
+            Status::invalid_object(&PODS, "p", &errs),
+            Status::too_many_requests("slow"),
+            Status::patch_failed("op 0 failed"),
+            Status::conflict(&PODS, "a"),
+        ] {
+            assert_eq!(Status::from_json(&s.to_json()), Some(s));
+        }
+        let mut odd = Status::internal("x").to_json();
+        odd["reason"] = json!("SomethingNew");
+        assert_eq!(Status::from_json(&odd).map(|s| s.reason), Some(""));
+        assert_eq!(Status::from_json(&json!({"kind": "Pod"})), None);
+        let ok = json!({"kind": "Status", "apiVersion": "v1", "status": "Success"});
+        assert_eq!(Status::from_json(&ok), None);
     }
 }

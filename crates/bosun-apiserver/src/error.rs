@@ -2,7 +2,7 @@
 //! over REST as the HTTP code and the `Status` JSON, and over gRPC as a gRPC code with the
 //! same JSON in the status details. Store errors become the `Status` Kubernetes would answer.
 
-pub use bosun_api::status::{Cause, Details, Status};
+pub use bosun_api::status::{Cause, Details, Status, reason};
 
 /// The result type of API operations.
 pub type ApiResult<T> = Result<T, Status>;
@@ -38,7 +38,7 @@ pub fn to_grpc(e: &Status) -> tonic::Status {
         403 => Code::PermissionDenied,
         404 => Code::NotFound,
         405 | 406 | 415 => Code::Unimplemented,
-        409 if e.reason == "AlreadyExists" => Code::AlreadyExists,
+        409 if e.reason == reason::ALREADY_EXISTS => Code::AlreadyExists,
         409 => Code::Aborted,
         410 => Code::OutOfRange,
         413 | 429 => Code::ResourceExhausted,

@@ -136,12 +136,7 @@ async fn as_status(State(s): State<Arc<Shared>>, resp: Response) -> Response {
     let e = match code.as_u16() {
         413 => s.registry.limits().body_too_large(),
         400 => Status::bad_request(text),
-        other => Status {
-            code: other,
-            reason: "",
-            message: text,
-            details: None,
-        },
+        other => Status::new(other, "", text),
     };
     error_response(&e)
 }
