@@ -14,7 +14,7 @@ use serde_json::{Value, json};
 use super::mem::MemStore;
 use super::{ListOptions, Registry, WriteOptions};
 use crate::error::Status;
-use crate::kinds::{self, Kind, Part};
+use crate::kinds::{self, Kind, Part, Warnings};
 use crate::limits::Limits;
 use crate::merge::patch::PatchType;
 
@@ -87,6 +87,36 @@ async fn delete(
 ) -> Result<super::delete::Deleted, Status> {
     r.delete(kind, "default", name, &opts, WriteOptions::default())
         .await
+}
+
+async fn update(
+    r: &Registry<MemStore>,
+    kind: &dyn Kind,
+    name: &str,
+    body: Value,
+    part: Part,
+) -> Result<(Value, Warnings), Status> {
+    r.update(kind, "default", name, body, part, WriteOptions::default())
+        .await
+}
+
+/// Patches the deployment `web`.
+async fn patch(
+    r: &Registry<MemStore>,
+    ptype: PatchType,
+    patch: Value,
+) -> Result<(Value, Warnings), Status> {
+    let body = serde_json::to_vec(&patch).unwrap();
+    r.patch(
+        deployments(),
+        "default",
+        "web",
+        ptype,
+        &body,
+        Part::Main,
+        WriteOptions::default(),
+    )
+    .await
 }
 
 #[tokio::test]
@@ -229,15 +259,7 @@ async fn updates_keep_what_the_server_owns_and_bump_the_generation() {
     body["status"] = json!({"replicas": 9});
     body["metadata"]["uid"] = json!("forged");
     body["metadata"]["generation"] = json!(40);
-    let (u, _) = r
-        .update(
-            deployments(),
-            "default",
-            "web",
-            body,
-            Part::Main,
-            WriteOptions::default(),
-        )
+    let (u, _) = update(&r, deployments(), "web", body, Part::Main)
         .await
         .unwrap();
     assert_eq!(u["spec"]["replicas"], 3);
@@ -248,15 +270,7 @@ async fn updates_keep_what_the_server_owns_and_bump_the_generation() {
     // Labels change, the spec does not: same generation.
     let mut body = u.clone();
     body["metadata"]["labels"] = json!({"tier": "web"});
-    let (l, _) = r
-        .update(
-            deployments(),
-            "default",
-            "web",
-            body,
-            Part::Main,
-            WriteOptions::default(),
-        )
+    let (l, _) = update(&r, deployments(), "web", body, Part::Main)
         .await
         .unwrap();
     assert_eq!(l["metadata"]["generation"], 2);
@@ -264,15 +278,7 @@ async fn updates_keep_what_the_server_owns_and_bump_the_generation() {
     let mut body = l.clone();
     body["status"] = json!({"replicas": 3});
     body["spec"]["replicas"] = json!(7);
-    let (s, _) = r
-        .update(
-            deployments(),
-            "default",
-            "web",
-            body,
-            Part::Status,
-            WriteOptions::default(),
-        )
+    let (s, _) = update(&r, deployments(), "web", body, Part::Status)
         .await
         .unwrap();
     assert_eq!(s["status"]["replicas"], 3);
@@ -280,15 +286,7 @@ async fn updates_keep_what_the_server_owns_and_bump_the_generation() {
     assert_eq!(s["metadata"]["generation"], 2);
     // An update that changes nothing writes nothing.
     let head = r.store().revision();
-    let (same, _) = r
-        .update(
-            deployments(),
-            "default",
-            "web",
-            s.clone(),
-            Part::Main,
-            WriteOptions::default(),
-        )
+    let (same, _) = update(&r, deployments(), "web", s.clone(), Part::Main)
         .await
         .unwrap();
     assert_eq!((rv(&same), r.store().revision()), (rv(&s), head));
@@ -300,28 +298,12 @@ async fn a_stale_resource_version_conflicts_and_lost_races_retry() {
     let d = create(&r, deployments(), deployment("web", 1)).await;
     let mut stale = d.clone();
     stale["spec"]["replicas"] = json!(2);
-    let (fresh, _) = r
-        .update(
-            deployments(),
-            "default",
-            "web",
-            stale.clone(),
-            Part::Main,
-            WriteOptions::default(),
-        )
+    let (fresh, _) = update(&r, deployments(), "web", stale.clone(), Part::Main)
         .await
         .unwrap();
     // The same body again carries the old resourceVersion.
     stale["spec"]["replicas"] = json!(5);
-    let e = r
-        .update(
-            deployments(),
-            "default",
-            "web",
-            stale,
-            Part::Main,
-            WriteOptions::default(),
-        )
+    let e = update(&r, deployments(), "web", stale, Part::Main)
         .await
         .unwrap_err();
     assert_eq!((e.code, e.reason), (409, "Conflict"));
@@ -337,30 +319,14 @@ async fn a_stale_resource_version_conflicts_and_lost_races_retry() {
         .remove("resourceVersion");
     body["spec"]["replicas"] = json!(4);
     r.store().interfere(3);
-    let (won, _) = r
-        .update(
-            deployments(),
-            "default",
-            "web",
-            body.clone(),
-            Part::Main,
-            WriteOptions::default(),
-        )
+    let (won, _) = update(&r, deployments(), "web", body.clone(), Part::Main)
         .await
         .unwrap();
     assert_eq!(won["spec"]["replicas"], 4);
     // ...a bounded number of times.
     body["spec"]["replicas"] = json!(6);
     r.store().interfere(1000);
-    let e = r
-        .update(
-            deployments(),
-            "default",
-            "web",
-            body,
-            Part::Main,
-            WriteOptions::default(),
-        )
+    let e = update(&r, deployments(), "web", body, Part::Main)
         .await
         .unwrap_err();
     assert_eq!(e.code, 409);
@@ -369,15 +335,7 @@ async fn a_stale_resource_version_conflicts_and_lost_races_retry() {
     let mut pinned = won.clone();
     pinned["spec"]["replicas"] = json!(8);
     r.store().interfere(1);
-    let e = r
-        .update(
-            deployments(),
-            "default",
-            "web",
-            pinned,
-            Part::Main,
-            WriteOptions::default(),
-        )
+    let e = update(&r, deployments(), "web", pinned, Part::Main)
         .await
         .unwrap_err();
     assert_eq!(e.code, 409);
@@ -387,17 +345,7 @@ async fn a_stale_resource_version_conflicts_and_lost_races_retry() {
 async fn patches_cannot_move_the_object_and_honour_their_resource_version() {
     let r = registry().await;
     let d = create(&r, deployments(), deployment("web", 1)).await;
-    let patch = |p: Value| serde_json::to_vec(&p).unwrap();
-    let (p, _) = r
-        .patch(
-            deployments(),
-            "default",
-            "web",
-            PatchType::Strategic,
-            &patch(json!({"spec": {"replicas": 2}})),
-            Part::Main,
-            WriteOptions::default(),
-        )
+    let (p, _) = patch(&r, PatchType::Strategic, json!({"spec": {"replicas": 2}}))
         .await
         .unwrap();
     assert_eq!(
@@ -407,44 +355,24 @@ async fn patches_cannot_move_the_object_and_honour_their_resource_version() {
         ),
         (Some(2), Some(2))
     );
-    let e = r
-        .patch(
-            deployments(),
-            "default",
-            "web",
-            PatchType::Merge,
-            &patch(json!({"metadata": {"resourceVersion": meta_str(&d, "resourceVersion")}, "spec": {"replicas": 3}})),
-            Part::Main,
-            WriteOptions::default(),
-        )
-        .await
+    let e = patch(&r, PatchType::Merge, json!({"metadata": {"resourceVersion": meta_str(&d, "resourceVersion")}, "spec": {"replicas": 3}})).await
         .unwrap_err();
     assert_eq!(e.code, 409);
-    let e = r
-        .patch(
-            deployments(),
-            "default",
-            "web",
-            PatchType::Json,
-            &patch(json!([{"op": "remove", "path": "/metadata/name"}])),
-            Part::Main,
-            WriteOptions::default(),
-        )
-        .await
-        .unwrap_err();
+    let e = patch(
+        &r,
+        PatchType::Json,
+        json!([{"op": "remove", "path": "/metadata/name"}]),
+    )
+    .await
+    .unwrap_err();
     assert_eq!((e.code, e.message.as_str()), (400, "name must be provided"));
-    let e = r
-        .patch(
-            deployments(),
-            "default",
-            "web",
-            PatchType::Merge,
-            &patch(json!({"metadata": {"namespace": "other"}})),
-            Part::Main,
-            WriteOptions::default(),
-        )
-        .await
-        .unwrap_err();
+    let e = patch(
+        &r,
+        PatchType::Merge,
+        json!({"metadata": {"namespace": "other"}}),
+    )
+    .await
+    .unwrap_err();
     assert_eq!(e.code, 400);
     assert_eq!(
         stored(&r, &DEPLOYMENTS, "default", "web").unwrap()["spec"]["replicas"],
@@ -533,15 +461,7 @@ async fn finalizers_hold_a_deleted_object_until_the_last_goes() {
     // No new finalizers on an object being deleted.
     let mut more = marked.object.clone();
     more["metadata"]["finalizers"] = json!(["example.com/hold", "example.com/new"]);
-    let e = r
-        .update(
-            deployments(),
-            "default",
-            "web",
-            more,
-            Part::Main,
-            WriteOptions::default(),
-        )
+    let e = update(&r, deployments(), "web", more, Part::Main)
         .await
         .unwrap_err();
     assert_eq!(e.code, 403);
@@ -555,16 +475,9 @@ async fn finalizers_hold_a_deleted_object_until_the_last_goes() {
     // Removing the last finalizer removes the object.
     let mut done = marked.object.clone();
     done["metadata"]["finalizers"] = json!([]);
-    r.update(
-        deployments(),
-        "default",
-        "web",
-        done,
-        Part::Main,
-        WriteOptions::default(),
-    )
-    .await
-    .unwrap();
+    update(&r, deployments(), "web", done, Part::Main)
+        .await
+        .unwrap();
     assert!(stored(&r, &DEPLOYMENTS, "default", "web").is_none());
 }
 
@@ -645,16 +558,7 @@ async fn pods_on_nodes_are_deleted_gracefully() {
     // Its finalizers going does not remove a pod whose kubelet has not finished.
     let mut body = d.object.clone();
     body["metadata"]["labels"] = json!({"x": "1"});
-    r.update(
-        pods(),
-        "default",
-        "busy",
-        body,
-        Part::Main,
-        WriteOptions::default(),
-    )
-    .await
-    .unwrap();
+    update(&r, pods(), "busy", body, Part::Main).await.unwrap();
     assert!(stored(&r, &PODS, "default", "busy").is_some());
     let d = delete(&r, pods(), "busy", json!({"gracePeriodSeconds": 0}))
         .await
@@ -889,16 +793,7 @@ async fn events_share_a_lease_and_keep_it() {
     );
     let mut body = a.clone();
     body["message"] = json!("again");
-    r.update(
-        events,
-        "default",
-        "a",
-        body,
-        Part::Main,
-        WriteOptions::default(),
-    )
-    .await
-    .unwrap();
+    update(&r, events, "a", body, Part::Main).await.unwrap();
     assert_eq!(
         r.store().lease_of(&key("a")),
         lease,
