@@ -1,4 +1,4 @@
-//! The gRPC API for Bosun's components (`proto/bosun/api.proto`), over the same storage
+//! The gRPC API for Bosun's components (`proto/bosun/api.proto`), over the same registry
 //! code path as REST.
 
 use std::pin::Pin;
@@ -12,15 +12,15 @@ use bosun_proto::apipb::{
 };
 use futures::Stream;
 use serde_json::Value;
-use tonic::{Request, Response, Status};
+use tonic::{Request, Response};
 
 use crate::Shared;
-use crate::error::{ApiError, ApiResult};
-use crate::patch::PatchType;
-use crate::resources::{self, Resource};
-use crate::selectors::{FieldSelector, LabelSelector};
-use crate::storage::{ListOptions, Part, WriteOptions};
+use crate::error::{ApiResult, Status, to_grpc};
+use crate::kinds::{self, Kind, Part};
+use crate::merge::patch::PatchType;
+use crate::registry::{ListOptions, WriteOptions};
 use crate::watch::{self, WatchItem, WatchParams};
+use bosun_api::selectors::{FieldSelector, LabelSelector};
 
 /// The gRPC service.
 #[derive(Debug, Clone)]
@@ -35,42 +35,42 @@ impl ApiService {
     }
 }
 
-fn resource(name: &str) -> ApiResult<&'static Resource> {
-    resources::by_plural(name)
-        .ok_or_else(|| ApiError::bad_request(format!("unknown resource {name:?}")))
+fn resource(name: &str) -> ApiResult<&'static dyn Kind> {
+    kinds::by_plural(name).ok_or_else(|| Status::bad_request(format!("unknown resource {name:?}")))
 }
 
-fn target(r: Option<&ObjectRef>) -> ApiResult<(&'static Resource, &ObjectRef)> {
-    let r = r.ok_or_else(|| ApiError::bad_request("ref is required"))?;
-    let res = resource(&r.resource)?;
+fn target(r: Option<&ObjectRef>) -> ApiResult<(&'static dyn Kind, &ObjectRef)> {
+    let r = r.ok_or_else(|| Status::bad_request("ref is required"))?;
+    let kind = resource(&r.resource)?;
+    let res = kind.resource();
     if res.namespaced && r.namespace.is_empty() && !r.name.is_empty() {
-        return Err(ApiError::bad_request(format!(
+        return Err(Status::bad_request(format!(
             "{} are namespaced: namespace is required",
             res.plural
         )));
     }
-    Ok((res, r))
+    Ok((kind, r))
 }
 
 fn decode(json: &[u8]) -> ApiResult<Value> {
     serde_json::from_slice(json)
-        .map_err(|e| ApiError::bad_request(format!("the object could not be decoded as JSON: {e}")))
+        .map_err(|e| Status::bad_request(format!("the object could not be decoded as JSON: {e}")))
 }
 
 /// The gRPC answer for an operation that yields one object.
-fn reply(r: ApiResult<Value>) -> Result<Response<Object>, Status> {
+fn reply(r: ApiResult<Value>) -> Result<Response<Object>, tonic::Status> {
     r.map(|v| {
         Response::new(Object {
             json: serde_json::to_vec(&v).unwrap_or_default(),
         })
     })
-    .map_err(|e| e.to_grpc())
+    .map_err(|e| to_grpc(&e))
 }
 
 fn selectors(labels: &str, fields: &str) -> ApiResult<(LabelSelector, FieldSelector)> {
     Ok((
-        LabelSelector::parse(labels).map_err(|e| ApiError::bad_request(e.to_string()))?,
-        FieldSelector::parse(fields).map_err(|e| ApiError::bad_request(e.to_string()))?,
+        LabelSelector::parse(labels).map_err(|e| Status::bad_request(e.to_string()))?,
+        FieldSelector::parse(fields).map_err(|e| Status::bad_request(e.to_string()))?,
     ))
 }
 
@@ -78,21 +78,22 @@ fn ns_opt(ns: &str) -> Option<&str> {
     (!ns.is_empty()).then_some(ns)
 }
 
-type WatchStream = Pin<Box<dyn Stream<Item = Result<WatchEvent, Status>> + Send>>;
+type WatchStream = Pin<Box<dyn Stream<Item = Result<WatchEvent, tonic::Status>> + Send>>;
 
 #[tonic::async_trait]
 impl Api for ApiService {
-    async fn get(&self, req: Request<GetRequest>) -> Result<Response<Object>, Status> {
+    async fn get(&self, req: Request<GetRequest>) -> Result<Response<Object>, tonic::Status> {
         let r = req.into_inner();
         let run = async {
-            let (res, t) = target(r.r#ref.as_ref())?;
-            let st = &self.shared.storage;
+            let (kind, t) = target(r.r#ref.as_ref())?;
+            let res = kind.resource();
+            let st = &self.shared.registry;
             match t.subresource.as_str() {
-                "" | "status" => st.get(res, &t.namespace, &t.name).await,
+                "" | "status" => st.get(kind, &t.namespace, &t.name).await,
                 "scale" if res.has_subresource("scale") => {
-                    st.get_scale(res, &t.namespace, &t.name).await
+                    st.get_scale(kind, &t.namespace, &t.name).await
                 }
-                other => Err(ApiError::bad_request(format!(
+                other => Err(Status::bad_request(format!(
                     "cannot get subresource {other:?}"
                 ))),
             }
@@ -100,16 +101,19 @@ impl Api for ApiService {
         reply(run.await)
     }
 
-    async fn list(&self, req: Request<ListRequest>) -> Result<Response<ListResponse>, Status> {
+    async fn list(
+        &self,
+        req: Request<ListRequest>,
+    ) -> Result<Response<ListResponse>, tonic::Status> {
         let r = req.into_inner();
         let run = async {
-            let res = resource(&r.resource)?;
+            let kind = resource(&r.resource)?;
             let (labels, fields) = selectors(&r.label_selector, &r.field_selector)?;
             let list = self
                 .shared
-                .storage
+                .registry
                 .list(
-                    res,
+                    kind,
                     ns_opt(&r.namespace),
                     &ListOptions {
                         labels,
@@ -120,7 +124,7 @@ impl Api for ApiService {
                     },
                 )
                 .await?;
-            Ok::<_, ApiError>(ListResponse {
+            Ok::<_, Status>(ListResponse {
                 items: list
                     .items
                     .iter()
@@ -130,25 +134,26 @@ impl Api for ApiService {
                 r#continue: list.continue_token.unwrap_or_default(),
             })
         };
-        run.await.map(Response::new).map_err(|e| e.to_grpc())
+        run.await.map(Response::new).map_err(|e| to_grpc(&e))
     }
 
-    async fn create(&self, req: Request<CreateRequest>) -> Result<Response<Object>, Status> {
+    async fn create(&self, req: Request<CreateRequest>) -> Result<Response<Object>, tonic::Status> {
         let r = req.into_inner();
         let run = async {
-            let (res, t) = target(r.r#ref.as_ref())?;
+            let (kind, t) = target(r.r#ref.as_ref())?;
+            let res = kind.resource();
             let body = decode(&r.json)?;
-            let st = &self.shared.storage;
+            let st = &self.shared.registry;
             match (t.name.as_str(), t.subresource.as_str()) {
                 (name, "binding") if res.has_subresource("binding") && !name.is_empty() => {
-                    st.bind(res, &t.namespace, name, &body).await?;
-                    st.get(res, &t.namespace, name).await
+                    st.bind(kind, &t.namespace, name, &body).await?;
+                    st.get(kind, &t.namespace, name).await
                 }
                 (_, "") => st
-                    .create(res, &t.namespace, body, WriteOptions::default())
+                    .create(kind, &t.namespace, body, WriteOptions::default())
                     .await
                     .map(|(v, _)| v),
-                (_, other) => Err(ApiError::bad_request(format!(
+                (_, other) => Err(Status::bad_request(format!(
                     "cannot create subresource {other:?}"
                 ))),
             }
@@ -156,16 +161,17 @@ impl Api for ApiService {
         reply(run.await)
     }
 
-    async fn update(&self, req: Request<UpdateRequest>) -> Result<Response<Object>, Status> {
+    async fn update(&self, req: Request<UpdateRequest>) -> Result<Response<Object>, tonic::Status> {
         let r = req.into_inner();
         let run = async {
-            let (res, t) = target(r.r#ref.as_ref())?;
+            let (kind, t) = target(r.r#ref.as_ref())?;
+            let res = kind.resource();
             let body = decode(&r.json)?;
-            let st = &self.shared.storage;
+            let st = &self.shared.registry;
             if t.subresource == "scale" && res.has_subresource("scale") {
                 return st
                     .set_scale(
-                        res,
+                        kind,
                         &t.namespace,
                         &t.name,
                         |_| Ok(body.clone()),
@@ -175,7 +181,7 @@ impl Api for ApiService {
             }
             let part = Part::from_subresource(res, &t.subresource)?;
             st.update(
-                res,
+                kind,
                 &t.namespace,
                 &t.name,
                 body,
@@ -188,17 +194,18 @@ impl Api for ApiService {
         reply(run.await)
     }
 
-    async fn patch(&self, req: Request<PatchRequest>) -> Result<Response<Object>, Status> {
+    async fn patch(&self, req: Request<PatchRequest>) -> Result<Response<Object>, tonic::Status> {
         let r = req.into_inner();
         let run = async {
-            let (res, t) = target(r.r#ref.as_ref())?;
+            let (kind, t) = target(r.r#ref.as_ref())?;
+            let res = kind.resource();
             let ptype = PatchType::from_name(&r.patch_type)?;
-            let st = &self.shared.storage;
+            let st = &self.shared.registry;
             if t.subresource == "scale" && res.has_subresource("scale") {
                 let p = decode(&r.patch)?;
                 return st
                     .patch_scale(
-                        res,
+                        kind,
                         &t.namespace,
                         &t.name,
                         ptype,
@@ -209,7 +216,7 @@ impl Api for ApiService {
             }
             let part = Part::from_subresource(res, &t.subresource)?;
             st.patch(
-                res,
+                kind,
                 &t.namespace,
                 &t.name,
                 ptype,
@@ -226,10 +233,10 @@ impl Api for ApiService {
     async fn delete(
         &self,
         req: Request<DeleteRequest>,
-    ) -> Result<Response<DeleteResponse>, Status> {
+    ) -> Result<Response<DeleteResponse>, tonic::Status> {
         let r = req.into_inner();
         let run = async {
-            let (res, t) = target(r.r#ref.as_ref())?;
+            let (kind, t) = target(r.r#ref.as_ref())?;
             let options = if r.options_json.is_empty() {
                 Value::Object(Default::default())
             } else {
@@ -237,21 +244,21 @@ impl Api for ApiService {
             };
             let d = self
                 .shared
-                .storage
+                .registry
                 .delete(
-                    res,
+                    kind,
                     &t.namespace,
                     &t.name,
                     &options,
                     WriteOptions::default(),
                 )
                 .await?;
-            Ok::<_, ApiError>(DeleteResponse {
+            Ok::<_, Status>(DeleteResponse {
                 json: serde_json::to_vec(&d.object).unwrap_or_default(),
                 deleted: d.gone,
             })
         };
-        run.await.map(Response::new).map_err(|e| e.to_grpc())
+        run.await.map(Response::new).map_err(|e| to_grpc(&e))
     }
 
     type WatchStream = WatchStream;
@@ -259,11 +266,11 @@ impl Api for ApiService {
     async fn watch(
         &self,
         req: Request<WatchRequest>,
-    ) -> Result<Response<Self::WatchStream>, Status> {
+    ) -> Result<Response<Self::WatchStream>, tonic::Status> {
         let r = req.into_inner();
         let shared = self.shared.clone();
         let setup = async {
-            let res = resource(&r.resource)?;
+            let kind = resource(&r.resource)?;
             let (labels, fields) = selectors(&r.label_selector, &r.field_selector)?;
             let params = WatchParams {
                 namespace: ns_opt(&r.namespace).map(str::to_string),
@@ -276,9 +283,9 @@ impl Api for ApiService {
                     .filter(|t| *t > 0)
                     .map(Duration::from_secs),
             };
-            watch::start(&shared.storage, res, params, shared.bookmark_interval).await
+            watch::start(&shared.registry, kind, params, shared.bookmark_interval).await
         };
-        let mut session = setup.await.map_err(|e| e.to_grpc())?;
+        let mut session = setup.await.map_err(|e| to_grpc(&e))?;
         let guard = shared.metrics.watch_started();
         let stream = async_stream::stream! {
             let _guard = guard;
@@ -286,7 +293,7 @@ impl Api for ApiService {
                 match item {
                     // Too slow: end with a status the client resumes from.
                     WatchItem::Error(e) if e.code == 429 => {
-                        yield Err(e.to_grpc());
+                        yield Err(to_grpc(&e));
                         return;
                     }
                     other => {

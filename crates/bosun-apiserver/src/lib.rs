@@ -2,27 +2,21 @@
 //! components, on one listener, over the store.
 //!
 //! The apiserver is the only component that talks to the store. Request flow:
-//! [`rest`] or [`grpc`] parse a request → [`storage`] reads or compare-and-swaps the object's
-//! JSON in the store, with [`kinds`] decoding it into the `k8s-openapi` type for defaulting
-//! and [`validation`] → watches are served from one [`watch_cache`] per resource.
+//! [`rest`] or [`grpc`] parse a request → [`registry`] reads or compare-and-swaps the object's
+//! JSON in the store, asking the object's kind ([`kinds`]) for what differs between kinds:
+//! decoding into the `k8s-openapi` type, defaults, validation → watches are served from one
+//! watch cache per resource ([`watch`]).
 
+pub mod encoding;
 pub mod error;
 pub mod grpc;
 pub mod kinds;
 pub mod limits;
-pub mod names;
-pub mod patch;
-pub mod protobuf;
-pub mod resources;
+pub mod merge;
+pub mod registry;
 pub mod rest;
-pub mod selectors;
 pub mod serve;
-pub mod storage;
-pub mod strategic_merge;
-pub mod table;
-pub mod validation;
 pub mod watch;
-pub mod watch_cache;
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -41,11 +35,8 @@ use tokio::sync::watch as signal;
 use tracing::{info, warn};
 
 use crate::limits::Limits;
-use crate::storage::Storage;
-use crate::watch_cache::{WatchCache, stopped};
-
-/// Namespaces that exist from the start and cannot be deleted.
-pub const PROTECTED_NAMESPACES: &[&str] = &["default", "kube-system", "kube-public"];
+use crate::registry::{EtcdStore, Registry};
+use crate::watch::cache::{WatchCache, stopped};
 
 /// Namespaces created at start.
 const INITIAL_NAMESPACES: &[&str] = &["default", "kube-system", "kube-public", "kube-node-lease"];
@@ -218,7 +209,7 @@ impl Metrics {
             c.idle_closed()
         ));
         out.push_str("# HELP bosun_apiserver_watch_cache_watchers Watchers per resource cache.\n# TYPE bosun_apiserver_watch_cache_watchers gauge\n");
-        let caches = shared.storage.caches();
+        let caches = shared.registry.caches();
         for (name, c) in &caches {
             out.push_str(&format!(
                 "bosun_apiserver_watch_cache_watchers{{resource=\"{name}\"}} {}\n",
@@ -238,8 +229,8 @@ impl Metrics {
 
 /// State shared by the REST and gRPC front ends.
 pub struct Shared {
-    /// The storage code path.
-    pub storage: Storage,
+    /// The one code path to the store.
+    pub registry: Registry,
     /// Counters.
     pub metrics: Metrics,
     /// Interval between watch bookmarks.
@@ -257,13 +248,13 @@ impl std::fmt::Debug for Shared {
 }
 
 /// Creates the built-in namespaces, retrying while the store comes up (bounded).
-async fn bootstrap(storage: &Storage, shutdown: &signal::Receiver<bool>) -> anyhow::Result<()> {
-    let ns = resources::by_plural("namespaces").context("namespaces resource")?;
+async fn bootstrap(registry: &Registry, shutdown: &signal::Receiver<bool>) -> anyhow::Result<()> {
+    let ns = kinds::namespaces();
     let deadline = tokio::time::Instant::now() + Duration::from_secs(120);
     for name in INITIAL_NAMESPACES {
         loop {
             let obj = json!({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": name}});
-            match storage.ensure(ns, obj).await {
+            match registry.ensure(ns, obj).await {
                 Ok(()) => break,
                 Err(e) if tokio::time::Instant::now() < deadline && !*shutdown.borrow() => {
                     warn!(error = %e, "store not ready; retrying");
@@ -313,11 +304,11 @@ async fn namespace_finalizer(shared: Arc<Shared>, mut shutdown: signal::Receiver
     loop {
         let wait = if pending > 0 { 1 } else { 10 };
         tokio::select! {
-            _ = shared.storage.namespace_deleted.notified() => {}
+            _ = shared.registry.namespace_deleted.notified() => {}
             _ = tokio::time::sleep(Duration::from_secs(wait)) => {}
             _ = stopped(&mut shutdown) => return,
         }
-        match shared.storage.finalize_namespaces().await {
+        match shared.registry.finalize_namespaces().await {
             Ok(n) => pending = n,
             Err(e) => {
                 pending = 1;
@@ -345,24 +336,24 @@ pub async fn run(cfg: ApiserverConfig, shutdown: signal::Receiver<bool>) -> anyh
     let prefix = cfg.etcd_prefix.trim_end_matches('/').to_string();
     let mut caches = HashMap::new();
     let mut tasks = tokio::task::JoinSet::new();
-    for res in resources::RESOURCES {
+    for res in kinds::all().map(|k| k.resource()) {
         let cache = WatchCache::new(res, cfg.watch_cache_size, cfg.watch_buffer);
         caches.insert(res.plural, cache.clone());
-        tasks.spawn(watch_cache::run(
+        tasks.spawn(watch::cache::run(
             cache,
             kv.clone(),
             format!("{prefix}/{}/", res.plural),
             shutdown.clone(),
         ));
     }
-    let storage = Storage::new(
-        kv.clone(),
+    let registry = Registry::new(
+        EtcdStore::new(kv.clone()),
         prefix,
         caches,
         Duration::from_secs(cfg.event_ttl),
         limits,
     );
-    bootstrap(&storage, &shutdown).await?;
+    bootstrap(&registry, &shutdown).await?;
     if cfg.etcd_compaction_interval > 0 {
         tasks.spawn(compactor(
             kv.clone(),
@@ -371,7 +362,7 @@ pub async fn run(cfg: ApiserverConfig, shutdown: signal::Receiver<bool>) -> anyh
         ));
     }
     let shared = Arc::new(Shared {
-        storage,
+        registry,
         metrics: Metrics::default(),
         connections: Arc::new(serve::ConnectionMetrics::default()),
         bookmark_interval: Duration::from_secs(cfg.watch_bookmark_interval.max(1)),

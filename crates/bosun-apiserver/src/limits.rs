@@ -73,8 +73,8 @@ impl Limits {
     }
 
     /// The refusal of a body over the cap, in Kubernetes' words.
-    pub fn body_too_large(&self) -> crate::error::ApiError {
-        crate::error::ApiError::too_large(format!(
+    pub fn body_too_large(&self) -> crate::error::Status {
+        crate::error::Status::too_large(format!(
             "Request entity too large: limit is {}",
             self.max_request_bytes
         ))
@@ -84,7 +84,7 @@ impl Limits {
     pub fn check_object(&self, encoded_len: usize) -> crate::error::ApiResult<()> {
         let max = self.max_object_bytes();
         if encoded_len > max {
-            return Err(crate::error::ApiError::too_large(format!(
+            return Err(crate::error::Status::too_large(format!(
                 "Request entity too large: the object is {encoded_len} bytes; the store takes objects of at most {max} bytes"
             )));
         }

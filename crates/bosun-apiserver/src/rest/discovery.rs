@@ -4,7 +4,7 @@ use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use serde_json::{Value, json};
 
-use crate::resources::{RESOURCES, Resource, groups};
+use bosun_api::resources::{RESOURCES, Resource, groups};
 
 /// The Kubernetes version Bosun's API corresponds to (the `k8s-openapi` types it serves).
 pub const KUBE_MAJOR: &str = "1";

@@ -9,8 +9,8 @@ use axum::response::{IntoResponse, Response};
 use serde_json::Value;
 
 use crate::Shared;
-use crate::error::{ApiError, ApiResult};
-use crate::resources::{self, Resource};
+use crate::error::{ApiResult, Status};
+use crate::kinds::{self, Kind};
 
 /// Query parameters the kubelet's log endpoint understands; others are not forwarded.
 const FORWARDED: &[&str] = &[
@@ -42,7 +42,7 @@ pub fn pick_container(pod: &Value, name: &str, requested: Option<&str>) -> ApiRe
         None => match containers.as_slice() {
             [only] => only.clone(),
             [] => {
-                return Err(ApiError::bad_request(format!(
+                return Err(Status::bad_request(format!(
                     "a container name must be specified for pod {name}"
                 )));
             }
@@ -57,12 +57,12 @@ pub fn pick_container(pod: &Value, name: &str, requested: Option<&str>) -> ApiRe
                         inits.join(" ")
                     ));
                 }
-                return Err(ApiError::bad_request(msg));
+                return Err(Status::bad_request(msg));
             }
         },
     };
     if !containers.contains(&c) && !inits.contains(&c) {
-        return Err(ApiError::bad_request(format!(
+        return Err(Status::bad_request(format!(
             "container {c} is not valid for pod {name}"
         )));
     }
@@ -97,12 +97,12 @@ pub fn kubelet_address(node: &Value) -> Option<String> {
 /// Serves a pod's log by proxying to its node's kubelet.
 pub async fn pod_log(
     s: &Arc<Shared>,
-    res: &Resource,
+    kind: &dyn Kind,
     ns: &str,
     name: &str,
     q: &HashMap<String, String>,
 ) -> ApiResult<Response> {
-    let pod = s.storage.get(res, ns, name).await?;
+    let pod = s.registry.get(kind, ns, name).await?;
     let container = pick_container(&pod, name, q.get("container").map(String::as_str))?;
     let node_name = pod
         .pointer("/spec/nodeName")
@@ -110,15 +110,13 @@ pub async fn pod_log(
         .unwrap_or_default()
         .to_string();
     if node_name.is_empty() {
-        return Err(ApiError::bad_request(format!(
+        return Err(Status::bad_request(format!(
             "pod {name} does not have a host assigned"
         )));
     }
-    let nodes =
-        resources::by_plural("nodes").ok_or_else(|| ApiError::internal("nodes not served"))?;
-    let node = s.storage.get(nodes, "", &node_name).await?;
+    let node = s.registry.get(kinds::nodes(), "", &node_name).await?;
     let Some(addr) = kubelet_address(&node) else {
-        return Err(ApiError::unavailable(format!(
+        return Err(Status::unavailable(format!(
             "node {node_name} has no kubelet endpoint in its status"
         )));
     };
@@ -133,12 +131,12 @@ pub async fn pod_log(
     );
     let uri: axum::http::Uri = url
         .parse()
-        .map_err(|e| ApiError::internal(format!("kubelet URL {url}: {e}")))?;
+        .map_err(|e| Status::internal(format!("kubelet URL {url}: {e}")))?;
     let resp = s
         .kubelet_client
         .get(uri)
         .await
-        .map_err(|e| ApiError::unavailable(format!("Get \"{url}\": {e}")))?;
+        .map_err(|e| Status::unavailable(format!("Get \"{url}\": {e}")))?;
     let status = StatusCode::from_u16(resp.status().as_u16()).unwrap_or(StatusCode::BAD_GATEWAY);
     Ok((
         status,

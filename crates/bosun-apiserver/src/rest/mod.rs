@@ -2,7 +2,7 @@
 //!
 //! Paths follow Kubernetes: `/api/v1/...` for the core group, `/apis/<group>/<version>/...`
 //! for the others, `namespaces/<ns>/` before namespaced resources, a subresource after the
-//! name, and the legacy `/watch/` prefix. Every request goes through [`crate::storage`].
+//! name, and the legacy `/watch/` prefix. Every request goes through [`crate::registry`].
 
 mod discovery;
 mod logs;
@@ -22,14 +22,15 @@ use axum::routing::get;
 use serde_json::{Value, json};
 
 use crate::Shared;
-use crate::error::{ApiError, ApiResult};
-use crate::kinds::{FieldValidation, Warnings};
-use crate::patch::PatchType;
-use crate::resources::{self, Resource};
-use crate::selectors::{FieldSelector, LabelSelector};
-use crate::storage::{ListOptions, ListResult, Part, WriteOptions, meta_str};
-use crate::table;
+use crate::encoding::table;
+use crate::error::{ApiResult, Status};
+use crate::kinds::{self, FieldValidation, Kind, Part, Warnings};
+use crate::merge::patch::PatchType;
+use crate::registry::{ListOptions, ListResult, WriteOptions};
 use crate::watch::{self, WatchItem, WatchParams};
+use bosun_api::meta::meta_str;
+use bosun_api::selectors::{FieldSelector, LabelSelector};
+use bosun_api::watch::{self as watch_event, EventType};
 
 pub use discovery::{KUBE_MAJOR, KUBE_MINOR};
 
@@ -54,7 +55,7 @@ pub fn router(base: Router, shared: Arc<Shared>) -> Router {
                 |axum::extract::Path(path): axum::extract::Path<String>| async move {
                     match openapi::document(&path) {
                         Some(doc) => json_ok(doc),
-                        None => error_response(&ApiError::no_route()),
+                        None => error_response(&Status::no_route()),
                     }
                 },
             ),
@@ -73,8 +74,9 @@ pub fn router(base: Router, shared: Arc<Shared>) -> Router {
 
 async fn health(State(s): State<Arc<Shared>>) -> Response {
     let probe = s
-        .storage
-        .kv()
+        .registry
+        .store()
+        .client()
         .get("health", bosun_client::GetOptions::new().with_count_only())
         .await;
     match probe {
@@ -132,28 +134,23 @@ async fn as_status(State(s): State<Arc<Shared>>, resp: Response) -> Response {
         .map(|b| String::from_utf8_lossy(&b).into_owned())
         .unwrap_or_default();
     let e = match code.as_u16() {
-        413 => s.storage.limits().body_too_large(),
-        400 => ApiError::bad_request(text),
-        other => ApiError {
-            code: other,
-            reason: "",
-            message: text,
-            details: None,
-        },
+        413 => s.registry.limits().body_too_large(),
+        400 => Status::bad_request(text),
+        other => Status::new(other, "", text),
     };
     error_response(&e)
 }
 
 /// The response for an error: its `Status` with its code.
-pub fn error_response(e: &ApiError) -> Response {
+pub fn error_response(e: &Status) -> Response {
     let code = StatusCode::from_u16(e.code).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
-    json_response(code, &e.to_status(), &[])
+    json_response(code, &e.to_json(), &[])
 }
 
 /// What a path names.
 #[derive(Debug)]
 struct Target {
-    res: &'static Resource,
+    kind: &'static dyn Kind,
     namespace: Option<String>,
     name: Option<String>,
     sub: String,
@@ -165,80 +162,80 @@ fn parse_path(path: &str) -> ApiResult<Result<Target, Value>> {
     let segs: Vec<&str> = path.trim_matches('/').split('/').collect();
     let (group, version, rest) = match segs.as_slice() {
         ["api", v, rest @ ..] => ("", *v, rest),
-        ["apis", g] => return discovery::group(g).map(Err).ok_or_else(ApiError::no_route),
+        ["apis", g] => return discovery::group(g).map(Err).ok_or_else(Status::no_route),
         ["apis", g, v, rest @ ..] => (*g, *v, rest),
-        _ => return Err(ApiError::no_route()),
+        _ => return Err(Status::no_route()),
     };
     if rest.is_empty() {
         return discovery::resource_list(group, version)
             .map(Err)
-            .ok_or_else(ApiError::no_route);
+            .ok_or_else(Status::no_route);
     }
     let (legacy_watch, rest) = match rest {
         ["watch", r @ ..] => (true, r),
         r => (false, r),
     };
-    let find =
-        |plural: &str| resources::find(group, version, plural).ok_or_else(ApiError::no_route);
+    let find = |plural: &str| kinds::find(group, version, plural).ok_or_else(Status::no_route);
     let owned = |s: &&str| Some((*s).to_string());
     let t = match rest {
         [r] => Target {
-            res: find(r)?,
+            kind: find(r)?,
             namespace: None,
             name: None,
             sub: String::new(),
             legacy_watch,
         },
         ["namespaces", ns, r, tail @ ..]
-            if resources::find(group, version, r).is_some_and(|x| x.namespaced) =>
+            if kinds::find(group, version, r).is_some_and(|x| x.resource().namespaced) =>
         {
-            let res = find(r)?;
+            let kind = find(r)?;
             match tail {
                 [] => Target {
-                    res,
+                    kind,
                     namespace: owned(ns),
                     name: None,
                     sub: String::new(),
                     legacy_watch,
                 },
                 [name] => Target {
-                    res,
+                    kind,
                     namespace: owned(ns),
                     name: owned(name),
                     sub: String::new(),
                     legacy_watch,
                 },
                 [name, sub] => Target {
-                    res,
+                    kind,
                     namespace: owned(ns),
                     name: owned(name),
                     sub: (*sub).to_string(),
                     legacy_watch,
                 },
-                _ => return Err(ApiError::no_route()),
+                _ => return Err(Status::no_route()),
             }
         }
         [r, name] => Target {
-            res: find(r)?,
+            kind: find(r)?,
             namespace: None,
             name: owned(name),
             sub: String::new(),
             legacy_watch,
         },
         [r, name, sub] => Target {
-            res: find(r)?,
+            kind: find(r)?,
             namespace: None,
             name: owned(name),
             sub: (*sub).to_string(),
             legacy_watch,
         },
-        _ => return Err(ApiError::no_route()),
+        _ => return Err(Status::no_route()),
     };
-    if t.res.namespaced && t.name.is_some() && t.namespace.is_none() {
-        return Err(ApiError::no_route());
+    let res = t.kind.resource();
+    if res.namespaced && t.name.is_some() && t.namespace.is_none() {
+        return Err(Status::no_route());
     }
-    if !t.sub.is_empty() && !t.res.has_subresource(&t.sub) {
-        return Err(ApiError::no_route());
+    if !t.sub.is_empty() && !res.has_subresource(&t.sub) {
+        return Err(Status::no_route());
     }
     Ok(Ok(t))
 }
@@ -293,7 +290,7 @@ fn render_of(headers: &HeaderMap, q: &HashMap<String, String>) -> ApiResult<Rend
     if accept.trim().is_empty() || accept.contains("protobuf") || accept.contains("yaml") {
         return Ok(Render::Json);
     }
-    Err(ApiError::not_acceptable(format!(
+    Err(Status::not_acceptable(format!(
         "only the following media types are accepted: application/json, application/json;as=Table;v=v1;g=meta.k8s.io (got {accept})"
     )))
 }
@@ -303,7 +300,7 @@ fn write_options(q: &HashMap<String, String>) -> ApiResult<WriteOptions> {
         None | Some("") => false,
         Some("All") => true,
         Some(other) => {
-            return Err(ApiError::bad_request(format!(
+            return Err(Status::bad_request(format!(
                 "dryRun: Unsupported value: \"{other}\": supported values: \"All\""
             )));
         }
@@ -318,11 +315,11 @@ fn write_options(q: &HashMap<String, String>) -> ApiResult<WriteOptions> {
 
 fn selectors(q: &HashMap<String, String>) -> ApiResult<(LabelSelector, FieldSelector)> {
     let labels = match q.get("labelSelector") {
-        Some(s) => LabelSelector::parse(s).map_err(|e| ApiError::bad_request(e.to_string()))?,
+        Some(s) => LabelSelector::parse(s).map_err(|e| Status::bad_request(e.to_string()))?,
         None => LabelSelector::everything(),
     };
     let fields = match q.get("fieldSelector") {
-        Some(s) => FieldSelector::parse(s).map_err(|e| ApiError::bad_request(e.to_string()))?,
+        Some(s) => FieldSelector::parse(s).map_err(|e| Status::bad_request(e.to_string()))?,
         None => FieldSelector::default(),
     };
     Ok((labels, fields))
@@ -330,7 +327,7 @@ fn selectors(q: &HashMap<String, String>) -> ApiResult<(LabelSelector, FieldSele
 
 fn parse_body(body: &Bytes) -> ApiResult<Value> {
     serde_json::from_slice(body).map_err(|e| {
-        ApiError::bad_request(format!(
+        Status::bad_request(format!(
             "the body of the request could not be decoded as JSON: {e}"
         ))
     })
@@ -367,16 +364,17 @@ async fn handle(
         Ok(t) => t,
         Err(doc) if *method == Method::GET => return Ok(json_ok(&doc)),
         Err(_) => {
-            return Err(ApiError::method_not_allowed(
+            return Err(Status::method_not_allowed(
                 "only GET is served on discovery paths",
             ));
         }
     };
-    let res = t.res;
+    let kind = t.kind;
+    let res = kind.resource();
     let ns = t.namespace.clone().unwrap_or_default();
     // Typed clients (kubectl 1.32's generators) send protobuf; it becomes the same JSON.
-    let body = request_json(res, method, headers, body)?;
-    let st = &s.storage;
+    let body = request_json(kind, method, headers, body)?;
+    let st = &s.registry;
     match (method.clone(), t.name.as_deref(), t.sub.as_str()) {
         (Method::GET, None, "") => {
             let (labels, fields) = selectors(q)?;
@@ -387,7 +385,7 @@ async fn handle(
             let watching = t.legacy_watch || query::bool_param(q, "watch");
             query::check_list_options(q, watching)?;
             if watching {
-                return watch_response(s, res, t.namespace, labels, fields, q, timeout, render)
+                return watch_response(s, kind, t.namespace, labels, fields, q, timeout, render)
                     .await;
             }
             let opts = ListOptions {
@@ -396,38 +394,38 @@ async fn handle(
                 limit,
                 continue_token: q.get("continue").cloned().unwrap_or_default(),
                 exact_revision: match q.get("resourceVersionMatch").map(String::as_str) {
-                    Some("Exact") => crate::storage::parse_resource_version(
+                    Some("Exact") => crate::registry::parse_resource_version(
                         q.get("resourceVersion").map(String::as_str).unwrap_or(""),
                     )?,
                     _ => None,
                 },
             };
-            let list = st.list(res, t.namespace.as_deref(), &opts).await?;
-            Ok(json_ok(&render_list(res, list, render)))
+            let list = st.list(kind, t.namespace.as_deref(), &opts).await?;
+            Ok(json_ok(&render_list(kind, list, render)))
         }
         (Method::GET, Some(name), "") if t.legacy_watch => {
             let (labels, _) = selectors(q)?;
             let fields = FieldSelector::parse(&format!("metadata.name={name}"))
-                .map_err(|e| ApiError::bad_request(e.to_string()))?;
+                .map_err(|e| Status::bad_request(e.to_string()))?;
             let render = render_of(headers, q)?;
             let timeout = query::int_param(q, "timeoutSeconds")?;
             query::check_list_options(q, true)?;
-            watch_response(s, res, t.namespace, labels, fields, q, timeout, render).await
+            watch_response(s, kind, t.namespace, labels, fields, q, timeout, render).await
         }
         (Method::GET, Some(name), "" | "status") => {
             let render = render_of(headers, q)?;
-            let obj = st.get(res, &ns, name).await?;
-            Ok(json_ok(&render_one(res, obj, render)))
+            let obj = st.get(kind, &ns, name).await?;
+            Ok(json_ok(&render_one(kind, obj, render)))
         }
-        (Method::GET, Some(name), "scale") => Ok(json_ok(&st.get_scale(res, &ns, name).await?)),
-        (Method::GET, Some(name), "log") => logs::pod_log(s, res, &ns, name, q).await,
+        (Method::GET, Some(name), "scale") => Ok(json_ok(&st.get_scale(kind, &ns, name).await?)),
+        (Method::GET, Some(name), "log") => logs::pod_log(s, kind, &ns, name, q).await,
         (Method::POST, None, "") => {
             let wo = write_options(q)?;
-            let (obj, w) = st.create(res, &ns, parse_body(&body)?, wo).await?;
+            let (obj, w) = st.create(kind, &ns, parse_body(&body)?, wo).await?;
             Ok(json_response(StatusCode::CREATED, &obj, &w))
         }
         (Method::POST, Some(name), "binding") => {
-            st.bind(res, &ns, name, &parse_body(&body)?).await?;
+            st.bind(kind, &ns, name, &parse_body(&body)?).await?;
             Ok(json_response(
                 StatusCode::CREATED,
                 &json!({"kind": "Status", "apiVersion": "v1", "metadata": {}, "status": "Success", "code": 201}),
@@ -437,14 +435,14 @@ async fn handle(
         (Method::PUT, Some(name), "scale") => {
             let scale = parse_body(&body)?;
             let out = st
-                .set_scale(res, &ns, name, |_| Ok(scale.clone()), write_options(q)?)
+                .set_scale(kind, &ns, name, |_| Ok(scale.clone()), write_options(q)?)
                 .await?;
             Ok(json_ok(&out))
         }
         (Method::PUT, Some(name), sub) => {
             let part = Part::from_subresource(res, sub)?;
             let (obj, w) = st
-                .update(res, &ns, name, parse_body(&body)?, part, write_options(q)?)
+                .update(kind, &ns, name, parse_body(&body)?, part, write_options(q)?)
                 .await?;
             Ok(json_response(StatusCode::OK, &obj, &w))
         }
@@ -457,20 +455,20 @@ async fn handle(
             let wo = write_options(q)?;
             if sub == "scale" {
                 let p = parse_body(&body)?;
-                let out = st.patch_scale(res, &ns, name, ptype, &p, wo).await?;
+                let out = st.patch_scale(kind, &ns, name, ptype, &p, wo).await?;
                 return Ok(json_ok(&out));
             }
             let part = Part::from_subresource(res, sub)?;
             let (obj, w): (Value, Warnings) =
-                st.patch(res, &ns, name, ptype, &body, part, wo).await?;
+                st.patch(kind, &ns, name, ptype, &body, part, wo).await?;
             Ok(json_response(StatusCode::OK, &obj, &w))
         }
         (Method::DELETE, Some(name), "") => {
             let options = delete_options(&body, q)?;
             let d = st
-                .delete(res, &ns, name, &options, write_options(q)?)
+                .delete(kind, &ns, name, &options, write_options(q)?)
                 .await?;
-            if d.gone && !matches!(res.kind, "Pod" | "Namespace") {
+            if d.gone && !kind.returns_deleted_object() {
                 return Ok(json_ok(&json!({
                     "kind": "Status", "apiVersion": "v1", "metadata": {}, "status": "Success",
                     "details": {"name": name, "group": res.group, "kind": res.plural, "uid": meta_str(&d.object, "uid")},
@@ -480,7 +478,7 @@ async fn handle(
         }
         // Kubernetes serves no delete-collection on some resources (namespaces): the verb is
         // not routed, and go-restful's 405 says only this.
-        (Method::DELETE, None, "") if !res.delete_collection => Err(ApiError::method_not_allowed(
+        (Method::DELETE, None, "") if !res.delete_collection => Err(Status::method_not_allowed(
             "the server does not allow this method on the requested resource",
         )),
         (Method::DELETE, None, "") => {
@@ -493,7 +491,7 @@ async fn handle(
             };
             let items = st
                 .delete_collection(
-                    res,
+                    kind,
                     t.namespace.as_deref(),
                     &list,
                     &options,
@@ -507,7 +505,7 @@ async fn handle(
                 "items": items,
             })))
         }
-        _ => Err(ApiError::method_not_allowed(format!(
+        _ => Err(Status::method_not_allowed(format!(
             "the server does not allow this method on the requested resource ({} {})",
             method,
             uri.path()
@@ -517,7 +515,7 @@ async fn handle(
 
 /// The request body as JSON: JSON as is, Kubernetes protobuf decoded for the resource's kind.
 fn request_json(
-    res: &Resource,
+    kind: &dyn Kind,
     method: &Method,
     headers: &HeaderMap,
     body: Bytes,
@@ -531,12 +529,15 @@ fn request_json(
         .unwrap_or("application/json");
     match ct.split(';').next().unwrap_or_default().trim() {
         "application/json" | "" | "*/*" => Ok(body),
-        crate::protobuf::CONTENT_TYPE if *method == Method::POST || *method == Method::PUT => {
-            let obj = crate::protobuf::decode(res.kind, &body)
-                .map_err(|e| ApiError::bad_request(format!("decoding the protobuf body: {e}")))?;
+        crate::encoding::protobuf::CONTENT_TYPE
+            if *method == Method::POST || *method == Method::PUT =>
+        {
+            let obj = kind
+                .decode_protobuf(&body)
+                .map_err(|e| Status::bad_request(format!("decoding the protobuf body: {e}")))?;
             Ok(Bytes::from(serde_json::to_vec(&obj).unwrap_or_default()))
         }
-        other => Err(ApiError::unsupported_media_type(format!(
+        other => Err(Status::unsupported_media_type(format!(
             "the body of the request was in an unknown format - accepted media types include: application/json, application/vnd.kubernetes.protobuf (got {other})"
         ))),
     }
@@ -558,7 +559,7 @@ fn delete_options(body: &Bytes, q: &HashMap<String, String>) -> ApiResult<Value>
     Ok(o)
 }
 
-fn list_json(res: &Resource, list: ListResult) -> Value {
+fn list_json(res: &bosun_api::Resource, list: ListResult) -> Value {
     let mut meta = json!({"resourceVersion": list.revision.to_string()});
     if let Some(c) = list.continue_token {
         meta["continue"] = json!(c);
@@ -574,9 +575,9 @@ fn list_json(res: &Resource, list: ListResult) -> Value {
     })
 }
 
-fn render_list(res: &Resource, list: ListResult, render: Render) -> Value {
+fn render_list(kind: &dyn Kind, list: ListResult, render: Render) -> Value {
     match render {
-        Render::Json => list_json(res, list),
+        Render::Json => list_json(kind.resource(), list),
         Render::Table { object } => {
             let mut meta = json!({"resourceVersion": list.revision.to_string()});
             if let Some(c) = &list.continue_token {
@@ -586,27 +587,27 @@ fn render_list(res: &Resource, list: ListResult, render: Render) -> Value {
             let rows: Vec<Value> = list
                 .items
                 .iter()
-                .map(|o| row(res, o, object, now))
+                .map(|o| row(kind, o, object, now))
                 .collect();
-            table_json(res, meta, rows, true)
+            table_json(kind, meta, rows, true)
         }
     }
 }
 
-fn render_one(res: &Resource, obj: Value, render: Render) -> Value {
+fn render_one(kind: &dyn Kind, obj: Value, render: Render) -> Value {
     match render {
         Render::Json => obj,
         Render::Table { object } => {
             let meta = json!({"resourceVersion": meta_str(&obj, "resourceVersion")});
-            let r = row(res, &obj, object, jiff::Timestamp::now());
-            table_json(res, meta, vec![r], true)
+            let r = row(kind, &obj, object, jiff::Timestamp::now());
+            table_json(kind, meta, vec![r], true)
         }
     }
 }
 
-fn table_json(res: &Resource, meta: Value, rows: Vec<Value>, columns: bool) -> Value {
+fn table_json(kind: &dyn Kind, meta: Value, rows: Vec<Value>, columns: bool) -> Value {
     let cols: Vec<Value> = if columns {
-        table::columns(res.plural)
+        kind.table_columns()
             .iter()
             .map(table::Column::to_json)
             .collect()
@@ -622,9 +623,9 @@ fn table_json(res: &Resource, meta: Value, rows: Vec<Value>, columns: bool) -> V
     })
 }
 
-fn row(res: &Resource, obj: &Value, include: IncludeObject, now: jiff::Timestamp) -> Value {
-    let mut r = json!({"cells": table::cells(res.plural, obj, now)});
-    if let Some(c) = table::row_conditions(res.plural, obj) {
+fn row(kind: &dyn Kind, obj: &Value, include: IncludeObject, now: jiff::Timestamp) -> Value {
+    let mut r = json!({"cells": kind.table_cells(obj, now)});
+    if let Some(c) = kind.table_row_conditions(obj) {
         r["conditions"] = c;
     }
     match include {
@@ -645,7 +646,7 @@ fn row(res: &Resource, obj: &Value, include: IncludeObject, now: jiff::Timestamp
 #[allow(clippy::too_many_arguments)]
 async fn watch_response(
     s: &Arc<Shared>,
-    res: &'static Resource,
+    kind: &'static dyn Kind,
     namespace: Option<String>,
     labels: LabelSelector,
     fields: FieldSelector,
@@ -669,14 +670,14 @@ async fn watch_response(
         allow_bookmarks: query::bool_param(q, "allowWatchBookmarks"),
         timeout: Some(timeout),
     };
-    let session = match watch::start(&s.storage, res, params, s.bookmark_interval).await {
+    let session = match watch::start(&s.registry, kind, params, s.bookmark_interval).await {
         Ok(w) => Some(w),
         // A version too old is reported in the stream, as Kubernetes does.
         Err(e) if e.code == 410 => None,
         Err(e) => return Err(e),
     };
     let expired = session.is_none().then(|| {
-        ApiError::expired(format!(
+        Status::expired(format!(
             "too old resource version: {}",
             q.get("resourceVersion").cloned().unwrap_or_default()
         ))
@@ -685,7 +686,7 @@ async fn watch_response(
     let stream = async_stream::stream! {
         let _guard = watchers;
         if let Some(e) = expired {
-            yield Ok::<_, std::convert::Infallible>(event_line("ERROR", &e.to_status()));
+            yield Ok::<_, std::convert::Infallible>(event_line(EventType::Error, &e.to_json()));
             return;
         }
         let Some(mut session) = session else { return };
@@ -696,24 +697,19 @@ async fn watch_response(
                 // client watches again from its last version.
                 (WatchItem::Error(e), _) if e.code == 429 || e.code == 503 => return,
                 (WatchItem::Error(e), _) => {
-                    yield Ok(event_line("ERROR", &e.to_status()));
+                    yield Ok(event_line(EventType::Error, &e.to_json()));
                     return;
                 }
                 (WatchItem::Event { obj, .. }, Render::Table { object }) => {
                     let meta = json!({"resourceVersion": meta_str(obj, "resourceVersion")});
-                    let t = table_json(res, meta, vec![row(res, obj, object, jiff::Timestamp::now())], first);
+                    let t = table_json(kind, meta, vec![row(kind, obj, object, jiff::Timestamp::now())], first);
                     first = false;
-                    yield Ok(event_line(item.type_str(), &t));
+                    yield Ok(event_line(item.event_type(), &t));
                 }
-                (WatchItem::Bookmark(b), _) => yield Ok(event_line("BOOKMARK", b)),
+                (WatchItem::Bookmark(b), _) => yield Ok(event_line(EventType::Bookmark, b)),
                 (WatchItem::Event { .. }, Render::Json) => {
-                    let mut line = Vec::with_capacity(64);
-                    line.extend_from_slice(b"{\"type\":\"");
-                    line.extend_from_slice(item.type_str().as_bytes());
-                    line.extend_from_slice(b"\",\"object\":");
-                    line.extend_from_slice(&item.object_bytes());
-                    line.extend_from_slice(b"}\n");
-                    yield Ok(Bytes::from(line));
+                    // The object's JSON is shared by every watcher: encoded once.
+                    yield Ok(Bytes::from(watch_event::event_line(item.event_type(), &item.object_bytes())));
                 }
             }
         }
@@ -729,10 +725,9 @@ async fn watch_response(
         .into_response())
 }
 
-fn event_line(kind: &str, obj: &Value) -> Bytes {
-    let mut v = serde_json::to_vec(&json!({"type": kind, "object": obj})).unwrap_or_default();
-    v.push(b'\n');
-    Bytes::from(v)
+fn event_line(type_: EventType, obj: &Value) -> Bytes {
+    let obj = serde_json::to_vec(obj).unwrap_or_default();
+    Bytes::from(watch_event::event_line(type_, &obj))
 }
 
 #[cfg(test)]
@@ -749,7 +744,7 @@ mod tests {
         let t = target("/api/v1/namespaces/default/pods/web/log");
         assert_eq!(
             (
-                t.res.plural,
+                t.kind.resource().plural,
                 t.namespace.as_deref(),
                 t.name.as_deref(),
                 t.sub.as_str()
@@ -758,21 +753,21 @@ mod tests {
         );
         let t = target("/api/v1/namespaces/default");
         assert_eq!(
-            (t.res.plural, t.name.as_deref()),
+            (t.kind.resource().plural, t.name.as_deref()),
             ("namespaces", Some("default"))
         );
         let t = target("/api/v1/namespaces/kube-system/status");
         assert_eq!(
-            (t.res.plural, t.name.as_deref(), t.sub.as_str()),
+            (t.kind.resource().plural, t.name.as_deref(), t.sub.as_str()),
             ("namespaces", Some("kube-system"), "status")
         );
         let t = target("/api/v1/namespaces/x/events");
         assert_eq!(
-            (t.res.plural, t.namespace.as_deref(), t.name),
+            (t.kind.resource().plural, t.namespace.as_deref(), t.name),
             ("events", Some("x"), None)
         );
         let t = target("/apis/apps/v1/watch/namespaces/a/deployments");
-        assert!(t.legacy_watch && t.res.plural == "deployments");
+        assert!(t.legacy_watch && t.kind.resource().plural == "deployments");
         let t = target("/api/v1/pods");
         assert!(t.namespace.is_none() && t.name.is_none());
         assert!(parse_path("/api/v1/namespaces/default/widgets").is_err());

@@ -5,33 +5,13 @@
 
 use std::sync::OnceLock;
 
-use k8s_openapi::api::apps::v1::{Deployment, ReplicaSet};
-use k8s_openapi::api::coordination::v1::Lease;
-use k8s_openapi::api::core::v1::{Event, Namespace, Node, Pod};
-use k8s_openapi::schemars::JsonSchema;
-use k8s_openapi::schemars::generate::{SchemaGenerator, SchemaSettings};
+use k8s_openapi::schemars::generate::SchemaSettings;
 use serde_json::{Value, json};
 
-use crate::resources::{RESOURCES, groups};
 use crate::rest::{KUBE_MAJOR, KUBE_MINOR};
+use bosun_api::resources::groups;
 
-/// Registers the schema of `kind` and returns its schema name.
-fn register(generator: &mut SchemaGenerator, kind: &str) -> Option<String> {
-    fn add<T: JsonSchema>(g: &mut SchemaGenerator) -> Option<String> {
-        g.subschema_for::<T>();
-        Some(T::schema_name().into_owned())
-    }
-    match kind {
-        "Pod" => add::<Pod>(generator),
-        "Namespace" => add::<Namespace>(generator),
-        "Node" => add::<Node>(generator),
-        "Event" => add::<Event>(generator),
-        "Deployment" => add::<Deployment>(generator),
-        "ReplicaSet" => add::<ReplicaSet>(generator),
-        "Lease" => add::<Lease>(generator),
-        _ => None,
-    }
-}
+use crate::kinds;
 
 /// `api/v1` or `apis/<group>/<version>`: the path of a group-version's document.
 fn gv_path(group: &str, version: &str) -> String {
@@ -44,36 +24,36 @@ fn gv_path(group: &str, version: &str) -> String {
 
 fn build(group: &str, version: &str) -> Option<Value> {
     let mut generator = SchemaSettings::openapi3().into_generator();
-    let mut kinds = Vec::new();
+    let mut served = Vec::new();
     // kubectl explain finds a resource's kind through the operations on its path.
     let mut paths = serde_json::Map::new();
     let prefix = format!("/{}", gv_path(group, version));
-    for r in RESOURCES
-        .iter()
-        .filter(|r| r.group == group && r.version == version)
-    {
-        if let Some(name) = register(&mut generator, r.kind) {
-            kinds.push((name, r.kind));
-            let path = if r.namespaced {
-                format!("{prefix}/namespaces/{{namespace}}/{}", r.plural)
-            } else {
-                format!("{prefix}/{}", r.plural)
-            };
-            paths.insert(
-                path,
-                json!({"get": {
-                    "description": format!("list or watch objects of kind {}", r.kind),
-                    "x-kubernetes-group-version-kind": {"group": group, "kind": r.kind, "version": version},
-                    "responses": {"200": {"description": "OK"}},
-                }}),
-            );
-        }
+    for kind in kinds::all().filter(|k| {
+        let r = k.resource();
+        r.group == group && r.version == version
+    }) {
+        let r = kind.resource();
+        let name = kind.add_openapi_schema(&mut generator);
+        served.push((name, r.kind));
+        let path = if r.namespaced {
+            format!("{prefix}/namespaces/{{namespace}}/{}", r.plural)
+        } else {
+            format!("{prefix}/{}", r.plural)
+        };
+        paths.insert(
+            path,
+            json!({"get": {
+                "description": format!("list or watch objects of kind {}", r.kind),
+                "x-kubernetes-group-version-kind": {"group": group, "kind": r.kind, "version": version},
+                "responses": {"200": {"description": "OK"}},
+            }}),
+        );
     }
-    if kinds.is_empty() {
+    if served.is_empty() {
         return None;
     }
     let mut schemas = generator.take_definitions(true);
-    for (name, kind) in kinds {
+    for (name, kind) in served {
         if let Some(Value::Object(s)) = schemas.get_mut(&name) {
             s.insert(
                 "x-kubernetes-group-version-kind".into(),

@@ -4,10 +4,10 @@
 
 use std::collections::HashMap;
 
-use crate::error::{ApiError, ApiResult};
-use crate::names::go_quote;
-use crate::storage::parse_resource_version;
-use crate::validation::{FieldError, forbidden, invalid_message, not_supported};
+use crate::error::{ApiResult, Status};
+use crate::registry::parse_resource_version;
+use bosun_api::field::{FieldError, forbidden, not_supported};
+use bosun_api::names::go_quote;
 
 /// A boolean parameter: absent, `false` and `0` (any case) are false; anything else, the
 /// empty string included, is true (Kubernetes' `Convert_Slice_string_To_bool`).
@@ -23,7 +23,7 @@ pub fn int_param(q: &HashMap<String, String>, name: &str) -> ApiResult<Option<i6
     let Some(v) = q.get(name) else {
         return Ok(None);
     };
-    parse_go_int(v).map(Some).map_err(ApiError::bad_request)
+    parse_go_int(v).map(Some).map_err(Status::bad_request)
 }
 
 /// Go's `strconv.ParseInt(s, 10, 64)`: an optional sign and decimal digits.
@@ -87,13 +87,7 @@ pub fn check_list_options(q: &HashMap<String, String>, watch: bool) -> ApiResult
     if errors.is_empty() {
         return Ok(());
     }
-    Err(ApiError::invalid_kind(
-        "meta.k8s.io",
-        "ListOptions",
-        "",
-        invalid_message("ListOptions.meta.k8s.io", "", &errors),
-        crate::kinds::causes(&errors),
-    ))
+    Err(Status::invalid("meta.k8s.io", "ListOptions", "", &errors))
 }
 
 #[cfg(test)]

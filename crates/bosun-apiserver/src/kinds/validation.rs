@@ -10,7 +10,6 @@
 //! aggregate message matches what kubectl prints.
 
 use std::collections::{BTreeMap, BTreeSet};
-use std::fmt;
 
 use k8s_openapi::api::apps::v1::{Deployment, DeploymentSpec, ReplicaSet};
 use k8s_openapi::api::coordination::v1::Lease;
@@ -21,175 +20,14 @@ use k8s_openapi::api::core::v1::{
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{LabelSelector, ObjectMeta};
 use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
 
-use crate::names::{
+use bosun_api::field::{
+    FieldError, duplicate, forbidden, invalid, invalid_str, not_supported, required, too_long,
+};
+use bosun_api::names::{
     go_quote, is_dns1123_label, is_dns1123_subdomain, is_qualified_name, is_valid_label_value,
     max_len_error, regex_error,
 };
-
-// ---------------------------------------------------------------------------
-// Field errors
-// ---------------------------------------------------------------------------
-
-/// One field-level validation error, as Kubernetes' `field.Error`.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct FieldError {
-    /// JSON path of the offending field, e.g. `spec.containers[0].image`.
-    pub field: String,
-    /// What is wrong with the field.
-    pub kind: ErrorKind,
-    /// Human readable explanation (may be empty).
-    pub detail: String,
-}
-
-/// The kind of a field error; values are pre-rendered as kube renders them.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum ErrorKind {
-    /// A required value is missing.
-    Required,
-    /// The value is malformed; holds the rendered bad value.
-    Invalid(String),
-    /// The value is not one of an enumeration; holds the rendered bad value
-    /// and the supported values.
-    NotSupported(String, Vec<String>),
-    /// The value is not allowed in the current context.
-    Forbidden,
-    /// The value collides with another; holds the rendered value.
-    Duplicate(String),
-    /// The value exceeds the given length in bytes.
-    TooLong(usize),
-    /// A list has too many items.
-    TooMany,
-}
-
-impl FieldError {
-    /// The `reason` of the status cause (`FieldValueRequired`, ...).
-    pub fn reason(&self) -> &'static str {
-        match self.kind {
-            ErrorKind::Required => "FieldValueRequired",
-            ErrorKind::Invalid(_) => "FieldValueInvalid",
-            ErrorKind::NotSupported(..) => "FieldValueNotSupported",
-            ErrorKind::Forbidden => "FieldValueForbidden",
-            ErrorKind::Duplicate(_) => "FieldValueDuplicate",
-            ErrorKind::TooLong(_) => "FieldValueTooLong",
-            ErrorKind::TooMany => "FieldValueTooMany",
-        }
-    }
-
-    /// The message without the field, as Go's `ErrorBody()`.
-    pub fn message(&self) -> String {
-        let mut s = match &self.kind {
-            ErrorKind::Required => "Required value".to_string(),
-            ErrorKind::Invalid(v) => format!("Invalid value: {v}"),
-            ErrorKind::NotSupported(v, _) => format!("Unsupported value: {v}"),
-            ErrorKind::Forbidden => "Forbidden".to_string(),
-            ErrorKind::Duplicate(v) => format!("Duplicate value: {v}"),
-            ErrorKind::TooLong(_) => "Too long".to_string(),
-            ErrorKind::TooMany => "Too many".to_string(),
-        };
-        let detail = match &self.kind {
-            ErrorKind::NotSupported(_, valid) if self.detail.is_empty() => supported_detail(valid),
-            ErrorKind::TooLong(max) if self.detail.is_empty() => too_long_detail(*max),
-            _ => self.detail.clone(),
-        };
-        if !detail.is_empty() {
-            s.push_str(": ");
-            s.push_str(&detail);
-        }
-        s
-    }
-}
-
-impl fmt::Display for FieldError {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "{}: {}", self.field, self.message())
-    }
-}
-
-fn supported_detail(valid: &[String]) -> String {
-    if valid.is_empty() {
-        return String::new();
-    }
-    let quoted: Vec<String> = valid.iter().map(|v| go_quote(v)).collect();
-    format!("supported values: {}", quoted.join(", "))
-}
-
-fn too_long_detail(max: usize) -> String {
-    let unit = if max == 1 { "byte" } else { "bytes" };
-    format!("may not be more than {max} {unit}")
-}
-
-fn required(field: impl Into<String>, detail: &str) -> FieldError {
-    FieldError {
-        field: field.into(),
-        kind: ErrorKind::Required,
-        detail: detail.to_string(),
-    }
-}
-
-fn invalid(field: impl Into<String>, value: String, detail: &str) -> FieldError {
-    FieldError {
-        field: field.into(),
-        kind: ErrorKind::Invalid(value),
-        detail: detail.to_string(),
-    }
-}
-
-fn invalid_str(field: impl Into<String>, value: &str, detail: &str) -> FieldError {
-    invalid(field, go_quote(value), detail)
-}
-
-pub(crate) fn not_supported(field: impl Into<String>, value: &str, valid: &[&str]) -> FieldError {
-    let valid: Vec<String> = valid.iter().map(|v| v.to_string()).collect();
-    FieldError {
-        field: field.into(),
-        detail: supported_detail(&valid),
-        kind: ErrorKind::NotSupported(go_quote(value), valid),
-    }
-}
-
-pub(crate) fn forbidden(field: impl Into<String>, detail: &str) -> FieldError {
-    FieldError {
-        field: field.into(),
-        kind: ErrorKind::Forbidden,
-        detail: detail.to_string(),
-    }
-}
-
-fn duplicate(field: impl Into<String>, value: String) -> FieldError {
-    FieldError {
-        field: field.into(),
-        kind: ErrorKind::Duplicate(value),
-        detail: String::new(),
-    }
-}
-
-fn too_long(field: impl Into<String>, max: usize) -> FieldError {
-    FieldError {
-        field: field.into(),
-        kind: ErrorKind::TooLong(max),
-        detail: too_long_detail(max),
-    }
-}
-
-/// kube's `NewInvalid` status message, e.g.
-/// `Deployment.apps "web" is invalid: spec.replicas: Invalid value: -1: must be greater than or equal to 0`.
-/// Identical messages are reported once; several errors are bracketed.
-pub fn invalid_message(kind_dot_group: &str, name: &str, errors: &[FieldError]) -> String {
-    let mut seen = BTreeSet::new();
-    let mut msgs = Vec::new();
-    for e in errors {
-        let m = e.to_string();
-        if seen.insert(m.clone()) {
-            msgs.push(m);
-        }
-    }
-    let head = format!("{kind_dot_group} {} is invalid", go_quote(name));
-    match msgs.len() {
-        0 => head,
-        1 => format!("{head}: {}", msgs[0]),
-        _ => format!("{head}: [{}]", msgs.join(", ")),
-    }
-}
+use bosun_api::selectors::LabelSelector as Selector;
 
 // ---------------------------------------------------------------------------
 // Go value rendering
@@ -260,7 +98,7 @@ fn go_int_or_string(v: &IntOrString) -> String {
 }
 
 // ---------------------------------------------------------------------------
-// Other syntax checks (names and labels are in `crate::names`)
+// Other syntax checks (names and labels are in `bosun_api::names`)
 // ---------------------------------------------------------------------------
 
 const TOTAL_ANNOTATION_SIZE_LIMIT: usize = 256 * 1024;
@@ -1408,24 +1246,9 @@ fn validate_label_selector(s: &LabelSelector, path: &str) -> Vec<FieldError> {
     errs
 }
 
+/// Whether a valid selector selects the labels, through the one label matcher.
 fn selector_matches(s: &LabelSelector, labels: &BTreeMap<String, String>) -> bool {
-    let labels_ok = s
-        .match_labels
-        .iter()
-        .flatten()
-        .all(|(k, v)| labels.get(k) == Some(v));
-    let exprs_ok = s.match_expressions.iter().flatten().all(|r| {
-        let values = r.values.as_deref().unwrap_or_default();
-        let got = labels.get(&r.key);
-        match r.operator.as_str() {
-            "In" => got.is_some_and(|g| values.contains(g)),
-            "NotIn" => got.is_none_or(|g| !values.contains(g)),
-            "Exists" => got.is_some(),
-            "DoesNotExist" => got.is_none(),
-            _ => false,
-        }
-    });
-    labels_ok && exprs_ok
+    Selector::from_typed(s).is_ok_and(|sel| sel.matches_labels(Some(labels)))
 }
 
 /// Validation shared by deployments and replica sets: replicas, selector and
@@ -1893,6 +1716,7 @@ pub fn validate_lease(l: &Lease) -> Vec<FieldError> {
 #[allow(clippy::unwrap_used)]
 mod tests {
     use super::*;
+    use bosun_api::field::{ErrorKind, invalid_message};
     use serde_json::json;
 
     fn pod(v: serde_json::Value) -> Pod {

@@ -14,6 +14,8 @@
 
 use serde_json::{Map, Value};
 
+use super::schema::Schema;
+
 const DIRECTIVE_MARKER: &str = "$patch";
 const RETAIN_KEYS_DIRECTIVE: &str = "$retainKeys";
 const SET_ELEMENT_ORDER_PREFIX: &str = "$setElementOrder";
@@ -144,118 +146,21 @@ pub enum PatchError {
     },
 }
 
-/// Root kinds whose schema carries list merge strategies beyond `metadata`.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum RootKind {
-    Pod,
-    Deployment,
-    ReplicaSet,
-    Node,
-    Namespace,
-    /// Event, Lease, Scale and anything else: only ObjectMeta has merging lists.
-    MetaOnly,
-}
-
-/// The Kubernetes Go types that contain merging lists, directly or nested.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum Ty {
-    Other,
-    Root(RootKind),
-    ObjectMeta,
-    WorkloadSpec,
-    WorkloadStatus,
-    PodTemplateSpec,
-    PodSpec,
-    PodStatus,
-    Container,
-    ContainerStatus,
-    NodeSpec,
-    NodeStatus,
-    NamespaceStatus,
-}
-
-fn root_type(kind: &str) -> Ty {
-    Ty::Root(match kind {
-        "Pod" => RootKind::Pod,
-        "Deployment" => RootKind::Deployment,
-        "ReplicaSet" => RootKind::ReplicaSet,
-        "Node" => RootKind::Node,
-        "Namespace" => RootKind::Namespace,
-        _ => RootKind::MetaOnly,
-    })
-}
-
-/// The type of field `name` of `ty`, and how it merges when it is a list.
-fn field_info(ty: Ty, name: &str) -> (Ty, ListStrategy) {
-    use ListStrategy::{MergeByKey, MergePrimitives, Replace};
-    match (ty, name) {
-        (Ty::Root(_) | Ty::PodTemplateSpec, "metadata") => (Ty::ObjectMeta, Replace),
-        (Ty::Root(RootKind::Pod), "spec") | (Ty::PodTemplateSpec, "spec") => (Ty::PodSpec, Replace),
-        (Ty::Root(RootKind::Pod), "status") => (Ty::PodStatus, Replace),
-        (Ty::Root(RootKind::Deployment | RootKind::ReplicaSet), "spec") => {
-            (Ty::WorkloadSpec, Replace)
-        }
-        (Ty::Root(RootKind::Deployment | RootKind::ReplicaSet), "status") => {
-            (Ty::WorkloadStatus, Replace)
-        }
-        (Ty::Root(RootKind::Node), "spec") => (Ty::NodeSpec, Replace),
-        (Ty::Root(RootKind::Node), "status") => (Ty::NodeStatus, Replace),
-        (Ty::Root(RootKind::Namespace), "status") => (Ty::NamespaceStatus, Replace),
-
-        (Ty::ObjectMeta, "finalizers") => (Ty::Other, MergePrimitives),
-        (Ty::ObjectMeta, "ownerReferences") => (Ty::Other, MergeByKey("uid")),
-
-        (Ty::WorkloadSpec, "template") => (Ty::PodTemplateSpec, Replace),
-        (Ty::WorkloadStatus, "conditions") => (Ty::Other, MergeByKey("type")),
-
-        (Ty::PodSpec, "containers" | "initContainers" | "ephemeralContainers") => {
-            (Ty::Container, MergeByKey("name"))
-        }
-        (Ty::PodSpec, "volumes" | "imagePullSecrets" | "schedulingGates" | "resourceClaims") => {
-            (Ty::Other, MergeByKey("name"))
-        }
-        (Ty::PodSpec, "hostAliases") => (Ty::Other, MergeByKey("ip")),
-        (Ty::PodSpec, "topologySpreadConstraints") => (Ty::Other, MergeByKey("topologyKey")),
-
-        (Ty::Container, "ports") => (Ty::Other, MergeByKey("containerPort")),
-        (Ty::Container, "env") => (Ty::Other, MergeByKey("name")),
-        (Ty::Container, "volumeMounts") => (Ty::Other, MergeByKey("mountPath")),
-        (Ty::Container, "volumeDevices") => (Ty::Other, MergeByKey("devicePath")),
-
-        (Ty::PodStatus, "conditions") => (Ty::Other, MergeByKey("type")),
-        (Ty::PodStatus, "podIPs" | "hostIPs") => (Ty::Other, MergeByKey("ip")),
-        (Ty::PodStatus, "resourceClaimStatuses") => (Ty::Other, MergeByKey("name")),
-        (
-            Ty::PodStatus,
-            "containerStatuses" | "initContainerStatuses" | "ephemeralContainerStatuses",
-        ) => (Ty::ContainerStatus, Replace),
-        (Ty::ContainerStatus, "volumeMounts") => (Ty::Other, MergeByKey("mountPath")),
-        (Ty::ContainerStatus, "allocatedResourcesStatus") => (Ty::Other, MergeByKey("name")),
-
-        (Ty::NodeSpec, "podCIDRs") => (Ty::Other, MergePrimitives),
-        (Ty::NodeStatus, "conditions" | "addresses") => (Ty::Other, MergeByKey("type")),
-        (Ty::NamespaceStatus, "conditions") => (Ty::Other, MergeByKey("type")),
-
-        _ => (Ty::Other, Replace),
-    }
-}
-
-/// `kind` is the object kind ("Pod", "Deployment", ...); `path` is the chain of object field names
-/// from the object root, list indices skipped, e.g. ["spec","template","spec","containers","ports"].
-pub fn list_strategy(kind: &str, path: &[&str]) -> ListStrategy {
+/// How a list at `path` (the chain of object field names from the root of an object of
+/// type `root`, list indices skipped, e.g. ["spec","template","spec","containers","ports"])
+/// merges.
+pub fn list_strategy(root: &'static Schema, path: &[&str]) -> ListStrategy {
     let Some((last, parents)) = path.split_last() else {
         return ListStrategy::Replace;
     };
-    let ty = parents
-        .iter()
-        .fold(root_type(kind), |ty, name| field_info(ty, name).0);
-    field_info(ty, last).1
+    let ty = parents.iter().fold(root, |ty, name| ty.field(name).0);
+    ty.field(last).1
 }
 
 /// Applies `patch` to `original` and returns the result. Errors are for malformed patches
 /// (not an object, unknown $patch value, merge key missing in a list element, ...).
 pub fn strategic_merge(
-    kind: &str,
+    root: &'static Schema,
     original: &serde_json::Value,
     patch: &serde_json::Value,
 ) -> Result<serde_json::Value, PatchError> {
@@ -265,7 +170,7 @@ pub fn strategic_merge(
     let original = original
         .as_object()
         .ok_or(PatchError::OriginalNotObject(json_type(original)))?;
-    merge_map(Some(original.clone()), patch, root_type(kind), "").map(Value::Object)
+    merge_map(Some(original.clone()), patch, root, "").map(Value::Object)
 }
 
 fn json_type(value: &Value) -> &'static str {
@@ -307,7 +212,7 @@ fn loose_eq(a: &Value, b: &Value) -> bool {
 fn merge_map(
     original: Option<Map<String, Value>>,
     patch: &Map<String, Value>,
-    ty: Ty,
+    ty: &'static Schema,
     path: &str,
 ) -> Result<Map<String, Value>, PatchError> {
     if let Some(directive) = patch.get(DIRECTIVE_MARKER) {
@@ -383,7 +288,7 @@ fn merge_map(
         let order = order
             .as_array()
             .ok_or_else(|| PatchError::BadSetElementOrder { path: shown(path) })?;
-        let (elem_ty, strategy) = field_info(ty, field);
+        let (elem_ty, strategy) = ty.field(field);
         if strategy == ListStrategy::Replace {
             // Only merging lists have an order to keep; an atomic list is whatever the
             // patch sends, so the field is handled like any other below.
@@ -436,7 +341,7 @@ fn merge_map(
             original.retain(|key, _| key != field);
             continue;
         }
-        let (field_ty, strategy) = field_info(ty, field);
+        let (field_ty, strategy) = ty.field(field);
         let field_path = child_path(path, field);
         let merged = match original.get_mut(field) {
             Some(slot) => match (slot.take(), value) {
@@ -457,7 +362,7 @@ fn merge_map(
         let to_delete = value
             .as_array()
             .ok_or_else(|| PatchError::BadPrimitiveList { path: shown(path) })?;
-        if let ListStrategy::MergeByKey(_) = field_info(ty, field).1 {
+        if let ListStrategy::MergeByKey(_) = ty.field(field).1 {
             return Err(PatchError::BadPrimitiveList {
                 path: child_path(path, field),
             });
@@ -499,7 +404,7 @@ fn type_mismatch(path: &str, expected: &'static str, actual: &Value) -> PatchErr
 /// it is taken as is, with its directives and `null`s resolved against nothing.
 fn resolve_new(
     value: &Value,
-    ty: Ty,
+    ty: &'static Schema,
     strategy: ListStrategy,
     path: &str,
 ) -> Result<Value, PatchError> {
@@ -511,7 +416,11 @@ fn resolve_new(
 }
 
 /// A list element taken from the patch without merging.
-fn resolve_element(value: &Value, elem_ty: Ty, path: &str) -> Result<Value, PatchError> {
+fn resolve_element(
+    value: &Value,
+    elem_ty: &'static Schema,
+    path: &str,
+) -> Result<Value, PatchError> {
     match value {
         Value::Object(map) => merge_map(None, map, elem_ty, path).map(Value::Object),
         other => Ok(other.clone()),
@@ -723,7 +632,7 @@ fn merge_list(
     original: Vec<Value>,
     patch: &[Value],
     strategy: ListStrategy,
-    elem_ty: Ty,
+    elem_ty: &'static Schema,
     path: &str,
 ) -> Result<Vec<Value>, PatchError> {
     let key = match strategy {
@@ -853,12 +762,19 @@ mod tests {
     use super::*;
     use serde_json::json;
 
+    /// The merge schema of a served kind, through the registry; other kinds (Scale) have
+    /// only their metadata's merging lists.
+    fn schema(kind: &str) -> &'static Schema {
+        crate::kinds::by_kind(kind)
+            .map_or(&crate::merge::schema::METADATA_ONLY, |k| k.merge_schema())
+    }
+
     fn apply(kind: &str, original: Value, patch: Value) -> Value {
-        strategic_merge(kind, &original, &patch).unwrap()
+        strategic_merge(schema(kind), &original, &patch).unwrap()
     }
 
     fn apply_err(kind: &str, original: Value, patch: Value) -> String {
-        strategic_merge(kind, &original, &patch)
+        strategic_merge(schema(kind), &original, &patch)
             .unwrap_err()
             .to_string()
     }
@@ -1410,7 +1326,11 @@ mod tests {
             ("Pod", &[], Replace),
         ];
         for (kind, path, expected) in cases {
-            assert_eq!(list_strategy(kind, path), *expected, "{kind} {path:?}");
+            assert_eq!(
+                list_strategy(schema(kind), path),
+                *expected,
+                "{kind} {path:?}"
+            );
         }
     }
 

@@ -1,10 +1,12 @@
-//! The resources the apiserver serves: names, groups, scopes, subresources and verbs.
+//! The resource table: every resource of Bosun's API with its names, group and version,
+//! scope, short names, categories, subresources and selectable fields.
 //!
-//! One static table drives discovery, URL routing, storage keys and the gRPC API, so adding a
-//! resource is one entry here plus its kind-specific hooks in [`crate::kinds`].
+//! One static table drives discovery, URL routing, storage keys and the gRPC API. The
+//! apiserver pairs each row with the kind's strategy (its `kinds/` directory); clients use
+//! the rows to name resources.
 
-/// One served resource.
-#[derive(Debug)]
+/// One resource of the API.
+#[derive(Debug, PartialEq, Eq)]
 pub struct Resource {
     /// Plural name, as in URLs: `pods`.
     pub plural: &'static str,
@@ -48,134 +50,155 @@ pub const VERBS: &[&str] = &[
     "watch",
 ];
 
-/// Every served resource.
-pub static RESOURCES: &[Resource] = &[
-    Resource {
-        plural: "namespaces",
-        singular: "namespace",
-        kind: "Namespace",
-        group: "",
-        version: "v1",
-        namespaced: false,
-        short_names: &["ns"],
-        categories: &[],
-        subresources: &["status"],
-        status_subresource: true,
-        generation: false,
-        field_labels: &["status.phase"],
-        delete_collection: false,
-    },
-    Resource {
-        plural: "nodes",
-        singular: "node",
-        kind: "Node",
-        group: "",
-        version: "v1",
-        namespaced: false,
-        short_names: &["no"],
-        categories: &[],
-        subresources: &["status"],
-        status_subresource: true,
-        generation: false,
-        field_labels: &["spec.unschedulable"],
-        delete_collection: true,
-    },
-    Resource {
-        plural: "pods",
-        singular: "pod",
-        kind: "Pod",
-        group: "",
-        version: "v1",
-        namespaced: true,
-        short_names: &["po"],
-        categories: &["all"],
-        subresources: &["status", "binding", "log"],
-        status_subresource: true,
-        generation: true,
-        field_labels: &[
-            "spec.nodeName",
-            "spec.restartPolicy",
-            "spec.schedulerName",
-            "spec.serviceAccountName",
-            "spec.hostNetwork",
-            "status.phase",
-            "status.podIP",
-            "status.nominatedNodeName",
-        ],
-        delete_collection: true,
-    },
-    Resource {
-        plural: "events",
-        singular: "event",
-        kind: "Event",
-        group: "",
-        version: "v1",
-        namespaced: true,
-        short_names: &["ev"],
-        categories: &[],
-        subresources: &[],
-        status_subresource: false,
-        generation: false,
-        field_labels: &[
-            "involvedObject.kind",
-            "involvedObject.namespace",
-            "involvedObject.name",
-            "involvedObject.uid",
-            "involvedObject.apiVersion",
-            "involvedObject.resourceVersion",
-            "involvedObject.fieldPath",
-            "reason",
-            "reportingComponent",
-            "source",
-            "type",
-        ],
-        delete_collection: true,
-    },
-    Resource {
-        plural: "deployments",
-        singular: "deployment",
-        kind: "Deployment",
-        group: "apps",
-        version: "v1",
-        namespaced: true,
-        short_names: &["deploy"],
-        categories: &["all"],
-        subresources: &["status", "scale"],
-        status_subresource: true,
-        generation: true,
-        field_labels: &[],
-        delete_collection: true,
-    },
-    Resource {
-        plural: "replicasets",
-        singular: "replicaset",
-        kind: "ReplicaSet",
-        group: "apps",
-        version: "v1",
-        namespaced: true,
-        short_names: &["rs"],
-        categories: &["all"],
-        subresources: &["status", "scale"],
-        status_subresource: true,
-        generation: true,
-        field_labels: &["status.replicas"],
-        delete_collection: true,
-    },
-    Resource {
-        plural: "leases",
-        singular: "lease",
-        kind: "Lease",
-        group: "coordination.k8s.io",
-        version: "v1",
-        namespaced: true,
-        short_names: &[],
-        categories: &[],
-        subresources: &[],
-        status_subresource: false,
-        generation: false,
-        field_labels: &[],
-        delete_collection: true,
-    },
+/// `namespaces`: the Namespace kind.
+pub static NAMESPACES: Resource = Resource {
+    plural: "namespaces",
+    singular: "namespace",
+    kind: "Namespace",
+    group: "",
+    version: "v1",
+    namespaced: false,
+    short_names: &["ns"],
+    categories: &[],
+    subresources: &["status"],
+    status_subresource: true,
+    generation: false,
+    field_labels: &["status.phase"],
+    delete_collection: false,
+};
+
+/// `nodes`: the Node kind.
+pub static NODES: Resource = Resource {
+    plural: "nodes",
+    singular: "node",
+    kind: "Node",
+    group: "",
+    version: "v1",
+    namespaced: false,
+    short_names: &["no"],
+    categories: &[],
+    subresources: &["status"],
+    status_subresource: true,
+    generation: false,
+    field_labels: &["spec.unschedulable"],
+    delete_collection: true,
+};
+
+/// `pods`: the Pod kind.
+pub static PODS: Resource = Resource {
+    plural: "pods",
+    singular: "pod",
+    kind: "Pod",
+    group: "",
+    version: "v1",
+    namespaced: true,
+    short_names: &["po"],
+    categories: &["all"],
+    subresources: &["status", "binding", "log"],
+    status_subresource: true,
+    generation: true,
+    field_labels: &[
+        "spec.nodeName",
+        "spec.restartPolicy",
+        "spec.schedulerName",
+        "spec.serviceAccountName",
+        "spec.hostNetwork",
+        "status.phase",
+        "status.podIP",
+        "status.nominatedNodeName",
+    ],
+    delete_collection: true,
+};
+
+/// `events`: the Event kind.
+pub static EVENTS: Resource = Resource {
+    plural: "events",
+    singular: "event",
+    kind: "Event",
+    group: "",
+    version: "v1",
+    namespaced: true,
+    short_names: &["ev"],
+    categories: &[],
+    subresources: &[],
+    status_subresource: false,
+    generation: false,
+    field_labels: &[
+        "involvedObject.kind",
+        "involvedObject.namespace",
+        "involvedObject.name",
+        "involvedObject.uid",
+        "involvedObject.apiVersion",
+        "involvedObject.resourceVersion",
+        "involvedObject.fieldPath",
+        "reason",
+        "reportingComponent",
+        "source",
+        "type",
+    ],
+    delete_collection: true,
+};
+
+/// `deployments`: the Deployment kind.
+pub static DEPLOYMENTS: Resource = Resource {
+    plural: "deployments",
+    singular: "deployment",
+    kind: "Deployment",
+    group: "apps",
+    version: "v1",
+    namespaced: true,
+    short_names: &["deploy"],
+    categories: &["all"],
+    subresources: &["status", "scale"],
+    status_subresource: true,
+    generation: true,
+    field_labels: &[],
+    delete_collection: true,
+};
+
+/// `replicasets`: the ReplicaSet kind.
+pub static REPLICASETS: Resource = Resource {
+    plural: "replicasets",
+    singular: "replicaset",
+    kind: "ReplicaSet",
+    group: "apps",
+    version: "v1",
+    namespaced: true,
+    short_names: &["rs"],
+    categories: &["all"],
+    subresources: &["status", "scale"],
+    status_subresource: true,
+    generation: true,
+    field_labels: &["status.replicas"],
+    delete_collection: true,
+};
+
+/// `leases`: the Lease kind.
+pub static LEASES: Resource = Resource {
+    plural: "leases",
+    singular: "lease",
+    kind: "Lease",
+    group: "coordination.k8s.io",
+    version: "v1",
+    namespaced: true,
+    short_names: &[],
+    categories: &[],
+    subresources: &[],
+    status_subresource: false,
+    generation: false,
+    field_labels: &[],
+    delete_collection: true,
+};
+
+/// Every resource of the API, in discovery order.
+pub static RESOURCES: &[&Resource] = &[
+    &NAMESPACES,
+    &NODES,
+    &PODS,
+    &EVENTS,
+    &DEPLOYMENTS,
+    &REPLICASETS,
+    &LEASES,
 ];
 
 impl Resource {
@@ -232,12 +255,18 @@ impl Resource {
 pub fn find(group: &str, version: &str, plural: &str) -> Option<&'static Resource> {
     RESOURCES
         .iter()
+        .copied()
         .find(|r| r.group == group && r.version == version && r.plural == plural)
 }
 
 /// The resource with this plural name in any group (names are unique among served ones).
 pub fn by_plural(plural: &str) -> Option<&'static Resource> {
-    RESOURCES.iter().find(|r| r.plural == plural)
+    RESOURCES.iter().copied().find(|r| r.plural == plural)
+}
+
+/// The resource of a kind (`Pod`, `Deployment`); kinds are unique among the rows.
+pub fn by_kind(kind: &str) -> Option<&'static Resource> {
+    RESOURCES.iter().copied().find(|r| r.kind == kind)
 }
 
 /// The served API groups other than core, each with its one version.
@@ -260,6 +289,7 @@ mod tests {
         for (i, a) in RESOURCES.iter().enumerate() {
             for b in &RESOURCES[i + 1..] {
                 assert_ne!(a.plural, b.plural);
+                assert_ne!(a.kind, b.kind);
             }
         }
     }
@@ -276,6 +306,8 @@ mod tests {
             groups(),
             vec![("apps", "v1"), ("coordination.k8s.io", "v1")]
         );
+        assert!(by_kind("ReplicaSet").is_some_and(|r| std::ptr::eq(r, &REPLICASETS)));
+        assert!(by_kind("Scale").is_none());
         let pods = by_plural("pods");
         assert!(pods.is_some_and(|p| p.field_selectable("spec.nodeName")
             && p.field_selectable("metadata.namespace")

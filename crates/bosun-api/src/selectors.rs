@@ -7,9 +7,10 @@
 //! 1.32 is paired with): "a qualified name ...", "must be no more than N
 //! characters", and Go `%#v` rendering of list values in field errors.
 
-use std::collections::BTreeSet;
+use std::collections::{BTreeMap, BTreeSet};
 use std::fmt;
 
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::LabelSelector as ApiLabelSelector;
 use serde_json::{Map, Value};
 
 use crate::names::{go_quote, is_qualified_name, is_valid_label_value};
@@ -202,8 +203,10 @@ impl Requirement {
         })
     }
 
-    fn matches(&self, labels: Option<&Map<String, Value>>) -> bool {
-        let got = labels.and_then(|m| m.get(&self.key)).map(label_text);
+    /// The one matcher: `label(key)` is the object's value of a label, `None` when it has
+    /// no such label.
+    fn matches(&self, label: &impl Fn(&str) -> Option<String>) -> bool {
+        let got = label(&self.key);
         let has = |v: &str| self.values.iter().any(|x| x == v);
         match self.op {
             LabelOp::In | LabelOp::Equals | LabelOp::DoubleEquals => got.is_some_and(|v| has(&v)),
@@ -682,6 +685,13 @@ impl LabelSelector {
         Ok(LabelSelector { requirements })
     }
 
+    /// From a typed `metav1.LabelSelector` (as [`LabelSelector::from_api`]).
+    pub fn from_typed(sel: &ApiLabelSelector) -> Result<Self, SelectorError> {
+        let json =
+            serde_json::to_value(sel).map_err(|e| SelectorError::Malformed(e.to_string()))?;
+        Self::from_api(&json)
+    }
+
     fn expression(i: usize, expr: &Value) -> Result<Requirement, SelectorError> {
         let Value::Object(expr) = expr else {
             return Err(SelectorError::Malformed(format!(
@@ -743,7 +753,16 @@ impl LabelSelector {
 
     /// Labels are the `metadata.labels` JSON object (or None when absent).
     pub fn matches(&self, labels: Option<&Map<String, Value>>) -> bool {
-        self.requirements.iter().all(|r| r.matches(labels))
+        self.matches_by(|k| labels.and_then(|m| m.get(k)).map(label_text))
+    }
+
+    /// Labels as the typed objects keep them (`ObjectMeta::labels`).
+    pub fn matches_labels(&self, labels: Option<&BTreeMap<String, String>>) -> bool {
+        self.matches_by(|k| labels.and_then(|m| m.get(k)).cloned())
+    }
+
+    fn matches_by(&self, label: impl Fn(&str) -> Option<String>) -> bool {
+        self.requirements.iter().all(|r| r.matches(&label))
     }
 }
 
@@ -924,6 +943,13 @@ impl fmt::Display for FieldSelector {
         }
         Ok(())
     }
+}
+
+/// Whether an object (as JSON) passes a label and a field selector: its `metadata.labels`
+/// against the first, its [`field_value`]s against the second.
+pub fn matches(obj: &Value, labels: &LabelSelector, fields: &FieldSelector) -> bool {
+    let l = obj.pointer("/metadata/labels").and_then(Value::as_object);
+    labels.matches(l) && fields.matches(|f| field_value(obj, f))
 }
 
 /// Field value lookup on an object JSON by a dotted path (metadata.name,
@@ -1423,5 +1449,52 @@ mod tests {
         assert_eq!(field_value(&ev, "list"), "");
         assert_eq!(field_value(&ev, "involvedObject.missing"), "");
         assert_eq!(field_value(&ev, "count.deeper"), "");
+    }
+
+    #[test]
+    fn one_matcher_for_json_typed_and_whole_objects() {
+        let typed: ApiLabelSelector = serde_json::from_value(json!({
+            "matchLabels": {"app": "web"},
+            "matchExpressions": [
+                {"key": "tier", "operator": "In", "values": ["a", "b"]},
+                {"key": "canary", "operator": "DoesNotExist"},
+            ],
+        }))
+        .unwrap();
+        let sel = LabelSelector::from_typed(&typed).unwrap();
+        assert_eq!(sel.to_string(), "app=web,!canary,tier in (a,b)");
+        let set = |pairs: &[(&str, &str)]| -> BTreeMap<String, String> {
+            pairs
+                .iter()
+                .map(|(k, v)| (k.to_string(), v.to_string()))
+                .collect()
+        };
+        assert!(sel.matches_labels(Some(&set(&[("app", "web"), ("tier", "b")]))));
+        assert!(!sel.matches_labels(Some(&set(&[("app", "web"), ("tier", "c")]))));
+        assert!(!sel.matches_labels(Some(&set(&[("app", "web"), ("tier", "a"), ("canary", "")]))));
+        assert!(!sel.matches_labels(None));
+        assert!(LabelSelector::everything().matches_labels(None));
+        let bad: ApiLabelSelector =
+            serde_json::from_value(json!({"matchExpressions": [{"key": "k", "operator": "Near"}]}))
+                .unwrap();
+        assert_eq!(
+            LabelSelector::from_typed(&bad).unwrap_err(),
+            SelectorError::InvalidOperator("Near".into())
+        );
+        // The same selector on the JSON labels of a whole object, with a field selector.
+        let pod = json!({"metadata": {"name": "p", "labels": {"app": "web", "tier": "a"}},
+            "spec": {"nodeName": "n1"}});
+        assert!(matches(&pod, &sel, &fparse("spec.nodeName=n1")));
+        assert!(!matches(&pod, &sel, &fparse("spec.nodeName=n2")));
+        assert!(!matches(
+            &pod,
+            &LabelSelector::parse("app=db").unwrap(),
+            &FieldSelector::everything()
+        ));
+        assert!(matches(
+            &json!({}),
+            &LabelSelector::everything(),
+            &FieldSelector::everything()
+        ));
     }
 }

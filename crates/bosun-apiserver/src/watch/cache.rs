@@ -21,30 +21,11 @@ use serde_json::Value;
 use tokio::sync::{mpsc, watch};
 use tracing::{debug, warn};
 
-use crate::error::{ApiError, ApiResult};
-use crate::resources::Resource;
+pub use bosun_api::meta::set_resource_version;
+pub use bosun_api::watch::EventType;
 
-/// The type of a change.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum EventType {
-    /// Created.
-    Added,
-    /// Updated.
-    Modified,
-    /// Deleted.
-    Deleted,
-}
-
-impl EventType {
-    /// The Kubernetes watch event type.
-    pub fn as_str(self) -> &'static str {
-        match self {
-            EventType::Added => "ADDED",
-            EventType::Modified => "MODIFIED",
-            EventType::Deleted => "DELETED",
-        }
-    }
-}
+use crate::error::{ApiResult, Status};
+use bosun_api::resources::Resource;
 
 /// One change to one object, shared by every watcher.
 #[derive(Debug)]
@@ -76,7 +57,7 @@ struct Sub {
     tx: mpsc::Sender<Arc<CacheEvent>>,
     after: i64,
     namespace: Option<String>,
-    closed: Arc<Mutex<Option<ApiError>>>,
+    closed: Arc<Mutex<Option<Status>>>,
 }
 
 struct State {
@@ -114,7 +95,7 @@ pub struct Subscription {
     cache: Arc<WatchCache>,
     id: u64,
     rx: mpsc::Receiver<Arc<CacheEvent>>,
-    closed: Arc<Mutex<Option<ApiError>>>,
+    closed: Arc<Mutex<Option<Status>>>,
 }
 
 impl std::fmt::Debug for Subscription {
@@ -144,11 +125,11 @@ impl Subscription {
         }
     }
 
-    fn closed_reason(&self) -> ApiError {
+    fn closed_reason(&self) -> Status {
         self.closed
             .lock()
             .clone()
-            .unwrap_or_else(|| ApiError::unavailable("watch cache stopped"))
+            .unwrap_or_else(|| Status::unavailable("watch cache stopped"))
     }
 
     /// The revision up to which every change has been queued to this subscription: after
@@ -189,7 +170,7 @@ impl WatchCache {
         let mut rx = self.ready.subscribe();
         match tokio::time::timeout(timeout, rx.wait_for(|r| *r)).await {
             Ok(Ok(_)) => Ok(()),
-            _ => Err(ApiError::unavailable(format!(
+            _ => Err(Status::unavailable(format!(
                 "watch cache for {} is not ready",
                 self.res.qualified()
             ))),
@@ -204,13 +185,13 @@ impl WatchCache {
     ) -> ApiResult<Subscription> {
         let mut st = self.state.lock();
         if !st.ready {
-            return Err(ApiError::unavailable(format!(
+            return Err(Status::unavailable(format!(
                 "watch cache for {} is not ready",
                 self.res.qualified()
             )));
         }
         if after < st.floor {
-            return Err(ApiError::expired(format!(
+            return Err(Status::expired(format!(
                 "too old resource version: {} ({})",
                 after, st.floor
             )));
@@ -266,7 +247,7 @@ impl WatchCache {
                 Ok(()) => true,
                 Err(mpsc::error::TrySendError::Full(_)) => {
                     self.dropped.fetch_add(1, Ordering::Relaxed);
-                    *s.closed.lock() = Some(ApiError::too_many_requests(
+                    *s.closed.lock() = Some(Status::too_many_requests(
                         "watch client too slow: watch again from the last resourceVersion received",
                     ));
                     false
@@ -293,7 +274,7 @@ impl WatchCache {
         let mut st = self.state.lock();
         if lost {
             for s in st.subs.drain(..) {
-                *s.closed.lock() = Some(ApiError::expired(format!(
+                *s.closed.lock() = Some(Status::expired(format!(
                     "watch of {} restarted; re-list",
                     self.res.qualified()
                 )));
@@ -316,7 +297,7 @@ impl WatchCache {
     fn close_all(&self) {
         let mut st = self.state.lock();
         for s in st.subs.drain(..) {
-            *s.closed.lock() = Some(ApiError::unavailable("the apiserver is shutting down"));
+            *s.closed.lock() = Some(Status::unavailable("the apiserver is shutting down"));
         }
         st.ready = false;
     }
@@ -336,18 +317,6 @@ pub fn decode_object(value: &[u8], rv: i64) -> Option<Value> {
     let mut v: Value = serde_json::from_slice(value).ok()?;
     set_resource_version(&mut v, rv);
     Some(v)
-}
-
-/// Sets `metadata.resourceVersion`.
-pub fn set_resource_version(v: &mut Value, rv: i64) {
-    if let Some(o) = v.as_object_mut() {
-        let meta = o
-            .entry("metadata")
-            .or_insert_with(|| Value::Object(Default::default()));
-        if let Some(m) = meta.as_object_mut() {
-            m.insert("resourceVersion".into(), Value::String(rv.to_string()));
-        }
-    }
 }
 
 fn namespace_of(v: &Value) -> String {
@@ -527,7 +496,7 @@ async fn follow(
 #[allow(clippy::unwrap_used)]
 mod tests {
     use super::*;
-    use crate::resources::by_plural;
+    use bosun_api::resources::by_plural;
     use serde_json::json;
 
     fn ev(rv: i64, ns: &str) -> CacheEvent {

@@ -4,9 +4,10 @@
 use json_patch::PatchOperation;
 use serde_json::Value;
 
-use crate::error::{ApiError, ApiResult};
+use super::schema::Schema;
+use super::strategic::strategic_merge;
+use crate::error::{ApiResult, Status};
 use crate::limits::MAX_JSON_PATCH_OPERATIONS;
-use crate::strategic_merge::strategic_merge;
 
 /// A patch format.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -27,10 +28,10 @@ impl PatchType {
             "application/json-patch+json" => Ok(PatchType::Json),
             "application/merge-patch+json" => Ok(PatchType::Merge),
             "application/strategic-merge-patch+json" => Ok(PatchType::Strategic),
-            "application/apply-patch+yaml" => Err(ApiError::unsupported_media_type(
+            "application/apply-patch+yaml" => Err(Status::unsupported_media_type(
                 "server-side apply is not supported; use client-side `kubectl apply`",
             )),
-            other => Err(ApiError::unsupported_media_type(format!(
+            other => Err(Status::unsupported_media_type(format!(
                 "the body of the request was in an unknown format - accepted media types include: application/json-patch+json, application/merge-patch+json, application/strategic-merge-patch+json (got {other:?})"
             ))),
         }
@@ -42,18 +43,19 @@ impl PatchType {
             "json" => Ok(PatchType::Json),
             "merge" => Ok(PatchType::Merge),
             "strategic" => Ok(PatchType::Strategic),
-            other => Err(ApiError::bad_request(format!(
+            other => Err(Status::bad_request(format!(
                 "unknown patch type {other:?}: use json, merge or strategic"
             ))),
         }
     }
 }
 
-/// Applies `patch` to `cur` (an object of `kind`). `copy_limit` bounds the bytes the `copy`
-/// operations of a JSON patch may add together (see [`crate::limits`]).
+/// Applies `patch` to `cur`, an object whose merge keys are `schema` (for strategic merge).
+/// `copy_limit` bounds the bytes the `copy` operations of a JSON patch may add together (see
+/// [`crate::limits`]).
 pub fn apply(
     ptype: PatchType,
-    kind: &str,
+    schema: &'static Schema,
     cur: &Value,
     patch: &Value,
     copy_limit: usize,
@@ -61,9 +63,9 @@ pub fn apply(
     match ptype {
         PatchType::Json => {
             let ops: json_patch::Patch = serde_json::from_value(patch.clone())
-                .map_err(|e| ApiError::bad_request(format!("error decoding patch: {e}")))?;
+                .map_err(|e| Status::bad_request(format!("error decoding patch: {e}")))?;
             if ops.len() > MAX_JSON_PATCH_OPERATIONS {
-                return Err(ApiError::too_large(format!(
+                return Err(Status::too_large(format!(
                     "Request entity too large: The allowed maximum operations in a JSON patch is {MAX_JSON_PATCH_OPERATIONS}, got {}",
                     ops.len()
                 )));
@@ -72,7 +74,7 @@ pub fn apply(
         }
         PatchType::Merge => {
             if !patch.is_object() {
-                return Err(ApiError::bad_request(
+                return Err(Status::bad_request(
                     "error decoding patch: a merge patch must be a JSON object",
                 ));
             }
@@ -81,7 +83,7 @@ pub fn apply(
             Ok(doc)
         }
         PatchType::Strategic => {
-            strategic_merge(kind, cur, patch).map_err(|e| ApiError::invalid_patch(e.to_string()))
+            strategic_merge(schema, cur, patch).map_err(|e| Status::invalid_patch(e.to_string()))
         }
     }
 }
@@ -99,13 +101,13 @@ fn apply_json_patch(cur: &Value, ops: &[PatchOperation], copy_limit: usize) -> A
         {
             copied = copied.saturating_add(encoded_len(source));
             if copied > copy_limit {
-                return Err(ApiError::patch_failed(format!(
+                return Err(Status::patch_failed(format!(
                     "Unable to complete the copy, the accumulated size increase of copy is {copied}, exceeding the limit {copy_limit}"
                 )));
             }
         }
         json_patch::patch_unsafe(&mut doc, std::slice::from_ref(op)).map_err(|e| {
-            ApiError::patch_failed(format!(
+            Status::patch_failed(format!(
                 "operation '/{i}' failed at path '{}': {}",
                 e.path, e.kind
             ))
@@ -139,6 +141,11 @@ mod tests {
     use super::*;
     use serde_json::json;
 
+    /// The merge schema of a served kind.
+    pub(super) fn schema(kind: &str) -> &'static Schema {
+        crate::kinds::by_kind(kind).unwrap().merge_schema()
+    }
+
     const LIMIT: usize = 3 << 20;
 
     #[test]
@@ -146,7 +153,7 @@ mod tests {
         let cur = json!({"metadata":{"name":"a","labels":{"x":"1","y":"2"}},"spec":{"replicas":1}});
         let j = apply(
             PatchType::Json,
-            "Deployment",
+            schema("Deployment"),
             &cur,
             &json!([{"op":"replace","path":"/spec/replicas","value":3}]),
             LIMIT,
@@ -155,7 +162,7 @@ mod tests {
         assert_eq!(j["spec"]["replicas"], 3);
         let m = apply(
             PatchType::Merge,
-            "Deployment",
+            schema("Deployment"),
             &cur,
             &json!({"metadata":{"labels":{"x":null,"z":"3"}}}),
             LIMIT,
@@ -164,7 +171,7 @@ mod tests {
         assert_eq!(m["metadata"]["labels"], json!({"y":"2","z":"3"}));
         let s = apply(
             PatchType::Strategic,
-            "Deployment",
+            schema("Deployment"),
             &cur,
             &json!({"spec":{"replicas":5}}),
             LIMIT,
@@ -173,7 +180,7 @@ mod tests {
         assert_eq!(s["spec"]["replicas"], 5);
         let bad = apply(
             PatchType::Json,
-            "Deployment",
+            schema("Deployment"),
             &cur,
             &json!([{"op":"remove","path":"/spec/nothing"}]),
             LIMIT,
@@ -198,6 +205,7 @@ mod tests {
 #[cfg(test)]
 #[allow(clippy::unwrap_used)]
 mod limit_tests {
+    use super::tests::schema;
     use super::*;
     use serde_json::json;
 
@@ -209,7 +217,14 @@ mod limit_tests {
         let ops: Vec<Value> = (0..24)
             .map(|_| json!({"op": "copy", "from": "/data", "path": "/data/again"}))
             .collect();
-        let e = apply(PatchType::Json, "Pod", &cur, &Value::Array(ops), 64 * 1024).unwrap_err();
+        let e = apply(
+            PatchType::Json,
+            schema("Pod"),
+            &cur,
+            &Value::Array(ops),
+            64 * 1024,
+        )
+        .unwrap_err();
         assert_eq!((e.code, e.reason), (422, "Invalid"));
         let cause = &e.details.as_ref().unwrap().causes[0].message;
         assert!(
@@ -220,7 +235,7 @@ mod limit_tests {
         );
         // Within the limit the copies are made.
         let ops = json!([{"op": "copy", "from": "/data", "path": "/data/again"}]);
-        let out = apply(PatchType::Json, "Pod", &cur, &ops, 64 * 1024).unwrap();
+        let out = apply(PatchType::Json, schema("Pod"), &cur, &ops, 64 * 1024).unwrap();
         assert_eq!(out["data"]["again"]["x"], cur["data"]["x"]);
     }
 
@@ -231,7 +246,7 @@ mod limit_tests {
             .collect();
         let e = apply(
             PatchType::Json,
-            "Pod",
+            schema("Pod"),
             &json!({"a": 1}),
             &Value::Array(ops),
             1 << 20,
@@ -248,7 +263,7 @@ mod limit_tests {
     fn a_failed_operation_names_its_index() {
         let ops =
             json!([{"op": "add", "path": "/a", "value": 1}, {"op": "remove", "path": "/nothing"}]);
-        let e = apply(PatchType::Json, "Pod", &json!({}), &ops, 1 << 20).unwrap_err();
+        let e = apply(PatchType::Json, schema("Pod"), &json!({}), &ops, 1 << 20).unwrap_err();
         assert_eq!(
             e.details.unwrap().causes[0].message,
             "operation '/1' failed at path '/nothing': path is invalid"

@@ -1,5 +1,5 @@
 //! One API watch, shared by REST and gRPC: the initial state when asked for, then the
-//! changes from the resource's [`WatchCache`] that pass the watch's selectors, bookmarks, and
+//! changes from the resource's [`WatchCache`](cache::WatchCache) that pass the watch's selectors, bookmarks, and
 //! the end at the timeout.
 
 use std::collections::VecDeque;
@@ -9,11 +9,15 @@ use std::time::Duration;
 use serde_json::{Value, json};
 use tokio::time::Instant;
 
-use crate::error::{ApiError, ApiResult};
-use crate::resources::Resource;
-use crate::selectors::{FieldSelector, LabelSelector};
-use crate::storage::{ListOptions, Storage, matches};
-use crate::watch_cache::{CacheEvent, EventType, Subscription, set_resource_version};
+use crate::error::{ApiResult, Status};
+use crate::kinds::Kind;
+use crate::registry::{ListOptions, Registry, check_field_selector};
+pub mod cache;
+
+use bosun_api::resources::Resource;
+use bosun_api::selectors::matches;
+use bosun_api::selectors::{FieldSelector, LabelSelector};
+use cache::{CacheEvent, EventType, Subscription, set_resource_version};
 
 /// What a watch asks for.
 #[derive(Debug, Clone, Default)]
@@ -47,17 +51,22 @@ pub enum WatchItem {
     /// Every change up to this version has been sent.
     Bookmark(Value),
     /// The watch ends with this error (410 Expired: re-list; 429: resume).
-    Error(ApiError),
+    Error(Status),
 }
 
 impl WatchItem {
     /// The Kubernetes event type.
-    pub fn type_str(&self) -> &'static str {
+    pub fn event_type(&self) -> EventType {
         match self {
-            WatchItem::Event { kind, .. } => kind.as_str(),
-            WatchItem::Bookmark(_) => "BOOKMARK",
-            WatchItem::Error(_) => "ERROR",
+            WatchItem::Event { kind, .. } => *kind,
+            WatchItem::Bookmark(_) => EventType::Bookmark,
+            WatchItem::Error(_) => EventType::Error,
         }
+    }
+
+    /// The Kubernetes event type's name.
+    pub fn type_str(&self) -> &'static str {
+        self.event_type().as_str()
     }
 
     /// The event's object JSON bytes (a `Status` for errors).
@@ -68,9 +77,7 @@ impl WatchItem {
             } => ev.obj_bytes(),
             WatchItem::Event { obj, .. } => serde_json::to_vec(&**obj).unwrap_or_default().into(),
             WatchItem::Bookmark(v) => serde_json::to_vec(v).unwrap_or_default().into(),
-            WatchItem::Error(e) => serde_json::to_vec(&e.to_status())
-                .unwrap_or_default()
-                .into(),
+            WatchItem::Error(e) => serde_json::to_vec(&e.to_json()).unwrap_or_default().into(),
         }
     }
 }
@@ -101,25 +108,20 @@ impl std::fmt::Debug for WatchSession {
 
 /// Starts a watch. A version older than the cache keeps is an `Err` with 410 Expired.
 pub async fn start(
-    storage: &Storage,
-    res: &'static Resource,
+    registry: &Registry,
+    kind: &'static dyn Kind,
     params: WatchParams,
     bookmark_every: Duration,
 ) -> ApiResult<WatchSession> {
-    for (f, _, _) in params.fields.requirements() {
-        if !res.field_selectable(f) {
-            return Err(ApiError::bad_request(format!(
-                "field label not supported: {f}"
-            )));
-        }
-    }
-    let cache = storage.cache(res)?;
+    let res = kind.resource();
+    check_field_selector(res, &params.fields)?;
+    let cache = registry.cache(res)?;
     cache.wait_ready(Duration::from_secs(10)).await?;
     let (initial, after) = match params.resource_version.as_str() {
         "" | "0" => {
-            let list = storage
+            let list = registry
                 .list(
-                    res,
+                    kind,
                     params.namespace.as_deref(),
                     &ListOptions {
                         labels: params.labels.clone(),
@@ -132,7 +134,7 @@ pub async fn start(
         }
         rv => (
             VecDeque::new(),
-            crate::storage::parse_resource_version(rv)?.unwrap_or(0),
+            crate::registry::parse_resource_version(rv)?.unwrap_or(0),
         ),
     };
     let sub = cache.subscribe(after, params.namespace.clone())?;
@@ -263,6 +265,8 @@ impl WatchSession {
                 (false, false) => None,
             },
             EventType::Deleted => (cur_ok || prev_ok).then(|| same(EventType::Deleted)),
+            // The cache records changes only.
+            EventType::Bookmark | EventType::Error => None,
         }
     }
 }

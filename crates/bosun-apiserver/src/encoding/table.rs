@@ -14,7 +14,7 @@
 use jiff::{SignedDuration, Timestamp};
 use serde_json::{Value, json};
 
-use crate::selectors::{LabelSelector, SelectorError};
+use bosun_api::selectors::{LabelSelector, SelectorError};
 
 /// One column definition of a meta.k8s.io/v1 Table.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -67,7 +67,8 @@ const DESC_CONTAINERS: &str = "Names of each container in the template.";
 const DESC_IMAGES: &str = "Images referenced by each container in the template.";
 const DESC_NODE_ADDRESSES: &str = "List of addresses reachable to the node. Queried from cloud provider, if available. More info: https://kubernetes.io/docs/concepts/nodes/node/#addresses Note: This field is declared as mergeable, but the merge key is not sufficiently unique, which can cause data corruption when it is merged. Callers should instead use a full-replacement patch. See https://pr.k8s.io/79391 for an example. Consumers should assume that addresses can change during the lifetime of a Node. However, there are some exceptions where this may not be possible, such as Pods that inherit a Node's address in its own status or consumers of the downward API (status.hostIP).";
 
-static POD_COLUMNS: [Column; 9] = [
+/// The columns of the pod table.
+pub static POD_COLUMNS: [Column; 9] = [
     col("Name", "string", "name", DESC_NAME, 0),
     col(
         "Ready",
@@ -121,7 +122,8 @@ static POD_COLUMNS: [Column; 9] = [
     ),
 ];
 
-static DEPLOYMENT_COLUMNS: [Column; 8] = [
+/// The columns of the deployment table.
+pub static DEPLOYMENT_COLUMNS: [Column; 8] = [
     col("Name", "string", "name", DESC_NAME, 0),
     col(
         "Ready",
@@ -156,7 +158,8 @@ static DEPLOYMENT_COLUMNS: [Column; 8] = [
     ),
 ];
 
-static REPLICASET_COLUMNS: [Column; 8] = [
+/// The columns of the replicaset table.
+pub static REPLICASET_COLUMNS: [Column; 8] = [
     col("Name", "string", "name", DESC_NAME, 0),
     col(
         "Desired",
@@ -191,7 +194,8 @@ static REPLICASET_COLUMNS: [Column; 8] = [
     ),
 ];
 
-static NODE_COLUMNS: [Column; 10] = [
+/// The columns of the node table.
+pub static NODE_COLUMNS: [Column; 10] = [
     col("Name", "string", "name", DESC_NAME, 0),
     col("Status", "string", "", "The status of the node", 0),
     col("Roles", "string", "", "The roles of the node", 0),
@@ -228,13 +232,15 @@ static NODE_COLUMNS: [Column; 10] = [
     ),
 ];
 
-static NAMESPACE_COLUMNS: [Column; 3] = [
+/// The columns of the namespace table.
+pub static NAMESPACE_COLUMNS: [Column; 3] = [
     col("Name", "string", "name", DESC_NAME, 0),
     col("Status", "string", "", "The status of the namespace", 0),
     col("Age", "string", "", DESC_CREATED, 0),
 ];
 
-static EVENT_COLUMNS: [Column; 10] = [
+/// The columns of the event table.
+pub static EVENT_COLUMNS: [Column; 10] = [
     col(
         "Last Seen",
         "string",
@@ -301,7 +307,8 @@ static EVENT_COLUMNS: [Column; 10] = [
     col("Name", "string", "name", DESC_NAME, 1),
 ];
 
-static LEASE_COLUMNS: [Column; 3] = [
+/// The columns of the lease table.
+pub static LEASE_COLUMNS: [Column; 3] = [
     col("Name", "string", "name", DESC_NAME, 0),
     col(
         "Holder",
@@ -313,46 +320,15 @@ static LEASE_COLUMNS: [Column; 3] = [
     col("Age", "string", "", DESC_CREATED, 0),
 ];
 
-static DEFAULT_COLUMNS: [Column; 2] = [
+/// The columns of the default (Name, Created At) table.
+pub static DEFAULT_COLUMNS: [Column; 2] = [
     col("Name", "string", "name", DESC_NAME, 0),
     col("Created At", "date", "", DESC_CREATED, 0),
 ];
 
-/// Columns for a resource (plural name, e.g. "pods"); unknown resources get kube's
-/// default table (Name, Created At).
-pub fn columns(resource: &str) -> &'static [Column] {
-    match resource {
-        "pods" => &POD_COLUMNS,
-        "deployments" => &DEPLOYMENT_COLUMNS,
-        "replicasets" => &REPLICASET_COLUMNS,
-        "nodes" => &NODE_COLUMNS,
-        "namespaces" => &NAMESPACE_COLUMNS,
-        "events" => &EVENT_COLUMNS,
-        "leases" => &LEASE_COLUMNS,
-        _ => &DEFAULT_COLUMNS,
-    }
-}
-
-/// The row cells of `obj` for `resource`, in column order; `now` is the current time (for ages).
-pub fn cells(resource: &str, obj: &Value, now: Timestamp) -> Vec<Value> {
-    match resource {
-        "pods" => pod_cells(obj, now),
-        "deployments" => deployment_cells(obj, now),
-        "replicasets" => replicaset_cells(obj, now),
-        "nodes" => node_cells(obj, now),
-        "namespaces" => namespace_cells(obj, now),
-        "events" => event_cells(obj, now),
-        "leases" => lease_cells(obj, now),
-        _ => default_cells(obj),
-    }
-}
-
-/// The `conditions` of a `TableRow` for `obj`, when kube sets any: pods that ran to
-/// completion (phase Succeeded or Failed) carry a `Completed` row condition.
-pub fn row_conditions(resource: &str, obj: &Value) -> Option<Value> {
-    if resource != "pods" {
-        return None;
-    }
+/// The `conditions` of a pod's `TableRow`: pods that ran to completion (phase Succeeded or
+/// Failed) carry a `Completed` row condition, as in kube.
+pub fn pod_row_conditions(obj: &Value) -> Option<Value> {
     let (reason, message) = match str_at(obj, &["status", "phase"]) {
         "Succeeded" => ("Succeeded", "The pod has completed successfully."),
         "Failed" => ("Failed", "The pod failed."),
@@ -366,18 +342,18 @@ pub fn row_conditions(resource: &str, obj: &Value) -> Option<Value> {
     }]))
 }
 
-/// kube's duration.HumanDuration ("5s", "3m20s", "2d3h", "<invalid>") for a non-negative duration.
+/// kube's duration.HumanDuration (`5s`, `3m20s`, `2d3h`, `<invalid>`) for a non-negative duration.
 pub fn human_duration(d: std::time::Duration) -> String {
     human_duration_nanos(i64::try_from(d.as_nanos()).unwrap_or(i64::MAX))
 }
 
 /// kube's duration.HumanDuration for a signed duration: up to 2s in the future reads as
-/// "0s" (clock skew), further in the future as "<invalid>".
+/// "0s" (clock skew), further in the future as `<invalid>`.
 pub fn human_duration_signed(d: SignedDuration) -> String {
     human_duration_nanos(saturating_nanos(d))
 }
 
-/// Age of a RFC 3339 timestamp field, or "<unknown>" when absent, unparsable or Go's zero time.
+/// Age of a RFC 3339 timestamp field, or `<unknown>` when absent, unparsable or Go's zero time.
 pub fn translate_timestamp_since(ts: Option<&str>, now: Timestamp) -> String {
     since(ts.and_then(parse_time), now)
 }
@@ -539,7 +515,8 @@ fn condition_status<'a>(pod: &'a Value, type_: &str) -> Option<&'a str> {
         .map(|c| str_at(c, &["status"]))
 }
 
-fn pod_cells(pod: &Value, now: Timestamp) -> Vec<Value> {
+/// A pod's row cells, in column order.
+pub fn pod_cells(pod: &Value, now: Timestamp) -> Vec<Value> {
     let init_specs = list_at(pod, &["spec", "initContainers"]);
     let is_restartable_init = |name: &str| {
         init_specs
@@ -722,7 +699,8 @@ fn container_cells(obj: &Value) -> (Value, Value) {
     (json!(names.join(",")), json!(images.join(",")))
 }
 
-fn deployment_cells(d: &Value, now: Timestamp) -> Vec<Value> {
+/// A deployment's row cells, in column order.
+pub fn deployment_cells(d: &Value, now: Timestamp) -> Vec<Value> {
     // spec.replicas defaults to 1 when the object is decoded.
     let desired = int_at(d, &["spec", "replicas"]).unwrap_or(1);
     let ready = int_at(d, &["status", "readyReplicas"]).unwrap_or(0);
@@ -744,7 +722,8 @@ fn deployment_cells(d: &Value, now: Timestamp) -> Vec<Value> {
     ]
 }
 
-fn replicaset_cells(rs: &Value, now: Timestamp) -> Vec<Value> {
+/// A replicaset's row cells, in column order.
+pub fn replicaset_cells(rs: &Value, now: Timestamp) -> Vec<Value> {
     let desired = int_at(rs, &["spec", "replicas"]).unwrap_or(1);
     let current = int_at(rs, &["status", "replicas"]).unwrap_or(0);
     let ready = int_at(rs, &["status", "readyReplicas"]).unwrap_or(0);
@@ -761,7 +740,8 @@ fn replicaset_cells(rs: &Value, now: Timestamp) -> Vec<Value> {
     ]
 }
 
-fn node_cells(node: &Value, now: Timestamp) -> Vec<Value> {
+/// A node's row cells, in column order.
+pub fn node_cells(node: &Value, now: Timestamp) -> Vec<Value> {
     // Only the Ready condition is reported; a repeated type keeps its last entry.
     let ready = list_at(node, &["status", "conditions"])
         .iter()
@@ -823,7 +803,8 @@ fn node_cells(node: &Value, now: Timestamp) -> Vec<Value> {
     ]
 }
 
-fn namespace_cells(ns: &Value, now: Timestamp) -> Vec<Value> {
+/// A namespace's row cells, in column order.
+pub fn namespace_cells(ns: &Value, now: Timestamp) -> Vec<Value> {
     vec![
         name_of(ns),
         json!(str_at(ns, &["status", "phase"])),
@@ -831,7 +812,8 @@ fn namespace_cells(ns: &Value, now: Timestamp) -> Vec<Value> {
     ]
 }
 
-fn lease_cells(lease: &Value, now: Timestamp) -> Vec<Value> {
+/// A lease's row cells, in column order.
+pub fn lease_cells(lease: &Value, now: Timestamp) -> Vec<Value> {
     vec![
         name_of(lease),
         json!(str_at(lease, &["spec", "holderIdentity"])),
@@ -839,7 +821,8 @@ fn lease_cells(lease: &Value, now: Timestamp) -> Vec<Value> {
     ]
 }
 
-fn event_cells(ev: &Value, now: Timestamp) -> Vec<Value> {
+/// A event's row cells, in column order.
+pub fn event_cells(ev: &Value, now: Timestamp) -> Vec<Value> {
     // events.k8s.io/v1 objects share storage with core/v1 events and are printed after
     // conversion, which only renames fields.
     let new_api = str_at(ev, &["apiVersion"]).starts_with("events.k8s.io/");
@@ -923,7 +906,8 @@ fn first_non_empty<'a>(a: &'a str, b: &'a str) -> &'a str {
     if a.is_empty() { b } else { a }
 }
 
-fn default_cells(obj: &Value) -> Vec<Value> {
+/// The cells of kube's default table (Name, Created At), for kinds without a printer.
+pub fn default_cells(obj: &Value) -> Vec<Value> {
     let created = time_at(obj, &["metadata", "creationTimestamp"])
         .map(|t| t.strftime("%Y-%m-%dT%H:%M:%SZ").to_string())
         .unwrap_or_else(|| "0001-01-01T00:00:00Z".to_string());
@@ -935,6 +919,26 @@ fn default_cells(obj: &Value) -> Vec<Value> {
 mod tests {
     use super::*;
     use std::time::Duration;
+
+    /// The row cells of `obj` as the apiserver prints them for `resource` (a plural name):
+    /// through the kind's strategy, or kube's default table for kinds not served.
+    fn cells(resource: &str, obj: &Value, now: Timestamp) -> Vec<Value> {
+        match crate::kinds::by_plural(resource) {
+            Some(k) => k.table_cells(obj, now),
+            None => default_cells(obj),
+        }
+    }
+
+    fn columns(resource: &str) -> &'static [Column] {
+        match crate::kinds::by_plural(resource) {
+            Some(k) => k.table_columns(),
+            None => &DEFAULT_COLUMNS,
+        }
+    }
+
+    fn row_conditions(resource: &str, obj: &Value) -> Option<Value> {
+        crate::kinds::by_plural(resource).and_then(|k| k.table_row_conditions(obj))
+    }
 
     fn now() -> Timestamp {
         "2024-05-01T12:00:00Z".parse().unwrap()

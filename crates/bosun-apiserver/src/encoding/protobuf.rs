@@ -33,6 +33,7 @@
 use std::collections::BTreeMap;
 use std::fmt;
 
+use bosun_api::resources::Resource;
 use k8s_pb::api::apps::v1 as apps;
 use k8s_pb::api::coordination::v1 as coordination;
 use k8s_pb::api::core::v1 as core;
@@ -113,16 +114,17 @@ impl From<prost::DecodeError> for DecodeError {
     }
 }
 
-/// Decodes a protobuf request body for `kind` ("Namespace", "Deployment", "ReplicaSet", "Pod",
-/// "Node", "Event", "Lease") into the object's Kubernetes JSON, with `apiVersion` and `kind`
-/// set and every field named and shaped as Kubernetes' own JSON encoding prints it.
-pub fn decode(kind: &str, body: &[u8]) -> Result<Value, DecodeError> {
-    let api_version = match kind {
-        "Namespace" | "Pod" | "Node" | "Event" => "v1",
-        "Deployment" | "ReplicaSet" => "apps/v1",
-        "Lease" => "coordination.k8s.io/v1",
-        _ => return Err(DecodeError::UnsupportedKind(kind.to_owned())),
-    };
+/// Decodes a protobuf request body sent for `res` into the object's Kubernetes JSON, with
+/// `apiVersion` and `kind` set and every field named and shaped as Kubernetes' own JSON
+/// encoding prints it. The envelope is checked here; `object` decodes the kind's message
+/// (`raw`) and renders it after `head`, through this module's function for the kind.
+pub fn decode(
+    res: &Resource,
+    body: &[u8],
+    object: impl FnOnce(Obj, &[u8]) -> Result<Value, DecodeError>,
+) -> Result<Value, DecodeError> {
+    let kind = res.kind;
+    let api_version = res.api_version();
     let envelope = match body.strip_prefix(MAGIC) {
         Some(rest) if !rest.is_empty() => rest,
         _ => return Err(DecodeError::NotProtobuf),
@@ -143,7 +145,7 @@ pub fn decode(kind: &str, body: &[u8]) -> Result<Value, DecodeError> {
         match type_meta.api_version.as_deref() {
             Some(got) if !got.is_empty() && got != api_version => {
                 return Err(DecodeError::ApiVersionMismatch {
-                    expected: api_version.to_owned(),
+                    expected: api_version,
                     got: got.to_owned(),
                 });
             }
@@ -154,21 +156,12 @@ pub fn decode(kind: &str, body: &[u8]) -> Result<Value, DecodeError> {
     let head = Obj::new()
         .set("kind", Value::from(kind))
         .set("apiVersion", Value::from(api_version));
-    let object = match kind {
-        "Namespace" => namespace(head, &core::Namespace::decode(raw)?),
-        "Deployment" => deployment(head, &apps::Deployment::decode(raw)?)?,
-        "ReplicaSet" => replica_set(head, &apps::ReplicaSet::decode(raw)?)?,
-        "Pod" => pod(head, &core::Pod::decode(raw)?)?,
-        "Node" => node(head, &core::Node::decode(raw)?),
-        "Event" => event(head, &core::Event::decode(raw)?),
-        _ => lease(head, &coordination::Lease::decode(raw)?),
-    };
-    Ok(object)
+    object(head, raw)
 }
 
 /// Builder for one JSON object, with one method per Go field shape.
-#[derive(Default)]
-struct Obj(Map<String, Value>);
+#[derive(Debug, Default)]
+pub struct Obj(Map<String, Value>);
 
 impl Obj {
     fn new() -> Self {
@@ -470,7 +463,8 @@ fn label_selector(s: &meta::LabelSelector) -> Value {
         .done()
 }
 
-fn namespace(head: Obj, ns: &core::Namespace) -> Value {
+/// A `Namespace` message as JSON, after `head`.
+pub fn namespace(head: Obj, ns: &core::Namespace) -> Value {
     head.obj("metadata", &ns.metadata, object_meta)
         .obj("spec", &ns.spec, |s| {
             Obj::new().strs("finalizers", &s.finalizers).done()
@@ -492,7 +486,8 @@ fn namespace(head: Obj, ns: &core::Namespace) -> Value {
         .done()
 }
 
-fn deployment(head: Obj, d: &apps::Deployment) -> Result<Value, DecodeError> {
+/// A `Deployment` message as JSON, after `head`.
+pub fn deployment(head: Obj, d: &apps::Deployment) -> Result<Value, DecodeError> {
     let spec = with_default(&d.spec, deployment_spec)?;
     Ok(head
         .obj("metadata", &d.metadata, object_meta)
@@ -548,7 +543,8 @@ fn deployment_status(s: &apps::DeploymentStatus) -> Value {
         .done()
 }
 
-fn replica_set(head: Obj, rs: &apps::ReplicaSet) -> Result<Value, DecodeError> {
+/// A `ReplicaSet` message as JSON, after `head`.
+pub fn replica_set(head: Obj, rs: &apps::ReplicaSet) -> Result<Value, DecodeError> {
     let spec = with_default(&rs.spec, |s| -> Result<Value, DecodeError> {
         let template = with_default(&s.template, pod_template_spec)?;
         Ok(Obj::new()
@@ -591,7 +587,8 @@ fn pod_template_spec(t: &core::PodTemplateSpec) -> Result<Value, DecodeError> {
         .done())
 }
 
-fn pod(head: Obj, p: &core::Pod) -> Result<Value, DecodeError> {
+/// A `Pod` message as JSON, after `head`.
+pub fn pod(head: Obj, p: &core::Pod) -> Result<Value, DecodeError> {
     let spec = with_default(&p.spec, pod_spec)?;
     Ok(head
         .obj("metadata", &p.metadata, object_meta)
@@ -1313,7 +1310,8 @@ fn container_state(s: &core::ContainerState) -> Value {
         .done()
 }
 
-fn node(head: Obj, n: &core::Node) -> Value {
+/// A `Node` message as JSON, after `head`.
+pub fn node(head: Obj, n: &core::Node) -> Value {
     head.obj("metadata", &n.metadata, object_meta)
         .obj("spec", &n.spec, |s| {
             Obj::new()
@@ -1426,7 +1424,8 @@ fn object_reference(r: &core::ObjectReference) -> Value {
         .done()
 }
 
-fn event(head: Obj, e: &core::Event) -> Value {
+/// An `Event` message as JSON, after `head`.
+pub fn event(head: Obj, e: &core::Event) -> Value {
     head.obj("metadata", &e.metadata, object_meta)
         .obj("involvedObject", &e.involved_object, object_reference)
         .str("reason", &e.reason)
@@ -1455,7 +1454,8 @@ fn event(head: Obj, e: &core::Event) -> Value {
         .done()
 }
 
-fn lease(head: Obj, l: &coordination::Lease) -> Value {
+/// A `Lease` message as JSON, after `head`.
+pub fn lease(head: Obj, l: &coordination::Lease) -> Value {
     head.obj("metadata", &l.metadata, object_meta)
         .obj("spec", &l.spec, |s| {
             Obj::new()
@@ -1486,6 +1486,15 @@ mod tests {
     const BODY3: &[u8] = include_bytes!("testdata/body3.bin");
     /// `kubectl create deployment cmd --image=busybox -- sleep 100`
     const BODY4: &[u8] = include_bytes!("testdata/body4.bin");
+
+    /// Decodes a body sent for `kind` the way the apiserver does: through the kind's
+    /// strategy, which only the served kinds have.
+    fn decode(kind: &str, body: &[u8]) -> Result<Value, DecodeError> {
+        match crate::kinds::by_kind(kind) {
+            Some(k) => k.decode_protobuf(body),
+            None => Err(DecodeError::UnsupportedKind(kind.to_owned())),
+        }
+    }
 
     fn envelope(api_version: &str, kind: &str, raw: Vec<u8>) -> Vec<u8> {
         let unknown = Unknown {
