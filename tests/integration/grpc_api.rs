@@ -2,8 +2,6 @@
 //! three-member store: a component watching pods sees every change once and in order, slow
 //! watchers are dropped and resume without loss, and errors carry Kubernetes' reasons.
 
-#![allow(clippy::unwrap_used)]
-
 use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::Duration;

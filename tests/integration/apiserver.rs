@@ -3,8 +3,6 @@
 //! annotate, the three patch types, delete, events, conflicts, validation errors, 404s,
 //! pagination, finalizers, graceful pod deletion and pod logs.
 
-#![allow(clippy::unwrap_used)]
-
 use std::time::Duration;
 
 use bosun_tests::kube::{
