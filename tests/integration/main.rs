@@ -12,6 +12,7 @@
 //! - `apiserver`: the apiserver driven by unmodified kubectl.
 //! - `apiserver_input`: the apiserver against bad input and slow clients.
 //! - `grpc_api`: the apiserver's gRPC API through `bosun-api-client`.
+//! - `layers`: the crate graph: only the apiserver's side reaches the store.
 //!
 //! `cargo test -p bosun-tests --test integration chaos::` runs one module,
 //! `cargo test -p bosun-tests --test integration chaos::chaos_short -- --exact` one test. The
@@ -27,4 +28,5 @@ mod conformance;
 mod durability;
 mod etcdctl;
 mod grpc_api;
+mod layers;
 mod sdk;
