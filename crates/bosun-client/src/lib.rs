@@ -1,7 +1,12 @@
-//! Bosun's gRPC client SDK: a typed, retrying client for the store's etcd v3 API.
+//! Bosun's store SDK: a typed, retrying client for the store's etcd v3 API.
 //!
 //! It works against Bosun and against etcd itself (same wire protocol). The main type is
 //! [`Client`]; it is cheap to clone and safe to share.
+//!
+//! This is the store's side of the line "only the apiserver talks to the store": among Bosun's
+//! components only the apiserver depends on it (tools, tests and Rust programs that use the
+//! store as an etcd may too). Controllers, the scheduler and the kubelet use the apiserver's
+//! client, the `bosun-api-client` crate, which does not depend on this one.
 //!
 //! - **KV**: [`Client::put`], [`Client::get`], [`Client::delete`], [`Client::txn`] (built
 //!   with [`Txn`], [`Compare`] and [`TxnOp`]), [`Client::compact`], and the `*_raw` forms
@@ -13,8 +18,6 @@
 //! - **Cluster** and **Maintenance**: members, status, alarms, defragment, hashes, snapshots.
 //! - **Errors**: [`Error`] tells etcd's failures apart, and [`Error::outcome`] says whether a
 //!   failed write may have been applied. The retry policy is described on [`Client`].
-//! - **Apiserver**: [`api::ApiClient`] speaks the apiserver's gRPC API with the `k8s-openapi`
-//!   types: get, list, create, update, update-status, patch, delete, bind and watch.
 //!
 //! # Example
 //!
@@ -99,7 +102,6 @@
 
 #![warn(missing_docs)]
 
-pub mod api;
 mod backoff;
 mod client;
 mod cluster;
@@ -111,7 +113,6 @@ mod watch;
 
 /// The generated protocol types (`etcdserverpb`, `mvccpb`, ...), re-exported.
 pub use bosun_proto as proto;
-pub use k8s_openapi;
 
 pub use bosun_proto::etcdserverpb::range_request::{SortOrder, SortTarget};
 pub use bosun_proto::etcdserverpb::{AlarmType, Member, ResponseHeader};

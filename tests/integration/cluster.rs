@@ -2,8 +2,6 @@
 //! runtime, catch-up by snapshot, and leases served by followers across a failover. Each case
 //! runs against `bosun store` and, where noted, the same assertions against real etcd.
 
-#![allow(clippy::unwrap_used)]
-
 use std::time::{Duration, Instant};
 
 use bosun_client::{Client, ConnectOptions, GetOptions, PutOptions};

@@ -2,8 +2,6 @@
 //! against real etcd (after masking IDs, sizes and timings, which differ between any two
 //! clusters). Skipped with a printed reason when etcdctl is not installed.
 
-#![allow(clippy::unwrap_used)]
-
 use std::path::Path;
 
 use bosun_tests::{Kind, Server, etcdctl, which};

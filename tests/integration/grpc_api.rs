@@ -1,18 +1,16 @@
-//! The apiserver's gRPC API through the SDK (`bosun_client::api`), over a three-member store:
-//! a component watching pods sees every change once and in order, slow watchers are dropped
-//! and resume without loss, and errors carry Kubernetes' reasons.
-
-#![allow(clippy::unwrap_used)]
+//! The apiserver's gRPC API through the components' client (`bosun-api-client`), over a
+//! three-member store: a component watching pods sees every change once and in order, slow
+//! watchers are dropped and resume without loss, and errors carry Kubernetes' reasons.
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::Duration;
 
-use bosun_client::api::{ApiClient, ListParams, Patch, WatchEvent, WatchParams};
-use bosun_client::k8s_openapi::api::apps::v1::Deployment;
-use bosun_client::k8s_openapi::api::coordination::v1::Lease;
-use bosun_client::k8s_openapi::api::core::v1::{Container, Pod, PodSpec};
-use bosun_client::k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
+use bosun_api_client::k8s_openapi::api::apps::v1::Deployment;
+use bosun_api_client::k8s_openapi::api::coordination::v1::Lease;
+use bosun_api_client::k8s_openapi::api::core::v1::{Container, Pod, PodSpec};
+use bosun_api_client::k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
+use bosun_api_client::{ApiClient, ListParams, Patch, WatchEvent, WatchParams};
 use bosun_tests::kube::{Apiserver, curl};
 use bosun_tests::{Cluster, Kind};
 use parking_lot::Mutex;
@@ -66,7 +64,7 @@ fn name_of(p: &Pod) -> String {
 }
 
 /// A watch of the default namespace's pods from the current version on.
-async fn watch_from_now(client: &ApiClient) -> bosun_client::api::Watch<Pod> {
+async fn watch_from_now(client: &ApiClient) -> bosun_api_client::Watch<Pod> {
     let start = client
         .list::<Pod>("default", &ListParams::default())
         .await
@@ -91,7 +89,7 @@ fn key(ev: &WatchEvent<Pod>) -> Option<(&'static str, String, i64)> {
 }
 
 async fn collect(
-    watch: &mut bosun_client::api::Watch<Pod>,
+    watch: &mut bosun_api_client::Watch<Pod>,
     n: usize,
 ) -> Vec<(&'static str, String, i64)> {
     let mut out = Vec::new();

@@ -1,8 +1,6 @@
 //! Bosun's client SDK (`bosun-client`) against `bosun store` and, when installed, real etcd;
 //! and its watch resuming across a member's kill -9 and restart with no gap and no duplicate.
 
-#![allow(clippy::unwrap_used)]
-
 use std::time::Duration;
 
 use bosun_client::{

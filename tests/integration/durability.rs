@@ -1,7 +1,5 @@
 //! Durability: a write acknowledged by `bosun store` survives `kill -9` and a restart.
 
-#![allow(clippy::unwrap_used)]
-
 use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::Duration;

@@ -3,8 +3,6 @@
 //! annotate, the three patch types, delete, events, conflicts, validation errors, 404s,
 //! pagination, finalizers, graceful pod deletion and pod logs.
 
-#![allow(clippy::unwrap_used)]
-
 use std::time::Duration;
 
 use bosun_tests::kube::{
@@ -1033,11 +1031,11 @@ async fn stops_promptly_with_watches_open() {
         .stdout(std::fs::File::create(&out).unwrap())
         .spawn()
         .unwrap();
-    let client = bosun_client::api::ApiClient::connect(&api.url)
+    let client = bosun_api_client::ApiClient::connect(&api.url)
         .await
         .unwrap();
     let mut grpc_watch = client
-        .watch::<bosun_client::k8s_openapi::api::core::v1::Pod>("", &Default::default())
+        .watch::<bosun_api_client::k8s_openapi::api::core::v1::Pod>("", &Default::default())
         .await
         .unwrap();
     // The REST watch is open once its response has started.

@@ -19,7 +19,8 @@
 //! The seed is printed; `BOSUN_CHAOS_SEED=<n>` replays the same schedule of faults and
 //! operations (timing still differs run to run). `BOSUN_CHAOS_SECS` sets the length of the
 //! run: the test command runs a short one; `chaos_long` (ignored by default, run with
-//! `cargo test --test chaos -- --ignored`) runs ten minutes unless told otherwise. Each run
+//! `cargo test -p bosun-tests --test integration chaos::chaos_long -- --ignored`) runs ten
+//! minutes unless told otherwise. Each run
 //! works in a directory of its own (under `BOSUN_CHAOS_DIR`, by default Cargo's target `tmp`
 //! directory): the members' data and logs, and the recorded history in text files. It is
 //! removed when the run passes and kept, and named in the panic message, when it fails.
@@ -27,8 +28,6 @@
 //! Two deterministic cases reproduce, one fault each, what the chaos runs are there to catch
 //! in watches: a watch resumed on a member that is behind the revision it asks for, and a
 //! watch on a member that catches up by installing a snapshot.
-
-#![allow(clippy::unwrap_used)]
 
 use std::fmt::Write as _;
 use std::path::{Path, PathBuf};

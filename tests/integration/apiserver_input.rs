@@ -7,8 +7,6 @@
 //! - slow, idle and surplus connections are dropped while well-behaved clients are served,
 //!   and long-lived watches (HTTP/1.1 and gRPC) outlive the idle timeout.
 
-#![allow(clippy::unwrap_used)]
-
 use std::collections::BTreeMap;
 use std::time::{Duration, Instant};
 

@@ -4,8 +4,6 @@
 //! installed, against a real etcd started the same way: the same assertions must hold on both,
 //! so "etcd-compatible" is measured, not claimed.
 
-#![allow(clippy::unwrap_used)]
-
 use std::time::Duration;
 
 use bosun_tests::{Kind, Server, targets};

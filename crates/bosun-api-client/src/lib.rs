@@ -1,11 +1,18 @@
-//! The apiserver's gRPC API, typed with the `k8s-openapi` objects: what Bosun's controllers,
-//! scheduler and kubelet use.
+//! The client of the apiserver's gRPC API, typed with the `k8s-openapi` objects: what Bosun's
+//! controllers, scheduler and kubelet use to read, change and watch the cluster's objects.
+//!
+//! This is the components' side of the line "only the apiserver talks to the store": the
+//! crate depends on no store crate (neither `bosun-client`, the store's etcd SDK, nor
+//! `bosun-proto`, which also holds the etcd API), so a component that depends on it alone
+//! cannot reach the store. The apiserver serves this API on the same listener as kubectl's
+//! REST API, through the same storage code path (defaulting, validation, optimistic
+//! concurrency, finalizers, watch semantics).
 //!
 //! ```no_run
-//! use bosun_client::api::{ApiClient, ListParams, WatchEvent, WatchParams};
-//! use k8s_openapi::api::core::v1::Pod;
+//! use bosun_api_client::{ApiClient, ApiError, ListParams, WatchEvent, WatchParams};
+//! use bosun_api_client::k8s_openapi::api::core::v1::Pod;
 //!
-//! # async fn demo() -> Result<(), bosun_client::api::ApiError> {
+//! # async fn demo() -> Result<(), ApiError> {
 //! let api = ApiClient::connect("http://127.0.0.1:8080").await?;
 //! let pods = api.list::<Pod>("default", &ListParams::default()).await?;
 //! let mut watch = api
@@ -19,9 +26,19 @@
 //! # Ok(()) }
 //! ```
 
+#![warn(missing_docs)]
+
+pub use k8s_openapi;
+
+/// The client side of `proto/bosun/api.proto` (package `bosun.api.v1`).
+mod apipb {
+    #![allow(missing_docs, clippy::all, clippy::pedantic, clippy::unwrap_used)]
+    tonic::include_proto!("bosun.api.v1");
+}
+
 use std::time::Duration;
 
-use bosun_proto::apipb::{self, api_client::ApiClient as RawClient};
+use apipb::api_client::ApiClient as RawClient;
 use k8s_openapi::Resource;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
 use serde::Serialize;
@@ -232,7 +249,7 @@ impl<K: DeserializeOwned> Watch<K> {
             match self.stream.message().await {
                 Ok(Some(ev)) => {
                     self.resumes = 0;
-                    return self.event(ev).map(Some);
+                    return decode_event(ev, &mut self.last_version).map(Some);
                 }
                 Ok(None) => return Ok(None),
                 Err(s)
@@ -255,42 +272,45 @@ impl<K: DeserializeOwned> Watch<K> {
         }
     }
 
-    fn event(&mut self, ev: apipb::WatchEvent) -> Result<WatchEvent<K>, ApiError> {
-        let version = |bytes: &[u8]| -> String {
-            serde_json::from_slice::<serde_json::Value>(bytes)
-                .ok()
-                .and_then(|v| {
-                    v.pointer("/metadata/resourceVersion")
-                        .and_then(|r| r.as_str())
-                        .map(str::to_string)
-                })
-                .unwrap_or_default()
-        };
-        let rv = version(&ev.object);
-        if !rv.is_empty() && ev.r#type != "ERROR" {
-            self.last_version = rv.clone();
-        }
-        match ev.r#type.as_str() {
-            "ADDED" => Ok(WatchEvent::Added(decode(&ev.object)?)),
-            "MODIFIED" => Ok(WatchEvent::Modified(decode(&ev.object)?)),
-            "DELETED" => Ok(WatchEvent::Deleted(decode(&ev.object)?)),
-            "BOOKMARK" => Ok(WatchEvent::Bookmark(rv)),
-            "ERROR" => Err(serde_json::from_slice(&ev.object)
-                .map(ApiError::from_status)
-                .unwrap_or_else(|_| {
-                    ApiError::local(500, "InternalError", "undecodable watch error")
-                })),
-            other => Err(ApiError::local(
-                500,
-                "InternalError",
-                format!("unknown watch event type {other}"),
-            )),
-        }
-    }
-
     /// The last version received (resume a new watch from it).
     pub fn last_version(&self) -> &str {
         &self.last_version
+    }
+}
+
+/// One event of the wire stream as a typed [`WatchEvent`]; an event carrying an object
+/// records its version in `last_version`, where the watch resumes from.
+fn decode_event<K: DeserializeOwned>(
+    ev: apipb::WatchEvent,
+    last_version: &mut String,
+) -> Result<WatchEvent<K>, ApiError> {
+    let version = |bytes: &[u8]| -> String {
+        serde_json::from_slice::<serde_json::Value>(bytes)
+            .ok()
+            .and_then(|v| {
+                v.pointer("/metadata/resourceVersion")
+                    .and_then(|r| r.as_str())
+                    .map(str::to_string)
+            })
+            .unwrap_or_default()
+    };
+    let rv = version(&ev.object);
+    if !rv.is_empty() && ev.r#type != "ERROR" {
+        *last_version = rv.clone();
+    }
+    match ev.r#type.as_str() {
+        "ADDED" => Ok(WatchEvent::Added(decode(&ev.object)?)),
+        "MODIFIED" => Ok(WatchEvent::Modified(decode(&ev.object)?)),
+        "DELETED" => Ok(WatchEvent::Deleted(decode(&ev.object)?)),
+        "BOOKMARK" => Ok(WatchEvent::Bookmark(rv)),
+        "ERROR" => Err(serde_json::from_slice(&ev.object)
+            .map(ApiError::from_status)
+            .unwrap_or_else(|_| ApiError::local(500, "InternalError", "undecodable watch error"))),
+        other => Err(ApiError::local(
+            500,
+            "InternalError",
+            format!("unknown watch event type {other}"),
+        )),
     }
 }
 
@@ -567,5 +587,171 @@ impl ApiClient {
             resumes: 0,
             _kind: std::marker::PhantomData,
         })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+
+    use super::*;
+    use k8s_openapi::api::apps::v1::Deployment;
+    use k8s_openapi::api::core::v1::Pod;
+
+    fn status(code: u16, reason: &str, message: &str) -> serde_json::Value {
+        serde_json::json!({
+            "kind": "Status", "apiVersion": "v1", "metadata": {}, "status": "Failure",
+            "message": message, "reason": reason, "code": code,
+        })
+    }
+
+    fn wire_event(kind: &str, object: &serde_json::Value) -> apipb::WatchEvent {
+        apipb::WatchEvent {
+            r#type: kind.to_string(),
+            object: serde_json::to_vec(object).unwrap(),
+        }
+    }
+
+    fn pod(name: &str, rv: &str) -> serde_json::Value {
+        serde_json::json!({
+            "apiVersion": "v1", "kind": "Pod",
+            "metadata": {"name": name, "namespace": "default", "resourceVersion": rv},
+        })
+    }
+
+    #[test]
+    fn status_in_grpc_details_is_the_error() {
+        let s = status(409, "Conflict", "the object has been modified");
+        let grpc = tonic::Status::with_details(
+            tonic::Code::Aborted,
+            "conflict",
+            serde_json::to_vec(&s).unwrap().into(),
+        );
+        let e = ApiError::from_grpc(grpc);
+        assert_eq!((e.code, e.reason.as_str()), (409, "Conflict"));
+        assert_eq!(e.message, "the object has been modified");
+        assert_eq!(e.status, Some(s));
+        assert!(e.is_conflict() && !e.is_already_exists() && !e.is_not_found());
+    }
+
+    #[test]
+    fn grpc_status_without_details_maps_its_code() {
+        for (code, want) in [
+            (tonic::Code::NotFound, 404),
+            (tonic::Code::AlreadyExists, 409),
+            (tonic::Code::Aborted, 409),
+            (tonic::Code::InvalidArgument, 400),
+            (tonic::Code::DeadlineExceeded, 504),
+            (tonic::Code::Unavailable, 503),
+            (tonic::Code::Internal, 503),
+        ] {
+            let e = ApiError::from_grpc(tonic::Status::new(code, "down"));
+            assert_eq!(e.code, want, "{code:?}");
+            assert_eq!(
+                (e.reason.as_str(), e.message.as_str()),
+                ("ServiceUnavailable", "down")
+            );
+            assert_eq!(e.status, None);
+        }
+        // Details that are not a Status are not taken for one.
+        let e = ApiError::from_grpc(tonic::Status::with_details(
+            tonic::Code::NotFound,
+            "gone",
+            br#"{"kind":"Pod"}"#.to_vec().into(),
+        ));
+        assert_eq!((e.code, e.status), (404, None));
+    }
+
+    #[test]
+    fn watch_events_decode_and_record_their_version() {
+        let mut last = "5".to_string();
+        let ev = decode_event::<Pod>(wire_event("ADDED", &pod("a", "7")), &mut last).unwrap();
+        assert!(matches!(&ev, WatchEvent::Added(p) if p.metadata.name.as_deref() == Some("a")));
+        assert_eq!(last, "7");
+        let ev = decode_event::<Pod>(wire_event("MODIFIED", &pod("a", "8")), &mut last).unwrap();
+        assert!(matches!(ev, WatchEvent::Modified(_)));
+        let ev = decode_event::<Pod>(wire_event("DELETED", &pod("a", "9")), &mut last).unwrap();
+        assert!(matches!(ev, WatchEvent::Deleted(_)));
+        assert_eq!(last, "9");
+        let bookmark = serde_json::json!({"kind": "Pod", "metadata": {"resourceVersion": "12"}});
+        let ev = decode_event::<Pod>(wire_event("BOOKMARK", &bookmark), &mut last).unwrap();
+        assert!(matches!(ev, WatchEvent::Bookmark(rv) if rv == "12"));
+        assert_eq!(last, "12");
+    }
+
+    #[test]
+    fn watch_errors_keep_the_version_to_resume_from() {
+        let mut last = "12".to_string();
+        let gone = status(410, "Expired", "too old resource version: 3 (12)");
+        let e = decode_event::<Pod>(wire_event("ERROR", &gone), &mut last).unwrap_err();
+        assert!(e.is_expired());
+        assert_eq!(e.status, Some(gone));
+        let e = decode_event::<Pod>(
+            apipb::WatchEvent {
+                r#type: "ERROR".into(),
+                object: b"not json".to_vec(),
+            },
+            &mut last,
+        )
+        .unwrap_err();
+        assert_eq!((e.code, e.reason.as_str()), (500, "InternalError"));
+        let e =
+            decode_event::<Pod>(wire_event("SURPRISE", &pod("a", "13")), &mut last).unwrap_err();
+        assert_eq!(e.message, "unknown watch event type SURPRISE");
+        // An object that is not the watched kind's shape is an error, not a panic.
+        let e = decode_event::<Pod>(
+            wire_event("ADDED", &serde_json::json!({"metadata": {"name": 5}})),
+            &mut last,
+        )
+        .unwrap_err();
+        assert_eq!(e.code, 500);
+        assert!(e.message.starts_with("decode object: "), "{}", e.message);
+        assert_eq!(last, "13", "an unknown event still carried a version");
+    }
+
+    #[test]
+    fn requests_name_the_kinds_resource() {
+        let r = object_ref::<Pod>("default", "web-1", "status");
+        assert_eq!(
+            (
+                r.resource.as_str(),
+                r.namespace.as_str(),
+                r.name.as_str(),
+                r.subresource.as_str()
+            ),
+            ("pods", "default", "web-1", "status")
+        );
+        assert_eq!(
+            object_ref::<Deployment>("ns", "d", "").resource,
+            "deployments"
+        );
+    }
+
+    #[tokio::test]
+    async fn connect_takes_host_port_or_url_and_refuses_bad_ones() {
+        // Connecting is lazy: nothing listens on these ports.
+        ApiClient::connect("127.0.0.1:1").await.unwrap();
+        ApiClient::connect("http://127.0.0.1:1").await.unwrap();
+        let e = ApiClient::connect("http://bad host:1").await.unwrap_err();
+        assert_eq!((e.code, e.reason.as_str()), (400, "BadRequest"));
+        assert!(
+            e.message.starts_with("apiserver URL http://bad host:1: "),
+            "{}",
+            e.message
+        );
+        // A call to nothing answers 503, which callers retry.
+        let e = ApiClient::connect("127.0.0.1:1")
+            .await
+            .unwrap()
+            .get::<Pod>("default", "a")
+            .await
+            .unwrap_err();
+        assert_eq!(e.code, 503, "{e}");
+    }
+
+    #[test]
+    fn update_needs_a_name() {
+        let e = name_of(&ObjectMeta::default()).unwrap_err();
+        assert_eq!(e.message, "metadata.name is required");
     }
 }

@@ -1,0 +1,32 @@
+//! Bosun's integration tests against real processes on loopback, in one test binary.
+//!
+//! One module per area; a test's full name is `<module>::<test>`:
+//!
+//! - `conformance`: the etcd conformance suite through `etcd-client`, against `bosun store`
+//!   and real etcd.
+//! - `etcdctl`: unmodified etcdctl's output against Bosun's and etcd's.
+//! - `durability`: acknowledged writes survive kill -9.
+//! - `sdk`: the store SDK (`bosun-client`) against both servers.
+//! - `cluster`: three-member clusters: failover, membership changes, snapshots, leases.
+//! - `chaos`: faults under load, checked for linearizability and watch correctness.
+//! - `apiserver`: the apiserver driven by unmodified kubectl.
+//! - `apiserver_input`: the apiserver against bad input and slow clients.
+//! - `grpc_api`: the apiserver's gRPC API through `bosun-api-client`.
+//! - `layers`: the crate graph: only the apiserver's side reaches the store.
+//!
+//! `cargo test -p bosun-tests --test integration chaos::` runs one module,
+//! `cargo test -p bosun-tests --test integration chaos::chaos_short -- --exact` one test. The
+//! tests start `target/<profile>/bosun`: build it first (`cargo build -p bosun --bins`).
+
+#![allow(clippy::unwrap_used)]
+
+mod apiserver;
+mod apiserver_input;
+mod chaos;
+mod cluster;
+mod conformance;
+mod durability;
+mod etcdctl;
+mod grpc_api;
+mod layers;
+mod sdk;
