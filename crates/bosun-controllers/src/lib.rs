@@ -24,4 +24,7 @@ pub mod podutil;
 pub mod replicaset;
 pub mod selector;
 
+#[cfg(test)]
+mod testutil;
+
 pub use jiff::Timestamp;

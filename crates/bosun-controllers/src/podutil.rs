@@ -188,16 +188,13 @@ pub fn release_patch(owner_uid: &str, object_uid: &str) -> Value {
 }
 
 #[cfg(test)]
-pub(crate) mod tests {
+mod tests {
     use super::*;
+    use crate::testutil::ts;
     use k8s_openapi::api::core::v1::{PodSpec, PodStatus};
     use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
 
-    pub(crate) fn ts(secs: i64) -> Timestamp {
-        Timestamp::from_second(secs).expect("valid test timestamp")
-    }
-
-    pub(crate) fn ready_pod(name: &str, ready_since: Option<i64>) -> Pod {
+    fn ready_pod(name: &str, ready_since: Option<i64>) -> Pod {
         Pod {
             metadata: ObjectMeta {
                 name: Some(name.into()),

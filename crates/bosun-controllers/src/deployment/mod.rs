@@ -433,6 +433,23 @@ pub(crate) fn filter_active<'a>(rss: impl IntoIterator<Item = &'a ReplicaSet>) -
         .collect()
 }
 
+/// `getReplicaSetsForDeployment` (`ClaimReplicaSets`): each ReplicaSet of the namespace with
+/// what the deployment does about it, matching the deployment's selector against the
+/// ReplicaSet's own labels. The deployment's set is the `Owned` ones plus the adopted ones.
+pub fn claim_replica_sets<'a>(
+    d: &Deployment,
+    replica_sets: &'a [ReplicaSet],
+) -> Result<Vec<(&'a ReplicaSet, podutil::Claim)>, crate::selector::SelectorError> {
+    let selector = d.spec.as_ref().map(|s| &s.selector);
+    replica_sets
+        .iter()
+        .map(|rs| {
+            let matches = crate::selector::matches(selector, rs.metadata.labels.as_ref())?;
+            Ok((rs, podutil::claim(&d.metadata, &rs.metadata, matches)))
+        })
+        .collect()
+}
+
 /// What to do when creating the new ReplicaSet failed with AlreadyExists and `existing` is
 /// the one by that name (sync.go): `None` when it is this deployment's with the same
 /// template (sync again: it is the new ReplicaSet); otherwise a hash collision, and the

@@ -107,13 +107,7 @@ pub fn requeue_stuck_deployment(
     if deployment_complete(d, new_status) || current.reason.as_deref() == Some(TIMED_OUT_REASON) {
         return None;
     }
-    let last = current
-        .last_update_time
-        .as_ref()
-        .map(|t| t.0)
-        .unwrap_or(Timestamp::UNIX_EPOCH);
-    let deadline = SignedDuration::from_secs(i64::from(progress_deadline_seconds(d)));
-    let after = last.checked_add(deadline).ok()?.duration_since(now);
+    let after = progress_deadline(d, current)?.duration_since(now);
     if after < SignedDuration::from_secs(1) {
         return Some(Requeue::RateLimited);
     }

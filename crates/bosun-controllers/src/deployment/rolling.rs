@@ -106,7 +106,9 @@ impl Syncer<'_> {
             if spec == 0 || spec == available {
                 continue;
             }
-            let count = (max_cleanup - total).min(spec.saturating_sub(available));
+            let count = max_cleanup
+                .saturating_sub(total)
+                .min(spec.saturating_sub(available));
             let new_count = spec.saturating_sub(count);
             if new_count > spec {
                 return Err(InvalidScaleDown);
@@ -131,7 +133,7 @@ impl Syncer<'_> {
             return Ok(0);
         }
         old.sort_by(by_creation_timestamp);
-        let total_to_scale_down = available - min_available;
+        let total_to_scale_down = available.saturating_sub(min_available);
         let mut total = 0i32;
         for rs in &old {
             if total >= total_to_scale_down {
@@ -141,8 +143,8 @@ impl Syncer<'_> {
             if spec == 0 {
                 continue;
             }
-            let count = spec.min(total_to_scale_down - total);
-            let new_count = spec - count;
+            let count = spec.min(total_to_scale_down.saturating_sub(total));
+            let new_count = spec.saturating_sub(count);
             if new_count > spec {
                 return Err(InvalidScaleDown);
             }

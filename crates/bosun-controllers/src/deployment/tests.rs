@@ -16,17 +16,7 @@ use proptest::prelude::*;
 
 use super::util::*;
 use super::*;
-
-fn ts(s: i64) -> Timestamp {
-    Timestamp::from_second(s).expect("valid test timestamp")
-}
-
-fn labels(pairs: &[(&str, &str)]) -> BTreeMap<String, String> {
-    pairs
-        .iter()
-        .map(|(k, v)| (k.to_string(), v.to_string()))
-        .collect()
-}
+use crate::testutil::{labels, ts};
 
 fn int(i: i32) -> IntOrString {
     IntOrString::Int(i)
@@ -606,6 +596,28 @@ fn scale_table() {
         expected_old: Vec<i32>,
         desired_annotations: &'static [(&'static str, i32)],
     }
+    #[allow(clippy::too_many_arguments)]
+    fn case(
+        name: &'static str,
+        deployment: Deployment,
+        old_deployment: Deployment,
+        new_rs: Option<ReplicaSet>,
+        old_rss: Vec<ReplicaSet>,
+        expected_new: Option<i32>,
+        expected_old: Vec<i32>,
+        desired_annotations: &'static [(&'static str, i32)],
+    ) -> Case {
+        Case {
+            name,
+            deployment,
+            old_deployment,
+            new_rs,
+            old_rss,
+            expected_new,
+            expected_old,
+            desired_annotations,
+        }
+    }
     let nd = |r: i32| new_deployment("foo", r, None, None, None, &[]);
     let nds = |r: i32, surge: i32| new_deployment("foo", r, None, Some(int(surge)), None, &[]);
     let updated_template = |r: i32| {
@@ -628,177 +640,25 @@ fn scale_table() {
         });
         r
     };
+    #[rustfmt::skip]
     let cases = vec![
-        Case {
-            name: "normal scaling event: 10 -> 12",
-            deployment: nd(12),
-            old_deployment: nd(10),
-            new_rs: Some(rs("foo-v1", 10, &[], new_t)),
-            old_rss: vec![],
-            expected_new: Some(12),
-            expected_old: vec![],
-            desired_annotations: &[],
-        },
-        Case {
-            name: "normal scaling event: 10 -> 5",
-            deployment: nd(5),
-            old_deployment: nd(10),
-            new_rs: Some(rs("foo-v1", 10, &[], new_t)),
-            old_rss: vec![],
-            expected_new: Some(5),
-            expected_old: vec![],
-            desired_annotations: &[],
-        },
-        Case {
-            name: "proportional scaling: 5 -> 10",
-            deployment: nd(10),
-            old_deployment: nd(5),
-            new_rs: Some(rs("foo-v2", 2, &[], new_t)),
-            old_rss: vec![rs("foo-v1", 3, &[], old_t)],
-            expected_new: Some(4),
-            expected_old: vec![6],
-            desired_annotations: &[],
-        },
-        Case {
-            name: "proportional scaling: 5 -> 3",
-            deployment: nd(3),
-            old_deployment: nd(5),
-            new_rs: Some(rs("foo-v2", 2, &[], new_t)),
-            old_rss: vec![rs("foo-v1", 3, &[], old_t)],
-            expected_new: Some(1),
-            expected_old: vec![2],
-            desired_annotations: &[],
-        },
-        Case {
-            name: "proportional scaling: 9 -> 4",
-            deployment: nd(4),
-            old_deployment: nd(9),
-            new_rs: Some(rs("foo-v2", 8, &[], new_t)),
-            old_rss: vec![rs("foo-v1", 1, &[], old_t)],
-            expected_new: Some(4),
-            expected_old: vec![0],
-            desired_annotations: &[],
-        },
-        Case {
-            name: "proportional scaling: 7 -> 10",
-            deployment: nd(10),
-            old_deployment: nd(7),
-            new_rs: Some(rs("foo-v3", 2, &[], new_t)),
-            old_rss: vec![rs("foo-v2", 3, &[], old_t), rs("foo-v1", 2, &[], older_t)],
-            expected_new: Some(3),
-            expected_old: vec![4, 3],
-            desired_annotations: &[],
-        },
-        Case {
-            name: "proportional scaling: 13 -> 8",
-            deployment: nd(8),
-            old_deployment: nd(13),
-            new_rs: Some(rs("foo-v3", 2, &[], new_t)),
-            old_rss: vec![rs("foo-v2", 8, &[], old_t), rs("foo-v1", 3, &[], older_t)],
-            expected_new: Some(1),
-            expected_old: vec![5, 2],
-            desired_annotations: &[],
-        },
-        Case {
-            name: "leftover distribution: 3 -> 4",
-            deployment: nd(4),
-            old_deployment: nd(3),
-            new_rs: Some(rs("foo-v3", 1, &[], new_t)),
-            old_rss: vec![rs("foo-v2", 1, &[], old_t), rs("foo-v1", 1, &[], older_t)],
-            expected_new: Some(2),
-            expected_old: vec![1, 1],
-            desired_annotations: &[],
-        },
-        Case {
-            name: "leftover distribution: 3 -> 2",
-            deployment: nd(2),
-            old_deployment: nd(3),
-            new_rs: Some(rs("foo-v3", 1, &[], new_t)),
-            old_rss: vec![rs("foo-v2", 1, &[], old_t), rs("foo-v1", 1, &[], older_t)],
-            expected_new: Some(1),
-            expected_old: vec![1, 0],
-            desired_annotations: &[],
-        },
-        Case {
-            name: "proportional scaling (no new rs): 4 -> 5",
-            deployment: nd(5),
-            old_deployment: nd(4),
-            new_rs: None,
-            old_rss: vec![rs("foo-v2", 2, &[], old_t), rs("foo-v1", 2, &[], older_t)],
-            expected_new: None,
-            expected_old: vec![3, 2],
-            desired_annotations: &[],
-        },
-        Case {
-            name: "proportional scaling: 6 -> 0",
-            deployment: nd(0),
-            old_deployment: nd(6),
-            new_rs: Some(rs("foo-v3", 3, &[], new_t)),
-            old_rss: vec![rs("foo-v2", 2, &[], old_t), rs("foo-v1", 1, &[], older_t)],
-            expected_new: Some(0),
-            expected_old: vec![0, 0],
-            desired_annotations: &[],
-        },
-        Case {
-            name: "proportional scaling: 0 -> 6",
-            deployment: nd(6),
-            old_deployment: nd(6),
-            new_rs: Some(rs("foo-v3", 0, &[], new_t)),
-            old_rss: vec![rs("foo-v2", 0, &[], old_t), rs("foo-v1", 0, &[], older_t)],
-            expected_new: Some(6),
-            expected_old: vec![0, 0],
-            desired_annotations: &[],
-        },
-        Case {
-            name: "failed rs update",
-            deployment: nd(5),
-            old_deployment: nd(5),
-            new_rs: Some(rs("foo-v3", 2, &[], new_t)),
-            old_rss: vec![rs("foo-v2", 1, &[], old_t), rs("foo-v1", 1, &[], older_t)],
-            expected_new: Some(2),
-            expected_old: vec![2, 1],
-            desired_annotations: &[("foo-v2", 3)],
-        },
-        Case {
-            name: "deployment with surge pods",
-            deployment: nds(20, 2),
-            old_deployment: nds(10, 2),
-            new_rs: Some(rs("foo-v2", 6, &[], new_t)),
-            old_rss: vec![rs("foo-v1", 6, &[], old_t)],
-            expected_new: Some(11),
-            expected_old: vec![11],
-            desired_annotations: &[],
-        },
-        Case {
-            name: "change both surge and size",
-            deployment: nds(50, 6),
-            old_deployment: nds(10, 3),
-            new_rs: Some(rs("foo-v2", 5, &[], new_t)),
-            old_rss: vec![rs("foo-v1", 8, &[], old_t)],
-            expected_new: Some(22),
-            expected_old: vec![34],
-            desired_annotations: &[],
-        },
-        Case {
-            name: "change both size and template",
-            deployment: updated_template(14),
-            old_deployment: new_deployment("foo", 10, None, None, None, &[("foo", "bar")]),
-            new_rs: None,
-            old_rss: vec![rs("foo-v2", 7, &[], new_t), rs("foo-v1", 3, &[], old_t)],
-            expected_new: None,
-            expected_old: vec![10, 4],
-            desired_annotations: &[],
-        },
-        Case {
-            name: "saturated but broken new replica set does not affect old pods",
-            deployment: new_deployment("foo", 2, None, Some(int(1)), Some(int(1)), &[]),
-            old_deployment: new_deployment("foo", 2, None, Some(int(1)), Some(int(1)), &[]),
-            new_rs: Some(broken),
-            old_rss: vec![rs("foo-v1", 1, &[], old_t)],
-            expected_new: Some(2),
-            expected_old: vec![1],
-            desired_annotations: &[],
-        },
+        case("normal scaling event: 10 -> 12", nd(12), nd(10), Some(rs("foo-v1", 10, &[], new_t)), vec![], Some(12), vec![], &[]),
+        case("normal scaling event: 10 -> 5", nd(5), nd(10), Some(rs("foo-v1", 10, &[], new_t)), vec![], Some(5), vec![], &[]),
+        case("proportional scaling: 5 -> 10", nd(10), nd(5), Some(rs("foo-v2", 2, &[], new_t)), vec![rs("foo-v1", 3, &[], old_t)], Some(4), vec![6], &[]),
+        case("proportional scaling: 5 -> 3", nd(3), nd(5), Some(rs("foo-v2", 2, &[], new_t)), vec![rs("foo-v1", 3, &[], old_t)], Some(1), vec![2], &[]),
+        case("proportional scaling: 9 -> 4", nd(4), nd(9), Some(rs("foo-v2", 8, &[], new_t)), vec![rs("foo-v1", 1, &[], old_t)], Some(4), vec![0], &[]),
+        case("proportional scaling: 7 -> 10", nd(10), nd(7), Some(rs("foo-v3", 2, &[], new_t)), vec![rs("foo-v2", 3, &[], old_t), rs("foo-v1", 2, &[], older_t)], Some(3), vec![4, 3], &[]),
+        case("proportional scaling: 13 -> 8", nd(8), nd(13), Some(rs("foo-v3", 2, &[], new_t)), vec![rs("foo-v2", 8, &[], old_t), rs("foo-v1", 3, &[], older_t)], Some(1), vec![5, 2], &[]),
+        case("leftover distribution: 3 -> 4", nd(4), nd(3), Some(rs("foo-v3", 1, &[], new_t)), vec![rs("foo-v2", 1, &[], old_t), rs("foo-v1", 1, &[], older_t)], Some(2), vec![1, 1], &[]),
+        case("leftover distribution: 3 -> 2", nd(2), nd(3), Some(rs("foo-v3", 1, &[], new_t)), vec![rs("foo-v2", 1, &[], old_t), rs("foo-v1", 1, &[], older_t)], Some(1), vec![1, 0], &[]),
+        case("proportional scaling (no new rs): 4 -> 5", nd(5), nd(4), None, vec![rs("foo-v2", 2, &[], old_t), rs("foo-v1", 2, &[], older_t)], None, vec![3, 2], &[]),
+        case("proportional scaling: 6 -> 0", nd(0), nd(6), Some(rs("foo-v3", 3, &[], new_t)), vec![rs("foo-v2", 2, &[], old_t), rs("foo-v1", 1, &[], older_t)], Some(0), vec![0, 0], &[]),
+        case("proportional scaling: 0 -> 6", nd(6), nd(6), Some(rs("foo-v3", 0, &[], new_t)), vec![rs("foo-v2", 0, &[], old_t), rs("foo-v1", 0, &[], older_t)], Some(6), vec![0, 0], &[]),
+        case("failed rs update", nd(5), nd(5), Some(rs("foo-v3", 2, &[], new_t)), vec![rs("foo-v2", 1, &[], old_t), rs("foo-v1", 1, &[], older_t)], Some(2), vec![2, 1], &[("foo-v2", 3)]),
+        case("deployment with surge pods", nds(20, 2), nds(10, 2), Some(rs("foo-v2", 6, &[], new_t)), vec![rs("foo-v1", 6, &[], old_t)], Some(11), vec![11], &[]),
+        case("change both surge and size", nds(50, 6), nds(10, 3), Some(rs("foo-v2", 5, &[], new_t)), vec![rs("foo-v1", 8, &[], old_t)], Some(22), vec![34], &[]),
+        case("change both size and template", updated_template(14), new_deployment("foo", 10, None, None, None, &[("foo", "bar")]), None, vec![rs("foo-v2", 7, &[], new_t), rs("foo-v1", 3, &[], old_t)], None, vec![10, 4], &[]),
+        case("saturated but broken new replica set does not affect old pods", new_deployment("foo", 2, None, Some(int(1)), Some(int(1)), &[]), new_deployment("foo", 2, None, Some(int(1)), Some(int(1)), &[]), Some(broken), vec![rs("foo-v1", 1, &[], old_t)], Some(2), vec![1], &[]),
     ];
     for mut c in cases {
         let annotate = |r: &mut ReplicaSet| {
@@ -1172,12 +1032,43 @@ fn owned(mut r: ReplicaSet, d: &Deployment, template: PodTemplateSpec, rev: i64)
     )]);
     r.spec.as_mut().expect("spec").template = Some(template);
     let desired = replicas(d);
-    set_replicas_annotations(&mut r, desired, desired + max_surge(d));
+    set_replicas_annotations(&mut r, desired, desired.saturating_add(max_surge(d)));
     r.metadata
         .annotations
         .get_or_insert_with(Default::default)
         .insert(REVISION_ANNOTATION.into(), rev.to_string());
     r
+}
+
+/// A ReplicaSet of `d` with its template, annotations, revision and status counts.
+fn live_rs(
+    name: &str,
+    d: &Deployment,
+    replicas_: i32,
+    status_replicas: i32,
+    available: i32,
+    created: i64,
+    rev: i64,
+) -> ReplicaSet {
+    let r = owned(
+        rs(name, replicas_, &[("app", "web")], Some(created)),
+        d,
+        template(d),
+        rev,
+    );
+    with_status(r, status_replicas, available)
+}
+
+/// The "web" deployment with maxSurge and maxUnavailable.
+fn web(replicas_: i32, surge: i32, unavailable: i32) -> Deployment {
+    new_deployment(
+        "web",
+        replicas_,
+        None,
+        Some(int(surge)),
+        Some(int(unavailable)),
+        &[("app", "web")],
+    )
 }
 
 fn changed_template(d: &Deployment, image: &str) -> Deployment {
@@ -1196,24 +1087,8 @@ fn changed_template(d: &Deployment, image: &str) -> Deployment {
 
 #[test]
 fn a_new_template_creates_the_new_replica_set_named_by_its_hash() {
-    let old_d = new_deployment(
-        "web",
-        4,
-        None,
-        Some(int(1)),
-        Some(int(1)),
-        &[("app", "web")],
-    );
-    let old_rs = with_status(
-        owned(
-            rs("web-old", 4, &[("app", "web")], Some(1)),
-            &old_d,
-            template(&old_d),
-            1,
-        ),
-        4,
-        4,
-    );
+    let old_d = web(4, 1, 1);
+    let old_rs = live_rs("web-old", &old_d, 4, 4, 4, 1, 1);
     let mut d = changed_template(&old_d, "app:2");
     d.spec.as_mut().expect("spec").progress_deadline_seconds = Some(600);
     let plan = sync_deployment(Input {
@@ -1274,16 +1149,7 @@ fn recreate_scales_old_down_then_waits_for_old_pods() {
         type_: Some("Recreate".into()),
         rolling_update: None,
     });
-    let old_rs = with_status(
-        owned(
-            rs("web-old", 3, &[("app", "web")], Some(1)),
-            &old_d,
-            template(&old_d),
-            1,
-        ),
-        3,
-        3,
-    );
+    let old_rs = live_rs("web-old", &old_d, 3, 3, 3, 1, 1);
     let d = changed_template(&old_d, "app:2");
     // First sync: old to 0, nothing created.
     let plan = sync_deployment(Input {
@@ -1351,35 +1217,10 @@ fn recreate_scales_old_down_then_waits_for_old_pods() {
 
 #[test]
 fn rollback_takes_the_old_template_and_clears_the_request() {
-    let d1 = new_deployment(
-        "web",
-        2,
-        None,
-        Some(int(1)),
-        Some(int(0)),
-        &[("app", "web")],
-    );
+    let d1 = web(2, 1, 0);
     let d2 = changed_template(&d1, "app:2");
-    let rs1 = with_status(
-        owned(
-            rs("web-1", 0, &[("app", "web")], Some(1)),
-            &d1,
-            template(&d1),
-            1,
-        ),
-        0,
-        0,
-    );
-    let rs2 = with_status(
-        owned(
-            rs("web-2", 2, &[("app", "web")], Some(2)),
-            &d2,
-            template(&d2),
-            2,
-        ),
-        2,
-        2,
-    );
+    let rs1 = live_rs("web-1", &d1, 0, 0, 0, 1, 1);
+    let rs2 = live_rs("web-2", &d2, 2, 2, 2, 2, 2);
     let asked = rollback_to_revision(&d2, 0);
     let plan = sync_deployment(Input {
         deployment: &asked,
@@ -1424,24 +1265,8 @@ fn rollback_takes_the_old_template_and_clears_the_request() {
 
 #[test]
 fn paused_deployment_gets_paused_condition_and_no_rollout() {
-    let d1 = new_deployment(
-        "web",
-        2,
-        None,
-        Some(int(1)),
-        Some(int(0)),
-        &[("app", "web")],
-    );
-    let rs1 = with_status(
-        owned(
-            rs("web-1", 2, &[("app", "web")], Some(1)),
-            &d1,
-            template(&d1),
-            1,
-        ),
-        2,
-        2,
-    );
+    let d1 = web(2, 1, 0);
+    let rs1 = live_rs("web-1", &d1, 2, 2, 2, 1, 1);
     let mut d2 = changed_template(&d1, "app:2");
     let spec = d2.spec.as_mut().expect("spec");
     spec.paused = Some(true);
@@ -1597,5 +1422,96 @@ proptest! {
         if surge > 0 || (i64::from(u) * i64::from(desired)) / 100 > 0 {
             prop_assert_eq!(unavailable, ((i64::from(u) * i64::from(desired)) / 100) as i32);
         }
+    }
+}
+
+#[test]
+fn replica_sets_are_claimed_by_their_labels() {
+    let d = new_deployment("web", 1, None, None, None, &[("app", "web")]);
+    let mut orphan = rs("orphan", 1, &[], None);
+    orphan.metadata.labels = Some(labels(&[("app", "web")]));
+    let mut mine = owned(rs("mine", 1, &[], None), &d, template(&d), 1);
+    mine.metadata.labels = Some(labels(&[("app", "other")]));
+    let unrelated = rs("unrelated", 1, &[], None);
+    let rss = [orphan, mine, unrelated];
+    let claims: Vec<crate::podutil::Claim> = claim_replica_sets(&d, &rss)
+        .expect("valid selector")
+        .into_iter()
+        .map(|(_, c)| c)
+        .collect();
+    use crate::podutil::Claim;
+    assert_eq!(claims, [Claim::Adopt, Claim::Release, Claim::Ignore]);
+}
+
+fn arb_count() -> impl Strategy<Value = i32> {
+    prop_oneof![0..20i32, any::<i32>(), Just(i32::MAX), Just(i32::MIN)]
+}
+
+fn arb_annotation() -> impl Strategy<Value = Option<String>> {
+    proptest::option::of(prop_oneof![
+        (0..30i64).prop_map(|n| n.to_string()),
+        any::<i64>().prop_map(|n| n.to_string()),
+        Just("junk".to_string()),
+        Just(String::new()),
+        Just("+3".to_string()),
+    ])
+}
+
+fn arb_any_int_or_string() -> impl Strategy<Value = IntOrString> {
+    prop_oneof![
+        any::<i32>().prop_map(IntOrString::Int),
+        (-200..2000i32).prop_map(|p| IntOrString::String(format!("{p}%"))),
+        Just(IntOrString::String("abc".into())),
+        Just(IntOrString::String("%".into())),
+    ]
+}
+
+proptest! {
+    /// Whatever the counts, percentages and annotations (validation would refuse many of
+    /// them), a sync plans without panicking or overflowing.
+    #[test]
+    fn sync_never_panics_on_bad_input(
+        replicas_ in arb_count(),
+        surge in arb_any_int_or_string(),
+        unavailable in arb_any_int_or_string(),
+        strategy in prop_oneof![Just("RollingUpdate"), Just("Recreate"), Just("Other")],
+        paused_ in any::<bool>(),
+        pds in arb_count(),
+        rhl in arb_count(),
+        rollback in arb_annotation(),
+        status_counts in proptest::collection::vec(arb_count(), 4),
+        rss in proptest::collection::vec((arb_count(), arb_count(), arb_count(), arb_annotation(), arb_annotation(), any::<bool>()), 0..4),
+    ) {
+        let mut d = new_deployment("web", replicas_, Some(rhl), Some(surge), Some(unavailable), &[("app", "web")]);
+        let spec = d.spec.as_mut().expect("spec");
+        spec.strategy.as_mut().expect("strategy").type_ = Some(strategy.into());
+        spec.paused = Some(paused_);
+        spec.progress_deadline_seconds = Some(pds);
+        if let Some(r) = rollback {
+            d.metadata.annotations.get_or_insert_with(Default::default).insert(DEPRECATED_ROLLBACK_TO.into(), r);
+        }
+        d.status = Some(DeploymentStatus {
+            replicas: Some(status_counts[0]),
+            updated_replicas: Some(status_counts[1]),
+            ready_replicas: Some(status_counts[2]),
+            available_replicas: Some(status_counts[3]),
+            conditions: Some(vec![progressing("True", REPLICA_SET_UPDATED_REASON, Some(0))]),
+            ..Default::default()
+        });
+        let mut list = Vec::new();
+        for (i, (spec_n, status_n, avail, rev, desired, same_template)) in rss.into_iter().enumerate() {
+            let t = if same_template { template(&d) } else { template(&changed_template(&d, &format!("v{i}"))) };
+            let mut r = owned(rs(&format!("web-{i}"), spec_n, &[("app", "web")], Some(i as i64)), &d, t, 1);
+            r = with_status(r, status_n, avail);
+            let a = r.metadata.annotations.get_or_insert_with(Default::default);
+            for (key, v) in [(REVISION_ANNOTATION, rev), (DESIRED_REPLICAS_ANNOTATION, desired.clone()), (MAX_REPLICAS_ANNOTATION, desired)] {
+                match v {
+                    Some(v) => { a.insert(key.into(), v); }
+                    None => { a.remove(key); }
+                }
+            }
+            list.push(r);
+        }
+        let _ = sync_deployment(Input { deployment: &d, replica_sets: &list, pods: &[], now: ts(1_000) });
     }
 }

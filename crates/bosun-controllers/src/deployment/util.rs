@@ -460,7 +460,7 @@ fn round_to_i32(a: f64) -> i32 {
 fn replica_set_fraction(rs: &ReplicaSet, d: &Deployment) -> i32 {
     let rs_replicas = rs_replicas(rs);
     if replicas(d) == 0 {
-        return -rs_replicas;
+        return 0i32.saturating_sub(rs_replicas);
     }
     let deployment_max = i64::from(replicas(d)) + i64::from(max_surge(d));
     let before = match max_replicas_annotation(rs) {
@@ -648,7 +648,9 @@ pub fn new_rs_new_replicas(
             if current >= max_total {
                 return Ok(new_replicas);
             }
-            let scale_up = (max_total - current).min(replicas(d).saturating_sub(new_replicas));
+            let scale_up = max_total
+                .saturating_sub(current)
+                .min(replicas(d).saturating_sub(new_replicas));
             Ok(new_replicas.saturating_add(scale_up))
         }
         "Recreate" => Ok(replicas(d)),
@@ -686,8 +688,8 @@ pub fn deployment_complete(d: &Deployment, s: &DeploymentStatus) -> bool {
 pub fn deployment_progressing(d: &Deployment, s: &DeploymentStatus) -> bool {
     let old = d.status.clone().unwrap_or_default();
     let n = |v: Option<i32>| v.unwrap_or(0);
-    let old_old = n(old.replicas) - n(old.updated_replicas);
-    let new_old = n(s.replicas) - n(s.updated_replicas);
+    let old_old = n(old.replicas).saturating_sub(n(old.updated_replicas));
+    let new_old = n(s.replicas).saturating_sub(n(s.updated_replicas));
     n(s.updated_replicas) > n(old.updated_replicas)
         || new_old < old_old
         || n(s.ready_replicas) > n(old.ready_replicas)
@@ -708,13 +710,19 @@ pub fn deployment_timed_out(d: &Deployment, s: &DeploymentStatus, now: Timestamp
         Some(TIMED_OUT_REASON) => return true,
         _ => {}
     }
+    progress_deadline(d, c).is_some_and(|t| t < now)
+}
+
+/// When a Progressing condition's deadline passes: its lastUpdateTime (the last progress)
+/// plus progressDeadlineSeconds. `None` beyond the representable range.
+pub fn progress_deadline(d: &Deployment, c: &DeploymentCondition) -> Option<Timestamp> {
     let from = c
         .last_update_time
         .as_ref()
         .map(|t| t.0)
         .unwrap_or(Timestamp::UNIX_EPOCH);
     let deadline = SignedDuration::from_secs(i64::from(progress_deadline_seconds(d)));
-    from.checked_add(deadline).is_ok_and(|t| t < now)
+    from.checked_add(deadline).ok()
 }
 
 /// `now` as an API time: whole seconds, as it reads back from the apiserver, so a status

@@ -109,10 +109,7 @@ impl Expectations {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    fn ts(s: i64) -> Timestamp {
-        Timestamp::from_second(s).expect("valid")
-    }
+    use crate::testutil::ts;
 
     // controller_utils_test.go TestControllerExpectations.
     #[test]

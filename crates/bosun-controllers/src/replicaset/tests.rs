@@ -1,9 +1,8 @@
 //! Kubernetes' tables (replica_set_test.go, replica_set_utils_test.go,
 //! controller_utils_test.go), ported, and property tests.
 
-use std::collections::{BTreeMap, HashSet};
+use std::collections::HashSet;
 
-use jiff::Timestamp;
 use k8s_openapi::api::apps::v1::{
     ReplicaSet, ReplicaSetCondition, ReplicaSetSpec, ReplicaSetStatus,
 };
@@ -15,19 +14,9 @@ use proptest::prelude::*;
 
 use super::*;
 use crate::podutil::POD_DELETION_COST;
+use crate::testutil::{labels, ts};
 
 const NOW: i64 = 1_700_000_000;
-
-fn ts(s: i64) -> Timestamp {
-    Timestamp::from_second(s).expect("valid test timestamp")
-}
-
-fn labels(pairs: &[(&str, &str)]) -> BTreeMap<String, String> {
-    pairs
-        .iter()
-        .map(|(k, v)| (k.to_string(), v.to_string()))
-        .collect()
-}
 
 fn replica_set(
     replicas: i32,
