@@ -1316,6 +1316,47 @@ fn selecting_everything_is_refused() {
 }
 
 #[test]
+fn a_deployment_being_deleted_only_gets_its_status() {
+    let d1 = web(2, 1, 0);
+    let rs1 = live_rs("web-1", &d1, 2, 2, 2, 1, 1);
+    let mut d = changed_template(&d1, "app:2");
+    d.metadata.deletion_timestamp = Some(Time(ts(1)));
+    let plan = sync_deployment(Input {
+        deployment: &d,
+        replica_sets: &[rs1],
+        pods: &[],
+        now: ts(10),
+    });
+    assert!(
+        plan.actions
+            .iter()
+            .all(|a| matches!(a, Action::UpdateStatus(_))),
+        "{plan:?}"
+    );
+    assert_eq!(plan.actions.len(), 1);
+}
+
+#[test]
+fn a_failed_create_is_reported() {
+    let mut d = web(2, 1, 0);
+    d.spec.as_mut().expect("spec").progress_deadline_seconds = Some(600);
+    let actions = on_create_failed(&d, "web-abc", "quota exceeded", ts(10));
+    let Action::UpdateStatus(written) = &actions[0] else {
+        panic!("status first: {actions:?}");
+    };
+    let c = get_condition(written.status.as_ref().expect("status"), PROGRESSING).expect("cond");
+    assert_eq!(
+        (c.status.as_str(), c.reason.as_deref()),
+        ("False", Some(FAILED_RS_CREATE_REASON))
+    );
+    assert_eq!(
+        c.message.as_deref(),
+        Some("Failed to create new replica set \"web-abc\": quota exceeded")
+    );
+    assert!(matches!(&actions[1], Action::Event(e) if e.type_ == EventType::Warning));
+}
+
+#[test]
 fn hash_collision_bumps_collision_count() {
     let d = new_deployment("web", 2, None, None, None, &[("app", "web")]);
     let mut theirs = rs("web-x", 1, &[], None);
@@ -1513,5 +1554,355 @@ proptest! {
             list.push(r);
         }
         let _ = sync_deployment(Input { deployment: &d, replica_sets: &list, pods: &[], now: ts(1_000) });
+    }
+}
+
+#[test]
+fn old_pods_running_table() {
+    // recreate_test.go TestOldPodsRunning.
+    let old_rs = |status_replicas: i32| with_status(rs("rs-1", 0, &[], None), status_replicas, 0);
+    let pod_of = |owner: &ReplicaSet, phase: &str| Pod {
+        metadata: ObjectMeta {
+            owner_references: Some(vec![crate::podutil::new_controller_ref(
+                "apps/v1",
+                "ReplicaSet",
+                &owner.metadata,
+            )]),
+            ..Default::default()
+        },
+        spec: None,
+        status: Some(PodStatus {
+            phase: Some(phase.into()),
+            ..Default::default()
+        }),
+    };
+    let new_rs = rs("new", 1, &[], None);
+    let cases: Vec<(&str, Vec<ReplicaSet>, Vec<&str>, bool)> = vec![
+        ("no old RSs", vec![], vec![], false),
+        ("non-zero status replicas", vec![old_rs(1)], vec![], true),
+        (
+            "no pods, zero status replicas",
+            vec![old_rs(0)],
+            vec![],
+            false,
+        ),
+        (
+            "terminal pods only",
+            vec![old_rs(0)],
+            vec!["Failed", "Succeeded"],
+            false,
+        ),
+        ("unknown phase", vec![old_rs(0)], vec!["Unknown"], true),
+        ("pending", vec![old_rs(0)], vec!["Pending"], true),
+        ("running", vec![old_rs(0)], vec!["Running"], true),
+        (
+            "terminal and pending",
+            vec![old_rs(0)],
+            vec!["Failed", "Succeeded", "Pending"],
+            true,
+        ),
+    ];
+    for (name, old, phases, want) in cases {
+        let pods: Vec<Pod> = old
+            .first()
+            .map(|o| phases.iter().map(|p| pod_of(o, p)).collect())
+            .unwrap_or_default();
+        let mut list = old.clone();
+        list.push(new_rs.clone());
+        assert_eq!(
+            recreate::old_pods_running(Some(&new_rs), &old, &list, &pods),
+            want,
+            "{name}"
+        );
+    }
+    // Pods of the new ReplicaSet never count.
+    let new_pod = pod_of(&new_rs, "Running");
+    assert!(!recreate::old_pods_running(
+        Some(&new_rs),
+        &[],
+        std::slice::from_ref(&new_rs),
+        &[new_pod]
+    ));
+}
+
+/// A cluster in miniature for whole rollouts: the deployment controller's plans applied as
+/// the apiserver would, a ReplicaSet controller that creates and deletes pods at once
+/// (unavailable ones first), and pods that become available one tick after they appear.
+struct Cluster {
+    d: Deployment,
+    rss: Vec<ReplicaSet>,
+    now: i64,
+    next_uid: u32,
+}
+
+impl Cluster {
+    fn new(d: Deployment, rss: Vec<ReplicaSet>) -> Self {
+        Self {
+            d,
+            rss,
+            now: 10_000,
+            next_uid: 0,
+        }
+    }
+
+    fn apply(&mut self, plan: Plan) {
+        assert_eq!(plan.error, None);
+        for a in plan.actions {
+            match a {
+                Action::CreateReplicaSet(r) => {
+                    let mut r = *r;
+                    self.next_uid += 1;
+                    r.metadata.uid = Some(format!("rs-uid-{}", self.next_uid));
+                    r.metadata.creation_timestamp = Some(Time(ts(self.now)));
+                    r.metadata.generation = Some(1);
+                    r.status = Some(ReplicaSetStatus::default());
+                    assert!(
+                        !self.rss.iter().any(|x| x.metadata.name == r.metadata.name),
+                        "created twice"
+                    );
+                    self.rss.push(r);
+                }
+                Action::UpdateReplicaSet(r) => {
+                    let x = self
+                        .rss
+                        .iter_mut()
+                        .find(|x| x.metadata.name == r.metadata.name)
+                        .expect("updated ReplicaSet exists");
+                    x.metadata.annotations = r.metadata.annotations.clone();
+                    x.spec = r.spec.clone();
+                    x.metadata.generation = Some(x.metadata.generation.unwrap_or(1) + 1);
+                }
+                Action::DeleteReplicaSet { name, .. } => {
+                    self.rss
+                        .retain(|x| x.metadata.name.as_deref() != Some(name.as_str()));
+                }
+                Action::UpdateStatus(d) => {
+                    self.d.status = d.status.clone();
+                    self.d.metadata.annotations = d.metadata.annotations.clone();
+                }
+                Action::Update(d) => {
+                    let generation = self.d.metadata.generation.unwrap_or(1) + 1;
+                    self.d = *d;
+                    self.d.metadata.generation = Some(generation);
+                }
+                Action::Event(_) => {}
+            }
+        }
+    }
+
+    /// The ReplicaSet controller and the pods, one tick.
+    fn pods_tick(&mut self) {
+        for r in &mut self.rss {
+            let spec = rs_replicas(r);
+            let generation = r.metadata.generation;
+            let s = r.status.get_or_insert_with(Default::default);
+            // Pods that existed a tick ago are available now; deletions take unavailable
+            // pods first.
+            let available = s.replicas.min(spec);
+            s.available_replicas = Some(available);
+            s.ready_replicas = Some(available);
+            s.replicas = spec;
+            s.observed_generation = generation;
+        }
+        self.now += 1;
+    }
+
+    fn sync(&mut self) {
+        let plan = sync_deployment(Input {
+            deployment: &self.d,
+            replica_sets: &self.rss,
+            pods: &[],
+            now: ts(self.now),
+        });
+        self.apply(plan);
+    }
+
+    fn spec_total(&self) -> i32 {
+        self.rss.iter().map(rs_replicas).sum()
+    }
+
+    fn pods_total(&self) -> i32 {
+        self.rss
+            .iter()
+            .map(|r| r.status.as_ref().map_or(0, |s| s.replicas))
+            .sum()
+    }
+
+    fn available_total(&self) -> i32 {
+        available_replica_count(&self.rss)
+    }
+
+    fn active(&self) -> usize {
+        self.rss.iter().filter(|r| rs_replicas(r) > 0).count()
+    }
+}
+
+/// Runs a deployment at `d1` to completion, then rolls it to `d2`, checking `check` after
+/// every tick; returns the cluster once the rollout is complete.
+fn roll(d1: Deployment, d2: Deployment, check: &mut dyn FnMut(&Cluster)) -> Cluster {
+    let mut c = Cluster::new(d1, vec![]);
+    for _ in 0..100 {
+        c.sync();
+        c.pods_tick();
+    }
+    let generation = c.d.metadata.generation.unwrap_or(1) + 1;
+    let status = c.d.status.clone();
+    let annotations = c.d.metadata.annotations.clone();
+    c.d = d2;
+    c.d.metadata.generation = Some(generation);
+    c.d.status = status;
+    c.d.metadata.annotations = annotations;
+    for _ in 0..500 {
+        c.sync();
+        c.pods_tick();
+        check(&c);
+        let status = c.d.status.clone().unwrap_or_default();
+        if deployment_complete(&c.d, &status) && c.active() == 1 {
+            // One more sync for the Progressing condition and the history cleanup.
+            c.sync();
+            return c;
+        }
+    }
+    panic!("rollout did not complete: {:?}", c.rss);
+}
+
+#[test]
+fn a_rollout_completes_and_reports_it() {
+    let d1 = web(10, 3, 2);
+    let mut d2 = changed_template(&d1, "app:2");
+    d2.spec.as_mut().expect("spec").progress_deadline_seconds = Some(600);
+    let mut max_pods = 0;
+    let mut min_available = i32::MAX;
+    let c = roll(d1, d2, &mut |c| {
+        max_pods = max_pods.max(c.spec_total());
+        min_available = min_available.min(c.available_total());
+    });
+    // The rollout uses all its room, and no more.
+    assert_eq!(max_pods, 13, "at most replicas + maxSurge");
+    assert_eq!(min_available, 8, "at least replicas - maxUnavailable");
+    let status = c.d.status.clone().expect("status");
+    let p = get_condition(&status, PROGRESSING).expect("Progressing");
+    assert_eq!(p.reason.as_deref(), Some(NEW_RS_AVAILABLE_REASON));
+    let a = get_condition(&status, AVAILABLE).expect("Available");
+    assert_eq!(a.status, "True");
+    assert_eq!(revision(&c.d.metadata), Ok(2));
+    assert_eq!(status.updated_replicas, Some(10));
+}
+
+#[test]
+fn revision_history_limit_keeps_the_newest_old_replica_sets() {
+    let mut d = web(2, 1, 0);
+    d.spec.as_mut().expect("spec").revision_history_limit = Some(2);
+    let mut c = Cluster::new(d.clone(), vec![]);
+    for v in 0..6 {
+        let next = changed_template(&d, &format!("app:{v}"));
+        let generation = c.d.metadata.generation.unwrap_or(1) + 1;
+        let keep = (c.d.status.clone(), c.d.metadata.annotations.clone());
+        c.d = next;
+        c.d.metadata.generation = Some(generation);
+        (c.d.status, c.d.metadata.annotations) = keep;
+        for _ in 0..30 {
+            c.sync();
+            c.pods_tick();
+        }
+    }
+    assert_eq!(c.rss.len(), 3, "the new ReplicaSet and 2 old ones");
+    let mut revisions: Vec<i64> = c
+        .rss
+        .iter()
+        .map(|r| revision(&r.metadata).expect("revision"))
+        .collect();
+    revisions.sort();
+    assert_eq!(revisions, [4, 5, 6]);
+}
+
+#[test]
+fn recreate_never_runs_old_and_new_pods_together() {
+    let mut d1 = web(4, 0, 0);
+    d1.spec.as_mut().expect("spec").strategy = Some(DeploymentStrategy {
+        type_: Some("Recreate".into()),
+        rolling_update: None,
+    });
+    let d2 = changed_template(&d1, "app:2");
+    let c = roll(d1, d2, &mut |c| {
+        let running = c
+            .rss
+            .iter()
+            .filter(|r| r.status.as_ref().is_some_and(|s| s.replicas > 0))
+            .count();
+        assert!(running <= 1, "old and new pods at once: {:?}", c.rss);
+    });
+    assert_eq!(c.pods_total(), 4);
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(64))]
+
+    /// A whole rolling update completes, never with more than replicas + maxSurge pods
+    /// asked for, nor fewer than replicas - maxUnavailable available.
+    #[test]
+    fn rollouts_complete_within_their_bounds(
+        replicas_ in 1..15i32,
+        surge in arb_int_or_percent(),
+        unavailable in arb_int_or_percent(),
+    ) {
+        let d1 = new_deployment("web", replicas_, None, Some(surge), Some(unavailable), &[("app", "web")]);
+        let d2 = changed_template(&d1, "app:2");
+        let max_pods = replicas_ + max_surge(&d2);
+        let min_available = replicas_ - max_unavailable(&d2);
+        let mut violation = None;
+        roll(d1, d2, &mut |c| {
+            if c.spec_total() > max_pods || c.available_total() < min_available {
+                violation.get_or_insert((c.spec_total(), c.available_total()));
+            }
+        });
+        prop_assert_eq!(violation, None, "max pods {}, min available {}", max_pods, min_available);
+    }
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(64))]
+
+    /// Scaling a deployment in the middle of a rollout (proportional scaling across the old
+    /// and new ReplicaSets) still ends with exactly the new size, all on the new template.
+    #[test]
+    fn scaling_during_a_rollout_completes(
+        replicas_ in 1..15i32,
+        scaled_to in 0..25i32,
+        at_tick in 0..6usize,
+        surge in 0..4i32,
+        unavailable in 0..4i32,
+    ) {
+        let d1 = web(replicas_, surge, unavailable);
+        let d2 = changed_template(&d1, "app:2");
+        let mut tick = 0;
+        let mut c = Cluster::new(d1, vec![]);
+        for _ in 0..60 {
+            c.sync();
+            c.pods_tick();
+        }
+        let keep = (c.d.status.clone(), c.d.metadata.annotations.clone());
+        c.d = d2;
+        c.d.metadata.generation = Some(2);
+        (c.d.status, c.d.metadata.annotations) = keep;
+        let mut done = false;
+        for _ in 0..500 {
+            if tick == at_tick {
+                c.d.spec.as_mut().expect("spec").replicas = Some(scaled_to);
+                c.d.metadata.generation = Some(3);
+            }
+            tick += 1;
+            c.sync();
+            c.pods_tick();
+            let status = c.d.status.clone().unwrap_or_default();
+            if tick > at_tick && deployment_complete(&c.d, &status) && c.active() <= 1 {
+                done = true;
+                break;
+            }
+        }
+        prop_assert!(done, "{:?}", c.rss.iter().map(|r| (r.metadata.name.clone(), rs_replicas(r))).collect::<Vec<_>>());
+        let new_rs = find_new_replica_set(&c.d, &c.rss).expect("new ReplicaSet");
+        prop_assert_eq!(rs_replicas(new_rs), scaled_to);
+        prop_assert_eq!(c.spec_total(), scaled_to);
     }
 }

@@ -93,6 +93,13 @@ pub fn manage_replicas(
     }
 }
 
+/// `syncReplicaSet`'s guard: replicas are managed only once the cache has seen what the
+/// last sync asked for ([`Expectations::satisfied`]) and never while the ReplicaSet is being
+/// deleted (its status is still updated).
+pub fn needs_manage(rs: &ReplicaSet, expectations_satisfied: bool) -> bool {
+    expectations_satisfied && rs.metadata.deletion_timestamp.is_none()
+}
+
 /// `PodKey`: namespace/name.
 pub fn pod_key(pod: &Pod) -> String {
     format!(

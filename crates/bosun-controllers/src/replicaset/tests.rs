@@ -161,6 +161,16 @@ fn manage_replicas_diffs_and_bounds_by_burst() {
 }
 
 #[test]
+fn a_deleted_or_waiting_replica_set_is_not_managed() {
+    let rs = replica_set(1, &[("name", "foo")], &[("name", "foo")], 0);
+    assert!(needs_manage(&rs, true));
+    assert!(!needs_manage(&rs, false));
+    let mut deleting = rs;
+    deleting.metadata.deletion_timestamp = Some(Time(ts(1)));
+    assert!(!needs_manage(&deleting, true));
+}
+
+#[test]
 fn sorting_active_pods() {
     // TestSortingActivePods: listed in the order they should be deleted.
     let expected = [
