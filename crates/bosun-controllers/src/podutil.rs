@@ -126,7 +126,9 @@ pub enum Claim {
     /// Already ours and still matching: part of the controller's set.
     Owned,
     /// An orphan that matches: patch a controller reference onto it
-    /// ([`adopt_patch`]); on success it is part of the set.
+    /// ([`adopt_patch`]); on success it is part of the set. Kubernetes first re-reads the
+    /// owner from the apiserver, once per sync, and adopts nothing if it is gone or being
+    /// deleted (`RecheckDeletionTimestamp`), since the cache may be behind.
     Adopt,
     /// Ours but no longer matching: strip our reference ([`release_patch`]).
     Release,

@@ -96,8 +96,9 @@ pub enum Action {
         uid: Option<String>,
     },
     /// Write the deployment through its status subresource. Kubernetes' status strategy
-    /// keeps the metadata annotations of this write, which is how the deployment's revision
-    /// annotation is set.
+    /// (`deploymentStatusStrategy.PrepareForUpdate`) keeps everything of this write but the
+    /// spec and the labels, which is how the deployment's revision annotation is set: the
+    /// apiserver must keep the annotations of a deployment status write for it to show.
     UpdateStatus(Box<Deployment>),
     /// Update the deployment itself (a rollback changes its template and annotations).
     Update(Box<Deployment>),
