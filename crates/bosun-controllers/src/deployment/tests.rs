@@ -79,6 +79,18 @@ fn new_deployment(
     }
 }
 
+/// The "foo" deployment of Kubernetes' tables with maxSurge and maxUnavailable.
+fn foo(replicas_: i32, surge: i32, unavailable: i32, selector: &[(&str, &str)]) -> Deployment {
+    new_deployment(
+        "foo",
+        replicas_,
+        None,
+        Some(int(surge)),
+        Some(int(unavailable)),
+        selector,
+    )
+}
+
 /// deployment_controller_test.go rs().
 fn rs(name: &str, replicas: i32, selector: &[(&str, &str)], created: Option<i64>) -> ReplicaSet {
     ReplicaSet {
@@ -214,7 +226,7 @@ fn new_rs_new_replicas_table() {
         ("Recreate", 3, 1, 1, 1, 3),
     ];
     for (strategy, dep, new, surge, old, want) in cases {
-        let mut d = new_deployment("foo", dep, None, Some(int(surge)), Some(int(1)), &[]);
+        let mut d = foo(dep, surge, 1, &[]);
         d.spec
             .as_mut()
             .expect("spec")
@@ -255,7 +267,7 @@ fn deployment_complete_table() {
         (1, 1, 1, 0, 1, 1, false),
     ];
     for (desired, current, updated, available, mu, ms, want) in cases {
-        let mut d = new_deployment("foo", desired, None, Some(int(ms)), Some(int(mu)), &[]);
+        let mut d = foo(desired, ms, mu, &[]);
         d.status = Some(status(current, updated, 0, available));
         let s = d.status.clone().expect("status");
         assert_eq!(
@@ -477,7 +489,7 @@ fn reconcile_new_replica_set_table() {
     for (dep, surge, old, new, want) in cases {
         let new_rs = rs("foo-v2", new, &[], None);
         let old_rs = rs("foo-v1", old, &[], None);
-        let d = new_deployment("foo", dep, None, Some(int(surge)), Some(int(0)), &[]);
+        let d = foo(dep, surge, 0, &[]);
         let mut s = syncer(&d, &[], &[]);
         let scaled = s.reconcile_new_replica_set(&[new_rs.clone(), old_rs], &new_rs);
         assert_eq!(scaled, Ok(want.is_some()), "{dep} {surge} {old} {new}");
@@ -505,14 +517,7 @@ fn reconcile_old_replica_sets_table() {
     for (dep, mu, old, new, ready_old, ready_new, want) in cases {
         let new_rs = with_status(rs("foo-new", new, &[("foo", "new")], None), new, ready_new);
         let old_rs = with_status(rs("foo-old", old, &[("foo", "old")], None), old, ready_old);
-        let d = new_deployment(
-            "foo",
-            dep,
-            None,
-            Some(int(0)),
-            Some(int(mu)),
-            &[("foo", "new")],
-        );
+        let d = foo(dep, 0, mu, &[("foo", "new")]);
         let mut s = syncer(&d, &[], &[]);
         let all = [old_rs.clone(), new_rs.clone()];
         let scaled = s.reconcile_old_replica_sets(&all, vec![old_rs], &new_rs);
@@ -536,7 +541,7 @@ fn cleanup_unhealthy_replicas_table() {
     // max cleanup, expected cleaned up).
     for (old, ready, max, want) in [(10, 8, 1, 1), (10, 8, 3, 2), (10, 8, 0, 0), (10, 10, 3, 0)] {
         let old_rs = with_status(rs("foo-v2", old, &[], None), old, ready);
-        let d = new_deployment("foo", 10, None, Some(int(2)), Some(int(2)), &[]);
+        let d = foo(10, 2, 2, &[]);
         let mut s = syncer(&d, &[], &[]);
         let Ok((_, cleaned)) = s.cleanup_unhealthy_replicas(vec![old_rs], max) else {
             panic!("unexpected error");
@@ -558,14 +563,7 @@ fn scale_down_old_replica_sets_for_rolling_update_table() {
     ];
     for (dep, mu, ready, old, want) in cases {
         let old_rs = with_status(rs("foo-v2", old, &[], None), old, ready);
-        let d = new_deployment(
-            "foo",
-            dep,
-            None,
-            Some(int(0)),
-            Some(int(mu)),
-            &[("foo", "bar")],
-        );
+        let d = foo(dep, 0, mu, &[("foo", "bar")]);
         let mut s = syncer(&d, &[], &[]);
         let scaled = s.scale_down_old_replica_sets_for_rolling_update(
             std::slice::from_ref(&old_rs),
@@ -586,38 +584,18 @@ fn scale_down_old_replica_sets_for_rolling_update_table() {
 fn scale_table() {
     // TestScale.
     let (new_t, old_t, older_t) = (Some(7200), Some(3600), Some(0));
-    struct Case {
-        name: &'static str,
-        deployment: Deployment,
-        old_deployment: Deployment,
-        new_rs: Option<ReplicaSet>,
-        old_rss: Vec<ReplicaSet>,
-        expected_new: Option<i32>,
-        expected_old: Vec<i32>,
-        desired_annotations: &'static [(&'static str, i32)],
-    }
-    #[allow(clippy::too_many_arguments)]
-    fn case(
-        name: &'static str,
-        deployment: Deployment,
-        old_deployment: Deployment,
-        new_rs: Option<ReplicaSet>,
-        old_rss: Vec<ReplicaSet>,
-        expected_new: Option<i32>,
-        expected_old: Vec<i32>,
-        desired_annotations: &'static [(&'static str, i32)],
-    ) -> Case {
-        Case {
-            name,
-            deployment,
-            old_deployment,
-            new_rs,
-            old_rss,
-            expected_new,
-            expected_old,
-            desired_annotations,
-        }
-    }
+    // (name, deployment, deployment before, new RS, old RSs, expected new size,
+    // expected old sizes, desired-replicas annotations other than the old deployment's).
+    type Case = (
+        &'static str,
+        Deployment,
+        Deployment,
+        Option<ReplicaSet>,
+        Vec<ReplicaSet>,
+        Option<i32>,
+        Vec<i32>,
+        &'static [(&'static str, i32)],
+    );
     let nd = |r: i32| new_deployment("foo", r, None, None, None, &[]);
     let nds = |r: i32, surge: i32| new_deployment("foo", r, None, Some(int(surge)), None, &[]);
     let updated_template = |r: i32| {
@@ -641,52 +619,61 @@ fn scale_table() {
         r
     };
     #[rustfmt::skip]
-    let cases = vec![
-        case("normal scaling event: 10 -> 12", nd(12), nd(10), Some(rs("foo-v1", 10, &[], new_t)), vec![], Some(12), vec![], &[]),
-        case("normal scaling event: 10 -> 5", nd(5), nd(10), Some(rs("foo-v1", 10, &[], new_t)), vec![], Some(5), vec![], &[]),
-        case("proportional scaling: 5 -> 10", nd(10), nd(5), Some(rs("foo-v2", 2, &[], new_t)), vec![rs("foo-v1", 3, &[], old_t)], Some(4), vec![6], &[]),
-        case("proportional scaling: 5 -> 3", nd(3), nd(5), Some(rs("foo-v2", 2, &[], new_t)), vec![rs("foo-v1", 3, &[], old_t)], Some(1), vec![2], &[]),
-        case("proportional scaling: 9 -> 4", nd(4), nd(9), Some(rs("foo-v2", 8, &[], new_t)), vec![rs("foo-v1", 1, &[], old_t)], Some(4), vec![0], &[]),
-        case("proportional scaling: 7 -> 10", nd(10), nd(7), Some(rs("foo-v3", 2, &[], new_t)), vec![rs("foo-v2", 3, &[], old_t), rs("foo-v1", 2, &[], older_t)], Some(3), vec![4, 3], &[]),
-        case("proportional scaling: 13 -> 8", nd(8), nd(13), Some(rs("foo-v3", 2, &[], new_t)), vec![rs("foo-v2", 8, &[], old_t), rs("foo-v1", 3, &[], older_t)], Some(1), vec![5, 2], &[]),
-        case("leftover distribution: 3 -> 4", nd(4), nd(3), Some(rs("foo-v3", 1, &[], new_t)), vec![rs("foo-v2", 1, &[], old_t), rs("foo-v1", 1, &[], older_t)], Some(2), vec![1, 1], &[]),
-        case("leftover distribution: 3 -> 2", nd(2), nd(3), Some(rs("foo-v3", 1, &[], new_t)), vec![rs("foo-v2", 1, &[], old_t), rs("foo-v1", 1, &[], older_t)], Some(1), vec![1, 0], &[]),
-        case("proportional scaling (no new rs): 4 -> 5", nd(5), nd(4), None, vec![rs("foo-v2", 2, &[], old_t), rs("foo-v1", 2, &[], older_t)], None, vec![3, 2], &[]),
-        case("proportional scaling: 6 -> 0", nd(0), nd(6), Some(rs("foo-v3", 3, &[], new_t)), vec![rs("foo-v2", 2, &[], old_t), rs("foo-v1", 1, &[], older_t)], Some(0), vec![0, 0], &[]),
-        case("proportional scaling: 0 -> 6", nd(6), nd(6), Some(rs("foo-v3", 0, &[], new_t)), vec![rs("foo-v2", 0, &[], old_t), rs("foo-v1", 0, &[], older_t)], Some(6), vec![0, 0], &[]),
-        case("failed rs update", nd(5), nd(5), Some(rs("foo-v3", 2, &[], new_t)), vec![rs("foo-v2", 1, &[], old_t), rs("foo-v1", 1, &[], older_t)], Some(2), vec![2, 1], &[("foo-v2", 3)]),
-        case("deployment with surge pods", nds(20, 2), nds(10, 2), Some(rs("foo-v2", 6, &[], new_t)), vec![rs("foo-v1", 6, &[], old_t)], Some(11), vec![11], &[]),
-        case("change both surge and size", nds(50, 6), nds(10, 3), Some(rs("foo-v2", 5, &[], new_t)), vec![rs("foo-v1", 8, &[], old_t)], Some(22), vec![34], &[]),
-        case("change both size and template", updated_template(14), new_deployment("foo", 10, None, None, None, &[("foo", "bar")]), None, vec![rs("foo-v2", 7, &[], new_t), rs("foo-v1", 3, &[], old_t)], None, vec![10, 4], &[]),
-        case("saturated but broken new replica set does not affect old pods", new_deployment("foo", 2, None, Some(int(1)), Some(int(1)), &[]), new_deployment("foo", 2, None, Some(int(1)), Some(int(1)), &[]), Some(broken), vec![rs("foo-v1", 1, &[], old_t)], Some(2), vec![1], &[]),
+    let cases: Vec<Case> = vec![
+        ("normal scaling event: 10 -> 12", nd(12), nd(10), Some(rs("foo-v1", 10, &[], new_t)), vec![], Some(12), vec![], &[]),
+        ("normal scaling event: 10 -> 5", nd(5), nd(10), Some(rs("foo-v1", 10, &[], new_t)), vec![], Some(5), vec![], &[]),
+        ("proportional scaling: 5 -> 10", nd(10), nd(5), Some(rs("foo-v2", 2, &[], new_t)), vec![rs("foo-v1", 3, &[], old_t)], Some(4), vec![6], &[]),
+        ("proportional scaling: 5 -> 3", nd(3), nd(5), Some(rs("foo-v2", 2, &[], new_t)), vec![rs("foo-v1", 3, &[], old_t)], Some(1), vec![2], &[]),
+        ("proportional scaling: 9 -> 4", nd(4), nd(9), Some(rs("foo-v2", 8, &[], new_t)), vec![rs("foo-v1", 1, &[], old_t)], Some(4), vec![0], &[]),
+        ("proportional scaling: 7 -> 10", nd(10), nd(7), Some(rs("foo-v3", 2, &[], new_t)), vec![rs("foo-v2", 3, &[], old_t), rs("foo-v1", 2, &[], older_t)], Some(3), vec![4, 3], &[]),
+        ("proportional scaling: 13 -> 8", nd(8), nd(13), Some(rs("foo-v3", 2, &[], new_t)), vec![rs("foo-v2", 8, &[], old_t), rs("foo-v1", 3, &[], older_t)], Some(1), vec![5, 2], &[]),
+        ("leftover distribution: 3 -> 4", nd(4), nd(3), Some(rs("foo-v3", 1, &[], new_t)), vec![rs("foo-v2", 1, &[], old_t), rs("foo-v1", 1, &[], older_t)], Some(2), vec![1, 1], &[]),
+        ("leftover distribution: 3 -> 2", nd(2), nd(3), Some(rs("foo-v3", 1, &[], new_t)), vec![rs("foo-v2", 1, &[], old_t), rs("foo-v1", 1, &[], older_t)], Some(1), vec![1, 0], &[]),
+        ("proportional scaling (no new rs): 4 -> 5", nd(5), nd(4), None, vec![rs("foo-v2", 2, &[], old_t), rs("foo-v1", 2, &[], older_t)], None, vec![3, 2], &[]),
+        ("proportional scaling: 6 -> 0", nd(0), nd(6), Some(rs("foo-v3", 3, &[], new_t)), vec![rs("foo-v2", 2, &[], old_t), rs("foo-v1", 1, &[], older_t)], Some(0), vec![0, 0], &[]),
+        ("proportional scaling: 0 -> 6", nd(6), nd(6), Some(rs("foo-v3", 0, &[], new_t)), vec![rs("foo-v2", 0, &[], old_t), rs("foo-v1", 0, &[], older_t)], Some(6), vec![0, 0], &[]),
+        ("failed rs update", nd(5), nd(5), Some(rs("foo-v3", 2, &[], new_t)), vec![rs("foo-v2", 1, &[], old_t), rs("foo-v1", 1, &[], older_t)], Some(2), vec![2, 1], &[("foo-v2", 3)]),
+        ("deployment with surge pods", nds(20, 2), nds(10, 2), Some(rs("foo-v2", 6, &[], new_t)), vec![rs("foo-v1", 6, &[], old_t)], Some(11), vec![11], &[]),
+        ("change both surge and size", nds(50, 6), nds(10, 3), Some(rs("foo-v2", 5, &[], new_t)), vec![rs("foo-v1", 8, &[], old_t)], Some(22), vec![34], &[]),
+        ("change both size and template", updated_template(14), new_deployment("foo", 10, None, None, None, &[("foo", "bar")]), None, vec![rs("foo-v2", 7, &[], new_t), rs("foo-v1", 3, &[], old_t)], None, vec![10, 4], &[]),
+        ("saturated but broken new replica set does not affect old pods", foo(2, 1, 1, &[]), foo(2, 1, 1, &[]), Some(broken), vec![rs("foo-v1", 1, &[], old_t)], Some(2), vec![1], &[]),
     ];
-    for mut c in cases {
+    for (
+        name,
+        deployment,
+        old_deployment,
+        mut new_rs,
+        mut old_rss,
+        expected_new,
+        expected_old,
+        desired,
+    ) in cases
+    {
         let annotate = |r: &mut ReplicaSet| {
             let name = r.metadata.name.clone().unwrap_or_default();
-            let desired = c
-                .desired_annotations
+            let desired = desired
                 .iter()
                 .find(|(n, _)| *n == name)
                 .map(|(_, d)| *d)
-                .unwrap_or_else(|| replicas(&c.old_deployment));
-            set_replicas_annotations(r, desired, desired + max_surge(&c.old_deployment));
+                .unwrap_or_else(|| replicas(&old_deployment));
+            set_replicas_annotations(r, desired, desired + max_surge(&old_deployment));
         };
-        if let Some(r) = c.new_rs.as_mut() {
+        if let Some(r) = new_rs.as_mut() {
             annotate(r);
         }
-        c.old_rss.iter_mut().for_each(annotate);
-        let mut s = syncer(&c.deployment, &[], &[]);
-        s.scale(c.new_rs.as_ref(), &c.old_rss);
+        old_rss.iter_mut().for_each(annotate);
+        let mut s = syncer(&deployment, &[], &[]);
+        s.scale(new_rs.as_ref(), &old_rss);
         let sizes = updated_sizes(&s.plan);
         let size = |r: &ReplicaSet| {
             let name = r.metadata.name.clone().unwrap_or_default();
             sizes.get(&name).copied().unwrap_or_else(|| rs_replicas(r))
         };
-        if let (Some(want), Some(r)) = (c.expected_new, c.new_rs.as_ref()) {
-            assert_eq!(size(r), want, "{}: new", c.name);
+        if let (Some(want), Some(r)) = (expected_new, new_rs.as_ref()) {
+            assert_eq!(size(r), want, "{name}: new");
         }
-        let got: Vec<i32> = c.old_rss.iter().map(size).collect();
-        assert_eq!(got, c.expected_old, "{}: old", c.name);
+        let got: Vec<i32> = old_rss.iter().map(size).collect();
+        assert_eq!(got, expected_old, "{name}: old");
     }
 }
 
@@ -1040,6 +1027,59 @@ fn owned(mut r: ReplicaSet, d: &Deployment, template: PodTemplateSpec, rev: i64)
     r
 }
 
+/// A pod controlled by `owner`, in `phase`.
+fn pod_of(owner: &ReplicaSet, phase: &str) -> Pod {
+    Pod {
+        metadata: ObjectMeta {
+            name: Some(format!(
+                "{}-x",
+                owner.metadata.name.as_deref().unwrap_or("")
+            )),
+            owner_references: Some(vec![crate::podutil::new_controller_ref(
+                "apps/v1",
+                "ReplicaSet",
+                &owner.metadata,
+            )]),
+            ..Default::default()
+        },
+        spec: None,
+        status: Some(PodStatus {
+            phase: Some(phase.into()),
+            ..Default::default()
+        }),
+    }
+}
+
+fn plan_for(d: &Deployment, rss: &[ReplicaSet], pods: &[Pod], now: Timestamp) -> Plan {
+    sync_deployment(Input {
+        deployment: d,
+        replica_sets: rss,
+        pods,
+        now,
+    })
+}
+
+fn first_created(plan: &Plan) -> Option<Box<ReplicaSet>> {
+    plan.actions.iter().find_map(|a| match a {
+        Action::CreateReplicaSet(r) => Some(r.clone()),
+        _ => None,
+    })
+}
+
+fn first_status_write(plan: &Plan) -> Option<Box<Deployment>> {
+    plan.actions.iter().find_map(|a| match a {
+        Action::UpdateStatus(d) => Some(d.clone()),
+        _ => None,
+    })
+}
+
+fn first_update(plan: &Plan) -> Option<Box<Deployment>> {
+    plan.actions.iter().find_map(|a| match a {
+        Action::Update(d) => Some(d.clone()),
+        _ => None,
+    })
+}
+
 /// A ReplicaSet of `d` with its template, annotations, revision and status counts.
 fn live_rs(
     name: &str,
@@ -1091,21 +1131,9 @@ fn a_new_template_creates_the_new_replica_set_named_by_its_hash() {
     let old_rs = live_rs("web-old", &old_d, 4, 4, 4, 1, 1);
     let mut d = changed_template(&old_d, "app:2");
     d.spec.as_mut().expect("spec").progress_deadline_seconds = Some(600);
-    let plan = sync_deployment(Input {
-        deployment: &d,
-        replica_sets: &[old_rs],
-        pods: &[],
-        now: ts(1_000),
-    });
+    let plan = plan_for(&d, &[old_rs], &[], ts(1_000));
     assert_eq!(plan.error, None);
-    let created = plan
-        .actions
-        .iter()
-        .find_map(|a| match a {
-            Action::CreateReplicaSet(r) => Some(r.clone()),
-            _ => None,
-        })
-        .expect("a ReplicaSet is created");
+    let created = first_created(&plan).expect("a ReplicaSet is created");
     let hash = compute_hash(&template(&d), None);
     assert_eq!(created.metadata.name, Some(format!("web-{hash}")));
     assert_eq!(rs_replicas(&created), 1, "4 + maxSurge 1 - 4 existing");
@@ -1124,14 +1152,7 @@ fn a_new_template_creates_the_new_replica_set_named_by_its_hash() {
         "uid-web"
     ));
     // The deployment records the revision and the Progressing condition.
-    let status_write = plan
-        .actions
-        .iter()
-        .find_map(|a| match a {
-            Action::UpdateStatus(d) => Some(d.clone()),
-            _ => None,
-        })
-        .expect("status written");
+    let status_write = first_status_write(&plan).expect("status written");
     assert_eq!(revision(&status_write.metadata), Ok(2));
     let c = get_condition(status_write.status.as_ref().expect("status"), PROGRESSING)
         .expect("Progressing");
@@ -1152,12 +1173,7 @@ fn recreate_scales_old_down_then_waits_for_old_pods() {
     let old_rs = live_rs("web-old", &old_d, 3, 3, 3, 1, 1);
     let d = changed_template(&old_d, "app:2");
     // First sync: old to 0, nothing created.
-    let plan = sync_deployment(Input {
-        deployment: &d,
-        replica_sets: std::slice::from_ref(&old_rs),
-        pods: &[],
-        now: ts(1_000),
-    });
+    let plan = plan_for(&d, std::slice::from_ref(&old_rs), &[], ts(1_000));
     assert_eq!(updated_sizes(&plan).get("web-old"), Some(&0));
     assert!(
         !plan
@@ -1169,29 +1185,9 @@ fn recreate_scales_old_down_then_waits_for_old_pods() {
     let mut drained = old_rs.clone();
     crate::deployment::util::set_rs_replicas(&mut drained, 0);
     drained.status = Some(ReplicaSetStatus::default());
-    let pod = Pod {
-        metadata: ObjectMeta {
-            name: Some("web-old-x".into()),
-            owner_references: Some(vec![crate::podutil::new_controller_ref(
-                "apps/v1",
-                "ReplicaSet",
-                &old_rs.metadata,
-            )]),
-            ..Default::default()
-        },
-        spec: None,
-        status: Some(PodStatus {
-            phase: Some("Running".into()),
-            ..Default::default()
-        }),
-    };
+    let pod = pod_of(&old_rs, "Running");
     let pods = [pod];
-    let plan = sync_deployment(Input {
-        deployment: &d,
-        replica_sets: std::slice::from_ref(&drained),
-        pods: &pods,
-        now: ts(1_000),
-    });
+    let plan = plan_for(&d, std::slice::from_ref(&drained), &pods, ts(1_000));
     assert!(
         !plan
             .actions
@@ -1202,17 +1198,8 @@ fn recreate_scales_old_down_then_waits_for_old_pods() {
     // The pod ended: the new ReplicaSet comes with all replicas at once.
     let mut done = pods[0].clone();
     done.status.as_mut().expect("status").phase = Some("Succeeded".into());
-    let plan = sync_deployment(Input {
-        deployment: &d,
-        replica_sets: &[drained],
-        pods: &[done],
-        now: ts(1_000),
-    });
-    let created = plan.actions.iter().find_map(|a| match a {
-        Action::CreateReplicaSet(r) => Some(rs_replicas(r)),
-        _ => None,
-    });
-    assert_eq!(created, Some(3));
+    let plan = plan_for(&d, &[drained], &[done], ts(1_000));
+    assert_eq!(first_created(&plan).map(|r| rs_replicas(&r)), Some(3));
 }
 
 #[test]
@@ -1222,20 +1209,8 @@ fn rollback_takes_the_old_template_and_clears_the_request() {
     let rs1 = live_rs("web-1", &d1, 0, 0, 0, 1, 1);
     let rs2 = live_rs("web-2", &d2, 2, 2, 2, 2, 2);
     let asked = rollback_to_revision(&d2, 0);
-    let plan = sync_deployment(Input {
-        deployment: &asked,
-        replica_sets: &[rs1, rs2],
-        pods: &[],
-        now: ts(1_000),
-    });
-    let updated = plan
-        .actions
-        .iter()
-        .find_map(|a| match a {
-            Action::Update(d) => Some(d.clone()),
-            _ => None,
-        })
-        .expect("the deployment is updated");
+    let plan = plan_for(&asked, &[rs1, rs2], &[], ts(1_000));
+    let updated = first_update(&plan).expect("the deployment is updated");
     assert!(equal_ignore_hash(&template(&updated), &template(&d1)));
     assert!(
         !updated
@@ -1250,12 +1225,7 @@ fn rollback_takes_the_old_template_and_clears_the_request() {
         && e.message == "Rolled back deployment \"web\" to revision 1")
     ));
     // Nothing to go back to.
-    let plan = sync_deployment(Input {
-        deployment: &rollback_to_revision(&d1, 7),
-        replica_sets: &[],
-        pods: &[],
-        now: ts(1_000),
-    });
+    let plan = plan_for(&rollback_to_revision(&d1, 7), &[], &[], ts(1_000));
     assert!(
         plan.actions
             .iter()
@@ -1271,22 +1241,14 @@ fn paused_deployment_gets_paused_condition_and_no_rollout() {
     let spec = d2.spec.as_mut().expect("spec");
     spec.paused = Some(true);
     spec.progress_deadline_seconds = Some(600);
-    let plan = sync_deployment(Input {
-        deployment: &d2,
-        replica_sets: &[rs1],
-        pods: &[],
-        now: ts(1_000),
-    });
+    let plan = plan_for(&d2, &[rs1], &[], ts(1_000));
     assert!(
         !plan
             .actions
             .iter()
             .any(|a| matches!(a, Action::CreateReplicaSet(_)))
     );
-    let first_status = plan.actions.iter().find_map(|a| match a {
-        Action::UpdateStatus(d) => Some(d.clone()),
-        _ => None,
-    });
+    let first_status = first_status_write(&plan);
     let c = first_status
         .as_ref()
         .and_then(|d| d.status.as_ref())
@@ -1302,12 +1264,7 @@ fn paused_deployment_gets_paused_condition_and_no_rollout() {
 fn selecting_everything_is_refused() {
     let mut d = new_deployment("web", 2, None, None, None, &[]);
     d.metadata.generation = Some(3);
-    let plan = sync_deployment(Input {
-        deployment: &d,
-        replica_sets: &[],
-        pods: &[],
-        now: ts(1),
-    });
+    let plan = plan_for(&d, &[], &[], ts(1));
     assert!(matches!(&plan.actions[0], Action::Event(e) if e.reason == "SelectingAll"));
     assert!(
         matches!(&plan.actions[1], Action::UpdateStatus(d) if d.status.as_ref().and_then(|s| s.observed_generation) == Some(3))
@@ -1321,12 +1278,7 @@ fn a_deployment_being_deleted_only_gets_its_status() {
     let rs1 = live_rs("web-1", &d1, 2, 2, 2, 1, 1);
     let mut d = changed_template(&d1, "app:2");
     d.metadata.deletion_timestamp = Some(Time(ts(1)));
-    let plan = sync_deployment(Input {
-        deployment: &d,
-        replica_sets: &[rs1],
-        pods: &[],
-        now: ts(10),
-    });
+    let plan = plan_for(&d, &[rs1], &[], ts(10));
     assert!(
         plan.actions
             .iter()
@@ -1413,7 +1365,7 @@ proptest! {
             let r = owned(rs(&format!("web-old{i}"), *spec, &[("app", "web")], Some(i as i64)), &old_d, template(&old_d), i as i64 + 1);
             rss.push(with_status(r, *spec, avail(*spec, *f)));
         }
-        let plan = sync_deployment(Input { deployment: &d, replica_sets: &rss, pods: &[], now: ts(1_000) });
+        let plan = plan_for(&d, &rss, &[], ts(1_000));
         prop_assert_eq!(plan.error.clone(), None);
         prop_assert!(!plan.actions.iter().any(|a| matches!(a, Action::CreateReplicaSet(_))));
         let sizes = updated_sizes(&plan);
@@ -1553,7 +1505,7 @@ proptest! {
             }
             list.push(r);
         }
-        let _ = sync_deployment(Input { deployment: &d, replica_sets: &list, pods: &[], now: ts(1_000) });
+        let _ = plan_for(&d, &list, &[], ts(1_000));
     }
 }
 
@@ -1561,21 +1513,6 @@ proptest! {
 fn old_pods_running_table() {
     // recreate_test.go TestOldPodsRunning.
     let old_rs = |status_replicas: i32| with_status(rs("rs-1", 0, &[], None), status_replicas, 0);
-    let pod_of = |owner: &ReplicaSet, phase: &str| Pod {
-        metadata: ObjectMeta {
-            owner_references: Some(vec![crate::podutil::new_controller_ref(
-                "apps/v1",
-                "ReplicaSet",
-                &owner.metadata,
-            )]),
-            ..Default::default()
-        },
-        spec: None,
-        status: Some(PodStatus {
-            phase: Some(phase.into()),
-            ..Default::default()
-        }),
-    };
     let new_rs = rs("new", 1, &[], None);
     let cases: Vec<(&str, Vec<ReplicaSet>, Vec<&str>, bool)> = vec![
         ("no old RSs", vec![], vec![], false),
@@ -1708,12 +1645,7 @@ impl Cluster {
     }
 
     fn sync(&mut self) {
-        let plan = sync_deployment(Input {
-            deployment: &self.d,
-            replica_sets: &self.rss,
-            pods: &[],
-            now: ts(self.now),
-        });
+        let plan = plan_for(&self.d, &self.rss, &[], ts(self.now));
         self.apply(plan);
     }
 
