@@ -78,10 +78,13 @@ impl Syncer<'_> {
     pub(crate) fn scale(&mut self, new_rs: Option<&ReplicaSet>, old: &[ReplicaSet]) {
         let replicas = replicas(&self.d);
         if let Some(rs) = find_active_or_latest(new_rs, old) {
-            if rs_replicas(rs) != replicas {
-                let rs = rs.clone();
-                self.scale_replica_set_and_record_event(&rs, replicas);
-            }
+            // Kubernetes returns here without a write when the sizes already match, even if
+            // the ReplicaSet's desired-replicas annotation is stale; every later sync then
+            // takes the deployment for a scaling event and its rollout never goes on
+            // (kubernetes/kubernetes#138036 and #138840, open). scale_replica_set brings
+            // the annotations up to date in that case, and does nothing otherwise.
+            let rs = rs.clone();
+            self.scale_replica_set(&rs, replicas);
             return;
         }
         if is_saturated(&self.d, new_rs) {

@@ -1768,7 +1768,7 @@ fn recreate_never_runs_old_and_new_pods_together() {
 }
 
 proptest! {
-    #![proptest_config(ProptestConfig::with_cases(64))]
+    #![proptest_config(ProptestConfig::with_cases(256))]
 
     /// A whole rolling update completes, never with more than replicas + maxSurge pods
     /// asked for, nor fewer than replicas - maxUnavailable available.
@@ -1793,7 +1793,7 @@ proptest! {
 }
 
 proptest! {
-    #![proptest_config(ProptestConfig::with_cases(64))]
+    #![proptest_config(ProptestConfig::with_cases(256))]
 
     /// Scaling a deployment in the middle of a rollout (proportional scaling across the old
     /// and new ReplicaSets) still ends with exactly the new size, all on the new template.
@@ -1837,4 +1837,41 @@ proptest! {
         prop_assert_eq!(rs_replicas(new_rs), scaled_to);
         prop_assert_eq!(c.spec_total(), scaled_to);
     }
+}
+
+/// Scaling down mid-rollout to the size the one active (old) ReplicaSet already has: the
+/// ReplicaSet's desired-replicas annotation must still be brought up to date, or every
+/// later sync takes the deployment for a scaling event and the rollout never goes on
+/// (Kubernetes' scale() returns early here: kubernetes/kubernetes#138036 and #138840).
+#[test]
+fn a_scale_to_the_active_size_does_not_stall_the_rollout() {
+    let d1 = web(2, 0, 0);
+    let d2 = changed_template(&d1, "app:2");
+    let mut c = Cluster::new(d1, vec![]);
+    for _ in 0..10 {
+        c.sync();
+        c.pods_tick();
+    }
+    c.d = Deployment {
+        metadata: ObjectMeta {
+            generation: Some(2),
+            ..c.d.metadata.clone()
+        },
+        status: c.d.status.clone(),
+        ..d2
+    };
+    // One step of the rollout: the old ReplicaSet goes to 1, the new one exists at 0.
+    c.sync();
+    c.pods_tick();
+    assert_eq!(c.spec_total(), 1);
+    // Scaled to 1: the old ReplicaSet already has 1, annotated with the old size 2.
+    c.d.spec.as_mut().expect("spec").replicas = Some(1);
+    c.d.metadata.generation = Some(3);
+    for _ in 0..20 {
+        c.sync();
+        c.pods_tick();
+    }
+    let new_rs = find_new_replica_set(&c.d, &c.rss).expect("new ReplicaSet");
+    assert_eq!(rs_replicas(new_rs), 1, "the rollout went on: {:?}", c.rss);
+    assert_eq!(c.spec_total(), 1);
 }
