@@ -1,0 +1,30 @@
+//! The decision cores of Bosun's controller-manager: what the deployment and replicaset
+//! controllers decide to do, as pure functions of the objects they see and the time `now`.
+//!
+//! Each core reproduces a Kubernetes function (named in the module docs) and returns a plan:
+//! the writes Kubernetes' controller would make in that sync, in order. The loops around
+//! these cores (watch, cache, work queue, apiserver writes) live elsewhere and stay thin: they
+//! apply a plan's actions in order and stop at the first failure, then sync again later, as
+//! Kubernetes' controllers do when a write fails.
+//!
+//! - [`podutil`]: `IsPodReady`, `IsPodAvailable`, `IsPodActive`, controller references and the
+//!   claim decision of `ClaimObject` (adopt, release, ignore), shared by both controllers.
+//! - [`deployment`]: `pkg/controller/deployment` (sync, rolling, recreate, progress,
+//!   rollback) and `deployment/util/deployment_util.go`.
+//! - [`replicaset`]: `pkg/controller/replicaset` (`manageReplicas`, `getPodsToDelete`,
+//!   `slowStartBatch`, `calculateStatus`) and the expectations of `controller_utils.go`.
+//! - [`selector`]: the one label-selector match these controllers need.
+//!
+//! Fields that Kubernetes' apiserver defaults (replicas, strategy, revisionHistoryLimit,
+//! progressDeadlineSeconds) are read with the apps/v1 defaults when absent, so an object
+//! that skipped defaulting behaves as the defaulted one would.
+
+pub mod deployment;
+pub mod podutil;
+pub mod replicaset;
+pub mod selector;
+
+#[cfg(test)]
+mod testutil;
+
+pub use jiff::Timestamp;
