@@ -165,6 +165,11 @@ impl Scheduler {
         }
     }
 
+    /// Where the next cycle's node walk starts (`nextStartNodeIndex`).
+    pub fn next_start_node_index(&self) -> usize {
+        self.next_start_node_index
+    }
+
     /// Schedules one pod against the snapshot: the node it should be bound to, or why none
     /// fits. The caller assumes the pod on that node ([`Snapshot::assume`]) before binding.
     pub fn schedule_one(
