@@ -102,7 +102,7 @@ fn run(nodes: usize, pods: usize, spread: bool) -> Result<(), Box<dyn std::error
                 match_labels: Some(labels),
                 match_expressions: None,
             };
-            default_spread_selector(&[], Some(&rs))?
+            default_spread_selector(&[], Some(&rs))
         } else {
             None
         };

@@ -113,11 +113,12 @@ const SYSTEM_DEFAULT_CONSTRAINTS: [(&str, i64); 2] =
 /// `helper.DefaultSelector`: the selector that system-default spreading uses for a pod without
 /// constraints of its own: the services selecting it (their selectors merged) and its
 /// controller's selector (a ReplicaSet's or StatefulSet's `LabelSelector`, or a
-/// ReplicationController's map). Returns None when that selects nothing.
+/// ReplicationController's map, as `matchLabels`). Returns None when that selects nothing. A
+/// controller selector that does not parse is left out, as Kubernetes leaves it out.
 pub fn default_spread_selector(
     service_selectors: &[&BTreeMap<String, String>],
     controller_selector: Option<&LabelSelector>,
-) -> Result<Option<DefaultSelector>, Error> {
+) -> Option<DefaultSelector> {
     let mut merged: BTreeMap<String, String> = BTreeMap::new();
     for s in service_selectors {
         merged.extend(s.iter().map(|(k, v)| (k.clone(), v.clone())));
@@ -128,13 +129,12 @@ pub fn default_spread_selector(
             .map(|(k, v)| Requirement::In(k, vec![v]))
             .collect(),
     );
-    if let Some(controller) = controller_selector {
-        // A nil selector adds no requirements, as `Requirements()` of Nothing is empty.
-        for r in Selector::parse(Some(controller))?.requirements() {
+    if let Some(Ok(controller)) = controller_selector.map(|c| Selector::parse(Some(c))) {
+        for r in controller.requirements() {
             selector.add(r.clone());
         }
     }
-    Ok((!selector.is_empty()).then_some(DefaultSelector(selector)))
+    (!selector.is_empty()).then_some(DefaultSelector(selector))
 }
 
 /// The selector system-default spreading applies to a pod (see [`default_spread_selector`]).
@@ -326,4 +326,61 @@ fn spread_constraints(
         });
     }
     Ok(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use k8s_openapi::apimachinery::pkg::apis::meta::v1::LabelSelectorRequirement;
+
+    fn map(pairs: &[(&str, &str)]) -> BTreeMap<String, String> {
+        pairs
+            .iter()
+            .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
+            .collect()
+    }
+
+    // helper/spread_test.go TestDefaultSelector, in spirit: services and the owner combine.
+    #[test]
+    fn default_selector_merges_services_and_owner() {
+        let svc_a = map(&[("app", "web")]);
+        let svc_b = map(&[("tier", "front")]);
+        let rs = LabelSelector {
+            match_labels: Some(map(&[("pod-template-hash", "abc")])),
+            match_expressions: None,
+        };
+        let Some(DefaultSelector(sel)) = default_spread_selector(&[&svc_a, &svc_b], Some(&rs))
+        else {
+            panic!("expected a selector");
+        };
+        assert!(sel.matches(&map(&[
+            ("app", "web"),
+            ("tier", "front"),
+            ("pod-template-hash", "abc")
+        ])));
+        assert!(!sel.matches(&map(&[("app", "web"), ("tier", "front")])));
+        assert_eq!(
+            default_spread_selector(&[], None),
+            None,
+            "nothing selects the pod"
+        );
+        let empty = LabelSelector::default();
+        assert_eq!(
+            default_spread_selector(&[], Some(&empty)),
+            None,
+            "an empty selector is no selector"
+        );
+        let invalid = LabelSelector {
+            match_labels: None,
+            match_expressions: Some(vec![LabelSelectorRequirement {
+                key: "k".into(),
+                operator: "In".into(),
+                values: None,
+            }]),
+        };
+        let Some(DefaultSelector(sel)) = default_spread_selector(&[&svc_a], Some(&invalid)) else {
+            panic!("the services still select");
+        };
+        assert!(sel.matches(&map(&[("app", "web")])));
+    }
 }

@@ -945,8 +945,7 @@ fn system_default_spreading_spreads_one_owners_replicas() {
     ];
     let snap = snapshot(&nodes, &existing);
     let rs_selector = label_eq("app", "web");
-    let default = bosun_scheduler::default_spread_selector(&[], Some(&rs_selector))
-        .unwrap_or_else(|e| panic!("{e}"));
+    let default = bosun_scheduler::default_spread_selector(&[], Some(&rs_selector));
     let p = pod("p").label("app", "web").obj();
     let prepared =
         bosun_scheduler::PreparedPod::new(&p, default.as_ref()).unwrap_or_else(|e| panic!("{e}"));
