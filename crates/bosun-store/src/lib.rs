@@ -12,6 +12,7 @@ pub mod apply;
 pub mod coalesce;
 pub mod config;
 pub mod error;
+pub mod limits;
 pub mod listen;
 pub mod metrics;
 pub mod mvcc;

@@ -18,10 +18,11 @@ use tokio::sync::watch;
 use tracing::info;
 
 use crate::config::{self, StoreConfig, listen_addr};
+use crate::limits::{GRPC_OVERHEAD_BYTES, MAX_PEER_MESSAGE};
 use crate::mvcc::Mvcc;
 use crate::raft::log_store::LogStore;
 use crate::raft::network::{
-    ForwardReply, ForwardRequest, MAX_PEER_MESSAGE, MemberOp, NetworkFactory, PeerPool, PeerService,
+    ForwardReply, ForwardRequest, MemberOp, NetworkFactory, PeerPool, PeerService,
 };
 use crate::raft::state_machine::{META_APPLIED, StateMachine};
 use crate::raft::{Member, Raft};
@@ -31,10 +32,6 @@ use crate::server::kv::{KvRoutes, KvService};
 use crate::server::lease::{LeaseService, expiry_loop};
 use crate::server::maintenance::MaintenanceService;
 use crate::server::watch::{PROGRESS_INTERVAL, WatchService};
-use crate::server::write_batch::BATCH_BYTES;
-
-/// gRPC overhead allowed on top of --max-request-bytes, as etcd allows.
-const GRPC_OVERHEAD_BYTES: usize = 512 * 1024;
 
 /// The gRPC services of the client port.
 const CLIENT_SERVICES: [&str; 6] = [
@@ -65,11 +62,8 @@ fn raft_config(cfg: &StoreConfig) -> anyhow::Result<openraft::Config> {
         max_in_snapshot_log_to_keep: cfg.snapshot_count.min(KEEP_AFTER_SNAPSHOT),
         // A follower further behind than the retained log gets a snapshot.
         replication_lag_threshold: cfg.snapshot_count + cfg.snapshot_count.min(KEEP_AFTER_SNAPSHOT),
-        // Entries per append message, so that one stays within the peer message size: an
-        // entry is a batch of at most BATCH_BYTES, or a single larger request.
-        max_payload_entries: (MAX_PEER_MESSAGE
-            / (cfg.max_request_bytes.max(BATCH_BYTES) + GRPC_OVERHEAD_BYTES))
-            .clamp(1, 300) as u64,
+        // So that an append message stays within the peer message limit.
+        max_payload_entries: crate::limits::entries_per_append(cfg.max_request_bytes),
         // A member cut off and back must not depose a healthy leader.
         enable_pre_vote: Some(true),
         ..Default::default()

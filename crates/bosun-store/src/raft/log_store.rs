@@ -30,6 +30,7 @@ use parking_lot::Mutex;
 use rocksdb::{DB, Direction, IteratorMode, WriteBatch, WriteOptions};
 
 use super::{Entry, LogId, TypeConfig, Vote, decode, encode, io_err};
+use crate::limits::{RECENT_LOG_BYTES, RECENT_LOG_ENTRIES};
 
 /// Column family: log index (big-endian) -> encoded entry.
 pub const CF_LOG: &str = "raft_log";
@@ -40,10 +41,6 @@ const KEY_VOTE: &[u8] = b"vote";
 const KEY_COMMITTED: &[u8] = b"committed";
 const KEY_PURGED: &[u8] = b"purged";
 
-/// Most entries kept in memory.
-const RECENT_MAX_ENTRIES: usize = 16 * 1024;
-/// Most encoded bytes of entries kept in memory.
-const RECENT_MAX_BYTES: usize = 64 << 20;
 
 /// The most recently appended entries, contiguous by index: a copy of the tail of the log,
 /// and the only copy of entries the writer has not written yet.
@@ -81,7 +78,7 @@ impl Recent {
 
     /// Drops the oldest written entries while over the bounds.
     fn evict(&mut self) {
-        while (self.entries.len() > RECENT_MAX_ENTRIES || self.bytes > RECENT_MAX_BYTES)
+        while (self.entries.len() > RECENT_LOG_ENTRIES || self.bytes > RECENT_LOG_BYTES)
             && self.entries.len() > self.unwritten
         {
             match self.entries.pop_front() {
@@ -513,7 +510,7 @@ mod tests {
             ..Recent::default()
         };
         for i in 0..3 {
-            r.push(ent(i), RECENT_MAX_BYTES);
+            r.push(ent(i), RECENT_LOG_BYTES);
         }
         assert_eq!(r.entries.len(), 3, "nothing written yet: nothing dropped");
         r.written(2);
@@ -522,7 +519,7 @@ mod tests {
             (Some(2), 1),
             "the two written entries go, the unwritten one stays"
         );
-        assert_eq!(r.bytes, RECENT_MAX_BYTES);
+        assert_eq!(r.bytes, RECENT_LOG_BYTES);
     }
 
     #[tokio::test]
@@ -557,13 +554,13 @@ mod tests {
     #[test]
     fn recent_is_bounded_by_count_and_bytes() {
         let mut r = Recent::default();
-        for i in 0..(RECENT_MAX_ENTRIES as u64 + 10) {
+        for i in 0..(RECENT_LOG_ENTRIES as u64 + 10) {
             r.push(ent(i), 1);
         }
-        assert_eq!(r.entries.len(), RECENT_MAX_ENTRIES);
+        assert_eq!(r.entries.len(), RECENT_LOG_ENTRIES);
         assert_eq!(r.first_index(), Some(10));
-        r.push(ent(RECENT_MAX_ENTRIES as u64 + 10), RECENT_MAX_BYTES);
+        r.push(ent(RECENT_LOG_ENTRIES as u64 + 10), RECENT_LOG_BYTES);
         assert_eq!(r.entries.len(), 1, "one large entry pushes out the rest");
-        assert_eq!(r.bytes, RECENT_MAX_BYTES);
+        assert_eq!(r.bytes, RECENT_LOG_BYTES);
     }
 }

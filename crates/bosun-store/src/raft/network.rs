@@ -27,12 +27,9 @@ use super::state_machine::SnapshotFile;
 use super::{Member, Snapshot, SnapshotMeta, TypeConfig, Vote, decode, encode, io_err};
 use crate::apply::{Command, CommandResult};
 use crate::error::{EtcdError, EtcdResult};
+use crate::limits::{MAX_PEER_MESSAGE, PEER_SNAPSHOT_CHUNK};
 use crate::server::Node;
 
-/// Size of one streamed snapshot chunk.
-const SNAPSHOT_CHUNK: usize = 1 << 20;
-/// Largest peer message accepted (an append batch).
-pub(crate) const MAX_PEER_MESSAGE: usize = 64 << 20;
 
 /// A request a member sends to the leader (or, for `Members`, to any member).
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -447,7 +444,7 @@ impl RaftNetworkV2<TypeConfig> for PeerClient {
             let mut f = tokio::fs::File::open(&path).await?;
             let mut first = Some(header);
             loop {
-                let mut buf = vec![0u8; SNAPSHOT_CHUNK];
+                let mut buf = vec![0u8; PEER_SNAPSHOT_CHUNK];
                 let n = f.read(&mut buf).await?;
                 buf.truncate(n);
                 if n == 0 && first.is_none() {

@@ -19,12 +19,11 @@ use tonic::{Request, Response, Status};
 use super::Node;
 use crate::apply::{Command, CommandResult};
 use crate::error::EtcdError;
+use crate::limits::CLIENT_SNAPSHOT_CHUNK;
 use crate::mvcc::{CF_KV, Rev, cf};
 
 /// The etcd API version this store speaks; clients gate features on it.
 pub const ETCD_VERSION: &str = "3.5.17";
-/// Snapshot stream chunk size (etcd's).
-const SNAPSHOT_CHUNK: usize = 32 * 1024;
 
 /// The Maintenance service of one member.
 #[derive(Debug, Clone)]
@@ -226,7 +225,7 @@ impl Maintenance for MaintenanceService {
                 f.seek(std::io::SeekFrom::Start(0))?;
                 let mut h = Sha256::new();
                 let mut sent = 0u64;
-                let mut buf = vec![0u8; SNAPSHOT_CHUNK];
+                let mut buf = vec![0u8; CLIENT_SNAPSHOT_CHUNK];
                 while sent < total {
                     let n = f.read(&mut buf)?;
                     if n == 0 {

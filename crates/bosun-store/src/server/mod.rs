@@ -544,11 +544,11 @@ impl Node {
                 Ok(()) => self.handle_forward(ForwardRequest::Write(cmd)).await,
                 Err(e) => ForwardReply::Error(e),
             },
-            ForwardRequest::WriteBatch(cmds) if cmds.len() > write_batch::MAX_BATCH => {
+            ForwardRequest::WriteBatch(cmds) if cmds.len() > crate::limits::MAX_BATCH => {
                 ForwardReply::Error(EtcdError::internal(format!(
                     "a batch of {} writes is above the limit of {}",
                     cmds.len(),
-                    write_batch::MAX_BATCH
+                    crate::limits::MAX_BATCH
                 )))
             }
             ForwardRequest::WriteBatch(cmds) => {

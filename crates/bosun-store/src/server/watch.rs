@@ -24,15 +24,10 @@ use tonic::{Request, Response, Status, Streaming};
 
 use super::Node;
 use crate::error::EtcdError;
+use crate::limits::{MAX_WATCHES_PER_STREAM, WATCH_REPLAY_BATCH, WATCH_STREAM_BUFFER};
 use crate::mvcc::KeyRange;
 use crate::watch::Published;
 
-/// Responses buffered per stream before watch tasks wait for the client.
-const STREAM_BUFFER: usize = 128;
-/// Most events read from the store in one replay step.
-const REPLAY_BATCH: usize = 1000;
-/// Most watches on one stream.
-const MAX_WATCHES_PER_STREAM: usize = 10_000;
 /// Interval of progress notifications for watches that ask for them (etcd's default).
 pub const PROGRESS_INTERVAL: Duration = Duration::from_secs(600);
 
@@ -185,7 +180,7 @@ impl Watcher {
                 self.advance(current);
                 return Some(next);
             }
-            let res = mvcc.history(self.spec.range(), next, self.spec.prev_kv, REPLAY_BATCH);
+            let res = mvcc.history(self.spec.range(), next, self.spec.prev_kv, WATCH_REPLAY_BATCH);
             let (batches, covered) = match res {
                 Ok(x) => x,
                 Err(EtcdError::Compacted) => {
@@ -440,7 +435,7 @@ impl Watch for WatchService {
             return Err(EtcdError::NoLeader.into());
         }
         let mut input = req.into_inner();
-        let (tx, rx) = mpsc::channel(STREAM_BUFFER);
+        let (tx, rx) = mpsc::channel(WATCH_STREAM_BUFFER);
         let mut st = StreamState {
             node: self.node.clone(),
             out: tx,
