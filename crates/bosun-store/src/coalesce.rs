@@ -301,7 +301,10 @@ mod tests {
             tokio::time::sleep(std::time::Duration::from_millis(4)).await;
             largest = largest.max(shared.state.lock().pending.len());
         }
-        assert!(largest <= CONNECTION_WRITE_BUFFER, "queue grew to {largest} bytes");
+        assert!(
+            largest <= CONNECTION_WRITE_BUFFER,
+            "queue grew to {largest} bytes"
+        );
         assert!(!writer.is_finished(), "16 MiB fit without anyone reading");
         let mut got = Vec::new();
         client.read_to_end(&mut got).await?;

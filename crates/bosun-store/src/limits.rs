@@ -47,10 +47,14 @@ pub const MAX_BATCH: usize = 256;
 pub const BATCH_BYTES: usize = 1 << 20;
 
 /// Most levels of nesting a command decoded from a peer may have: a batch and each txn,
-/// nested txns included, count one level. Clients' txns reach a member through the protobuf
-/// decoder, which stops at [`PROTOBUF_TXN_DEPTH`] levels, so every write a member proposes is
-/// well within this bound; far deeper ones would overflow the stack of the task decoding them.
-pub const MAX_NESTING: usize = 64;
+/// nested txns included, count one level. Above the levels any checked write can have: a
+/// client's txn reaches a member through the protobuf decoder, which stops at
+/// [`PROTOBUF_TXN_DEPTH`], and a txn nested past the default `--max-txn-ops` budget (each level
+/// spends an operation of it) still decodes, so that a forwarded one gets etcd's "too many
+/// operations" from `apply::check_txn` as before. Far deeper ones would overflow the stack of
+/// the task decoding them; one at this bound is decoded, checked, applied and dropped within
+/// half a runtime worker's stack (a test in `apply::nesting` checks it).
+pub const MAX_NESTING: usize = 160;
 
 /// Levels of txns the client port's protobuf decoder takes: prost stops at 100 levels of
 /// messages, and each txn level is two (the txn and its operation). A txn nested deeper gets
@@ -61,6 +65,7 @@ const _: () = assert!(BATCH_BYTES + GRPC_OVERHEAD_BYTES <= MAX_PEER_MESSAGE);
 const _: () = assert!(MAX_REQUEST_BYTES_LIMIT + GRPC_OVERHEAD_BYTES <= MAX_PEER_MESSAGE);
 const _: () = assert!(DEFAULT_MAX_REQUEST_BYTES <= MAX_REQUEST_BYTES_LIMIT);
 const _: () = assert!(PROTOBUF_TXN_DEPTH + 1 < MAX_NESTING);
+const _: () = assert!(DEFAULT_MAX_TXN_OPS + 2 < MAX_NESTING);
 
 /// Most entries in one append message, so that it stays within [`MAX_PEER_MESSAGE`]: an entry
 /// is a batch of at most [`BATCH_BYTES`], or a single request of up to `max_request_bytes`.

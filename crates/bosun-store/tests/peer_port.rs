@@ -207,3 +207,133 @@ async fn forwarded_writes_respect_the_quota() {
     println!("forwarded put {i} refused: {e}");
     assert_eq!(e, EtcdError::NoSpace);
 }
+
+/// The postcard encoding of `Command::Txn` holding `depth` txns nested in each other, the
+/// innermost with no operations (or, with `needle`, a put of that key), built byte by byte:
+/// encoding a structure this deep with serde would itself recurse once per level.
+fn deep_txn_command(depth: usize, needle: Option<&[u8]>) -> Vec<u8> {
+    // Command::Txn is variant 2. A level: no compares, one success op (Some, RequestTxn = 3),
+    // then, after the nested txn, no failure ops.
+    let mut b = vec![2];
+    for _ in 1..depth {
+        b.extend([0, 1, 1, 3]);
+    }
+    match needle {
+        None => b.extend([0, 0, 0]),
+        Some(key) => {
+            // One success op: Some, RequestPut = 1, the put, then no failure ops.
+            b.extend([0, 1, 1, 1]);
+            b.extend(
+                postcard::to_stdvec(&PutRequest {
+                    key: key.to_vec(),
+                    ..Default::default()
+                })
+                .unwrap(),
+            );
+            b.push(0);
+        }
+    }
+    b.extend(std::iter::repeat_n(0, depth - 1));
+    b
+}
+
+fn empty_nested(depth: usize) -> TxnRequest {
+    let mut t = TxnRequest::default();
+    for _ in 1..depth {
+        t = TxnRequest {
+            success: vec![RequestOp {
+                request: Some(request_op::Request::RequestTxn(t)),
+            }],
+            ..Default::default()
+        };
+    }
+    t
+}
+
+#[test]
+fn deep_txn_bytes_are_what_serde_writes() {
+    for depth in 1..5 {
+        assert_eq!(
+            deep_txn_command(depth, None),
+            postcard::to_stdvec(&Command::Txn(empty_nested(depth))).unwrap(),
+            "depth {depth}"
+        );
+        assert_eq!(
+            deep_txn_command(depth, Some(b"needle")),
+            postcard::to_stdvec(&Command::Txn(nested(depth, "needle"))).unwrap(),
+            "depth {depth} with a put"
+        );
+    }
+}
+
+/// A million levels of txns: a few megabytes, well within the peer message limit, and far
+/// deeper than any stack.
+const TOO_DEEP: usize = 1_000_000;
+
+/// Whether the member still serves its clients, and still runs.
+async fn survives(server: &mut Server) {
+    let mut c = Client::connect([server.client_url.as_str()], None)
+        .await
+        .unwrap();
+    c.put("after", "deep", None).await.unwrap();
+    assert!(present(&mut c, "after").await);
+    assert!(
+        server.try_wait().is_none(),
+        "the member exited; log:\n{}",
+        server.log()
+    );
+}
+
+/// A message nested deeper than the decoder allows is refused before it is decoded whole: it
+/// used to overflow the stack of the task decoding it, and so crash the member.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn deeply_nested_peer_messages_are_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut server = Server::start(Kind::Bosun, dir.path(), &[]).await;
+    let mut c = RaftPeerClient::connect(server.peer_url.clone())
+        .await
+        .unwrap()
+        .max_decoding_message_size(64 << 20)
+        .max_encoding_message_size(64 << 20);
+
+    // A Forward call: ForwardRequest::Write (variant 0) of the deep txn.
+    let mut data = vec![0];
+    data.extend(deep_txn_command(TOO_DEEP, None));
+    let r = c
+        .forward(bosun_proto::raftpb::ForwardRequest { data })
+        .await;
+    println!("deep forward: {r:?}");
+    let e = r.expect_err("a deep forwarded txn was taken");
+    assert_eq!(e.code(), tonic::Code::InvalidArgument, "{e:?}");
+    survives(&mut server).await;
+
+    // A Raft append carrying the deep txn in an entry: an append of one shallow txn, with the
+    // txn's bytes (found by the key it puts) replaced.
+    let shallow = Command::Txn(nested(1, "needle"));
+    let entry = <bosun_store::raft::Entry as openraft::entry::RaftEntry>::new_normal(
+        openraft::testing::log_id::<bosun_store::raft::TypeConfig>(1, 1, 1),
+        shallow,
+    );
+    let rpc = openraft::raft::AppendEntriesRequest::<bosun_store::raft::TypeConfig> {
+        vote: bosun_store::raft::Vote::new_committed(1, 1),
+        prev_log_id: None,
+        entries: vec![entry],
+        leader_commit: None,
+    };
+    let bytes = postcard::to_stdvec(&rpc).unwrap();
+    let needle = deep_txn_command(1, Some(b"needle"));
+    let at = bytes
+        .windows(needle.len())
+        .position(|w| w == needle.as_slice())
+        .expect("the txn in the encoded append");
+    let mut data = bytes[..at].to_vec();
+    data.extend(deep_txn_command(TOO_DEEP, Some(b"needle")));
+    data.extend(&bytes[at + needle.len()..]);
+    let r = c
+        .append_entries(bosun_proto::raftpb::RaftRequest { data })
+        .await;
+    println!("deep append: {r:?}");
+    let e = r.expect_err("a deep appended txn was taken");
+    assert_eq!(e.code(), tonic::Code::InvalidArgument, "{e:?}");
+    survives(&mut server).await;
+}

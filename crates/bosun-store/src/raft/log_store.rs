@@ -41,7 +41,6 @@ const KEY_VOTE: &[u8] = b"vote";
 const KEY_COMMITTED: &[u8] = b"committed";
 const KEY_PURGED: &[u8] = b"purged";
 
-
 /// The most recently appended entries, contiguous by index: a copy of the tail of the log,
 /// and the only copy of entries the writer has not written yet.
 #[derive(Default)]

@@ -30,7 +30,6 @@ use crate::error::{EtcdError, EtcdResult};
 use crate::limits::{MAX_PEER_MESSAGE, PEER_SNAPSHOT_CHUNK};
 use crate::server::Node;
 
-
 /// A request a member sends to the leader (or, for `Members`, to any member).
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub enum ForwardRequest {

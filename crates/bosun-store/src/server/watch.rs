@@ -180,7 +180,12 @@ impl Watcher {
                 self.advance(current);
                 return Some(next);
             }
-            let res = mvcc.history(self.spec.range(), next, self.spec.prev_kv, WATCH_REPLAY_BATCH);
+            let res = mvcc.history(
+                self.spec.range(),
+                next,
+                self.spec.prev_kv,
+                WATCH_REPLAY_BATCH,
+            );
             let (batches, covered) = match res {
                 Ok(x) => x,
                 Err(EtcdError::Compacted) => {

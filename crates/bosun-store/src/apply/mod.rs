@@ -17,12 +17,15 @@ use crate::error::{EtcdError, EtcdResult};
 use crate::header_at;
 use crate::mvcc::{KeyRange, WriteTxn};
 
+mod nesting;
+
 /// A write request, as it travels through the Raft log.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub enum Command {
     Put(PutRequest),
     DeleteRange(DeleteRangeRequest),
-    Txn(TxnRequest),
+    /// Decoded with a bound on nesting (see [`nesting`]).
+    Txn(#[serde(deserialize_with = "nesting::txn")] TxnRequest),
     Compact(CompactionRequest),
     /// The lease ID is chosen by the proposer, so that applying is deterministic.
     LeaseGrant(LeaseGrantRequest),
@@ -30,7 +33,7 @@ pub enum Command {
     Alarm(AlarmRequest),
     /// Writes proposed together as one log entry, applied in order as if each were an entry
     /// of its own; never nested.
-    Batch(Vec<Command>),
+    Batch(#[serde(deserialize_with = "nesting::batch")] Vec<Command>),
 }
 
 impl Command {
