@@ -8,13 +8,14 @@
 use bosun_proto::etcdserverpb::{PutRequest, RequestOp, TxnRequest, request_op};
 use bosun_proto::raftpb::raft_peer_client::RaftPeerClient;
 use bosun_store::apply::{Command, CommandResult};
-use bosun_store::error::EtcdError;
-use bosun_store::raft::network::{ForwardReply, ForwardRequest};
+use bosun_store::error::{EtcdError, EtcdResult};
+use bosun_store::server::forward::{Forward, ForwardRequest, Write, WriteBatch};
 use bosun_tests::{Kind, Server};
 use etcd_client::Client;
 
 /// Sends `req` to the member's peer port as a `Forward` call.
-async fn forward(server: &Server, req: &ForwardRequest) -> ForwardReply {
+async fn forward<R: Forward>(server: &Server, req: R) -> EtcdResult<R::Reply> {
+    let req: ForwardRequest = req.into();
     let mut c = RaftPeerClient::connect(server.peer_url.clone())
         .await
         .unwrap()
@@ -22,7 +23,7 @@ async fn forward(server: &Server, req: &ForwardRequest) -> ForwardReply {
         .max_encoding_message_size(64 << 20);
     let reply = c
         .forward(bosun_proto::raftpb::ForwardRequest {
-            data: postcard::to_stdvec(req).unwrap(),
+            data: postcard::to_stdvec(&req).unwrap(),
         })
         .await
         .unwrap()
@@ -61,10 +62,10 @@ fn nested(depth: usize, key: &str) -> TxnRequest {
     t
 }
 
-fn error_of(r: &ForwardReply) -> Option<&EtcdError> {
+fn error_of(r: &EtcdResult<CommandResult>) -> Option<&EtcdError> {
     match r {
-        ForwardReply::Error(e) => Some(e),
-        ForwardReply::Write(CommandResult::Error(e)) => Some(e),
+        Err(e) => Some(e),
+        Ok(CommandResult::Error(e)) => Some(e),
         _ => None,
     }
 }
@@ -82,7 +83,7 @@ async fn forwarded_writes_get_the_client_checks() {
         .unwrap();
 
     // Above --max-request-bytes (1.5 MiB), within the peer message limit.
-    let r = forward(&server, &ForwardRequest::Write(put("big", 3 << 20))).await;
+    let r = forward(&server, Write(put("big", 3 << 20))).await;
     assert_eq!(error_of(&r), Some(&EtcdError::RequestTooLarge), "{r:?}");
     assert!(
         !present(&mut c, "big").await,
@@ -100,24 +101,20 @@ async fn forwarded_writes_get_the_client_checks() {
             .collect(),
         ..Default::default()
     };
-    let r = forward(&server, &ForwardRequest::Write(Command::Txn(many))).await;
+    let r = forward(&server, Write(Command::Txn(many))).await;
     assert_eq!(error_of(&r), Some(&EtcdError::TooManyOps), "{r:?}");
     assert!(!present(&mut c, "many/0").await);
 
     // Nested txns share the operation budget (128), as etcd counts them.
-    let r = forward(
-        &server,
-        &ForwardRequest::Write(Command::Txn(nested(130, "deep"))),
-    )
-    .await;
+    let r = forward(&server, Write(Command::Txn(nested(130, "deep")))).await;
     assert_eq!(error_of(&r), Some(&EtcdError::TooManyOps), "{r:?}");
     assert!(!present(&mut c, "deep").await);
 
-    let r = forward(&server, &ForwardRequest::Write(put("", 1))).await;
+    let r = forward(&server, Write(put("", 1))).await;
     assert_eq!(error_of(&r), Some(&EtcdError::EmptyKey), "{r:?}");
     let r = forward(
         &server,
-        &ForwardRequest::Write(Command::Put(PutRequest {
+        Write(Command::Put(PutRequest {
             key: b"iv".to_vec(),
             value: b"x".to_vec(),
             ignore_value: true,
@@ -129,7 +126,7 @@ async fn forwarded_writes_get_the_client_checks() {
 
     let r = forward(
         &server,
-        &ForwardRequest::Write(Command::LeaseGrant(
+        Write(Command::LeaseGrant(
             bosun_proto::etcdserverpb::LeaseGrantRequest {
                 ttl: 9_000_000_001,
                 id: 7,
@@ -142,7 +139,7 @@ async fn forwarded_writes_get_the_client_checks() {
     // Batches are the leader's: one arriving from outside is refused whole.
     let r = forward(
         &server,
-        &ForwardRequest::Write(Command::Batch(vec![put("b1", 1), put("b2", 1)])),
+        Write(Command::Batch(vec![put("b1", 1), put("b2", 1)])),
     )
     .await;
     assert!(error_of(&r).is_some(), "{r:?}");
@@ -151,33 +148,22 @@ async fn forwarded_writes_get_the_client_checks() {
     // In a batch of forwarded writes each is checked on its own, and answered in order.
     let r = forward(
         &server,
-        &ForwardRequest::WriteBatch(vec![put("w1", 1), put("w2", 3 << 20), put("w3", 1)]),
+        WriteBatch(vec![put("w1", 1), put("w2", 3 << 20), put("w3", 1)]),
     )
     .await;
-    let ForwardReply::WriteBatch(rs) = r else {
+    let Ok(rs) = r else {
         panic!("not a batch reply: {r:?}");
     };
     assert_eq!(rs.len(), 3);
-    assert!(
-        matches!(rs[0], ForwardReply::Write(CommandResult::Put(_))),
-        "{:?}",
-        rs[0]
-    );
+    assert!(matches!(rs[0], Ok(CommandResult::Put(_))), "{:?}", rs[0]);
     assert_eq!(error_of(&rs[1]), Some(&EtcdError::RequestTooLarge));
-    assert!(
-        matches!(rs[2], ForwardReply::Write(CommandResult::Put(_))),
-        "{:?}",
-        rs[2]
-    );
+    assert!(matches!(rs[2], Ok(CommandResult::Put(_))), "{:?}", rs[2]);
     assert!(present(&mut c, "w1").await && present(&mut c, "w3").await);
     assert!(!present(&mut c, "w2").await);
 
     // A well-formed forwarded write still goes through.
-    let r = forward(&server, &ForwardRequest::Write(put("fine", 10))).await;
-    assert!(
-        matches!(r, ForwardReply::Write(CommandResult::Put(_))),
-        "{r:?}"
-    );
+    let r = forward(&server, Write(put("fine", 10))).await;
+    assert!(matches!(r, Ok(CommandResult::Put(_))), "{r:?}");
     assert!(present(&mut c, "fine").await);
 }
 
@@ -193,11 +179,7 @@ async fn forwarded_writes_respect_the_quota() {
     .await;
     let mut refused = None;
     for i in 0..200 {
-        let r = forward(
-            &server,
-            &ForwardRequest::Write(put(&format!("q{i}"), 64 << 10)),
-        )
-        .await;
+        let r = forward(&server, Write(put(&format!("q{i}"), 64 << 10))).await;
         if let Some(e) = error_of(&r) {
             refused = Some((i, e.clone()));
             break;

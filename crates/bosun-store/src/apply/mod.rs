@@ -84,6 +84,14 @@ impl CommandResult {
     pub fn unexpected(self) -> EtcdError {
         EtcdError::internal(format!("unexpected result {self:?}"))
     }
+
+    /// The result as a `Result`: [`CommandResult::Error`] becomes `Err`.
+    pub fn into_result(self) -> EtcdResult<CommandResult> {
+        match self {
+            CommandResult::Error(e) => Err(e),
+            r => Ok(r),
+        }
+    }
 }
 
 /// Request limits checked before proposing.

@@ -79,8 +79,9 @@ struct Op {
     request: Option<Request>,
 }
 
-/// `request_op::Request`.
+/// `request_op::Request`, with its variants' names.
 #[derive(Deserialize)]
+#[allow(clippy::enum_variant_names)]
 enum Request {
     RequestRange(RangeRequest),
     RequestPut(PutRequest),
@@ -120,7 +121,15 @@ mod tests {
 
     use super::*;
     use crate::apply::{CommandResult, Limits, check_txn, execute};
-    use crate::raft::{decode, encode};
+
+    /// The log's and the peer messages' encoding.
+    fn encode<T: serde::Serialize>(v: &T) -> postcard::Result<Vec<u8>> {
+        postcard::to_stdvec(v)
+    }
+
+    fn decode<'a, T: Deserialize<'a>>(b: &'a [u8]) -> postcard::Result<T> {
+        postcard::from_bytes(b)
+    }
 
     fn nest(depth: usize, inner: TxnRequest) -> TxnRequest {
         (1..depth).fold(inner, |t, _| TxnRequest {
