@@ -31,11 +31,7 @@ use rocksdb::{DB, Direction, IteratorMode, WriteBatch, WriteOptions};
 
 use super::{Entry, LogId, TypeConfig, Vote, decode, encode, io_err};
 use crate::limits::{RECENT_LOG_BYTES, RECENT_LOG_ENTRIES};
-
-/// Column family: log index (big-endian) -> encoded entry.
-pub const CF_LOG: &str = "raft_log";
-/// Column family: vote, committed and purged log ids.
-pub const CF_RAFT_META: &str = "raft_meta";
+use crate::storage::{CF_LOG, CF_RAFT_META};
 
 const KEY_VOTE: &[u8] = b"vote";
 const KEY_COMMITTED: &[u8] = b"committed";
