@@ -48,6 +48,8 @@ struct Recent {
     /// overcount after a truncation, until the writer catches up). They stay beyond the bounds
     /// until written: the writer is at most a group of appends behind.
     unwritten: usize,
+    /// The latest purge point handed to the purger, which records it on disk a little later.
+    purged: Option<LogId>,
 }
 
 impl Recent {
@@ -96,11 +98,15 @@ impl Recent {
         }
     }
 
-    /// Drops the entries up to and including index `upto`.
-    fn purge_upto(&mut self, upto: u64) {
-        while let Some((_, s)) = self.entries.pop_front_if(|(e, _)| e.log_id.index <= upto) {
+    /// Drops the entries up to and including `upto`.
+    fn purge_upto(&mut self, upto: LogId) {
+        while let Some((_, s)) = self
+            .entries
+            .pop_front_if(|(e, _)| e.log_id.index <= upto.index)
+        {
             self.bytes -= s;
         }
+        self.purged = self.purged.max(Some(upto));
     }
 
     /// Clones of the entries `start..end`, if all of them are here.
@@ -371,8 +377,13 @@ impl RaftLogStorage<TypeConfig> for LogStore {
     type LogReader = Self;
 
     async fn get_log_state(&mut self) -> io::Result<LogState<TypeConfig>> {
-        let last_purged_log_id: Option<LogId> = self.get_meta(KEY_PURGED)?;
-        let last_log_id = self.last_entry_log_id()?.or(last_purged_log_id);
+        // A purge is recorded on disk by the purger thread, after `purge` returned.
+        let on_disk: Option<LogId> = self.get_meta(KEY_PURGED)?;
+        let last_purged_log_id = on_disk.max(self.recent.lock().purged);
+        // Entries up to the purge point may still be on disk (the purger records the point
+        // before it deletes them), and the point may lie beyond the last entry (a purge behind
+        // an installed snapshot): the log ends at the later of the two.
+        let last_log_id = self.last_entry_log_id()?.max(last_purged_log_id);
         Ok(LogState {
             last_purged_log_id,
             last_log_id,
@@ -435,7 +446,7 @@ impl RaftLogStorage<TypeConfig> for LogStore {
     }
 
     async fn purge(&mut self, log_id: LogId) -> io::Result<()> {
-        self.recent.lock().purge_upto(log_id.index);
+        self.recent.lock().purge_upto(log_id);
         self.queue(Job::Purge(log_id))
     }
 }
@@ -488,7 +499,7 @@ mod tests {
         assert_eq!(indexes(r.get(1, 6)), None);
         assert_eq!(r.bytes, 40);
         r.push(ent(5), 10);
-        r.purge_upto(2);
+        r.purge_upto(ent(2).log_id);
         assert_eq!(indexes(r.get(3, 6)), Some(vec![3, 4, 5]));
         assert_eq!(indexes(r.get(2, 4)), None);
         // An entry that does not continue the held ones replaces them.
@@ -544,6 +555,37 @@ mod tests {
         disk.recent.lock().push(ent(5), 1);
         let got = disk.try_get_log_entries(2..).await.unwrap();
         assert_eq!(indexes(Some(got)), Some(vec![2, 3, 4, 5]));
+    }
+
+    /// The purger records a purge point, then deletes the entries up to it. A point beyond the
+    /// last entry (a purge behind a snapshot installed from the leader), recorded just before a
+    /// crash, left the log ending before its purge point: openraft refuses to start on such a
+    /// log ("inverted log order"). Until the purger has run, the point is reported too.
+    #[tokio::test]
+    async fn the_log_ends_no_earlier_than_its_purge_point() {
+        let dir = tempfile::tempdir().unwrap();
+        let dbs = crate::storage::open(dir.path()).unwrap();
+        let mut s = LogStore::open(dbs.log.clone(), dbs.state.clone()).unwrap();
+        let (tx, flushed) = TypeConfig::oneshot();
+        s.append((1..=10).map(ent), IOFlushed::signal(tx))
+            .await
+            .unwrap();
+        flushed.await.unwrap().unwrap();
+        // What a crash between recording the point and deleting the entries leaves.
+        put_meta(&dbs.log, KEY_PURGED, &ent(20).log_id, true).unwrap();
+        let mut reopened = LogStore::open(dbs.log.clone(), dbs.state.clone()).unwrap();
+        let st = reopened.get_log_state().await.unwrap();
+        assert_eq!(st.last_purged_log_id, Some(ent(20).log_id));
+        assert_eq!(st.last_log_id, Some(ent(20).log_id));
+
+        // In memory, before the purger has recorded anything.
+        let dir = tempfile::tempdir().unwrap();
+        let dbs = crate::storage::open(dir.path()).unwrap();
+        let mut s = LogStore::open(dbs.log.clone(), dbs.state.clone()).unwrap();
+        s.purge(ent(3).log_id).await.unwrap();
+        let st = s.get_log_state().await.unwrap();
+        assert_eq!(st.last_purged_log_id, Some(ent(3).log_id));
+        assert_eq!(st.last_log_id, Some(ent(3).log_id));
     }
 
     #[test]
