@@ -445,24 +445,27 @@ impl RaftStateMachine<TypeConfig> for StateMachine {
         let revision = tokio::task::spawn_blocking(move || {
             let mvcc = &this.shared.mvcc;
             let mut state = mvcc.state.write();
-            let mut r = BufReader::new(std::fs::File::open(snapshot.records()?)?);
+            let records = snapshot.records()?;
+            let mut r = BufReader::new(std::fs::File::open(&records)?);
             crate::snapshot::restore(mvcc.db(), &mut r)?;
             *state = Mvcc::load_state(mvcc.db()).map_err(io_err)?;
-            // One received from the leader arrives in a file of its own; at start, openraft
-            // restores the member's current snapshot, kept where `snapshot_paths` says.
+            // At start, openraft restores the member's current snapshot, kept where
+            // `snapshot_paths` says (a checkpoint of its own beside it); any other was received,
+            // from the leader in a file of its own.
             let (stored, meta_path) = this.snapshot_paths(&meta);
-            let received = !snapshot.path.is_dir() && snapshot.path != stored;
+            let own_checkpoint = stored.with_extension(CHECKPOINT_EXT);
+            let received = snapshot.path != stored && snapshot.path != own_checkpoint;
             *this.shared.alarms.lock() = get_meta(mvcc.db(), META_ALARMS)?.unwrap_or_default();
             *this.shared.removed.lock() = get_meta(mvcc.db(), META_REMOVED)?.unwrap_or_default();
             *this.shared.applied.lock() = (meta.last_log_id, meta.last_membership.clone());
             this.shared
                 .writes_since_snapshot
                 .store(0, Ordering::Relaxed);
-            // A snapshot received from the leader becomes this member's current one; one of
-            // its own (restored at start) already is.
-            if !snapshot.path.is_dir() {
+            // A snapshot received becomes this member's current one; one of its own (restored
+            // at start) already is.
+            if received || !snapshot.path.is_dir() {
                 if received {
-                    std::fs::copy(&snapshot.path, &stored)?;
+                    std::fs::copy(&records, &stored)?;
                 }
                 save_current(&meta_path, &meta, &stored)?;
                 this.prune_snapshots(&stored);
