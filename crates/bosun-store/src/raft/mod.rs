@@ -4,6 +4,8 @@
 
 pub mod log_store;
 pub mod state_machine;
+#[cfg(test)]
+mod suite;
 pub mod transport;
 
 use std::fmt;
