@@ -18,6 +18,9 @@ use crate::header_at;
 use crate::mvcc::{KeyRange, WriteTxn};
 
 mod nesting;
+#[cfg(test)]
+#[allow(clippy::unwrap_used)]
+mod tests;
 
 /// A write request, as it travels through the Raft log.
 #[derive(Debug, Clone, Serialize, Deserialize)]
