@@ -13,15 +13,20 @@ use bosun_store::server::forward::{Forward, ForwardRequest, Write, WriteBatch};
 use bosun_tests::{Kind, Server};
 use etcd_client::Client;
 
-/// Sends `req` to the member's peer port as a `Forward` call.
-async fn forward<R: Forward>(server: &Server, req: R) -> EtcdResult<R::Reply> {
-    let req: ForwardRequest = req.into();
-    let mut c = RaftPeerClient::connect(server.peer_url.clone())
+/// A client of the member's peer port, as a peer has.
+async fn peer_client(server: &Server) -> RaftPeerClient<tonic::transport::Channel> {
+    RaftPeerClient::connect(server.peer_url.clone())
         .await
         .unwrap()
         .max_decoding_message_size(64 << 20)
-        .max_encoding_message_size(64 << 20);
-    let reply = c
+        .max_encoding_message_size(64 << 20)
+}
+
+/// Sends `req` to the member's peer port as a `Forward` call.
+async fn forward<R: Forward>(server: &Server, req: R) -> EtcdResult<R::Reply> {
+    let req: ForwardRequest = req.into();
+    let reply = peer_client(server)
+        .await
         .forward(bosun_proto::raftpb::ForwardRequest {
             data: postcard::to_stdvec(&req).unwrap(),
         })
@@ -272,11 +277,7 @@ async fn survives(server: &mut Server) {
 async fn deeply_nested_peer_messages_are_refused() {
     let dir = tempfile::tempdir().unwrap();
     let mut server = Server::start(Kind::Bosun, dir.path(), &[]).await;
-    let mut c = RaftPeerClient::connect(server.peer_url.clone())
-        .await
-        .unwrap()
-        .max_decoding_message_size(64 << 20)
-        .max_encoding_message_size(64 << 20);
+    let mut c = peer_client(&server).await;
 
     // A Forward call: ForwardRequest::Write (variant 0) of the deep txn.
     let mut data = vec![0];

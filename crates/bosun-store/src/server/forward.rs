@@ -100,20 +100,14 @@ pub struct MembersReply {
     pub members: Vec<(u64, Member)>,
 }
 
-/// A `Forward` call's request as it travels: one variant per kind of request.
-#[derive(Debug, Clone, Serialize, Deserialize)]
-pub enum ForwardRequest {
-    Write(Write),
-    WriteBatch(WriteBatch),
-    ReadIndex(ReadIndex),
-    LeaseKeepAlive(LeaseKeepAlive),
-    LeaseRemaining(LeaseRemaining),
-    Member(ChangeMember),
-    Members(Members),
-}
-
 macro_rules! envelope {
     ($($variant:ident($request:ty)),* $(,)?) => {
+        /// A `Forward` call's request as it travels: one variant per kind of request.
+        #[derive(Debug, Clone, Serialize, Deserialize)]
+        pub enum ForwardRequest {
+            $($variant($request),)*
+        }
+
         $(impl From<$request> for ForwardRequest {
             fn from(r: $request) -> Self {
                 ForwardRequest::$variant(r)
@@ -132,6 +126,7 @@ macro_rules! envelope {
     };
 }
 
+// The variants' order is the wire format's: new kinds go at the end.
 envelope!(
     Write(Write),
     WriteBatch(WriteBatch),
