@@ -46,8 +46,7 @@ pub trait Forward: Clone + Into<ForwardRequest> + Send + Sync + 'static {
         replica: &Replica,
         url: Arc<str>,
     ) -> impl Future<Output = EtcdResult<Self::Reply>> + Send {
-        let peers = replica.peers.clone();
-        async move { send(&peers, &url, self).await }
+        async move { send(&replica.peers, &url, self).await }
     }
 }
 
