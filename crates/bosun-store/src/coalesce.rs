@@ -20,8 +20,7 @@ use tokio::net::TcpStream;
 use tokio::net::tcp::{OwnedReadHalf, OwnedWriteHalf};
 use tokio::sync::Notify;
 
-/// Bytes a connection may have waiting for its writer before writes wait for room.
-const MAX_PENDING: usize = 1 << 20;
+use crate::limits::CONNECTION_WRITE_BUFFER;
 
 /// A TCP stream whose writes a separate task sends in batches. Reads go straight to the
 /// socket. Dropping or shutting down the stream lets the writer send what is pending, then
@@ -80,7 +79,7 @@ impl CoalescedStream {
         if st.closing {
             return Poll::Ready(Err(io::ErrorKind::BrokenPipe.into()));
         }
-        if !st.pending.is_empty() && st.pending.len() + len > MAX_PENDING {
+        if !st.pending.is_empty() && st.pending.len() + len > CONNECTION_WRITE_BUFFER {
             st.blocked = Some(cx.waker().clone());
             return Poll::Pending;
         }
@@ -134,7 +133,7 @@ async fn write_loop(mut socket: OwnedWriteHalf, shared: Arc<Shared>) {
             }
             // Keep the allocation for the next batch unless one burst made it large.
             batch.clear();
-            if batch.capacity() > MAX_PENDING {
+            if batch.capacity() > CONNECTION_WRITE_BUFFER {
                 batch = Vec::new();
             }
         }
@@ -286,7 +285,7 @@ mod tests {
         let (server, _) = accepted?;
         let mut client = client?;
         let mut s = CoalescedStream::new(server)?;
-        let chunk = vec![7u8; MAX_PENDING / 4];
+        let chunk = vec![7u8; CONNECTION_WRITE_BUFFER / 4];
         let chunks = 64;
         let shared = s.shared.clone();
         let writer = tokio::spawn(async move {
@@ -302,12 +301,15 @@ mod tests {
             tokio::time::sleep(std::time::Duration::from_millis(4)).await;
             largest = largest.max(shared.state.lock().pending.len());
         }
-        assert!(largest <= MAX_PENDING, "queue grew to {largest} bytes");
+        assert!(
+            largest <= CONNECTION_WRITE_BUFFER,
+            "queue grew to {largest} bytes"
+        );
         assert!(!writer.is_finished(), "16 MiB fit without anyone reading");
         let mut got = Vec::new();
         client.read_to_end(&mut got).await?;
         writer.await??;
-        assert_eq!(got.len(), chunks * MAX_PENDING / 4);
+        assert_eq!(got.len(), chunks * CONNECTION_WRITE_BUFFER / 4);
         assert!(got.iter().all(|b| *b == 7));
         Ok(())
     }

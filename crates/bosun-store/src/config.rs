@@ -7,6 +7,8 @@ use std::time::Duration;
 use anyhow::{Context, bail};
 use sha2::{Digest, Sha256};
 
+use crate::limits::{DEFAULT_MAX_REQUEST_BYTES, DEFAULT_MAX_TXN_OPS, MAX_REQUEST_BYTES_LIMIT};
+
 /// Options of one store member.
 #[derive(Debug, Clone, clap::Args)]
 pub struct StoreConfig {
@@ -38,10 +40,10 @@ pub struct StoreConfig {
     #[arg(long, default_value = "etcd-cluster")]
     pub initial_cluster_token: String,
     /// Largest client request accepted, in bytes (at most 32 MiB).
-    #[arg(long, default_value_t = 1536 * 1024)]
+    #[arg(long, default_value_t = DEFAULT_MAX_REQUEST_BYTES)]
     pub max_request_bytes: usize,
     /// Most operations in one txn (per compare, success and failure list).
-    #[arg(long, default_value_t = 128)]
+    #[arg(long, default_value_t = DEFAULT_MAX_TXN_OPS)]
     pub max_txn_ops: usize,
     /// Storage quota in bytes; writes fail with NOSPACE beyond it. 0 = default (2 GiB).
     #[arg(long, default_value_t = 0)]
@@ -199,9 +201,6 @@ pub fn parse_duration(text: &str) -> Result<Duration, String> {
     }
     Duration::try_from_secs_f64(total).map_err(|_| bad())
 }
-
-/// The largest --max-request-bytes accepted: half a peer message.
-pub const MAX_REQUEST_BYTES_LIMIT: usize = crate::raft::network::MAX_PEER_MESSAGE / 2;
 
 fn check_url(u: &str) -> anyhow::Result<url::Url> {
     let url = url::Url::parse(u).with_context(|| format!("invalid URL {u:?}"))?;

@@ -18,23 +18,21 @@ use tokio::sync::watch;
 use tracing::info;
 
 use crate::config::{self, StoreConfig, listen_addr};
+use crate::limits::{GRPC_OVERHEAD_BYTES, MAX_PEER_MESSAGE};
 use crate::mvcc::Mvcc;
 use crate::raft::log_store::LogStore;
-use crate::raft::network::{
-    ForwardReply, ForwardRequest, MAX_PEER_MESSAGE, MemberOp, NetworkFactory, PeerPool, PeerService,
-};
 use crate::raft::state_machine::{META_APPLIED, StateMachine};
+use crate::raft::transport::{NetworkFactory, PeerPool};
 use crate::raft::{Member, Raft};
-use crate::server::Node;
+use crate::server::Replica;
 use crate::server::cluster::ClusterService;
+use crate::server::forward::{self, Members, MembersReply};
 use crate::server::kv::{KvRoutes, KvService};
 use crate::server::lease::{LeaseService, expiry_loop};
 use crate::server::maintenance::MaintenanceService;
+use crate::server::membership::MemberOp;
+use crate::server::peer::PeerService;
 use crate::server::watch::{PROGRESS_INTERVAL, WatchService};
-use crate::server::write_batch::BATCH_BYTES;
-
-/// gRPC overhead allowed on top of --max-request-bytes, as etcd allows.
-const GRPC_OVERHEAD_BYTES: usize = 512 * 1024;
 
 /// The gRPC services of the client port.
 const CLIENT_SERVICES: [&str; 6] = [
@@ -65,11 +63,8 @@ fn raft_config(cfg: &StoreConfig) -> anyhow::Result<openraft::Config> {
         max_in_snapshot_log_to_keep: cfg.snapshot_count.min(KEEP_AFTER_SNAPSHOT),
         // A follower further behind than the retained log gets a snapshot.
         replication_lag_threshold: cfg.snapshot_count + cfg.snapshot_count.min(KEEP_AFTER_SNAPSHOT),
-        // Entries per append message, so that one stays within the peer message size: an
-        // entry is a batch of at most BATCH_BYTES, or a single larger request.
-        max_payload_entries: (MAX_PEER_MESSAGE
-            / (cfg.max_request_bytes.max(BATCH_BYTES) + GRPC_OVERHEAD_BYTES))
-            .clamp(1, 300) as u64,
+        // So that an append message stays within the peer message limit.
+        max_payload_entries: crate::limits::entries_per_append(cfg.max_request_bytes),
         // A member cut off and back must not depose a healthy leader.
         enable_pre_vote: Some(true),
         ..Default::default()
@@ -198,7 +193,7 @@ pub async fn run(cfg: StoreConfig, external: watch::Receiver<bool>) -> anyhow::R
         identity.save(&cfg.data_dir)?;
     }
 
-    let node = Arc::new(Node::new(
+    let replica = Arc::new(Replica::new(
         id,
         cluster_id,
         raft.clone(),
@@ -210,15 +205,15 @@ pub async fn run(cfg: StoreConfig, external: watch::Receiver<bool>) -> anyhow::R
     let mut tasks = tokio::task::JoinSet::<anyhow::Result<()>>::new();
     let mut servers = tokio::task::JoinSet::<anyhow::Result<()>>::new();
     {
-        let node = node.clone();
+        let replica = replica.clone();
         tasks.spawn(async move {
-            node.follow_metrics().await;
+            replica.follow_metrics().await;
             Ok(())
         });
     }
     {
         // Raft counts log entries; snapshots are due by writes (see `Shared::snapshot_due`).
-        let (shared, raft, mut sd) = (node.shared.clone(), raft.clone(), shutdown.clone());
+        let (shared, raft, mut sd) = (replica.shared.clone(), raft.clone(), shutdown.clone());
         tasks.spawn(async move {
             loop {
                 tokio::select! {
@@ -240,9 +235,11 @@ pub async fn run(cfg: StoreConfig, external: watch::Receiver<bool>) -> anyhow::R
         let listener = tokio::net::TcpListener::bind(addr)
             .await
             .with_context(|| format!("listen on peer URL {url}"))?;
-        let svc = RaftPeerServer::new(PeerService { node: node.clone() })
-            .max_decoding_message_size(MAX_PEER_MESSAGE)
-            .max_encoding_message_size(MAX_PEER_MESSAGE);
+        let svc = RaftPeerServer::new(PeerService {
+            replica: replica.clone(),
+        })
+        .max_decoding_message_size(MAX_PEER_MESSAGE)
+        .max_encoding_message_size(MAX_PEER_MESSAGE);
         let router = tonic::service::Routes::new(svc).into_axum_router();
         let opts = conn_options(&cfg, "peer");
         servers.spawn(crate::listen::serve(listener, router, opts, shutdown.clone()).map(Ok));
@@ -256,43 +253,54 @@ pub async fn run(cfg: StoreConfig, external: watch::Receiver<bool>) -> anyhow::R
         .await;
     let max_msg = cfg.max_request_bytes + GRPC_OVERHEAD_BYTES;
     let routes = tonic::service::Routes::new(health_service)
-        .add_service(KvRoutes::new(KvService { node: node.clone() }, max_msg))
+        .add_service(KvRoutes::new(
+            KvService {
+                replica: replica.clone(),
+            },
+            max_msg,
+        ))
         .add_service(
             WatchServer::new(WatchService {
-                node: node.clone(),
+                replica: replica.clone(),
                 progress_interval: PROGRESS_INTERVAL,
             })
             .max_decoding_message_size(max_msg)
             .max_encoding_message_size(usize::MAX),
         )
         .add_service(
-            LeaseServer::new(LeaseService { node: node.clone() })
-                .max_decoding_message_size(max_msg),
+            LeaseServer::new(LeaseService {
+                replica: replica.clone(),
+            })
+            .max_decoding_message_size(max_msg),
         )
         .add_service(
-            MaintenanceServer::new(MaintenanceService { node: node.clone() })
-                .max_decoding_message_size(max_msg)
-                .max_encoding_message_size(usize::MAX),
+            MaintenanceServer::new(MaintenanceService {
+                replica: replica.clone(),
+            })
+            .max_decoding_message_size(max_msg)
+            .max_encoding_message_size(usize::MAX),
         )
         .add_service(
-            ClusterServer::new(ClusterService { node: node.clone() })
-                .max_decoding_message_size(max_msg),
+            ClusterServer::new(ClusterService {
+                replica: replica.clone(),
+            })
+            .max_decoding_message_size(max_msg),
         );
-    let metrics_node = node.clone();
-    let health_node = node.clone();
+    let metrics_replica = replica.clone();
+    let health_replica = replica.clone();
     let router = routes
         .into_axum_router()
         .route(
             "/metrics",
             get(move || {
-                let n = metrics_node.clone();
-                async move { crate::metrics::render(&n) }
+                let n = metrics_replica.clone();
+                async move { crate::server::metrics::render(&n) }
             }),
         )
         .route(
             "/health",
             get(move |RawQuery(query): RawQuery| {
-                let n = health_node.clone();
+                let n = health_replica.clone();
                 async move { crate::server::http::health(&n, query).await }
             }),
         )
@@ -313,17 +321,17 @@ pub async fn run(cfg: StoreConfig, external: watch::Receiver<bool>) -> anyhow::R
     }
 
     {
-        let node = node.clone();
+        let replica = replica.clone();
         let sd = shutdown.clone();
         tasks.spawn(async move {
-            publish(&node, sd).await;
+            publish(&replica, sd).await;
             Ok(())
         });
     }
     let expiry_shutdown = shutdown.clone();
-    let expiry_node = node.clone();
+    let expiry_replica = replica.clone();
     tasks.spawn(async move {
-        expiry_loop(expiry_node, expiry_shutdown).await;
+        expiry_loop(expiry_replica, expiry_shutdown).await;
         Ok(())
     });
 
@@ -334,7 +342,7 @@ pub async fn run(cfg: StoreConfig, external: watch::Receiver<bool>) -> anyhow::R
         tokio::select! {
             _ = shutdown.wait_for(|s| *s) => break,
             _ = check.tick() => {
-                if node.is_removed(id) || node.peers.told_removed() {
+                if replica.is_removed(id) || replica.peers.told_removed() {
                     tracing::error!(member = format!("{id:x}"), "the member has been permanently removed from the cluster; stopping");
                     removed = true;
                     let _ = stop.send(true);
@@ -432,8 +440,8 @@ async fn join_identity(
     let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
     loop {
         for url in &others {
-            let reply = pool.forward(url, &ForwardRequest::Members).await;
-            if let Ok(ForwardReply::Members {
+            let reply = forward::send(pool, url, Members).await;
+            if let Ok(MembersReply {
                 cluster_id,
                 members,
             }) = reply
@@ -467,32 +475,32 @@ async fn join_identity(
 
 /// Publishes this member's name and client URLs into the membership once it has joined, as
 /// etcd's members do, so `member list` shows them on every member.
-async fn publish(node: &Node, mut shutdown: watch::Receiver<bool>) {
+async fn publish(replica: &Replica, mut shutdown: watch::Receiver<bool>) {
     let mut tick = tokio::time::interval(Duration::from_millis(500));
     loop {
         tokio::select! {
             _ = shutdown.wait_for(|s| *s) => return,
             _ = tick.tick() => {}
         }
-        let current = node
+        let current = replica
             .member_list()
             .into_iter()
-            .find(|(id, _, _)| *id == node.id);
+            .find(|(id, _, _)| *id == replica.id);
         let Some((_, m, _)) = current else {
             continue;
         };
-        if !node.has_leader() {
+        if !replica.has_leader() {
             continue;
         }
-        if m.name == node.cfg.name && m.client_urls == node.cfg.advertise_client_urls {
+        if m.name == replica.cfg.name && m.client_urls == replica.cfg.advertise_client_urls {
             return;
         }
         let op = MemberOp::Publish {
-            id: node.id,
-            name: node.cfg.name.clone(),
-            client_urls: node.cfg.advertise_client_urls.clone(),
+            id: replica.id,
+            name: replica.cfg.name.clone(),
+            client_urls: replica.cfg.advertise_client_urls.clone(),
         };
-        match node.member_change(op).await {
+        match replica.member_change(op).await {
             Ok(_) => info!("published this member's name and client URLs"),
             Err(e) => tracing::info!(error = %e, "publishing member attributes failed; retrying"),
         }

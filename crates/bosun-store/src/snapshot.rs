@@ -9,6 +9,7 @@ use std::io::{self, Read, Write};
 
 use rocksdb::{DB, IteratorMode, ReadOptions, WriteBatch};
 
+use crate::limits::MAX_SNAPSHOT_FIELD;
 use crate::mvcc::{CF_KV, CF_LEASE, CF_META};
 
 const MAGIC: &[u8] = b"BOSUN-SNAPSHOT-1\n";
@@ -17,8 +18,6 @@ const END: u8 = 0xff;
 const CFS: [&str; 3] = [CF_KV, CF_LEASE, CF_META];
 /// Records per write batch when restoring.
 const RESTORE_BATCH: usize = 4096;
-/// Largest key or value a snapshot may hold (a bound against corrupt input).
-const MAX_FIELD: u32 = 64 << 20;
 
 fn cf<'a>(db: &'a DB, name: &str) -> io::Result<&'a rocksdb::ColumnFamily> {
     db.cf_handle(name)
@@ -49,7 +48,7 @@ fn read_field(r: &mut impl Read) -> io::Result<Vec<u8>> {
     let mut len = [0u8; 4];
     r.read_exact(&mut len)?;
     let len = u32::from_be_bytes(len);
-    if len > MAX_FIELD {
+    if len > MAX_SNAPSHOT_FIELD {
         return Err(io::Error::new(
             io::ErrorKind::InvalidData,
             "snapshot record too large",

@@ -16,7 +16,11 @@ use anyhow::Context;
 use rocksdb::{ColumnFamilyDescriptor, DB, IteratorMode, Options, WriteBatch};
 
 use crate::mvcc::STATE_CFS;
-use crate::raft::log_store::{CF_LOG, CF_RAFT_META};
+
+/// Column family of the log database: log index (big-endian) -> encoded entry.
+pub const CF_LOG: &str = "raft_log";
+/// Column family of the log database: vote, committed and purged log ids.
+pub const CF_RAFT_META: &str = "raft_meta";
 
 /// The column families of the log database.
 pub const LOG_CFS: [&str; 2] = [CF_LOG, CF_RAFT_META];

@@ -16,9 +16,6 @@ use tokio::sync::broadcast;
 
 use crate::mvcc::read::RevEvents;
 
-/// Revisions kept in the broadcast ring.
-pub const RING_REVISIONS: usize = 4096;
-
 /// What the hub carries.
 #[derive(Debug)]
 pub enum Published {
@@ -44,7 +41,7 @@ impl Default for WatchHub {
 impl WatchHub {
     /// A hub with an empty ring.
     pub fn new() -> Self {
-        let (tx, _) = broadcast::channel(RING_REVISIONS);
+        let (tx, _) = broadcast::channel(crate::limits::WATCH_RING_REVISIONS);
         WatchHub { tx }
     }
 

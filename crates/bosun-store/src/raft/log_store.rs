@@ -30,20 +30,12 @@ use parking_lot::Mutex;
 use rocksdb::{DB, Direction, IteratorMode, WriteBatch, WriteOptions};
 
 use super::{Entry, LogId, TypeConfig, Vote, decode, encode, io_err};
-
-/// Column family: log index (big-endian) -> encoded entry.
-pub const CF_LOG: &str = "raft_log";
-/// Column family: vote, committed and purged log ids.
-pub const CF_RAFT_META: &str = "raft_meta";
+use crate::limits::{RECENT_LOG_BYTES, RECENT_LOG_ENTRIES};
+use crate::storage::{CF_LOG, CF_RAFT_META};
 
 const KEY_VOTE: &[u8] = b"vote";
 const KEY_COMMITTED: &[u8] = b"committed";
 const KEY_PURGED: &[u8] = b"purged";
-
-/// Most entries kept in memory.
-const RECENT_MAX_ENTRIES: usize = 16 * 1024;
-/// Most encoded bytes of entries kept in memory.
-const RECENT_MAX_BYTES: usize = 64 << 20;
 
 /// The most recently appended entries, contiguous by index: a copy of the tail of the log,
 /// and the only copy of entries the writer has not written yet.
@@ -56,6 +48,8 @@ struct Recent {
     /// overcount after a truncation, until the writer catches up). They stay beyond the bounds
     /// until written: the writer is at most a group of appends behind.
     unwritten: usize,
+    /// The latest purge point handed to the purger, which records it on disk a little later.
+    purged: Option<LogId>,
 }
 
 impl Recent {
@@ -81,7 +75,7 @@ impl Recent {
 
     /// Drops the oldest written entries while over the bounds.
     fn evict(&mut self) {
-        while (self.entries.len() > RECENT_MAX_ENTRIES || self.bytes > RECENT_MAX_BYTES)
+        while (self.entries.len() > RECENT_LOG_ENTRIES || self.bytes > RECENT_LOG_BYTES)
             && self.entries.len() > self.unwritten
         {
             match self.entries.pop_front() {
@@ -104,11 +98,15 @@ impl Recent {
         }
     }
 
-    /// Drops the entries up to and including index `upto`.
-    fn purge_upto(&mut self, upto: u64) {
-        while let Some((_, s)) = self.entries.pop_front_if(|(e, _)| e.log_id.index <= upto) {
+    /// Drops the entries up to and including `upto`.
+    fn purge_upto(&mut self, upto: LogId) {
+        while let Some((_, s)) = self
+            .entries
+            .pop_front_if(|(e, _)| e.log_id.index <= upto.index)
+        {
             self.bytes -= s;
         }
+        self.purged = self.purged.max(Some(upto));
     }
 
     /// Clones of the entries `start..end`, if all of them are here.
@@ -379,8 +377,13 @@ impl RaftLogStorage<TypeConfig> for LogStore {
     type LogReader = Self;
 
     async fn get_log_state(&mut self) -> io::Result<LogState<TypeConfig>> {
-        let last_purged_log_id: Option<LogId> = self.get_meta(KEY_PURGED)?;
-        let last_log_id = self.last_entry_log_id()?.or(last_purged_log_id);
+        // A purge is recorded on disk by the purger thread, after `purge` returned.
+        let on_disk: Option<LogId> = self.get_meta(KEY_PURGED)?;
+        let last_purged_log_id = on_disk.max(self.recent.lock().purged);
+        // Entries up to the purge point may still be on disk (the purger records the point
+        // before it deletes them), and the point may lie beyond the last entry (a purge behind
+        // an installed snapshot): the log ends at the later of the two.
+        let last_log_id = self.last_entry_log_id()?.max(last_purged_log_id);
         Ok(LogState {
             last_purged_log_id,
             last_log_id,
@@ -443,7 +446,7 @@ impl RaftLogStorage<TypeConfig> for LogStore {
     }
 
     async fn purge(&mut self, log_id: LogId) -> io::Result<()> {
-        self.recent.lock().purge_upto(log_id.index);
+        self.recent.lock().purge_upto(log_id);
         self.queue(Job::Purge(log_id))
     }
 }
@@ -496,7 +499,7 @@ mod tests {
         assert_eq!(indexes(r.get(1, 6)), None);
         assert_eq!(r.bytes, 40);
         r.push(ent(5), 10);
-        r.purge_upto(2);
+        r.purge_upto(ent(2).log_id);
         assert_eq!(indexes(r.get(3, 6)), Some(vec![3, 4, 5]));
         assert_eq!(indexes(r.get(2, 4)), None);
         // An entry that does not continue the held ones replaces them.
@@ -513,7 +516,7 @@ mod tests {
             ..Recent::default()
         };
         for i in 0..3 {
-            r.push(ent(i), RECENT_MAX_BYTES);
+            r.push(ent(i), RECENT_LOG_BYTES);
         }
         assert_eq!(r.entries.len(), 3, "nothing written yet: nothing dropped");
         r.written(2);
@@ -522,7 +525,7 @@ mod tests {
             (Some(2), 1),
             "the two written entries go, the unwritten one stays"
         );
-        assert_eq!(r.bytes, RECENT_MAX_BYTES);
+        assert_eq!(r.bytes, RECENT_LOG_BYTES);
     }
 
     #[tokio::test]
@@ -554,16 +557,47 @@ mod tests {
         assert_eq!(indexes(Some(got)), Some(vec![2, 3, 4, 5]));
     }
 
+    /// The purger records a purge point, then deletes the entries up to it. A point beyond the
+    /// last entry (a purge behind a snapshot installed from the leader), recorded just before a
+    /// crash, left the log ending before its purge point: openraft refuses to start on such a
+    /// log ("inverted log order"). Until the purger has run, the point is reported too.
+    #[tokio::test]
+    async fn the_log_ends_no_earlier_than_its_purge_point() {
+        let dir = tempfile::tempdir().unwrap();
+        let dbs = crate::storage::open(dir.path()).unwrap();
+        let mut s = LogStore::open(dbs.log.clone(), dbs.state.clone()).unwrap();
+        let (tx, flushed) = TypeConfig::oneshot();
+        s.append((1..=10).map(ent), IOFlushed::signal(tx))
+            .await
+            .unwrap();
+        flushed.await.unwrap().unwrap();
+        // What a crash between recording the point and deleting the entries leaves.
+        put_meta(&dbs.log, KEY_PURGED, &ent(20).log_id, true).unwrap();
+        let mut reopened = LogStore::open(dbs.log.clone(), dbs.state.clone()).unwrap();
+        let st = reopened.get_log_state().await.unwrap();
+        assert_eq!(st.last_purged_log_id, Some(ent(20).log_id));
+        assert_eq!(st.last_log_id, Some(ent(20).log_id));
+
+        // In memory, before the purger has recorded anything.
+        let dir = tempfile::tempdir().unwrap();
+        let dbs = crate::storage::open(dir.path()).unwrap();
+        let mut s = LogStore::open(dbs.log.clone(), dbs.state.clone()).unwrap();
+        s.purge(ent(3).log_id).await.unwrap();
+        let st = s.get_log_state().await.unwrap();
+        assert_eq!(st.last_purged_log_id, Some(ent(3).log_id));
+        assert_eq!(st.last_log_id, Some(ent(3).log_id));
+    }
+
     #[test]
     fn recent_is_bounded_by_count_and_bytes() {
         let mut r = Recent::default();
-        for i in 0..(RECENT_MAX_ENTRIES as u64 + 10) {
+        for i in 0..(RECENT_LOG_ENTRIES as u64 + 10) {
             r.push(ent(i), 1);
         }
-        assert_eq!(r.entries.len(), RECENT_MAX_ENTRIES);
+        assert_eq!(r.entries.len(), RECENT_LOG_ENTRIES);
         assert_eq!(r.first_index(), Some(10));
-        r.push(ent(RECENT_MAX_ENTRIES as u64 + 10), RECENT_MAX_BYTES);
+        r.push(ent(RECENT_LOG_ENTRIES as u64 + 10), RECENT_LOG_BYTES);
         assert_eq!(r.entries.len(), 1, "one large entry pushes out the rest");
-        assert_eq!(r.bytes, RECENT_MAX_BYTES);
+        assert_eq!(r.bytes, RECENT_LOG_BYTES);
     }
 }

@@ -1,9 +1,12 @@
 //! The Raft glue: openraft's type configuration, log storage and state machine on RocksDB,
-//! and the gRPC peer transport.
+//! and the client side of the gRPC peer transport. Nothing here knows the services of a member
+//! (`server`): the peer service that answers the transport's calls is `server::peer`.
 
 pub mod log_store;
-pub mod network;
 pub mod state_machine;
+#[cfg(test)]
+mod suite;
+pub mod transport;
 
 use std::fmt;
 

@@ -445,24 +445,27 @@ impl RaftStateMachine<TypeConfig> for StateMachine {
         let revision = tokio::task::spawn_blocking(move || {
             let mvcc = &this.shared.mvcc;
             let mut state = mvcc.state.write();
-            let mut r = BufReader::new(std::fs::File::open(snapshot.records()?)?);
+            let records = snapshot.records()?;
+            let mut r = BufReader::new(std::fs::File::open(&records)?);
             crate::snapshot::restore(mvcc.db(), &mut r)?;
             *state = Mvcc::load_state(mvcc.db()).map_err(io_err)?;
-            // One received from the leader arrives in a file of its own; at start, openraft
-            // restores the member's current snapshot, kept where `snapshot_paths` says.
+            // At start, openraft restores the member's current snapshot, kept where
+            // `snapshot_paths` says (a checkpoint of its own beside it); any other was received,
+            // from the leader in a file of its own.
             let (stored, meta_path) = this.snapshot_paths(&meta);
-            let received = !snapshot.path.is_dir() && snapshot.path != stored;
+            let own_checkpoint = stored.with_extension(CHECKPOINT_EXT);
+            let received = snapshot.path != stored && snapshot.path != own_checkpoint;
             *this.shared.alarms.lock() = get_meta(mvcc.db(), META_ALARMS)?.unwrap_or_default();
             *this.shared.removed.lock() = get_meta(mvcc.db(), META_REMOVED)?.unwrap_or_default();
             *this.shared.applied.lock() = (meta.last_log_id, meta.last_membership.clone());
             this.shared
                 .writes_since_snapshot
                 .store(0, Ordering::Relaxed);
-            // A snapshot received from the leader becomes this member's current one; one of
-            // its own (restored at start) already is.
-            if !snapshot.path.is_dir() {
+            // A snapshot received becomes this member's current one; one of its own (restored
+            // at start) already is.
+            if received || !snapshot.path.is_dir() {
                 if received {
-                    std::fs::copy(&snapshot.path, &stored)?;
+                    std::fs::copy(&records, &stored)?;
                 }
                 save_current(&meta_path, &meta, &stored)?;
                 this.prune_snapshots(&stored);
@@ -513,6 +516,81 @@ mod tests {
         let sm =
             StateMachine::open(Mvcc::open(dbs.state).unwrap(), snapshot_dir.clone(), 1).unwrap();
         (sm, snapshot_dir)
+    }
+
+    fn put(key: &str, lease: i64) -> Command {
+        Command::Put(bosun_proto::etcdserverpb::PutRequest {
+            key: key.as_bytes().to_vec(),
+            value: b"v".to_vec(),
+            lease,
+            ..Default::default()
+        })
+    }
+
+    async fn apply_all(sm: &mut StateMachine, cmds: Vec<Command>) {
+        use openraft::entry::RaftEntry;
+        let first = sm
+            .applied_state()
+            .await
+            .unwrap()
+            .0
+            .map_or(1, |l| l.index + 1);
+        let entries: Vec<_> = cmds
+            .into_iter()
+            .zip(first..)
+            .map(|(c, i)| {
+                let log_id = openraft::testing::log_id::<TypeConfig>(1, 1, i);
+                Ok((super::super::Entry::new_normal(log_id, c), None))
+            })
+            .collect();
+        sm.apply(futures::stream::iter(entries)).await.unwrap();
+    }
+
+    fn live(sm: &StateMachine) -> Vec<(String, i64)> {
+        sm.shared
+            .mvcc
+            .range(&bosun_proto::etcdserverpb::RangeRequest {
+                key: vec![0],
+                range_end: vec![0],
+                ..Default::default()
+            })
+            .unwrap()
+            .kvs
+            .into_iter()
+            .map(|kv| (String::from_utf8(kv.key).unwrap(), kv.mod_revision))
+            .collect()
+    }
+
+    /// The writes of a batch apply in order, each at its own revision as if it were an entry
+    /// of its own; a refused one changes nothing and takes no revision. Two members applying
+    /// the same entries reach the same state.
+    #[tokio::test]
+    async fn a_batch_applies_its_writes_in_order() {
+        let dirs = [tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap()];
+        let mut states = Vec::new();
+        for dir in &dirs {
+            let (mut sm, _) = open(dir.path());
+            apply_all(
+                &mut sm,
+                vec![
+                    put("before", 0),
+                    Command::Batch(vec![put("a", 0), put("refused", 99), put("b", 0)]),
+                    put("after", 0),
+                ],
+            )
+            .await;
+            let (applied, _) = sm.applied_state().await.unwrap();
+            assert_eq!(applied.map(|l| l.index), Some(3));
+            states.push((live(&sm), sm.shared.mvcc.rev()));
+        }
+        let want = vec![
+            ("a".to_string(), 3),
+            ("after".to_string(), 5),
+            ("b".to_string(), 4),
+            ("before".to_string(), 2),
+        ];
+        assert_eq!(states[0], (want, 5));
+        assert_eq!(states[0], states[1]);
     }
 
     /// A snapshot arriving from the leader while this member builds one of its own (members

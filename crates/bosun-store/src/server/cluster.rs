@@ -10,14 +10,14 @@ use bosun_proto::etcdserverpb::{
 };
 use tonic::{Request, Response, Status};
 
-use super::Node;
+use super::Replica;
+use super::membership::MemberOp;
 use crate::raft::Member;
-use crate::raft::network::MemberOp;
 
 /// The Cluster service of one member.
 #[derive(Debug, Clone)]
 pub struct ClusterService {
-    pub node: Arc<Node>,
+    pub replica: Arc<Replica>,
 }
 
 fn to_pb(id: u64, n: &Member, learner: bool) -> PbMember {
@@ -40,19 +40,19 @@ fn members_pb(list: &[(u64, Member, bool)]) -> Vec<PbMember> {
 impl ClusterService {
     /// The current members, voters first, each as etcd describes it.
     pub fn members(&self) -> Vec<PbMember> {
-        members_pb(&self.node.member_list())
+        members_pb(&self.replica.member_list())
     }
 
     fn header(&self) -> Option<ResponseHeader> {
         // etcd's member responses carry no revision.
         Some(ResponseHeader {
             revision: 0,
-            ..self.node.header(0)
+            ..self.replica.header(0)
         })
     }
 
     async fn change(&self, op: MemberOp) -> Result<(u64, Vec<PbMember>, Option<PbMember>), Status> {
-        let r = self.node.member_change(op).await?;
+        let r = self.replica.member_change(op).await?;
         let me = r
             .members
             .iter()
@@ -119,7 +119,7 @@ impl Cluster for ClusterService {
         req: Request<MemberListRequest>,
     ) -> Result<Response<MemberListResponse>, Status> {
         if req.get_ref().linearizable {
-            self.node.read_barrier().await?;
+            self.replica.read_barrier().await?;
         }
         Ok(Response::new(MemberListResponse {
             header: self.header(),

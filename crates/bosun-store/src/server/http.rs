@@ -7,13 +7,13 @@ use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 use bosun_proto::etcdserverpb::AlarmType;
 
-use super::Node;
+use super::Replica;
 
 /// etcd's `/health` (3.5): unhealthy while an alarm is raised (unless `?exclude=<ALARM>`
 /// names it), while there is no leader, or when a read fails; `?serializable=true` checks
 /// this member alone (no leader needed, a local read). 200 with the JSON when healthy; 503
 /// with the JSON as Go's `http.Error` writes it otherwise.
-pub async fn health(node: &Node, query: Option<String>) -> Response {
+pub async fn health(replica: &Replica, query: Option<String>) -> Response {
     let mut excluded = Vec::new();
     let mut serializable = false;
     for (k, v) in url::form_urlencoded::parse(query.unwrap_or_default().as_bytes()) {
@@ -23,7 +23,7 @@ pub async fn health(node: &Node, query: Option<String>) -> Response {
             _ => {}
         }
     }
-    let reason = unhealthy(node, &excluded, serializable).await;
+    let reason = unhealthy(replica, &excluded, serializable).await;
     match reason {
         None => (
             StatusCode::OK,
@@ -48,8 +48,8 @@ pub async fn health(node: &Node, query: Option<String>) -> Response {
 }
 
 /// Why the member is unhealthy, in etcd's words; `None` when it is healthy.
-async fn unhealthy(node: &Node, excluded: &[String], serializable: bool) -> Option<String> {
-    for a in node.shared.alarms() {
+async fn unhealthy(replica: &Replica, excluded: &[String], serializable: bool) -> Option<String> {
+    for a in replica.shared.alarms() {
         let name = AlarmType::try_from(a.alarm).map_or("UNKNOWN", |t| t.as_str_name());
         if excluded.iter().any(|e| e == name) {
             continue;
@@ -63,16 +63,17 @@ async fn unhealthy(node: &Node, excluded: &[String], serializable: bool) -> Opti
             .to_string(),
         );
     }
-    if !serializable && !node.has_leader() {
+    if !serializable && !replica.has_leader() {
         return Some("RAFT NO LEADER".into());
     }
     let read = if serializable {
         Ok(())
     } else {
-        node.read_barrier().await
+        replica.read_barrier().await
     };
     match read.and_then(|()| {
-        node.shared
+        replica
+            .shared
             .mvcc
             .range(&bosun_proto::etcdserverpb::RangeRequest {
                 key: b"health".to_vec(),

@@ -17,14 +17,14 @@ use tonic::codegen::Service;
 use tonic::server::{NamedService, UnaryService};
 use tonic::{Request, Response, Status};
 
-use super::Node;
+use super::Replica;
 use crate::apply::{self, Command, CommandResult};
 use crate::error::{EtcdError, EtcdResult};
 
 /// The KV service of one member.
 #[derive(Debug, Clone)]
 pub struct KvService {
-    pub node: Arc<Node>,
+    pub replica: Arc<Replica>,
 }
 
 /// Whether a txn only reads: then it needs no Raft round and is served like a Range.
@@ -58,26 +58,26 @@ impl KvService {
             return Err(EtcdError::EmptyKey);
         }
         if !r.serializable {
-            self.node.read_barrier().await?;
+            self.replica.read_barrier().await?;
         }
-        let mut resp = self.node.shared.mvcc.range(r)?;
-        self.node.fill(&mut resp.header);
+        let mut resp = self.replica.shared.mvcc.range(r)?;
+        self.replica.fill(&mut resp.header);
         Ok(resp)
     }
 
     async fn txn(&self, t: TxnRequest) -> EtcdResult<TxnResponse> {
         if read_only(&t) {
-            self.node.check_size(t.encoded_len())?;
-            apply::check_txn(&t, self.node.limits())?;
+            self.replica.check_size(t.encoded_len())?;
+            apply::check_txn(&t, self.replica.limits())?;
             // etcd serves read-only txns without a proposal, after a read barrier.
-            self.node.read_barrier().await?;
-            let mvcc = &self.node.shared.mvcc;
+            self.replica.read_barrier().await?;
+            let mvcc = &self.replica.shared.mvcc;
             let mut tx = mvcc.write();
             let res = apply::execute(&mut tx, &Command::Txn(t));
             drop(tx);
             return match res {
                 CommandResult::Txn(mut r) => {
-                    self.node.fill(&mut r.header);
+                    self.replica.fill(&mut r.header);
                     Ok(r)
                 }
                 CommandResult::Error(e) => Err(e),
@@ -85,10 +85,10 @@ impl KvService {
             };
         }
         let cmd = Command::Txn(t);
-        self.node.check_write(&cmd).await?;
-        match self.node.propose(cmd).await? {
+        self.replica.check_write(&cmd).await?;
+        match self.replica.propose(cmd).await? {
             CommandResult::Txn(mut r) => {
-                self.node.fill(&mut r.header);
+                self.replica.fill(&mut r.header);
                 Ok(r)
             }
             other => Err(other.unexpected()),
@@ -116,10 +116,10 @@ impl Kv for KvService {
 
     async fn put(&self, req: Request<PutRequest>) -> Result<Response<PutResponse>, Status> {
         let cmd = Command::Put(req.into_inner());
-        self.node.check_write(&cmd).await?;
-        match self.node.propose(cmd).await? {
+        self.replica.check_write(&cmd).await?;
+        match self.replica.propose(cmd).await? {
             CommandResult::Put(mut r) => {
-                self.node.fill(&mut r.header);
+                self.replica.fill(&mut r.header);
                 Ok(Response::new(r))
             }
             other => Err(other.unexpected().into()),
@@ -131,10 +131,10 @@ impl Kv for KvService {
         req: Request<DeleteRangeRequest>,
     ) -> Result<Response<DeleteRangeResponse>, Status> {
         let cmd = Command::DeleteRange(req.into_inner());
-        self.node.check_write(&cmd).await?;
-        match self.node.propose(cmd).await? {
+        self.replica.check_write(&cmd).await?;
+        match self.replica.propose(cmd).await? {
             CommandResult::DeleteRange(mut r) => {
-                self.node.fill(&mut r.header);
+                self.replica.fill(&mut r.header);
                 Ok(Response::new(r))
             }
             other => Err(other.unexpected().into()),
@@ -150,9 +150,9 @@ impl Kv for KvService {
         req: Request<CompactionRequest>,
     ) -> Result<Response<CompactionResponse>, Status> {
         let c = req.into_inner();
-        match self.node.propose(Command::Compact(c)).await? {
+        match self.replica.propose(Command::Compact(c)).await? {
             CommandResult::Compact(mut r) => {
-                self.node.fill(&mut r.header);
+                self.replica.fill(&mut r.header);
                 Ok(Response::new(r))
             }
             other => Err(other.unexpected().into()),

@@ -22,7 +22,7 @@ use parking_lot::Mutex;
 use tokio::sync::mpsc;
 use tonic::{Request, Response, Status, Streaming};
 
-use super::Node;
+use super::Replica;
 use crate::apply::{Command, CommandResult};
 use crate::error::{EtcdError, EtcdResult};
 
@@ -74,7 +74,7 @@ impl Lessor {
 }
 
 /// The leader's expiry loop: runs until `shutdown` fires.
-pub async fn expiry_loop(node: Arc<Node>, mut shutdown: tokio::sync::watch::Receiver<bool>) {
+pub async fn expiry_loop(replica: Arc<Replica>, mut shutdown: tokio::sync::watch::Receiver<bool>) {
     let mut was_leader = false;
     let mut tick = tokio::time::interval(EXPIRY_TICK);
     loop {
@@ -82,15 +82,15 @@ pub async fn expiry_loop(node: Arc<Node>, mut shutdown: tokio::sync::watch::Rece
             _ = tick.tick() => {}
             _ = shutdown.changed() => return,
         }
-        let leader = node.is_leader();
+        let leader = replica.is_leader();
         if !leader {
             was_leader = false;
             continue;
         }
-        let leases = node.shared.mvcc.leases();
+        let leases = replica.shared.mvcc.leases();
         if !was_leader {
             // A new leader gives every lease a full TTL from now.
-            let mut exp = node.lessor.expiry.lock();
+            let mut exp = replica.lessor.expiry.lock();
             exp.clear();
             let now = Instant::now();
             for (id, ttl) in &leases {
@@ -104,7 +104,7 @@ pub async fn expiry_loop(node: Arc<Node>, mut shutdown: tokio::sync::watch::Rece
         let now = Instant::now();
         let mut expired = Vec::new();
         {
-            let mut exp = node.lessor.expiry.lock();
+            let mut exp = replica.lessor.expiry.lock();
             let live: HashSet<i64> = leases.iter().map(|(id, _)| *id).collect();
             exp.retain(|id, _| live.contains(id));
             for (id, ttl) in &leases {
@@ -117,10 +117,10 @@ pub async fn expiry_loop(node: Arc<Node>, mut shutdown: tokio::sync::watch::Rece
             }
         }
         for id in expired {
-            if !node.lessor.revoking.lock().insert(id) {
+            if !replica.lessor.revoking.lock().insert(id) {
                 continue;
             }
-            let n = node.clone();
+            let n = replica.clone();
             tokio::spawn(async move {
                 let res = n
                     .propose(Command::LeaseRevoke(LeaseRevokeRequest { id }))
@@ -142,20 +142,20 @@ pub async fn expiry_loop(node: Arc<Node>, mut shutdown: tokio::sync::watch::Rece
 /// The Lease service of one member.
 #[derive(Debug, Clone)]
 pub struct LeaseService {
-    pub node: Arc<Node>,
+    pub replica: Arc<Replica>,
 }
 
 impl LeaseService {
     /// The smallest TTL granted: 1.5 election timeouts, rounded up to whole seconds.
     fn min_ttl(&self) -> i64 {
-        let ms = self.node.cfg.election_timeout.saturating_mul(3) / 2;
+        let ms = self.replica.cfg.election_timeout.saturating_mul(3) / 2;
         i64::try_from(ms.div_ceil(1000)).unwrap_or(1).max(1)
     }
 
     /// Keep-alive of one lease: the granted TTL, or 0 when the lease does not exist. The
     /// leader owns the clocks, so a follower passes the keep-alive on to it.
     async fn keep_alive_one(&self, id: i64) -> EtcdResult<i64> {
-        self.node.lease_keep_alive(id).await
+        self.replica.lease_keep_alive(id).await
     }
 }
 
@@ -173,14 +173,14 @@ impl Lease for LeaseService {
         }
         g.ttl = g.ttl.max(self.min_ttl());
         if g.id == 0 {
-            g.id = self.node.lessor.next_id(self.node.id);
+            g.id = self.replica.lessor.next_id(self.replica.id);
         }
         let cmd = Command::LeaseGrant(g);
-        self.node.check_write(&cmd).await?;
-        match self.node.propose(cmd).await? {
+        self.replica.check_write(&cmd).await?;
+        match self.replica.propose(cmd).await? {
             CommandResult::LeaseGrant(mut r) => {
-                self.node.lessor.refresh(r.id, r.ttl);
-                self.node.fill(&mut r.header);
+                self.replica.lessor.refresh(r.id, r.ttl);
+                self.replica.fill(&mut r.header);
                 Ok(Response::new(r))
             }
             other => Err(other.unexpected().into()),
@@ -192,12 +192,12 @@ impl Lease for LeaseService {
         req: Request<LeaseRevokeRequest>,
     ) -> Result<Response<LeaseRevokeResponse>, Status> {
         match self
-            .node
+            .replica
             .propose(Command::LeaseRevoke(req.into_inner()))
             .await?
         {
             CommandResult::LeaseRevoke(mut r) => {
-                self.node.fill(&mut r.header);
+                self.replica.fill(&mut r.header);
                 Ok(Response::new(r))
             }
             other => Err(other.unexpected().into()),
@@ -215,7 +215,7 @@ impl Lease for LeaseService {
         let svc = self.clone();
         tokio::spawn(async move {
             while let Ok(Some(r)) = input.message().await {
-                let header = svc.node.header(svc.node.shared.mvcc.rev());
+                let header = svc.replica.header(svc.replica.shared.mvcc.rev());
                 let resp = match svc.keep_alive_one(r.id).await {
                     Ok(ttl) => Ok(LeaseKeepAliveResponse {
                         header: Some(header),
@@ -241,10 +241,10 @@ impl Lease for LeaseService {
     ) -> Result<Response<LeaseTimeToLiveResponse>, Status> {
         let r = req.into_inner();
         // Seconds left by the leader's clock; then the keys as of every write before now.
-        let remaining = self.node.lease_remaining(r.id).await?;
-        self.node.read_barrier().await?;
-        let header = Some(self.node.header(self.node.shared.mvcc.rev()));
-        let resp = match self.node.shared.mvcc.lease(r.id) {
+        let remaining = self.replica.lease_remaining(r.id).await?;
+        self.replica.read_barrier().await?;
+        let header = Some(self.replica.header(self.replica.shared.mvcc.rev()));
+        let resp = match self.replica.shared.mvcc.lease(r.id) {
             None => LeaseTimeToLiveResponse {
                 header,
                 id: r.id,
@@ -267,12 +267,12 @@ impl Lease for LeaseService {
         &self,
         _req: Request<LeaseLeasesRequest>,
     ) -> Result<Response<LeaseLeasesResponse>, Status> {
-        self.node.read_barrier().await?;
-        let mut leases = self.node.shared.mvcc.leases();
+        self.replica.read_barrier().await?;
+        let mut leases = self.replica.shared.mvcc.leases();
         // etcd lists leases by expiry, soonest first.
-        leases.sort_by_key(|(id, _)| (self.node.lessor.expiry_of(*id), *id));
+        leases.sort_by_key(|(id, _)| (self.replica.lessor.expiry_of(*id), *id));
         Ok(Response::new(LeaseLeasesResponse {
-            header: Some(self.node.header(self.node.shared.mvcc.rev())),
+            header: Some(self.replica.header(self.replica.shared.mvcc.rev())),
             leases: leases
                 .into_iter()
                 .map(|(id, _)| LeaseStatus { id })

@@ -16,20 +16,19 @@ use sha2::{Digest, Sha256};
 use tokio::sync::mpsc;
 use tonic::{Request, Response, Status};
 
-use super::Node;
+use super::Replica;
 use crate::apply::{Command, CommandResult};
 use crate::error::EtcdError;
+use crate::limits::CLIENT_SNAPSHOT_CHUNK;
 use crate::mvcc::{CF_KV, Rev, cf};
 
 /// The etcd API version this store speaks; clients gate features on it.
 pub const ETCD_VERSION: &str = "3.5.17";
-/// Snapshot stream chunk size (etcd's).
-const SNAPSHOT_CHUNK: usize = 32 * 1024;
 
 /// The Maintenance service of one member.
 #[derive(Debug, Clone)]
 pub struct MaintenanceService {
-    pub node: Arc<Node>,
+    pub replica: Arc<Replica>,
 }
 
 type SnapshotStream = Pin<Box<dyn Stream<Item = Result<SnapshotResponse, Status>> + Send>>;
@@ -56,7 +55,7 @@ impl<W: std::io::Write, T> std::io::Write for UntilClosed<'_, W, T> {
 impl MaintenanceService {
     /// crc32 over the stored changes up to `rev` (0 = all): equal on members with equal data.
     fn hash_kv(&self, rev: i64) -> Result<(u32, i64, i64), EtcdError> {
-        let mvcc = &self.node.shared.mvcc;
+        let mvcc = &self.replica.shared.mvcc;
         let db = mvcc.db();
         let (cur, compact) = (mvcc.rev(), mvcc.compact_rev());
         let at = if rev <= 0 { cur } else { rev };
@@ -91,7 +90,7 @@ impl Maintenance for MaintenanceService {
         let r = req.into_inner();
         let alarms = match AlarmAction::try_from(r.action) {
             Ok(AlarmAction::Get) => {
-                let all = self.node.shared.alarms();
+                let all = self.replica.shared.alarms();
                 all.into_iter()
                     .filter(|a| {
                         (r.member_id == 0 || a.member_id == r.member_id)
@@ -99,7 +98,7 @@ impl Maintenance for MaintenanceService {
                     })
                     .collect()
             }
-            Ok(_) => match self.node.propose(Command::Alarm(r)).await? {
+            Ok(_) => match self.replica.propose(Command::Alarm(r)).await? {
                 CommandResult::Alarm(a) => a,
                 other => {
                     return Err(other.unexpected().into());
@@ -108,7 +107,7 @@ impl Maintenance for MaintenanceService {
             Err(_) => return Err(Status::invalid_argument("unknown alarm action")),
         };
         Ok(Response::new(AlarmResponse {
-            header: Some(self.node.header(self.node.shared.mvcc.rev())),
+            header: Some(self.replica.header(self.replica.shared.mvcc.rev())),
             alarms,
         }))
     }
@@ -117,23 +116,23 @@ impl Maintenance for MaintenanceService {
         &self,
         _req: Request<StatusRequest>,
     ) -> Result<Response<StatusResponse>, Status> {
-        let m = self.node.metrics();
+        let m = self.replica.metrics();
         let mut errors = Vec::new();
         if m.current_leader.is_none() {
             errors.push(EtcdError::NoLeader.to_string());
         }
-        for a in self.node.shared.alarms() {
+        for a in self.replica.shared.alarms() {
             let name = AlarmType::try_from(a.alarm).map_or("UNKNOWN", |t| t.as_str_name());
             errors.push(format!("memberID:{} alarm:{}", a.member_id, name));
         }
-        let size = i64::try_from(self.node.db_size()).unwrap_or(i64::MAX);
+        let size = i64::try_from(self.replica.db_size()).unwrap_or(i64::MAX);
         let learner = m
             .membership_config
             .membership()
             .learner_ids()
-            .any(|id| id == self.node.id);
+            .any(|id| id == self.replica.id);
         Ok(Response::new(StatusResponse {
-            header: Some(self.node.header(self.node.shared.mvcc.rev())),
+            header: Some(self.replica.header(self.replica.shared.mvcc.rev())),
             version: ETCD_VERSION.to_string(),
             db_size: size,
             leader: m.current_leader.unwrap_or(0),
@@ -144,7 +143,7 @@ impl Maintenance for MaintenanceService {
             db_size_in_use: size,
             is_learner: learner,
             storage_version: String::new(),
-            db_size_quota: i64::try_from(self.node.cfg.quota()).unwrap_or(i64::MAX),
+            db_size_quota: i64::try_from(self.replica.cfg.quota()).unwrap_or(i64::MAX),
             downgrade_info: None,
         }))
     }
@@ -153,11 +152,11 @@ impl Maintenance for MaintenanceService {
         &self,
         _req: Request<DefragmentRequest>,
     ) -> Result<Response<DefragmentResponse>, Status> {
-        let node = self.node.clone();
+        let replica = self.replica.clone();
         // Full compaction rewrites the files without deleted data; RocksDB serves reads and
         // writes meanwhile, so unlike etcd's defrag this does not stop the member.
         tokio::task::spawn_blocking(move || {
-            for (db, name) in node.databases() {
+            for (db, name) in replica.databases() {
                 if let Some(h) = db.cf_handle(name) {
                     db.compact_range_cf(h, None::<&[u8]>, None::<&[u8]>);
                 }
@@ -166,14 +165,14 @@ impl Maintenance for MaintenanceService {
         .await
         .map_err(|e| Status::internal(e.to_string()))?;
         Ok(Response::new(DefragmentResponse {
-            header: Some(self.node.header(self.node.shared.mvcc.rev())),
+            header: Some(self.replica.header(self.replica.shared.mvcc.rev())),
         }))
     }
 
     async fn hash(&self, _req: Request<HashRequest>) -> Result<Response<HashResponse>, Status> {
         let (hash, _, _) = self.hash_kv(0)?;
         Ok(Response::new(HashResponse {
-            header: Some(self.node.header(self.node.shared.mvcc.rev())),
+            header: Some(self.replica.header(self.replica.shared.mvcc.rev())),
             hash,
         }))
     }
@@ -185,7 +184,7 @@ impl Maintenance for MaintenanceService {
         let (hash, compact_revision, hash_revision) =
             MaintenanceService::hash_kv(self, req.get_ref().revision)?;
         Ok(Response::new(HashKvResponse {
-            header: Some(self.node.header(self.node.shared.mvcc.rev())),
+            header: Some(self.replica.header(self.replica.shared.mvcc.rev())),
             hash,
             compact_revision,
             hash_revision,
@@ -198,11 +197,11 @@ impl Maintenance for MaintenanceService {
         &self,
         _req: Request<SnapshotRequest>,
     ) -> Result<Response<Self::SnapshotStream>, Status> {
-        let db = self.node.shared.mvcc.db().clone();
+        let db = self.replica.shared.mvcc.db().clone();
         let (tx, rx) = mpsc::channel::<Result<SnapshotResponse, Status>>(4);
         // The copy is written to a temporary file first so that remaining_bytes is exact; the
         // file is read back in chunks, so memory stays bounded.
-        let dir = self.node.cfg.data_dir.join("snap");
+        let dir = self.replica.cfg.data_dir.join("snap");
         tokio::task::spawn_blocking(move || {
             let res = (|| -> std::io::Result<()> {
                 use std::io::{Read, Seek, Write};
@@ -226,7 +225,7 @@ impl Maintenance for MaintenanceService {
                 f.seek(std::io::SeekFrom::Start(0))?;
                 let mut h = Sha256::new();
                 let mut sent = 0u64;
-                let mut buf = vec![0u8; SNAPSHOT_CHUNK];
+                let mut buf = vec![0u8; CLIENT_SNAPSHOT_CHUNK];
                 while sent < total {
                     let n = f.read(&mut buf)?;
                     if n == 0 {

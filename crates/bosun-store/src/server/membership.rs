@@ -9,12 +9,44 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use openraft::ChangeMembers;
 use openraft::errors::{ChangeMembershipError, ClientWriteError, RaftError};
+use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 
-use super::Node;
+use super::Replica;
 use crate::error::{EtcdError, EtcdResult};
 use crate::raft::Member;
-use crate::raft::network::{MemberOp, MemberReply};
+
+/// A membership change, decided and proposed by the leader.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub enum MemberOp {
+    Add {
+        peer_urls: Vec<String>,
+        learner: bool,
+    },
+    Remove {
+        id: u64,
+    },
+    Promote {
+        id: u64,
+    },
+    Update {
+        id: u64,
+        peer_urls: Vec<String>,
+    },
+    /// A started member announces its name and client URLs, as etcd's members publish theirs.
+    Publish {
+        id: u64,
+        name: String,
+        client_urls: Vec<String>,
+    },
+}
+
+/// The outcome of a [`MemberOp`]: the member concerned and the members afterwards.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct MemberReply {
+    pub id: u64,
+    pub members: Vec<(u64, Member, bool)>,
+}
 
 /// A learner may be promoted once it has at least this share of the leader's log, as etcd
 /// requires.
@@ -36,7 +68,7 @@ fn check_urls(urls: &[String]) -> EtcdResult<()> {
     Ok(())
 }
 
-impl Node {
+impl Replica {
     /// The members as Raft's membership knows them: ID, attributes, learner or not.
     pub fn member_list(&self) -> Vec<(u64, Member, bool)> {
         let m = self.metrics();

@@ -1,11 +1,17 @@
-//! The member: Raft handle, state machine, and the etcd v3 gRPC services on top.
+//! The services of a member, over its Raft handle and state machine: the etcd v3 gRPC
+//! services its clients call (KV, Watch, Lease, Cluster, Maintenance, `/health`), and the peer
+//! service its peers call ([`peer`], with the typed `Forward` requests of [`forward`]). They all
+//! stand on [`Replica`], which runs a request on the leader or forwards it there.
 
 pub mod cluster;
+pub mod forward;
 pub mod http;
 pub mod kv;
 pub mod lease;
 pub mod maintenance;
-mod membership;
+pub mod membership;
+pub mod metrics;
+pub mod peer;
 mod read_batch;
 pub mod watch;
 pub(crate) mod write_batch;
@@ -21,14 +27,16 @@ use openraft::ReadPolicy;
 use openraft::errors::{ClientWriteError, LinearizableReadError, RaftError};
 use parking_lot::Mutex;
 
+use self::forward::{ChangeMember, Forward, LeaseKeepAlive, LeaseRemaining, ReadIndex, Write};
+use self::membership::{MemberOp, MemberReply};
 use self::read_batch::ReadBatch;
 use self::write_batch::WriteBatcher;
 use crate::apply::{Command, CommandResult, Limits};
 use crate::config::StoreConfig;
 use crate::error::{EtcdError, EtcdResult};
 use crate::mvcc;
-use crate::raft::network::{ForwardReply, ForwardRequest, MemberOp, MemberReply, PeerPool};
 use crate::raft::state_machine::Shared;
+use crate::raft::transport::PeerPool;
 use crate::raft::{Metrics, Raft};
 
 /// How long a proposal or a read barrier may take before the client hears "request timed out".
@@ -45,8 +53,10 @@ fn write_error(e: ClientWriteError<crate::raft::TypeConfig>) -> EtcdError {
     }
 }
 
-/// One store member as its services see it.
-pub struct Node {
+/// One member's replica of the store, as its services see it: its Raft handle, the state
+/// machine's shared state, its options and peers. (Not a Kubernetes Node: Bosun's Nodes are
+/// API objects; this is a member of the store's Raft group.)
+pub struct Replica {
     pub id: u64,
     pub cluster_id: u64,
     pub raft: Raft,
@@ -59,7 +69,7 @@ pub struct Node {
     log_db: Arc<rocksdb::DB>,
     /// Serialises membership changes on the leader.
     member_change_lock: tokio::sync::Mutex<()>,
-    /// Raft term and leader (0 = none), kept current by [`Node::follow_metrics`].
+    /// Raft term and leader (0 = none), kept current by [`Replica::follow_metrics`].
     term: AtomicU64,
     leader: AtomicU64,
     /// The leader's ID and peer URL, for forwarding without a look at the membership.
@@ -73,13 +83,13 @@ pub struct Node {
     writes: WriteBatcher,
 }
 
-impl std::fmt::Debug for Node {
+impl std::fmt::Debug for Replica {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Node").field("id", &self.id).finish()
+        f.debug_struct("Replica").field("id", &self.id).finish()
     }
 }
 
-impl Node {
+impl Replica {
     /// Assembles a member from its parts.
     pub fn new(
         id: u64,
@@ -91,7 +101,7 @@ impl Node {
         log_db: Arc<rocksdb::DB>,
     ) -> Self {
         let writes = WriteBatcher::spawn(raft.clone(), peers.clone());
-        Node {
+        Replica {
             id,
             cluster_id,
             raft,
@@ -198,14 +208,7 @@ impl Node {
     /// Proposes a command through Raft and waits for its result. On a follower the command is
     /// forwarded to the leader.
     pub async fn propose(&self, cmd: Command) -> EtcdResult<CommandResult> {
-        let res = self.to_leader(ForwardRequest::Write(cmd)).await?;
-        match res {
-            ForwardReply::Write(CommandResult::Error(e)) => Err(e),
-            ForwardReply::Write(r) => Ok(r),
-            other => Err(EtcdError::internal(format!(
-                "unexpected forward reply {other:?}"
-            ))),
-        }
+        self.to_leader(Write(cmd)).await
     }
 
     /// Runs `req` on the leader: here when this member leads, else forwarded to it. While
@@ -213,19 +216,14 @@ impl Node {
     /// was done), it waits for a leader and tries again, within [`REQUEST_TIMEOUT`]. Fails
     /// with [`EtcdError::NoLeader`] only when nothing was proposed, and with
     /// [`EtcdError::Timeout`] when the outcome is unknown.
-    async fn to_leader(&self, req: ForwardRequest) -> EtcdResult<ForwardReply> {
+    async fn to_leader<R: Forward>(&self, req: R) -> EtcdResult<R::Reply> {
         let deadline = tokio::time::Instant::now() + REQUEST_TIMEOUT;
         loop {
             let attempt = async {
                 match self.leader_member() {
                     None => Err(EtcdError::NoLeader),
-                    Some((id, _)) if id == self.id => {
-                        self.handle_forward(req.clone()).await.into_result()
-                    }
-                    Some((_, url)) => match &req {
-                        ForwardRequest::Write(cmd) => self.writes.forward(url, cmd.clone()).await,
-                        other => self.peers.forward(&url, other).await,
-                    },
+                    Some((id, _)) if id == self.id => req.clone().serve(self).await,
+                    Some((_, url)) => req.clone().send(self, url).await,
                 }
             };
             // Timing out while the request is out means its outcome is unknown.
@@ -247,49 +245,6 @@ impl Node {
         self.leader_url.lock().clone()
     }
 
-    /// Serves a request another member (or this one) sends to the leader.
-    pub async fn handle_forward(&self, req: ForwardRequest) -> ForwardReply {
-        let res = match req {
-            ForwardRequest::Write(cmd) => self.writes.propose(cmd).await,
-            ForwardRequest::WriteBatch(cmds) => {
-                let mut replies = Vec::with_capacity(cmds.len());
-                write_batch::propose_many(&self.raft, cmds, |r| replies.push(r)).await;
-                Ok(ForwardReply::WriteBatch(replies))
-            }
-            ForwardRequest::ReadIndex { from, term } => {
-                match self.read_index_confirmed_by(from, term).await {
-                    Some(index) => Ok(ForwardReply::ReadIndex(index)),
-                    None => self
-                        .leader_reads
-                        .run(|| self.leader_read_index())
-                        .await
-                        .map(ForwardReply::ReadIndex),
-                }
-            }
-            ForwardRequest::LeaseKeepAlive(id) => {
-                self.leader_keep_alive(id).map(ForwardReply::Lease)
-            }
-            ForwardRequest::LeaseRemaining(id) => {
-                self.leader_lease_remaining(id).map(ForwardReply::Lease)
-            }
-            ForwardRequest::Member(op) => self
-                .leader_member_change(op)
-                .await
-                .map(ForwardReply::Member),
-            ForwardRequest::Members => Ok(ForwardReply::Members {
-                cluster_id: self.cluster_id,
-                members: self
-                    .metrics()
-                    .membership_config
-                    .membership()
-                    .nodes()
-                    .map(|(id, n)| (*id, n.clone()))
-                    .collect(),
-            }),
-        };
-        res.unwrap_or_else(ForwardReply::Error)
-    }
-
     /// Waits until this member's state reflects every write acknowledged before the call:
     /// the read index protocol, run by the leader.
     pub async fn read_barrier(&self) -> EtcdResult<()> {
@@ -302,14 +257,11 @@ impl Node {
                     .with_raft_state(|st| st.vote_ref().leader_id().term)
                     .await
                     .map_err(|_| EtcdError::Stopped)?;
-                let req = ForwardRequest::ReadIndex {
+                self.to_leader(ReadIndex {
                     from: self.id,
                     term,
-                };
-                match self.to_leader(req).await? {
-                    ForwardReply::ReadIndex(i) => Ok(i),
-                    _ => Err(EtcdError::internal("unexpected forward reply")),
-                }
+                })
+                .await
             })
             .await?;
         // Usually applied already (always on the leader); waiting clones the Raft metrics.
@@ -326,7 +278,7 @@ impl Node {
 
     /// On the leader, the read index for a member `from` that asked in Raft term `term`, when
     /// the request itself confirms that this member still leads; `None` when a heartbeat round
-    /// must confirm it instead ([`Node::leader_read_index`]).
+    /// must confirm it instead ([`Replica::leader_read_index`]).
     ///
     /// The read index protocol needs a quorum to acknowledge this leader's term after the reads
     /// arrived, so that no newer leader can have acknowledged a write before them. `from` read
@@ -387,18 +339,12 @@ impl Node {
     /// A lease keep-alive, run wherever the leader is: the granted TTL, or 0 when the lease
     /// does not exist.
     pub async fn lease_keep_alive(&self, id: i64) -> EtcdResult<i64> {
-        match self.to_leader(ForwardRequest::LeaseKeepAlive(id)).await? {
-            ForwardReply::Lease(ttl) => Ok(ttl),
-            _ => Err(EtcdError::internal("unexpected forward reply")),
-        }
+        self.to_leader(LeaseKeepAlive(id)).await
     }
 
     /// Seconds left on a lease by the leader's clock; -1 when it does not exist.
     pub async fn lease_remaining(&self, id: i64) -> EtcdResult<i64> {
-        match self.to_leader(ForwardRequest::LeaseRemaining(id)).await? {
-            ForwardReply::Lease(ttl) => Ok(ttl),
-            _ => Err(EtcdError::internal("unexpected forward reply")),
-        }
+        self.to_leader(LeaseRemaining(id)).await
     }
 
     fn leader_keep_alive(&self, id: i64) -> EtcdResult<i64> {
@@ -428,10 +374,7 @@ impl Node {
 
     /// Applies a membership change through the leader.
     pub async fn member_change(&self, op: MemberOp) -> EtcdResult<MemberReply> {
-        match self.to_leader(ForwardRequest::Member(op)).await? {
-            ForwardReply::Member(r) => Ok(r),
-            _ => Err(EtcdError::internal("unexpected forward reply")),
-        }
+        self.to_leader(ChangeMember(op)).await
     }
 
     /// Whether member `id` has been removed from the cluster for good.
@@ -533,51 +476,6 @@ impl Node {
         match adds {
             Some(cost) => self.check_quota(cost).await,
             None => Ok(()),
-        }
-    }
-
-    /// Serves a request that arrived on the peer port: writes are checked as a client's are
-    /// ([`Node::check_write`]), each write of a batch on its own.
-    pub async fn handle_peer_forward(&self, req: ForwardRequest) -> ForwardReply {
-        match req {
-            ForwardRequest::Write(cmd) => match self.check_write(&cmd).await {
-                Ok(()) => self.handle_forward(ForwardRequest::Write(cmd)).await,
-                Err(e) => ForwardReply::Error(e),
-            },
-            ForwardRequest::WriteBatch(cmds) if cmds.len() > write_batch::MAX_BATCH => {
-                ForwardReply::Error(EtcdError::internal(format!(
-                    "a batch of {} writes is above the limit of {}",
-                    cmds.len(),
-                    write_batch::MAX_BATCH
-                )))
-            }
-            ForwardRequest::WriteBatch(cmds) => {
-                // In order: the refused writes' errors, and places for the others' replies.
-                let mut replies = Vec::with_capacity(cmds.len());
-                let mut checked = Vec::with_capacity(cmds.len());
-                for cmd in cmds {
-                    match self.check_write(&cmd).await {
-                        Ok(()) => {
-                            replies.push(None);
-                            checked.push(cmd);
-                        }
-                        Err(e) => replies.push(Some(ForwardReply::Error(e))),
-                    }
-                }
-                let mut results = Vec::with_capacity(checked.len());
-                write_batch::propose_many(&self.raft, checked, |r| results.push(r)).await;
-                let mut results = results.into_iter();
-                ForwardReply::WriteBatch(
-                    replies
-                        .into_iter()
-                        .map(|r| {
-                            r.or_else(|| results.next())
-                                .unwrap_or(ForwardReply::Error(EtcdError::Stopped))
-                        })
-                        .collect(),
-                )
-            }
-            other => self.handle_forward(other).await,
         }
     }
 

@@ -22,24 +22,19 @@ use tokio::sync::{broadcast, mpsc};
 use tokio::task::JoinHandle;
 use tonic::{Request, Response, Status, Streaming};
 
-use super::Node;
+use super::Replica;
 use crate::error::EtcdError;
+use crate::limits::{MAX_WATCHES_PER_STREAM, WATCH_REPLAY_BATCH, WATCH_STREAM_BUFFER};
 use crate::mvcc::KeyRange;
 use crate::watch::Published;
 
-/// Responses buffered per stream before watch tasks wait for the client.
-const STREAM_BUFFER: usize = 128;
-/// Most events read from the store in one replay step.
-const REPLAY_BATCH: usize = 1000;
-/// Most watches on one stream.
-const MAX_WATCHES_PER_STREAM: usize = 10_000;
 /// Interval of progress notifications for watches that ask for them (etcd's default).
 pub const PROGRESS_INTERVAL: Duration = Duration::from_secs(600);
 
 /// The Watch service of one member.
 #[derive(Debug, Clone)]
 pub struct WatchService {
-    pub node: Arc<Node>,
+    pub replica: Arc<Replica>,
     pub progress_interval: Duration,
 }
 
@@ -79,7 +74,7 @@ async fn send(out: &mpsc::Sender<Result<WatchResponse, Status>>, r: WatchRespons
 }
 
 struct Watcher {
-    node: Arc<Node>,
+    replica: Arc<Replica>,
     spec: Spec,
     out: mpsc::Sender<Result<WatchResponse, Status>>,
     /// Every revision up to this one has been delivered (shared with progress requests).
@@ -93,7 +88,7 @@ impl Watcher {
         if events.is_empty() {
             return true;
         }
-        let limit = self.node.cfg.max_request_bytes;
+        let limit = self.replica.cfg.max_request_bytes;
         if self.spec.fragment {
             let total: usize = events.iter().map(Message::encoded_len).sum();
             if total > limit {
@@ -113,7 +108,7 @@ impl Watcher {
                 let n = chunks.len();
                 for (i, c) in chunks.into_iter().enumerate() {
                     let r = WatchResponse {
-                        header: Some(self.node.header(header_rev)),
+                        header: Some(self.replica.header(header_rev)),
                         watch_id: self.spec.id,
                         fragment: i + 1 < n,
                         events: c,
@@ -128,7 +123,7 @@ impl Watcher {
         }
         events.shrink_to_fit();
         let r = WatchResponse {
-            header: Some(self.node.header(header_rev)),
+            header: Some(self.replica.header(header_rev)),
             watch_id: self.spec.id,
             events,
             ..Default::default()
@@ -143,7 +138,7 @@ impl Watcher {
             && let Some(kv) = &e.kv
         {
             e.prev_kv = self
-                .node
+                .replica
                 .shared
                 .mvcc
                 .value_before(&kv.key, rev)
@@ -155,10 +150,10 @@ impl Watcher {
 
     async fn cancel_compacted(&self) {
         let r = WatchResponse {
-            header: Some(self.node.header(self.node.shared.mvcc.rev())),
+            header: Some(self.replica.header(self.replica.shared.mvcc.rev())),
             watch_id: self.spec.id,
             canceled: true,
-            compact_revision: self.node.shared.mvcc.compact_rev(),
+            compact_revision: self.replica.shared.mvcc.compact_rev(),
             cancel_reason: EtcdError::Compacted.to_string(),
             ..Default::default()
         };
@@ -173,7 +168,7 @@ impl Watcher {
     /// Replays revisions `next..` from the store; returns the next revision to deliver, or
     /// `None` when the watch ended.
     async fn replay(&self, mut next: i64) -> Option<i64> {
-        let mvcc = &self.node.shared.mvcc;
+        let mvcc = &self.replica.shared.mvcc;
         loop {
             // A member behind the revision asked for (restarted, cut off, catching up: where a
             // watcher resumes after a fault) has nothing to replay yet; the revisions from
@@ -185,7 +180,12 @@ impl Watcher {
                 self.advance(current);
                 return Some(next);
             }
-            let res = mvcc.history(self.spec.range(), next, self.spec.prev_kv, REPLAY_BATCH);
+            let res = mvcc.history(
+                self.spec.range(),
+                next,
+                self.spec.prev_kv,
+                WATCH_REPLAY_BATCH,
+            );
             let (batches, covered) = match res {
                 Ok(x) => x,
                 Err(EtcdError::Compacted) => {
@@ -231,9 +231,9 @@ impl Watcher {
                     Ok(r) => r,
                     Err(_) => {
                         // Not above the store's revision, for a watch that starts later.
-                        let rev = (next - 1).min(self.node.shared.mvcc.rev());
+                        let rev = (next - 1).min(self.replica.shared.mvcc.rev());
                         let r = WatchResponse {
-                            header: Some(self.node.header(rev)),
+                            header: Some(self.replica.header(rev)),
                             watch_id: self.spec.id,
                             ..Default::default()
                         };
@@ -305,7 +305,7 @@ struct Active {
 
 /// State of one client stream.
 struct StreamState {
-    node: Arc<Node>,
+    replica: Arc<Replica>,
     out: mpsc::Sender<Result<WatchResponse, Status>>,
     watches: HashMap<i64, Active>,
     next_id: i64,
@@ -325,7 +325,7 @@ impl StreamState {
         self.watches.retain(|_, w| !w.task.is_finished());
         let mut id = c.watch_id;
         let reject = |id: i64, reason: &str| WatchResponse {
-            header: Some(self.node.header(self.node.shared.mvcc.rev())),
+            header: Some(self.replica.header(self.replica.shared.mvcc.rev())),
             watch_id: id,
             created: true,
             canceled: true,
@@ -365,10 +365,10 @@ impl StreamState {
         // Subscribed while no write runs, so that the watch covers every revision after the
         // one its created response reports (a write that ran before recorded no events if
         // nobody watched then).
-        let shared = &self.node.shared;
+        let shared = &self.replica.shared;
         let (rx, now) = shared.mvcc.at_rev(|rev| (shared.hub.subscribe(), rev));
         let created = WatchResponse {
-            header: Some(self.node.header(now)),
+            header: Some(self.replica.header(now)),
             watch_id: id,
             created: true,
             ..Default::default()
@@ -378,7 +378,7 @@ impl StreamState {
         }
         let delivered = Arc::new(AtomicI64::new(0));
         let w = Watcher {
-            node: self.node.clone(),
+            replica: self.replica.clone(),
             spec,
             out: self.out.clone(),
             delivered: delivered.clone(),
@@ -394,7 +394,7 @@ impl StreamState {
         if let Some(w) = self.watches.remove(&id) {
             w.task.abort();
             let r = WatchResponse {
-                header: Some(self.node.header(self.node.shared.mvcc.rev())),
+                header: Some(self.replica.header(self.replica.shared.mvcc.rev())),
                 watch_id: id,
                 canceled: true,
                 ..Default::default()
@@ -408,7 +408,7 @@ impl StreamState {
     /// every watch of the stream has delivered everything.
     async fn progress(&mut self) -> bool {
         self.watches.retain(|_, w| !w.task.is_finished());
-        let cur = self.node.shared.mvcc.rev();
+        let cur = self.replica.shared.mvcc.rev();
         let rev = self
             .watches
             .values()
@@ -416,7 +416,7 @@ impl StreamState {
             .min()
             .unwrap_or(cur);
         let r = WatchResponse {
-            header: Some(self.node.header(rev)),
+            header: Some(self.replica.header(rev)),
             watch_id: -1,
             ..Default::default()
         };
@@ -436,13 +436,13 @@ impl Watch for WatchService {
             .metadata()
             .get("hasleader")
             .is_some_and(|v| v.as_bytes() == b"true");
-        if has_leader_required && !self.node.has_leader() {
+        if has_leader_required && !self.replica.has_leader() {
             return Err(EtcdError::NoLeader.into());
         }
         let mut input = req.into_inner();
-        let (tx, rx) = mpsc::channel(STREAM_BUFFER);
+        let (tx, rx) = mpsc::channel(WATCH_STREAM_BUFFER);
         let mut st = StreamState {
-            node: self.node.clone(),
+            replica: self.replica.clone(),
             out: tx,
             watches: HashMap::new(),
             next_id: 0,

@@ -16,13 +16,11 @@ use tokio::sync::{Semaphore, mpsc, oneshot};
 
 use crate::apply::{Command, CommandResult};
 use crate::error::{EtcdError, EtcdResult};
+use crate::limits::{BATCH_BYTES, MAX_BATCH};
 use crate::raft::Raft;
-use crate::raft::network::{ForwardReply, ForwardRequest, PeerPool};
+use crate::raft::transport::PeerPool;
+use crate::server::forward::{self, Write, WriteBatch};
 
-/// Most writes in one call or log entry.
-pub const MAX_BATCH: usize = 256;
-/// Most bytes of writes in one call or log entry; a larger write goes alone.
-pub const BATCH_BYTES: usize = 1 << 20;
 /// Most calls out at once. Fewer means larger batches and less CPU per write under load
 /// (put@256, CPU per write over three rounds: 165-182 µs with 2, 173-187 µs with 4, 180-187
 /// µs with 8); a lone write still goes out at once.
@@ -40,7 +38,7 @@ enum Target {
 struct Pending {
     target: Target,
     cmd: Command,
-    reply: oneshot::Sender<EtcdResult<ForwardReply>>,
+    reply: oneshot::Sender<EtcdResult<CommandResult>>,
 }
 
 /// See the module documentation.
@@ -57,7 +55,7 @@ impl WriteBatcher {
         WriteBatcher { tx }
     }
 
-    async fn submit(&self, target: Target, cmd: Command) -> EtcdResult<ForwardReply> {
+    async fn submit(&self, target: Target, cmd: Command) -> EtcdResult<CommandResult> {
         let (reply, rx) = oneshot::channel();
         self.tx
             .send(Pending { target, cmd, reply })
@@ -69,12 +67,12 @@ impl WriteBatcher {
 
     /// Forwards one write to the leader at `url`, with [`PeerPool::forward`]'s outcomes:
     /// `NoLeader` when it was certainly not sent, `Timeout` when it may have been applied.
-    pub async fn forward(&self, url: Arc<str>, cmd: Command) -> EtcdResult<ForwardReply> {
+    pub async fn forward(&self, url: Arc<str>, cmd: Command) -> EtcdResult<CommandResult> {
         self.submit(Target::Leader(url), cmd).await
     }
 
     /// Proposes one write on this member, which leads: `NotLeader` when it was not appended.
-    pub async fn propose(&self, cmd: Command) -> EtcdResult<ForwardReply> {
+    pub async fn propose(&self, cmd: Command) -> EtcdResult<CommandResult> {
         self.submit(Target::Local, cmd).await
     }
 }
@@ -111,10 +109,15 @@ fn into_entries(cmds: Vec<Command>) -> Vec<Command> {
 }
 
 /// Proposes several writes on this member, the leader, in as few log entries as the limits
-/// allow (appended together); `answer` gets each write's reply, in order, as soon as its entry
-/// is applied: one call per command, `Stopped` (outcome unknown) for those Raft stopped before
-/// answering.
-pub async fn propose_many(raft: &Raft, cmds: Vec<Command>, mut answer: impl FnMut(ForwardReply)) {
+/// allow (appended together); `answer` gets each write's outcome, in order, as soon as its
+/// entry is applied: one call per command, a write refused when applied as its `Err`
+/// (never `Ok(CommandResult::Error)`), `Stopped` (outcome unknown) for those Raft stopped
+/// before answering.
+pub async fn propose_many(
+    raft: &Raft,
+    cmds: Vec<Command>,
+    mut answer: impl FnMut(EtcdResult<CommandResult>),
+) {
     let n = cmds.len();
     let entries = into_entries(cmds);
     let counts: Vec<usize> = entries.iter().map(|e| e.writes() as usize).collect();
@@ -123,13 +126,12 @@ pub async fn propose_many(raft: &Raft, cmds: Vec<Command>, mut answer: impl FnMu
         let mut counts = counts.into_iter();
         while let Some(r) = results.next().await {
             let count = counts.next().unwrap_or(0);
-            let mut all =
-                |e: EtcdError| (0..count).for_each(|_| answer(ForwardReply::Error(e.clone())));
+            let mut all = |e: EtcdError| (0..count).for_each(|_| answer(Err(e.clone())));
             match r {
                 Ok(Ok(w)) => match (count, w.response) {
-                    (1, r) => answer(ForwardReply::Write(r)),
+                    (1, r) => answer(r.into_result()),
                     (count, CommandResult::Batch(rs)) if rs.len() == count => {
-                        rs.into_iter().for_each(|r| answer(ForwardReply::Write(r)))
+                        rs.into_iter().for_each(|r| answer(r.into_result()))
                     }
                     (_, other) => all(EtcdError::internal(format!(
                         "unexpected batch result {other:?}"
@@ -142,7 +144,7 @@ pub async fn propose_many(raft: &Raft, cmds: Vec<Command>, mut answer: impl FnMu
         }
     }
     for _ in answered..n {
-        answer(ForwardReply::Error(EtcdError::Stopped));
+        answer(Err(EtcdError::Stopped));
     }
 }
 
@@ -196,7 +198,7 @@ async fn propose(raft: &Raft, group: Vec<Pending>) {
     let mut replies = replies.into_iter();
     propose_many(raft, cmds, |r| {
         if let Some(tx) = replies.next() {
-            let _ = tx.send(r.into_result());
+            let _ = tx.send(r);
         }
     })
     .await;
@@ -206,21 +208,17 @@ async fn send(peers: &PeerPool, url: &str, group: Vec<Pending>) {
     let (mut cmds, replies): (Vec<Command>, Vec<_>) =
         group.into_iter().map(|p| (p.cmd, p.reply)).unzip();
     let n = cmds.len();
-    let req = match n {
+    let results = match n {
         0 => return,
-        1 => ForwardRequest::Write(cmds.swap_remove(0)),
-        _ => ForwardRequest::WriteBatch(cmds),
-    };
-    let results: Vec<EtcdResult<ForwardReply>> = match peers.forward(url, &req).await {
-        Ok(ForwardReply::WriteBatch(rs)) if rs.len() == n => {
-            rs.into_iter().map(ForwardReply::into_result).collect()
-        }
-        Ok(r @ ForwardReply::Write(_)) if n == 1 => vec![Ok(r)],
-        Ok(other) => {
-            let e = EtcdError::internal(format!("unexpected forward reply {other:?}"));
-            vec![Err(e); n]
-        }
-        Err(e) => vec![Err(e); n],
+        1 => vec![forward::send(peers, url, Write(cmds.swap_remove(0))).await],
+        _ => match forward::send(peers, url, WriteBatch(cmds)).await {
+            Ok(rs) if rs.len() == n => rs,
+            Ok(rs) => {
+                let e = format!("a batch of {n} writes got {} answers", rs.len());
+                vec![Err(EtcdError::internal(e)); n]
+            }
+            Err(e) => vec![Err(e); n],
+        },
     };
     for (tx, r) in replies.into_iter().zip(results) {
         let _ = tx.send(r);

@@ -17,12 +17,18 @@ use crate::error::{EtcdError, EtcdResult};
 use crate::header_at;
 use crate::mvcc::{KeyRange, WriteTxn};
 
+mod nesting;
+#[cfg(test)]
+#[allow(clippy::unwrap_used)]
+mod tests;
+
 /// A write request, as it travels through the Raft log.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub enum Command {
     Put(PutRequest),
     DeleteRange(DeleteRangeRequest),
-    Txn(TxnRequest),
+    /// Decoded with a bound on nesting (see [`nesting`]).
+    Txn(#[serde(deserialize_with = "nesting::txn")] TxnRequest),
     Compact(CompactionRequest),
     /// The lease ID is chosen by the proposer, so that applying is deterministic.
     LeaseGrant(LeaseGrantRequest),
@@ -30,7 +36,7 @@ pub enum Command {
     Alarm(AlarmRequest),
     /// Writes proposed together as one log entry, applied in order as if each were an entry
     /// of its own; never nested.
-    Batch(Vec<Command>),
+    Batch(#[serde(deserialize_with = "nesting::batch")] Vec<Command>),
 }
 
 impl Command {
@@ -80,6 +86,14 @@ impl CommandResult {
     /// The error for a result of the wrong kind (a bug, never a client mistake).
     pub fn unexpected(self) -> EtcdError {
         EtcdError::internal(format!("unexpected result {self:?}"))
+    }
+
+    /// The result as a `Result`: [`CommandResult::Error`] becomes `Err`.
+    pub fn into_result(self) -> EtcdResult<CommandResult> {
+        match self {
+            CommandResult::Error(e) => Err(e),
+            r => Ok(r),
+        }
     }
 }
 

@@ -1,4 +1,15 @@
-//! Raft peer transport on tonic gRPC, and forwarding of client requests to the leader.
+//! The Raft peer transport, client side: openraft's network ([`NetworkFactory`],
+//! [`PeerClient`]) over tonic gRPC, and the pool of connections to peers that the `Forward`
+//! call shares.
+//!
+//! Appends are pipelined on the `StreamAppend` bidirectional stream (a heartbeat, a stream of
+//! one request, goes as one unary call instead); votes and pre-votes are unary calls;
+//! snapshots stream in chunks. [`PeerPool::forward`] sends a `Forward` call whose request and
+//! reply types the peer service (`server::forward`) pairs; this module only carries them.
+//! Every call obeys the fault file (`--peer-fault-file`) that chaos tests use to cut links.
+//!
+//! This module knows nothing of the services of a member: the serving side of the same gRPC
+//! service is `server::peer`.
 
 use std::collections::HashMap;
 use std::future::Future;
@@ -6,7 +17,6 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use bosun_proto::raftpb::raft_peer_client::RaftPeerClient;
-use bosun_proto::raftpb::raft_peer_server::RaftPeer;
 use bosun_proto::raftpb::{RaftReply, RaftRequest, SnapshotChunk};
 use futures::{FutureExt, Stream, StreamExt};
 use openraft::OptionalSend;
@@ -18,102 +28,16 @@ use openraft::raft::{
     VoteResponse,
 };
 use parking_lot::Mutex;
-use serde::{Deserialize, Serialize};
+use serde::Serialize;
+use serde::de::DeserializeOwned;
 use tokio::io::AsyncReadExt;
 use tonic::transport::{Channel, Endpoint};
-use tonic::{Request, Response, Status, Streaming};
+use tonic::{Request, Status};
 
 use super::state_machine::SnapshotFile;
-use super::{Member, Snapshot, SnapshotMeta, TypeConfig, Vote, decode, encode, io_err};
-use crate::apply::{Command, CommandResult};
+use super::{Member, Snapshot, TypeConfig, Vote, decode, encode, io_err};
 use crate::error::{EtcdError, EtcdResult};
-use crate::server::Node;
-
-/// Size of one streamed snapshot chunk.
-const SNAPSHOT_CHUNK: usize = 1 << 20;
-/// Largest peer message accepted (an append batch).
-pub(crate) const MAX_PEER_MESSAGE: usize = 64 << 20;
-
-/// A request a member sends to the leader (or, for `Members`, to any member).
-#[derive(Debug, Clone, Serialize, Deserialize)]
-pub enum ForwardRequest {
-    /// Propose a command.
-    Write(Command),
-    /// Propose several commands, each answered on its own (see `server::write_batch`).
-    WriteBatch(Vec<Command>),
-    /// Run the read index protocol and return the index to wait for. `from` is the member
-    /// asking and `term` its Raft term, read after the reads it asks for arrived: when the two
-    /// of them make a quorum, the request itself confirms the leadership (see
-    /// `Node::read_index_confirmed_by`).
-    ReadIndex { from: u64, term: u64 },
-    /// A keep-alive of a lease: the leader owns the expiry clocks.
-    LeaseKeepAlive(i64),
-    /// Seconds left on a lease by the leader's clock.
-    LeaseRemaining(i64),
-    /// A membership change.
-    Member(MemberOp),
-    /// The cluster ID and the members, for a member that joins.
-    Members,
-}
-
-/// The answer to a [`ForwardRequest`].
-#[derive(Debug, Clone, Serialize, Deserialize)]
-pub enum ForwardReply {
-    Write(CommandResult),
-    /// One `Write` or `Error` per command of a `WriteBatch`, in order.
-    WriteBatch(Vec<ForwardReply>),
-    ReadIndex(u64),
-    /// Granted TTL after a keep-alive, or seconds left; -1 when the lease does not exist.
-    Lease(i64),
-    Member(MemberReply),
-    Members {
-        cluster_id: u64,
-        members: Vec<(u64, Member)>,
-    },
-    Error(EtcdError),
-}
-
-impl ForwardReply {
-    /// The reply as a result: `Error` becomes `Err`.
-    pub fn into_result(self) -> EtcdResult<ForwardReply> {
-        match self {
-            ForwardReply::Error(e) => Err(e),
-            r => Ok(r),
-        }
-    }
-}
-
-/// A membership change, decided and proposed by the leader.
-#[derive(Debug, Clone, Serialize, Deserialize)]
-pub enum MemberOp {
-    Add {
-        peer_urls: Vec<String>,
-        learner: bool,
-    },
-    Remove {
-        id: u64,
-    },
-    Promote {
-        id: u64,
-    },
-    Update {
-        id: u64,
-        peer_urls: Vec<String>,
-    },
-    /// A started member announces its name and client URLs, as etcd's members publish theirs.
-    Publish {
-        id: u64,
-        name: String,
-        client_urls: Vec<String>,
-    },
-}
-
-/// The outcome of a [`MemberOp`]: the member concerned and the members afterwards.
-#[derive(Debug, Clone, Serialize, Deserialize)]
-pub struct MemberReply {
-    pub id: u64,
-    pub members: Vec<(u64, Member, bool)>,
-}
+use crate::limits::{MAX_PEER_MESSAGE, PEER_SNAPSHOT_CHUNK};
 
 /// Injected peer faults for testing: a file listing, one per line, the peer URLs this member
 /// must not reach, as if the network between them were cut. Re-read at most every 100 ms.
@@ -217,10 +141,16 @@ impl PeerPool {
             .max_encoding_message_size(MAX_PEER_MESSAGE))
     }
 
-    /// Sends a forwarded request to the member at `url`. A request that could not be sent
-    /// fails with [`EtcdError::NoLeader`] (nothing was proposed); one whose answer was lost
-    /// fails with [`EtcdError::Timeout`] (it may have been applied).
-    pub async fn forward(&self, url: &str, req: &ForwardRequest) -> EtcdResult<ForwardReply> {
+    /// Sends a `Forward` call to the member at `url`: `req` encoded, the answer decoded as the
+    /// `EtcdResult<R>` the member encoded (the peer service pairs each request with its reply
+    /// type). A request that could not be sent fails with [`EtcdError::NoLeader`] (nothing was
+    /// proposed); one whose answer was lost fails with [`EtcdError::Timeout`] (it may have been
+    /// applied).
+    pub async fn forward<Req: Serialize, R: DeserializeOwned>(
+        &self,
+        url: &str,
+        req: &Req,
+    ) -> EtcdResult<R> {
         let mut c = self.client(url).map_err(|_| EtcdError::NoLeader)?;
         let data = encode(req).map_err(EtcdError::internal)?;
         let reply = c
@@ -238,9 +168,7 @@ impl PeerPool {
         if !reply.error.is_empty() {
             return Err(EtcdError::internal(reply.error));
         }
-        decode::<ForwardReply>(&reply.data)
-            .map_err(EtcdError::internal)?
-            .into_result()
+        decode::<EtcdResult<R>>(&reply.data).map_err(EtcdError::internal)?
     }
 }
 
@@ -308,7 +236,7 @@ fn reply_data(reply: RaftReply) -> Result<Vec<u8>, String> {
 }
 
 impl PeerClient {
-    async fn call<Req: Serialize, Resp: for<'a> Deserialize<'a>>(
+    async fn call<Req: Serialize, Resp: DeserializeOwned>(
         &mut self,
         req: &Req,
         option: &RPCOption,
@@ -447,7 +375,7 @@ impl RaftNetworkV2<TypeConfig> for PeerClient {
             let mut f = tokio::fs::File::open(&path).await?;
             let mut first = Some(header);
             loop {
-                let mut buf = vec![0u8; SNAPSHOT_CHUNK];
+                let mut buf = vec![0u8; PEER_SNAPSHOT_CHUNK];
                 let n = f.read(&mut buf).await?;
                 buf.truncate(n);
                 if n == 0 && first.is_none() {
@@ -477,151 +405,5 @@ impl RaftNetworkV2<TypeConfig> for PeerClient {
         let _ = reader.await;
         let data = reply_data(reply).map_err(network)?;
         decode(&data).map_err(|e| StreamingError::from(network(e)))
-    }
-}
-
-/// The peer-facing gRPC service of a member.
-#[derive(Debug, Clone)]
-pub struct PeerService {
-    pub node: Arc<Node>,
-}
-
-fn ok_reply<T: Serialize>(v: &T) -> Result<Response<RaftReply>, Status> {
-    let data = encode(v).map_err(|e| Status::internal(e.to_string()))?;
-    Ok(Response::new(RaftReply {
-        data,
-        error: String::new(),
-    }))
-}
-
-fn err_reply(e: impl std::fmt::Display) -> Result<Response<RaftReply>, Status> {
-    Ok(Response::new(RaftReply {
-        data: Vec::new(),
-        error: e.to_string(),
-    }))
-}
-
-fn decode_req<T: for<'a> Deserialize<'a>>(r: &RaftRequest) -> Result<T, Status> {
-    decode(&r.data).map_err(|e| Status::invalid_argument(format!("decode peer request: {e}")))
-}
-
-#[tonic::async_trait]
-impl RaftPeer for PeerService {
-    async fn append_entries(
-        &self,
-        req: Request<RaftRequest>,
-    ) -> Result<Response<RaftReply>, Status> {
-        let rpc: AppendEntriesRequest<TypeConfig> = decode_req(req.get_ref())?;
-        match self.node.raft.append_entries(rpc).await {
-            Ok(r) => ok_reply(&r),
-            Err(e) => err_reply(e),
-        }
-    }
-
-    type StreamAppendStream = BoxStream<'static, Result<RaftReply, Status>>;
-
-    async fn stream_append(
-        &self,
-        req: Request<Streaming<RaftRequest>>,
-    ) -> Result<Response<Self::StreamAppendStream>, Status> {
-        // Requests that fail to decode end the input; the leader sees the stream end and
-        // starts over.
-        let input = req
-            .into_inner()
-            .map(|r| {
-                r.ok()
-                    .and_then(|r| decode::<AppendEntriesRequest<TypeConfig>>(&r.data).ok())
-            })
-            .take_while(|r| futures::future::ready(r.is_some()))
-            .filter_map(futures::future::ready);
-        let output = self.node.raft.stream_append(input).map(|r| match r {
-            Ok(res) => encode(&res)
-                .map(|data| RaftReply {
-                    data,
-                    error: String::new(),
-                })
-                .map_err(|e| Status::internal(e.to_string())),
-            Err(fatal) => Err(Status::unavailable(fatal.to_string())),
-        });
-        Ok(Response::new(Box::pin(output)))
-    }
-
-    async fn vote(&self, req: Request<RaftRequest>) -> Result<Response<RaftReply>, Status> {
-        let rpc: VoteRequest<TypeConfig> = decode_req(req.get_ref())?;
-        if self.node.is_removed(rpc.vote.leader_id().node_id) {
-            return err_reply(REMOVED);
-        }
-        match self.node.raft.vote(rpc).await {
-            Ok(r) => ok_reply(&r),
-            Err(e) => err_reply(e),
-        }
-    }
-
-    async fn pre_vote(&self, req: Request<RaftRequest>) -> Result<Response<RaftReply>, Status> {
-        let rpc: VoteRequest<TypeConfig> = decode_req(req.get_ref())?;
-        if self.node.is_removed(rpc.vote.leader_id().node_id) {
-            return err_reply(REMOVED);
-        }
-        match self.node.raft.pre_vote(rpc).await {
-            Ok(r) => ok_reply(&r),
-            Err(e) => err_reply(e),
-        }
-    }
-
-    async fn install_snapshot(
-        &self,
-        req: Request<Streaming<SnapshotChunk>>,
-    ) -> Result<Response<RaftReply>, Status> {
-        use tokio::io::AsyncWriteExt;
-        let mut stream = req.into_inner();
-        let dir = self.node.cfg.data_dir.join("snap");
-        // Removed when this call ends, whether the snapshot arrived whole or not.
-        let (f, path) = super::state_machine::incoming_snapshot(&dir)
-            .map_err(|e| Status::internal(e.to_string()))?;
-        let mut f = tokio::fs::File::from_std(f);
-        let mut header: Option<(Vote, SnapshotMeta)> = None;
-        while let Some(chunk) = stream.message().await? {
-            if header.is_none() {
-                header = Some(
-                    decode(&chunk.header).map_err(|e| Status::invalid_argument(e.to_string()))?,
-                );
-            }
-            f.write_all(&chunk.data)
-                .await
-                .map_err(|e| Status::internal(e.to_string()))?;
-        }
-        f.sync_all()
-            .await
-            .map_err(|e| Status::internal(e.to_string()))?;
-        let (vote, meta) =
-            header.ok_or_else(|| Status::invalid_argument("empty snapshot stream"))?;
-        let bytes = f.metadata().await.map(|m| m.len()).unwrap_or(0);
-        tracing::info!(
-            snapshot = ?meta.last_log_id,
-            bytes,
-            "installing a snapshot streamed from the leader"
-        );
-        let snapshot = Snapshot {
-            meta,
-            snapshot: SnapshotFile {
-                path: path.to_path_buf(),
-            },
-        };
-        let res = self.node.raft.install_full_snapshot(vote, snapshot).await;
-        drop(path);
-        match res {
-            Ok(r) => ok_reply(&r),
-            Err(e) => err_reply(e),
-        }
-    }
-
-    async fn forward(
-        &self,
-        req: Request<bosun_proto::raftpb::ForwardRequest>,
-    ) -> Result<Response<RaftReply>, Status> {
-        let fwd: ForwardRequest = decode(&req.get_ref().data)
-            .map_err(|e| Status::invalid_argument(format!("decode forward: {e}")))?;
-        let reply = self.node.handle_peer_forward(fwd).await;
-        ok_reply(&reply)
     }
 }

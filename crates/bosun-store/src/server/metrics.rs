@@ -2,12 +2,12 @@
 
 use std::fmt::Write;
 
-use crate::server::Node;
+use super::Replica;
 
 /// Renders the member's metrics in the Prometheus text format.
-pub fn render(node: &Node) -> String {
-    let m = node.metrics();
-    let mvcc = &node.shared.mvcc;
+pub fn render(replica: &Replica) -> String {
+    let m = replica.metrics();
+    let mvcc = &replica.shared.mvcc;
     let gauges: [(&str, &str, f64); 10] = [
         (
             "bosun_store_revision",
@@ -22,12 +22,12 @@ pub fn render(node: &Node) -> String {
         (
             "bosun_store_db_size_bytes",
             "Size of the member's database.",
-            node.db_size() as f64,
+            replica.db_size() as f64,
         ),
         (
             "bosun_store_quota_bytes",
             "Storage quota.",
-            node.cfg.quota() as f64,
+            replica.cfg.quota() as f64,
         ),
         (
             "bosun_store_leases",
@@ -37,7 +37,7 @@ pub fn render(node: &Node) -> String {
         (
             "bosun_store_watchers",
             "Watch tasks following the hub.",
-            node.shared.hub.watchers() as f64,
+            replica.shared.hub.watchers() as f64,
         ),
         (
             "bosun_raft_term",
@@ -47,7 +47,7 @@ pub fn render(node: &Node) -> String {
         (
             "bosun_raft_is_leader",
             "1 when this member leads.",
-            f64::from(u8::from(m.current_leader == Some(node.id))),
+            f64::from(u8::from(m.current_leader == Some(replica.id))),
         ),
         (
             "bosun_raft_last_log_index",
@@ -69,7 +69,7 @@ pub fn render(node: &Node) -> String {
         "# HELP bosun_raft_has_leader 1 when the cluster has a leader.\n# TYPE bosun_raft_has_leader gauge\nbosun_raft_has_leader {}",
         u8::from(m.current_leader.is_some())
     );
-    let (reads, rounds, heartbeat_rounds) = node.read_index_counts();
+    let (reads, rounds, heartbeat_rounds) = replica.read_index_counts();
     let counters = [
         (
             "bosun_store_linearizable_reads_total",
