@@ -39,6 +39,13 @@ pub struct Shared {
     snapshot_every: u64,
     /// Signalled when a snapshot is due; see [`Shared::snapshot_due`].
     snapshot_due: Notify,
+    /// Held by a snapshot build and by an install for as long as each works in the snapshot
+    /// directory: openraft builds a snapshot in a task of its own while the state machine
+    /// installs one from the leader, and each prunes the directory of all but its own
+    /// snapshot (an install pruned the checkpoint a build was making, the build failed, and
+    /// that failure stops Raft on the member for good). Serialised, a build's checkpoint
+    /// holds whatever an install wrote before it, so the newest snapshot becomes current.
+    snapshot_files: Mutex<()>,
 }
 
 impl Shared {
@@ -202,6 +209,7 @@ impl StateMachine {
                 writes_since_snapshot: AtomicU64::new(0),
                 snapshot_every: snapshot_every.max(1),
                 snapshot_due: Notify::new(),
+                snapshot_files: Mutex::new(()),
             }),
             snapshot_dir,
         })
@@ -289,6 +297,7 @@ impl RaftSnapshotBuilder<TypeConfig> for StateMachine {
             .writes_since_snapshot
             .store(0, Ordering::Relaxed);
         tokio::task::spawn_blocking(move || {
+            let _files = this.shared.snapshot_files.lock();
             let db = this.shared.mvcc.db();
             // A checkpoint flushes the memtables (all column families at once) and links the
             // files: the state machine as of one applied entry, read back from the checkpoint
@@ -443,6 +452,7 @@ impl RaftStateMachine<TypeConfig> for StateMachine {
         let this = self.clone();
         let meta = meta.clone();
         let revision = tokio::task::spawn_blocking(move || {
+            let _files = this.shared.snapshot_files.lock();
             let mvcc = &this.shared.mvcc;
             let mut state = mvcc.state.write();
             let records = snapshot.records()?;
@@ -623,5 +633,42 @@ mod tests {
             .filter(|n| n.starts_with("incoming-"))
             .collect();
         assert!(names.is_empty(), "{names:?}");
+    }
+
+    /// A member builds snapshots of its own (every `--snapshot-count` writes, in a task of
+    /// openraft's) while it installs one from the leader: both must succeed. The install
+    /// pruned the checkpoint the build was making (`building.ckpt`), the build failed with
+    /// "No such file or directory", and openraft stopped Raft on the member for good (seen in
+    /// a seeded chaos run: the member's watchers never reached the final revision).
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn building_and_installing_snapshots_at_once_both_succeed() {
+        let leader_dir = tempfile::tempdir().unwrap();
+        let (mut leader, _) = open(leader_dir.path());
+        apply_all(&mut leader, (0..200).map(|_| put("k", 0)).collect()).await;
+        let sent = leader.build_snapshot().await.unwrap();
+        let records = sent.snapshot.records().unwrap();
+
+        let dir = tempfile::tempdir().unwrap();
+        let (mut sm, snapshot_dir) = open(dir.path());
+        for round in 0..40 {
+            apply_all(&mut sm, (0..20).map(|_| put("mine", 0)).collect()).await;
+            let (mut file, arrived) = incoming_snapshot(&snapshot_dir).unwrap();
+            file.write_all(&std::fs::read(&records).unwrap()).unwrap();
+            let mut builder = sm.clone();
+            let build = tokio::spawn(async move { builder.build_snapshot().await.map(|_| ()) });
+            let installed = sm
+                .install_snapshot(
+                    &sent.meta,
+                    SnapshotFile {
+                        path: arrived.to_path_buf(),
+                    },
+                )
+                .await;
+            let built = build.await.unwrap();
+            assert!(installed.is_ok(), "round {round}: install: {installed:?}");
+            assert!(built.is_ok(), "round {round}: build: {built:?}");
+            // The current snapshot is one that exists.
+            assert!(sm.get_current_snapshot().await.unwrap().is_some());
+        }
     }
 }
