@@ -1,0 +1,363 @@
+//! The controller runtime (`bosun-runtime`) against a real three-member store and real
+//! apiservers: the reflector follows creates, updates and deletes, resumes across an
+//! apiserver kill and restart on the same port and re-lists after a 410 (the store compacted
+//! meanwhile; a slow consumer pushed out of the watch cache), sending exactly the difference.
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use bosun_api_client::k8s_openapi::api::core::v1::Pod;
+use bosun_api_client::{ApiClient, ListParams, Patch};
+use bosun_runtime::reflector::{Config, Event, Store, reflector};
+use bosun_tests::kube::{Apiserver, curl};
+use bosun_tests::{Cluster, Kind, bosun_bin, free_port, wait_for};
+use tokio::sync::{mpsc, watch};
+
+/// A `bosun apiserver` this module starts itself, so that it can come back on the same port.
+struct OwnApiserver {
+    args: Vec<String>,
+    port: u16,
+    log: PathBuf,
+    child: Option<Child>,
+}
+
+impl OwnApiserver {
+    async fn start(dir: &Path, endpoints: &str, extra: &[&str]) -> OwnApiserver {
+        std::fs::create_dir_all(dir).unwrap();
+        let mut a = OwnApiserver {
+            args: extra.iter().map(|s| s.to_string()).collect(),
+            port: free_port(),
+            log: dir.join("apiserver.log"),
+            child: None,
+        };
+        a.args
+            .extend(["--etcd-servers".to_string(), endpoints.to_string()]);
+        a.spawn().await;
+        a
+    }
+
+    fn url(&self) -> String {
+        format!("http://127.0.0.1:{}", self.port)
+    }
+
+    async fn spawn(&mut self) {
+        let log = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(&self.log)
+            .unwrap();
+        self.child = Some(
+            Command::new(bosun_bin())
+                .arg("apiserver")
+                .args(&self.args)
+                .arg("--listen")
+                .arg(format!("127.0.0.1:{}", self.port))
+                .stdout(Stdio::null())
+                .stderr(log)
+                .spawn()
+                .expect("start bosun apiserver"),
+        );
+        let url = format!("{}/readyz", self.url());
+        let deadline = Instant::now() + Duration::from_secs(60);
+        loop {
+            let (code, out) = curl(&["-s", "-o", "/dev/null", "-w", "%{http_code}", &url]);
+            if code == 0 && out.trim() == "200" {
+                return;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "apiserver not ready: {}",
+                std::fs::read_to_string(&self.log).unwrap_or_default()
+            );
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    }
+
+    fn kill9(&mut self) {
+        if let Some(mut c) = self.child.take() {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+    }
+}
+
+impl Drop for OwnApiserver {
+    fn drop(&mut self) {
+        self.kill9();
+    }
+}
+
+/// A pod without labels or filler.
+fn pod(name: &str) -> Pod {
+    crate::grpc_api::pod(name, &[], 0)
+}
+
+/// name -> resourceVersion of the pods in default, as the apiserver has them.
+async fn server_view(client: &ApiClient) -> BTreeMap<String, String> {
+    client
+        .list::<Pod>("default", &ListParams::default())
+        .await
+        .unwrap()
+        .items
+        .into_iter()
+        .map(|p| {
+            (
+                p.metadata.name.unwrap(),
+                p.metadata.resource_version.unwrap(),
+            )
+        })
+        .collect()
+}
+
+fn store_view(store: &Store<Pod>) -> BTreeMap<String, String> {
+    store
+        .list()
+        .iter()
+        .map(|p| {
+            (
+                p.metadata.name.clone().unwrap(),
+                p.metadata.resource_version.clone().unwrap(),
+            )
+        })
+        .collect()
+}
+
+/// An event as (kind, name, old rv, new rv) for comparison.
+fn describe(ev: &Event<Pod>) -> (String, String, Option<String>, Option<String>) {
+    match ev {
+        Event::Applied { old, new } => (
+            "Applied".into(),
+            new.metadata.name.clone().unwrap(),
+            old.as_ref()
+                .and_then(|o| o.metadata.resource_version.clone()),
+            new.metadata.resource_version.clone(),
+        ),
+        Event::Deleted(o) => (
+            "Deleted".into(),
+            o.metadata.name.clone().unwrap(),
+            o.metadata.resource_version.clone(),
+            None,
+        ),
+        Event::Resynced => ("Resynced".into(), String::new(), None, None),
+    }
+}
+
+/// The next `n` events, failing after 60 s.
+async fn next_events(
+    rx: &mut mpsc::Receiver<Event<Pod>>,
+    n: usize,
+) -> Vec<(String, String, Option<String>, Option<String>)> {
+    let mut out = Vec::new();
+    while out.len() < n {
+        let ev = tokio::time::timeout(Duration::from_secs(60), rx.recv())
+            .await
+            .unwrap_or_else(|_| panic!("no event after {out:?}"))
+            .expect("reflector ended");
+        out.push(describe(&ev));
+    }
+    out
+}
+
+fn rv(p: &Pod) -> Option<String> {
+    p.metadata.resource_version.clone()
+}
+
+fn label(v: &str) -> Patch {
+    Patch::Merge(serde_json::json!({"metadata": {"labels": {"v": v}}}))
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn reflector_follows_changes_restarts_and_compaction() {
+    let dir = tempfile::tempdir().unwrap();
+    let cluster = Cluster::start(Kind::Bosun, dir.path(), 3, &[]).await;
+    let endpoints = cluster.client_urls().join(",");
+    // The reflector's apiserver (killed and restarted) and another one for writes meanwhile.
+    let mut api = OwnApiserver::start(&dir.path().join("a"), &endpoints, &[]).await;
+    let other = Apiserver::start(&dir.path().join("b"), &endpoints, &[]).await;
+    let writer = ApiClient::connect(&other.url).await.unwrap();
+    for n in ["p1", "p2", "p3"] {
+        writer.create("default", &pod(n)).await.unwrap();
+    }
+
+    let (stop_tx, stop) = watch::channel(false);
+    let client = ApiClient::connect(&api.url()).await.unwrap();
+    let (store, mut rx, task) = reflector::<Pod>(
+        client,
+        Some("default".into()),
+        Config {
+            page_size: 2,
+            ..Config::default()
+        },
+        stop,
+    );
+    tokio::time::timeout(Duration::from_secs(30), store.wait_synced())
+        .await
+        .unwrap();
+    let mut first = next_events(&mut rx, 4).await;
+    assert_eq!(first.pop().unwrap().0, "Resynced");
+    first.sort();
+    let names: Vec<_> = first
+        .iter()
+        .map(|e| (e.0.as_str(), e.1.as_str(), e.2.clone()))
+        .collect();
+    assert_eq!(
+        names,
+        [
+            ("Applied", "p1", None),
+            ("Applied", "p2", None),
+            ("Applied", "p3", None)
+        ],
+        "the first list, over two pages"
+    );
+    assert_eq!(store_view(&store), server_view(&writer).await);
+
+    // Live changes: create, update, delete, each once and in order, the store updated first.
+    let p4 = writer.create("default", &pod("p4")).await.unwrap();
+    let old_p1 = store.get("default", "p1").unwrap();
+    let old_p2 = store.get("default", "p2").unwrap();
+    let p1: Pod = writer.patch("default", "p1", &label("1")).await.unwrap();
+    assert!(
+        writer
+            .delete::<Pod>("default", "p2", None)
+            .await
+            .unwrap()
+            .gone
+    );
+    assert_eq!(
+        next_events(&mut rx, 3).await,
+        [
+            ("Applied".into(), "p4".into(), None, rv(&p4)),
+            ("Applied".into(), "p1".into(), rv(&old_p1), rv(&p1)),
+            // A Deleted event carries the last state the cache had.
+            ("Deleted".into(), "p2".into(), rv(&old_p2), None),
+        ]
+    );
+    assert_eq!(store_view(&store), server_view(&writer).await);
+    assert_eq!(
+        store
+            .get("default", "p1")
+            .unwrap()
+            .metadata
+            .labels
+            .as_ref()
+            .unwrap()["v"],
+        "1"
+    );
+
+    // The reflector's apiserver dies; meanwhile pods change through the other one, and the
+    // store compacts its history past the reflector's version.
+    let old_p3 = store.get("default", "p3").unwrap();
+    api.kill9();
+    let p5 = writer.create("default", &pod("p5")).await.unwrap();
+    writer.delete::<Pod>("default", "p3", None).await.unwrap();
+    let p4b: Pod = writer.patch("default", "p4", &label("2")).await.unwrap();
+    cluster.compact_to_head().await;
+    // Nothing changed in the cache while the apiserver was away.
+    assert_eq!(store.len(), 3);
+    api.spawn().await;
+
+    // Back on the same port: the old version is gone (410), so it re-lists and sends the
+    // difference, then Resynced.
+    let mut diff = next_events(&mut rx, 4).await;
+    assert_eq!(diff.pop().unwrap().0, "Resynced", "{diff:?}");
+    diff.sort();
+    assert_eq!(
+        diff,
+        [
+            ("Applied".into(), "p4".into(), rv(&p4), rv(&p4b)),
+            ("Applied".into(), "p5".into(), None, rv(&p5)),
+            ("Deleted".into(), "p3".into(), rv(&old_p3), None),
+        ]
+    );
+    assert_eq!(store_view(&store), server_view(&writer).await);
+
+    // And it watches again from the new list.
+    let p6 = writer.create("default", &pod("p6")).await.unwrap();
+    assert_eq!(
+        next_events(&mut rx, 1).await,
+        [("Applied".into(), "p6".into(), None, rv(&p6))]
+    );
+    stop_tx.send(true).unwrap();
+    tokio::time::timeout(Duration::from_secs(10), task)
+        .await
+        .expect("the reflector stops on shutdown")
+        .unwrap();
+}
+
+/// A consumer that stops reading fills the event channel; the reflector stops reading its
+/// watch, the apiserver drops it as slow, and by the time it resumes its version has left the
+/// apiserver's watch cache: 410, re-list, and the difference arrives.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn reflector_relists_when_its_version_expires() {
+    let dir = tempfile::tempdir().unwrap();
+    let cluster = Cluster::start(Kind::Bosun, dir.path(), 3, &[]).await;
+    let api = Apiserver::start(
+        &dir.path().join("a"),
+        &cluster.client_urls().join(","),
+        &["--watch-cache-size", "5", "--watch-buffer", "2"],
+    )
+    .await;
+    let client = ApiClient::connect(&api.url).await.unwrap();
+    let (_stop_tx, stop) = watch::channel(false);
+    let (store, mut rx, _task) = reflector::<Pod>(
+        client.clone(),
+        None,
+        Config {
+            events_capacity: 1,
+            ..Config::default()
+        },
+        stop,
+    );
+    store.wait_synced().await;
+    assert_eq!(next_events(&mut rx, 1).await[0].0, "Resynced");
+    let big = 100;
+    for i in 0..big {
+        // Big enough that the stream's transport buffers fill and the apiserver drops it.
+        let p = crate::grpc_api::pod(&format!("q{i:03}"), &[], 64 * 1024);
+        client.create("default", &p).await.unwrap();
+    }
+    let dropped = || {
+        let (_, metrics) = curl(&["-s", &format!("{}/metrics", api.url)]);
+        metrics
+            .lines()
+            .find(|l| l.starts_with("bosun_apiserver_watchers_dropped_total{resource=\"pods\"}"))
+            .and_then(|l| l.split_whitespace().last())
+            .and_then(|v| v.parse::<u64>().ok())
+            .unwrap_or(0)
+    };
+    wait_for(
+        "the slow watch to be dropped",
+        Duration::from_secs(30),
+        || async { dropped() >= 1 },
+    )
+    .await;
+    // More changes than the watch cache holds: where the watch would resume is gone.
+    for i in big..big + 10 {
+        client
+            .create("default", &pod(&format!("q{i:03}")))
+            .await
+            .unwrap();
+    }
+    let n = big + 10;
+    // Now read everything: every pod arrives once as Applied (from the watch or from the
+    // re-list's difference), and a re-list happened (its Resynced follows the difference).
+    let mut applied = std::collections::BTreeSet::new();
+    let mut resynced = 0;
+    while applied.len() < n || resynced == 0 {
+        let ev = tokio::time::timeout(Duration::from_secs(60), rx.recv())
+            .await
+            .unwrap_or_else(|_| panic!("stalled at {} pods, {resynced} re-lists", applied.len()))
+            .unwrap();
+        match ev {
+            Event::Applied { old, new } => {
+                assert!(old.is_none(), "only creates happened");
+                assert!(applied.insert(new.metadata.name.clone().unwrap()), "twice");
+            }
+            Event::Deleted(o) => panic!("nothing was deleted: {:?}", o.metadata.name),
+            Event::Resynced => resynced += 1,
+        }
+    }
+    assert_eq!(store_view(&store), server_view(&client).await);
+}
