@@ -1,15 +1,20 @@
 //! The controller runtime (`bosun-runtime`) against a real three-member store and real
 //! apiservers: the reflector follows creates, updates and deletes, resumes across an
 //! apiserver kill and restart on the same port and re-lists after a 410 (the store compacted
-//! meanwhile; a slow consumer pushed out of the watch cache), sending exactly the difference.
+//! meanwhile; a slow consumer pushed out of the watch cache), sending exactly the difference;
+//! leader election hands over when the leader stops renewing and when it releases the lease.
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
+use bosun_api_client::k8s_openapi::api::coordination::v1::Lease;
 use bosun_api_client::k8s_openapi::api::core::v1::Pod;
 use bosun_api_client::{ApiClient, ListParams, Patch};
+use bosun_runtime::leader::{LeaderElectionConfig, LeaderError, run_leader};
 use bosun_runtime::reflector::{Config, Event, Store, reflector};
 use bosun_tests::kube::{Apiserver, curl};
 use bosun_tests::{Cluster, Kind, bosun_bin, free_port, wait_for};
@@ -360,4 +365,158 @@ async fn reflector_relists_when_its_version_expires() {
         }
     }
     assert_eq!(store_view(&store), server_view(&client).await);
+}
+
+fn election(name: &str, identity: &str) -> LeaderElectionConfig {
+    LeaderElectionConfig {
+        namespace: "kube-system".into(),
+        name: name.into(),
+        identity: identity.into(),
+        lease_duration: Duration::from_secs(3),
+        renew_deadline: Duration::from_secs(2),
+        retry_period: Duration::from_millis(300),
+    }
+}
+
+/// Runs an elector whose `lead` marks `leading` until told to stop.
+fn elector(
+    client: &ApiClient,
+    config: LeaderElectionConfig,
+    leading: Arc<AtomicUsize>,
+    max_leading: Arc<AtomicUsize>,
+) -> (
+    watch::Sender<bool>,
+    tokio::task::JoinHandle<Result<(), LeaderError>>,
+    Arc<AtomicUsize>,
+) {
+    let (tx, rx) = watch::channel(false);
+    let led = Arc::new(AtomicUsize::new(0));
+    let handle = tokio::spawn(run_leader(client.clone(), config, rx, {
+        let led = led.clone();
+        move |mut stop: watch::Receiver<bool>| async move {
+            led.fetch_add(1, Ordering::SeqCst);
+            let now = leading.fetch_add(1, Ordering::SeqCst) + 1;
+            max_leading.fetch_max(now, Ordering::SeqCst);
+            let _ = stop.wait_for(|s| *s).await;
+            leading.fetch_sub(1, Ordering::SeqCst);
+            Ok(())
+        }
+    }));
+    (tx, handle, led)
+}
+
+async fn holder(client: &ApiClient, name: &str) -> Option<String> {
+    client
+        .get::<Lease>("kube-system", name)
+        .await
+        .ok()
+        .and_then(|l| l.spec)
+        .and_then(|s| s.holder_identity)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn leader_election_hands_over() {
+    let dir = tempfile::tempdir().unwrap();
+    let cluster = Cluster::start(Kind::Bosun, dir.path(), 3, &[]).await;
+    let api = Apiserver::start(&dir.path().join("a"), &cluster.client_urls().join(","), &[]).await;
+    let client = ApiClient::connect(&api.url).await.unwrap();
+    let leading = Arc::new(AtomicUsize::new(0));
+    let max_leading = Arc::new(AtomicUsize::new(0));
+
+    let (_a_stop, a, a_led) = elector(
+        &client,
+        election("comp", "a"),
+        leading.clone(),
+        max_leading.clone(),
+    );
+    wait_for("a to lead", Duration::from_secs(10), || async {
+        a_led.load(Ordering::SeqCst) == 1
+    })
+    .await;
+    let (b_stop, b, b_led) = elector(
+        &client,
+        election("comp", "b"),
+        leading.clone(),
+        max_leading.clone(),
+    );
+    // b waits while a renews: several lease durations.
+    tokio::time::sleep(Duration::from_secs(7)).await;
+    assert_eq!(
+        b_led.load(Ordering::SeqCst),
+        0,
+        "b never led while a renewed"
+    );
+    assert_eq!(holder(&client, "comp").await.as_deref(), Some("a"));
+
+    // a stops renewing without releasing (as a paused or killed process): b takes over
+    // within the lease duration (plus a retry period and the request times).
+    a.abort();
+    let _ = a.await;
+    leading.fetch_sub(1, Ordering::SeqCst);
+    let stopped = Instant::now();
+    wait_for("b to lead", Duration::from_secs(10), || async {
+        b_led.load(Ordering::SeqCst) == 1
+    })
+    .await;
+    let took = stopped.elapsed();
+    assert!(
+        took <= Duration::from_millis(3000 + 300 * 2 + 1000),
+        "took over after {took:?}"
+    );
+    assert!(
+        took >= Duration::from_millis(2000),
+        "not before the lease could expire: {took:?}"
+    );
+    let lease = client.get::<Lease>("kube-system", "comp").await.unwrap();
+    let spec = lease.spec.unwrap();
+    assert_eq!(spec.holder_identity.as_deref(), Some("b"));
+    assert_eq!(spec.lease_transitions, Some(1));
+    assert_eq!(
+        max_leading.load(Ordering::SeqCst),
+        1,
+        "never two leaders at once"
+    );
+
+    // b shuts down cleanly: it releases the lease, and c takes it at once.
+    b_stop.send(true).unwrap();
+    b.await.unwrap().unwrap();
+    assert_eq!(holder(&client, "comp").await, None, "released");
+    let released = Instant::now();
+    let (c_stop, c, c_led) = elector(
+        &client,
+        election("comp", "c"),
+        leading.clone(),
+        max_leading.clone(),
+    );
+    wait_for("c to lead", Duration::from_secs(10), || async {
+        c_led.load(Ordering::SeqCst) == 1
+    })
+    .await;
+    assert!(
+        released.elapsed() < Duration::from_secs(2),
+        "no wait for expiry"
+    );
+
+    // Someone else takes the lease from under c (as after a partition): c notices at its
+    // next renewal, its `lead` is told to stop, and it returns LostLeadership.
+    loop {
+        let mut lease = client.get::<Lease>("kube-system", "comp").await.unwrap();
+        let spec = lease.spec.as_mut().unwrap();
+        spec.holder_identity = Some("intruder".into());
+        spec.lease_duration_seconds = Some(60);
+        match client.update("kube-system", &lease).await {
+            Ok(_) => break,
+            // c renewed in between.
+            Err(e) if e.is_conflict() => continue,
+            Err(e) => panic!("{e}"),
+        }
+    }
+    let r = tokio::time::timeout(Duration::from_secs(10), c)
+        .await
+        .expect("c gives up")
+        .unwrap();
+    assert!(matches!(r, Err(LeaderError::LostLeadership)), "{r:?}");
+    assert_eq!(leading.load(Ordering::SeqCst), 0, "c's lead stopped");
+    drop(c_stop);
+    assert_eq!(holder(&client, "comp").await.as_deref(), Some("intruder"));
 }
