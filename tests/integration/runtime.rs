@@ -2,7 +2,8 @@
 //! apiservers: the reflector follows creates, updates and deletes, resumes across an
 //! apiserver kill and restart on the same port and re-lists after a 410 (the store compacted
 //! meanwhile; a slow consumer pushed out of the watch cache), sending exactly the difference;
-//! leader election hands over when the leader stops renewing and when it releases the lease.
+//! leader election hands over when the leader stops renewing and when it releases the lease;
+//! recorded events show in `kubectl get events` and `kubectl describe`, repeats counted.
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -12,11 +13,12 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
 use bosun_api_client::k8s_openapi::api::coordination::v1::Lease;
-use bosun_api_client::k8s_openapi::api::core::v1::Pod;
+use bosun_api_client::k8s_openapi::api::core::v1::{Event as KubeEvent, Pod};
 use bosun_api_client::{ApiClient, ListParams, Patch};
 use bosun_runtime::leader::{LeaderElectionConfig, LeaderError, run_leader};
 use bosun_runtime::reflector::{Config, Event, Store, reflector};
-use bosun_tests::kube::{Apiserver, curl};
+use bosun_runtime::{Recorder, object_ref};
+use bosun_tests::kube::{Apiserver, curl, kubectl_120, kubectl_132};
 use bosun_tests::{Cluster, Kind, bosun_bin, free_port, wait_for};
 use tokio::sync::{mpsc, watch};
 
@@ -519,4 +521,91 @@ async fn leader_election_hands_over() {
     assert_eq!(leading.load(Ordering::SeqCst), 0, "c's lead stopped");
     drop(c_stop);
     assert_eq!(holder(&client, "comp").await.as_deref(), Some("intruder"));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn events_show_in_kubectl_with_counts() {
+    let dir = tempfile::tempdir().unwrap();
+    let cluster = Cluster::start(Kind::Bosun, dir.path(), 3, &[]).await;
+    let api = Apiserver::start(&dir.path().join("a"), &cluster.client_urls().join(","), &[]).await;
+    let client = ApiClient::connect(&api.url).await.unwrap();
+    let p = client.create("default", &pod("web-1")).await.unwrap();
+    let (recorder, task) = Recorder::new(client.clone(), "bosun-test", "host-1");
+    let r = object_ref(&p);
+    for _ in 0..3 {
+        recorder.normal(
+            &r,
+            "Scheduled",
+            "Successfully assigned default/web-1 to n1".into(),
+        );
+    }
+    recorder.warning(&r, "FailedMount", "volume x not found".into());
+    drop(recorder);
+    tokio::time::timeout(Duration::from_secs(30), task)
+        .await
+        .expect("the writer drains and ends")
+        .unwrap();
+
+    let events = client
+        .list::<KubeEvent>(
+            "default",
+            &ListParams {
+                field_selector: format!(
+                    "involvedObject.name=web-1,involvedObject.namespace=default,involvedObject.kind=Pod,involvedObject.uid={}",
+                    p.metadata.uid.clone().unwrap()
+                ),
+                ..Default::default()
+            },
+        )
+        .await
+        .unwrap()
+        .items;
+    let mut by_reason: BTreeMap<String, &KubeEvent> = BTreeMap::new();
+    for e in &events {
+        by_reason.insert(e.reason.clone().unwrap(), e);
+    }
+    assert_eq!(events.len(), 2, "{events:?}");
+    let s = by_reason["Scheduled"];
+    assert_eq!(s.count, Some(3), "repeats counted in one Event");
+    assert_eq!(s.type_.as_deref(), Some("Normal"));
+    assert!(s.metadata.name.as_deref().unwrap().starts_with("web-1."));
+    assert_eq!(
+        s.source.as_ref().unwrap().component.as_deref(),
+        Some("bosun-test")
+    );
+    assert_eq!(s.reporting_component.as_deref(), Some("bosun-test"));
+    assert!(s.first_timestamp.as_ref().unwrap().0 <= s.last_timestamp.as_ref().unwrap().0);
+    assert_eq!(s.involved_object, r);
+    assert_eq!(by_reason["FailedMount"].type_.as_deref(), Some("Warning"));
+
+    for k in [kubectl_132(&api, dir.path()), kubectl_120(&api, dir.path())]
+        .into_iter()
+        .flatten()
+    {
+        // Wide output: ... SOURCE, MESSAGE, FIRST SEEN, COUNT, NAME.
+        let out = k.run(&["get", "events", "-o", "wide"]);
+        let text = out.ok();
+        let line = text
+            .lines()
+            .find(|l| l.contains("Scheduled"))
+            .unwrap_or_else(|| panic!("{text}"));
+        assert!(line.contains("pod/web-1"), "{line}");
+        assert!(line.contains("bosun-test, host-1"), "{line}");
+        let toks: Vec<&str> = line.split_whitespace().collect();
+        assert_eq!(toks[toks.len() - 2], "3", "the count: {line}");
+        assert!(
+            text.lines()
+                .any(|l| l.contains("Warning") && l.contains("FailedMount")),
+            "{text}"
+        );
+        let described = k.run(&["describe", "pod", "web-1"]);
+        let d = described.ok();
+        let events_part = d.split("Events:").nth(1).unwrap_or_else(|| panic!("{d}"));
+        assert!(
+            events_part.contains("Scheduled") && events_part.contains("bosun-test"),
+            "{d}"
+        );
+        assert!(events_part.contains("(x3 over"), "{d}");
+        assert!(events_part.contains("FailedMount"), "{d}");
+    }
 }

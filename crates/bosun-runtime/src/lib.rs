@@ -9,16 +9,19 @@
 //! - [`controller`]: workers that take keys from a queue and run a level-triggered reconcile.
 //! - [`leader`]: leader election on a `coordination.k8s.io/v1` Lease (compare-and-swap on
 //!   resourceVersion), so that of two replicas only one acts.
+//! - [`events`]: an event recorder writing `core/v1` Events with client-go's correlation.
 //!
 //! This crate talks to the apiserver only (through `bosun-api-client`), never to the store.
 
 pub mod controller;
+pub mod events;
 pub mod leader;
 pub mod queue;
 pub mod reflector;
 pub mod server;
 
 pub use controller::{Action, run_workers};
+pub use events::{Recorder, object_ref};
 pub use leader::{LeaderElectionConfig, LeaderError, run_leader};
 pub use queue::{QueueConfig, WorkQueue};
 pub use reflector::{Event, Store, reflector};
