@@ -540,6 +540,11 @@ async fn events_show_in_kubectl_with_counts() {
         );
     }
     recorder.warning(&r, "FailedMount", "volume x not found".into());
+    // Twelve different messages for one reason: nine Events of their own, then one combined
+    // Event for the rest.
+    for i in 0..12 {
+        recorder.warning(&r, "FailedScheduling", format!("0/{i} nodes are available"));
+    }
     drop(recorder);
     tokio::time::timeout(Duration::from_secs(30), task)
         .await
@@ -561,10 +566,29 @@ async fn events_show_in_kubectl_with_counts() {
         .unwrap()
         .items;
     let mut by_reason: BTreeMap<String, &KubeEvent> = BTreeMap::new();
+    let (failed_scheduling, events): (Vec<_>, Vec<_>) = events
+        .iter()
+        .partition(|e| e.reason.as_deref() == Some("FailedScheduling"));
     for e in &events {
         by_reason.insert(e.reason.clone().unwrap(), e);
     }
     assert_eq!(events.len(), 2, "{events:?}");
+    assert_eq!(failed_scheduling.len(), 10, "{failed_scheduling:?}");
+    let combined: Vec<_> = failed_scheduling
+        .iter()
+        .filter(|e| {
+            e.message
+                .as_deref()
+                .unwrap_or_default()
+                .starts_with("(combined from similar events): ")
+        })
+        .collect();
+    assert_eq!(combined.len(), 1, "{failed_scheduling:?}");
+    assert_eq!(combined[0].count, Some(3));
+    assert_eq!(
+        combined[0].message.as_deref(),
+        Some("(combined from similar events): 0/11 nodes are available")
+    );
     let s = by_reason["Scheduled"];
     assert_eq!(s.count, Some(3), "repeats counted in one Event");
     assert_eq!(s.type_.as_deref(), Some("Normal"));
