@@ -15,6 +15,7 @@
 //! - `controllers`: `bosun controller-manager` (deployments, replicasets, leader election)
 //!   driven by kubectl.
 //! - `layers`: the crate graph: only the apiserver's side reaches the store.
+//! - `runtime`: the controller runtime: reflector, leader election, events.
 //!
 //! `cargo test -p bosun-tests --test integration chaos::` runs one module,
 //! `cargo test -p bosun-tests --test integration chaos::chaos_short -- --exact` one test. The
@@ -32,4 +33,5 @@ mod durability;
 mod etcdctl;
 mod grpc_api;
 mod layers;
+mod runtime;
 mod sdk;
