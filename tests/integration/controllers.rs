@@ -310,7 +310,7 @@ async fn replica_sets(client: &ApiClient, ns: &str, app: &str) -> Vec<ReplicaSet
         .await
         .map(|l| l.items)
         .unwrap_or_default();
-    rss.sort_by_key(|r| revision(r));
+    rss.sort_by_key(revision);
     rss
 }
 
@@ -531,6 +531,16 @@ async fn deployment_rollout_scale_undo_pause_resume() {
         Some(rs_name.as_str()),
         "the first ReplicaSet is back, as revision 3"
     );
+
+    wait_for("the deployment's revision annotation", WAIT, || async {
+        let d: Deployment = client.get("default", "web").await.unwrap();
+        d.metadata.annotations.is_some_and(|a| {
+            a.get("deployment.kubernetes.io/revision")
+                .map(String::as_str)
+                == Some("3")
+        })
+    })
+    .await;
 
     // Pause: a template change makes no ReplicaSet until resumed.
     k.run(&["rollout", "pause", "deployment/web"]).ok();
@@ -756,4 +766,54 @@ async fn deletion_cascades_in_each_propagation_mode() {
     })
     .await;
     assert_eq!(active_pods(client, "default", "keep").await.len(), 2);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn deployments_with_overlapping_selectors_keep_to_their_own_pods() {
+    let dir = tempfile::tempdir().unwrap();
+    let Some(env) = setup(dir.path()).await else {
+        return;
+    };
+    let (client, k) = (&env.client, &env.kubectl);
+    let _cm = ControllerManager::start(dir.path(), "cm", &env.api, &["--leader-elect=false"]).await;
+    // Both select app=shared with the same template: as on Kubernetes, each owns its own
+    // ReplicaSet (controller references decide), and neither takes the other's pods.
+    for name in ["one", "two"] {
+        let yaml = deployment_yaml("shared", 2, "RollingUpdate").replacen(
+            "name: shared",
+            &format!("name: {name}"),
+            1,
+        );
+        k.run_with(&["create", "-f", "-"], &yaml).ok();
+    }
+    wait_for("2 pods for each deployment", WAIT, || async {
+        let pods = active_pods(client, "default", "shared").await;
+        let mut owners: BTreeMap<String, usize> = BTreeMap::new();
+        for p in &pods {
+            let owner = p
+                .metadata
+                .owner_references
+                .as_ref()
+                .map(|r| r[0].name.clone());
+            *owners.entry(owner.unwrap_or_default()).or_default() += 1;
+        }
+        pods.len() == 4
+            && owners.len() == 2
+            && owners
+                .keys()
+                .all(|rs| rs.starts_with("one-") || rs.starts_with("two-"))
+            && owners.values().all(|n| *n == 2)
+    })
+    .await;
+    let rss = replica_sets(client, "default", "shared").await;
+    let owners: Vec<String> = rss
+        .iter()
+        .map(|r| {
+            r.metadata.owner_references.as_ref().unwrap()[0]
+                .name
+                .clone()
+        })
+        .collect();
+    assert_eq!(rss.len(), 2);
+    assert!(owners.contains(&"one".to_string()) && owners.contains(&"two".to_string()));
 }

@@ -26,7 +26,8 @@ enum Command {
     Store(Box<bosun_store::StoreConfig>),
     /// The Kubernetes API (REST for kubectl, gRPC for Bosun's components), over the store.
     Apiserver(bosun_apiserver::ApiserverConfig),
-    /// The deployment and replicaset controllers, watching the apiserver.
+    /// The deployment and replicaset controllers and the garbage collector, watching the
+    /// apiserver.
     ControllerManager(bosun_controllers::run::ControllerManagerConfig),
 }
 
