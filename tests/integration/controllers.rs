@@ -18,7 +18,7 @@ use bosun_api_client::k8s_openapi::api::apps::v1::{Deployment, ReplicaSet};
 use bosun_api_client::k8s_openapi::api::coordination::v1::Lease;
 use bosun_api_client::k8s_openapi::api::core::v1::Pod;
 use bosun_api_client::{ApiClient, ListParams, Patch, WatchEvent, WatchParams};
-use bosun_tests::kube::{Apiserver, Kubectl, kubectl_132};
+use bosun_tests::kube::{Apiserver, Kubectl, kubectl_120, kubectl_132};
 use bosun_tests::{Cluster, Kind, bosun_bin, free_port, http_get, wait_for};
 use parking_lot::Mutex;
 use serde_json::json;
@@ -130,7 +130,7 @@ fn sum_metric(text: &str, name: &str) -> u64 {
 }
 
 struct Env {
-    _cluster: Cluster,
+    cluster: Cluster,
     api: Apiserver,
     client: ApiClient,
     kubectl: Kubectl,
@@ -143,7 +143,7 @@ async fn setup(dir: &Path) -> Option<Env> {
     let client = ApiClient::connect(&api.url).await.unwrap();
     let kubectl = kubectl_132(&api, dir)?;
     Some(Env {
-        _cluster: cluster,
+        cluster,
         api,
         client,
         kubectl,
@@ -595,6 +595,12 @@ async fn deployment_rollout_scale_undo_pause_resume() {
         "{}",
         describe.stdout
     );
+    // kubectl 1.20 reads the same rollout.
+    if let Some(k20) = kubectl_120(&env.api, dir.path()) {
+        rollout_status(&k20, "web");
+        let history = k20.run(&["rollout", "history", "deployment/web"]);
+        assert!(history.ok().contains("REVISION"), "{}", history.stdout);
+    }
     kubelet.abort();
     assert!(cm.log().contains("caches synced"), "{}", cm.log());
 }
@@ -816,4 +822,29 @@ async fn deployments_with_overlapping_selectors_keep_to_their_own_pods() {
         .collect();
     assert_eq!(rss.len(), 2);
     assert!(owners.contains(&"one".to_string()) && owners.contains(&"two".to_string()));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_rollout_completes_across_a_store_leader_kill() {
+    let dir = tempfile::tempdir().unwrap();
+    let Some(mut env) = setup(dir.path()).await else {
+        return;
+    };
+    let _cm = ControllerManager::start(dir.path(), "cm", &env.api, &["--leader-elect=false"]).await;
+    let kubelet = mark_pods_ready(env.client.clone(), "default");
+    env.kubectl
+        .run_with(
+            &["create", "-f", "-"],
+            &deployment_yaml("sturdy", 3, "RollingUpdate"),
+        )
+        .ok();
+    wait_pods(&env.client, "default", "sturdy", 3, "busybox:1.36").await;
+    env.kubectl
+        .run(&["set", "image", "deployment/sturdy", "main=busybox:1.37"])
+        .ok();
+    let leader = env.cluster.wait_leader(WAIT).await;
+    env.cluster.members[leader].kill9();
+    rollout_status(&env.kubectl, "sturdy");
+    wait_pods(&env.client, "default", "sturdy", 3, "busybox:1.37").await;
+    kubelet.abort();
 }
