@@ -15,7 +15,7 @@
 //! - `controllers`: `bosun controller-manager` (deployments, replicasets, leader election)
 //!   driven by kubectl.
 //! - `layers`: the crate graph: only the apiserver's side reaches the store.
-//! - `runtime`: the controller runtime: reflector, leader election, events.
+//! - `runtime`: the controller runtime (reflector, leader election, events) and field managers.
 //!
 //! `cargo test -p bosun-tests --test integration chaos::` runs one module,
 //! `cargo test -p bosun-tests --test integration chaos::chaos_short -- --exact` one test. The
