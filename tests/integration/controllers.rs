@@ -397,6 +397,14 @@ async fn deployment_rollout_scale_undo_pause_resume() {
         hash
     );
     assert_eq!(revision(rs), 1);
+    let managers: Vec<&str> = rs
+        .metadata
+        .managed_fields
+        .iter()
+        .flatten()
+        .filter_map(|m| m.manager.as_deref())
+        .collect();
+    assert!(managers.contains(&"bosun-controller-manager"), "{managers:?}");
     let owner = &rs.metadata.owner_references.as_ref().unwrap()[0];
     assert_eq!(
         (owner.kind.as_str(), owner.name.as_str(), owner.controller),

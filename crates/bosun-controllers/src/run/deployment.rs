@@ -59,7 +59,7 @@ impl DeploymentController {
             deployments,
             replica_sets,
             pods,
-            queue: WorkQueue::new("deployment", QueueConfig::default()),
+            queue: WorkQueue::with_metrics("deployment", QueueConfig::default(), &metrics.queue),
             recorder,
             metrics,
         }

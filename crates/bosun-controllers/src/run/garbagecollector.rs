@@ -102,7 +102,11 @@ impl GarbageCollector {
             deployments,
             replica_sets,
             pods,
-            queue: WorkQueue::new("garbagecollector", QueueConfig::default()),
+            queue: WorkQueue::with_metrics(
+                "garbagecollector",
+                QueueConfig::default(),
+                &metrics.queue,
+            ),
             metrics,
         }
     }

@@ -26,7 +26,7 @@ use bosun_api_client::{ApiClient, Patch};
 use bosun_runtime::controller::{Action as Next, run_workers};
 use bosun_runtime::events::Recorder;
 use bosun_runtime::leader::{LeaderElectionConfig, LeaderError, run_leader_served};
-use bosun_runtime::queue::WorkQueue;
+use bosun_runtime::queue::{QueueMetrics, WorkQueue};
 use bosun_runtime::reflector::{self, Event, Store};
 use bosun_runtime::server::{self, Health, Served};
 use k8s_openapi::Metadata;
@@ -193,6 +193,8 @@ impl Enabled {
 /// The controllers' sync counts and durations.
 #[derive(Debug, Clone)]
 pub struct Metrics {
+    /// client-go's workqueue metrics of the controllers' queues.
+    pub queue: QueueMetrics,
     syncs: Family<Vec<(String, String)>, Counter>,
     duration: Family<Vec<(String, String)>, Histogram>,
 }
@@ -201,6 +203,7 @@ impl Metrics {
     /// Registers the metrics in `registry`.
     pub fn register(registry: &mut Registry) -> Metrics {
         let m = Metrics {
+            queue: QueueMetrics::register(registry),
             syncs: Family::default(),
             duration: Family::new_with_constructor(|| {
                 Histogram::new(exponential_buckets(0.001, 2.0, 16))
@@ -350,7 +353,8 @@ pub async fn run(
     let enabled = Enabled::from_flags(&cfg.controllers).map_err(anyhow::Error::msg)?;
     let client = ApiClient::connect(&cfg.apiserver)
         .await
-        .context("connect to the apiserver")?;
+        .context("connect to the apiserver")?
+        .with_field_manager(COMPONENT);
     let health = Health::new();
     let mut registry = Registry::default();
     let metrics = Metrics::register(&mut registry);

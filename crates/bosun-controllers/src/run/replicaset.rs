@@ -56,7 +56,7 @@ impl ReplicaSetController {
             client,
             replica_sets,
             pods,
-            queue: WorkQueue::new("replicaset", QueueConfig::default()),
+            queue: WorkQueue::with_metrics("replicaset", QueueConfig::default(), &metrics.queue),
             expectations: Mutex::new(Expectations::new()),
             recorder,
             metrics,
