@@ -12,6 +12,8 @@
 //! - `apiserver`: the apiserver driven by unmodified kubectl.
 //! - `apiserver_input`: the apiserver against bad input and slow clients.
 //! - `grpc_api`: the apiserver's gRPC API through `bosun-api-client`.
+//! - `controllers`: `bosun controller-manager` (deployments, replicasets, leader election)
+//!   driven by kubectl.
 //! - `layers`: the crate graph: only the apiserver's side reaches the store.
 //! - `runtime`: the controller runtime (reflector, leader election, events) and field managers.
 //!
@@ -26,6 +28,7 @@ mod apiserver_input;
 mod chaos;
 mod cluster;
 mod conformance;
+mod controllers;
 mod durability;
 mod etcdctl;
 mod grpc_api;

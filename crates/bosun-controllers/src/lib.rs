@@ -14,14 +14,21 @@
 //! - [`replicaset`]: `pkg/controller/replicaset` (`manageReplicas`, `getPodsToDelete`,
 //!   `slowStartBatch`, `calculateStatus`) and the expectations of `controller_utils.go`.
 //! - [`selector`]: the one label-selector match these controllers need.
+//! - [`garbagecollector`]: `attemptToDeleteItem` and the foreground/orphan finalizers of
+//!   `pkg/controller/garbagecollector`, over owner states.
+//! - [`run`]: `bosun controller-manager`, the loops around the cores: informers, handlers
+//!   (themselves pure: [`run::handlers`]), work queues, workers that apply the plans through
+//!   the apiserver, leader election. The cores above never import it.
 //!
 //! Fields that Kubernetes' apiserver defaults (replicas, strategy, revisionHistoryLimit,
 //! progressDeadlineSeconds) are read with the apps/v1 defaults when absent, so an object
 //! that skipped defaulting behaves as the defaulted one would.
 
 pub mod deployment;
+pub mod garbagecollector;
 pub mod podutil;
 pub mod replicaset;
+pub mod run;
 pub mod selector;
 
 #[cfg(test)]

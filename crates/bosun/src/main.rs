@@ -26,6 +26,9 @@ enum Command {
     Store(Box<bosun_store::StoreConfig>),
     /// The Kubernetes API (REST for kubectl, gRPC for Bosun's components), over the store.
     Apiserver(bosun_apiserver::ApiserverConfig),
+    /// The deployment and replicaset controllers and the garbage collector, watching the
+    /// apiserver.
+    ControllerManager(bosun_controllers::run::ControllerManagerConfig),
 }
 
 fn init_tracing(format: &str) {
@@ -89,6 +92,9 @@ fn main() -> anyhow::Result<()> {
         match cli.command {
             Command::Store(cfg) => bosun_store::run(*cfg, shutdown_signal()).await,
             Command::Apiserver(cfg) => bosun_apiserver::run(cfg, shutdown_signal()).await,
+            Command::ControllerManager(cfg) => {
+                bosun_controllers::run::run(cfg, shutdown_signal()).await
+            }
         }
     });
     // Dropping the runtime would wait for every blocking task however long it runs (a

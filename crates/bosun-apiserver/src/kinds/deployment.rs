@@ -41,6 +41,30 @@ impl Strategy for Deployment {
         super::drop_status(obj);
     }
 
+    /// `deploymentStatusStrategy.PrepareForUpdate`: a status write keeps everything it sends
+    /// but the spec and the labels. The deployment controller records the deployment's
+    /// `deployment.kubernetes.io/revision` annotation this way.
+    fn prepare_for_update(&self, new: &mut Value, old: &Value, part: super::Part) {
+        match part {
+            super::Part::Status => {
+                if let Some(o) = new.as_object_mut() {
+                    match old.get("spec") {
+                        Some(spec) => o.insert("spec".into(), spec.clone()),
+                        None => o.remove("spec"),
+                    };
+                }
+                let labels = old.pointer("/metadata/labels").cloned();
+                if let Some(m) = new.get_mut("metadata").and_then(Value::as_object_mut) {
+                    match labels {
+                        Some(l) => m.insert("labels".into(), l),
+                        None => m.remove("labels"),
+                    };
+                }
+            }
+            super::Part::Main => super::reset_status(&DEPLOYMENTS, new, old, super::Part::Main),
+        }
+    }
+
     fn table_columns(&self) -> &'static [Column] {
         &table::DEPLOYMENT_COLUMNS
     }

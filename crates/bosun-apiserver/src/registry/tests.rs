@@ -284,6 +284,21 @@ async fn updates_keep_what_the_server_owns_and_bump_the_generation() {
     assert_eq!(s["status"]["replicas"], 3);
     assert_eq!(s["spec"]["replicas"], 3);
     assert_eq!(s["metadata"]["generation"], 2);
+    // A deployment's status write keeps its annotations, not its labels
+    // (deploymentStatusStrategy): the controller records the revision so.
+    let mut body = s.clone();
+    body["metadata"]["annotations"] = json!({"deployment.kubernetes.io/revision": "2"});
+    body["metadata"]["labels"] = json!({"tier": "forged"});
+    let (a, _) = update(&r, deployments(), "web", body, Part::Status)
+        .await
+        .unwrap();
+    assert_eq!(
+        a["metadata"]["annotations"]["deployment.kubernetes.io/revision"],
+        "2"
+    );
+    assert_eq!(a["metadata"]["labels"], json!({"tier": "web"}));
+    assert_eq!(a["metadata"]["generation"], 2);
+    let s = a;
     // An update that changes nothing writes nothing.
     let head = r.store().revision();
     let (same, _) = update(&r, deployments(), "web", s.clone(), Part::Main)

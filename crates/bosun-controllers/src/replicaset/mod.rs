@@ -100,6 +100,37 @@ pub fn needs_manage(rs: &ReplicaSet, expectations_satisfied: bool) -> bool {
     expectations_satisfied && rs.metadata.deletion_timestamp.is_none()
 }
 
+/// `GetPodFromTemplate`: the pod a ReplicaSet creates: the template's labels, annotations,
+/// finalizers and spec, `generateName: <rs>-` (the apiserver adds the random suffix), the
+/// ReplicaSet's namespace, and a controller reference to it that blocks its foreground
+/// deletion. `None` when the template has no labels (`createPods` refuses those: such a pod
+/// could never be selected).
+pub fn pod_from_template(rs: &ReplicaSet) -> Option<Pod> {
+    let template = rs.spec.as_ref()?.template.as_ref()?;
+    let meta = template.metadata.clone().unwrap_or_default();
+    if meta.labels.as_ref().is_none_or(|l| l.is_empty()) {
+        return None;
+    }
+    let name = rs.metadata.name.as_deref().unwrap_or("");
+    Some(Pod {
+        metadata: k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta {
+            generate_name: Some(format!("{name}-")),
+            namespace: rs.metadata.namespace.clone(),
+            labels: meta.labels,
+            annotations: meta.annotations,
+            finalizers: meta.finalizers,
+            owner_references: Some(vec![podutil::new_controller_ref(
+                CONTROLLER_API_VERSION,
+                CONTROLLER_KIND,
+                &rs.metadata,
+            )]),
+            ..Default::default()
+        },
+        spec: template.spec.clone(),
+        status: None,
+    })
+}
+
 /// `PodKey`: namespace/name.
 pub fn pod_key(pod: &Pod) -> String {
     format!(

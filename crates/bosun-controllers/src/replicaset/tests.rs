@@ -590,3 +590,49 @@ proptest! {
         }
     }
 }
+
+// controller_utils_test.go TestCreatePodsWithGenerateName / GetPodFromTemplate.
+#[test]
+fn pods_come_from_the_template_with_a_controller_reference() {
+    let mut rs = replica_set(3, &[("app", "web")], &[("app", "web"), ("tier", "fe")], 0);
+    rs.spec
+        .as_mut()
+        .expect("spec")
+        .template
+        .as_mut()
+        .expect("template")
+        .spec = Some(PodSpec {
+        containers: vec![Container {
+            name: "c".into(),
+            ..Default::default()
+        }],
+        ..Default::default()
+    });
+    let p = pod_from_template(&rs).expect("a pod");
+    assert_eq!(p.metadata.generate_name.as_deref(), Some("foobar-"));
+    assert_eq!(p.metadata.name, None);
+    assert_eq!(p.metadata.namespace.as_deref(), Some("default"));
+    assert_eq!(
+        p.metadata.labels,
+        Some(labels(&[("app", "web"), ("tier", "fe")]))
+    );
+    let refs = p.metadata.owner_references.expect("owner references");
+    assert_eq!(refs.len(), 1);
+    let r = &refs[0];
+    assert_eq!(
+        (
+            r.api_version.as_str(),
+            r.kind.as_str(),
+            r.name.as_str(),
+            r.uid.as_str()
+        ),
+        ("apps/v1", "ReplicaSet", "foobar", "rs-uid")
+    );
+    assert_eq!(
+        (r.controller, r.block_owner_deletion),
+        (Some(true), Some(true))
+    );
+    assert_eq!(p.spec.expect("spec").containers[0].name, "c");
+    // No labels: no pod (it could never be selected).
+    assert!(pod_from_template(&replica_set(3, &[("app", "web")], &[], 0)).is_none());
+}
