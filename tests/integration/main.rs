@@ -12,6 +12,7 @@
 //! - `apiserver`: the apiserver driven by unmodified kubectl.
 //! - `apiserver_input`: the apiserver against bad input and slow clients.
 //! - `grpc_api`: the apiserver's gRPC API through `bosun-api-client`.
+//! - `kubelet`: hollow nodes (`bosun kubelet --runtime fake`): nodes, leases, pods.
 //! - `layers`: the crate graph: only the apiserver's side reaches the store.
 //! - `runtime`: the controller runtime: reflector, leader election, events.
 //!
@@ -29,6 +30,7 @@ mod conformance;
 mod durability;
 mod etcdctl;
 mod grpc_api;
+mod kubelet;
 mod layers;
 mod runtime;
 mod sdk;

@@ -13,9 +13,8 @@
 //!   `generateAPIPodStatus` and status manager);
 //! - [`admission`]: the resource admission of a pod (pure);
 //! - [`cidr`]: pod ranges and the address allocator (pure);
-//!
-//! The loops that run them (`bosun kubelet`) come next, on the controller runtime's watch cache
-//! and work queue.
+//! - [`pods`]: the per-pod sync, fed by one pod watch and a de-duplicating work queue;
+//! - [`kubelet`]: `run()`, which wires them for every hosted node.
 //!
 //! The crate talks to the apiserver only; it never links the store or its client.
 
@@ -25,12 +24,15 @@ pub mod admission;
 pub mod cidr;
 pub mod config;
 pub mod fake;
+pub mod kubelet;
 pub mod lease;
 pub mod metrics;
 pub mod node;
+pub mod pods;
 pub mod quantity;
 pub mod runtime;
 pub mod status;
 
 pub use config::{KubeletConfig, RuntimeKind};
+pub use kubelet::run;
 pub use runtime::Runtime;

@@ -26,6 +26,9 @@ enum Command {
     Store(Box<bosun_store::StoreConfig>),
     /// The Kubernetes API (REST for kubectl, gRPC for Bosun's components), over the store.
     Apiserver(bosun_apiserver::ApiserverConfig),
+    /// The node agent: registers the node, renews its Lease, runs the pods bound to it
+    /// (`--runtime fake`: hollow nodes, `--node-count` of them in one process).
+    Kubelet(bosun_kubelet::KubeletConfig),
 }
 
 fn init_tracing(format: &str) {
@@ -89,6 +92,7 @@ fn main() -> anyhow::Result<()> {
         match cli.command {
             Command::Store(cfg) => bosun_store::run(*cfg, shutdown_signal()).await,
             Command::Apiserver(cfg) => bosun_apiserver::run(cfg, shutdown_signal()).await,
+            Command::Kubelet(cfg) => bosun_kubelet::run(cfg, shutdown_signal()).await,
         }
     });
     // Dropping the runtime would wait for every blocking task however long it runs (a
