@@ -8,7 +8,7 @@ use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use bosun_api_client::k8s_openapi::api::coordination::v1::Lease;
-use bosun_api_client::k8s_openapi::api::core::v1::{Container, Node, Pod, PodSpec};
+use bosun_api_client::k8s_openapi::api::core::v1::{Container, Event, Node, Pod, PodSpec};
 use bosun_api_client::k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
 use bosun_api_client::{ApiClient, ListParams};
 use bosun_tests::kube::{Apiserver, kubectl_132};
@@ -383,6 +383,27 @@ async fn bound_pods_run_and_graceful_deletes_remove_them() {
             "Pod was rejected: Node didn't have enough resource: pods, requested: 1, used: 2, capacity: 2"
         )
     );
+
+    // ... with a Warning event, as the kubelet records it.
+    wait_for("the OutOfpods event", Duration::from_secs(30), || async {
+        let events = client
+            .list::<Event>(
+                "default",
+                &ListParams {
+                    field_selector: "involvedObject.name=third".into(),
+                    ..Default::default()
+                },
+            )
+            .await
+            .map(|l| l.items)
+            .unwrap_or_default();
+        events.iter().any(|e| {
+            e.type_.as_deref() == Some("Warning")
+                && e.reason.as_deref() == Some("OutOfpods")
+                && e.source.as_ref().and_then(|s| s.component.as_deref()) == Some("kubelet")
+        })
+    })
+    .await;
 
     // A graceful delete (30 s grace): the kubelet stops the pod and deletes it for good,
     // long before the grace period ends.

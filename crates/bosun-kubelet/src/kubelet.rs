@@ -11,6 +11,7 @@ use anyhow::Context;
 use axum::routing::get;
 use bosun_api_client::{ApiClient, ApiError, Patch};
 use bosun_runtime::controller::run_workers;
+use bosun_runtime::events::Recorder;
 use bosun_runtime::queue::{QueueConfig, WorkQueue};
 use bosun_runtime::reflector::{self, Event};
 use bosun_runtime::server::{self, Health, Served};
@@ -314,12 +315,20 @@ async fn run_nodes<R: Runtime>(
         },
         shutdown.clone(),
     );
+    // One recorder for the process: its events name the node as their host when it hosts
+    // one, else the base name of its nodes.
+    let host = match nodes.as_slice() {
+        [one] => one.name.clone(),
+        _ => cfg.node_name.clone().unwrap_or_else(|| "hollow".into()),
+    };
+    let (recorder, recorder_task) = Recorder::new(client.clone(), "kubelet", &host);
     let pods = Arc::new(Pods {
         client: client.clone(),
         store: store.clone(),
         nodes,
         by_name,
         metrics: metrics.clone(),
+        recorder,
     });
     let queue: WorkQueue<Work> = WorkQueue::new("kubelet_pods", QueueConfig::default());
     let router = {
@@ -382,6 +391,9 @@ async fn run_nodes<R: Runtime>(
     for t in tasks {
         let _ = t.await;
     }
+    // The recorder's writers end once every clone is gone and what was queued is written.
+    drop(pods);
+    let _ = tokio::time::timeout(Duration::from_secs(2), recorder_task).await;
     info!("kubelet stopped");
     Ok(())
 }

@@ -11,6 +11,7 @@ use std::time::Duration;
 
 use bosun_api_client::{ApiClient, ApiError, Patch};
 use bosun_runtime::controller::Action;
+use bosun_runtime::events::{Recorder, object_ref};
 use bosun_runtime::reflector::Store;
 use jiff::Timestamp;
 use k8s_openapi::api::core::v1::Pod;
@@ -131,6 +132,8 @@ pub struct Pods<R> {
     pub by_name: HashMap<String, u32>,
     /// Metrics.
     pub metrics: Metrics,
+    /// The pods' events (admission rejections, runtime failures), as the kubelet records them.
+    pub recorder: Recorder,
 }
 
 impl<R> std::fmt::Debug for Pods<R> {
@@ -225,6 +228,8 @@ impl<R: Runtime> Pods<R> {
         if let Decision::Reject { reason, message } = node.admit(&uid, &pod) {
             info!(node = %node.name, pod = %work.key, %reason, "pod rejected at admission");
             self.metrics.pods_rejected.inc();
+            self.recorder
+                .warning(&object_ref(&*pod), &reason, message.clone());
             let merged = status::merge(
                 pod.status.as_ref(),
                 status::rejected(&reason, &message),
@@ -233,7 +238,14 @@ impl<R: Runtime> Pods<R> {
             self.write_status(&pod, &merged).await?;
             return Ok(Action::Done);
         }
-        let observed = node.runtime.sync_pod(&pod).await?;
+        let observed = match node.runtime.sync_pod(&pod).await {
+            Ok(o) => o,
+            Err(e) => {
+                self.recorder
+                    .warning(&object_ref(&*pod), &e.reason, e.message.clone());
+                return Err(e.into());
+            }
+        };
         {
             let mut st = node.state.lock();
             if st.running.insert(work.key.clone(), uid.clone()).is_none() {
