@@ -305,6 +305,17 @@ fn phase(p: &Pod) -> &str {
         .unwrap_or_default()
 }
 
+/// The default namespace's pods, by name.
+async fn pods_by_name(client: &ApiClient) -> Vec<Pod> {
+    let mut pods = client
+        .list::<Pod>("default", &ListParams::default())
+        .await
+        .unwrap()
+        .items;
+    pods.sort_by(|a, b| a.metadata.name.cmp(&b.metadata.name));
+    pods
+}
+
 /// Creates pod `name` bound to `node` and waits for it to reach `want`.
 async fn create_and_wait(client: &ApiClient, name: &str, node: &str, want: &str) -> Pod {
     client.create("default", &pod(name, node)).await.unwrap();
@@ -326,7 +337,7 @@ async fn create_and_wait(client: &ApiClient, name: &str, node: &str, want: &str)
 async fn bound_pods_run_and_graceful_deletes_remove_them() {
     let dir = tempfile::tempdir().unwrap();
     let (_cluster, api, client) = setup(dir.path()).await;
-    let k = start_hollow(dir.path(), &api, &client, &["--max-pods", "2"]).await;
+    let mut k = start_hollow(dir.path(), &api, &client, &["--max-pods", "2"]).await;
     let node: Node = client.get("", "hollow-2").await.unwrap();
     let cidr = node.spec.unwrap().pod_cidr.unwrap();
     assert_eq!(cidr, "10.244.2.0/24");
@@ -404,6 +415,33 @@ async fn bound_pods_run_and_graceful_deletes_remove_them() {
         })
     })
     .await;
+
+    // A restarted kubelet adopts what runs: same addresses, no status to write, and the
+    // rejected pod stays rejected.
+    let before: Vec<Pod> = pods_by_name(&client).await;
+    k.kill9();
+    k.spawn();
+    let metrics_url = format!("http://127.0.0.1:{}/metrics", k.port);
+    wait_for(
+        "the restarted kubelet running both pods",
+        Duration::from_secs(30),
+        || async {
+            tokio::net::TcpStream::connect(("127.0.0.1", k.port))
+                .await
+                .is_ok()
+                && http_get(&metrics_url)
+                    .await
+                    .1
+                    .contains("kubelet_running_pods 2")
+        },
+    )
+    .await;
+    let (_, metrics) = http_get(&metrics_url).await;
+    assert!(
+        metrics.contains("kubelet_pod_status_writes_total 0"),
+        "{metrics}"
+    );
+    assert_eq!(pods_by_name(&client).await, before, "nothing rewritten");
 
     // A graceful delete (30 s grace): the kubelet stops the pod and deletes it for good,
     // long before the grace period ends.
