@@ -14,7 +14,7 @@
 //! - `grpc_api`: the apiserver's gRPC API through `bosun-api-client`.
 //! - `kubelet`: hollow nodes (`bosun kubelet --runtime fake`): nodes, leases, pods.
 //! - `layers`: the crate graph: only the apiserver's side reaches the store.
-//! - `runtime`: the controller runtime: reflector, leader election, events.
+//! - `runtime`: the controller runtime (reflector, leader election, events) and field managers.
 //!
 //! `cargo test -p bosun-tests --test integration chaos::` runs one module,
 //! `cargo test -p bosun-tests --test integration chaos::chaos_short -- --exact` one test. The

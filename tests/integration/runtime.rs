@@ -540,6 +540,11 @@ async fn events_show_in_kubectl_with_counts() {
         );
     }
     recorder.warning(&r, "FailedMount", "volume x not found".into());
+    // Twelve different messages for one reason: nine Events of their own, then one combined
+    // Event for the rest.
+    for i in 0..12 {
+        recorder.warning(&r, "FailedScheduling", format!("0/{i} nodes are available"));
+    }
     drop(recorder);
     tokio::time::timeout(Duration::from_secs(30), task)
         .await
@@ -561,10 +566,29 @@ async fn events_show_in_kubectl_with_counts() {
         .unwrap()
         .items;
     let mut by_reason: BTreeMap<String, &KubeEvent> = BTreeMap::new();
+    let (failed_scheduling, events): (Vec<_>, Vec<_>) = events
+        .iter()
+        .partition(|e| e.reason.as_deref() == Some("FailedScheduling"));
     for e in &events {
         by_reason.insert(e.reason.clone().unwrap(), e);
     }
     assert_eq!(events.len(), 2, "{events:?}");
+    assert_eq!(failed_scheduling.len(), 10, "{failed_scheduling:?}");
+    let combined: Vec<_> = failed_scheduling
+        .iter()
+        .filter(|e| {
+            e.message
+                .as_deref()
+                .unwrap_or_default()
+                .starts_with("(combined from similar events): ")
+        })
+        .collect();
+    assert_eq!(combined.len(), 1, "{failed_scheduling:?}");
+    assert_eq!(combined[0].count, Some(3));
+    assert_eq!(
+        combined[0].message.as_deref(),
+        Some("(combined from similar events): 0/11 nodes are available")
+    );
     let s = by_reason["Scheduled"];
     assert_eq!(s.count, Some(3), "repeats counted in one Event");
     assert_eq!(s.type_.as_deref(), Some("Normal"));
@@ -608,4 +632,120 @@ async fn events_show_in_kubectl_with_counts() {
         assert!(events_part.contains("(x3 over"), "{d}");
         assert!(events_part.contains("FailedMount"), "{d}");
     }
+}
+
+/// A pod's managedFields entries as "manager operation [subresource]".
+fn managers(p: &Pod) -> Vec<String> {
+    p.metadata
+        .managed_fields
+        .iter()
+        .flatten()
+        .map(|e| {
+            let mut s = format!(
+                "{} {}",
+                e.manager.as_deref().unwrap_or_default(),
+                e.operation.as_deref().unwrap_or_default()
+            );
+            if let Some(sub) = &e.subresource {
+                s = format!("{s} {sub}");
+            }
+            s
+        })
+        .collect()
+}
+
+fn fields_of(p: &Pod, manager: &str) -> serde_json::Value {
+    let e = p
+        .metadata
+        .managed_fields
+        .iter()
+        .flatten()
+        .find(|e| e.manager.as_deref() == Some(manager))
+        .unwrap_or_else(|| panic!("no entry of {manager}: {:?}", managers(p)));
+    assert_eq!(e.fields_type.as_deref(), Some("FieldsV1"));
+    assert!(e.time.is_some());
+    e.fields_v1.as_ref().unwrap().0.clone()
+}
+
+/// Components' writes carry their field manager and kubectl's carry its own; the apiserver
+/// records both in managedFields as kube-apiserver does for Update operations.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn writes_record_their_field_manager() {
+    let dir = tempfile::tempdir().unwrap();
+    let cluster = Cluster::start(Kind::Bosun, dir.path(), 3, &[]).await;
+    let api = Apiserver::start(&dir.path().join("a"), &cluster.client_urls().join(","), &[]).await;
+    let base = ApiClient::connect(&api.url).await.unwrap();
+    let cm = base.with_field_manager("bosun-controller-manager");
+    let kubelet = base.with_field_manager("bosun-kubelet");
+    assert_eq!(cm.field_manager(), "bosun-controller-manager");
+
+    let p = cm
+        .create("default", &crate::grpc_api::pod("fm", &[("app", "web")], 0))
+        .await
+        .unwrap();
+    assert_eq!(managers(&p), ["bosun-controller-manager Update"]);
+    let f = fields_of(&p, "bosun-controller-manager");
+    assert!(f["f:spec"].get("f:containers").is_some(), "{f}");
+    assert_eq!(f["f:metadata"]["f:labels"]["f:app"], serde_json::json!({}));
+    assert!(
+        f.get("f:status").is_none(),
+        "the server's status is not the creator's: {f}"
+    );
+
+    let running = Patch::Merge(serde_json::json!({"status": {"phase": "Running"}}));
+    let p: Pod = kubelet
+        .patch_status("default", "fm", &running)
+        .await
+        .unwrap();
+    assert_eq!(
+        managers(&p),
+        [
+            "bosun-controller-manager Update",
+            "bosun-kubelet Update status"
+        ]
+    );
+    assert_eq!(
+        fields_of(&p, "bosun-kubelet")["f:status"]["f:phase"],
+        serde_json::json!({})
+    );
+    // A write that changes nothing records nothing (and does not write).
+    let same: Pod = kubelet
+        .patch_status("default", "fm", &running)
+        .await
+        .unwrap();
+    assert_eq!(same.metadata.resource_version, p.metadata.resource_version);
+
+    // A client without a manager is named by its user agent's program, as over REST.
+    let anon: Pod = base.patch("default", "fm", &label("1")).await.unwrap();
+    assert_eq!(managers(&anon).len(), 3, "{:?}", managers(&anon));
+    let e = base
+        .with_field_manager(&"m".repeat(129))
+        .patch::<Pod>("default", "fm", &label("2"))
+        .await
+        .unwrap_err();
+    assert_eq!(e.code, 400, "{e}");
+
+    // kubectl names itself: fieldManager=kubectl-create on create, kubectl-label on label.
+    let Some(k) = kubectl_132(&api, dir.path()) else {
+        return;
+    };
+    k.run(&["run", "kp", "--image=busybox", "--restart=Never"])
+        .ok();
+    k.run(&["label", "pod", "kp", "tier=db"]).ok();
+    let kp = base.get::<Pod>("default", "kp").await.unwrap();
+    assert_eq!(
+        managers(&kp),
+        ["kubectl-run Update", "kubectl-label Update"]
+    );
+    assert!(
+        fields_of(&kp, "kubectl-label")["f:metadata"]["f:labels"]
+            .get("f:tier")
+            .is_some()
+    );
+    let shown = k.run(&["get", "pod", "kp", "-o", "yaml", "--show-managed-fields"]);
+    assert!(
+        shown.ok().contains("manager: kubectl-label"),
+        "{}",
+        shown.ok()
+    );
 }

@@ -18,6 +18,7 @@ use crate::Shared;
 use crate::error::{ApiResult, Status, to_grpc};
 use crate::kinds::{self, Kind, Part};
 use crate::merge::patch::PatchType;
+use crate::registry::managed::{FieldManager, MAX_FIELD_MANAGER};
 use crate::registry::{ListOptions, WriteOptions};
 use crate::watch::{self, WatchItem, WatchParams};
 use bosun_api::selectors::{FieldSelector, LabelSelector};
@@ -72,6 +73,28 @@ fn selectors(labels: &str, fields: &str) -> ApiResult<(LabelSelector, FieldSelec
         LabelSelector::parse(labels).map_err(|e| Status::bad_request(e.to_string()))?,
         FieldSelector::parse(fields).map_err(|e| Status::bad_request(e.to_string()))?,
     ))
+}
+
+/// The write's options: its field manager, or the user agent's program as over REST.
+fn write_options<T>(req: &Request<T>, field_manager: &str) -> ApiResult<WriteOptions> {
+    let field_manager = if field_manager.is_empty() {
+        FieldManager::from_user_agent(
+            req.metadata()
+                .get("user-agent")
+                .and_then(|v| v.to_str().ok())
+                .unwrap_or(""),
+        )
+    } else {
+        FieldManager::new(field_manager).ok_or_else(|| {
+            Status::bad_request(format!(
+                "fieldManager: Too long: may not be more than {MAX_FIELD_MANAGER} bytes"
+            ))
+        })?
+    };
+    Ok(WriteOptions {
+        field_manager,
+        ..WriteOptions::default()
+    })
 }
 
 fn ns_opt(ns: &str) -> Option<&str> {
@@ -138,8 +161,10 @@ impl Api for ApiService {
     }
 
     async fn create(&self, req: Request<CreateRequest>) -> Result<Response<Object>, tonic::Status> {
+        let wo = write_options(&req, &req.get_ref().field_manager);
         let r = req.into_inner();
         let run = async {
+            let wo = wo?;
             let (kind, t) = target(r.r#ref.as_ref())?;
             let res = kind.resource();
             let body = decode(&r.json)?;
@@ -150,7 +175,7 @@ impl Api for ApiService {
                     st.get(kind, &t.namespace, name).await
                 }
                 (_, "") => st
-                    .create(kind, &t.namespace, body, WriteOptions::default())
+                    .create(kind, &t.namespace, body, wo)
                     .await
                     .map(|(v, _)| v),
                 (_, other) => Err(Status::bad_request(format!(
@@ -162,41 +187,32 @@ impl Api for ApiService {
     }
 
     async fn update(&self, req: Request<UpdateRequest>) -> Result<Response<Object>, tonic::Status> {
+        let wo = write_options(&req, &req.get_ref().field_manager);
         let r = req.into_inner();
         let run = async {
+            let wo = wo?;
             let (kind, t) = target(r.r#ref.as_ref())?;
             let res = kind.resource();
             let body = decode(&r.json)?;
             let st = &self.shared.registry;
             if t.subresource == "scale" && res.has_subresource("scale") {
                 return st
-                    .set_scale(
-                        kind,
-                        &t.namespace,
-                        &t.name,
-                        |_| Ok(body.clone()),
-                        WriteOptions::default(),
-                    )
+                    .set_scale(kind, &t.namespace, &t.name, |_| Ok(body.clone()), wo)
                     .await;
             }
             let part = Part::from_subresource(res, &t.subresource)?;
-            st.update(
-                kind,
-                &t.namespace,
-                &t.name,
-                body,
-                part,
-                WriteOptions::default(),
-            )
-            .await
-            .map(|(v, _)| v)
+            st.update(kind, &t.namespace, &t.name, body, part, wo)
+                .await
+                .map(|(v, _)| v)
         };
         reply(run.await)
     }
 
     async fn patch(&self, req: Request<PatchRequest>) -> Result<Response<Object>, tonic::Status> {
+        let wo = write_options(&req, &req.get_ref().field_manager);
         let r = req.into_inner();
         let run = async {
+            let wo = wo?;
             let (kind, t) = target(r.r#ref.as_ref())?;
             let res = kind.resource();
             let ptype = PatchType::from_name(&r.patch_type)?;
@@ -204,28 +220,13 @@ impl Api for ApiService {
             if t.subresource == "scale" && res.has_subresource("scale") {
                 let p = decode(&r.patch)?;
                 return st
-                    .patch_scale(
-                        kind,
-                        &t.namespace,
-                        &t.name,
-                        ptype,
-                        &p,
-                        WriteOptions::default(),
-                    )
+                    .patch_scale(kind, &t.namespace, &t.name, ptype, &p, wo)
                     .await;
             }
             let part = Part::from_subresource(res, &t.subresource)?;
-            st.patch(
-                kind,
-                &t.namespace,
-                &t.name,
-                ptype,
-                &r.patch,
-                part,
-                WriteOptions::default(),
-            )
-            .await
-            .map(|(v, _)| v)
+            st.patch(kind, &t.namespace, &t.name, ptype, &r.patch, part, wo)
+                .await
+                .map(|(v, _)| v)
         };
         reply(run.await)
     }

@@ -74,9 +74,11 @@ where
     Fut: Future<Output = Result<Action, E>>,
     E: Display,
 {
+    let started = std::time::Instant::now();
     let outcome = AssertUnwindSafe(reconcile(item.clone()))
         .catch_unwind()
         .await;
+    queue.observe_work(started.elapsed());
     match outcome {
         Ok(Ok(Action::Done)) => queue.forget(&item),
         Ok(Ok(Action::RequeueAfter(d))) => {

@@ -7,10 +7,13 @@
 //! `<object>.<hex nanoseconds>`, carries `source.component`/`host`, `reportingComponent`/
 //! `reportingInstance`, `firstTimestamp`, `lastTimestamp` and `count`. The same (object,
 //! type, reason, message) again within 10 minutes is the same Event with `count + 1`
-//! (a patch of count, lastTimestamp and message), as client-go's `eventLogger`. Each object
-//! may record 25 events at once, then one per 5 minutes (client-go's spam filter).
+//! (a patch of count, lastTimestamp and message), as client-go's `eventLogger`; from the
+//! tenth distinct message of one (object, type, reason) within 10 minutes, they all go to
+//! one Event "(combined from similar events): <latest message>" (client-go's aggregator).
+//! Each object may record 25 events at once, then one per 5 minutes (client-go's spam
+//! filter).
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::hash::{DefaultHasher, Hash, Hasher};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -217,16 +220,55 @@ enum Decision {
     },
 }
 
-/// client-go's `EventCorrelator` minus the message aggregator: the spam filter and the
-/// repetition cache, both bounded.
+/// client-go's `EventCorrelator`: the aggregator of similar events, the spam filter and the
+/// repetition cache, all bounded.
 #[derive(Debug, Default)]
 struct Correlator {
     seen: HashMap<Key, Seen>,
     /// Tokens per object, as of when.
     spam: HashMap<[Option<String>; 3], (f64, Instant)>,
+    /// Per (object, type, reason): the distinct messages seen (up to the limit) and when
+    /// the last came.
+    similar: HashMap<Key, (HashSet<String>, Instant)>,
 }
 
+/// Distinct messages of one (object, type, reason) within the window before they are
+/// combined into one Event (client-go's `maxEvents` of the aggregator).
+const SIMILAR_LIMIT: usize = 10;
+/// The message prefix of a combined Event (client-go's).
+const COMBINED: &str = "(combined from similar events): ";
+
 impl Correlator {
+    /// client-go's `EventAggregator`: the 10th and later distinct message for one (object,
+    /// type, reason) within 10 minutes go to one combined Event; its key, then.
+    fn aggregate(&mut self, key: &Key, now: Instant) -> Option<Key> {
+        let agg = Key {
+            message: String::new(),
+            ..key.clone()
+        };
+        if self.similar.len() >= CACHE_PER_WRITER && !self.similar.contains_key(&agg) {
+            self.similar
+                .retain(|_, (_, at)| now.saturating_duration_since(*at) < REPEAT_WINDOW);
+            if self.similar.len() >= CACHE_PER_WRITER {
+                self.similar.clear();
+            }
+        }
+        let (messages, at) = self
+            .similar
+            .entry(agg.clone())
+            .or_insert_with(|| (HashSet::new(), now));
+        if now.saturating_duration_since(*at) >= REPEAT_WINDOW {
+            messages.clear();
+        }
+        *at = now;
+        if messages.len() < SIMILAR_LIMIT {
+            messages.insert(key.message.clone());
+        }
+        // From the tenth distinct message on, until the window passes quietly, every event
+        // of this (object, type, reason) goes to the combined Event.
+        (messages.len() >= SIMILAR_LIMIT).then_some(agg)
+    }
+
     fn decide(&mut self, key: &Key, now: Instant) -> Decision {
         let obj = [
             key.object[1].clone(),
@@ -289,8 +331,13 @@ struct Writer {
 impl Writer {
     async fn run(mut self, mut rx: mpsc::Receiver<Record>) {
         while let Some(r) = rx.recv().await {
-            let key = Key::of(&r);
+            let mut r = r;
+            let mut key = Key::of(&r);
             let now = Instant::now();
+            if let Some(combined) = self.correlator.aggregate(&key, now) {
+                r.message = truncate(format!("{COMBINED}{}", r.message));
+                key = combined;
+            }
             match self.correlator.decide(&key, now) {
                 Decision::Spam => {
                     debug!(reason = %r.reason, object = ?r.object.name, "event dropped by the spam filter");
@@ -505,6 +552,26 @@ mod tests {
     }
 
     #[test]
+    fn ten_distinct_messages_then_one_combined_event() {
+        let mut c = Correlator::default();
+        let t0 = Instant::now();
+        let key = |i: usize| Key::of(&record("p", "FailedScheduling", &format!("0/{i} nodes")));
+        for i in 0..9 {
+            assert_eq!(c.aggregate(&key(i), t0), None, "message {i} is itself");
+        }
+        let combined = c.aggregate(&key(9), t0).expect("the tenth is combined");
+        assert_eq!(combined.message, "");
+        assert_eq!(combined.reason, "FailedScheduling");
+        assert_eq!(c.aggregate(&key(42), t0), Some(combined.clone()));
+        assert_eq!(c.aggregate(&key(0), t0), Some(combined), "old messages too");
+        // Another reason is its own.
+        let other = Key::of(&record("p", "Scheduled", "x"));
+        assert_eq!(c.aggregate(&other, t0), None);
+        // Ten quiet minutes later it starts over.
+        assert_eq!(c.aggregate(&key(1), t0 + REPEAT_WINDOW), None);
+    }
+
+    #[test]
     fn caches_stay_bounded() {
         let mut c = Correlator::default();
         let t0 = Instant::now();
@@ -515,6 +582,10 @@ mod tests {
         }
         assert!(c.seen.len() <= CACHE_PER_WRITER, "{}", c.seen.len());
         assert!(c.spam.len() <= CACHE_PER_WRITER, "{}", c.spam.len());
+        for i in 0..(CACHE_PER_WRITER * 2) {
+            c.aggregate(&Key::of(&record(&format!("p{i}"), "R", "m")), t0);
+        }
+        assert!(c.similar.len() <= CACHE_PER_WRITER, "{}", c.similar.len());
     }
 
     #[test]

@@ -23,7 +23,7 @@ pub mod server;
 pub use controller::{Action, run_workers};
 pub use events::{Recorder, object_ref};
 pub use leader::{LeaderElectionConfig, LeaderError, run_leader};
-pub use queue::{QueueConfig, WorkQueue};
+pub use queue::{QueueConfig, QueueMetrics, WorkQueue};
 pub use reflector::{Event, Store, reflector};
 
 /// Waits until `shutdown` is true. A dropped sender means shutdown can no longer be asked

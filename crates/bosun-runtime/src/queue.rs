@@ -19,6 +19,11 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use parking_lot::Mutex;
+use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::gauge::Gauge;
+use prometheus_client::metrics::histogram::{Histogram, exponential_buckets};
+use prometheus_client::registry::Registry;
 use tokio::sync::Notify;
 use tokio::time::Instant;
 
@@ -45,6 +50,67 @@ impl Default for QueueConfig {
             burst: 100,
         }
     }
+}
+
+type Labels = Vec<(String, String)>;
+type HistogramFamily = Family<Labels, Histogram, fn() -> Histogram>;
+
+/// client-go's workqueue metrics, by queue `name`: register once per component, then give
+/// each queue to [`WorkQueue::with_metrics`].
+#[derive(Debug, Clone)]
+pub struct QueueMetrics {
+    depth: Family<Labels, Gauge>,
+    adds: Family<Labels, Counter>,
+    retries: Family<Labels, Counter>,
+    work_duration: HistogramFamily,
+}
+
+fn seconds_histogram() -> Histogram {
+    // 1 ms to about 16 s.
+    Histogram::new(exponential_buckets(0.001, 2.0, 15))
+}
+
+impl QueueMetrics {
+    /// Registers `workqueue_depth`, `workqueue_adds_total`, `workqueue_retries_total` and
+    /// `workqueue_work_duration_seconds` (client-go's names) in `registry`.
+    pub fn register(registry: &mut Registry) -> QueueMetrics {
+        let m = QueueMetrics {
+            depth: Family::default(),
+            adds: Family::default(),
+            retries: Family::default(),
+            work_duration: Family::new_with_constructor(seconds_histogram),
+        };
+        registry.register(
+            "workqueue_depth",
+            "Current depth of workqueue",
+            m.depth.clone(),
+        );
+        registry.register(
+            "workqueue_adds",
+            "Total number of adds handled by workqueue",
+            m.adds.clone(),
+        );
+        registry.register(
+            "workqueue_retries",
+            "Total number of retries handled by workqueue",
+            m.retries.clone(),
+        );
+        registry.register(
+            "workqueue_work_duration_seconds",
+            "How long in seconds processing an item from workqueue takes",
+            m.work_duration.clone(),
+        );
+        m
+    }
+}
+
+/// One queue's metric handles.
+#[derive(Debug, Clone)]
+struct Meters {
+    depth: Gauge,
+    adds: Counter,
+    retries: Counter,
+    work_duration: Histogram,
 }
 
 /// A de-duplicating, delaying, rate-limiting work queue. Cheap to clone (shared state).
@@ -77,6 +143,7 @@ struct Inner<T> {
     config: QueueConfig,
     state: Mutex<State<T>>,
     notify: Notify,
+    meters: Option<Meters>,
 }
 
 struct State<T> {
@@ -131,9 +198,10 @@ impl<T: Clone + Eq + Hash> State<T> {
         true
     }
 
-    /// Moves the items that are due into the queue; the next due time of the rest.
-    fn promote(&mut self, now: Instant) -> (bool, Option<Instant>) {
-        let mut added = false;
+    /// Moves the items that are due into the queue; how many were queued, and the next due
+    /// time of the rest.
+    fn promote(&mut self, now: Instant) -> (u64, Option<Instant>) {
+        let mut added = 0;
         while let Some(std::cmp::Reverse((at, seq))) = self.due.peek().copied() {
             let Some(item) = self.due_items.get(&seq) else {
                 self.due.pop();
@@ -151,7 +219,7 @@ impl<T: Clone + Eq + Hash> State<T> {
             self.due.pop();
             if let Some(item) = self.due_items.remove(&seq) {
                 self.waiting.remove(&item);
-                added |= self.add(item);
+                added += u64::from(self.add(item));
             }
         }
         (added, None)
@@ -199,13 +267,52 @@ impl<T: Clone + Eq + Hash> State<T> {
 impl<T: Clone + Eq + Hash + Send + Sync + 'static> WorkQueue<T> {
     /// A new queue; `name` names it in logs.
     pub fn new(name: &str, config: QueueConfig) -> Self {
+        Self::build(name, config, None)
+    }
+
+    /// A new queue counted in `metrics` under `name`.
+    pub fn with_metrics(name: &str, config: QueueConfig, metrics: &QueueMetrics) -> Self {
+        let labels = vec![("name".to_owned(), name.to_owned())];
+        let meters = Meters {
+            depth: metrics.depth.get_or_create(&labels).clone(),
+            adds: metrics.adds.get_or_create(&labels).clone(),
+            retries: metrics.retries.get_or_create(&labels).clone(),
+            work_duration: metrics.work_duration.get_or_create(&labels).clone(),
+        };
+        Self::build(name, config, Some(meters))
+    }
+
+    fn build(name: &str, config: QueueConfig, meters: Option<Meters>) -> Self {
         WorkQueue {
             inner: Arc::new(Inner {
                 name: name.to_owned(),
                 state: Mutex::new(State::new(&config, Instant::now())),
                 config,
                 notify: Notify::new(),
+                meters,
             }),
+        }
+    }
+
+    /// Sets the depth gauge; called with the state locked, after a change of the queue.
+    fn gauge(&self, depth: usize) {
+        if let Some(m) = &self.inner.meters {
+            m.depth.set(i64::try_from(depth).unwrap_or(i64::MAX));
+        }
+    }
+
+    fn count_adds(&self, n: u64) {
+        if let Some(m) = &self.inner.meters
+            && n > 0
+        {
+            m.adds.inc_by(n);
+        }
+    }
+
+    /// Records how long processing an item took (`run_workers` does).
+    pub fn observe_work(&self, took: Duration) {
+        if let Some(m) = &self.inner.meters {
+            m.work_duration.observe(took.as_secs_f64());
         }
     }
 
@@ -217,8 +324,14 @@ impl<T: Clone + Eq + Hash + Send + Sync + 'static> WorkQueue<T> {
     /// Queues `item` unless it is already queued; an item being processed is queued again
     /// once [`WorkQueue::done`]. Ignored after [`WorkQueue::shut_down`].
     pub fn add(&self, item: T) {
-        let added = self.inner.state.lock().add(item);
+        let (added, depth) = {
+            let mut s = self.inner.state.lock();
+            let added = s.add(item);
+            (added, s.queue.len())
+        };
         if added {
+            self.count_adds(1);
+            self.gauge(depth);
             self.inner.notify.notify_one();
         }
     }
@@ -245,6 +358,9 @@ impl<T: Clone + Eq + Hash + Send + Sync + 'static> WorkQueue<T> {
             .state
             .lock()
             .rate_limit(&item, Instant::now(), &self.inner.config);
+        if let Some(m) = &self.inner.meters {
+            m.retries.inc();
+        }
         self.add_after(item, delay);
     }
 
@@ -274,12 +390,15 @@ impl<T: Clone + Eq + Hash + Send + Sync + 'static> WorkQueue<T> {
             notified.as_mut().enable();
             let due = {
                 let mut s = self.inner.state.lock();
-                let (_, due) = s.promote(Instant::now());
+                let (promoted, due) = s.promote(Instant::now());
+                self.count_adds(promoted);
                 if let Some(item) = s.queue.pop_front() {
                     s.dirty.remove(&item);
                     s.processing.insert(item.clone());
-                    let more = !s.queue.is_empty();
+                    let depth = s.queue.len();
                     drop(s);
+                    self.gauge(depth);
+                    let more = depth > 0;
                     if more {
                         // Pass the wake-up on: another worker may be waiting.
                         self.inner.notify.notify_one();
@@ -305,17 +424,17 @@ impl<T: Clone + Eq + Hash + Send + Sync + 'static> WorkQueue<T> {
 
     /// Marks `item` processed; if it was added meanwhile, it is queued again.
     pub fn done(&self, item: &T) {
-        let requeued = {
+        let (requeued, depth) = {
             let mut s = self.inner.state.lock();
             s.processing.remove(item);
-            if s.dirty.contains(item) {
+            let requeued = s.dirty.contains(item);
+            if requeued {
                 s.queue.push_back(item.clone());
-                true
-            } else {
-                false
             }
+            (requeued, s.queue.len())
         };
         if requeued {
+            self.gauge(depth);
             self.inner.notify.notify_one();
         }
     }
@@ -341,10 +460,12 @@ impl<T: Clone + Eq + Hash + Send + Sync + 'static> WorkQueue<T> {
     /// Items ready to be handed out (not those processing or still delayed).
     pub fn len(&self) -> usize {
         let mut s = self.inner.state.lock();
-        let (added, _) = s.promote(Instant::now());
+        let (promoted, _) = s.promote(Instant::now());
         let n = s.queue.len();
         drop(s);
-        if added {
+        if promoted > 0 {
+            self.count_adds(promoted);
+            self.gauge(n);
             self.inner.notify.notify_one();
         }
         n
@@ -532,6 +653,30 @@ mod tests {
         assert_eq!(q.num_requeues(&"a".into()), 2);
         q.forget(&"a".into());
         assert_eq!(q.num_requeues(&"a".into()), 0);
+    }
+
+    #[tokio::test]
+    async fn metrics_count_adds_retries_depth_and_work() {
+        let mut registry = Registry::default();
+        let metrics = QueueMetrics::register(&mut registry);
+        let q = WorkQueue::with_metrics("pods", QueueConfig::default(), &metrics);
+        q.add("a".into());
+        q.add("a".into());
+        q.add("b".into());
+        let a = take(&q).await;
+        q.add_rate_limited("c".into());
+        q.observe_work(Duration::from_millis(3));
+        q.done(&a);
+        let mut text = String::new();
+        prometheus_client::encoding::text::encode(&mut text, &registry).unwrap();
+        for want in [
+            "workqueue_depth{name=\"pods\"} 1",
+            "workqueue_adds_total{name=\"pods\"} 2",
+            "workqueue_retries_total{name=\"pods\"} 1",
+            "workqueue_work_duration_seconds_count{name=\"pods\"} 1",
+        ] {
+            assert!(text.contains(want), "{want} in\n{text}");
+        }
     }
 
     #[tokio::test]

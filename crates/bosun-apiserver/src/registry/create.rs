@@ -119,6 +119,7 @@ impl<S: Store> Registry<S> {
             meta_mut(&mut candidate)?.insert("name".into(), json!(name));
             kind.prepare_for_create(&mut candidate);
             let warnings = kind.decode_create(&mut candidate, opts.field_validation)?;
+            super::managed::record(&mut candidate, None, opts.field_manager, "", &now_rfc3339());
             self.namespace_check(res, ns, &name).await?;
             let value =
                 serde_json::to_vec(&candidate).map_err(|e| Status::internal(e.to_string()))?;

@@ -14,6 +14,7 @@
 pub mod create;
 pub mod delete;
 pub mod get_list;
+pub mod managed;
 #[cfg(test)]
 mod mem;
 pub mod namespace;
@@ -48,6 +49,8 @@ pub struct WriteOptions {
     pub dry_run: bool,
     /// Treatment of unknown fields.
     pub field_validation: FieldValidation,
+    /// Who writes, recorded in `metadata.managedFields` (nothing is recorded when empty).
+    pub field_manager: managed::FieldManager,
 }
 
 /// A stored object with the revision it was read at.

@@ -4,7 +4,7 @@
 //! changes), default and validate it, and compare-and-swap it on the revision read. A lost
 //! race is retried unless the client pinned a resourceVersion.
 
-use bosun_api::meta::{finalizers, meta_str, set_resource_version};
+use bosun_api::meta::{finalizers, meta_str, now_rfc3339, set_resource_version};
 use serde_json::{Value, json};
 
 use super::store::Store;
@@ -103,9 +103,28 @@ impl<S: Store> Registry<S> {
             }
             let body = change(&cur.obj)?;
             let (mut new, warnings) = merge_update(kind, &cur.obj, body, part, opts)?;
+            // managedFields belong to the server: the client's copy is not taken.
+            let cur_managed = cur.obj.pointer("/metadata/managedFields").cloned();
+            if let Some(m) = new.get_mut("metadata").and_then(Value::as_object_mut) {
+                match cur_managed {
+                    Some(v) => m.insert("managedFields".into(), v),
+                    None => m.remove("managedFields"),
+                };
+            }
             if new == cur.obj {
                 return Ok((cur.obj, warnings));
             }
+            let subresource = match part {
+                Part::Main => "",
+                Part::Status => "status",
+            };
+            super::managed::record(
+                &mut new,
+                Some(&cur.obj),
+                opts.field_manager,
+                subresource,
+                &now_rfc3339(),
+            );
             if opts.dry_run {
                 let encoded =
                     serde_json::to_vec(&new).map_err(|e| Status::internal(e.to_string()))?;

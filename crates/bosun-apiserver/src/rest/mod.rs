@@ -26,6 +26,7 @@ use crate::encoding::table;
 use crate::error::{ApiResult, Status};
 use crate::kinds::{self, FieldValidation, Kind, Part, Warnings};
 use crate::merge::patch::PatchType;
+use crate::registry::managed::{FieldManager, MAX_FIELD_MANAGER};
 use crate::registry::{ListOptions, ListResult, WriteOptions};
 use crate::watch::{self, WatchItem, WatchParams};
 use bosun_api::meta::meta_str;
@@ -295,7 +296,7 @@ fn render_of(headers: &HeaderMap, q: &HashMap<String, String>) -> ApiResult<Rend
     )))
 }
 
-fn write_options(q: &HashMap<String, String>) -> ApiResult<WriteOptions> {
+fn write_options(q: &HashMap<String, String>, headers: &HeaderMap) -> ApiResult<WriteOptions> {
     let dry_run = match q.get("dryRun").map(String::as_str) {
         None | Some("") => false,
         Some("All") => true,
@@ -305,11 +306,26 @@ fn write_options(q: &HashMap<String, String>) -> ApiResult<WriteOptions> {
             )));
         }
     };
+    // kube-apiserver's default manager is the user agent's program (`kubectl`).
+    let field_manager = match q.get("fieldManager").map(String::as_str) {
+        None | Some("") => FieldManager::from_user_agent(
+            headers
+                .get(header::USER_AGENT)
+                .and_then(|v| v.to_str().ok())
+                .unwrap_or(""),
+        ),
+        Some(m) => FieldManager::new(m).ok_or_else(|| {
+            Status::bad_request(format!(
+                "fieldManager: Too long: may not be more than {MAX_FIELD_MANAGER} bytes"
+            ))
+        })?,
+    };
     Ok(WriteOptions {
         dry_run,
         field_validation: FieldValidation::parse(
             q.get("fieldValidation").map(String::as_str).unwrap_or(""),
         )?,
+        field_manager,
     })
 }
 
@@ -420,7 +436,7 @@ async fn handle(
         (Method::GET, Some(name), "scale") => Ok(json_ok(&st.get_scale(kind, &ns, name).await?)),
         (Method::GET, Some(name), "log") => logs::pod_log(s, kind, &ns, name, q).await,
         (Method::POST, None, "") => {
-            let wo = write_options(q)?;
+            let wo = write_options(q, headers)?;
             let (obj, w) = st.create(kind, &ns, parse_body(&body)?, wo).await?;
             Ok(json_response(StatusCode::CREATED, &obj, &w))
         }
@@ -435,14 +451,27 @@ async fn handle(
         (Method::PUT, Some(name), "scale") => {
             let scale = parse_body(&body)?;
             let out = st
-                .set_scale(kind, &ns, name, |_| Ok(scale.clone()), write_options(q)?)
+                .set_scale(
+                    kind,
+                    &ns,
+                    name,
+                    |_| Ok(scale.clone()),
+                    write_options(q, headers)?,
+                )
                 .await?;
             Ok(json_ok(&out))
         }
         (Method::PUT, Some(name), sub) => {
             let part = Part::from_subresource(res, sub)?;
             let (obj, w) = st
-                .update(kind, &ns, name, parse_body(&body)?, part, write_options(q)?)
+                .update(
+                    kind,
+                    &ns,
+                    name,
+                    parse_body(&body)?,
+                    part,
+                    write_options(q, headers)?,
+                )
                 .await?;
             Ok(json_response(StatusCode::OK, &obj, &w))
         }
@@ -452,7 +481,7 @@ async fn handle(
                 .and_then(|v| v.to_str().ok())
                 .unwrap_or_default();
             let ptype = PatchType::from_content_type(ct)?;
-            let wo = write_options(q)?;
+            let wo = write_options(q, headers)?;
             if sub == "scale" {
                 let p = parse_body(&body)?;
                 let out = st.patch_scale(kind, &ns, name, ptype, &p, wo).await?;
@@ -466,7 +495,7 @@ async fn handle(
         (Method::DELETE, Some(name), "") => {
             let options = delete_options(&body, q)?;
             let d = st
-                .delete(kind, &ns, name, &options, write_options(q)?)
+                .delete(kind, &ns, name, &options, write_options(q, headers)?)
                 .await?;
             if d.gone && !kind.returns_deleted_object() {
                 return Ok(json_ok(&json!({
@@ -495,7 +524,7 @@ async fn handle(
                     t.namespace.as_deref(),
                     &list,
                     &options,
-                    write_options(q)?,
+                    write_options(q, headers)?,
                 )
                 .await?;
             Ok(json_ok(&json!({
