@@ -116,6 +116,14 @@ async fn start_hollow(dir: &Path, api: &Apiserver, client: &ApiClient, extra: &[
     k
 }
 
+/// Whether the kubelet's writes show in the object's managedFields.
+fn managed_by_kubelet(m: &ObjectMeta) -> bool {
+    m.managed_fields
+        .iter()
+        .flatten()
+        .any(|f| f.manager.as_deref() == Some("bosun-kubelet"))
+}
+
 fn condition<'a>(n: &'a Node, t: &str) -> Option<&'a str> {
     n.status
         .as_ref()?
@@ -178,6 +186,11 @@ async fn hollow_nodes_register_ready_and_renew_leases_until_killed() {
         ],
     )
     .await;
+    // Each node's Lease follows its registration.
+    wait_for("3 leases", Duration::from_secs(30), || async {
+        renew_times(&client).await.iter().all(Option::is_some)
+    })
+    .await;
     let nodes = ready_nodes(&client, "hollow-").await;
     let mut cidrs = Vec::new();
     for n in &nodes {
@@ -216,6 +229,11 @@ async fn hollow_nodes_register_ready_and_renew_leases_until_killed() {
     }
     cidrs.sort();
     assert_eq!(cidrs, ["10.244.0.0/24", "10.244.1.0/24", "10.244.2.0/24"]);
+    assert!(
+        managed_by_kubelet(&nodes[0].metadata),
+        "{:?}",
+        nodes[0].metadata.managed_fields
+    );
 
     // Renewals move renewTime.
     let first = renew_time(&client, "hollow-1").await.unwrap();
@@ -375,6 +393,11 @@ async fn bound_pods_run_and_graceful_deletes_remove_them() {
         assert!(c.container_id.as_deref().unwrap().starts_with("fake://"));
         assert!(!c.image_id.is_empty());
     }
+    assert!(
+        managed_by_kubelet(&p.metadata),
+        "{:?}",
+        p.metadata.managed_fields
+    );
     assert_eq!(
         st.qos_class.as_deref(),
         Some("BestEffort"),

@@ -12,7 +12,7 @@ use axum::routing::get;
 use bosun_api_client::{ApiClient, ApiError, Patch};
 use bosun_runtime::controller::run_workers;
 use bosun_runtime::events::Recorder;
-use bosun_runtime::queue::{QueueConfig, WorkQueue};
+use bosun_runtime::queue::{QueueConfig, QueueMetrics, WorkQueue};
 use bosun_runtime::reflector::{self, Event};
 use bosun_runtime::server::{self, Health, Served};
 use futures::StreamExt;
@@ -36,6 +36,9 @@ use crate::pods::{NodePods, Pods, Work};
 use crate::quantity::{parse_milli, parse_units};
 use crate::runtime::Runtime;
 use crate::status;
+
+/// The field manager of the kubelet's writes.
+pub const FIELD_MANAGER: &str = "bosun-kubelet";
 
 /// Registrations in flight at once (a thousand hollow nodes register in a few seconds
 /// without flooding the apiserver).
@@ -218,11 +221,14 @@ async fn run_nodes<R: Runtime>(
     make_runtime: impl Fn(Option<Ipv4Cidr>) -> R,
     shutdown: watch::Receiver<bool>,
 ) -> anyhow::Result<()> {
+    // Writes carry the kubelet's field manager, recorded in managedFields.
     let client = ApiClient::connect(&cfg.apiserver)
         .await
-        .context("connect to the apiserver")?;
+        .context("connect to the apiserver")?
+        .with_field_manager(FIELD_MANAGER);
     let mut registry = Registry::default();
     let metrics = Metrics::new(&mut registry);
+    let queue_metrics = QueueMetrics::register(&mut registry);
     let health = Health::new();
     health.set("syncloop", Err("nodes not registered yet".into()));
     let served = Served {
@@ -330,7 +336,8 @@ async fn run_nodes<R: Runtime>(
         metrics: metrics.clone(),
         recorder,
     });
-    let queue: WorkQueue<Work> = WorkQueue::new("kubelet_pods", QueueConfig::default());
+    let queue: WorkQueue<Work> =
+        WorkQueue::with_metrics("kubelet_pods", QueueConfig::default(), &queue_metrics);
     let router = {
         let (pods, queue) = (pods.clone(), queue.clone());
         tokio::spawn(async move {
