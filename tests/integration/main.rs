@@ -14,6 +14,7 @@
 //! - `grpc_api`: the apiserver's gRPC API through `bosun-api-client`.
 //! - `controllers`: `bosun controller-manager` (deployments, replicasets, leader election)
 //!   driven by kubectl.
+//! - `kubelet`: hollow nodes (`bosun kubelet --runtime fake`): nodes, leases, pods.
 //! - `layers`: the crate graph: only the apiserver's side reaches the store.
 //! - `runtime`: the controller runtime (reflector, leader election, events) and field managers.
 //!
@@ -32,6 +33,7 @@ mod controllers;
 mod durability;
 mod etcdctl;
 mod grpc_api;
+mod kubelet;
 mod layers;
 mod runtime;
 mod sdk;

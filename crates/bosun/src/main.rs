@@ -29,6 +29,9 @@ enum Command {
     /// The deployment and replicaset controllers and the garbage collector, watching the
     /// apiserver.
     ControllerManager(bosun_controllers::run::ControllerManagerConfig),
+    /// The node agent: registers the node, renews its Lease, runs the pods bound to it
+    /// (`--runtime fake`: hollow nodes, `--node-count` of them in one process).
+    Kubelet(bosun_kubelet::KubeletConfig),
 }
 
 fn init_tracing(format: &str) {
@@ -95,6 +98,7 @@ fn main() -> anyhow::Result<()> {
             Command::ControllerManager(cfg) => {
                 bosun_controllers::run::run(cfg, shutdown_signal()).await
             }
+            Command::Kubelet(cfg) => bosun_kubelet::run(cfg, shutdown_signal()).await,
         }
     });
     // Dropping the runtime would wait for every blocking task however long it runs (a
