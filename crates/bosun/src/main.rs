@@ -26,6 +26,8 @@ enum Command {
     Store(Box<bosun_store::StoreConfig>),
     /// The Kubernetes API (REST for kubectl, gRPC for Bosun's components), over the store.
     Apiserver(bosun_apiserver::ApiserverConfig),
+    /// The scheduler: binds pending pods to nodes (filters, scores, bind).
+    Scheduler(bosun_scheduler::run::SchedulerOptions),
 }
 
 fn init_tracing(format: &str) {
@@ -89,6 +91,7 @@ fn main() -> anyhow::Result<()> {
         match cli.command {
             Command::Store(cfg) => bosun_store::run(*cfg, shutdown_signal()).await,
             Command::Apiserver(cfg) => bosun_apiserver::run(cfg, shutdown_signal()).await,
+            Command::Scheduler(opts) => bosun_scheduler::run::run(opts, shutdown_signal()).await,
         }
     });
     // Dropping the runtime would wait for every blocking task however long it runs (a
