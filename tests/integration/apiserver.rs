@@ -717,20 +717,7 @@ async fn rest_watch_resume_bookmarks_and_expiry() {
     let token = page["metadata"]["continue"].as_str().unwrap().to_string();
     k.run(&["run", "after", "--image=busybox", "--restart=Never"])
         .ok();
-    let client = bosun_client::Client::connect(
-        cluster.client_urls(),
-        bosun_client::ConnectOptions::default(),
-    )
-    .await
-    .unwrap();
-    let head = client
-        .get("x", bosun_client::GetOptions::new())
-        .await
-        .unwrap()
-        .header
-        .unwrap()
-        .revision;
-    client.compact(head, true).await.unwrap();
+    let head = cluster.compact_to_head().await;
     let (_, body) = curl(&[
         "-s",
         &format!(

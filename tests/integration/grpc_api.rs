@@ -22,7 +22,7 @@ async fn setup(dir: &std::path::Path, extra: &[&str]) -> (Cluster, Apiserver, Ap
     (cluster, api, client)
 }
 
-fn pod(name: &str, labels: &[(&str, &str)], annotation_bytes: usize) -> Pod {
+pub(crate) fn pod(name: &str, labels: &[(&str, &str)], annotation_bytes: usize) -> Pod {
     let mut annotations = BTreeMap::new();
     if annotation_bytes > 0 {
         annotations.insert("filler".to_string(), "x".repeat(annotation_bytes));

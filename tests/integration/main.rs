@@ -13,6 +13,7 @@
 //! - `apiserver_input`: the apiserver against bad input and slow clients.
 //! - `grpc_api`: the apiserver's gRPC API through `bosun-api-client`.
 //! - `layers`: the crate graph: only the apiserver's side reaches the store.
+//! - `runtime`: the controller runtime: reflector, leader election, events.
 //!
 //! `cargo test -p bosun-tests --test integration chaos::` runs one module,
 //! `cargo test -p bosun-tests --test integration chaos::chaos_short -- --exact` one test. The
@@ -29,4 +30,5 @@ mod durability;
 mod etcdctl;
 mod grpc_api;
 mod layers;
+mod runtime;
 mod sdk;

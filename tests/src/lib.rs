@@ -385,6 +385,27 @@ pub struct Cluster {
 }
 
 impl Cluster {
+    /// Compacts the store's history up to its current revision, as kube-apiserver's
+    /// compactor does: watches and continue tokens from older versions then get 410.
+    /// Returns that revision.
+    pub async fn compact_to_head(&self) -> i64 {
+        let client = bosun_client::Client::connect(
+            self.client_urls(),
+            bosun_client::ConnectOptions::default(),
+        )
+        .await
+        .unwrap();
+        let head = client
+            .get("x", bosun_client::GetOptions::new())
+            .await
+            .unwrap()
+            .header
+            .unwrap()
+            .revision;
+        client.compact(head, true).await.unwrap();
+        head
+    }
+
     /// Starts `n` members named m1..mn with `--initial-cluster` naming all of them, and waits
     /// until every member answers a linearizable read.
     pub async fn start(kind: Kind, dir: &Path, n: usize, extra: &[&str]) -> Cluster {
