@@ -24,6 +24,7 @@ use bosun_api_client::k8s_openapi::api::apps::v1::ReplicaSet;
 use bosun_api_client::k8s_openapi::api::core::v1::{Node, Pod};
 use bosun_api_client::k8s_openapi::apimachinery::pkg::apis::meta::v1::LabelSelector;
 use bosun_api_client::{ApiClient, ApiError, Patch};
+use bosun_runtime::leader::{LeaderElectionConfig, default_identity, run_leader_served};
 use bosun_runtime::server::{self, Health, Served};
 use jiff::Timestamp;
 use parking_lot::{Mutex, RwLock};
@@ -213,7 +214,16 @@ pub async fn run(opts: SchedulerOptions, shutdown: watch::Receiver<bool>) -> any
     );
 
     let result = if opts.leader_elect {
-        lead_when_elected(&opts, client.clone(), shared, events, synced_rx, shutdown).await
+        lead_when_elected(
+            &opts,
+            client.clone(),
+            &served,
+            shared,
+            events,
+            synced_rx,
+            shutdown,
+        )
+        .await
     } else {
         schedule_loop(&opts, client, shared, events, synced_rx, shutdown.clone()).await
     };
@@ -222,17 +232,32 @@ pub async fn run(opts: SchedulerOptions, shutdown: watch::Receiver<bool>) -> any
     result
 }
 
-/// Schedules while this replica holds the leader Lease.
+/// Schedules while this replica holds the leader Lease (`kube-system/kube-scheduler` by
+/// default); the watches run before, so a standby that takes over has warm caches. Losing
+/// the lease ends the loop and the process with an error, as kube-scheduler exits.
 async fn lead_when_elected(
     opts: &SchedulerOptions,
     client: ApiClient,
+    served: &Served,
     shared: Arc<Shared>,
     events: EventWriter,
     synced: watch::Receiver<bool>,
     shutdown: watch::Receiver<bool>,
 ) -> anyhow::Result<()> {
-    let _ = (client, shared, events, synced, shutdown, opts);
-    anyhow::bail!("leader election is not available yet: run with --leader-elect=false")
+    let config = LeaderElectionConfig {
+        namespace: opts.leader_elect_resource_namespace.clone(),
+        name: opts.leader_elect_resource_name.clone(),
+        identity: default_identity(),
+        lease_duration: opts.leader_elect_lease_duration,
+        renew_deadline: opts.leader_elect_renew_deadline,
+        retry_period: opts.leader_elect_retry_period,
+    };
+    let lead_client = client.clone();
+    run_leader_served(client, config, Some(served), shutdown, move |stop| {
+        schedule_loop(opts, lead_client, shared, events, synced, stop)
+    })
+    .await
+    .context("leader election")
 }
 
 /// Applies the watches' events to the snapshot and the queue.
