@@ -14,6 +14,7 @@
 //! - `grpc_api`: the apiserver's gRPC API through `bosun-api-client`.
 //! - `layers`: the crate graph: only the apiserver's side reaches the store.
 //! - `runtime`: the controller runtime: reflector, leader election, events.
+//! - `scheduler`: `bosun scheduler` binding pods to Node objects, two schedulers racing.
 //!
 //! `cargo test -p bosun-tests --test integration chaos::` runs one module,
 //! `cargo test -p bosun-tests --test integration chaos::chaos_short -- --exact` one test. The
@@ -31,4 +32,5 @@ mod etcdctl;
 mod grpc_api;
 mod layers;
 mod runtime;
+mod scheduler;
 mod sdk;
