@@ -17,6 +17,7 @@
 //! - `kubelet`: hollow nodes (`bosun kubelet --runtime fake`): nodes, leases, pods.
 //! - `layers`: the crate graph: only the apiserver's side reaches the store.
 //! - `runtime`: the controller runtime (reflector, leader election, events) and field managers.
+//! - `scheduler`: `bosun scheduler` binding pods to Node objects, two schedulers racing.
 //!
 //! `cargo test -p bosun-tests --test integration chaos::` runs one module,
 //! `cargo test -p bosun-tests --test integration chaos::chaos_short -- --exact` one test. The
@@ -36,4 +37,5 @@ mod grpc_api;
 mod kubelet;
 mod layers;
 mod runtime;
+mod scheduler;
 mod sdk;

@@ -225,12 +225,18 @@ pub(crate) struct Diagnosis {
     plugins: BTreeSet<&'static str>,
     /// Nodes with an explicit status (`NodeToStatus.Len`).
     pub(crate) rejected: usize,
+    /// Of those, nodes rejected with a status preemption could resolve (`Unschedulable`, not
+    /// `UnschedulableAndUnresolvable`): resources, ports, spreading skew.
+    resolvable: usize,
 }
 
 impl Diagnosis {
     pub(crate) fn record(&mut self, r: Rejection) {
         self.rejected += 1;
         self.plugins.insert(r.plugin());
+        if matches!(r, Rejection::Ports | Rejection::Fit(_) | Rejection::Spread) {
+            self.resolvable += 1;
+        }
         let slot = match r {
             Rejection::Unschedulable => 0,
             Rejection::NodeName => 1,
@@ -308,6 +314,7 @@ impl Diagnosis {
         FitError {
             num_all_nodes,
             pre_filter_message: None,
+            preemption_may_help: self.resolvable,
             reasons,
             unschedulable_plugins: plugins.into_iter().collect(),
         }
@@ -322,6 +329,9 @@ pub struct FitError {
     pub num_all_nodes: usize,
     /// Set when a PreFilter rejected the pod outright (then no per-node reasons are listed).
     pub pre_filter_message: Option<String>,
+    /// Nodes whose rejection preemption might resolve (`nodesWherePreemptionMightHelp`); the
+    /// other nodes' statuses are `UnschedulableAndUnresolvable`.
+    pub preemption_may_help: usize,
     /// Each reason with the number of nodes that gave it.
     pub reasons: Vec<(String, usize)>,
     /// The plugins that rejected nodes (what a requeue would wait on).

@@ -23,25 +23,36 @@
 //!   at random by a [`RandomSource`] the caller seeds), and `FitError`'s
 //!   "0/N nodes are available: ..." message (reasons counted, sorted).
 //!
+//! The scheduling loop around the core (`bosun scheduler`) is in [`run`]: [`watcher`] lists
+//! and watches nodes and pods into the snapshot and the [`queue`] (kube-scheduler's
+//! `PriorityQueue`, itself pure), one pod at a time goes through the core, is assumed and is
+//! bound in the background with bounded concurrency; [`report`] writes the pod condition and
+//! events, [`metrics`] counts. Only those modules do I/O; the decision modules stay pure.
+//!
 //! Not reproduced: inter-pod affinity, image locality, volumes, preemption (so no "preemption:"
 //! suffix in messages), pod-level resources and in-place resize (`status.resources`), scheduler
 //! extenders, and validation of label and resource name syntax (the apiserver's job).
 
 mod affinity;
 mod filter;
+pub mod metrics;
 mod node;
 mod pod;
 mod quantity;
+pub mod queue;
+pub mod report;
 mod resources;
+pub mod run;
 mod schedule;
 pub mod score;
 mod selector;
 pub mod snapshot;
 mod taints;
+pub mod watcher;
 
 pub use filter::FitError;
 pub use node::{LABEL_HOSTNAME, LABEL_TOPOLOGY_REGION, LABEL_TOPOLOGY_ZONE};
-pub use pod::{DefaultSelector, HostPort, PreparedPod, default_spread_selector};
+pub use pod::{DefaultSelector, HostPort, PreparedPod, default_spread_selector, pod_key};
 pub use resources::{
     DEFAULT_MEMORY_REQUEST, DEFAULT_MILLI_CPU_REQUEST, MAX_POD_SCALAR_RESOURCES, PodRequests,
     Resources,

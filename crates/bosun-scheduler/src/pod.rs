@@ -15,7 +15,7 @@ use crate::selector::{Requirement, Selector};
 use crate::taints::{Effect, Toleration, tolerated};
 
 /// The cache key of a pod: its uid, or `namespace/name` when it has none.
-pub(crate) fn pod_key(pod: &Pod) -> Result<String, Error> {
+pub fn pod_key(pod: &Pod) -> Result<String, Error> {
     if let Some(uid) = pod.metadata.uid.as_deref().filter(|u| !u.is_empty()) {
         return Ok(uid.to_owned());
     }

@@ -187,6 +187,7 @@ impl Scheduler {
             return Err(ScheduleError::Unschedulable(FitError {
                 num_all_nodes: num_all,
                 pre_filter_message: Some(REASON_AFFINITY_CONFLICT.to_owned()),
+                preemption_may_help: 0,
                 reasons: Vec::new(),
                 unschedulable_plugins: vec!["NodeAffinity"],
             }));

@@ -32,6 +32,8 @@ enum Command {
     /// The node agent: registers the node, renews its Lease, runs the pods bound to it
     /// (`--runtime fake`: hollow nodes, `--node-count` of them in one process).
     Kubelet(bosun_kubelet::KubeletConfig),
+    /// The scheduler: binds pending pods to nodes (filters, scores, bind).
+    Scheduler(bosun_scheduler::run::SchedulerOptions),
 }
 
 fn init_tracing(format: &str) {
@@ -99,6 +101,7 @@ fn main() -> anyhow::Result<()> {
                 bosun_controllers::run::run(cfg, shutdown_signal()).await
             }
             Command::Kubelet(cfg) => bosun_kubelet::run(cfg, shutdown_signal()).await,
+            Command::Scheduler(opts) => bosun_scheduler::run::run(opts, shutdown_signal()).await,
         }
     });
     // Dropping the runtime would wait for every blocking task however long it runs (a

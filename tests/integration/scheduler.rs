@@ -1,0 +1,649 @@
+//! `bosun scheduler` against a real three-member store and apiserver, with Node objects (no
+//! kubelet) and pods created directly: pods are bound, resources, taints and node selectors
+//! are respected, a pod that fits nowhere gets Kubernetes' condition and event and is bound
+//! once a node that fits appears, and two schedulers never bind one pod twice.
+
+use std::collections::{BTreeMap, HashMap};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use bosun_api_client::k8s_openapi::api::core::v1::{
+    Container, Event, Node, NodeCondition, NodeSpec, NodeStatus, Pod, PodSpec,
+    ResourceRequirements, Taint, Toleration,
+};
+use bosun_api_client::k8s_openapi::apimachinery::pkg::api::resource::Quantity;
+use bosun_api_client::k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
+use bosun_api_client::{ApiClient, ListParams, WatchEvent, WatchParams};
+use bosun_tests::kube::{Apiserver, kubectl_132};
+use bosun_tests::{Cluster, Kind, bosun_bin, free_port, http_get, wait_for};
+
+/// A `bosun scheduler` process, stopped by PID on drop.
+struct SchedulerProc {
+    child: Child,
+    log: PathBuf,
+    metrics_url: String,
+}
+
+impl SchedulerProc {
+    fn start(dir: &Path, name: &str, apiserver: &str, extra: &[&str]) -> SchedulerProc {
+        let port = free_port();
+        let log = dir.join(format!("{name}.log"));
+        let child = Command::new(bosun_bin())
+            .args([
+                "scheduler",
+                "--apiserver",
+                apiserver,
+                "--bind-address",
+                "127.0.0.1",
+            ])
+            .arg(format!("--port={port}"))
+            .args(extra)
+            .stdout(Stdio::null())
+            .stderr(std::fs::File::create(&log).unwrap())
+            .spawn()
+            .expect("start bosun scheduler");
+        SchedulerProc {
+            child,
+            log,
+            metrics_url: format!("http://127.0.0.1:{port}/metrics"),
+        }
+    }
+
+    fn log(&self) -> String {
+        std::fs::read_to_string(&self.log).unwrap_or_default()
+    }
+
+    /// `scheduler_schedule_attempts_total{result="scheduled"}`, once the server answers.
+    async fn scheduled(&self) -> Option<u64> {
+        let addr = self.metrics_url.trim_start_matches("http://");
+        let addr = &addr[..addr.find('/').unwrap_or(addr.len())];
+        tokio::net::TcpStream::connect(addr).await.ok()?;
+        let (code, body) = http_get(&self.metrics_url).await;
+        (code == 200).then(|| {
+            metric(
+                &body,
+                "scheduler_schedule_attempts_total{result=\"scheduled\"}",
+            )
+        })
+    }
+
+    fn terminate(&mut self) -> Option<std::process::ExitStatus> {
+        let _ = Command::new("kill")
+            .args(["-TERM", &self.child.id().to_string()])
+            .status();
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while Instant::now() < deadline {
+            if let Ok(Some(st)) = self.child.try_wait() {
+                return Some(st);
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        None
+    }
+}
+
+impl Drop for SchedulerProc {
+    fn drop(&mut self) {
+        if let Ok(Some(_)) = self.child.try_wait() {
+            return;
+        }
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// The value of the sample `name` (with its labels) in Prometheus text, 0 when absent.
+fn metric(text: &str, name: &str) -> u64 {
+    text.lines()
+        .find_map(|l| l.strip_prefix(name)?.trim().parse::<f64>().ok())
+        .map_or(0, |v| v as u64)
+}
+
+fn quantities(pairs: &[(&str, &str)]) -> BTreeMap<String, Quantity> {
+    pairs
+        .iter()
+        .map(|(k, v)| ((*k).to_owned(), Quantity((*v).to_owned())))
+        .collect()
+}
+
+/// A Ready node with `cpu` and 8Gi of memory, 110 pods, labels and taints.
+fn node(name: &str, cpu: &str, labels: &[(&str, &str)], taints: Vec<Taint>) -> Node {
+    let mut all_labels: BTreeMap<String, String> = labels
+        .iter()
+        .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
+        .collect();
+    all_labels.insert("kubernetes.io/hostname".into(), name.into());
+    let resources = quantities(&[("cpu", cpu), ("memory", "8Gi"), ("pods", "110")]);
+    Node {
+        metadata: ObjectMeta {
+            name: Some(name.into()),
+            labels: Some(all_labels),
+            ..Default::default()
+        },
+        spec: Some(NodeSpec {
+            taints: (!taints.is_empty()).then_some(taints),
+            ..Default::default()
+        }),
+        status: Some(NodeStatus {
+            capacity: Some(resources.clone()),
+            allocatable: Some(resources),
+            conditions: Some(vec![NodeCondition {
+                type_: "Ready".into(),
+                status: "True".into(),
+                reason: Some("KubeletReady".into()),
+                ..Default::default()
+            }]),
+            ..Default::default()
+        }),
+    }
+}
+
+fn pod(name: &str, cpu: &str) -> Pod {
+    Pod {
+        metadata: ObjectMeta {
+            name: Some(name.into()),
+            ..Default::default()
+        },
+        spec: Some(PodSpec {
+            containers: vec![Container {
+                name: "c".into(),
+                image: Some("busybox:1.36".into()),
+                resources: Some(ResourceRequirements {
+                    requests: Some(quantities(&[("cpu", cpu), ("memory", "64Mi")])),
+                    ..Default::default()
+                }),
+                ..Default::default()
+            }],
+            ..Default::default()
+        }),
+        ..Default::default()
+    }
+}
+
+async fn setup(dir: &Path) -> (Cluster, Apiserver, ApiClient) {
+    let cluster = Cluster::start(Kind::Bosun, dir, 3, &[]).await;
+    let api = Apiserver::start(&dir.join("api"), &cluster.client_urls().join(","), &[]).await;
+    let client = ApiClient::connect(&api.url).await.unwrap();
+    (cluster, api, client)
+}
+
+fn node_of(p: &Pod) -> Option<String> {
+    p.spec.as_ref()?.node_name.clone().filter(|n| !n.is_empty())
+}
+
+/// The pods of the default namespace by name, with the node each is bound to.
+async fn placements(client: &ApiClient) -> HashMap<String, Option<String>> {
+    client
+        .list::<Pod>("default", &ListParams::default())
+        .await
+        .unwrap()
+        .items
+        .iter()
+        .map(|p| (p.metadata.name.clone().unwrap(), node_of(p)))
+        .collect()
+}
+
+async fn wait_bound(client: &ApiClient, name: &str, sched: &SchedulerProc) -> String {
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        let p: Pod = client.get("default", name).await.unwrap();
+        if let Some(n) = node_of(&p) {
+            return n;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "{name} not bound; scheduler log:\n{}",
+            sched.log()
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+/// The pod's PodScheduled condition: (status, reason, message).
+async fn scheduled_condition(client: &ApiClient, name: &str) -> Option<(String, String, String)> {
+    let p: Pod = client.get("default", name).await.ok()?;
+    let c = p
+        .status?
+        .conditions?
+        .into_iter()
+        .find(|c| c.type_ == "PodScheduled")?;
+    Some((
+        c.status,
+        c.reason.unwrap_or_default(),
+        c.message.unwrap_or_default(),
+    ))
+}
+
+/// Events about the pod: (type, reason, message).
+async fn events_of(client: &ApiClient, name: &str) -> Vec<(String, String, String)> {
+    client
+        .list::<Event>("default", &ListParams::default())
+        .await
+        .unwrap()
+        .items
+        .into_iter()
+        .filter(|e| e.involved_object.name.as_deref() == Some(name))
+        .map(|e| {
+            (
+                e.type_.unwrap_or_default(),
+                e.reason.unwrap_or_default(),
+                e.message.unwrap_or_default(),
+            )
+        })
+        .collect()
+}
+
+fn cpu_millis(p: &Pod) -> u64 {
+    let q = p.spec.as_ref().unwrap().containers[0]
+        .resources
+        .as_ref()
+        .unwrap()
+        .requests
+        .as_ref()
+        .unwrap()["cpu"]
+        .0
+        .clone();
+    match q.strip_suffix('m') {
+        Some(m) => m.parse().unwrap(),
+        None => q.parse::<u64>().unwrap() * 1000,
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn binds_pods_within_resources_and_waits_for_a_node_that_fits() {
+    let dir = tempfile::tempdir().unwrap();
+    let (_cluster, api, client) = setup(dir.path()).await;
+    for n in ["n1", "n2", "n3"] {
+        client.create("", &node(n, "2", &[], vec![])).await.unwrap();
+    }
+    let sched = SchedulerProc::start(dir.path(), "scheduler", &api.url, &["--leader-elect=false"]);
+
+    // Twelve pods of 500m fill three 2-CPU nodes exactly.
+    for i in 0..12 {
+        client
+            .create("default", &pod(&format!("p{i}"), "500m"))
+            .await
+            .unwrap();
+    }
+    for i in 0..12 {
+        wait_bound(&client, &format!("p{i}"), &sched).await;
+    }
+    let pods = client
+        .list::<Pod>("default", &ListParams::default())
+        .await
+        .unwrap()
+        .items;
+    let mut per_node: HashMap<String, u64> = HashMap::new();
+    for p in &pods {
+        *per_node.entry(node_of(p).unwrap()).or_default() += cpu_millis(p);
+    }
+    assert_eq!(
+        per_node,
+        HashMap::from([
+            ("n1".into(), 2000),
+            ("n2".into(), 2000),
+            ("n3".into(), 2000)
+        ]),
+        "requests fill every node exactly"
+    );
+    let p0: Pod = client.get("default", "p0").await.unwrap();
+    assert_eq!(
+        scheduled_condition(&client, "p0").await.map(|c| c.0),
+        Some("True".into())
+    );
+    let node0 = node_of(&p0).unwrap();
+    let scheduled = format!("Successfully assigned default/p0 to {node0}");
+    wait_for("the Scheduled event", Duration::from_secs(10), || async {
+        events_of(&client, "p0").await.contains(&(
+            "Normal".into(),
+            "Scheduled".into(),
+            scheduled.clone(),
+        ))
+    })
+    .await;
+
+    // The nodes are full: a pod of 100m fits nowhere; one bigger than any node neither.
+    client
+        .create("default", &pod("small", "100m"))
+        .await
+        .unwrap();
+    client.create("default", &pod("big", "3")).await.unwrap();
+    let want = "0/3 nodes are available: 3 Insufficient cpu. preemption: 0/3 nodes are \
+                available: 3 No preemption victims found for incoming pod..";
+    for name in ["small", "big"] {
+        wait_for("PodScheduled=False", Duration::from_secs(20), || async {
+            scheduled_condition(&client, name).await
+                == Some(("False".into(), "Unschedulable".into(), want.into()))
+        })
+        .await;
+        wait_for(
+            "a FailedScheduling event",
+            Duration::from_secs(10),
+            || async {
+                events_of(&client, name).await.contains(&(
+                    "Warning".into(),
+                    "FailedScheduling".into(),
+                    want.into(),
+                ))
+            },
+        )
+        .await;
+    }
+
+    // kubectl shows where the pods run.
+    if let Some(kubectl) = kubectl_132(&api, dir.path()) {
+        let out = kubectl.run(&["get", "pods", "-o", "wide"]).ok().to_string();
+        let line = out.lines().find(|l| l.starts_with("p0 ")).unwrap();
+        assert!(line.contains(&node0), "{out}");
+        let line = out.lines().find(|l| l.starts_with("big ")).unwrap();
+        assert!(line.contains("<none>"), "{out}");
+    }
+
+    // A node with room for both arrives: both are bound to it, and it is full.
+    client
+        .create("", &node("n4", "3100m", &[], vec![]))
+        .await
+        .unwrap();
+    assert_eq!(wait_bound(&client, "big", &sched).await, "n4");
+    assert_eq!(wait_bound(&client, "small", &sched).await, "n4");
+
+    // Deleting a pod frees its node for a pod that waited.
+    client
+        .create("default", &pod("late", "500m"))
+        .await
+        .unwrap();
+    wait_for(
+        "late to be unschedulable",
+        Duration::from_secs(20),
+        || async {
+            scheduled_condition(&client, "late").await.map(|c| c.1) == Some("Unschedulable".into())
+        },
+    )
+    .await;
+    client
+        .delete::<Pod>(
+            "default",
+            "p0",
+            Some(&serde_json::json!({"gracePeriodSeconds": 0})),
+        )
+        .await
+        .unwrap();
+    assert_eq!(wait_bound(&client, "late", &sched).await, node0);
+    assert!(placements(&client).await.values().all(Option::is_some));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn respects_taints_and_node_selectors() {
+    let dir = tempfile::tempdir().unwrap();
+    let (_cluster, api, client) = setup(dir.path()).await;
+    let taint = Taint {
+        key: "dedicated".into(),
+        value: Some("db".into()),
+        effect: "NoSchedule".into(),
+        time_added: None,
+    };
+    client
+        .create("", &node("tainted", "4", &[], vec![taint]))
+        .await
+        .unwrap();
+    client
+        .create("", &node("ssd", "4", &[("disk", "ssd")], vec![]))
+        .await
+        .unwrap();
+    client
+        .create("", &node("plain", "4", &[], vec![]))
+        .await
+        .unwrap();
+    let sched = SchedulerProc::start(dir.path(), "scheduler", &api.url, &["--leader-elect=false"]);
+
+    let mut on_ssd = pod("on-ssd", "100m");
+    on_ssd.spec.as_mut().unwrap().node_selector = Some([("disk".into(), "ssd".into())].into());
+    let on_tainted = |name: &str, tolerate: bool| {
+        let mut p = pod(name, "100m");
+        let spec = p.spec.as_mut().unwrap();
+        spec.node_selector = Some([("kubernetes.io/hostname".into(), "tainted".into())].into());
+        if tolerate {
+            spec.tolerations = Some(vec![Toleration {
+                key: Some("dedicated".into()),
+                operator: Some("Equal".into()),
+                value: Some("db".into()),
+                effect: Some("NoSchedule".into()),
+                toleration_seconds: None,
+            }]);
+        }
+        p
+    };
+    client.create("default", &on_ssd).await.unwrap();
+    client
+        .create("default", &on_tainted("tolerates", true))
+        .await
+        .unwrap();
+    client
+        .create("default", &on_tainted("intolerant", false))
+        .await
+        .unwrap();
+    // Untargeted pods never land on the tainted node.
+    for i in 0..10 {
+        client
+            .create("default", &pod(&format!("any{i}"), "100m"))
+            .await
+            .unwrap();
+    }
+    assert_eq!(wait_bound(&client, "on-ssd", &sched).await, "ssd");
+    assert_eq!(wait_bound(&client, "tolerates", &sched).await, "tainted");
+    for i in 0..10 {
+        assert_ne!(
+            wait_bound(&client, &format!("any{i}"), &sched).await,
+            "tainted"
+        );
+    }
+    let want = "0/3 nodes are available: 1 node(s) had untolerated taint(s), 2 node(s) didn't \
+                match Pod's node affinity/selector. preemption: 0/3 nodes are available: 3 \
+                Preemption is not helpful for scheduling..";
+    wait_for(
+        "intolerant to be unschedulable",
+        Duration::from_secs(20),
+        || async {
+            scheduled_condition(&client, "intolerant").await
+                == Some(("False".into(), "Unschedulable".into(), want.into()))
+        },
+    )
+    .await;
+
+    // A toleration that matches nothing changes nothing; the pod stays pending, nothing
+    // crashes.
+    let mut odd = on_tainted("odd-toleration", false);
+    odd.spec.as_mut().unwrap().tolerations = Some(vec![Toleration {
+        key: Some("no-such-taint".into()),
+        operator: Some("Exists".into()),
+        ..Default::default()
+    }]);
+    client.create("default", &odd).await.unwrap();
+    wait_for(
+        "odd-toleration to be unschedulable",
+        Duration::from_secs(20),
+        || async {
+            scheduled_condition(&client, "odd-toleration")
+                .await
+                .map(|c| c.1)
+                == Some("Unschedulable".into())
+        },
+    )
+    .await;
+    assert!(
+        sched.scheduled().await.is_some(),
+        "the scheduler serves /metrics"
+    );
+}
+
+/// Records, from a watch of every pod, each pod's node as it changes: a pod bound twice shows
+/// two different nodes (or a bind after a bind).
+async fn record_binds(
+    client: ApiClient,
+    stop: tokio::sync::watch::Receiver<bool>,
+) -> HashMap<String, Vec<String>> {
+    let list = client
+        .list::<Pod>("default", &ListParams::default())
+        .await
+        .unwrap();
+    let mut w = client
+        .watch::<Pod>(
+            "default",
+            &WatchParams::from_version(&list.resource_version),
+        )
+        .await
+        .unwrap();
+    let mut seen: HashMap<String, Vec<String>> = HashMap::new();
+    loop {
+        let ev = tokio::select! {
+            ev = w.next() => ev.unwrap(),
+            _ = async { let mut s = stop.clone(); s.wait_for(|s| *s).await.ok(); } => return seen,
+        };
+        if let Some(WatchEvent::Added(p) | WatchEvent::Modified(p)) = ev
+            && let Some(n) = node_of(&p)
+        {
+            let binds = seen.entry(p.metadata.name.clone().unwrap()).or_default();
+            if binds.last() != Some(&n) {
+                binds.push(n);
+            }
+        }
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_schedulers_never_bind_a_pod_twice() {
+    let dir = tempfile::tempdir().unwrap();
+    let (_cluster, api, client) = setup(dir.path()).await;
+    for i in 0..4 {
+        client
+            .create("", &node(&format!("n{i}"), "4", &[], vec![]))
+            .await
+            .unwrap();
+    }
+    let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
+    let recorder = tokio::spawn(record_binds(client.clone(), stop_rx));
+    // Both race for every pod: no leader election.
+    let mut a = SchedulerProc::start(dir.path(), "a", &api.url, &["--leader-elect=false"]);
+    let b = SchedulerProc::start(dir.path(), "b", &api.url, &["--leader-elect=false"]);
+    // 4 nodes x 4 CPUs hold 32 pods of 500m; place 24 while both run.
+    let creates: Vec<_> = (0..24)
+        .map(|i| {
+            let c = client.clone();
+            tokio::spawn(async move { c.create("default", &pod(&format!("r{i}"), "500m")).await })
+        })
+        .collect();
+    for c in creates {
+        c.await.unwrap().unwrap();
+    }
+    for i in 0..24 {
+        wait_bound(&client, &format!("r{i}"), &b).await;
+    }
+    let (sa, sb) = (a.scheduled().await.unwrap(), b.scheduled().await.unwrap());
+    assert_eq!(sa + sb, 24, "every pod bound once: a {sa}, b {sb}");
+
+    // With a gone, b's cache must be exact (no lost race counted twice): the last 8 slots
+    // are all usable, and the 9th pod fits nowhere.
+    assert!(a.terminate().is_some_and(|s| s.success()), "{}", a.log());
+    for i in 24..33 {
+        client
+            .create("default", &pod(&format!("r{i}"), "500m"))
+            .await
+            .unwrap();
+    }
+    wait_for("32 pods bound", Duration::from_secs(30), || async {
+        placements(&client)
+            .await
+            .values()
+            .filter(|n| n.is_some())
+            .count()
+            == 32
+    })
+    .await;
+    wait_for(
+        "the 33rd pod unschedulable",
+        Duration::from_secs(20),
+        || async {
+            let p = placements(&client).await;
+            let left: Vec<&String> = p
+                .iter()
+                .filter(|(_, n)| n.is_none())
+                .map(|(k, _)| k)
+                .collect();
+            left.len() == 1
+                && scheduled_condition(&client, left[0]).await.map(|c| c.1)
+                    == Some("Unschedulable".into())
+        },
+    )
+    .await;
+    let _ = stop_tx.send(true);
+    let binds = recorder.await.unwrap();
+    for (pod, nodes) in &binds {
+        assert_eq!(nodes.len(), 1, "{pod} bound to {nodes:?}");
+    }
+    assert_eq!(binds.len(), 32);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn with_leader_election_only_the_leader_binds_and_a_standby_takes_over() {
+    let dir = tempfile::tempdir().unwrap();
+    let (_cluster, api, client) = setup(dir.path()).await;
+    for i in 0..3 {
+        client
+            .create("", &node(&format!("n{i}"), "8", &[], vec![]))
+            .await
+            .unwrap();
+    }
+    let flags = [
+        "--leader-elect-lease-duration=3s",
+        "--leader-elect-renew-deadline=2s",
+        "--leader-elect-retry-period=500ms",
+    ];
+    let mut a = SchedulerProc::start(dir.path(), "a", &api.url, &flags);
+    for i in 0..5 {
+        client
+            .create("default", &pod(&format!("first{i}"), "100m"))
+            .await
+            .unwrap();
+    }
+    for i in 0..5 {
+        wait_bound(&client, &format!("first{i}"), &a).await;
+    }
+    // b starts while a leads: it watches, but binds nothing.
+    let b = SchedulerProc::start(dir.path(), "b", &api.url, &flags);
+    wait_for("b to serve /metrics", Duration::from_secs(20), || async {
+        b.scheduled().await.is_some()
+    })
+    .await;
+    for i in 0..10 {
+        client
+            .create("default", &pod(&format!("second{i}"), "100m"))
+            .await
+            .unwrap();
+    }
+    for i in 0..10 {
+        wait_bound(&client, &format!("second{i}"), &a).await;
+    }
+    assert_eq!(a.scheduled().await, Some(15));
+    assert_eq!(b.scheduled().await, Some(0), "the standby bound pods");
+
+    // The leader dies without releasing the lease: b takes over once it expires.
+    let _ = a.child.kill();
+    let _ = a.child.wait();
+    let killed = Instant::now();
+    for i in 0..5 {
+        client
+            .create("default", &pod(&format!("third{i}"), "100m"))
+            .await
+            .unwrap();
+    }
+    for i in 0..5 {
+        wait_bound(&client, &format!("third{i}"), &b).await;
+    }
+    assert!(
+        killed.elapsed() < Duration::from_secs(15),
+        "took over after {:?}",
+        killed.elapsed()
+    );
+    assert_eq!(b.scheduled().await, Some(5));
+}
