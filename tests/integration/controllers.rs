@@ -404,7 +404,10 @@ async fn deployment_rollout_scale_undo_pause_resume() {
         .flatten()
         .filter_map(|m| m.manager.as_deref())
         .collect();
-    assert!(managers.contains(&"bosun-controller-manager"), "{managers:?}");
+    assert!(
+        managers.contains(&"bosun-controller-manager"),
+        "{managers:?}"
+    );
     let owner = &rs.metadata.owner_references.as_ref().unwrap()[0];
     assert_eq!(
         (owner.kind.as_str(), owner.name.as_str(), owner.controller),
