@@ -3,7 +3,8 @@
 # loopback: client URLs http://127.0.0.1:2379, :22379, :32379 (peers on :2380, :22380,
 # :32380), data in ./bosun-data/m1..m3. Extra arguments go to every `bosun store`. Then an
 # apiserver on http://127.0.0.1:8080 over the three members, with a kubeconfig for kubectl
-# in ./bosun-data/kubeconfig. Ctrl-C (or SIGTERM) stops everything.
+# in ./bosun-data/kubeconfig, the controller-manager, the scheduler and three hollow nodes
+# (`bosun kubelet --runtime fake`). Ctrl-C (or SIGTERM) stops everything.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 deploy/install-deps.sh
@@ -37,11 +38,21 @@ endpoints="http://127.0.0.1:2379,http://127.0.0.1:22379,http://127.0.0.1:32379"
 "$bin" apiserver --etcd-servers "$endpoints" --listen 127.0.0.1:8080 \
     2> >(sed -u "s/^/api | /" >&2) &
 pids+=("$!")
+api=http://127.0.0.1:8080
+"$bin" controller-manager --apiserver "$api" 2> >(sed -u "s/^/cm | /" >&2) &
+pids+=("$!")
+"$bin" scheduler --apiserver "$api" 2> >(sed -u "s/^/sched | /" >&2) &
+pids+=("$!")
+"$bin" kubelet --apiserver "$api" --node-name hollow --runtime fake --node-count 3 \
+    2> >(sed -u "s/^/kubelet | /" >&2) &
+pids+=("$!")
 printf '%s\n' "apiVersion: v1" "kind: Config" "clusters:" "- cluster:" \
     "    server: http://127.0.0.1:8080" "  name: bosun" "contexts:" "- context:" \
     "    cluster: bosun" "    user: admin" "  name: bosun" "current-context: bosun" \
     "users:" "- name: admin" "  user: {}" > bosun-data/kubeconfig
-echo "bosun: three store members and an apiserver; try:" >&2
+echo "bosun: three store members, an apiserver, the controller-manager, the scheduler and three hollow nodes; try:" >&2
 echo "  etcdctl --endpoints=127.0.0.1:2379,127.0.0.1:22379,127.0.0.1:32379 member list" >&2
-echo "  KUBECONFIG=$PWD/bosun-data/kubeconfig kubectl get namespaces" >&2
+echo "  export KUBECONFIG=$PWD/bosun-data/kubeconfig" >&2
+echo "  kubectl get nodes; kubectl create deployment web --image=busybox --replicas=3" >&2
+echo "  kubectl get pods -o wide; kubectl rollout status deploy web" >&2
 wait -n "${pids[@]}"

@@ -75,7 +75,7 @@ pub struct SchedulerOptions {
     #[arg(long, default_value_t = 16, value_parser = clap::value_parser!(u32).range(1..=1024))]
     pub parallelism: u32,
     /// Address of the /metrics and /healthz server.
-    #[arg(long, default_value = "0.0.0.0")]
+    #[arg(long, default_value = "127.0.0.1")]
     pub bind_address: IpAddr,
     /// Port of the /metrics and /healthz server; 0 disables it.
     #[arg(long, default_value_t = 10259)]
