@@ -187,7 +187,10 @@ fn mark_pods_ready(client: ApiClient, ns: &'static str) -> tokio::task::JoinHand
     }
     tokio::spawn(async move {
         loop {
+            // A failed call returns at once while the apiserver is down: wait before the next
+            // try, so the loop yields and the task can be aborted.
             let Ok(list) = client.list::<Pod>(ns, &ListParams::default()).await else {
+                tokio::time::sleep(RETRY).await;
                 continue;
             };
             for p in &list.items {
@@ -197,6 +200,7 @@ fn mark_pods_ready(client: ApiClient, ns: &'static str) -> tokio::task::JoinHand
                 .watch::<Pod>(ns, &WatchParams::from_version(&list.resource_version))
                 .await
             else {
+                tokio::time::sleep(RETRY).await;
                 continue;
             };
             while let Ok(Some(ev)) = w.next().await {
@@ -207,6 +211,9 @@ fn mark_pods_ready(client: ApiClient, ns: &'static str) -> tokio::task::JoinHand
         }
     })
 }
+
+/// The pause between two attempts of a test helper whose call failed.
+const RETRY: Duration = Duration::from_millis(100);
 
 /// Now in RFC 3339 to the second, as Kubernetes writes times.
 fn jiff_now() -> String {
