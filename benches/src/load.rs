@@ -113,6 +113,9 @@ pub struct RunResult {
     pub latency: Histogram<u64>,
     /// A few distinct error messages, for the report.
     pub error_samples: Vec<String>,
+    /// CPU time (user and system) the members used during the measured window, when it
+    /// could be read from /proc.
+    pub server_cpu: Option<Duration>,
 }
 
 impl RunResult {
@@ -126,6 +129,13 @@ impl RunResult {
         (self.ops > 0).then(|| self.latency.value_at_quantile(q) as f64 / 1000.0)
     }
 
+    /// Members' CPU time per successful request, in microseconds: what a request costs the
+    /// servers, much less sensitive than ops/s to what else the machine is doing.
+    pub fn server_cpu_us_per_op(&self) -> Option<f64> {
+        let cpu = self.server_cpu?;
+        (self.ops > 0).then(|| cpu.as_secs_f64() * 1e6 / self.ops as f64)
+    }
+
     /// Whether every request failed.
     pub fn all_failed(&self) -> bool {
         self.ops == 0
@@ -136,6 +146,7 @@ impl RunResult {
         self.ops += other.ops;
         self.errors += other.errors;
         self.window += other.window;
+        self.server_cpu = self.server_cpu.zip(other.server_cpu).map(|(a, b)| a + b);
         self.latency
             .add(&other.latency)
             .context("merge latency histograms")?;
@@ -250,10 +261,29 @@ fn keep_sample(samples: &mut Vec<String>, msg: String) {
     }
 }
 
+/// CPU time (user and system) the processes `pids` have used so far, from /proc; `None` if
+/// one cannot be read.
+fn cpu_time(pids: &[u32]) -> Option<Duration> {
+    // Linux reports both in clock ticks of 1/100 s (USER_HZ) on every architecture it runs on.
+    const TICKS_PER_SEC: u64 = 100;
+    let mut ticks = 0;
+    for pid in pids {
+        let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+        // Fields after the command name, which may itself hold spaces: state is the first,
+        // utime the 12th and stime the 13th.
+        let rest = stat.rsplit_once(')')?.1;
+        let fields: Vec<&str> = rest.split_whitespace().collect();
+        ticks += fields.get(11)?.parse::<u64>().ok()? + fields.get(12)?.parse::<u64>().ok()?;
+    }
+    Some(Duration::from_millis(ticks * 1000 / TICKS_PER_SEC))
+}
+
 /// Runs `scenario` against the members at `urls`: `warmup` unmeasured, then `duration`
-/// measured. Requests count in the window they start in.
+/// measured. Requests count in the window they start in; the CPU time of the processes
+/// `pids` (the members) is taken over the same window.
 pub async fn run(
     urls: &[String],
+    pids: &[u32],
     scenario: &Scenario,
     space: &KeySpace,
     warmup: Duration,
@@ -263,6 +293,14 @@ pub async fn run(
     let start = Instant::now();
     let measure_from = start + warmup;
     let end = measure_from + duration;
+    let cpu_pids = pids.to_vec();
+    let cpu = tokio::spawn(async move {
+        tokio::time::sleep_until(measure_from.into()).await;
+        let before = cpu_time(&cpu_pids);
+        tokio::time::sleep_until(end.into()).await;
+        let after = cpu_time(&cpu_pids);
+        after.zip(before).map(|(a, b)| a.saturating_sub(b))
+    });
     let mut tasks = Vec::with_capacity(scenario.clients);
     for i in 0..scenario.clients {
         let mut kv = conns[i % conns.len()].clone();
@@ -314,6 +352,7 @@ pub async fn run(
         window: duration,
         latency: new_histogram()?,
         error_samples: Vec::new(),
+        server_cpu: None,
     };
     for t in futures::future::join_all(tasks).await {
         let s = t.context("client task failed")?;
@@ -327,6 +366,7 @@ pub async fn run(
             keep_sample(&mut result.error_samples, msg);
         }
     }
+    result.server_cpu = cpu.await.context("CPU sampling task failed")?;
     Ok(result)
 }
 

@@ -326,14 +326,22 @@ async fn run_all(kinds: Vec<Kind>, s: Settings) -> Vec<KindRun> {
                     s.rounds,
                     s.duration
                 );
-                let res = load::run(&side.urls, sc, &s.space, s.warmup, s.duration).await;
+                let pids: Vec<u32> = side
+                    .cluster
+                    .members
+                    .iter()
+                    .filter_map(|m| m.pid())
+                    .collect();
+                let res = load::run(&side.urls, &pids, sc, &s.space, s.warmup, s.duration).await;
                 match &res {
                     Ok(r) => eprintln!(
-                        "{name}: {}: {:.1} ops/s, p50 {:.3} ms, p99 {:.3} ms, {} errors",
+                        "{name}: {}: {:.1} ops/s, p50 {:.3} ms, p99 {:.3} ms, \
+                         {:.1} µs server CPU/op, {} errors",
                         sc.label(),
                         r.ops_per_sec(),
                         r.quantile_ms(0.5).unwrap_or(f64::NAN),
                         r.quantile_ms(0.99).unwrap_or(f64::NAN),
+                        r.server_cpu_us_per_op().unwrap_or(f64::NAN),
                         r.errors
                     ),
                     Err(e) => eprintln!("{name}: {}: {e:#}", sc.label()),

@@ -56,24 +56,26 @@ fn ratio(a: Option<f64>, b: Option<f64>) -> String {
     }
 }
 
-/// Prints the figures of one cluster.
+/// Prints the figures of one cluster; "cpu µs/op" is the members' CPU time (all three,
+/// user and system) per successful request over the measured windows.
 pub fn print_kind(run: &KindRun) {
     println!();
     println!("== {} (3 members) ==", run.name);
     println!(
-        "{:<22} {:>7} {:>5} {:>11} {:>9} {:>9} {:>8}",
-        "scenario", "clients", "conns", "ops/s", "p50 ms", "p99 ms", "errors"
+        "{:<22} {:>7} {:>5} {:>11} {:>9} {:>9} {:>10} {:>8}",
+        "scenario", "clients", "conns", "ops/s", "p50 ms", "p99 ms", "cpu µs/op", "errors"
     );
     for (s, o) in &run.outcomes {
         match o {
             Outcome::Done(r) => println!(
-                "{:<22} {:>7} {:>5} {:>11.1} {:>9} {:>9} {:>8}",
+                "{:<22} {:>7} {:>5} {:>11.1} {:>9} {:>9} {:>10} {:>8}",
                 s.label(),
                 s.clients,
                 s.conns,
                 r.ops_per_sec(),
                 num(r.quantile_ms(0.5), 3),
                 num(r.quantile_ms(0.99), 3),
+                num(r.server_cpu_us_per_op(), 1),
                 r.errors
             ),
             Outcome::Failed(e) => println!(
@@ -96,12 +98,13 @@ pub fn print_kind(run: &KindRun) {
     }
 }
 
-/// Prints Bosun's figures next to etcd's, scenario by scenario.
+/// Prints Bosun's figures next to etcd's, scenario by scenario ("cpu": the members' CPU µs
+/// per request).
 pub fn print_comparison(bosun: &KindRun, etcd: &KindRun) {
     println!();
     println!("== bosun vs etcd (ratio = bosun / etcd) ==");
     println!(
-        "{:<22} | {:>11} | {:>11} | {:>6} | {:>9} | {:>9} | {:>6} | {:>9} | {:>9}",
+        "{:<22} | {:>11} | {:>11} | {:>6} | {:>9} | {:>9} | {:>6} | {:>9} | {:>9} | {:>10} | {:>10}",
         "scenario",
         "bosun ops/s",
         "etcd ops/s",
@@ -110,7 +113,9 @@ pub fn print_comparison(bosun: &KindRun, etcd: &KindRun) {
         "etcd p50",
         "ratio",
         "bosun p99",
-        "etcd p99"
+        "etcd p99",
+        "bosun cpu",
+        "etcd cpu"
     );
     for (s, o) in &bosun.outcomes {
         let label = s.label();
@@ -125,8 +130,12 @@ pub fn print_comparison(bosun: &KindRun, etcd: &KindRun) {
             b.and_then(|r| r.quantile_ms(0.99)),
             e.and_then(|r| r.quantile_ms(0.99)),
         );
+        let (bcpu, ecpu) = (
+            b.and_then(RunResult::server_cpu_us_per_op),
+            e.and_then(RunResult::server_cpu_us_per_op),
+        );
         println!(
-            "{:<22} | {:>11} | {:>11} | {:>6} | {:>9} | {:>9} | {:>6} | {:>9} | {:>9}",
+            "{:<22} | {:>11} | {:>11} | {:>6} | {:>9} | {:>9} | {:>6} | {:>9} | {:>9} | {:>10} | {:>10}",
             label,
             num(b_ops, 1),
             num(e_ops, 1),
@@ -135,7 +144,9 @@ pub fn print_comparison(bosun: &KindRun, etcd: &KindRun) {
             num(e50, 3),
             ratio(b50, e50),
             num(b99, 3),
-            num(e99, 3)
+            num(e99, 3),
+            num(bcpu, 1),
+            num(ecpu, 1)
         );
     }
 }

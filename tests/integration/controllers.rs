@@ -9,124 +9,59 @@
 //! marking every pod Running and Ready through `pods/status` ([`mark_pods_ready`]).
 
 use std::collections::BTreeMap;
-use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::path::Path;
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use bosun_api_client::k8s_openapi::api::apps::v1::{Deployment, ReplicaSet};
 use bosun_api_client::k8s_openapi::api::coordination::v1::Lease;
 use bosun_api_client::k8s_openapi::api::core::v1::Pod;
 use bosun_api_client::{ApiClient, ListParams, Patch, WatchEvent, WatchParams};
+use bosun_tests::component::{Component, metric_sum};
 use bosun_tests::kube::{Apiserver, Kubectl, kubectl_120, kubectl_132};
-use bosun_tests::{Cluster, Kind, bosun_bin, free_port, http_get, wait_for};
+use bosun_tests::{Cluster, Kind, wait_for};
 use parking_lot::Mutex;
 use serde_json::json;
 
 const WAIT: Duration = Duration::from_secs(60);
 
 /// A `bosun controller-manager` process, stopped by PID on drop.
-struct ControllerManager {
-    child: Option<Child>,
-    log: PathBuf,
-    port: u16,
+struct ControllerManager(Component);
+
+impl std::ops::Deref for ControllerManager {
+    type Target = Component;
+    fn deref(&self) -> &Component {
+        &self.0
+    }
+}
+
+impl std::ops::DerefMut for ControllerManager {
+    fn deref_mut(&mut self) -> &mut Component {
+        &mut self.0
+    }
 }
 
 impl ControllerManager {
     async fn start(dir: &Path, name: &str, api: &Apiserver, extra: &[&str]) -> Self {
-        let port = free_port();
-        let log = dir.join(format!("{name}.log"));
-        let child = Command::new(bosun_bin())
-            .args(["controller-manager", "--apiserver", &api.url, "--port"])
-            .arg(port.to_string())
-            .args(extra)
-            .env("BOSUN_LOG", "info,bosun_controllers=debug")
-            .stdout(Stdio::null())
-            .stderr(std::fs::File::create(&log).unwrap())
-            .spawn()
-            .expect("start bosun controller-manager");
-        let cm = ControllerManager {
-            child: Some(child),
-            log,
-            port,
-        };
-        let url = format!("127.0.0.1:{port}");
-        wait_for("the controller-manager's /healthz", WAIT, || async {
-            tokio::net::TcpStream::connect(&url).await.is_ok()
-        })
-        .await;
-        cm
+        let env = [("BOSUN_LOG", "info,bosun_controllers=debug")];
+        let c = Component::start(dir, name, "controller-manager", &api.url, extra, &env);
+        c.wait_listening(WAIT).await;
+        ControllerManager(c)
     }
 
-    fn log(&self) -> String {
-        std::fs::read_to_string(&self.log).unwrap_or_default()
-    }
-
-    fn signal(&self, signal: &str) {
-        if let Some(c) = &self.child {
-            let _ = Command::new("kill")
-                .args([format!("-{signal}"), c.id().to_string()])
-                .status();
-        }
-    }
-
-    async fn metrics(&self) -> String {
-        http_get(&format!("http://127.0.0.1:{}/metrics", self.port))
-            .await
-            .1
+    async fn metrics_text(&self) -> String {
+        self.0.metrics().await.unwrap_or_default()
     }
 
     /// Syncs done so far, by the `bosun_controller_syncs_total` counters.
     async fn syncs(&self) -> u64 {
-        sum_metric(&self.metrics().await, "bosun_controller_syncs_total")
+        metric_sum(&self.metrics_text().await, "bosun_controller_syncs_total") as u64
     }
 
     /// Whether the leader gauge says this one leads.
     async fn leads(&self) -> bool {
-        sum_metric(&self.metrics().await, "leader_election_master_status") == 1
+        metric_sum(&self.metrics_text().await, "leader_election_master_status") == 1.0
     }
-
-    /// SIGTERM, and the exit status within `within`.
-    fn terminate(&mut self, within: Duration) -> Option<std::process::ExitStatus> {
-        self.signal("TERM");
-        self.wait_exit(within)
-    }
-
-    /// The exit status, if the process exits within `within`.
-    fn wait_exit(&mut self, within: Duration) -> Option<std::process::ExitStatus> {
-        let deadline = Instant::now() + within;
-        while Instant::now() < deadline {
-            if let Some(st) = self
-                .child
-                .as_mut()
-                .and_then(|c| c.try_wait().ok().flatten())
-            {
-                self.child = None;
-                return Some(st);
-            }
-            std::thread::sleep(Duration::from_millis(20));
-        }
-        None
-    }
-}
-
-impl Drop for ControllerManager {
-    fn drop(&mut self) {
-        if let Some(mut c) = self.child.take() {
-            let _ = Command::new("kill")
-                .args(["-CONT", &c.id().to_string()])
-                .status();
-            let _ = c.kill();
-            let _ = c.wait();
-        }
-    }
-}
-
-fn sum_metric(text: &str, name: &str) -> u64 {
-    text.lines()
-        .filter(|l| l.starts_with(name))
-        .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
-        .sum::<f64>() as u64
 }
 
 struct Env {

@@ -3,98 +3,23 @@
 //! bound to a node run with an address of its range, every condition and their container
 //! statuses; a graceful delete (kubectl's) removes them; admission rejects what does not fit.
 
-use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::path::Path;
 use std::time::{Duration, Instant};
 
 use bosun_api_client::k8s_openapi::api::coordination::v1::Lease;
 use bosun_api_client::k8s_openapi::api::core::v1::{Container, Event, Node, Pod, PodSpec};
 use bosun_api_client::k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
 use bosun_api_client::{ApiClient, ListParams};
+use bosun_tests::component::Component;
 use bosun_tests::kube::{Apiserver, kubectl_132};
-use bosun_tests::{Cluster, Kind, bosun_bin, free_port, http_get, wait_for};
+use bosun_tests::{Cluster, Kind, http_get, wait_for};
 
-/// A `bosun kubelet` process, stopped by PID on drop.
-struct Kubelet {
-    child: Option<Child>,
-    args: Vec<String>,
-    log: PathBuf,
-    port: u16,
-}
-
-impl Kubelet {
-    fn start(dir: &Path, api: &Apiserver, extra: &[&str]) -> Kubelet {
-        let port = free_port();
-        let mut args: Vec<String> = vec![
-            "kubelet".into(),
-            "--apiserver".into(),
-            api.url.clone(),
-            "--runtime".into(),
-            "fake".into(),
-            "--port".into(),
-            port.to_string(),
-        ];
-        args.extend(extra.iter().map(|s| s.to_string()));
-        let mut k = Kubelet {
-            child: None,
-            args,
-            log: dir.join(format!("kubelet-{port}.log")),
-            port,
-        };
-        k.spawn();
-        k
-    }
-
-    fn spawn(&mut self) {
-        let log = std::fs::OpenOptions::new()
-            .create(true)
-            .append(true)
-            .open(&self.log)
-            .unwrap();
-        self.child = Some(
-            Command::new(bosun_bin())
-                .args(&self.args)
-                .env("BOSUN_WORKER_THREADS", "2")
-                .stdout(Stdio::null())
-                .stderr(log)
-                .spawn()
-                .expect("start bosun kubelet"),
-        );
-    }
-
-    fn log(&self) -> String {
-        std::fs::read_to_string(&self.log).unwrap_or_default()
-    }
-
-    fn kill9(&mut self) {
-        if let Some(mut c) = self.child.take() {
-            let _ = c.kill();
-            let _ = c.wait();
-        }
-    }
-
-    /// SIGTERM, and the exit status within `within`.
-    fn terminate(&mut self, within: Duration) -> Option<std::process::ExitStatus> {
-        let c = self.child.as_mut()?;
-        let _ = Command::new("kill")
-            .args(["-TERM", &c.id().to_string()])
-            .status();
-        let deadline = Instant::now() + within;
-        while Instant::now() < deadline {
-            if let Ok(Some(st)) = c.try_wait() {
-                self.child = None;
-                return Some(st);
-            }
-            std::thread::sleep(Duration::from_millis(20));
-        }
-        None
-    }
-}
-
-impl Drop for Kubelet {
-    fn drop(&mut self) {
-        self.kill9();
-    }
+/// A `bosun kubelet --runtime fake` process with `extra` flags, stopped by PID on drop.
+fn start_kubelet(dir: &Path, api: &Apiserver, extra: &[&str]) -> Component {
+    let mut args = vec!["--runtime", "fake"];
+    args.extend_from_slice(extra);
+    let env = [("BOSUN_WORKER_THREADS", "2")];
+    Component::start(dir, "kubelet", "kubelet", &api.url, &args, &env)
 }
 
 async fn setup(dir: &Path) -> (Cluster, Apiserver, ApiClient) {
@@ -105,10 +30,15 @@ async fn setup(dir: &Path) -> (Cluster, Apiserver, ApiClient) {
 }
 
 /// Hollow nodes `hollow-0..2` with `extra` flags, once all three are Ready.
-async fn start_hollow(dir: &Path, api: &Apiserver, client: &ApiClient, extra: &[&str]) -> Kubelet {
+async fn start_hollow(
+    dir: &Path,
+    api: &Apiserver,
+    client: &ApiClient,
+    extra: &[&str],
+) -> Component {
     let mut args = vec!["--node-name", "hollow", "--node-count", "3"];
     args.extend_from_slice(extra);
-    let k = Kubelet::start(dir, api, &args);
+    let k = start_kubelet(dir, api, &args);
     wait_for("3 Ready nodes", Duration::from_secs(60), || async {
         ready_nodes(client, "hollow-").await.len() == 3
     })

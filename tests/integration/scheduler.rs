@@ -4,8 +4,7 @@
 //! once a node that fits appears, and two schedulers never bind one pod twice.
 
 use std::collections::{BTreeMap, HashMap};
-use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::path::Path;
 use std::time::{Duration, Instant};
 
 use bosun_api_client::k8s_openapi::api::core::v1::{
@@ -15,89 +14,46 @@ use bosun_api_client::k8s_openapi::api::core::v1::{
 use bosun_api_client::k8s_openapi::apimachinery::pkg::api::resource::Quantity;
 use bosun_api_client::k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
 use bosun_api_client::{ApiClient, ListParams, WatchEvent, WatchParams};
+use bosun_tests::component::{Component, metric_sum};
 use bosun_tests::kube::{Apiserver, kubectl_132};
-use bosun_tests::{Cluster, Kind, bosun_bin, free_port, http_get, wait_for};
+use bosun_tests::{Cluster, Kind, wait_for};
 
 /// A `bosun scheduler` process, stopped by PID on drop.
-struct SchedulerProc {
-    child: Child,
-    log: PathBuf,
-    metrics_url: String,
+struct SchedulerProc(Component);
+
+impl std::ops::Deref for SchedulerProc {
+    type Target = Component;
+    fn deref(&self) -> &Component {
+        &self.0
+    }
+}
+
+impl std::ops::DerefMut for SchedulerProc {
+    fn deref_mut(&mut self) -> &mut Component {
+        &mut self.0
+    }
 }
 
 impl SchedulerProc {
     fn start(dir: &Path, name: &str, apiserver: &str, extra: &[&str]) -> SchedulerProc {
-        let port = free_port();
-        let log = dir.join(format!("{name}.log"));
-        let child = Command::new(bosun_bin())
-            .args([
-                "scheduler",
-                "--apiserver",
-                apiserver,
-                "--bind-address",
-                "127.0.0.1",
-            ])
-            .arg(format!("--port={port}"))
-            .args(extra)
-            .stdout(Stdio::null())
-            .stderr(std::fs::File::create(&log).unwrap())
-            .spawn()
-            .expect("start bosun scheduler");
-        SchedulerProc {
-            child,
-            log,
-            metrics_url: format!("http://127.0.0.1:{port}/metrics"),
-        }
-    }
-
-    fn log(&self) -> String {
-        std::fs::read_to_string(&self.log).unwrap_or_default()
+        let mut args = vec!["--bind-address", "127.0.0.1"];
+        args.extend_from_slice(extra);
+        SchedulerProc(Component::start(
+            dir,
+            name,
+            "scheduler",
+            apiserver,
+            &args,
+            &[],
+        ))
     }
 
     /// `scheduler_schedule_attempts_total{result="scheduled"}`, once the server answers.
     async fn scheduled(&self) -> Option<u64> {
-        let addr = self.metrics_url.trim_start_matches("http://");
-        let addr = &addr[..addr.find('/').unwrap_or(addr.len())];
-        tokio::net::TcpStream::connect(addr).await.ok()?;
-        let (code, body) = http_get(&self.metrics_url).await;
-        (code == 200).then(|| {
-            metric(
-                &body,
-                "scheduler_schedule_attempts_total{result=\"scheduled\"}",
-            )
-        })
+        let text = self.0.metrics().await?;
+        let series = "scheduler_schedule_attempts_total{result=\"scheduled\"}";
+        Some(metric_sum(&text, series) as u64)
     }
-
-    fn terminate(&mut self) -> Option<std::process::ExitStatus> {
-        let _ = Command::new("kill")
-            .args(["-TERM", &self.child.id().to_string()])
-            .status();
-        let deadline = Instant::now() + Duration::from_secs(10);
-        while Instant::now() < deadline {
-            if let Ok(Some(st)) = self.child.try_wait() {
-                return Some(st);
-            }
-            std::thread::sleep(Duration::from_millis(20));
-        }
-        None
-    }
-}
-
-impl Drop for SchedulerProc {
-    fn drop(&mut self) {
-        if let Ok(Some(_)) = self.child.try_wait() {
-            return;
-        }
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-/// The value of the sample `name` (with its labels) in Prometheus text, 0 when absent.
-fn metric(text: &str, name: &str) -> u64 {
-    text.lines()
-        .find_map(|l| l.strip_prefix(name)?.trim().parse::<f64>().ok())
-        .map_or(0, |v| v as u64)
 }
 
 fn quantities(pairs: &[(&str, &str)]) -> BTreeMap<String, Quantity> {
@@ -544,7 +500,12 @@ async fn two_schedulers_never_bind_a_pod_twice() {
 
     // With a gone, b's cache must be exact (no lost race counted twice): the last 8 slots
     // are all usable, and the 9th pod fits nowhere.
-    assert!(a.terminate().is_some_and(|s| s.success()), "{}", a.log());
+    assert!(
+        a.terminate(Duration::from_secs(10))
+            .is_some_and(|s| s.success()),
+        "{}",
+        a.log()
+    );
     for i in 24..33 {
         client
             .create("default", &pod(&format!("r{i}"), "500m"))
@@ -628,8 +589,7 @@ async fn with_leader_election_only_the_leader_binds_and_a_standby_takes_over() {
     assert_eq!(b.scheduled().await, Some(0), "the standby bound pods");
 
     // The leader dies without releasing the lease: b takes over once it expires.
-    let _ = a.child.kill();
-    let _ = a.child.wait();
+    a.kill9();
     let killed = Instant::now();
     for i in 0..5 {
         client

@@ -4,6 +4,7 @@
 #![allow(clippy::unwrap_used)]
 
 pub mod checker;
+pub mod component;
 pub mod kube;
 
 use std::net::TcpListener;
