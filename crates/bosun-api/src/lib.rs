@@ -9,6 +9,7 @@
 
 #![warn(missing_docs)]
 
+pub mod duration;
 pub mod field;
 pub mod meta;
 pub mod names;
@@ -17,6 +18,7 @@ pub mod selectors;
 pub mod status;
 pub mod watch;
 
+pub use duration::parse_duration;
 pub use field::FieldError;
 pub use resources::Resource;
 pub use selectors::{FieldSelector, LabelSelector, SelectorError};
