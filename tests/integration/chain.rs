@@ -314,6 +314,13 @@ async fn check_healthy(chain: &mut Chain) {
     assert!(!chain.api.log().contains("panicked"), "{}", chain.api.log());
 }
 
+/// Syncs a controller-manager did, by its `bosun_controller_syncs_total` counters.
+async fn syncs(c: &Component) -> u64 {
+    let text = c.metrics().await.unwrap_or_default();
+    metric_sum(&text, "bosun_controller_syncs_total") as u64
+}
+
+/// Whether the component's leader gauge says it leads.
 async fn leads(c: &Component) -> bool {
     let text = c.metrics().await.unwrap_or_default();
     metric_sum(&text, "leader_election_master_status") == 1.0
@@ -455,6 +462,15 @@ async fn a_standby_controller_manager_finishes_a_rollout_when_the_leader_is_kill
     };
     assert!(leads(&chain.components[leader]).await, "one leads");
     assert!(!leads(&chain.components[1 - leader]).await, "one leads");
+    assert!(
+        syncs(&chain.components[leader]).await > 0,
+        "the leader synced"
+    );
+    assert_eq!(
+        syncs(&chain.components[1 - leader]).await,
+        0,
+        "the standby did nothing"
+    );
 
     let rs_history = History::<ReplicaSet>::record(client, NS).await;
     let pod_history = History::<Pod>::record(client, NS).await;
