@@ -656,12 +656,18 @@ async fn bad_input_behaves_as_on_kubernetes_and_crashes_nothing() {
          No preemption victims found for incoming pod..",
     )
     .await;
-    let describe = k.run(&["describe", "pod", "huge"]);
-    assert!(
-        describe.ok().contains("FailedScheduling"),
-        "{}",
-        describe.stdout
-    );
+    let mut kubectls = vec![k.clone()];
+    kubectls.extend(kubectl_120(&chain.api, dir.path()));
+    for kc in &kubectls {
+        let describe = kc.run(&["describe", "pod", "huge"]);
+        assert!(
+            describe.ok().contains("FailedScheduling")
+                && describe.stdout.contains("3 Insufficient cpu"),
+            "kubectl {}: {}",
+            kc.version,
+            describe.stdout
+        );
+    }
 
     // A required node affinity that no node matches.
     let affinity = "  affinity:\n    nodeAffinity:\n      requiredDuringSchedulingIgnoredDuringExecution:\n        nodeSelectorTerms:\n        - matchExpressions:\n          - {key: disktype, operator: In, values: [ssd]}\n";
