@@ -10,7 +10,6 @@
 
 use std::collections::BTreeMap;
 use std::path::Path;
-use std::sync::Arc;
 use std::time::Duration;
 
 use bosun_api_client::k8s_openapi::api::apps::v1::{Deployment, ReplicaSet};
@@ -18,9 +17,9 @@ use bosun_api_client::k8s_openapi::api::coordination::v1::Lease;
 use bosun_api_client::k8s_openapi::api::core::v1::Pod;
 use bosun_api_client::{ApiClient, ListParams, Patch, WatchEvent, WatchParams};
 use bosun_tests::component::{Component, metric_sum};
+use bosun_tests::history::History;
 use bosun_tests::kube::{Apiserver, Kubectl, kubectl_120, kubectl_132};
 use bosun_tests::{Cluster, Kind, wait_for};
-use parking_lot::Mutex;
 use serde_json::json;
 
 const WAIT: Duration = Duration::from_secs(60);
@@ -160,60 +159,6 @@ fn jiff_now() -> String {
     bosun_api_client::k8s_openapi::jiff::Timestamp::from_second(secs)
         .unwrap()
         .to_string()
-}
-
-/// The states a watch went through: every object of the kind in `ns` after each event,
-/// starting from a list.
-struct History<K> {
-    states: Arc<Mutex<Vec<BTreeMap<String, K>>>>,
-    task: tokio::task::JoinHandle<()>,
-}
-
-impl<K> History<K>
-where
-    K: bosun_api_client::k8s_openapi::Resource
-        + bosun_api_client::k8s_openapi::Metadata<
-            Ty = bosun_api_client::k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta,
-        > + bosun_api_client::k8s_openapi::serde::de::DeserializeOwned
-        + Clone
-        + Send
-        + Sync
-        + 'static,
-{
-    async fn record(client: &ApiClient, ns: &'static str) -> Self {
-        let list = client.list::<K>(ns, &ListParams::default()).await.unwrap();
-        let mut current: BTreeMap<String, K> = list
-            .items
-            .into_iter()
-            .map(|o| (o.metadata().name.clone().unwrap_or_default(), o))
-            .collect();
-        let states = Arc::new(Mutex::new(vec![current.clone()]));
-        let mut w = client
-            .watch::<K>(ns, &WatchParams::from_version(&list.resource_version))
-            .await
-            .unwrap();
-        let s = states.clone();
-        let task = tokio::spawn(async move {
-            while let Ok(Some(ev)) = w.next().await {
-                match ev {
-                    WatchEvent::Added(o) | WatchEvent::Modified(o) => {
-                        current.insert(o.metadata().name.clone().unwrap_or_default(), o);
-                    }
-                    WatchEvent::Deleted(o) => {
-                        current.remove(o.metadata().name.as_deref().unwrap_or(""));
-                    }
-                    WatchEvent::Bookmark(_) => continue,
-                }
-                s.lock().push(current.clone());
-            }
-        });
-        History { states, task }
-    }
-
-    fn stop(self) -> Vec<BTreeMap<String, K>> {
-        self.task.abort();
-        std::mem::take(&mut *self.states.lock())
-    }
 }
 
 fn labels_match(meta_labels: Option<&BTreeMap<String, String>>, app: &str) -> bool {

@@ -8,6 +8,8 @@
 //! - `durability`: acknowledged writes survive kill -9.
 //! - `sdk`: the store SDK (`bosun-client`) against both servers.
 //! - `cluster`: three-member clusters: failover, membership changes, snapshots, leases.
+//! - `chain`: the whole chain: store, apiserver, controller-manager, scheduler and hollow
+//!   nodes driven by kubectl 1.32 and 1.20; leaders killed mid-work; bad input.
 //! - `chaos`: faults under load, checked for linearizability and watch correctness.
 //! - `apiserver`: the apiserver driven by unmodified kubectl.
 //! - `apiserver_input`: the apiserver against bad input and slow clients.
@@ -27,6 +29,7 @@
 
 mod apiserver;
 mod apiserver_input;
+mod chain;
 mod chaos;
 mod cluster;
 mod conformance;

@@ -5,6 +5,7 @@
 
 pub mod checker;
 pub mod component;
+pub mod history;
 pub mod kube;
 
 use std::net::TcpListener;
