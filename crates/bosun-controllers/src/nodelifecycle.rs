@@ -436,7 +436,10 @@ mod tests {
     fn a_node_that_never_reported_gets_the_startup_grace() {
         let startup = Duration::from_secs(60);
         assert_eq!(grace_period(&node(None, vec![]), GRACE, startup), startup);
-        assert_eq!(grace_period(&node(Some("True"), vec![]), GRACE, startup), GRACE);
+        assert_eq!(
+            grace_period(&node(Some("True"), vec![]), GRACE, startup),
+            GRACE
+        );
     }
 
     #[test]
@@ -457,10 +460,19 @@ mod tests {
         assert_eq!(desired_taints(&tainted, ts(9)), None);
         // Ready=False swaps unreachable for not-ready.
         let mut not_ready = tainted.clone();
-        not_ready.status.as_mut().unwrap().conditions.as_mut().unwrap()[0].status =
-            "False".into();
+        not_ready
+            .status
+            .as_mut()
+            .unwrap()
+            .conditions
+            .as_mut()
+            .unwrap()[0]
+            .status = "False".into();
         let t = desired_taints(&not_ready, ts(10)).unwrap();
-        let keys: Vec<_> = t.iter().map(|t| (t.key.as_str(), t.effect.as_str())).collect();
+        let keys: Vec<_> = t
+            .iter()
+            .map(|t| (t.key.as_str(), t.effect.as_str()))
+            .collect();
         assert_eq!(
             keys,
             vec![
@@ -481,13 +493,19 @@ mod tests {
         let taints = [taint(TAINT_UNREACHABLE, "NoExecute")];
         assert_eq!(pod_eviction(&[], &taints, None, ts(0)), Eviction::DeleteNow);
         let other = [toleration(TAINT_NOT_READY, Some(300))];
-        assert_eq!(pod_eviction(&other, &taints, None, ts(0)), Eviction::DeleteNow);
+        assert_eq!(
+            pod_eviction(&other, &taints, None, ts(0)),
+            Eviction::DeleteNow
+        );
         // NoSchedule taints evict nothing.
         let ns = [taint(TAINT_UNREACHABLE, "NoSchedule")];
         assert_eq!(pod_eviction(&[], &ns, None, ts(0)), Eviction::Keep);
         // A zero or negative toleration is no toleration time at all.
         let zero = [toleration(TAINT_UNREACHABLE, Some(0))];
-        assert_eq!(pod_eviction(&zero, &taints, None, ts(0)), Eviction::DeleteNow);
+        assert_eq!(
+            pod_eviction(&zero, &taints, None, ts(0)),
+            Eviction::DeleteNow
+        );
     }
 
     #[test]
@@ -508,7 +526,10 @@ mod tests {
             pod_eviction(&tol, &taints, None, ts(10)),
             Eviction::Schedule(s)
         );
-        assert_eq!(pod_eviction(&tol, &taints, Some(&s), ts(69)), Eviction::Keep);
+        assert_eq!(
+            pod_eviction(&tol, &taints, Some(&s), ts(69)),
+            Eviction::Keep
+        );
         assert_eq!(
             pod_eviction(&tol, &taints, Some(&s), ts(70)),
             Eviction::DeleteNow

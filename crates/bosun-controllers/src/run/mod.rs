@@ -563,7 +563,12 @@ async fn run_controllers(
             config(),
             stop.clone(),
         );
-        (nodes, leases, [n_task, l_task], [drain(n_events), drain(l_events)])
+        (
+            nodes,
+            leases,
+            [n_task, l_task],
+            [drain(n_events), drain(l_events)],
+        )
     });
 
     let mut recorder_tasks = Vec::new();

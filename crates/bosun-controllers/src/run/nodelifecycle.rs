@@ -150,7 +150,10 @@ impl NodeLifecycleController {
         let observed_ready = nodelifecycle::ready_status(node).map(str::to_string);
         let mut current = node.clone();
         if let Some(conditions) = stale_conditions(node, &health, grace, now) {
-            current.status.get_or_insert_with(Default::default).conditions = Some(conditions);
+            current
+                .status
+                .get_or_insert_with(Default::default)
+                .conditions = Some(conditions);
             current = self.client.update_status("", &current).await?;
             // What we wrote is no probe of the kubelet.
             if let Some(h) = self.health.lock().get_mut(name) {
