@@ -288,10 +288,8 @@ pub fn pod_eviction(
             Eviction::Keep
         };
     }
-    if let Some(s) = scheduled {
-        if s.fire <= now {
-            return Eviction::DeleteNow;
-        }
+    if scheduled.is_some_and(|s| s.fire <= now) {
+        return Eviction::DeleteNow;
     }
     // `GetMatchingTolerations`: every taint needs a toleration.
     let mut used = Vec::new();
@@ -326,6 +324,8 @@ pub fn pod_eviction(
 
 #[cfg(test)]
 mod tests {
+    #![allow(clippy::unwrap_used)]
+
     use super::*;
     use crate::testutil::ts;
     use k8s_openapi::api::coordination::v1::LeaseSpec;
