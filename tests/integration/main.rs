@@ -17,6 +17,8 @@
 //! - `controllers`: `bosun controller-manager` (deployments, replicasets, leader election)
 //!   driven by kubectl.
 //! - `kubelet`: hollow nodes (`bosun kubelet --runtime fake`): nodes, leases, pods.
+//! - `nodelifecycle`: the node lifecycle controller: a kubelet that dies has its nodes
+//!   tainted unreachable and its pods replaced on other nodes.
 //! - `layers`: the crate graph: only the apiserver's side reaches the store.
 //! - `runtime`: the controller runtime (reflector, leader election, events) and field managers.
 //! - `scheduler`: `bosun scheduler` binding pods to Node objects, two schedulers racing.
@@ -39,6 +41,7 @@ mod etcdctl;
 mod grpc_api;
 mod kubelet;
 mod layers;
+mod nodelifecycle;
 mod runtime;
 mod scheduler;
 mod sdk;

@@ -7,6 +7,7 @@
 //! decoding into the `k8s-openapi` type, defaults, validation → watches are served from one
 //! watch cache per resource ([`watch`]).
 
+pub mod admission;
 pub mod encoding;
 pub mod error;
 pub mod grpc;
@@ -98,6 +99,14 @@ pub struct ApiserverConfig {
     /// they are accepted.
     #[arg(long, default_value_t = serve::DEFAULT_MAX_CONNECTIONS)]
     pub max_connections: usize,
+    /// Indicates the tolerationSeconds of the toleration for notReady:NoExecute that is
+    /// added by default to every pod that does not already have such a toleration.
+    #[arg(long, default_value_t = admission::DEFAULT_TOLERATION_SECONDS)]
+    pub default_not_ready_toleration_seconds: i64,
+    /// Indicates the tolerationSeconds of the toleration for unreachable:NoExecute that is
+    /// added by default to every pod that does not already have such a toleration.
+    #[arg(long, default_value_t = admission::DEFAULT_TOLERATION_SECONDS)]
+    pub default_unreachable_toleration_seconds: i64,
 }
 
 impl Default for ApiserverConfig {
@@ -119,6 +128,8 @@ impl Default for ApiserverConfig {
             http2_keepalive_timeout: serve::DEFAULT_HTTP2_KEEPALIVE_TIMEOUT_SECS,
             http2_max_streams_per_connection: serve::DEFAULT_HTTP2_MAX_STREAMS,
             max_connections: serve::DEFAULT_MAX_CONNECTIONS,
+            default_not_ready_toleration_seconds: admission::DEFAULT_TOLERATION_SECONDS,
+            default_unreachable_toleration_seconds: admission::DEFAULT_TOLERATION_SECONDS,
         }
     }
 }
@@ -352,7 +363,11 @@ pub async fn run(cfg: ApiserverConfig, shutdown: signal::Receiver<bool>) -> anyh
         caches,
         Duration::from_secs(cfg.event_ttl),
         limits,
-    );
+    )
+    .with_admission(admission::Admission {
+        not_ready_toleration_seconds: cfg.default_not_ready_toleration_seconds,
+        unreachable_toleration_seconds: cfg.default_unreachable_toleration_seconds,
+    });
     bootstrap(&registry, &shutdown).await?;
     if cfg.etcd_compaction_interval > 0 {
         tasks.spawn(compactor(

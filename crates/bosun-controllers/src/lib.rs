@@ -16,6 +16,8 @@
 //! - [`selector`]: the one label-selector match these controllers need.
 //! - [`garbagecollector`]: `attemptToDeleteItem` and the foreground/orphan finalizers of
 //!   `pkg/controller/garbagecollector`, over owner states.
+//! - [`nodelifecycle`]: `pkg/controller/nodelifecycle` and `tainteviction`: node health from
+//!   Leases, the condition taints, and which pods NoExecute taints evict, and when.
 //! - [`run`]: `bosun controller-manager`, the loops around the cores: informers, handlers
 //!   (themselves pure: [`run::handlers`]), work queues, workers that apply the plans through
 //!   the apiserver, leader election. The cores above never import it.
@@ -26,6 +28,7 @@
 
 pub mod deployment;
 pub mod garbagecollector;
+pub mod nodelifecycle;
 pub mod podutil;
 pub mod replicaset;
 pub mod run;

@@ -103,6 +103,9 @@ impl<S: Store> Registry<S> {
         } else {
             m.remove("generation");
         }
+        if res.plural == "pods" && res.group.is_empty() {
+            self.admission.admit_pod(&mut obj);
+        }
         let ns = if res.namespaced { ns } else { "" };
         let attempts = if explicit.is_empty() && !generate.is_empty() {
             GENERATE_ATTEMPTS

@@ -31,6 +31,7 @@ use std::time::Duration;
 use bosun_api::resources::Resource;
 use serde_json::Value;
 
+use crate::admission::Admission;
 use crate::error::{ApiResult, Status};
 use crate::kinds::FieldValidation;
 use crate::limits::Limits;
@@ -67,6 +68,7 @@ pub struct Registry<S = EtcdStore> {
     caches: HashMap<&'static str, Arc<WatchCache>>,
     event_leases: create::EventLeases,
     limits: Limits,
+    admission: Admission,
     /// Woken when a namespace starts terminating.
     pub namespace_deleted: tokio::sync::Notify,
 }
@@ -95,8 +97,15 @@ impl<S: Store> Registry<S> {
             caches,
             event_leases: create::EventLeases::new(event_ttl),
             limits,
+            admission: Admission::default(),
             namespace_deleted: tokio::sync::Notify::new(),
         }
+    }
+
+    /// The same registry with these admission settings.
+    pub fn with_admission(mut self, admission: Admission) -> Self {
+        self.admission = admission;
+        self
     }
 
     /// The store.

@@ -15,6 +15,7 @@
 mod deployment;
 mod garbagecollector;
 pub mod handlers;
+mod nodelifecycle;
 mod replicaset;
 
 use std::net::{IpAddr, SocketAddr};
@@ -31,7 +32,8 @@ use bosun_runtime::reflector::{self, Event, Store};
 use bosun_runtime::server::{self, Health, Served};
 use k8s_openapi::Metadata;
 use k8s_openapi::api::apps::v1::{Deployment, ReplicaSet};
-use k8s_openapi::api::core::v1::Pod;
+use k8s_openapi::api::coordination::v1::Lease;
+use k8s_openapi::api::core::v1::{Node, Pod};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
 use k8s_openapi::serde::de::DeserializeOwned;
 use parking_lot::RwLock;
@@ -48,6 +50,7 @@ use handlers::Lookup;
 
 pub use deployment::DeploymentController;
 pub use garbagecollector::GarbageCollector;
+pub use nodelifecycle::{NodeLifecycleConfig, NodeLifecycleController};
 pub use replicaset::ReplicaSetController;
 
 /// The field manager and event source of this component's writes.
@@ -89,9 +92,20 @@ pub struct ControllerManagerConfig {
     /// Objects the garbage collector handles at once.
     #[arg(long, default_value_t = 20, value_parser = clap::value_parser!(u16).range(1..))]
     pub concurrent_gc_syncs: u16,
+    /// The period for syncing NodeStatus in the node lifecycle controller.
+    #[arg(long, default_value = "5s", value_parser = parse_duration)]
+    pub node_monitor_period: Duration,
+    /// Amount of time a running Node may be unresponsive (its Lease and status not
+    /// renewed) before it is marked unhealthy (Ready=Unknown, tainted unreachable).
+    #[arg(long, default_value = "40s", value_parser = parse_duration)]
+    pub node_monitor_grace_period: Duration,
+    /// Amount of time a starting Node may be unresponsive before it is marked unhealthy.
+    #[arg(long, default_value = "1m", value_parser = parse_duration)]
+    pub node_startup_grace_period: Duration,
     /// Controllers to run: `*` runs those on by default, `name` enables one, `-name`
-    /// disables one. Known: deployment, replicaset, garbagecollector (also as
-    /// deployment-controller, replicaset-controller, garbage-collector-controller).
+    /// disables one. Known: deployment, replicaset, garbagecollector, nodelifecycle (also
+    /// as deployment-controller, replicaset-controller, garbage-collector-controller,
+    /// node-lifecycle-controller).
     #[arg(long, value_delimiter = ',', default_value = "*")]
     pub controllers: Vec<String>,
     /// Address to serve /metrics and /healthz on.
@@ -115,6 +129,9 @@ impl Default for ControllerManagerConfig {
             concurrent_deployment_syncs: 5,
             concurrent_replicaset_syncs: 5,
             concurrent_gc_syncs: 20,
+            node_monitor_period: Duration::from_secs(5),
+            node_monitor_grace_period: Duration::from_secs(40),
+            node_startup_grace_period: Duration::from_secs(60),
             controllers: vec!["*".into()],
             bind_address: IpAddr::from([127, 0, 0, 1]),
             port: 10257,
@@ -151,12 +168,15 @@ pub struct Enabled {
     pub replicaset: bool,
     /// The garbage collector.
     pub garbagecollector: bool,
+    /// The node lifecycle controller (with taint eviction).
+    pub nodelifecycle: bool,
 }
 
-const KNOWN: [(&str, &str); 3] = [
+const KNOWN: [(&str, &str); 4] = [
     ("deployment", "deployment-controller"),
     ("replicaset", "replicaset-controller"),
     ("garbagecollector", "garbage-collector-controller"),
+    ("nodelifecycle", "node-lifecycle-controller"),
 ];
 
 impl Enabled {
@@ -167,7 +187,7 @@ impl Enabled {
             let name = f.strip_prefix('-').unwrap_or(f);
             if name != "*" && !KNOWN.iter().any(|(a, b)| name == *a || name == *b) {
                 return Err(format!(
-                    "{name:?} is not in the list of known controllers (deployment, replicaset, garbagecollector)"
+                    "{name:?} is not in the list of known controllers (deployment, replicaset, garbagecollector, nodelifecycle)"
                 ));
             }
         }
@@ -186,6 +206,7 @@ impl Enabled {
             deployment: on(KNOWN[0]),
             replicaset: on(KNOWN[1]),
             garbagecollector: on(KNOWN[2]),
+            nodelifecycle: on(KNOWN[3]),
         })
     }
 }
@@ -375,6 +396,7 @@ pub async fn run(
         deployment = enabled.deployment,
         replicaset = enabled.replicaset,
         garbagecollector = enabled.garbagecollector,
+        nodelifecycle = enabled.nodelifecycle,
         leader_elect = cfg.leader_elect,
         "starting controller-manager"
     );
@@ -498,6 +520,12 @@ fn dispatch<K: Send + Sync + 'static>(
     })
 }
 
+/// Consumes an informer's events that no handler needs (the node lifecycle controller
+/// reads its caches on a period, as `monitorNodeHealth` does).
+fn drain<K: Send + Sync + 'static>(mut events: mpsc::Receiver<Event<K>>) -> JoinHandle<()> {
+    tokio::spawn(async move { while events.recv().await.is_some() {} })
+}
+
 /// Runs the enabled controllers until `stop` flips: informers, handlers, workers.
 async fn run_controllers(
     client: ApiClient,
@@ -508,7 +536,11 @@ async fn run_controllers(
     host: String,
     stop: watch::Receiver<bool>,
 ) -> anyhow::Result<()> {
-    if !enabled.deployment && !enabled.replicaset && !enabled.garbagecollector {
+    if !enabled.deployment
+        && !enabled.replicaset
+        && !enabled.garbagecollector
+        && !enabled.nodelifecycle
+    {
         warn!("no controller enabled");
         let mut stop = stop;
         let _ = stop.wait_for(|s| *s).await;
@@ -521,6 +553,23 @@ async fn run_controllers(
         reflector::reflector::<ReplicaSet>(client.clone(), None, config(), stop.clone());
     let (pods, pod_events, pod_task) =
         reflector::reflector::<Pod>(client.clone(), None, config(), stop.clone());
+
+    let node_informers = enabled.nodelifecycle.then(|| {
+        let (nodes, n_events, n_task) =
+            reflector::reflector::<Node>(client.clone(), None, config(), stop.clone());
+        let (leases, l_events, l_task) = reflector::reflector::<Lease>(
+            client.clone(),
+            Some(nodelifecycle::NODE_LEASE_NAMESPACE.to_string()),
+            config(),
+            stop.clone(),
+        );
+        (
+            nodes,
+            leases,
+            [n_task, l_task],
+            [drain(n_events), drain(l_events)],
+        )
+    });
 
     let mut recorder_tasks = Vec::new();
     let dc = if enabled.deployment {
@@ -560,6 +609,24 @@ async fn run_controllers(
         ))
     });
 
+    let nlc = node_informers.as_ref().map(|(nodes, leases, _, _)| {
+        let (node_recorder, t1) = Recorder::new(client.clone(), "node-controller", &host);
+        let (eviction_recorder, t2) =
+            Recorder::new(client.clone(), "taint-eviction-controller", &host);
+        recorder_tasks.extend([t1, t2]);
+        Arc::new(NodeLifecycleController::new(
+            client.clone(),
+            (nodes.clone(), leases.clone(), pods.clone()),
+            NodeLifecycleConfig {
+                monitor_period: cfg.node_monitor_period,
+                monitor_grace: cfg.node_monitor_grace_period,
+                startup_grace: cfg.node_startup_grace_period,
+            },
+            node_recorder,
+            eviction_recorder,
+        ))
+    });
+
     // The handlers: each informer's events to every controller that listens to the kind.
     let mut on_deployment: Vec<Handler<Deployment>> = Vec::new();
     let mut on_replica_set: Vec<Handler<ReplicaSet>> = Vec::new();
@@ -592,6 +659,10 @@ async fn run_controllers(
         deployments.wait_synced().await;
         replica_sets.wait_synced().await;
         pods.wait_synced().await;
+        if let Some((nodes, leases, _, _)) = &node_informers {
+            nodes.wait_synced().await;
+            leases.wait_synced().await;
+        }
     };
     let mut stop_wait = stop.clone();
     let stopped_early = tokio::select! {
@@ -619,6 +690,10 @@ async fn run_controllers(
             let n = usize::from(cfg.concurrent_gc_syncs);
             workers.push(tokio::spawn(run_reconciler(gc.clone(), n, stop.clone())));
         }
+        if let Some(nlc) = &nlc {
+            let (nlc, stop) = (nlc.clone(), stop.clone());
+            workers.push(tokio::spawn(async move { nlc.run(stop).await }));
+        }
         for w in workers {
             if let Err(e) = w.await {
                 warn!(error = %e, "workers ended abnormally");
@@ -633,6 +708,14 @@ async fn run_controllers(
     for d in dispatchers {
         let _ = d.await;
     }
+    if let Some((_, _, tasks, drains)) = node_informers {
+        for t in tasks {
+            let _ = t.await;
+        }
+        for d in drains {
+            let _ = d.await;
+        }
+    }
     if let Some(dc) = &dc {
         dc.queue().shut_down();
     }
@@ -644,7 +727,7 @@ async fn run_controllers(
     }
     // The recorders' writers end once every recorder is dropped; give them a moment to
     // flush what is queued.
-    drop((dc, rc));
+    drop((dc, rc, nlc));
     for t in recorder_tasks {
         if tokio::time::timeout(Duration::from_secs(2), t)
             .await
@@ -670,30 +753,38 @@ mod tests {
 
     #[test]
     fn controllers_flag_as_kube_controller_manager() {
-        let on = |deployment, replicaset, garbagecollector| {
+        let on = |deployment, replicaset, garbagecollector, nodelifecycle| {
             Ok(Enabled {
                 deployment,
                 replicaset,
                 garbagecollector,
+                nodelifecycle,
             })
         };
-        assert_eq!(Enabled::from_flags(&flags(&["*"])), on(true, true, true));
+        assert_eq!(
+            Enabled::from_flags(&flags(&["*"])),
+            on(true, true, true, true)
+        );
         assert_eq!(
             Enabled::from_flags(&flags(&["*", "-deployment"])),
-            on(false, true, true)
+            on(false, true, true, true)
         );
         assert_eq!(
             Enabled::from_flags(&flags(&["replicaset-controller", "garbagecollector"])),
-            on(false, true, true)
+            on(false, true, true, false)
+        );
+        assert_eq!(
+            Enabled::from_flags(&flags(&["*", "-node-lifecycle-controller"])),
+            on(true, true, true, false)
         );
         // The first entry naming a controller decides.
         assert_eq!(
             Enabled::from_flags(&flags(&["deployment", "-deployment"])),
-            on(true, false, false)
+            on(true, false, false, false)
         );
         assert!(
-            Enabled::from_flags(&flags(&["*", "nodelifecycle"]))
-                .is_err_and(|e| e.contains("\"nodelifecycle\" is not in the list"))
+            Enabled::from_flags(&flags(&["*", "cloud-node"]))
+                .is_err_and(|e| e.contains("\"cloud-node\" is not in the list"))
         );
     }
 
