@@ -485,6 +485,16 @@ impl ApiClient {
         self.put(ns, obj, "status").await
     }
 
+    /// Replaces a namespace's `spec.finalizers` through its `finalize` subresource (what
+    /// the namespace controller does once the namespace is empty); a namespace being
+    /// deleted whose finalizers are all gone is removed.
+    pub async fn finalize_namespace(
+        &self,
+        ns: &k8s_openapi::api::core::v1::Namespace,
+    ) -> Result<k8s_openapi::api::core::v1::Namespace, ApiError> {
+        self.put("", ns, "finalize").await
+    }
+
     async fn patch_sub<K: Resource + DeserializeOwned>(
         &self,
         ns: &str,

@@ -67,8 +67,6 @@ pub struct Registry<S = EtcdStore> {
     caches: HashMap<&'static str, Arc<WatchCache>>,
     event_leases: create::EventLeases,
     limits: Limits,
-    /// Woken when a namespace starts terminating.
-    pub namespace_deleted: tokio::sync::Notify,
 }
 
 impl<S> std::fmt::Debug for Registry<S> {
@@ -95,7 +93,6 @@ impl<S: Store> Registry<S> {
             caches,
             event_leases: create::EventLeases::new(event_ttl),
             limits,
-            namespace_deleted: tokio::sync::Notify::new(),
         }
     }
 
