@@ -16,6 +16,8 @@
 //! - [`selector`]: the one label-selector match these controllers need.
 //! - [`garbagecollector`]: `attemptToDeleteItem` and the foreground/orphan finalizers of
 //!   `pkg/controller/garbagecollector`, over owner states.
+//! - [`namespace`]: the namespace controller's conditions and finalizing of
+//!   `pkg/controller/namespace/deletion`.
 //! - [`run`]: `bosun controller-manager`, the loops around the cores: informers, handlers
 //!   (themselves pure: [`run::handlers`]), work queues, workers that apply the plans through
 //!   the apiserver, leader election. The cores above never import it.
@@ -26,6 +28,7 @@
 
 pub mod deployment;
 pub mod garbagecollector;
+pub mod namespace;
 pub mod podutil;
 pub mod replicaset;
 pub mod run;

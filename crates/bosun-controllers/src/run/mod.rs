@@ -15,6 +15,7 @@
 mod deployment;
 mod garbagecollector;
 pub mod handlers;
+mod namespace;
 mod replicaset;
 
 use std::net::{IpAddr, SocketAddr};
@@ -31,7 +32,7 @@ use bosun_runtime::reflector::{self, Event, Store};
 use bosun_runtime::server::{self, Health, Served};
 use k8s_openapi::Metadata;
 use k8s_openapi::api::apps::v1::{Deployment, ReplicaSet};
-use k8s_openapi::api::core::v1::Pod;
+use k8s_openapi::api::core::v1::{Namespace, Pod};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
 use k8s_openapi::serde::de::DeserializeOwned;
 use parking_lot::RwLock;
@@ -48,6 +49,7 @@ use handlers::Lookup;
 
 pub use deployment::DeploymentController;
 pub use garbagecollector::GarbageCollector;
+pub use namespace::NamespaceController;
 pub use replicaset::ReplicaSetController;
 
 /// The field manager and event source of this component's writes.
@@ -86,12 +88,16 @@ pub struct ControllerManagerConfig {
     /// ReplicaSets synced at once.
     #[arg(long, default_value_t = 5, value_parser = clap::value_parser!(u16).range(1..))]
     pub concurrent_replicaset_syncs: u16,
+    /// Namespaces emptied at once.
+    #[arg(long, default_value_t = 10, value_parser = clap::value_parser!(u16).range(1..))]
+    pub concurrent_namespace_syncs: u16,
     /// Objects the garbage collector handles at once.
     #[arg(long, default_value_t = 20, value_parser = clap::value_parser!(u16).range(1..))]
     pub concurrent_gc_syncs: u16,
     /// Controllers to run: `*` runs those on by default, `name` enables one, `-name`
-    /// disables one. Known: deployment, replicaset, garbagecollector (also as
-    /// deployment-controller, replicaset-controller, garbage-collector-controller).
+    /// disables one. Known: deployment, replicaset, garbagecollector, namespace (also as
+    /// deployment-controller, replicaset-controller, garbage-collector-controller,
+    /// namespace-controller).
     #[arg(long, value_delimiter = ',', default_value = "*")]
     pub controllers: Vec<String>,
     /// Address to serve /metrics and /healthz on.
@@ -115,6 +121,7 @@ impl Default for ControllerManagerConfig {
             concurrent_deployment_syncs: 5,
             concurrent_replicaset_syncs: 5,
             concurrent_gc_syncs: 20,
+            concurrent_namespace_syncs: 10,
             controllers: vec!["*".into()],
             bind_address: IpAddr::from([127, 0, 0, 1]),
             port: 10257,
@@ -151,12 +158,15 @@ pub struct Enabled {
     pub replicaset: bool,
     /// The garbage collector.
     pub garbagecollector: bool,
+    /// The namespace controller.
+    pub namespace: bool,
 }
 
-const KNOWN: [(&str, &str); 3] = [
+const KNOWN: [(&str, &str); 4] = [
     ("deployment", "deployment-controller"),
     ("replicaset", "replicaset-controller"),
     ("garbagecollector", "garbage-collector-controller"),
+    ("namespace", "namespace-controller"),
 ];
 
 impl Enabled {
@@ -167,7 +177,7 @@ impl Enabled {
             let name = f.strip_prefix('-').unwrap_or(f);
             if name != "*" && !KNOWN.iter().any(|(a, b)| name == *a || name == *b) {
                 return Err(format!(
-                    "{name:?} is not in the list of known controllers (deployment, replicaset, garbagecollector)"
+                    "{name:?} is not in the list of known controllers (deployment, replicaset, garbagecollector, namespace)"
                 ));
             }
         }
@@ -186,6 +196,7 @@ impl Enabled {
             deployment: on(KNOWN[0]),
             replicaset: on(KNOWN[1]),
             garbagecollector: on(KNOWN[2]),
+            namespace: on(KNOWN[3]),
         })
     }
 }
@@ -375,6 +386,7 @@ pub async fn run(
         deployment = enabled.deployment,
         replicaset = enabled.replicaset,
         garbagecollector = enabled.garbagecollector,
+        namespace = enabled.namespace,
         leader_elect = cfg.leader_elect,
         "starting controller-manager"
     );
@@ -508,7 +520,8 @@ async fn run_controllers(
     host: String,
     stop: watch::Receiver<bool>,
 ) -> anyhow::Result<()> {
-    if !enabled.deployment && !enabled.replicaset && !enabled.garbagecollector {
+    if !enabled.deployment && !enabled.replicaset && !enabled.garbagecollector && !enabled.namespace
+    {
         warn!("no controller enabled");
         let mut stop = stop;
         let _ = stop.wait_for(|s| *s).await;
@@ -521,6 +534,8 @@ async fn run_controllers(
         reflector::reflector::<ReplicaSet>(client.clone(), None, config(), stop.clone());
     let (pods, pod_events, pod_task) =
         reflector::reflector::<Pod>(client.clone(), None, config(), stop.clone());
+    let (namespaces, ns_events, ns_task) =
+        reflector::reflector::<Namespace>(client.clone(), None, config(), stop.clone());
 
     let mut recorder_tasks = Vec::new();
     let dc = if enabled.deployment {
@@ -560,10 +575,19 @@ async fn run_controllers(
         ))
     });
 
+    let nc = enabled
+        .namespace
+        .then(|| Arc::new(NamespaceController::new(client.clone(), metrics.clone())));
+
     // The handlers: each informer's events to every controller that listens to the kind.
     let mut on_deployment: Vec<Handler<Deployment>> = Vec::new();
     let mut on_replica_set: Vec<Handler<ReplicaSet>> = Vec::new();
     let mut on_pod: Vec<Handler<Pod>> = Vec::new();
+    let mut on_namespace: Vec<Handler<Namespace>> = Vec::new();
+    if let Some(nc) = &nc {
+        let a = nc.clone();
+        on_namespace.push(Box::new(move |ev| a.on_namespace(ev)));
+    }
     if let Some(dc) = &dc {
         let (a, b, c) = (dc.clone(), dc.clone(), dc.clone());
         on_deployment.push(Box::new(move |ev| a.on_deployment(ev)));
@@ -585,6 +609,7 @@ async fn run_controllers(
         dispatch(d_events, on_deployment),
         dispatch(rs_events, on_replica_set),
         dispatch(pod_events, on_pod),
+        dispatch(ns_events, on_namespace),
     ];
 
     // WaitForNamedCacheSync: no worker acts on a partial cache.
@@ -592,6 +617,7 @@ async fn run_controllers(
         deployments.wait_synced().await;
         replica_sets.wait_synced().await;
         pods.wait_synced().await;
+        namespaces.wait_synced().await;
     };
     let mut stop_wait = stop.clone();
     let stopped_early = tokio::select! {
@@ -619,6 +645,10 @@ async fn run_controllers(
             let n = usize::from(cfg.concurrent_gc_syncs);
             workers.push(tokio::spawn(run_reconciler(gc.clone(), n, stop.clone())));
         }
+        if let Some(nc) = &nc {
+            let n = usize::from(cfg.concurrent_namespace_syncs);
+            workers.push(tokio::spawn(run_reconciler(nc.clone(), n, stop.clone())));
+        }
         for w in workers {
             if let Err(e) = w.await {
                 warn!(error = %e, "workers ended abnormally");
@@ -630,6 +660,7 @@ async fn run_controllers(
     for t in [d_task, rs_task, pod_task] {
         let _ = t.await;
     }
+    let _ = ns_task.await;
     for d in dispatchers {
         let _ = d.await;
     }
@@ -641,6 +672,9 @@ async fn run_controllers(
     }
     if let Some(gc) = &gc {
         gc.queue().shut_down();
+    }
+    if let Some(nc) = &nc {
+        nc.queue().shut_down();
     }
     // The recorders' writers end once every recorder is dropped; give them a moment to
     // flush what is queued.
@@ -670,26 +704,30 @@ mod tests {
 
     #[test]
     fn controllers_flag_as_kube_controller_manager() {
-        let on = |deployment, replicaset, garbagecollector| {
+        let on = |deployment, replicaset, garbagecollector, namespace| {
             Ok(Enabled {
                 deployment,
                 replicaset,
                 garbagecollector,
+                namespace,
             })
         };
-        assert_eq!(Enabled::from_flags(&flags(&["*"])), on(true, true, true));
         assert_eq!(
-            Enabled::from_flags(&flags(&["*", "-deployment"])),
-            on(false, true, true)
+            Enabled::from_flags(&flags(&["*"])),
+            on(true, true, true, true)
+        );
+        assert_eq!(
+            Enabled::from_flags(&flags(&["*", "-deployment", "-namespace-controller"])),
+            on(false, true, true, false)
         );
         assert_eq!(
             Enabled::from_flags(&flags(&["replicaset-controller", "garbagecollector"])),
-            on(false, true, true)
+            on(false, true, true, false)
         );
         // The first entry naming a controller decides.
         assert_eq!(
             Enabled::from_flags(&flags(&["deployment", "-deployment"])),
-            on(true, false, false)
+            on(true, false, false, false)
         );
         assert!(
             Enabled::from_flags(&flags(&["*", "nodelifecycle"]))
