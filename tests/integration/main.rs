@@ -16,6 +16,8 @@
 //!   driven by kubectl.
 //! - `kubelet`: hollow nodes (`bosun kubelet --runtime fake`): nodes, leases, pods.
 //! - `layers`: the crate graph: only the apiserver's side reaches the store.
+//! - `namespaces`: the namespace lifecycle (`kubectl delete namespace` with the
+//!   controller-manager's namespace controller) and garbage collection over every kind.
 //! - `runtime`: the controller runtime (reflector, leader election, events) and field managers.
 //! - `scheduler`: `bosun scheduler` binding pods to Node objects, two schedulers racing.
 //!
@@ -36,6 +38,7 @@ mod etcdctl;
 mod grpc_api;
 mod kubelet;
 mod layers;
+mod namespaces;
 mod runtime;
 mod scheduler;
 mod sdk;

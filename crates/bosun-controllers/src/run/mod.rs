@@ -32,7 +32,8 @@ use bosun_runtime::reflector::{self, Event, Store};
 use bosun_runtime::server::{self, Health, Served};
 use k8s_openapi::Metadata;
 use k8s_openapi::api::apps::v1::{Deployment, ReplicaSet};
-use k8s_openapi::api::core::v1::{Namespace, Pod};
+use k8s_openapi::api::coordination::v1::Lease;
+use k8s_openapi::api::core::v1::{Namespace, Node, Pod};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
 use k8s_openapi::serde::de::DeserializeOwned;
 use parking_lot::RwLock;
@@ -48,7 +49,7 @@ use crate::podutil::{self, Claim};
 use handlers::Lookup;
 
 pub use deployment::DeploymentController;
-pub use garbagecollector::GarbageCollector;
+pub use garbagecollector::{Caches as GcCaches, GarbageCollector};
 pub use namespace::NamespaceController;
 pub use replicaset::ReplicaSetController;
 
@@ -536,6 +537,10 @@ async fn run_controllers(
         reflector::reflector::<Pod>(client.clone(), None, config(), stop.clone());
     let (namespaces, ns_events, ns_task) =
         reflector::reflector::<Namespace>(client.clone(), None, config(), stop.clone());
+    let (leases, lease_events, lease_task) =
+        reflector::reflector::<Lease>(client.clone(), None, config(), stop.clone());
+    let (nodes, node_events, node_task) =
+        reflector::reflector::<Node>(client.clone(), None, config(), stop.clone());
 
     let mut recorder_tasks = Vec::new();
     let dc = if enabled.deployment {
@@ -565,15 +570,26 @@ async fn run_controllers(
     } else {
         None
     };
-    let gc = enabled.garbagecollector.then(|| {
-        Arc::new(GarbageCollector::new(
+    let gc = if enabled.garbagecollector {
+        let (recorder, task) =
+            Recorder::new(client.clone(), "garbage-collector-controller", &host);
+        recorder_tasks.push(task);
+        let caches = GcCaches {
+            deployments: deployments.clone(),
+            replica_sets: replica_sets.clone(),
+            pods: pods.clone(),
+            leases: leases.clone(),
+            nodes: nodes.clone(),
+        };
+        Some(Arc::new(GarbageCollector::new(
             client.clone(),
-            deployments.clone(),
-            replica_sets.clone(),
-            pods.clone(),
+            caches,
+            recorder,
             metrics.clone(),
-        ))
-    });
+        )))
+    } else {
+        None
+    };
 
     let nc = enabled
         .namespace
@@ -584,6 +600,8 @@ async fn run_controllers(
     let mut on_replica_set: Vec<Handler<ReplicaSet>> = Vec::new();
     let mut on_pod: Vec<Handler<Pod>> = Vec::new();
     let mut on_namespace: Vec<Handler<Namespace>> = Vec::new();
+    let mut on_lease: Vec<Handler<Lease>> = Vec::new();
+    let mut on_node: Vec<Handler<Node>> = Vec::new();
     if let Some(nc) = &nc {
         let a = nc.clone();
         on_namespace.push(Box::new(move |ev| a.on_namespace(ev)));
@@ -604,12 +622,17 @@ async fn run_controllers(
         on_deployment.push(Box::new(move |ev| a.on_deployment(ev)));
         on_replica_set.push(Box::new(move |ev| b.on_replica_set(ev)));
         on_pod.push(Box::new(move |ev| c.on_pod(ev)));
+        let (d, e) = (gc.clone(), gc.clone());
+        on_lease.push(Box::new(move |ev| d.on_lease(ev)));
+        on_node.push(Box::new(move |ev| e.on_node(ev)));
     }
     let dispatchers = [
         dispatch(d_events, on_deployment),
         dispatch(rs_events, on_replica_set),
         dispatch(pod_events, on_pod),
         dispatch(ns_events, on_namespace),
+        dispatch(lease_events, on_lease),
+        dispatch(node_events, on_node),
     ];
 
     // WaitForNamedCacheSync: no worker acts on a partial cache.
@@ -618,6 +641,8 @@ async fn run_controllers(
         replica_sets.wait_synced().await;
         pods.wait_synced().await;
         namespaces.wait_synced().await;
+        leases.wait_synced().await;
+        nodes.wait_synced().await;
     };
     let mut stop_wait = stop.clone();
     let stopped_early = tokio::select! {
@@ -660,7 +685,9 @@ async fn run_controllers(
     for t in [d_task, rs_task, pod_task] {
         let _ = t.await;
     }
-    let _ = ns_task.await;
+    for t in [ns_task, lease_task, node_task] {
+        let _ = t.await;
+    }
     for d in dispatchers {
         let _ = d.await;
     }
@@ -678,7 +705,7 @@ async fn run_controllers(
     }
     // The recorders' writers end once every recorder is dropped; give them a moment to
     // flush what is queued.
-    drop((dc, rc));
+    drop((dc, rc, gc));
     for t in recorder_tasks {
         if tokio::time::timeout(Duration::from_secs(2), t)
             .await
