@@ -593,7 +593,13 @@ async fn run_controllers(
 
     let nc = enabled
         .namespace
-        .then(|| Arc::new(NamespaceController::new(client.clone(), metrics.clone())));
+        .then(|| {
+            Arc::new(NamespaceController::new(
+                client.clone(),
+                namespaces.clone(),
+                metrics.clone(),
+            ))
+        });
 
     // The handlers: each informer's events to every controller that listens to the kind.
     let mut on_deployment: Vec<Handler<Deployment>> = Vec::new();
@@ -603,8 +609,13 @@ async fn run_controllers(
     let mut on_lease: Vec<Handler<Lease>> = Vec::new();
     let mut on_node: Vec<Handler<Node>> = Vec::new();
     if let Some(nc) = &nc {
-        let a = nc.clone();
-        on_namespace.push(Box::new(move |ev| a.on_namespace(ev)));
+        let n = nc.clone();
+        on_namespace.push(Box::new(move |ev| n.on_namespace(ev)));
+        let (a, b, c, d) = (nc.clone(), nc.clone(), nc.clone(), nc.clone());
+        on_deployment.push(Box::new(move |ev| a.on_content(ev)));
+        on_replica_set.push(Box::new(move |ev| b.on_content(ev)));
+        on_pod.push(Box::new(move |ev| c.on_content(ev)));
+        on_lease.push(Box::new(move |ev| d.on_content(ev)));
     }
     if let Some(dc) = &dc {
         let (a, b, c) = (dc.clone(), dc.clone(), dc.clone());

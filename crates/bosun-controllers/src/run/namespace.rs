@@ -11,8 +11,9 @@ use bosun_api::resources::{RESOURCES, Resource};
 use bosun_api_client::{ApiClient, ListParams};
 use bosun_runtime::controller::Action as Next;
 use bosun_runtime::queue::{QueueConfig, WorkQueue};
-use bosun_runtime::reflector::Event;
+use bosun_runtime::reflector::{Event, Store};
 use k8s_openapi::api::core::v1::Namespace;
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
 use serde_json::{Value, json};
 use std::time::Duration;
 use tracing::{debug, info};
@@ -26,6 +27,7 @@ const PAGE: i64 = 500;
 /// The namespace controller: its queue of namespace names.
 pub struct NamespaceController {
     client: ApiClient,
+    namespaces: Store<Namespace>,
     queue: WorkQueue<String>,
     metrics: Metrics,
 }
@@ -44,10 +46,11 @@ fn meta_str<'a>(obj: &'a Value, field: &str) -> &'a str {
 }
 
 impl NamespaceController {
-    /// A controller writing through `client`.
-    pub fn new(client: ApiClient, metrics: Metrics) -> Self {
+    /// A controller writing through `client`, reading `namespaces`.
+    pub fn new(client: ApiClient, namespaces: Store<Namespace>, metrics: Metrics) -> Self {
         NamespaceController {
             client,
+            namespaces,
             queue: WorkQueue::with_metrics("namespace", QueueConfig::default(), &metrics.queue),
             metrics,
         }
@@ -60,6 +63,21 @@ impl NamespaceController {
             && let Some(name) = &new.metadata.name
         {
             self.queue.add(name.clone());
+        }
+    }
+
+    /// An object of a watched kind is gone: a namespace waiting for its content looks again
+    /// now rather than after its estimate (Kubernetes only polls; this is sooner, not
+    /// different).
+    pub fn on_content<K: k8s_openapi::Metadata<Ty = ObjectMeta>>(&self, ev: &Event<K>) {
+        if let Event::Deleted(o) = ev
+            && let Some(ns) = o.metadata().namespace.as_deref()
+            && self
+                .namespaces
+                .get("", ns)
+                .is_some_and(|n| n.metadata.deletion_timestamp.is_some())
+        {
+            self.queue.add(ns.to_string());
         }
     }
 
