@@ -90,7 +90,12 @@ async fn delete_namespace(
     let created = get_json(k, &["namespace", ns]).unwrap();
     assert_eq!(created["spec"]["finalizers"], json!(["kubernetes"]));
     assert_eq!(created["status"]["phase"], "Active");
-    for doc in [deployment("web"), BOUND_POD.to_string(), LEASE.to_string(), event(ns)] {
+    for doc in [
+        deployment("web"),
+        BOUND_POD.to_string(),
+        LEASE.to_string(),
+        event(ns),
+    ] {
         k.run_with(&["create", "-n", ns, "-f", "-"], &doc).ok();
     }
     k.run(&["delete", "namespace", ns, "--wait=false"]).ok();
@@ -156,8 +161,14 @@ async fn delete_namespace(
         "--force",
     ])
     .ok();
-    k.run(&["delete", "namespace", ns, "--ignore-not-found", "--timeout=60s"])
-        .ok();
+    k.run(&[
+        "delete",
+        "namespace",
+        ns,
+        "--ignore-not-found",
+        "--timeout=60s",
+    ])
+    .ok();
     let out = k.run(&["get", "namespace", ns]);
     assert!(out.err().contains("NotFound"), "{}", out.stderr);
 }
@@ -233,10 +244,7 @@ async fn garbage_collection_over_nodes_pods_and_leases() {
         )
         .await
         .unwrap();
-    client
-        .delete::<Node>("", "node-gc", None)
-        .await
-        .unwrap();
+    client.delete::<Node>("", "node-gc", None).await.unwrap();
     wait_for("the node's lease goes with the node", WAIT, || async {
         gone::<Lease>(&client, "kube-node-lease", "node-gc").await
     })
@@ -258,9 +266,11 @@ async fn garbage_collection_over_nodes_pods_and_leases() {
             )
             .await
             .unwrap();
-        wait_for(&format!("the pod deleted with {policy} goes"), WAIT, || async {
-            gone::<Pod>(&client, "default", &name).await
-        })
+        wait_for(
+            &format!("the pod deleted with {policy} goes"),
+            WAIT,
+            || async { gone::<Pod>(&client, "default", &name).await },
+        )
         .await;
         if policy == "Orphan" {
             // Orphaned: it stays, without its reference to the pod.

@@ -45,9 +45,11 @@ impl Content {
             .pointer("/metadata/deletionGracePeriodSeconds")
             .and_then(Value::as_i64)
             .unwrap_or(0);
-        self.estimate = self
-            .estimate
-            .max(if grace > 0 { grace } else { FINALIZER_ESTIMATE_SECONDS });
+        self.estimate = self.estimate.max(if grace > 0 {
+            grace
+        } else {
+            FINALIZER_ESTIMATE_SECONDS
+        });
     }
 
     /// Whether nothing is left and nothing failed: the namespace can be finalized.
@@ -237,7 +239,10 @@ mod tests {
         let pod = json!({"metadata": {"deletionGracePeriodSeconds": 30}});
         c.record_remaining("deployments.apps", &held);
         c.record_remaining("pods", &pod);
-        c.record_remaining("pods", &json!({"metadata": {"finalizers": ["example.com/hold"]}}));
+        c.record_remaining(
+            "pods",
+            &json!({"metadata": {"finalizers": ["example.com/hold"]}}),
+        );
         assert!(!c.done());
         assert_eq!(c.estimate, 30);
         assert_eq!(c.requeue_after_seconds(), 16);

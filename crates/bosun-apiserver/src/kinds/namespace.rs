@@ -12,8 +12,8 @@ use k8s_pb::api::core::v1 as pb;
 use prost::Message;
 use serde_json::{Value, json};
 
-use super::{Part, Strategy};
 use super::validation as v;
+use super::{Part, Strategy};
 use crate::encoding::protobuf::{self, DecodeError, Obj};
 use crate::encoding::table::{self, Column};
 use crate::error::{ApiResult, Status};

@@ -7,8 +7,8 @@
 use bosun_api::meta::meta_str;
 use bosun_api::resources::{NAMESPACES, Resource};
 
-use super::store::Store;
 use super::Registry;
+use super::store::Store;
 use crate::error::{ApiResult, Status};
 
 impl<S: Store> Registry<S> {

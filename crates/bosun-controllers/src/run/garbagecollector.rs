@@ -235,11 +235,9 @@ impl GarbageCollector {
         ev: &Event<K>,
     ) {
         match ev {
-            Event::Applied { old, new } => self.on_applied(
-                resource,
-                old.as_ref().map(|o| o.metadata()),
-                new.metadata(),
-            ),
+            Event::Applied { old, new } => {
+                self.on_applied(resource, old.as_ref().map(|o| o.metadata()), new.metadata())
+            }
             Event::Deleted(o) => self.on_deleted(o.metadata()),
             Event::Resynced => {}
         }

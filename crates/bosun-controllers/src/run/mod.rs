@@ -571,8 +571,7 @@ async fn run_controllers(
         None
     };
     let gc = if enabled.garbagecollector {
-        let (recorder, task) =
-            Recorder::new(client.clone(), "garbage-collector-controller", &host);
+        let (recorder, task) = Recorder::new(client.clone(), "garbage-collector-controller", &host);
         recorder_tasks.push(task);
         let caches = GcCaches {
             deployments: deployments.clone(),
@@ -591,15 +590,13 @@ async fn run_controllers(
         None
     };
 
-    let nc = enabled
-        .namespace
-        .then(|| {
-            Arc::new(NamespaceController::new(
-                client.clone(),
-                namespaces.clone(),
-                metrics.clone(),
-            ))
-        });
+    let nc = enabled.namespace.then(|| {
+        Arc::new(NamespaceController::new(
+            client.clone(),
+            namespaces.clone(),
+            metrics.clone(),
+        ))
+    });
 
     // The handlers: each informer's events to every controller that listens to the kind.
     let mut on_deployment: Vec<Handler<Deployment>> = Vec::new();

@@ -34,7 +34,8 @@ pub struct NamespaceController {
 
 impl std::fmt::Debug for NamespaceController {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("NamespaceController").finish_non_exhaustive()
+        f.debug_struct("NamespaceController")
+            .finish_non_exhaustive()
     }
 }
 
@@ -158,7 +159,8 @@ impl NamespaceController {
             .as_ref()
             .and_then(|s| s.finalizers.clone())
             .unwrap_or_default();
-        if ns.metadata.deletion_timestamp.is_none() || !spec_finalizers.iter().any(|f| f == FINALIZER)
+        if ns.metadata.deletion_timestamp.is_none()
+            || !spec_finalizers.iter().any(|f| f == FINALIZER)
         {
             return Ok(Next::Done);
         }
@@ -186,8 +188,12 @@ impl NamespaceController {
             )));
         }
         let mut fin = ns.clone();
-        fin.spec.get_or_insert_with(Default::default).finalizers = Some(finalized(&spec_finalizers));
-        info!(namespace = name, "namespace emptied; removing its finalizer");
+        fin.spec.get_or_insert_with(Default::default).finalizers =
+            Some(finalized(&spec_finalizers));
+        info!(
+            namespace = name,
+            "namespace emptied; removing its finalizer"
+        );
         match self.client.finalize_namespace(&fin).await {
             Ok(_) => Ok(Next::Done),
             Err(e) if e.is_not_found() => Ok(Next::Done),
