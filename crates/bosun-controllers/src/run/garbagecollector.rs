@@ -324,7 +324,7 @@ impl GarbageCollector {
             Finalize::Orphan(indexes) => {
                 for i in indexes {
                     let (kind, dep) = &dependents[i];
-                    let dep_item = Item::of(*kind, dep);
+                    let dep_item = Item::of(kind, dep);
                     let dep_uid = dep.uid.as_deref().unwrap_or("");
                     let patch = Patch::Strategic(remove_owner_references_patch(
                         dep_uid,
@@ -339,7 +339,7 @@ impl GarbageCollector {
                 for i in indexes {
                     let (kind, dep) = &dependents[i];
                     if dep.deletion_timestamp.is_none() {
-                        self.queue.add(Item::of(*kind, dep));
+                        self.queue.add(Item::of(kind, dep));
                     }
                 }
                 Ok(())
