@@ -860,7 +860,16 @@ async fn finalizers_and_graceful_deletion() {
     assert!(get("pod", "solo").is_none());
 
     // Deleting a namespace deletes what is in it, then the namespace; a pod on a node keeps
-    // it Terminating until the pod is gone.
+    // it Terminating until the pod is gone. Emptying it is the controller-manager's
+    // namespace controller's job, as on Kubernetes.
+    let _cm = bosun_tests::component::Component::start(
+        dir.path(),
+        "controller-manager",
+        "controller-manager",
+        &api.url,
+        &[],
+        &[],
+    );
     k.run_with(
         &["create", "-f", "-"],
         "apiVersion: v1\nkind: Namespace\nmetadata:\n  name: doomed\n",

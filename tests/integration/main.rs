@@ -20,6 +20,8 @@
 //! - `nodelifecycle`: the node lifecycle controller: a kubelet that dies has its nodes
 //!   tainted unreachable and its pods replaced on other nodes.
 //! - `layers`: the crate graph: only the apiserver's side reaches the store.
+//! - `namespaces`: the namespace lifecycle (`kubectl delete namespace` with the
+//!   controller-manager's namespace controller) and garbage collection over every kind.
 //! - `runtime`: the controller runtime (reflector, leader election, events) and field managers.
 //! - `scheduler`: `bosun scheduler` binding pods to Node objects, two schedulers racing.
 //!
@@ -41,6 +43,7 @@ mod etcdctl;
 mod grpc_api;
 mod kubelet;
 mod layers;
+mod namespaces;
 mod nodelifecycle;
 mod runtime;
 mod scheduler;

@@ -146,6 +146,15 @@ fn object_ref<K: Resource>(ns: &str, name: &str, sub: &str) -> apipb::ObjectRef 
     }
 }
 
+fn dynamic_ref(resource: &str, ns: &str, name: &str) -> apipb::ObjectRef {
+    apipb::ObjectRef {
+        resource: resource.to_string(),
+        namespace: ns.to_string(),
+        name: name.to_string(),
+        subresource: String::new(),
+    }
+}
+
 /// List options.
 #[derive(Debug, Clone, Default)]
 pub struct ListParams {
@@ -483,6 +492,118 @@ impl ApiClient {
         obj: &K,
     ) -> Result<K, ApiError> {
         self.put(ns, obj, "status").await
+    }
+
+    /// A list of the resource named by its plural (`pods`, `leases`) as JSON objects, for
+    /// components that handle every kind alike (the namespace controller, the garbage
+    /// collector); `ns` empty: every namespace.
+    pub async fn list_dynamic(
+        &self,
+        resource: &str,
+        ns: &str,
+        p: &ListParams,
+    ) -> Result<ObjectList<serde_json::Value>, ApiError> {
+        let r = self
+            .raw()
+            .list(apipb::ListRequest {
+                resource: resource.to_string(),
+                namespace: ns.to_string(),
+                label_selector: p.label_selector.clone(),
+                field_selector: p.field_selector.clone(),
+                limit: p.limit,
+                r#continue: p.continue_token.clone(),
+            })
+            .await
+            .map_err(ApiError::from_grpc)?
+            .into_inner();
+        Ok(ObjectList {
+            items: r
+                .items
+                .iter()
+                .map(|i| decode(i))
+                .collect::<Result<_, _>>()?,
+            resource_version: r.resource_version,
+            continue_token: (!r.r#continue.is_empty()).then_some(r.r#continue),
+        })
+    }
+
+    /// One object of the resource named by its plural, as JSON.
+    pub async fn get_dynamic(
+        &self,
+        resource: &str,
+        ns: &str,
+        name: &str,
+    ) -> Result<serde_json::Value, ApiError> {
+        let r = self
+            .raw()
+            .get(apipb::GetRequest {
+                r#ref: Some(dynamic_ref(resource, ns, name)),
+            })
+            .await
+            .map_err(ApiError::from_grpc)?;
+        decode(&r.into_inner().json)
+    }
+
+    /// Deletes an object of the resource named by its plural (see [`ApiClient::delete`]).
+    pub async fn delete_dynamic(
+        &self,
+        resource: &str,
+        ns: &str,
+        name: &str,
+        options: Option<&serde_json::Value>,
+    ) -> Result<Deleted<serde_json::Value>, ApiError> {
+        let r = self
+            .raw()
+            .delete(apipb::DeleteRequest {
+                r#ref: Some(dynamic_ref(resource, ns, name)),
+                options_json: match options {
+                    Some(o) => encode(o)?,
+                    None => Vec::new(),
+                },
+            })
+            .await
+            .map_err(ApiError::from_grpc)?
+            .into_inner();
+        Ok(Deleted {
+            object: decode(&r.json)?,
+            gone: r.deleted,
+        })
+    }
+
+    /// Patches an object of the resource named by its plural.
+    pub async fn patch_dynamic(
+        &self,
+        resource: &str,
+        ns: &str,
+        name: &str,
+        patch: &Patch,
+    ) -> Result<serde_json::Value, ApiError> {
+        let (t, body) = match patch {
+            Patch::Json(v) => ("json", v),
+            Patch::Merge(v) => ("merge", v),
+            Patch::Strategic(v) => ("strategic", v),
+        };
+        let r = self
+            .raw()
+            .patch(apipb::PatchRequest {
+                r#ref: Some(dynamic_ref(resource, ns, name)),
+                patch_type: t.into(),
+                patch: encode(body)?,
+                field_manager: self.field_manager.to_string(),
+            })
+            .await
+            .map_err(ApiError::from_grpc)?;
+        decode(&r.into_inner().json)
+    }
+
+    /// Replaces a namespace's `spec.finalizers` through its `finalize` subresource (what
+    /// the namespace controller does once the namespace is empty); a namespace being
+    /// deleted whose finalizers are all gone is removed.
+    pub async fn finalize_namespace(
+        &self,
+        ns: &k8s_openapi::api::core::v1::Namespace,
+    ) -> Result<k8s_openapi::api::core::v1::Namespace, ApiError> {
+        self.put("", ns, "finalize").await
     }
 
     async fn patch_sub<K: Resource + DeserializeOwned>(

@@ -60,7 +60,7 @@ pub static NAMESPACES: Resource = Resource {
     namespaced: false,
     short_names: &["ns"],
     categories: &[],
-    subresources: &["status"],
+    subresources: &["status", "finalize"],
     status_subresource: true,
     generation: false,
     field_labels: &["status.phase"],

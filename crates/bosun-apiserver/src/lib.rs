@@ -308,27 +308,6 @@ async fn compactor(kv: Client, interval: Duration, mut shutdown: signal::Receive
     }
 }
 
-/// Removes terminating namespaces once emptied: when one starts terminating, and every few
-/// seconds while any is (pods on nodes wait for their kubelets).
-async fn namespace_finalizer(shared: Arc<Shared>, mut shutdown: signal::Receiver<bool>) {
-    let mut pending = 0;
-    loop {
-        let wait = if pending > 0 { 1 } else { 10 };
-        tokio::select! {
-            _ = shared.registry.namespace_deleted.notified() => {}
-            _ = tokio::time::sleep(Duration::from_secs(wait)) => {}
-            _ = stopped(&mut shutdown) => return,
-        }
-        match shared.registry.finalize_namespaces().await {
-            Ok(n) => pending = n,
-            Err(e) => {
-                pending = 1;
-                warn!(error = %e, "finalizing terminating namespaces");
-            }
-        }
-    }
-}
-
 /// Runs the apiserver until `shutdown` becomes true.
 pub async fn run(cfg: ApiserverConfig, shutdown: signal::Receiver<bool>) -> anyhow::Result<()> {
     let limits = Limits {
@@ -383,7 +362,6 @@ pub async fn run(cfg: ApiserverConfig, shutdown: signal::Receiver<bool>) -> anyh
         bookmark_interval: Duration::from_secs(cfg.watch_bookmark_interval.max(1)),
         kubelet_client: HttpClient::builder(TokioExecutor::new()).build_http(),
     });
-    tasks.spawn(namespace_finalizer(shared.clone(), shutdown.clone()));
     let grpc = tonic::service::Routes::new(
         bosun_proto::apipb::api_server::ApiServer::new(grpc::ApiService::new(shared.clone()))
             .max_decoding_message_size(limits.max_request_bytes),

@@ -16,6 +16,8 @@
 //! - [`selector`]: the one label-selector match these controllers need.
 //! - [`garbagecollector`]: `attemptToDeleteItem` and the foreground/orphan finalizers of
 //!   `pkg/controller/garbagecollector`, over owner states.
+//! - [`namespace`]: the namespace controller's conditions and finalizing of
+//!   `pkg/controller/namespace/deletion`.
 //! - [`nodelifecycle`]: `pkg/controller/nodelifecycle` and `tainteviction`: node health from
 //!   Leases, the condition taints, and which pods NoExecute taints evict, and when.
 //! - [`run`]: `bosun controller-manager`, the loops around the cores: informers, handlers
@@ -28,6 +30,7 @@
 
 pub mod deployment;
 pub mod garbagecollector;
+pub mod namespace;
 pub mod nodelifecycle;
 pub mod podutil;
 pub mod replicaset;

@@ -61,7 +61,7 @@ impl Strategy for Deployment {
                     };
                 }
             }
-            super::Part::Main => super::reset_status(&DEPLOYMENTS, new, old, super::Part::Main),
+            part => super::reset_status(&DEPLOYMENTS, new, old, part),
         }
     }
 

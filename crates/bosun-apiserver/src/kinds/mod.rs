@@ -120,6 +120,8 @@ pub enum Part {
     Main,
     /// Only `status`.
     Status,
+    /// Only `spec.finalizers` (a namespace's `finalize` subresource).
+    Finalize,
 }
 
 impl Part {
@@ -128,6 +130,7 @@ impl Part {
         match sub {
             "" => Ok(Part::Main),
             "status" if res.status_subresource => Ok(Part::Status),
+            "finalize" if res.has_subresource("finalize") => Ok(Part::Finalize),
             other => Err(Status::bad_request(format!(
                 "subresource {other} of {} is not updatable this way",
                 res.qualified()
@@ -195,10 +198,18 @@ pub trait Strategy: Send + Sync + 'static {
         Ok(())
     }
 
-    /// Whether a delete leaves the object terminating until the apiserver has emptied it
-    /// (the namespace lifecycle), marking `obj` so; such objects are removed by the
-    /// registry's `finalize_namespaces`.
+    /// Whether a delete leaves the object terminating (the namespace lifecycle: the first
+    /// delete only marks it, and it stays while `spec.finalizers` is not empty), marking
+    /// `obj` so. `obj` is the stored object, its `deletionTimestamp` not yet set by this
+    /// delete.
     fn begin_termination(&self, _obj: &mut Value) -> bool {
+        false
+    }
+
+    /// Whether something besides `metadata.finalizers` still holds an object being deleted
+    /// (a namespace's `spec.finalizers`): the last metadata finalizer removed then does not
+    /// remove it.
+    fn deletion_held(&self, _obj: &Value) -> bool {
         false
     }
 
@@ -266,6 +277,9 @@ pub trait Kind: Send + Sync {
 
     /// See [`Strategy::begin_termination`].
     fn begin_termination(&self, obj: &mut Value) -> bool;
+
+    /// See [`Strategy::deletion_held`].
+    fn deletion_held(&self, obj: &Value) -> bool;
 
     /// See [`Strategy::returns_deleted_object`].
     fn returns_deleted_object(&self) -> bool;
@@ -354,6 +368,10 @@ impl<S: Strategy> Kind for S {
         Strategy::begin_termination(self, obj)
     }
 
+    fn deletion_held(&self, obj: &Value) -> bool {
+        Strategy::deletion_held(self, obj)
+    }
+
     fn returns_deleted_object(&self) -> bool {
         Strategy::returns_deleted_object(self)
     }
@@ -378,6 +396,24 @@ fn reset_status(res: &Resource, new: &mut Value, old: &Value, part: Part) {
             let mut n = old.clone();
             if let (Some(o), Some(s)) = (n.as_object_mut(), status) {
                 o.insert("status".into(), s);
+            }
+            *new = n;
+        }
+        // `finalize` changes `spec.finalizers` and nothing else.
+        Part::Finalize => {
+            let fins = new
+                .pointer("/spec/finalizers")
+                .cloned()
+                .unwrap_or(Value::Null);
+            let mut n = old.clone();
+            if let Some(o) = n.as_object_mut() {
+                let spec = o.entry("spec").or_insert_with(|| serde_json::json!({}));
+                if let Some(s) = spec.as_object_mut() {
+                    match fins {
+                        Value::Null => s.remove("finalizers"),
+                        f => s.insert("finalizers".into(), f),
+                    };
+                }
             }
             *new = n;
         }

@@ -593,22 +593,15 @@ pub fn default_replicaset(r: &mut ReplicaSet) {
     default_template(spec.template.get_or_insert_with(Default::default));
 }
 
-/// Applies the defaults kube-apiserver gives a new namespace: the
-/// `kubernetes.io/metadata.name` label, the `kubernetes` finalizer and phase `Active`.
+/// Applies the defaults kube-apiserver gives a namespace: the `kubernetes.io/metadata.name`
+/// label and phase `Active`. (The `kubernetes` finalizer is added on create only, by the
+/// strategy, since the namespace controller removes it through `/finalize`.)
 pub fn default_namespace(n: &mut Namespace) {
     if let Some(name) = n.metadata.name.clone().filter(|s| !s.is_empty()) {
         n.metadata
             .labels
             .get_or_insert_with(BTreeMap::new)
             .insert("kubernetes.io/metadata.name".to_string(), name);
-    }
-    let finalizers = n
-        .spec
-        .get_or_insert_with(Default::default)
-        .finalizers
-        .get_or_insert_with(Vec::new);
-    if !finalizers.iter().any(|f| f == "kubernetes") {
-        finalizers.push("kubernetes".to_string());
     }
     let status = n.status.get_or_insert_with(Default::default);
     if status.phase.as_deref().unwrap_or("").is_empty() {
@@ -2281,7 +2274,9 @@ mod tests {
             serde_json::from_value(json!({"metadata": {"name": "team-a"}})).unwrap();
         default_namespace(&mut n);
         let v = serde_json::to_value(&n).unwrap();
-        assert_eq!(v["spec"]["finalizers"], json!(["kubernetes"]));
+        // The `kubernetes` finalizer is the create strategy's, not a default: defaulting
+        // an update must not put back what the namespace controller removed.
+        assert!(v.pointer("/spec/finalizers").is_none(), "{v}");
         assert_eq!(v["status"]["phase"], "Active");
         assert_eq!(
             v["metadata"]["labels"]["kubernetes.io/metadata.name"],
@@ -2300,7 +2295,7 @@ mod tests {
         );
         n.metadata.namespace = None;
         n.metadata.name = Some("ok".into());
-        n.spec.as_mut().unwrap().finalizers = Some(vec!["custom".into()]);
+        n.spec.get_or_insert_with(Default::default).finalizers = Some(vec!["custom".into()]);
         assert_eq!(
             strings(&validate_namespace(&n)),
             vec![

@@ -176,7 +176,8 @@ impl<S: Store> Registry<S> {
                 fins.retain(|x| x == f || (x != "orphan" && x != "foregroundDeletion"));
             }
             let grace = kind.deletion_grace(&obj, grace_opt);
-            // A namespace is emptied first (see `finalize_namespaces`).
+            // A namespace is only marked by the first delete and stays while
+            // `spec.finalizers` holds it (the namespace controller empties it).
             let terminating = kind.begin_termination(&mut obj);
             if grace == 0 && fins.is_empty() && !terminating {
                 if opts.dry_run {
@@ -228,9 +229,6 @@ impl<S: Store> Registry<S> {
             }
             if let Some(rev) = self.swap(res, ns, name, cur.rev, &obj, false).await? {
                 set_resource_version(&mut obj, rev);
-                if terminating {
-                    self.namespace_deleted.notify_one();
-                }
                 return Ok(Deleted {
                     object: obj,
                     gone: false,

@@ -69,8 +69,6 @@ pub struct Registry<S = EtcdStore> {
     event_leases: create::EventLeases,
     limits: Limits,
     admission: Admission,
-    /// Woken when a namespace starts terminating.
-    pub namespace_deleted: tokio::sync::Notify,
 }
 
 impl<S> std::fmt::Debug for Registry<S> {
@@ -98,7 +96,6 @@ impl<S: Store> Registry<S> {
             event_leases: create::EventLeases::new(event_ttl),
             limits,
             admission: Admission::default(),
-            namespace_deleted: tokio::sync::Notify::new(),
         }
     }
 

@@ -1,16 +1,14 @@
-//! The namespace lifecycle: nothing is created in a namespace that does not exist or is
-//! terminating, and a terminating namespace is emptied (its objects deleted as a client
-//! would, so pods on nodes go gracefully) and then removed. Kubernetes runs the second half
-//! in the controller-manager; Bosun's apiserver runs it (`lib.rs`, woken by
-//! `namespace_deleted`).
+//! The apiserver's half of the namespace lifecycle (Kubernetes' `NamespaceLifecycle`
+//! admission): nothing is created in a namespace that does not exist or is terminating.
+//! Emptying a terminating namespace is the controller-manager's namespace controller's job;
+//! the namespace is removed when its `spec.finalizers` and `metadata.finalizers` are empty
+//! (see the kind's strategy, `delete.rs` and `update.rs`).
 
-use bosun_api::meta::{finalizers, meta_str};
+use bosun_api::meta::meta_str;
 use bosun_api::resources::{NAMESPACES, Resource};
-use serde_json::json;
 
-use super::get_list::ListOptions;
+use super::Registry;
 use super::store::Store;
-use super::{Registry, WriteOptions, parse_rv};
 use crate::error::{ApiResult, Status};
 
 impl<S: Store> Registry<S> {
@@ -36,49 +34,5 @@ impl<S: Store> Registry<S> {
             )),
             Some(_) => Ok(()),
         }
-    }
-
-    /// Empties every terminating namespace (deleting its objects as a client would, so pods
-    /// on nodes go gracefully) and removes it once nothing is left: the namespace
-    /// lifecycle that kubectl waits for. Returns how many namespaces are still terminating.
-    pub async fn finalize_namespaces(&self) -> ApiResult<usize> {
-        let namespaces = crate::kinds::namespaces();
-        let all = self.list(namespaces, None, &ListOptions::default()).await?;
-        let mut pending = 0;
-        for ns in all.items {
-            if meta_str(&ns, "deletionTimestamp").is_empty() {
-                continue;
-            }
-            let name = meta_str(&ns, "name").to_string();
-            let mut left = 0;
-            for kind in crate::kinds::all().filter(|k| k.resource().namespaced) {
-                self.delete_collection(
-                    kind,
-                    Some(&name),
-                    &ListOptions::default(),
-                    &json!({}),
-                    WriteOptions::default(),
-                )
-                .await?;
-                let one = ListOptions {
-                    limit: 1,
-                    ..ListOptions::default()
-                };
-                left += self.list(kind, Some(&name), &one).await?.items.len();
-            }
-            if left > 0 || !finalizers(&ns).is_empty() {
-                pending += 1;
-                continue;
-            }
-            let rev = parse_rv(meta_str(&ns, "resourceVersion"))?.unwrap_or(0);
-            if self
-                .swap(namespaces.resource(), "", &name, rev, &ns, true)
-                .await?
-                .is_none()
-            {
-                pending += 1;
-            }
-        }
-        Ok(pending)
     }
 }

@@ -583,21 +583,18 @@ async fn pods_on_nodes_are_deleted_gracefully() {
 }
 
 #[tokio::test]
-async fn a_deleted_namespace_terminates_empties_and_goes() {
+async fn a_deleted_namespace_terminates_until_finalized() {
     let r = registry().await;
     namespace(&r, "team").await;
-    for name in ["a", "b"] {
-        r.create(pods(), "team", pod(name), WriteOptions::default())
-            .await
-            .unwrap();
-    }
-    let mut held = deployment("held", 1);
-    held["metadata"]["finalizers"] = json!(["example.com/hold"]);
-    r.create(deployments(), "team", held, WriteOptions::default())
+    assert_eq!(
+        stored(&r, &NAMESPACES, "", "team").unwrap()["spec"]["finalizers"],
+        json!(["kubernetes"])
+    );
+    r.create(pods(), "team", pod("a"), WriteOptions::default())
         .await
         .unwrap();
-    let d = r
-        .delete(
+    let del = || async {
+        r.delete(
             kinds::namespaces(),
             "",
             "team",
@@ -605,14 +602,12 @@ async fn a_deleted_namespace_terminates_empties_and_goes() {
             WriteOptions::default(),
         )
         .await
-        .unwrap();
+        .unwrap()
+    };
+    let d = del().await;
     assert!(!d.gone);
     assert_eq!(d.object["status"]["phase"], "Terminating");
     assert!(!meta_str(&d.object, "deletionTimestamp").is_empty());
-    // The finalizer loop is woken (a permit is stored for it).
-    tokio::time::timeout(Duration::from_secs(1), r.namespace_deleted.notified())
-        .await
-        .unwrap();
     let e = r
         .create(pods(), "team", pod("late"), WriteOptions::default())
         .await
@@ -622,15 +617,75 @@ async fn a_deleted_namespace_terminates_empties_and_goes() {
         e.message,
         "pods \"late\" is forbidden: unable to create new content in namespace team because it is being terminated"
     );
-    // Emptied as far as it can be: the held deployment keeps it terminating.
-    assert_eq!(r.finalize_namespaces().await.unwrap(), 1);
-    assert!(stored(&r, &PODS, "team", "a").is_none());
-    assert!(stored(&r, &NAMESPACES, "", "team").is_some());
-    let mut free = r.get(deployments(), "team", "held").await.unwrap();
+    // Nothing in the apiserver empties it: the pod stays, and so does the namespace, however
+    // often it is deleted, while spec.finalizers holds it.
+    assert!(!del().await.gone);
+    assert!(stored(&r, &PODS, "team", "a").is_some());
+    // A plain update cannot drop spec.finalizers.
+    let mut ns = r.get(kinds::namespaces(), "", "team").await.unwrap();
+    ns["spec"]["finalizers"] = json!([]);
+    let (after, _) = r
+        .update(
+            kinds::namespaces(),
+            "",
+            "team",
+            ns,
+            Part::Main,
+            WriteOptions::default(),
+        )
+        .await
+        .unwrap();
+    assert_eq!(after["spec"]["finalizers"], json!(["kubernetes"]));
+    // finalize with an empty list removes it: nothing else holds it.
+    let mut fin = r.get(kinds::namespaces(), "", "team").await.unwrap();
+    fin["spec"]["finalizers"] = json!([]);
+    r.update(
+        kinds::namespaces(),
+        "",
+        "team",
+        fin,
+        Part::Finalize,
+        WriteOptions::default(),
+    )
+    .await
+    .unwrap();
+    assert!(stored(&r, &NAMESPACES, "", "team").is_none());
+
+    // With a metadata finalizer too, it goes only when both are empty.
+    let mut held = json!({"apiVersion": "v1", "kind": "Namespace",
+        "metadata": {"name": "held", "finalizers": ["example.com/hold"]}});
+    held = r
+        .create(kinds::namespaces(), "", held, WriteOptions::default())
+        .await
+        .unwrap()
+        .0;
+    assert_eq!(held["spec"]["finalizers"], json!(["kubernetes"]));
+    r.delete(
+        kinds::namespaces(),
+        "",
+        "held",
+        &json!({}),
+        WriteOptions::default(),
+    )
+    .await
+    .unwrap();
+    let mut fin = r.get(kinds::namespaces(), "", "held").await.unwrap();
+    fin["spec"]["finalizers"] = json!([]);
+    r.update(
+        kinds::namespaces(),
+        "",
+        "held",
+        fin,
+        Part::Finalize,
+        WriteOptions::default(),
+    )
+    .await
+    .unwrap();
+    let mut free = stored(&r, &NAMESPACES, "", "held").expect("held by its metadata finalizer");
     free["metadata"]["finalizers"] = json!([]);
     r.update(
-        deployments(),
-        "team",
+        kinds::namespaces(),
+        "",
         "held",
         free,
         Part::Main,
@@ -638,8 +693,7 @@ async fn a_deleted_namespace_terminates_empties_and_goes() {
     )
     .await
     .unwrap();
-    assert_eq!(r.finalize_namespaces().await.unwrap(), 0);
-    assert!(stored(&r, &NAMESPACES, "", "team").is_none());
+    assert!(stored(&r, &NAMESPACES, "", "held").is_none());
     // The built-in namespaces stay, and namespaces have no delete-collection.
     let e = r
         .delete(

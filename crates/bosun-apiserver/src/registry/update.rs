@@ -117,6 +117,7 @@ impl<S: Store> Registry<S> {
             let subresource = match part {
                 Part::Main => "",
                 Part::Status => "status",
+                Part::Finalize => "finalize",
             };
             super::managed::record(
                 &mut new,
@@ -132,10 +133,13 @@ impl<S: Store> Registry<S> {
                 return Ok((new, warnings));
             }
             // The last finalizer removed from an object being deleted deletes it, unless its
-            // holder still has to finish (a pod's kubelet, which deletes it with grace 0).
+            // holder still has to finish (a pod's kubelet, which deletes it with grace 0) or
+            // it is held otherwise (a namespace's `spec.finalizers`): Kubernetes'
+            // `ShouldDeleteDuringUpdate`.
             let finished = !meta_str(&new, "deletionTimestamp").is_empty()
                 && finalizers(&new).is_empty()
-                && !graceful_pending(&new);
+                && !graceful_pending(&new)
+                && !kind.deletion_held(&new);
             match self.swap(res, ns, name, cur.rev, &new, finished).await? {
                 Some(rev) => {
                     set_resource_version(&mut new, rev);

@@ -79,6 +79,7 @@ fn subresource_entry(r: &Resource, sub: &str) -> Value {
         "status" => (r.kind, vec!["get", "patch", "update"], "", ""),
         "scale" => ("Scale", vec!["get", "patch", "update"], "autoscaling", "v1"),
         "binding" => ("Binding", vec!["create"], "", ""),
+        "finalize" => (r.kind, vec!["update"], "", ""),
         "log" => ("Pod", vec!["get"], "", ""),
         _ => (r.kind, vec!["get"], "", ""),
     };

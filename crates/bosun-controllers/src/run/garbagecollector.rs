@@ -1,22 +1,31 @@
-//! The garbage collector's loop over Deployments, ReplicaSets and Pods: objects whose
+//! The garbage collector's loop over every kind of the resource table: objects whose
 //! owners are all gone are deleted (background), owners deleted in the foreground wait for
 //! their blocking dependents, and owners deleted with the orphan policy first strip their
 //! dependents' references to them. The decisions are [`crate::garbagecollector`]'s.
 //!
-//! Kubernetes' collector builds a graph of every kind through metadata informers; this one
-//! knows the kinds the controller-manager already caches. An owner reference to any other
-//! kind counts as a live owner, so nothing is collected on a guess.
+//! Kubernetes' collector builds a graph of every kind through metadata informers. This one
+//! watches the kinds that have dependents or owners in practice (Deployments, ReplicaSets,
+//! Pods, Leases, Nodes) and resolves an owner of any kind of the resource table (cluster-
+//! scoped ones included: a node's Lease is owned by its Node) through the cache or, failing
+//! that, the apiserver; its writes go through the API by resource name, so a kind added to
+//! the table is handled without code here. An owner reference to a kind outside the table
+//! counts as a live owner, so nothing is collected on a guess; a cluster-scoped object
+//! referring to a namespaced owner is invalid (an `OwnerRefInvalidNamespace` event, not
+//! collected), and a namespaced object's owner reference resolves in its own namespace.
 
 use anyhow::anyhow;
+use bosun_api::resources::{RESOURCES, Resource};
 use bosun_api_client::{ApiClient, ApiError, Patch};
 use bosun_runtime::controller::Action as Next;
+use bosun_runtime::events::Recorder;
 use bosun_runtime::queue::{QueueConfig, WorkQueue};
 use bosun_runtime::reflector::{Event, Store};
 use k8s_openapi::api::apps::v1::{Deployment, ReplicaSet};
-use k8s_openapi::api::core::v1::Pod;
+use k8s_openapi::api::coordination::v1::Lease;
+use k8s_openapi::api::core::v1::{Node, ObjectReference, Pod};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{ObjectMeta, OwnerReference};
 use serde_json::json;
-use tracing::{debug, info};
+use tracing::{debug, info, warn};
 
 use super::{Metrics, Reconciler};
 use crate::garbagecollector::{
@@ -24,40 +33,37 @@ use crate::garbagecollector::{
     remove_finalizer_patch, remove_owner_references_patch,
 };
 
-/// The kinds the collector looks after.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-pub enum GcKind {
-    /// apps/v1 Deployment.
-    Deployment,
-    /// apps/v1 ReplicaSet.
-    ReplicaSet,
-    /// v1 Pod.
-    Pod,
+/// The resource of an owner reference (by apiVersion and kind), if the table has it.
+pub fn resource_of_ref(r: &OwnerReference) -> Option<&'static Resource> {
+    RESOURCES
+        .iter()
+        .copied()
+        .find(|res| res.kind == r.kind && res.api_version() == r.api_version)
 }
 
-impl GcKind {
-    fn of_ref(r: &OwnerReference) -> Option<GcKind> {
-        match (r.api_version.as_str(), r.kind.as_str()) {
-            ("apps/v1", "Deployment") => Some(GcKind::Deployment),
-            ("apps/v1", "ReplicaSet") => Some(GcKind::ReplicaSet),
-            ("v1", "Pod") => Some(GcKind::Pod),
-            _ => None,
-        }
+/// Where an owner reference of an object in namespace `dependent_ns` ("" when
+/// cluster-scoped) points: the owner's namespace, or `None` when the reference is invalid
+/// (a cluster-scoped dependent cannot have a namespaced owner).
+pub fn owner_namespace<'a>(owner: &Resource, dependent_ns: &'a str) -> Option<&'a str> {
+    match (owner.namespaced, dependent_ns.is_empty()) {
+        (false, _) => Some(""),
+        (true, true) => None,
+        (true, false) => Some(dependent_ns),
     }
 }
 
-/// One object to look at.
+/// One object to look at: its resource (plural name), namespace and name.
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
 pub struct Item {
-    kind: GcKind,
+    resource: &'static str,
     namespace: String,
     name: String,
 }
 
 impl Item {
-    fn of(kind: GcKind, meta: &ObjectMeta) -> Item {
+    fn of(resource: &'static str, meta: &ObjectMeta) -> Item {
         Item {
-            kind,
+            resource,
             namespace: meta.namespace.clone().unwrap_or_default(),
             name: meta.name.clone().unwrap_or_default(),
         }
@@ -72,12 +78,73 @@ fn deleting_dependents(meta: &ObjectMeta) -> bool {
     meta.deletion_timestamp.is_some() && has_finalizer(meta, FOREGROUND)
 }
 
+/// The caches the collector reads.
+#[derive(Debug, Clone, Default)]
+pub struct Caches {
+    /// Deployments.
+    pub deployments: Store<Deployment>,
+    /// ReplicaSets.
+    pub replica_sets: Store<ReplicaSet>,
+    /// Pods.
+    pub pods: Store<Pod>,
+    /// Leases.
+    pub leases: Store<Lease>,
+    /// Nodes.
+    pub nodes: Store<Node>,
+}
+
+impl Caches {
+    fn get(&self, resource: &str, ns: &str, name: &str) -> Option<ObjectMeta> {
+        match resource {
+            "deployments" => self.deployments.get(ns, name).map(|o| o.metadata.clone()),
+            "replicasets" => self.replica_sets.get(ns, name).map(|o| o.metadata.clone()),
+            "pods" => self.pods.get(ns, name).map(|o| o.metadata.clone()),
+            "leases" => self.leases.get(ns, name).map(|o| o.metadata.clone()),
+            "nodes" => self.nodes.get("", name).map(|o| o.metadata.clone()),
+            _ => None,
+        }
+    }
+
+    fn watched(resource: &str) -> bool {
+        matches!(
+            resource,
+            "deployments" | "replicasets" | "pods" | "leases" | "nodes"
+        )
+    }
+
+    /// Every cached object that references `uid`, with its resource.
+    fn dependents_of(&self, uid: &str) -> Vec<(&'static str, ObjectMeta)> {
+        let refers = |m: &ObjectMeta| m.owner_references.iter().flatten().any(|r| r.uid == uid);
+        let mut out = Vec::new();
+        let mut add = |res: &'static str, m: &ObjectMeta| {
+            if refers(m) {
+                out.push((res, m.clone()));
+            }
+        };
+        for o in self.deployments.list() {
+            add("deployments", &o.metadata);
+        }
+        for o in self.replica_sets.list() {
+            add("replicasets", &o.metadata);
+        }
+        for o in self.pods.list() {
+            add("pods", &o.metadata);
+        }
+        for o in self.leases.list() {
+            add("leases", &o.metadata);
+        }
+        for o in self.nodes.list() {
+            add("nodes", &o.metadata);
+        }
+        out
+    }
+}
+
 /// The garbage collector: the caches it reads and its queue.
 pub struct GarbageCollector {
     client: ApiClient,
-    deployments: Store<Deployment>,
-    replica_sets: Store<ReplicaSet>,
-    pods: Store<Pod>,
+    caches: Caches,
+    recorder: Recorder,
     queue: WorkQueue<Item>,
     metrics: Metrics,
 }
@@ -89,19 +156,12 @@ impl std::fmt::Debug for GarbageCollector {
 }
 
 impl GarbageCollector {
-    /// A collector over these caches.
-    pub fn new(
-        client: ApiClient,
-        deployments: Store<Deployment>,
-        replica_sets: Store<ReplicaSet>,
-        pods: Store<Pod>,
-        metrics: Metrics,
-    ) -> Self {
+    /// A collector over these caches, recording its events with `recorder`.
+    pub fn new(client: ApiClient, caches: Caches, recorder: Recorder, metrics: Metrics) -> Self {
         GarbageCollector {
             client,
-            deployments,
-            replica_sets,
-            pods,
+            caches,
+            recorder,
             queue: WorkQueue::with_metrics(
                 "garbagecollector",
                 QueueConfig::default(),
@@ -111,38 +171,16 @@ impl GarbageCollector {
         }
     }
 
-    fn cached(&self, kind: GcKind, ns: &str, name: &str) -> Option<ObjectMeta> {
-        match kind {
-            GcKind::Deployment => self.deployments.get(ns, name).map(|o| o.metadata.clone()),
-            GcKind::ReplicaSet => self.replica_sets.get(ns, name).map(|o| o.metadata.clone()),
-            GcKind::Pod => self.pods.get(ns, name).map(|o| o.metadata.clone()),
-        }
+    fn cached(&self, resource: &str, ns: &str, name: &str) -> Option<ObjectMeta> {
+        self.caches.get(resource, ns, name)
     }
 
-    /// Every cached object that references `uid`.
-    fn dependents_of(&self, uid: &str) -> Vec<(GcKind, ObjectMeta)> {
-        let refers = |m: &ObjectMeta| m.owner_references.iter().flatten().any(|r| r.uid == uid);
-        let mut out = Vec::new();
-        for d in self.deployments.list() {
-            if refers(&d.metadata) {
-                out.push((GcKind::Deployment, d.metadata.clone()));
-            }
-        }
-        for rs in self.replica_sets.list() {
-            if refers(&rs.metadata) {
-                out.push((GcKind::ReplicaSet, rs.metadata.clone()));
-            }
-        }
-        for p in self.pods.list() {
-            if refers(&p.metadata) {
-                out.push((GcKind::Pod, p.metadata.clone()));
-            }
-        }
-        out
+    fn dependents_of(&self, uid: &str) -> Vec<(&'static str, ObjectMeta)> {
+        self.caches.dependents_of(uid)
     }
 
     /// A change to a cached object (`old` is its previous state, if known).
-    fn on_applied(&self, kind: GcKind, old: Option<&ObjectMeta>, new: &ObjectMeta) {
+    fn on_applied(&self, kind: &'static str, old: Option<&ObjectMeta>, new: &ObjectMeta) {
         if new.deletion_timestamp.is_some()
             && (has_finalizer(new, FOREGROUND) || has_finalizer(new, ORPHAN))
         {
@@ -158,9 +196,12 @@ impl GarbageCollector {
         // A reference to an owner the caches do not hold: maybe dangling.
         let ns = new.namespace.as_deref().unwrap_or("");
         let unresolved = new.owner_references.iter().flatten().any(|r| {
-            GcKind::of_ref(r).is_some_and(|k| {
-                self.cached(k, ns, &r.name)
-                    .is_none_or(|m| m.uid.as_deref() != Some(r.uid.as_str()))
+            resource_of_ref(r).is_some_and(|res| {
+                !Caches::watched(res.plural)
+                    || owner_namespace(res, ns).is_none_or(|ons| {
+                        self.cached(res.plural, ons, &r.name)
+                            .is_none_or(|m| m.uid.as_deref() != Some(r.uid.as_str()))
+                    })
             })
         });
         let refs_changed = old.is_some_and(|o| o.owner_references != new.owner_references);
@@ -178,56 +219,57 @@ impl GarbageCollector {
         }
         let ns = meta.namespace.as_deref().unwrap_or("");
         for r in meta.owner_references.iter().flatten() {
-            if let Some(k) = GcKind::of_ref(r)
-                && let Some(owner) = self.cached(k, ns, &r.name)
+            if let Some(res) = resource_of_ref(r)
+                && let Some(ons) = owner_namespace(res, ns)
+                && let Some(owner) = self.cached(res.plural, ons, &r.name)
                 && owner.deletion_timestamp.is_some()
             {
-                self.queue.add(Item::of(k, &owner));
+                self.queue.add(Item::of(res.plural, &owner));
             }
+        }
+    }
+
+    fn handle<K: k8s_openapi::Metadata<Ty = ObjectMeta>>(
+        &self,
+        resource: &'static str,
+        ev: &Event<K>,
+    ) {
+        match ev {
+            Event::Applied { old, new } => {
+                self.on_applied(resource, old.as_ref().map(|o| o.metadata()), new.metadata())
+            }
+            Event::Deleted(o) => self.on_deleted(o.metadata()),
+            Event::Resynced => {}
         }
     }
 
     /// Deployment events.
     pub fn on_deployment(&self, ev: &Event<Deployment>) {
-        match ev {
-            Event::Applied { old, new } => self.on_applied(
-                GcKind::Deployment,
-                old.as_ref().map(|o| &o.metadata),
-                &new.metadata,
-            ),
-            Event::Deleted(o) => self.on_deleted(&o.metadata),
-            Event::Resynced => {}
-        }
+        self.handle("deployments", ev);
     }
 
     /// ReplicaSet events.
     pub fn on_replica_set(&self, ev: &Event<ReplicaSet>) {
-        match ev {
-            Event::Applied { old, new } => self.on_applied(
-                GcKind::ReplicaSet,
-                old.as_ref().map(|o| &o.metadata),
-                &new.metadata,
-            ),
-            Event::Deleted(o) => self.on_deleted(&o.metadata),
-            Event::Resynced => {}
-        }
+        self.handle("replicasets", ev);
     }
 
     /// Pod events.
     pub fn on_pod(&self, ev: &Event<Pod>) {
-        match ev {
-            Event::Applied { old, new } => self.on_applied(
-                GcKind::Pod,
-                old.as_ref().map(|o| &o.metadata),
-                &new.metadata,
-            ),
-            Event::Deleted(o) => self.on_deleted(&o.metadata),
-            Event::Resynced => {}
-        }
+        self.handle("pods", ev);
+    }
+
+    /// Lease events.
+    pub fn on_lease(&self, ev: &Event<Lease>) {
+        self.handle("leases", ev);
+    }
+
+    /// Node events.
+    pub fn on_node(&self, ev: &Event<Node>) {
+        self.handle("nodes", ev);
     }
 
     async fn sync_item(&self, item: &Item) -> anyhow::Result<()> {
-        let Some(meta) = self.cached(item.kind, &item.namespace, &item.name) else {
+        let Some(meta) = self.cached(item.resource, &item.namespace, &item.name) else {
             return Ok(());
         };
         let uid = meta.uid.clone().unwrap_or_default();
@@ -242,7 +284,8 @@ impl GarbageCollector {
         }
         let mut states = Vec::with_capacity(refs.len());
         for r in &refs {
-            states.push((r.uid.as_str(), self.owner_state(&item.namespace, r).await?));
+            let state = self.owner_state(item, &meta, r).await?;
+            states.push((r.uid.as_str(), state));
         }
         let has_dependents = !self.dependents_of(&uid).is_empty();
         match attempt_to_delete(&meta, &states, has_dependents) {
@@ -281,7 +324,7 @@ impl GarbageCollector {
             Finalize::Orphan(indexes) => {
                 for i in indexes {
                     let (kind, dep) = &dependents[i];
-                    let dep_item = Item::of(*kind, dep);
+                    let dep_item = Item::of(kind, dep);
                     let dep_uid = dep.uid.as_deref().unwrap_or("");
                     let patch = Patch::Strategic(remove_owner_references_patch(
                         dep_uid,
@@ -296,7 +339,7 @@ impl GarbageCollector {
                 for i in indexes {
                     let (kind, dep) = &dependents[i];
                     if dep.deletion_timestamp.is_none() {
-                        self.queue.add(Item::of(*kind, dep));
+                        self.queue.add(Item::of(kind, dep));
                     }
                 }
                 Ok(())
@@ -321,9 +364,28 @@ impl GarbageCollector {
     }
 
     /// `classifyReferences` for one reference: the cache first, then the apiserver (the
-    /// cache may not have caught up with a new owner).
-    async fn owner_state(&self, ns: &str, r: &OwnerReference) -> anyhow::Result<OwnerState> {
-        let Some(kind) = GcKind::of_ref(r) else {
+    /// cache may not have caught up with a new owner, or does not watch its kind).
+    async fn owner_state(
+        &self,
+        item: &Item,
+        meta: &ObjectMeta,
+        r: &OwnerReference,
+    ) -> anyhow::Result<OwnerState> {
+        let Some(res) = resource_of_ref(r) else {
+            return Ok(OwnerState::Solid);
+        };
+        let Some(ns) = owner_namespace(res, &item.namespace) else {
+            // Kubernetes' `namespacedOwnerOfClusterScopedObjectErr`: never resolves, never
+            // collected.
+            warn!(?item, owner = %r.name, kind = %r.kind, "cluster-scoped object with a namespaced owner");
+            self.recorder.warning(
+                &object_reference(item, meta),
+                "OwnerRefInvalidNamespace",
+                format!(
+                    "ownerRef [{}/{}, namespace: , name: {}, uid: {}] does not exist in namespace \"\"",
+                    r.api_version, r.kind, r.name, r.uid
+                ),
+            );
             return Ok(OwnerState::Solid);
         };
         let state = |m: &ObjectMeta| {
@@ -333,27 +395,16 @@ impl GarbageCollector {
                 OwnerState::Solid
             }
         };
-        if let Some(m) = self.cached(kind, ns, &r.name)
+        if let Some(m) = self.cached(res.plural, ns, &r.name)
             && m.uid.as_deref() == Some(r.uid.as_str())
         {
             return Ok(state(&m));
         }
-        let live = match kind {
-            GcKind::Deployment => self
-                .client
-                .get::<Deployment>(ns, &r.name)
-                .await
-                .map(|o| o.metadata),
-            GcKind::ReplicaSet => self
-                .client
-                .get::<ReplicaSet>(ns, &r.name)
-                .await
-                .map(|o| o.metadata),
-            GcKind::Pod => self
-                .client
-                .get::<Pod>(ns, &r.name)
-                .await
-                .map(|o| o.metadata),
+        let live = match self.client.get_dynamic(res.plural, ns, &r.name).await {
+            Ok(v) => Ok(serde_json::from_value::<ObjectMeta>(
+                v.get("metadata").cloned().unwrap_or_default(),
+            )?),
+            Err(e) => Err(e),
         };
         match live {
             Ok(m) if m.uid.as_deref() == Some(r.uid.as_str()) => Ok(state(&m)),
@@ -364,37 +415,31 @@ impl GarbageCollector {
     }
 
     async fn patch(&self, item: &Item, patch: &Patch) -> Result<(), ApiError> {
-        let (ns, name) = (item.namespace.as_str(), item.name.as_str());
-        match item.kind {
-            GcKind::Deployment => self
-                .client
-                .patch::<Deployment>(ns, name, patch)
-                .await
-                .map(drop),
-            GcKind::ReplicaSet => self
-                .client
-                .patch::<ReplicaSet>(ns, name, patch)
-                .await
-                .map(drop),
-            GcKind::Pod => self.client.patch::<Pod>(ns, name, patch).await.map(drop),
-        }
+        self.client
+            .patch_dynamic(item.resource, &item.namespace, &item.name, patch)
+            .await
+            .map(drop)
     }
 
     async fn delete(&self, item: &Item, options: &serde_json::Value) -> Result<(), ApiError> {
-        let (ns, name, o) = (item.namespace.as_str(), item.name.as_str(), Some(options));
-        match item.kind {
-            GcKind::Deployment => self
-                .client
-                .delete::<Deployment>(ns, name, o)
-                .await
-                .map(drop),
-            GcKind::ReplicaSet => self
-                .client
-                .delete::<ReplicaSet>(ns, name, o)
-                .await
-                .map(drop),
-            GcKind::Pod => self.client.delete::<Pod>(ns, name, o).await.map(drop),
-        }
+        self.client
+            .delete_dynamic(item.resource, &item.namespace, &item.name, Some(options))
+            .await
+            .map(drop)
+    }
+}
+
+/// The event's reference to the object an item names.
+fn object_reference(item: &Item, meta: &ObjectMeta) -> ObjectReference {
+    let res = RESOURCES.iter().find(|r| r.plural == item.resource);
+    ObjectReference {
+        api_version: res.map(|r| r.api_version()),
+        kind: res.map(|r| r.kind.to_string()),
+        namespace: (!item.namespace.is_empty()).then(|| item.namespace.clone()),
+        name: Some(item.name.clone()),
+        uid: meta.uid.clone(),
+        resource_version: meta.resource_version.clone(),
+        ..ObjectReference::default()
     }
 }
 
@@ -422,5 +467,46 @@ fn ok_if_gone(r: Result<(), ApiError>) -> anyhow::Result<()> {
         Ok(()) => Ok(()),
         Err(e) if e.is_not_found() => Ok(()),
         Err(e) => Err(anyhow!(e)),
+    }
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)]
+mod tests {
+    use super::*;
+    use bosun_api::resources::{LEASES, NODES, PODS};
+
+    fn owner(api_version: &str, kind: &str) -> OwnerReference {
+        OwnerReference {
+            api_version: api_version.into(),
+            kind: kind.into(),
+            name: "o".into(),
+            uid: "u".into(),
+            ..OwnerReference::default()
+        }
+    }
+
+    #[test]
+    fn owner_references_resolve_through_the_resource_table() {
+        assert_eq!(resource_of_ref(&owner("v1", "Node")), Some(&NODES));
+        assert_eq!(resource_of_ref(&owner("v1", "Pod")), Some(&PODS));
+        assert_eq!(
+            resource_of_ref(&owner("coordination.k8s.io/v1", "Lease")),
+            Some(&LEASES)
+        );
+        assert!(resource_of_ref(&owner("apps/v1", "Pod")).is_none());
+        assert!(resource_of_ref(&owner("example.com/v1", "Widget")).is_none());
+    }
+
+    #[test]
+    fn owners_resolve_in_the_dependents_namespace_and_cluster_scope() {
+        // A namespaced owner is looked up in the dependent's namespace, whatever the
+        // reference says (references carry no namespace).
+        assert_eq!(owner_namespace(&PODS, "team"), Some("team"));
+        // A cluster-scoped owner (a node's Lease's Node) is looked up without one.
+        assert_eq!(owner_namespace(&NODES, "kube-node-lease"), Some(""));
+        assert_eq!(owner_namespace(&NODES, ""), Some(""));
+        // A cluster-scoped dependent cannot have a namespaced owner.
+        assert_eq!(owner_namespace(&PODS, ""), None);
     }
 }

@@ -15,6 +15,7 @@
 mod deployment;
 mod garbagecollector;
 pub mod handlers;
+mod namespace;
 mod nodelifecycle;
 mod replicaset;
 
@@ -33,7 +34,7 @@ use bosun_runtime::server::{self, Health, Served};
 use k8s_openapi::Metadata;
 use k8s_openapi::api::apps::v1::{Deployment, ReplicaSet};
 use k8s_openapi::api::coordination::v1::Lease;
-use k8s_openapi::api::core::v1::{Node, Pod};
+use k8s_openapi::api::core::v1::{Namespace, Node, Pod};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
 use k8s_openapi::serde::de::DeserializeOwned;
 use parking_lot::RwLock;
@@ -49,7 +50,8 @@ use crate::podutil::{self, Claim};
 use handlers::Lookup;
 
 pub use deployment::DeploymentController;
-pub use garbagecollector::GarbageCollector;
+pub use garbagecollector::{Caches as GcCaches, GarbageCollector};
+pub use namespace::NamespaceController;
 pub use nodelifecycle::{NodeLifecycleConfig, NodeLifecycleController};
 pub use replicaset::ReplicaSetController;
 
@@ -89,6 +91,9 @@ pub struct ControllerManagerConfig {
     /// ReplicaSets synced at once.
     #[arg(long, default_value_t = 5, value_parser = clap::value_parser!(u16).range(1..))]
     pub concurrent_replicaset_syncs: u16,
+    /// Namespaces emptied at once.
+    #[arg(long, default_value_t = 10, value_parser = clap::value_parser!(u16).range(1..))]
+    pub concurrent_namespace_syncs: u16,
     /// Objects the garbage collector handles at once.
     #[arg(long, default_value_t = 20, value_parser = clap::value_parser!(u16).range(1..))]
     pub concurrent_gc_syncs: u16,
@@ -103,9 +108,9 @@ pub struct ControllerManagerConfig {
     #[arg(long, default_value = "1m", value_parser = parse_duration)]
     pub node_startup_grace_period: Duration,
     /// Controllers to run: `*` runs those on by default, `name` enables one, `-name`
-    /// disables one. Known: deployment, replicaset, garbagecollector, nodelifecycle (also
-    /// as deployment-controller, replicaset-controller, garbage-collector-controller,
-    /// node-lifecycle-controller).
+    /// disables one. Known: deployment, replicaset, garbagecollector, namespace,
+    /// nodelifecycle (also as deployment-controller, replicaset-controller,
+    /// garbage-collector-controller, namespace-controller, node-lifecycle-controller).
     #[arg(long, value_delimiter = ',', default_value = "*")]
     pub controllers: Vec<String>,
     /// Address to serve /metrics and /healthz on.
@@ -129,6 +134,7 @@ impl Default for ControllerManagerConfig {
             concurrent_deployment_syncs: 5,
             concurrent_replicaset_syncs: 5,
             concurrent_gc_syncs: 20,
+            concurrent_namespace_syncs: 10,
             node_monitor_period: Duration::from_secs(5),
             node_monitor_grace_period: Duration::from_secs(40),
             node_startup_grace_period: Duration::from_secs(60),
@@ -168,14 +174,17 @@ pub struct Enabled {
     pub replicaset: bool,
     /// The garbage collector.
     pub garbagecollector: bool,
+    /// The namespace controller.
+    pub namespace: bool,
     /// The node lifecycle controller (with taint eviction).
     pub nodelifecycle: bool,
 }
 
-const KNOWN: [(&str, &str); 4] = [
+const KNOWN: [(&str, &str); 5] = [
     ("deployment", "deployment-controller"),
     ("replicaset", "replicaset-controller"),
     ("garbagecollector", "garbage-collector-controller"),
+    ("namespace", "namespace-controller"),
     ("nodelifecycle", "node-lifecycle-controller"),
 ];
 
@@ -187,7 +196,7 @@ impl Enabled {
             let name = f.strip_prefix('-').unwrap_or(f);
             if name != "*" && !KNOWN.iter().any(|(a, b)| name == *a || name == *b) {
                 return Err(format!(
-                    "{name:?} is not in the list of known controllers (deployment, replicaset, garbagecollector, nodelifecycle)"
+                    "{name:?} is not in the list of known controllers (deployment, replicaset, garbagecollector, namespace, nodelifecycle)"
                 ));
             }
         }
@@ -206,7 +215,8 @@ impl Enabled {
             deployment: on(KNOWN[0]),
             replicaset: on(KNOWN[1]),
             garbagecollector: on(KNOWN[2]),
-            nodelifecycle: on(KNOWN[3]),
+            namespace: on(KNOWN[3]),
+            nodelifecycle: on(KNOWN[4]),
         })
     }
 }
@@ -396,6 +406,7 @@ pub async fn run(
         deployment = enabled.deployment,
         replicaset = enabled.replicaset,
         garbagecollector = enabled.garbagecollector,
+        namespace = enabled.namespace,
         nodelifecycle = enabled.nodelifecycle,
         leader_elect = cfg.leader_elect,
         "starting controller-manager"
@@ -520,12 +531,6 @@ fn dispatch<K: Send + Sync + 'static>(
     })
 }
 
-/// Consumes an informer's events that no handler needs (the node lifecycle controller
-/// reads its caches on a period, as `monitorNodeHealth` does).
-fn drain<K: Send + Sync + 'static>(mut events: mpsc::Receiver<Event<K>>) -> JoinHandle<()> {
-    tokio::spawn(async move { while events.recv().await.is_some() {} })
-}
-
 /// Runs the enabled controllers until `stop` flips: informers, handlers, workers.
 async fn run_controllers(
     client: ApiClient,
@@ -539,6 +544,7 @@ async fn run_controllers(
     if !enabled.deployment
         && !enabled.replicaset
         && !enabled.garbagecollector
+        && !enabled.namespace
         && !enabled.nodelifecycle
     {
         warn!("no controller enabled");
@@ -553,23 +559,12 @@ async fn run_controllers(
         reflector::reflector::<ReplicaSet>(client.clone(), None, config(), stop.clone());
     let (pods, pod_events, pod_task) =
         reflector::reflector::<Pod>(client.clone(), None, config(), stop.clone());
-
-    let node_informers = enabled.nodelifecycle.then(|| {
-        let (nodes, n_events, n_task) =
-            reflector::reflector::<Node>(client.clone(), None, config(), stop.clone());
-        let (leases, l_events, l_task) = reflector::reflector::<Lease>(
-            client.clone(),
-            Some(nodelifecycle::NODE_LEASE_NAMESPACE.to_string()),
-            config(),
-            stop.clone(),
-        );
-        (
-            nodes,
-            leases,
-            [n_task, l_task],
-            [drain(n_events), drain(l_events)],
-        )
-    });
+    let (namespaces, ns_events, ns_task) =
+        reflector::reflector::<Namespace>(client.clone(), None, config(), stop.clone());
+    let (leases, lease_events, lease_task) =
+        reflector::reflector::<Lease>(client.clone(), None, config(), stop.clone());
+    let (nodes, node_events, node_task) =
+        reflector::reflector::<Node>(client.clone(), None, config(), stop.clone());
 
     let mut recorder_tasks = Vec::new();
     let dc = if enabled.deployment {
@@ -599,17 +594,35 @@ async fn run_controllers(
     } else {
         None
     };
-    let gc = enabled.garbagecollector.then(|| {
-        Arc::new(GarbageCollector::new(
+    let gc = if enabled.garbagecollector {
+        let (recorder, task) = Recorder::new(client.clone(), "garbage-collector-controller", &host);
+        recorder_tasks.push(task);
+        let caches = GcCaches {
+            deployments: deployments.clone(),
+            replica_sets: replica_sets.clone(),
+            pods: pods.clone(),
+            leases: leases.clone(),
+            nodes: nodes.clone(),
+        };
+        Some(Arc::new(GarbageCollector::new(
             client.clone(),
-            deployments.clone(),
-            replica_sets.clone(),
-            pods.clone(),
+            caches,
+            recorder,
+            metrics.clone(),
+        )))
+    } else {
+        None
+    };
+
+    let nc = enabled.namespace.then(|| {
+        Arc::new(NamespaceController::new(
+            client.clone(),
+            namespaces.clone(),
             metrics.clone(),
         ))
     });
 
-    let nlc = node_informers.as_ref().map(|(nodes, leases, _, _)| {
+    let nlc = enabled.nodelifecycle.then(|| {
         let (node_recorder, t1) = Recorder::new(client.clone(), "node-controller", &host);
         let (eviction_recorder, t2) =
             Recorder::new(client.clone(), "taint-eviction-controller", &host);
@@ -631,6 +644,18 @@ async fn run_controllers(
     let mut on_deployment: Vec<Handler<Deployment>> = Vec::new();
     let mut on_replica_set: Vec<Handler<ReplicaSet>> = Vec::new();
     let mut on_pod: Vec<Handler<Pod>> = Vec::new();
+    let mut on_namespace: Vec<Handler<Namespace>> = Vec::new();
+    let mut on_lease: Vec<Handler<Lease>> = Vec::new();
+    let mut on_node: Vec<Handler<Node>> = Vec::new();
+    if let Some(nc) = &nc {
+        let n = nc.clone();
+        on_namespace.push(Box::new(move |ev| n.on_namespace(ev)));
+        let (a, b, c, d) = (nc.clone(), nc.clone(), nc.clone(), nc.clone());
+        on_deployment.push(Box::new(move |ev| a.on_content(ev)));
+        on_replica_set.push(Box::new(move |ev| b.on_content(ev)));
+        on_pod.push(Box::new(move |ev| c.on_content(ev)));
+        on_lease.push(Box::new(move |ev| d.on_content(ev)));
+    }
     if let Some(dc) = &dc {
         let (a, b, c) = (dc.clone(), dc.clone(), dc.clone());
         on_deployment.push(Box::new(move |ev| a.on_deployment(ev)));
@@ -647,11 +672,17 @@ async fn run_controllers(
         on_deployment.push(Box::new(move |ev| a.on_deployment(ev)));
         on_replica_set.push(Box::new(move |ev| b.on_replica_set(ev)));
         on_pod.push(Box::new(move |ev| c.on_pod(ev)));
+        let (d, e) = (gc.clone(), gc.clone());
+        on_lease.push(Box::new(move |ev| d.on_lease(ev)));
+        on_node.push(Box::new(move |ev| e.on_node(ev)));
     }
     let dispatchers = [
         dispatch(d_events, on_deployment),
         dispatch(rs_events, on_replica_set),
         dispatch(pod_events, on_pod),
+        dispatch(ns_events, on_namespace),
+        dispatch(lease_events, on_lease),
+        dispatch(node_events, on_node),
     ];
 
     // WaitForNamedCacheSync: no worker acts on a partial cache.
@@ -659,10 +690,9 @@ async fn run_controllers(
         deployments.wait_synced().await;
         replica_sets.wait_synced().await;
         pods.wait_synced().await;
-        if let Some((nodes, leases, _, _)) = &node_informers {
-            nodes.wait_synced().await;
-            leases.wait_synced().await;
-        }
+        namespaces.wait_synced().await;
+        leases.wait_synced().await;
+        nodes.wait_synced().await;
     };
     let mut stop_wait = stop.clone();
     let stopped_early = tokio::select! {
@@ -690,6 +720,10 @@ async fn run_controllers(
             let n = usize::from(cfg.concurrent_gc_syncs);
             workers.push(tokio::spawn(run_reconciler(gc.clone(), n, stop.clone())));
         }
+        if let Some(nc) = &nc {
+            let n = usize::from(cfg.concurrent_namespace_syncs);
+            workers.push(tokio::spawn(run_reconciler(nc.clone(), n, stop.clone())));
+        }
         if let Some(nlc) = &nlc {
             let (nlc, stop) = (nlc.clone(), stop.clone());
             workers.push(tokio::spawn(async move { nlc.run(stop).await }));
@@ -705,16 +739,11 @@ async fn run_controllers(
     for t in [d_task, rs_task, pod_task] {
         let _ = t.await;
     }
+    for t in [ns_task, lease_task, node_task] {
+        let _ = t.await;
+    }
     for d in dispatchers {
         let _ = d.await;
-    }
-    if let Some((_, _, tasks, drains)) = node_informers {
-        for t in tasks {
-            let _ = t.await;
-        }
-        for d in drains {
-            let _ = d.await;
-        }
     }
     if let Some(dc) = &dc {
         dc.queue().shut_down();
@@ -725,9 +754,12 @@ async fn run_controllers(
     if let Some(gc) = &gc {
         gc.queue().shut_down();
     }
+    if let Some(nc) = &nc {
+        nc.queue().shut_down();
+    }
     // The recorders' writers end once every recorder is dropped; give them a moment to
     // flush what is queued.
-    drop((dc, rc, nlc));
+    drop((dc, rc, gc, nlc));
     for t in recorder_tasks {
         if tokio::time::timeout(Duration::from_secs(2), t)
             .await
@@ -753,34 +785,35 @@ mod tests {
 
     #[test]
     fn controllers_flag_as_kube_controller_manager() {
-        let on = |deployment, replicaset, garbagecollector, nodelifecycle| {
+        let on = |deployment, replicaset, garbagecollector, namespace, nodelifecycle| {
             Ok(Enabled {
                 deployment,
                 replicaset,
                 garbagecollector,
+                namespace,
                 nodelifecycle,
             })
         };
         assert_eq!(
             Enabled::from_flags(&flags(&["*"])),
-            on(true, true, true, true)
+            on(true, true, true, true, true)
         );
         assert_eq!(
-            Enabled::from_flags(&flags(&["*", "-deployment"])),
-            on(false, true, true, true)
+            Enabled::from_flags(&flags(&["*", "-deployment", "-namespace-controller"])),
+            on(false, true, true, false, true)
         );
         assert_eq!(
             Enabled::from_flags(&flags(&["replicaset-controller", "garbagecollector"])),
-            on(false, true, true, false)
+            on(false, true, true, false, false)
         );
         assert_eq!(
             Enabled::from_flags(&flags(&["*", "-node-lifecycle-controller"])),
-            on(true, true, true, false)
+            on(true, true, true, true, false)
         );
         // The first entry naming a controller decides.
         assert_eq!(
             Enabled::from_flags(&flags(&["deployment", "-deployment"])),
-            on(true, false, false, false)
+            on(true, false, false, false, false)
         );
         assert!(
             Enabled::from_flags(&flags(&["*", "cloud-node"]))
