@@ -32,6 +32,7 @@ use bosun_api_client::k8s_openapi::api::core::v1::{
 use bosun_api_client::k8s_openapi::apimachinery::pkg::api::resource::Quantity;
 use bosun_api_client::k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
 use bosun_api_client::{ApiClient, ListParams, WatchEvent, WatchParams};
+use bosun_tests::component::Component;
 use bosun_tests::kube::Apiserver;
 use bosun_tests::{Cluster, Kind, bosun_bin, free_port};
 use clap::Parser;
@@ -70,6 +71,10 @@ struct Cli {
     /// Worker threads of the scheduler (default: one per CPU).
     #[arg(long)]
     scheduler_threads: Option<u16>,
+    /// Also run `bosun controller-manager` (leader election off) over the same objects from
+    /// the start, and report its CPU and peak RSS.
+    #[arg(long)]
+    controller_manager: bool,
     /// Directory for the run's data (default: a temporary directory, removed after).
     #[arg(long)]
     dir: Option<PathBuf>,
@@ -251,6 +256,16 @@ fn peak_rss_mib(pid: u32) -> f64 {
     status
         .lines()
         .find_map(|l| l.strip_prefix("VmHWM:"))
+        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse::<f64>().ok())
+        .map_or(0.0, |kib| kib / 1024.0)
+}
+
+/// Current resident memory (VmRSS) of a process, in MiB.
+fn rss_mib(pid: u32) -> f64 {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap_or_default();
+    status
+        .lines()
+        .find_map(|l| l.strip_prefix("VmRSS:"))
         .and_then(|v| v.trim().trim_end_matches("kB").trim().parse::<f64>().ok())
         .map_or(0.0, |kib| kib / 1024.0)
 }
@@ -440,6 +455,16 @@ async fn main() -> anyhow::Result<()> {
     let client = ApiClient::connect(&api.url).await?;
     create_namespace(&client, "init").await?;
     create_namespace(&client, "measured").await?;
+    let cm = cli.controller_manager.then(|| {
+        Component::start(
+            &dir,
+            "controller-manager",
+            "controller-manager",
+            &api.url,
+            &["--leader-elect=false", "--bind-address=127.0.0.1"],
+            &[],
+        )
+    });
 
     let c = client.clone();
     let secs = create_many(cli.nodes, cli.creators, move |i| {
@@ -468,6 +493,11 @@ async fn main() -> anyhow::Result<()> {
         .iter()
         .filter_map(|m| Some((m.name.clone(), m.pid()?)))
         .chain([("apiserver".to_owned(), api.pid())])
+        .chain(
+            cm.as_ref()
+                .and_then(Component::pid)
+                .map(|p| ("controller-manager".to_owned(), p)),
+        )
         .collect();
     let (start, times, sched_pid, cpu_before) = match cli.mode {
         Mode::Concurrent => {
@@ -521,6 +551,13 @@ async fn main() -> anyhow::Result<()> {
         peak_rss_mib(sched_pid),
         peak_rss_mib(api.pid())
     );
+    if let Some(pid) = cm.as_ref().and_then(Component::pid) {
+        println!(
+            "  controller-manager peak RSS {:.0} MiB, now {:.0} MiB",
+            peak_rss_mib(pid),
+            rss_mib(pid)
+        );
+    }
     if times.len() < cli.pods {
         bail!("only {} of {} pods bound", times.len(), cli.pods);
     }

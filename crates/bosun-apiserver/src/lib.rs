@@ -327,7 +327,11 @@ pub async fn run(cfg: ApiserverConfig, shutdown: signal::Receiver<bool>) -> anyh
     let mut caches = HashMap::new();
     let mut tasks = tokio::task::JoinSet::new();
     for res in kinds::all().map(|k| k.resource()) {
-        let cache = WatchCache::new(res, cfg.watch_cache_size, cfg.watch_buffer);
+        let mut cache = WatchCache::new(res, cfg.watch_cache_size, cfg.watch_buffer);
+        if res.plural == "pods" {
+            // The bind path starts from the cached pod (`Registry::bind`).
+            cache = cache.keeping_objects();
+        }
         caches.insert(res.plural, cache.clone());
         tasks.spawn(watch::cache::run(
             cache,

@@ -7,7 +7,7 @@ use bosun_api::selectors::LabelSelector;
 use serde_json::{Value, json};
 
 use super::store::Store;
-use super::{CAS_RETRIES, Registry, WriteOptions};
+use super::{CAS_RETRIES, Registry, Stored, WriteOptions};
 use crate::error::{ApiResult, Status};
 use crate::kinds::{Kind, Part};
 use crate::merge::patch::{self, PatchType};
@@ -42,6 +42,30 @@ pub fn scale_of(obj: &Value) -> Value {
     })
 }
 
+/// Refuses to bind a pod that is being deleted or is already assigned (kube-apiserver's
+/// `assignPod` / `setPodHostAndAnnotations`, 409).
+fn check_bindable(res: &bosun_api::resources::Resource, name: &str, pod: &Value) -> ApiResult<()> {
+    if !meta_str(pod, "deletionTimestamp").is_empty() {
+        return Err(Status::conflict_msg(
+            res,
+            name,
+            "pod is being deleted, cannot be assigned to a host",
+        ));
+    }
+    let assigned = pod
+        .pointer("/spec/nodeName")
+        .and_then(Value::as_str)
+        .unwrap_or_default();
+    if !assigned.is_empty() {
+        return Err(Status::conflict_msg(
+            res,
+            name,
+            &format!("pod {name} is already assigned to node \"{assigned}\""),
+        ));
+    }
+    Ok(())
+}
+
 impl<S: Store> Registry<S> {
     /// Binds a pod to a node (`pods/<name>/binding`).
     pub async fn bind(
@@ -62,27 +86,29 @@ impl<S: Store> Registry<S> {
             return Err(Status::invalid("core", "Binding", name, &[e])
                 .with_details_kind(res.group, res.kind));
         }
+        // As kube-apiserver's GuaranteedUpdate through its cacher: start from the pod in the
+        // watch cache and compare-and-swap on its revision; the store is read only when that
+        // guess was stale (the swap lost) or refused (the cached pod may be an older one).
+        let key = self.key(res, ns, name);
+        let mut guess = self
+            .caches
+            .get(res.plural)
+            .and_then(|c| c.object(&key))
+            .map(|(rev, obj)| Stored {
+                obj: (*obj).clone(),
+                rev,
+            });
         for _ in 0..CAS_RETRIES {
-            let cur = self.read_existing(res, ns, name).await?;
-            let mut pod = cur.obj.clone();
-            if !meta_str(&pod, "deletionTimestamp").is_empty() {
-                return Err(Status::conflict_msg(
-                    res,
-                    name,
-                    "pod is being deleted, cannot be assigned to a host",
-                ));
-            }
-            let assigned = pod
-                .pointer("/spec/nodeName")
-                .and_then(Value::as_str)
-                .unwrap_or_default()
-                .to_string();
-            if !assigned.is_empty() {
-                return Err(Status::conflict_msg(
-                    res,
-                    name,
-                    &format!("pod {name} is already assigned to node \"{assigned}\""),
-                ));
+            let (cur, current) = match guess.take() {
+                Some(g) => (g, false),
+                None => (self.read_existing(res, ns, name).await?, true),
+            };
+            let mut pod = cur.obj;
+            if let Err(refused) = check_bindable(res, name, &pod) {
+                if current {
+                    return Err(refused);
+                }
+                continue;
             }
             pod["spec"]["nodeName"] = json!(node);
             set_condition(&mut pod, "PodScheduled", "True", "", "");

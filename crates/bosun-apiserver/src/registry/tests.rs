@@ -4,6 +4,7 @@
 #![allow(clippy::unwrap_used)]
 
 use std::collections::HashMap;
+use std::sync::Arc;
 use std::time::Duration;
 
 use bosun_api::meta::{finalizers, meta_str};
@@ -17,6 +18,7 @@ use crate::error::Status;
 use crate::kinds::{self, Kind, Part, Warnings};
 use crate::limits::Limits;
 use crate::merge::patch::PatchType;
+use crate::watch::cache::WatchCache;
 
 fn kind(res: &Resource) -> &'static dyn Kind {
     kinds::by_plural(res.plural).unwrap()
@@ -869,6 +871,127 @@ async fn events_share_a_lease_and_keep_it() {
         "an update keeps the lease"
     );
     assert_eq!(r.store().lease_of(&r.key(&PODS, "default", "x")), None);
+}
+
+/// A registry whose pods' watch cache keeps objects, as the apiserver's does.
+async fn registry_with_pod_cache() -> (Registry<MemStore>, Arc<WatchCache>) {
+    let cache = WatchCache::new(&PODS, 100, 10).keeping_objects();
+    cache.restart(0, false);
+    let r = Registry::new(
+        MemStore::default(),
+        "/registry/".into(),
+        HashMap::from([("pods", cache.clone())]),
+        Duration::from_secs(3600),
+        Limits::default(),
+    );
+    namespace(&r, "default").await;
+    (r, cache)
+}
+
+#[tokio::test]
+async fn binding_starts_from_the_watch_cache_and_checks_it() {
+    let (r, cache) = registry_with_pod_cache().await;
+    let bind = |name: &'static str, node: &'static str| {
+        let r = &r;
+        async move {
+            r.bind(pods(), "default", name, &json!({"target": {"name": node}}))
+                .await
+        }
+    };
+    let seed = |name: &str, obj: Value, rev: i64| {
+        cache.remember(
+            r.key(&PODS, "default", name).as_bytes(),
+            rev,
+            Some(&Arc::new(obj)),
+        );
+    };
+    let stored = |name: &'static str| {
+        let r = &r;
+        async move { r.get(pods(), "default", name).await.unwrap() }
+    };
+
+    // A current guess is used as it is: no read (the probe label, which only the cached
+    // copy has, is written).
+    let p = create(&r, pods(), pod("a")).await;
+    let mut guess = p.clone();
+    guess["metadata"]["labels"] = json!({"probe": "cache"});
+    seed("a", guess, rv(&p));
+    bind("a", "n1").await.unwrap();
+    let a = stored("a").await;
+    assert_eq!(
+        (
+            a["spec"]["nodeName"].as_str(),
+            a["metadata"]["labels"]["probe"].as_str()
+        ),
+        (Some("n1"), Some("cache"))
+    );
+
+    // A stale guess loses the swap; the pod is re-read and nothing written since is lost.
+    let p = create(&r, pods(), pod("b")).await;
+    seed("b", p.clone(), rv(&p));
+    let mut changed = p.clone();
+    changed["metadata"]["labels"] = json!({"written": "later"});
+    r.update(
+        pods(),
+        "default",
+        "b",
+        changed,
+        Part::Main,
+        WriteOptions::default(),
+    )
+    .await
+    .unwrap();
+    bind("b", "n2").await.unwrap();
+    let b = stored("b").await;
+    assert_eq!(
+        (
+            b["spec"]["nodeName"].as_str(),
+            b["metadata"]["labels"]["written"].as_str()
+        ),
+        (Some("n2"), Some("later"))
+    );
+
+    // The cache says unbound but the store has it bound: Conflict, as without the cache.
+    let p = create(&r, pods(), pod("c")).await;
+    seed("c", p.clone(), rv(&p));
+    let mut bound = p.clone();
+    bound["spec"]["nodeName"] = json!("n1");
+    r.store().put_raw(
+        &r.key(&PODS, "default", "c"),
+        &serde_json::to_vec(&bound).unwrap(),
+    );
+    let e = bind("c", "n2").await.unwrap_err();
+    assert_eq!(
+        (e.code, e.message.as_str()),
+        (
+            409,
+            "Operation cannot be fulfilled on pods \"c\": pod c is already assigned to node \"n1\""
+        )
+    );
+
+    // A cached pod that is bound or being deleted (an older pod of that name) is not
+    // refused on the cache's word: the store has an unbound one, and it is bound.
+    for (name, field, value) in [
+        ("d", "/spec", json!({"nodeName": "old"})),
+        (
+            "e",
+            "/metadata",
+            json!({"name": "e", "deletionTimestamp": "2026-01-01T00:00:00Z"}),
+        ),
+    ] {
+        let p = create(&r, pods(), pod(name)).await;
+        let mut guess = p.clone();
+        *guess.pointer_mut(field).unwrap() = value;
+        seed(name, guess, rv(&p) - 1);
+        bind(name, "n3").await.unwrap();
+    }
+    assert_eq!(stored("d").await["spec"]["nodeName"], "n3");
+    assert_eq!(stored("e").await["spec"]["nodeName"], "n3");
+
+    // Not in the cache: read from the store (and a missing pod is NotFound).
+    create(&r, pods(), pod("f")).await;
+    bind("f", "n1").await.unwrap();
+    assert_eq!(bind("zz", "n1").await.unwrap_err().code, 404);
 }
 
 #[tokio::test]

@@ -8,8 +8,15 @@
 //!
 //! Events are decoded once and shared (`Arc`), and their JSON encoding is computed at most once,
 //! so a thousand watchers cost a thousand channel sends, not a thousand decodes.
+//!
+//! A cache made [`WatchCache::keeping_objects`] also keeps the latest state of every object it
+//! has seen change (by store key, with its revision; deleted objects are forgotten), as
+//! kube-apiserver's watch cache does, so that a write can start from it instead of a
+//! linearizable read and compare-and-swap on its revision (see `Registry::bind`). It may be
+//! stale or incomplete (an object unchanged since the cache started is not in it): a writer
+//! uses it only as a first guess that the compare-and-swap checks.
 
-use std::collections::VecDeque;
+use std::collections::{HashMap, VecDeque};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, OnceLock};
 use std::time::Duration;
@@ -60,6 +67,9 @@ struct Sub {
     closed: Arc<Mutex<Option<Status>>>,
 }
 
+/// Objects by store key, with the revision of their latest change.
+type KeptObjects = HashMap<Vec<u8>, (i64, Arc<Value>)>;
+
 struct State {
     events: VecDeque<Arc<CacheEvent>>,
     /// Watches from versions `>= floor` can be served.
@@ -70,6 +80,9 @@ struct State {
     ready: bool,
     subs: Vec<Sub>,
     next_id: u64,
+    /// The latest state of each object seen changing, by store key (when objects are kept):
+    /// bounded by the number of objects in the store.
+    objects: Option<KeptObjects>,
 }
 
 /// The watch cache of one resource.
@@ -159,10 +172,45 @@ impl WatchCache {
                 ready: false,
                 subs: Vec::new(),
                 next_id: 0,
+                objects: None,
             }),
             ready: watch::channel(false).0,
             dropped: AtomicU64::new(0),
         })
+    }
+
+    /// Keeps the latest state of the objects seen changing, for [`WatchCache::object`].
+    pub fn keeping_objects(self: Arc<Self>) -> Arc<Self> {
+        self.state.lock().objects.get_or_insert_with(HashMap::new);
+        self
+    }
+
+    /// The latest state the cache has seen of the object at store key `key`, with its
+    /// revision; `None` when objects are not kept, the cache is not following the store, or
+    /// the object has not changed since the cache started. It may be stale: check it with a
+    /// compare-and-swap on the revision.
+    pub fn object(&self, key: &str) -> Option<(i64, Arc<Value>)> {
+        let st = self.state.lock();
+        if !st.ready {
+            return None;
+        }
+        st.objects.as_ref()?.get(key.as_bytes()).cloned()
+    }
+
+    /// Records the object at `key` after a change at `rv` (`None`: deleted).
+    pub(crate) fn remember(&self, key: &[u8], rv: i64, obj: Option<&Arc<Value>>) {
+        let mut st = self.state.lock();
+        let Some(objects) = st.objects.as_mut() else {
+            return;
+        };
+        match obj {
+            Some(o) => {
+                objects.insert(key.to_vec(), (rv, o.clone()));
+            }
+            None => {
+                objects.remove(key);
+            }
+        }
     }
 
     /// Waits until the store watch is established (bounded by `timeout`).
@@ -270,7 +318,7 @@ impl WatchCache {
 
     /// (Re)starts following at `start_after`: earlier subscribers are closed with 410 when
     /// the cache lost events.
-    fn restart(&self, start_after: i64, lost: bool) {
+    pub(crate) fn restart(&self, start_after: i64, lost: bool) {
         let mut st = self.state.lock();
         if lost {
             for s in st.subs.drain(..) {
@@ -280,6 +328,9 @@ impl WatchCache {
                 )));
             }
             st.events.clear();
+            if let Some(o) = st.objects.as_mut() {
+                o.clear();
+            }
             st.floor = start_after;
             st.rv = start_after;
         } else {
@@ -466,6 +517,7 @@ async fn follow(
                         }
                         EventKind::Delete => {
                             let Some(p) = &prev else {
+                                cache.remember(&e.kv.key, rv, None);
                                 continue;
                             };
                             let mut obj = (**p).clone();
@@ -473,11 +525,14 @@ async fn follow(
                             (EventType::Deleted, obj)
                         }
                     };
+                    let obj = Arc::new(obj);
+                    let current = (kind != EventType::Deleted).then_some(&obj);
+                    cache.remember(&e.kv.key, rv, current);
                     cache.push(CacheEvent {
                         rv,
                         kind,
                         namespace: namespace_of(&obj),
-                        obj: Arc::new(obj),
+                        obj,
                         prev,
                         encoded: OnceLock::new(),
                     });
@@ -557,5 +612,43 @@ mod tests {
         cache.push(ev(6, "a"));
         assert_eq!(s.try_next().unwrap().unwrap().rv, 6);
         assert!(s.try_next().is_none());
+    }
+
+    #[test]
+    fn kept_objects_follow_changes_and_are_dropped_with_lost_history() {
+        let plain = WatchCache::new(by_plural("pods").unwrap(), 10, 10);
+        plain.restart(0, false);
+        plain.remember(b"/registry/pods/a/x", 3, Some(&Arc::new(json!({"v": 1}))));
+        assert!(
+            plain.object("/registry/pods/a/x").is_none(),
+            "objects are not kept"
+        );
+
+        let cache = WatchCache::new(by_plural("pods").unwrap(), 10, 10).keeping_objects();
+        cache.remember(b"/registry/pods/a/x", 3, Some(&Arc::new(json!({"v": 1}))));
+        assert!(
+            cache.object("/registry/pods/a/x").is_none(),
+            "not following the store yet"
+        );
+        cache.restart(2, false);
+        assert_eq!(cache.object("/registry/pods/a/x").unwrap().0, 3);
+        cache.remember(b"/registry/pods/a/x", 5, Some(&Arc::new(json!({"v": 2}))));
+        let (rev, obj) = cache.object("/registry/pods/a/x").unwrap();
+        assert_eq!((rev, obj["v"].as_i64()), (5, Some(2)));
+        cache.remember(b"/registry/pods/a/x", 6, None);
+        assert!(cache.object("/registry/pods/a/x").is_none(), "deleted");
+        cache.remember(b"/registry/pods/a/y", 7, Some(&Arc::new(json!({}))));
+        cache.restart(7, false);
+        assert!(
+            cache.object("/registry/pods/a/y").is_some(),
+            "kept across a continuing restart"
+        );
+        cache.restart(20, true);
+        assert!(
+            cache.object("/registry/pods/a/y").is_none(),
+            "dropped when events were lost"
+        );
+        cache.mark_not_ready();
+        assert!(cache.object("/registry/pods/a/y").is_none());
     }
 }
