@@ -169,42 +169,7 @@ fn hostname() -> anyhow::Result<String> {
     Ok(name)
 }
 
-/// A Go-style duration: `500ms`, `10s`, `5m`, `1m30s`, `1h`; `0` alone is zero.
-pub fn parse_duration(s: &str) -> Result<Duration, String> {
-    let err = || format!("invalid duration {s:?}: write e.g. 500ms, 10s, 5m, 1m30s");
-    if s == "0" {
-        return Ok(Duration::ZERO);
-    }
-    let mut total = Duration::ZERO;
-    let mut rest = s;
-    while !rest.is_empty() {
-        let digits = rest
-            .find(|c: char| !c.is_ascii_digit())
-            .filter(|n| *n > 0)
-            .ok_or_else(err)?;
-        let n: u64 = rest[..digits].parse().map_err(|_| err())?;
-        rest = &rest[digits..];
-        let unit = rest
-            .find(|c: char| c.is_ascii_digit())
-            .unwrap_or(rest.len());
-        let one = match &rest[..unit] {
-            "ms" => Duration::from_millis(1),
-            "s" => Duration::from_secs(1),
-            "m" => Duration::from_secs(60),
-            "h" => Duration::from_secs(3600),
-            _ => return Err(err()),
-        };
-        rest = &rest[unit..];
-        let part = one
-            .checked_mul(u32::try_from(n).map_err(|_| err())?)
-            .ok_or_else(err)?;
-        total = total.checked_add(part).ok_or_else(err)?;
-    }
-    if s.is_empty() {
-        return Err(err());
-    }
-    Ok(total)
-}
+pub use bosun_api::parse_duration;
 
 fn parse_cidr(s: &str) -> Result<Ipv4Cidr, String> {
     s.parse().map_err(|e: crate::cidr::CidrError| e.to_string())

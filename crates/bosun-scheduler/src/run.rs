@@ -104,22 +104,7 @@ impl Default for SchedulerOptions {
     }
 }
 
-/// A Go-style duration: `15s`, `500ms`, `1m`, `2h`, or plain seconds.
-pub fn parse_duration(s: &str) -> Result<Duration, String> {
-    let s = s.trim();
-    let (num, unit) = s
-        .find(|c: char| !c.is_ascii_digit() && c != '.')
-        .map_or((s, "s"), |i| s.split_at(i));
-    let n: f64 = num.parse().map_err(|_| format!("invalid duration {s:?}"))?;
-    let secs = match unit {
-        "ms" => n / 1000.0,
-        "s" => n,
-        "m" => n * 60.0,
-        "h" => n * 3600.0,
-        _ => return Err(format!("invalid duration unit in {s:?} (ms, s, m, h)")),
-    };
-    Duration::try_from_secs_f64(secs).map_err(|e| format!("invalid duration {s:?}: {e}"))
-}
+pub use bosun_api::parse_duration;
 
 /// Events buffered between a watch and the task that applies them.
 const WATCH_CHANNEL: usize = 1024;
@@ -688,7 +673,8 @@ mod tests {
         assert_eq!(parse_duration("15s"), Ok(Duration::from_secs(15)));
         assert_eq!(parse_duration("500ms"), Ok(Duration::from_millis(500)));
         assert_eq!(parse_duration("2m"), Ok(Duration::from_secs(120)));
-        assert_eq!(parse_duration("3"), Ok(Duration::from_secs(3)));
+        // Go's rule: a number needs a unit.
+        assert!(parse_duration("3").is_err());
         assert!(parse_duration("3d").is_err());
         assert!(parse_duration("s").is_err());
     }
