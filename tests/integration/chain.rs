@@ -23,6 +23,7 @@ use bosun_api_client::{ApiClient, ListParams};
 use bosun_tests::component::{Component, metric_sum};
 use bosun_tests::history::{History, States, field_changes};
 use bosun_tests::kube::{Apiserver, Kubectl, kubectl_120, kubectl_132};
+use bosun_tests::objects::{image, is_ready, node_of, replicas};
 use bosun_tests::{Cluster, Kind, http_get, wait_for};
 
 const WAIT: Duration = Duration::from_secs(60);
@@ -135,22 +136,11 @@ fn app_of(p: &Pod) -> Option<&str> {
         .map(String::as_str)
 }
 
-fn is_ready(p: &Pod) -> bool {
-    p.status
-        .as_ref()
-        .and_then(|s| s.conditions.as_ref())
-        .is_some_and(|cs| cs.iter().any(|c| c.type_ == "Ready" && c.status == "True"))
-}
-
 fn phase(p: &Pod) -> &str {
     p.status
         .as_ref()
         .and_then(|s| s.phase.as_deref())
         .unwrap_or("")
-}
-
-fn node_of(p: &Pod) -> Option<String> {
-    p.spec.as_ref()?.node_name.clone().filter(|n| !n.is_empty())
 }
 
 fn pod_ip(p: &Pod) -> Option<&str> {
@@ -159,14 +149,6 @@ fn pod_ip(p: &Pod) -> Option<&str> {
         .pod_ip
         .as_deref()
         .filter(|ip| !ip.is_empty())
-}
-
-fn image(p: &Pod) -> String {
-    p.spec
-        .as_ref()
-        .and_then(|s| s.containers.first())
-        .and_then(|c| c.image.clone())
-        .unwrap_or_default()
 }
 
 async fn pods(client: &ApiClient, app: &str) -> Vec<Pod> {
@@ -224,10 +206,6 @@ async fn replica_sets(client: &ApiClient, app: &str) -> Vec<ReplicaSet> {
         .await
         .map(|l| l.items)
         .unwrap_or_default()
-}
-
-fn replicas(rs: &ReplicaSet) -> i32 {
-    rs.spec.as_ref().and_then(|s| s.replicas).unwrap_or(0)
 }
 
 fn rollout_status(k: &Kubectl, name: &str) {

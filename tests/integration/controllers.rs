@@ -19,6 +19,7 @@ use bosun_api_client::{ApiClient, ListParams, Patch, WatchEvent, WatchParams};
 use bosun_tests::component::{Component, metric_sum};
 use bosun_tests::history::History;
 use bosun_tests::kube::{Apiserver, Kubectl, kubectl_120, kubectl_132};
+use bosun_tests::objects::{image, is_ready, replicas};
 use bosun_tests::{Cluster, Kind, wait_for};
 use serde_json::json;
 
@@ -165,13 +166,6 @@ fn labels_match(meta_labels: Option<&BTreeMap<String, String>>, app: &str) -> bo
     meta_labels.and_then(|l| l.get("app")).map(String::as_str) == Some(app)
 }
 
-fn is_ready(p: &Pod) -> bool {
-    p.status
-        .as_ref()
-        .and_then(|s| s.conditions.as_ref())
-        .is_some_and(|cs| cs.iter().any(|c| c.type_ == "Ready" && c.status == "True"))
-}
-
 async fn active_pods(client: &ApiClient, ns: &str, app: &str) -> Vec<Pod> {
     let p = ListParams {
         label_selector: format!("app={app}"),
@@ -208,18 +202,6 @@ fn revision(rs: &ReplicaSet) -> i64 {
         .and_then(|a| a.get("deployment.kubernetes.io/revision"))
         .and_then(|r| r.parse().ok())
         .unwrap_or(0)
-}
-
-fn replicas(rs: &ReplicaSet) -> i32 {
-    rs.spec.as_ref().and_then(|s| s.replicas).unwrap_or(0)
-}
-
-fn image(p: &Pod) -> String {
-    p.spec
-        .as_ref()
-        .and_then(|s| s.containers.first())
-        .and_then(|c| c.image.clone())
-        .unwrap_or_default()
 }
 
 /// Waits for `n` active pods of `app`, all with `image` and Ready.

@@ -16,6 +16,7 @@ use bosun_api_client::k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta
 use bosun_api_client::{ApiClient, ListParams, WatchEvent, WatchParams};
 use bosun_tests::component::{Component, metric_sum};
 use bosun_tests::kube::{Apiserver, kubectl_132};
+use bosun_tests::objects::node_of;
 use bosun_tests::{Cluster, Kind, wait_for};
 
 /// A `bosun scheduler` process, stopped by PID on drop.
@@ -122,10 +123,6 @@ async fn setup(dir: &Path) -> (Cluster, Apiserver, ApiClient) {
     let api = Apiserver::start(&dir.join("api"), &cluster.client_urls().join(","), &[]).await;
     let client = ApiClient::connect(&api.url).await.unwrap();
     (cluster, api, client)
-}
-
-fn node_of(p: &Pod) -> Option<String> {
-    p.spec.as_ref()?.node_name.clone().filter(|n| !n.is_empty())
 }
 
 /// The pods of the default namespace by name, with the node each is bound to.

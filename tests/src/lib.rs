@@ -7,6 +7,7 @@ pub mod checker;
 pub mod component;
 pub mod history;
 pub mod kube;
+pub mod objects;
 
 use std::net::TcpListener;
 use std::path::{Path, PathBuf};
