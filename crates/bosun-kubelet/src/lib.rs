@@ -23,6 +23,7 @@
 pub mod admission;
 pub mod cidr;
 pub mod config;
+pub mod cri;
 pub mod fake;
 pub mod kubelet;
 pub mod lease;

@@ -1,0 +1,80 @@
+//! containerd (or any CRI v1 runtime) through its gRPC API (`k8s-cri`): the connection here;
+//! the runtime that drives pods over it beside it.
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+use anyhow::{Context, bail};
+use hyper_util::rt::TokioIo;
+use k8s_cri::v1::image_service_client::ImageServiceClient;
+use k8s_cri::v1::runtime_service_client::RuntimeServiceClient;
+use tokio::net::UnixStream;
+use tonic::transport::{Channel, Endpoint, Uri};
+
+/// CRI messages can be large (ListContainers on a busy node): accept up to 16 MiB, as the
+/// kubelet does (`maxMsgSize`).
+pub const MAX_MESSAGE: usize = 16 * 1024 * 1024;
+
+/// A connection to a CRI runtime: its runtime and image services over one channel.
+#[derive(Debug, Clone)]
+pub struct CriClient {
+    /// RunPodSandbox, CreateContainer, ... .
+    pub runtime: RuntimeServiceClient<Channel>,
+    /// ImageStatus, PullImage, ... .
+    pub images: ImageServiceClient<Channel>,
+}
+
+/// The socket path of a `--container-runtime-endpoint` (`unix:///run/containerd/containerd.sock`
+/// or a bare path).
+pub fn socket_path(endpoint: &str) -> anyhow::Result<PathBuf> {
+    let path = match endpoint.strip_prefix("unix://") {
+        Some(p) => p,
+        None if endpoint.starts_with('/') => endpoint,
+        None => bail!(
+            "--container-runtime-endpoint {endpoint:?}: only unix sockets are supported (unix:///path/to/socket)"
+        ),
+    };
+    if path.is_empty() {
+        bail!("--container-runtime-endpoint {endpoint:?}: the socket path is empty");
+    }
+    Ok(PathBuf::from(path))
+}
+
+impl CriClient {
+    /// Connects to the runtime at `endpoint` (lazily: the first call dials, and a runtime
+    /// that restarts is dialled again), with `timeout` on every call.
+    pub fn connect(endpoint: &str, timeout: Duration) -> anyhow::Result<Self> {
+        let path = socket_path(endpoint)?;
+        let channel = Endpoint::try_from("http://cri.invalid")
+            .context("CRI endpoint")?
+            .timeout(timeout)
+            .connect_timeout(Duration::from_secs(5))
+            .connect_with_connector_lazy(tower::service_fn(move |_: Uri| {
+                let path = path.clone();
+                async move { Ok::<_, std::io::Error>(TokioIo::new(UnixStream::connect(path).await?)) }
+            }));
+        Ok(CriClient {
+            runtime: RuntimeServiceClient::new(channel.clone())
+                .max_decoding_message_size(MAX_MESSAGE),
+            images: ImageServiceClient::new(channel).max_decoding_message_size(MAX_MESSAGE),
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+
+    use super::*;
+
+    #[test]
+    fn endpoints() {
+        assert_eq!(
+            socket_path("unix:///run/containerd/containerd.sock").unwrap(),
+            PathBuf::from("/run/containerd/containerd.sock")
+        );
+        assert_eq!(socket_path("/x.sock").unwrap(), PathBuf::from("/x.sock"));
+        assert!(socket_path("tcp://127.0.0.1:1").is_err());
+        assert!(socket_path("unix://").is_err());
+    }
+}
