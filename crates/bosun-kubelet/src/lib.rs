@@ -30,6 +30,7 @@ pub mod lease;
 pub mod metrics;
 pub mod node;
 pub mod pods;
+pub mod probe;
 pub mod quantity;
 pub mod runtime;
 pub mod status;
