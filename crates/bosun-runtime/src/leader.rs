@@ -66,6 +66,66 @@ impl Default for LeaderElectionConfig {
     }
 }
 
+/// The `--leader-elect*` flags of kube-controller-manager and kube-scheduler, shared by
+/// the components that elect a leader (`#[command(flatten)]`).
+#[derive(Debug, Clone, clap::Args)]
+pub struct LeaderElectionFlags {
+    /// Act only while holding the Lease `<namespace>/<name>` (see the
+    /// --leader-elect-resource-* flags), so that several replicas can run and one acts
+    /// (`--leader-elect=false` to act at once).
+    #[arg(long, default_value_t = true, action = clap::ArgAction::Set,
+          num_args = 0..=1, default_missing_value = "true")]
+    pub leader_elect: bool,
+    /// How long a non-leader waits after the leader's last renewal before it takes over.
+    #[arg(long, default_value = "15s", value_parser = bosun_api::parse_duration)]
+    pub leader_elect_lease_duration: Duration,
+    /// How long the leader keeps trying to renew before it gives up leading (and exits).
+    #[arg(long, default_value = "10s", value_parser = bosun_api::parse_duration)]
+    pub leader_elect_renew_deadline: Duration,
+    /// How often the leader renews and candidates try to acquire.
+    #[arg(long, default_value = "2s", value_parser = bosun_api::parse_duration)]
+    pub leader_elect_retry_period: Duration,
+    /// The namespace of the leader election Lease.
+    #[arg(long, default_value = "kube-system")]
+    pub leader_elect_resource_namespace: String,
+    /// The name of the leader election Lease (default: the component's,
+    /// `kube-controller-manager` or `kube-scheduler`).
+    #[arg(long)]
+    pub leader_elect_resource_name: Option<String>,
+}
+
+impl Default for LeaderElectionFlags {
+    fn default() -> Self {
+        let d = LeaderElectionConfig::default();
+        LeaderElectionFlags {
+            leader_elect: true,
+            leader_elect_lease_duration: d.lease_duration,
+            leader_elect_renew_deadline: d.renew_deadline,
+            leader_elect_retry_period: d.retry_period,
+            leader_elect_resource_namespace: d.namespace,
+            leader_elect_resource_name: None,
+        }
+    }
+}
+
+impl LeaderElectionFlags {
+    /// The election these flags ask for, on the Lease named `default_name` unless
+    /// `--leader-elect-resource-name` says otherwise; `None` with `--leader-elect=false`.
+    pub fn config(&self, default_name: &str) -> Option<LeaderElectionConfig> {
+        self.leader_elect.then(|| LeaderElectionConfig {
+            namespace: self.leader_elect_resource_namespace.clone(),
+            name: self
+                .leader_elect_resource_name
+                .clone()
+                .unwrap_or_else(|| default_name.to_owned()),
+            identity: default_identity(),
+            lease_duration: self.leader_elect_lease_duration,
+            renew_deadline: self.leader_elect_renew_deadline,
+            retry_period: self.leader_elect_retry_period,
+        })
+    }
+}
+
 /// `<hostname>_<uuid>`, as kube-controller-manager and kube-scheduler identify themselves.
 pub fn default_identity() -> String {
     let host = std::fs::read_to_string("/proc/sys/kernel/hostname")

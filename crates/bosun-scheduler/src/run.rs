@@ -24,7 +24,7 @@ use bosun_api_client::k8s_openapi::api::apps::v1::ReplicaSet;
 use bosun_api_client::k8s_openapi::api::core::v1::{Node, Pod};
 use bosun_api_client::k8s_openapi::apimachinery::pkg::apis::meta::v1::LabelSelector;
 use bosun_api_client::{ApiClient, ApiError, Patch};
-use bosun_runtime::leader::{LeaderElectionConfig, default_identity, run_leader_served};
+use bosun_runtime::leader::{LeaderElectionFlags, run_leader_served};
 use bosun_runtime::server::{self, Health, Served};
 use jiff::Timestamp;
 use parking_lot::{Mutex, RwLock};
@@ -48,25 +48,9 @@ pub struct SchedulerOptions {
     /// The apiserver's URL.
     #[arg(long, default_value = "http://127.0.0.1:8080")]
     pub apiserver: String,
-    /// Schedule only while holding the leader Lease, so that several replicas can run and
-    /// one acts (`--leader-elect=false` to schedule at once).
-    #[arg(long, default_value_t = true, num_args = 0..=1, default_missing_value = "true", action = clap::ArgAction::Set)]
-    pub leader_elect: bool,
-    /// How long a leader's Lease holds without renewal before another replica may take it.
-    #[arg(long, default_value = "15s", value_parser = parse_duration)]
-    pub leader_elect_lease_duration: Duration,
-    /// How long the leader keeps trying to renew before it gives up leading.
-    #[arg(long, default_value = "10s", value_parser = parse_duration)]
-    pub leader_elect_renew_deadline: Duration,
-    /// Pause between attempts to acquire or renew the Lease.
-    #[arg(long, default_value = "2s", value_parser = parse_duration)]
-    pub leader_elect_retry_period: Duration,
-    /// Namespace of the leader Lease.
-    #[arg(long, default_value = "kube-system")]
-    pub leader_elect_resource_namespace: String,
-    /// Name of the leader Lease.
-    #[arg(long, default_value = "kube-scheduler")]
-    pub leader_elect_resource_name: String,
+    /// Leader election (`--leader-elect*`; the Lease is `kube-system/kube-scheduler` by default).
+    #[command(flatten)]
+    pub leader_election: LeaderElectionFlags,
     /// Percentage of nodes to find feasible before scoring (0: adaptive, 50% minus 1% per 125
     /// nodes, at least 5%; at least 100 nodes either way).
     #[arg(long, default_value_t = 0, value_parser = clap::value_parser!(u32).range(0..=100))]
@@ -89,12 +73,7 @@ impl Default for SchedulerOptions {
     fn default() -> Self {
         SchedulerOptions {
             apiserver: "http://127.0.0.1:8080".into(),
-            leader_elect: true,
-            leader_elect_lease_duration: Duration::from_secs(15),
-            leader_elect_renew_deadline: Duration::from_secs(10),
-            leader_elect_retry_period: Duration::from_secs(2),
-            leader_elect_resource_namespace: "kube-system".into(),
-            leader_elect_resource_name: "kube-scheduler".into(),
+            leader_election: LeaderElectionFlags::default(),
             percentage_of_nodes_to_score: 0,
             parallelism: 16,
             bind_address: IpAddr::from([0, 0, 0, 0]),
@@ -198,7 +177,7 @@ pub async fn run(opts: SchedulerOptions, shutdown: watch::Receiver<bool>) -> any
         shutdown.clone(),
     );
 
-    let result = if opts.leader_elect {
+    let result = if opts.leader_election.leader_elect {
         lead_when_elected(
             &opts,
             client.clone(),
@@ -229,14 +208,10 @@ async fn lead_when_elected(
     synced: watch::Receiver<bool>,
     shutdown: watch::Receiver<bool>,
 ) -> anyhow::Result<()> {
-    let config = LeaderElectionConfig {
-        namespace: opts.leader_elect_resource_namespace.clone(),
-        name: opts.leader_elect_resource_name.clone(),
-        identity: default_identity(),
-        lease_duration: opts.leader_elect_lease_duration,
-        renew_deadline: opts.leader_elect_renew_deadline,
-        retry_period: opts.leader_elect_retry_period,
-    };
+    let config = opts
+        .leader_election
+        .config("kube-scheduler")
+        .context("leader election is off")?;
     let lead_client = client.clone();
     run_leader_served(client, config, Some(served), shutdown, move |stop| {
         schedule_loop(opts, lead_client, shared, events, synced, stop)

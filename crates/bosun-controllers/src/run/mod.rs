@@ -27,7 +27,7 @@ use anyhow::{Context, bail};
 use bosun_api_client::{ApiClient, Patch};
 use bosun_runtime::controller::{Action as Next, run_workers};
 use bosun_runtime::events::Recorder;
-use bosun_runtime::leader::{LeaderElectionConfig, LeaderError, run_leader_served};
+use bosun_runtime::leader::{LeaderElectionFlags, LeaderError, run_leader_served};
 use bosun_runtime::queue::{QueueMetrics, WorkQueue};
 use bosun_runtime::reflector::{self, Event, Store};
 use bosun_runtime::server::{self, Health, Served};
@@ -64,27 +64,9 @@ pub struct ControllerManagerConfig {
     /// The apiserver's URL (the one kubectl uses; its gRPC API shares the port).
     #[arg(long, default_value = "http://127.0.0.1:8080")]
     pub apiserver: String,
-    /// Act only while holding the Lease `<namespace>/<name>` (see the
-    /// --leader-elect-resource-* flags), so that several replicas can run and one acts.
-    #[arg(long, default_value_t = true, action = clap::ArgAction::Set,
-          num_args = 0..=1, default_missing_value = "true")]
-    pub leader_elect: bool,
-    /// How long a non-leader waits after the leader's last renewal before it takes over
-    /// (`15s`, `500ms`, `1m`; a bare number is seconds).
-    #[arg(long, default_value = "15s", value_parser = parse_duration)]
-    pub leader_elect_lease_duration: Duration,
-    /// How long the leader keeps trying to renew before it gives up leading (and exits).
-    #[arg(long, default_value = "10s", value_parser = parse_duration)]
-    pub leader_elect_renew_deadline: Duration,
-    /// How often the leader renews and candidates try to acquire.
-    #[arg(long, default_value = "2s", value_parser = parse_duration)]
-    pub leader_elect_retry_period: Duration,
-    /// The namespace of the leader election Lease.
-    #[arg(long, default_value = "kube-system")]
-    pub leader_elect_resource_namespace: String,
-    /// The name of the leader election Lease.
-    #[arg(long, default_value = "kube-controller-manager")]
-    pub leader_elect_resource_name: String,
+    /// Leader election (`--leader-elect*`; the Lease is `kube-system/kube-controller-manager` by default).
+    #[command(flatten)]
+    pub leader_election: LeaderElectionFlags,
     /// Deployments synced at once.
     #[arg(long, default_value_t = 5, value_parser = clap::value_parser!(u16).range(1..))]
     pub concurrent_deployment_syncs: u16,
@@ -125,12 +107,7 @@ impl Default for ControllerManagerConfig {
     fn default() -> Self {
         ControllerManagerConfig {
             apiserver: "http://127.0.0.1:8080".into(),
-            leader_elect: true,
-            leader_elect_lease_duration: Duration::from_secs(15),
-            leader_elect_renew_deadline: Duration::from_secs(10),
-            leader_elect_retry_period: Duration::from_secs(2),
-            leader_elect_resource_namespace: "kube-system".into(),
-            leader_elect_resource_name: "kube-controller-manager".into(),
+            leader_election: LeaderElectionFlags::default(),
             concurrent_deployment_syncs: 5,
             concurrent_replicaset_syncs: 5,
             concurrent_gc_syncs: 20,
@@ -390,20 +367,12 @@ pub async fn run(
         garbagecollector = enabled.garbagecollector,
         namespace = enabled.namespace,
         nodelifecycle = enabled.nodelifecycle,
-        leader_elect = cfg.leader_elect,
+        leader_elect = cfg.leader_election.leader_elect,
         "starting controller-manager"
     );
     let host = hostname();
     let main = async {
-        if cfg.leader_elect {
-            let le = LeaderElectionConfig {
-                namespace: cfg.leader_elect_resource_namespace.clone(),
-                name: cfg.leader_elect_resource_name.clone(),
-                identity: format!("{host}_{}", uuid::Uuid::new_v4()),
-                lease_duration: cfg.leader_elect_lease_duration,
-                renew_deadline: cfg.leader_elect_renew_deadline,
-                retry_period: cfg.leader_elect_retry_period,
-            };
+        if let Some(le) = cfg.leader_election.config("kube-controller-manager") {
             let (client, cfg, metrics, health, host) = (
                 client.clone(),
                 cfg.clone(),
