@@ -3,6 +3,7 @@
 
 #![allow(clippy::unwrap_used)]
 
+pub mod bench;
 pub mod checker;
 pub mod component;
 pub mod history;

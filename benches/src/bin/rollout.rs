@@ -16,16 +16,16 @@ use std::collections::HashMap;
 use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
-use anyhow::{Context, bail};
+use anyhow::Context;
 use bosun_api_client::k8s_openapi::api::apps::v1::{Deployment, DeploymentSpec, ReplicaSet};
 use bosun_api_client::k8s_openapi::api::core::v1::{
-    Container, Namespace, Node, Pod, PodSpec, PodTemplateSpec,
+    Container, Namespace, Pod, PodSpec, PodTemplateSpec,
 };
 use bosun_api_client::k8s_openapi::apimachinery::pkg::apis::meta::v1::{LabelSelector, ObjectMeta};
 use bosun_api_client::{ApiClient, ListParams, WatchEvent, WatchParams};
+use bosun_tests::bench::{ControlPlane, wait_nodes_ready, work_dir};
+use bosun_tests::bosun_bin;
 use bosun_tests::component::Component;
-use bosun_tests::kube::Apiserver;
-use bosun_tests::{Cluster, Kind, bosun_bin};
 use clap::Parser;
 
 /// Create-to-all-Running latency of Deployments on hollow nodes.
@@ -227,39 +227,15 @@ fn report(replicas: usize, start: Instant, rs: Instant, pods: &HashMap<String, P
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
     let cli = Cli::parse();
-    let tmp;
-    let dir = match &cli.dir {
-        Some(d) => {
-            std::fs::create_dir_all(d)?;
-            d.clone()
-        }
-        None => {
-            tmp = tempfile::tempdir()?;
-            tmp.path().to_path_buf()
-        }
-    };
+    let (dir, _tmp) = work_dir(cli.dir.as_deref())?;
     println!(
         "rollout-bench: {} hollow nodes, Deployments of {:?}; bosun: {}",
         cli.nodes,
         cli.replicas,
         bosun_bin().display()
     );
-    let store_threads = format!("--worker-threads={}", cli.store_threads);
-    let cluster = Cluster::start(
-        Kind::Bosun,
-        &dir,
-        3,
-        &[&store_threads, "--quota-backend-bytes", "8589934592"],
-    )
-    .await;
-    cluster.wait_leader(Duration::from_secs(30)).await;
-    let api = Apiserver::start(
-        &dir.join("api"),
-        &cluster.client_urls().join(","),
-        &["--watch-cache-size=100000"],
-    )
-    .await;
-    let client = ApiClient::connect(&api.url).await?;
+    let cp = ControlPlane::start(&dir, cli.store_threads, &[]).await?;
+    let (api, client) = (&cp.api, cp.client.clone());
     let syncs = cli.concurrent_syncs.to_string();
     let _cm = Component::start(
         &dir,
@@ -300,32 +276,8 @@ async fn main() -> anyhow::Result<()> {
         ],
         &[],
     );
-    let started = Instant::now();
-    loop {
-        let nodes = client.list::<Node>("", &ListParams::default()).await?;
-        let ready = nodes
-            .items
-            .iter()
-            .filter(|n| {
-                n.status
-                    .as_ref()
-                    .and_then(|s| s.conditions.as_ref())
-                    .is_some_and(|c| c.iter().any(|c| c.type_ == "Ready" && c.status == "True"))
-            })
-            .count();
-        if ready >= cli.nodes {
-            break;
-        }
-        if started.elapsed() > Duration::from_secs(300) {
-            bail!("{ready} of {} nodes Ready after 300 s", cli.nodes);
-        }
-        tokio::time::sleep(Duration::from_millis(500)).await;
-    }
-    println!(
-        "{} nodes Ready in {:.1} s",
-        cli.nodes,
-        started.elapsed().as_secs_f64()
-    );
+    let took = wait_nodes_ready(&client, cli.nodes, Duration::from_secs(300)).await?;
+    println!("{} nodes Ready in {:.1} s", cli.nodes, took.as_secs_f64());
 
     for &replicas in &cli.replicas {
         let ns = format!("rollout-{replicas}");

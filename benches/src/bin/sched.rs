@@ -32,9 +32,9 @@ use bosun_api_client::k8s_openapi::api::core::v1::{
 use bosun_api_client::k8s_openapi::apimachinery::pkg::api::resource::Quantity;
 use bosun_api_client::k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
 use bosun_api_client::{ApiClient, ListParams, WatchEvent, WatchParams};
+use bosun_tests::bench::{ControlPlane, work_dir};
 use bosun_tests::component::Component;
-use bosun_tests::kube::Apiserver;
-use bosun_tests::{Cluster, Kind, bosun_bin, free_port};
+use bosun_tests::{bosun_bin, free_port};
 use clap::Parser;
 
 /// Scheduling throughput of `bosun scheduler` (scheduler_perf's SchedulingBasic shape).
@@ -413,17 +413,7 @@ async fn list_version(client: &ApiClient, ns: &str) -> anyhow::Result<String> {
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
     let cli = Cli::parse();
-    let tmp;
-    let dir = match &cli.dir {
-        Some(d) => {
-            std::fs::create_dir_all(d)?;
-            d.clone()
-        }
-        None => {
-            tmp = tempfile::tempdir()?;
-            tmp.path().to_path_buf()
-        }
-    };
+    let (dir, _tmp) = work_dir(cli.dir.as_deref())?;
     println!(
         "sched-bench: {} nodes, {} pods placed first, {} measured ({:?}); bosun: {}",
         cli.nodes,
@@ -432,27 +422,12 @@ async fn main() -> anyhow::Result<()> {
         cli.mode,
         bosun_bin().display()
     );
-    let store_threads = format!("--worker-threads={}", cli.store_threads);
-    let cluster = Cluster::start(
-        Kind::Bosun,
-        &dir,
-        3,
-        &[&store_threads, "--quota-backend-bytes", "8589934592"],
-    )
-    .await;
-    cluster.wait_leader(Duration::from_secs(30)).await;
-    let mut api_flags = vec!["--watch-cache-size=100000".to_owned()];
-    if let Some(t) = cli.apiserver_threads {
-        api_flags.push(format!("--worker-threads={t}"));
-    }
-    let api_flags: Vec<&str> = api_flags.iter().map(String::as_str).collect();
-    let api = Apiserver::start(
-        &dir.join("api"),
-        &cluster.client_urls().join(","),
-        &api_flags,
-    )
-    .await;
-    let client = ApiClient::connect(&api.url).await?;
+    let api_threads = cli
+        .apiserver_threads
+        .map(|t| format!("--worker-threads={t}"));
+    let api_flags: Vec<&str> = api_threads.iter().map(String::as_str).collect();
+    let cp = ControlPlane::start(&dir, cli.store_threads, &api_flags).await?;
+    let (cluster, api, client) = (&cp.cluster, &cp.api, cp.client.clone());
     create_namespace(&client, "init").await?;
     create_namespace(&client, "measured").await?;
     let cm = cli.controller_manager.then(|| {

@@ -1,0 +1,98 @@
+//! What the control-plane benchmarks (`sched-bench`, `rollout-bench`, `podstart-bench`) share:
+//! their working directory, a three-member store with an apiserver over it, and waiting for
+//! nodes to be Ready.
+
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
+
+use bosun_api_client::k8s_openapi::api::core::v1::Node;
+use bosun_api_client::{ApiClient, ListParams};
+
+use crate::kube::Apiserver;
+use crate::{Cluster, Kind};
+
+/// The directory a benchmark works in: `given`, or a temporary one removed with the guard.
+pub fn work_dir(given: Option<&Path>) -> anyhow::Result<(PathBuf, Option<tempfile::TempDir>)> {
+    match given {
+        Some(d) => {
+            std::fs::create_dir_all(d)?;
+            Ok((d.to_path_buf(), None))
+        }
+        None => {
+            let tmp = tempfile::tempdir()?;
+            Ok((tmp.path().to_path_buf(), Some(tmp)))
+        }
+    }
+}
+
+/// Three store members (each with `--worker-threads store_threads` and an 8 GiB quota) and
+/// an apiserver over them with a large watch cache and `api_flags`.
+pub struct ControlPlane {
+    /// The store.
+    pub cluster: Cluster,
+    /// The apiserver.
+    pub api: Apiserver,
+    /// A client of the apiserver.
+    pub client: ApiClient,
+}
+
+impl ControlPlane {
+    /// Starts it in `dir` and waits until the store has a leader and the apiserver answers.
+    pub async fn start(
+        dir: &Path,
+        store_threads: u16,
+        api_flags: &[&str],
+    ) -> anyhow::Result<ControlPlane> {
+        let threads = format!("--worker-threads={store_threads}");
+        let cluster = Cluster::start(
+            Kind::Bosun,
+            dir,
+            3,
+            &[&threads, "--quota-backend-bytes", "8589934592"],
+        )
+        .await;
+        cluster.wait_leader(Duration::from_secs(30)).await;
+        let mut flags = vec!["--watch-cache-size=100000"];
+        flags.extend_from_slice(api_flags);
+        let api =
+            Apiserver::start(&dir.join("api"), &cluster.client_urls().join(","), &flags).await;
+        let client = ApiClient::connect(&api.url).await?;
+        Ok(ControlPlane {
+            cluster,
+            api,
+            client,
+        })
+    }
+}
+
+/// Waits until `count` nodes are Ready; how long it took.
+pub async fn wait_nodes_ready(
+    client: &ApiClient,
+    count: usize,
+    within: Duration,
+) -> anyhow::Result<Duration> {
+    let started = Instant::now();
+    loop {
+        let nodes = client.list::<Node>("", &ListParams::default()).await?;
+        let ready = nodes
+            .items
+            .iter()
+            .filter(|n| {
+                n.status
+                    .as_ref()
+                    .and_then(|s| s.conditions.as_ref())
+                    .is_some_and(|c| c.iter().any(|c| c.type_ == "Ready" && c.status == "True"))
+            })
+            .count();
+        if ready >= count {
+            return Ok(started.elapsed());
+        }
+        if started.elapsed() > within {
+            anyhow::bail!(
+                "{ready} of {count} nodes Ready after {} s",
+                within.as_secs()
+            );
+        }
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    }
+}
