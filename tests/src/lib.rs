@@ -5,6 +5,7 @@
 
 pub mod checker;
 pub mod component;
+pub mod containerd;
 pub mod history;
 pub mod kube;
 pub mod objects;

@@ -1,0 +1,454 @@
+//! `bosun up`: the whole cluster from one command. With hollow nodes (`--runtime fake`): it
+//! comes up, kubectl with its kubeconfig runs the README's example Deployment, SIGTERM stops
+//! every child it started, and `bosun up` again on the same data dir has the Deployment
+//! still. With containerd: a private containerd (the test harness's) runs a sandbox and
+//! leaves nothing behind; `bosun up` starting its own containerd reaches a Ready node and
+//! leaves no bridge, sandbox or cgroup behind after SIGTERM.
+
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use bosun_tests::containerd::{PrivateContainerd, cri, names, skip_reason};
+use bosun_tests::kube::{Kubectl, kubectl_132_with};
+use bosun_tests::{bosun_bin, free_port, wait_for};
+
+/// The README's example.
+fn example() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("../deploy/examples/web.yaml")
+}
+
+/// A `bosun up` process, its output in a file, SIGKILLed (it and every child it started)
+/// on drop if still running.
+struct Up {
+    child: Option<Child>,
+    out: PathBuf,
+    seen_children: Vec<u32>,
+}
+
+/// Free loopback ports for every component.
+fn port_flags() -> Vec<String> {
+    let p = || free_port().to_string();
+    vec![
+        "--apiserver-port".into(),
+        p(),
+        "--store-client-ports".into(),
+        format!("{},{},{}", p(), p(), p()),
+        "--store-peer-ports".into(),
+        format!("{},{},{}", p(), p(), p()),
+        "--controller-manager-port".into(),
+        p(),
+        "--scheduler-port".into(),
+        p(),
+        "--kubelet-port".into(),
+        p(),
+    ]
+}
+
+impl Up {
+    fn start(dir: &Path, args: &[String], out: &str) -> Up {
+        let out = dir.join(out);
+        let child = Command::new(bosun_bin())
+            .arg("up")
+            .arg("--data-dir")
+            .arg(dir.join("data"))
+            .args(args)
+            .env("RUST_BACKTRACE", "0")
+            .env("RUST_LIB_BACKTRACE", "0")
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(std::fs::File::create(&out).unwrap())
+            .spawn()
+            .expect("start bosun up");
+        Up {
+            child: Some(child),
+            out,
+            seen_children: Vec::new(),
+        }
+    }
+
+    fn pid(&self) -> u32 {
+        self.child.as_ref().unwrap().id()
+    }
+
+    fn output(&self) -> String {
+        std::fs::read_to_string(&self.out).unwrap_or_default()
+    }
+
+    /// Waits for "the cluster is up"; panics with its output if it exits first.
+    async fn wait_up(&mut self, within: Duration) {
+        let deadline = Instant::now() + within;
+        loop {
+            if self.output().contains("the cluster is up") {
+                self.seen_children = children(self.pid());
+                return;
+            }
+            if let Some(st) = self.child.as_mut().unwrap().try_wait().unwrap() {
+                panic!(
+                    "bosun up exited ({st}) before the cluster was up:\n{}",
+                    self.output()
+                );
+            }
+            assert!(
+                Instant::now() < deadline,
+                "bosun up not up in {within:?}:\n{}",
+                self.output()
+            );
+            tokio::time::sleep(Duration::from_millis(200)).await;
+        }
+    }
+
+    /// SIGTERM, and its exit status within `within`.
+    fn terminate(&mut self, within: Duration) -> std::process::ExitStatus {
+        let mut c = self.child.take().unwrap();
+        let _ = Command::new("kill")
+            .args(["-TERM", &c.id().to_string()])
+            .status();
+        let deadline = Instant::now() + within;
+        loop {
+            if let Some(st) = c.try_wait().unwrap() {
+                return st;
+            }
+            if Instant::now() > deadline {
+                let _ = c.kill();
+                let _ = c.wait();
+                panic!("bosun up did not stop in {within:?}:\n{}", self.output());
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+}
+
+impl Drop for Up {
+    fn drop(&mut self) {
+        if let Some(mut c) = self.child.take() {
+            for pid in children(c.id())
+                .into_iter()
+                .chain(self.seen_children.clone())
+            {
+                let _ = Command::new("kill")
+                    .args(["-KILL", &pid.to_string()])
+                    .status();
+            }
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+    }
+}
+
+/// The PIDs whose parent is `pid` (from /proc/<pid>/stat's fourth field).
+fn children(pid: u32) -> Vec<u32> {
+    let mut out = Vec::new();
+    for e in std::fs::read_dir("/proc").unwrap().flatten() {
+        let Some(p) = e.file_name().to_str().and_then(|s| s.parse::<u32>().ok()) else {
+            continue;
+        };
+        let Ok(stat) = std::fs::read_to_string(format!("/proc/{p}/stat")) else {
+            continue;
+        };
+        // pid (comm) state ppid ...: comm may hold spaces and parentheses.
+        let Some(rest) = stat.rfind(')').map(|i| &stat[i + 1..]) else {
+            continue;
+        };
+        if rest.split_whitespace().nth(1).and_then(|s| s.parse().ok()) == Some(pid) {
+            out.push(p);
+        }
+    }
+    out
+}
+
+/// Whether a process `pid` exists (a zombie counts as gone).
+fn alive(pid: u32) -> bool {
+    std::fs::read_to_string(format!("/proc/{pid}/stat"))
+        .ok()
+        .and_then(|s| {
+            s.rfind(')')
+                .map(|i| s[i + 1..].trim_start().starts_with('Z'))
+        })
+        .is_some_and(|zombie| !zombie)
+}
+
+/// The pods' phases (`kubectl get pods`).
+fn phases(k: &Kubectl) -> Vec<String> {
+    k.run(&["get", "pods", "-o", "jsonpath={.items[*].status.phase}"])
+        .stdout
+        .split_whitespace()
+        .map(str::to_string)
+        .collect()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn up_fake_runs_the_example_stops_every_child_and_resumes() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut args: Vec<String> = vec!["--runtime".into(), "fake".into()];
+    args.extend(port_flags());
+    let mut up = Up::start(dir.path(), &args, "up1.out");
+    up.wait_up(Duration::from_secs(120)).await;
+    let out = up.output();
+    for name in [
+        "store-m1",
+        "store-m2",
+        "store-m3",
+        "apiserver",
+        "controller-manager",
+        "scheduler",
+        "kubelet",
+    ] {
+        assert!(
+            out.lines()
+                .any(|l| l.contains(name) && l.contains("healthy in")),
+            "no health line for {name}:\n{out}"
+        );
+    }
+    assert_eq!(up.seen_children.len(), 7, "seven components: {out}");
+    let kubeconfig = dir.path().join("data/kubeconfig");
+    assert!(kubeconfig.is_file());
+    let Some(k) = kubectl_132_with(&kubeconfig, dir.path()) else {
+        return;
+    };
+    k.run(&["create", "-f", example().to_str().unwrap()]).ok();
+    wait_for("3 Running pods", Duration::from_secs(60), || async {
+        phases(&k) == ["Running", "Running", "Running"]
+    })
+    .await;
+
+    let first = up.seen_children.clone();
+    let st = up.terminate(Duration::from_secs(60));
+    assert!(st.success(), "bosun up exited {st}:\n{}", up.output());
+    let left: Vec<u32> = first.iter().copied().filter(|p| alive(*p)).collect();
+    assert!(left.is_empty(), "children left running: {left:?}");
+    assert!(
+        up.output().contains("the cluster's data stays in"),
+        "{}",
+        up.output()
+    );
+
+    // Again on the same data dir: the Deployment and its pods are there.
+    let mut up = Up::start(dir.path(), &args, "up2.out");
+    up.wait_up(Duration::from_secs(120)).await;
+    let got = k.run(&["get", "deploy", "web", "-o", "jsonpath={.spec.replicas}"]);
+    assert_eq!(got.ok(), "3");
+    wait_for(
+        "3 Running pods after the restart",
+        Duration::from_secs(60),
+        || async { phases(&k) == ["Running", "Running", "Running"] },
+    )
+    .await;
+    let second = up.seen_children.clone();
+    assert!(up.terminate(Duration::from_secs(60)).success());
+    assert!(
+        second.iter().all(|p| !alive(*p)),
+        "children left: {second:?}"
+    );
+}
+
+/// A component that exits stops `bosun up` with its log's last lines, and the rest with it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn up_stops_everything_when_a_component_exits() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut args: Vec<String> = vec!["--runtime".into(), "fake".into()];
+    args.extend(port_flags());
+    let mut up = Up::start(dir.path(), &args, "up.out");
+    up.wait_up(Duration::from_secs(120)).await;
+    let kids = up.seen_children.clone();
+    // The scheduler: the fifth component started.
+    let sched = kids
+        .iter()
+        .copied()
+        .find(|p| {
+            std::fs::read_to_string(format!("/proc/{p}/cmdline"))
+                .is_ok_and(|c| c.split('\0').nth(1) == Some("scheduler"))
+        })
+        .expect("the scheduler among the children");
+    let _ = Command::new("kill")
+        .args(["-KILL", &sched.to_string()])
+        .status();
+    let mut c = up.child.take().unwrap();
+    let deadline = Instant::now() + Duration::from_secs(60);
+    let st = loop {
+        if let Some(st) = c.try_wait().unwrap() {
+            break st;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "bosun up still running:\n{}",
+            up.output()
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    };
+    assert!(!st.success());
+    let out = up.output();
+    assert!(out.contains("scheduler exited (signal: 9"), "{out}");
+    assert!(out.contains("the last lines of"), "{out}");
+    assert!(kids.iter().all(|p| !alive(*p)), "children left: {out}");
+}
+
+/// The test harness's private containerd runs a pod sandbox on its own network; stopping
+/// it removes the sandbox, the bridge, host-local's allocation and the pod's cgroup.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn private_containerd_runs_a_sandbox_and_leaves_nothing() {
+    let Some(c) = PrivateContainerd::start() else {
+        return;
+    };
+    let mut rt = c.client().runtime;
+    let uid = format!("uid-{}", std::process::id());
+    let parent = format!("{}/kubepods/besteffort/pod{uid}", c.cgroup_root);
+    let config = cri::PodSandboxConfig {
+        metadata: Some(cri::PodSandboxMetadata {
+            name: "sb".into(),
+            uid: uid.clone(),
+            namespace: "default".into(),
+            attempt: 0,
+        }),
+        hostname: "sb".into(),
+        linux: Some(cri::LinuxPodSandboxConfig {
+            cgroup_parent: parent.clone(),
+            ..Default::default()
+        }),
+        ..Default::default()
+    };
+    let id = rt
+        .run_pod_sandbox(cri::RunPodSandboxRequest {
+            config: Some(config),
+            runtime_handler: String::new(),
+        })
+        .await
+        .expect("RunPodSandbox")
+        .into_inner()
+        .pod_sandbox_id;
+    let status = rt
+        .pod_sandbox_status(cri::PodSandboxStatusRequest {
+            pod_sandbox_id: id,
+            verbose: false,
+        })
+        .await
+        .unwrap()
+        .into_inner()
+        .status
+        .unwrap();
+    let ip = status.network.unwrap().ip;
+    let cidr: bosun_up::containerd::Ipv4Cidr = c.settings.pod_cidr;
+    assert!(
+        cidr.contains(ip.parse().unwrap()),
+        "pod IP {ip} outside {cidr}"
+    );
+    let bridge = Path::new("/sys/class/net").join(&c.settings.bridge);
+    let alloc = Path::new("/var/lib/cni/networks").join(&c.settings.network);
+    assert!(bridge.exists(), "no bridge {}", bridge.display());
+    assert!(
+        alloc.join(&ip).exists(),
+        "no host-local allocation for {ip}"
+    );
+    let cgroups = bosun_up::containerd::cgroup_dirs(&c.cgroup_root);
+    assert!(!cgroups.is_empty(), "no cgroup dir for {}", c.cgroup_root);
+    let pid = c.pid;
+    let (network, cgroup_root) = (c.settings.network.clone(), c.cgroup_root.clone());
+
+    let problems = c.stop();
+    assert!(problems.is_empty(), "cleanup: {problems:?}");
+    assert!(!alive(pid), "containerd still running");
+    assert!(!bridge.exists(), "bridge left");
+    assert!(!alloc.exists(), "host-local allocations left");
+    let cgroups = bosun_up::containerd::cgroup_dirs(&cgroup_root);
+    assert!(cgroups.is_empty(), "cgroups left: {cgroups:?}");
+    let nat = Command::new("iptables-save")
+        .args(["-t", "nat"])
+        .output()
+        .unwrap();
+    let nat = String::from_utf8_lossy(&nat.stdout);
+    let marker = format!("name: \\\"{network}\\\"");
+    assert!(
+        !nat.contains(&marker),
+        "iptables rules of {network} left:\n{nat}"
+    );
+}
+
+/// `bosun up` with containerd: its own containerd, healthy components and a Ready node;
+/// the README's example Running (needs `bosun kubelet --runtime cri`, the cri helper's work
+/// in issue 18: until it is there this test says so and stops); after SIGTERM no child,
+/// bridge, sandbox or cgroup dir is left.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn up_with_containerd_runs_pods_and_leaves_nothing() {
+    if let Some(why) = skip_reason() {
+        println!("SKIP bosun up with containerd: {why}");
+        return;
+    }
+    let help = Command::new(bosun_bin())
+        .args(["kubelet", "--help"])
+        .output()
+        .unwrap();
+    if !String::from_utf8_lossy(&help.stdout).contains("--container-runtime-endpoint") {
+        println!(
+            "SKIP bosun up with containerd: this bosun's kubelet has no --runtime cri yet (issue 18, the cri helper's part)"
+        );
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let n = names();
+    let mut args: Vec<String> = vec![
+        "--cni-network".into(),
+        n.network.clone(),
+        "--cni-bridge".into(),
+        n.bridge.clone(),
+        "--pod-cidr".into(),
+        n.pod_cidr.clone(),
+    ];
+    args.extend(port_flags());
+    let mut up = Up::start(dir.path(), &args, "up.out");
+    up.wait_up(Duration::from_secs(180)).await;
+    let kids = up.seen_children.clone();
+    assert_eq!(
+        kids.len(),
+        8,
+        "containerd and seven components:\n{}",
+        up.output()
+    );
+    let Some(k) = kubectl_132_with(&dir.path().join("data/kubeconfig"), dir.path()) else {
+        return;
+    };
+    wait_for("a Ready node", Duration::from_secs(60), || async {
+        k.run(&[
+            "get",
+            "nodes",
+            "-o",
+            "jsonpath={.items[*].status.conditions[?(@.type==\"Ready\")].status}",
+        ])
+        .stdout
+            == "True"
+    })
+    .await;
+    k.run(&["create", "-f", example().to_str().unwrap()]).ok();
+    // Needs the cri helper's kubelet (sandboxes, containers, pod IPs from the CNI network).
+    wait_for(
+        "3 Running pods on containerd",
+        Duration::from_secs(120),
+        || async { phases(&k) == ["Running", "Running", "Running"] },
+    )
+    .await;
+    let bridge = Path::new("/sys/class/net").join(&n.bridge);
+    assert!(bridge.exists(), "pods run on the bridge {}", n.bridge);
+
+    let st = up.terminate(Duration::from_secs(120));
+    assert!(st.success(), "bosun up exited {st}:\n{}", up.output());
+    assert!(
+        kids.iter().all(|p| !alive(*p)),
+        "children left:\n{}",
+        up.output()
+    );
+    assert!(!bridge.exists(), "bridge left");
+    assert!(
+        !Path::new("/var/lib/cni/networks").join(&n.network).exists(),
+        "host-local allocations left"
+    );
+    let runc = dir.path().join("data/containerd/state/runc/k8s.io");
+    let left = std::fs::read_dir(&runc).map(|d| d.count()).unwrap_or(0);
+    assert_eq!(
+        left,
+        0,
+        "runc containers (sandboxes) left in {}",
+        runc.display()
+    );
+    let cg = bosun_up::containerd::cgroup_dirs("/bosun");
+    assert!(cg.is_empty(), "cgroup dirs left: {cg:?}");
+    assert!(!up.output().contains("cleanup:"), "{}", up.output());
+}
