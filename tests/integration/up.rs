@@ -11,7 +11,7 @@ use std::time::{Duration, Instant};
 
 use bosun_tests::containerd::{PrivateContainerd, cri, names, skip_reason};
 use bosun_tests::kube::{Kubectl, kubectl_132_with};
-use bosun_tests::{bosun_bin, free_port, wait_for};
+use bosun_tests::{bosun_bin, free_port, wait_for, which};
 
 /// The README's example.
 fn example() -> PathBuf {
@@ -283,6 +283,39 @@ async fn up_stops_everything_when_a_component_exits() {
     assert!(kids.iter().all(|p| !alive(*p)), "children left: {out}");
 }
 
+/// `bosun up` killed by SIGKILL leaves its children running; the next `bosun up` on the same
+/// data dir stops them (by the PIDs it recorded) and comes up on the same ports.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn up_after_sigkill_stops_what_the_killed_one_left() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut args: Vec<String> = vec!["--runtime".into(), "fake".into()];
+    args.extend(port_flags());
+    let mut up = Up::start(dir.path(), &args, "up1.out");
+    up.wait_up(Duration::from_secs(120)).await;
+    let orphans = up.seen_children.clone();
+    let mut c = up.child.take().unwrap();
+    c.kill().unwrap();
+    c.wait().unwrap();
+    assert!(
+        orphans.iter().all(|p| alive(*p)),
+        "the children outlive a SIGKILL"
+    );
+    let mut up = Up::start(dir.path(), &args, "up2.out");
+    up.seen_children = orphans.clone(); // killed on drop should the test fail
+    up.wait_up(Duration::from_secs(120)).await;
+    let out = up.output();
+    assert_eq!(
+        out.matches("left running by a previous bosun up").count(),
+        7,
+        "{out}"
+    );
+    assert!(
+        orphans.iter().all(|p| !alive(*p)),
+        "the old children stopped"
+    );
+    assert!(up.terminate(Duration::from_secs(60)).success());
+}
+
 /// The test harness's private containerd runs a pod sandbox on its own network; stopping
 /// it removes the sandbox, the bridge, host-local's allocation and the pod's cgroup.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -451,4 +484,115 @@ async fn up_with_containerd_runs_pods_and_leaves_nothing() {
     let cg = bosun_up::containerd::cgroup_dirs("/bosun");
     assert!(cg.is_empty(), "cgroup dirs left: {cg:?}");
     assert!(!up.output().contains("cleanup:"), "{}", up.output());
+}
+
+/// A child process killed (by PID) and reaped on drop.
+struct Killed(Child);
+
+impl Drop for Killed {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+/// The real pull path the README documents: Debian's docker-registry on loopback, the busybox
+/// image copied into it with skopeo, pulled through CRI by a private containerd (plain HTTP,
+/// containerd's default for a loopback registry).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn private_containerd_pulls_from_a_local_registry() {
+    let Some(c) = PrivateContainerd::start() else {
+        return;
+    };
+    if which("docker-registry").is_none() || which("skopeo").is_none() {
+        println!(
+            "SKIP pull from a local registry: docker-registry or skopeo missing (deploy/install-deps.sh --test)"
+        );
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let port = free_port();
+    let config = dir.path().join("registry.yml");
+    std::fs::write(
+        &config,
+        format!(
+            "version: 0.1\nstorage:\n  filesystem:\n    rootdirectory: {}\nhttp:\n  addr: 127.0.0.1:{port}\n",
+            dir.path().join("blobs").display()
+        ),
+    )
+    .unwrap();
+    let log = dir.path().join("registry.log");
+    let _registry = Killed(
+        Command::new("docker-registry")
+            .arg("serve")
+            .arg(&config)
+            .stdout(Stdio::null())
+            .stderr(std::fs::File::create(&log).unwrap())
+            .spawn()
+            .expect("start docker-registry"),
+    );
+    let addr = format!("127.0.0.1:{port}");
+    wait_for("the registry", Duration::from_secs(30), || async {
+        tokio::net::TcpStream::connect(&addr).await.is_ok()
+    })
+    .await;
+    let image = format!("{addr}/busybox:latest");
+    let layout = c.settings.dir.join("images/busybox");
+    let copy = Command::new("skopeo")
+        .args(["copy", "--dest-tls-verify=false"])
+        .arg(format!("oci:{}:latest", layout.display()))
+        .arg(format!("docker://{image}"))
+        .output()
+        .unwrap();
+    assert!(
+        copy.status.success(),
+        "skopeo copy: {}",
+        String::from_utf8_lossy(&copy.stderr)
+    );
+    let mut images = c.client().images;
+    let spec = || {
+        Some(cri::ImageSpec {
+            image: image.clone(),
+            ..Default::default()
+        })
+    };
+    let status = |resp: cri::ImageStatusResponse| resp.image.is_some();
+    assert!(
+        !status(
+            images
+                .image_status(cri::ImageStatusRequest {
+                    image: spec(),
+                    verbose: false
+                })
+                .await
+                .unwrap()
+                .into_inner()
+        ),
+        "not there before the pull"
+    );
+    let pulled = images
+        .pull_image(cri::PullImageRequest {
+            image: spec(),
+            auth: None,
+            sandbox_config: None,
+        })
+        .await
+        .unwrap_or_else(|e| {
+            panic!(
+                "PullImage {image}: {e}; registry log:\n{}",
+                std::fs::read_to_string(&log).unwrap_or_default()
+            )
+        })
+        .into_inner();
+    assert!(!pulled.image_ref.is_empty());
+    assert!(status(
+        images
+            .image_status(cri::ImageStatusRequest {
+                image: spec(),
+                verbose: false
+            })
+            .await
+            .unwrap()
+            .into_inner()
+    ));
 }

@@ -289,7 +289,7 @@ pub async fn http_status(url: &str) -> Option<u16> {
         let mut s = tokio::net::TcpStream::connect(host).await.ok()?;
         let req = format!("GET {path} HTTP/1.1\r\nHost: {host}\r\nConnection: close\r\n\r\n");
         s.write_all(req.as_bytes()).await.ok()?;
-        let mut buf = vec![0u8; 64];
+        let mut buf = [0u8; 64];
         let mut n = 0;
         while n < buf.len() {
             match s.read(&mut buf[n..]).await.ok()? {
@@ -339,6 +339,7 @@ pub async fn run(cfg: UpConfig, mut shutdown: watch::Receiver<bool>) -> anyhow::
         .with_context(|| format!("create the data dir {}", dir.display()))?;
     let dir = dir.canonicalize().context("the data dir's path")?;
     let settings = Settings::new(&dir, &cfg.cni_network, &cfg.cni_bridge, cfg.pod_cidr);
+    stop_leftovers(&dir).await;
 
     // The runtime first: without it there is no point starting the rest.
     let mut containerd = None;
@@ -363,6 +364,7 @@ pub async fn run(cfg: UpConfig, mut shutdown: watch::Receiver<bool>) -> anyhow::
                 return Err(e);
             }
             let ep = c.endpoint();
+            record_pid(&dir, "containerd", c.pid());
             containerd = Some(c);
             Some(ep)
         }
@@ -467,11 +469,85 @@ fn spawn(exe: &Path, dir: &Path, spec: &Component) -> anyhow::Result<Running> {
         .kill_on_drop(true)
         .spawn()
         .with_context(|| format!("start bosun {}", spec.args[0]))?;
+    record_pid(dir, &spec.name, child.id());
     Ok(Running {
         spec: spec.clone(),
         log,
         child,
     })
+}
+
+/// `<data-dir>/pids`: `<pid> <start time> <name>` of every child while `bosun up` runs, so
+/// that a run after a `bosun up` killed by SIGKILL stops what that one left running.
+const PIDS_FILE: &str = "pids";
+
+/// A process's start time (clock ticks since boot, /proc/<pid>/stat's 22nd field): with the
+/// PID, it names one process, never a later one that reuses the PID. `None` once it has
+/// exited (a zombie waiting for its parent included).
+fn start_time(pid: u32) -> Option<u64> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    let rest = &stat[stat.rfind(')')? + 1..];
+    let mut fields = rest.split_whitespace();
+    if fields.next()? == "Z" {
+        return None;
+    }
+    fields.nth(18)?.parse().ok()
+}
+
+fn record_pid(dir: &Path, name: &str, pid: Option<u32>) {
+    use std::io::Write as _;
+    let Some(pid) = pid else { return };
+    let Some(start) = start_time(pid) else { return };
+    if let Ok(mut f) = std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(dir.join(PIDS_FILE))
+    {
+        let _ = writeln!(f, "{pid} {start} {name}");
+    }
+}
+
+/// Of a pids file, the processes still running: those whose PID has the recorded start time.
+pub fn leftovers(text: &str, start_time: impl Fn(u32) -> Option<u64>) -> Vec<(u32, String)> {
+    text.lines()
+        .filter_map(|l| {
+            let mut w = l.split_whitespace();
+            let pid: u32 = w.next()?.parse().ok()?;
+            let start: u64 = w.next()?.parse().ok()?;
+            let name = w.next()?.to_string();
+            (start_time(pid) == Some(start)).then_some((pid, name))
+        })
+        .collect()
+}
+
+/// Stops (SIGTERM, 15 s, SIGKILL) what a previous `bosun up` on this data dir left running,
+/// most recent first.
+async fn stop_leftovers(dir: &Path) {
+    let path = dir.join(PIDS_FILE);
+    let Ok(text) = std::fs::read_to_string(&path) else {
+        return;
+    };
+    for (pid, name) in leftovers(&text, start_time).into_iter().rev() {
+        say(&format!(
+            "stopping {name} (pid {pid}), left running by a previous bosun up"
+        ));
+        let Some(p) = i32::try_from(pid)
+            .ok()
+            .and_then(rustix::process::Pid::from_raw)
+        else {
+            continue;
+        };
+        let start = start_time(pid);
+        let _ = rustix::process::kill_process(p, rustix::process::Signal::TERM);
+        let deadline = Instant::now() + STOP_TIMEOUT;
+        while start_time(pid) == start && Instant::now() < deadline {
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        if start_time(pid) == start {
+            let _ = rustix::process::kill_process(p, rustix::process::Signal::KILL);
+        }
+    }
+    let _ = std::fs::remove_file(&path);
 }
 
 /// The error for a component that exited.
@@ -732,6 +808,19 @@ mod tests {
         let t = try_next(Path::new("/d"), Runtime::Fake);
         assert!(t.contains("export KUBECONFIG=/d/kubeconfig"), "{t}");
         assert!(t.contains("kubectl create -f /d/examples/web.yaml"), "{t}");
+    }
+
+    #[test]
+    fn leftovers_are_the_recorded_processes_still_running() {
+        let text = "10 500 store-m1\n11 501 apiserver\n12 502 kubelet\nbad line\n";
+        // 10 runs as recorded, 11 is gone, 12 is a new process with the same PID.
+        let now = |pid: u32| match pid {
+            10 => Some(500),
+            12 => Some(999),
+            _ => None,
+        };
+        assert_eq!(leftovers(text, now), vec![(10, "store-m1".to_string())]);
+        assert!(start_time(std::process::id()).is_some());
     }
 
     #[tokio::test]
