@@ -316,8 +316,9 @@ async fn up_after_sigkill_stops_what_the_killed_one_left() {
     assert!(up.terminate(Duration::from_secs(60)).success());
 }
 
-/// The test harness's private containerd runs a pod sandbox on its own network; stopping
-/// it removes the sandbox, the bridge, host-local's allocation and the pod's cgroup.
+/// The test harness's private containerd runs a pod sandbox on its own network with a
+/// busybox container in it; stopping it removes both, the bridge, host-local's allocation,
+/// the pod's iptables rules and cgroups.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn private_containerd_runs_a_sandbox_and_leaves_nothing() {
     let Some(c) = PrivateContainerd::start() else {
@@ -342,13 +343,52 @@ async fn private_containerd_runs_a_sandbox_and_leaves_nothing() {
     };
     let id = rt
         .run_pod_sandbox(cri::RunPodSandboxRequest {
-            config: Some(config),
+            config: Some(config.clone()),
             runtime_handler: String::new(),
         })
         .await
         .expect("RunPodSandbox")
         .into_inner()
         .pod_sandbox_id;
+    // A container in it, from the imported busybox image, left running for the cleanup.
+    let ctr = rt
+        .create_container(cri::CreateContainerRequest {
+            pod_sandbox_id: id.clone(),
+            config: Some(cri::ContainerConfig {
+                metadata: Some(cri::ContainerMetadata {
+                    name: "sleep".into(),
+                    attempt: 0,
+                }),
+                image: Some(cri::ImageSpec {
+                    image: "busybox".into(),
+                    ..Default::default()
+                }),
+                command: vec!["sleep".into(), "3600".into()],
+                ..Default::default()
+            }),
+            sandbox_config: Some(config),
+        })
+        .await
+        .expect("CreateContainer")
+        .into_inner()
+        .container_id;
+    rt.start_container(cri::StartContainerRequest {
+        container_id: ctr.clone(),
+    })
+    .await
+    .expect("StartContainer");
+    let state = rt
+        .container_status(cri::ContainerStatusRequest {
+            container_id: ctr,
+            verbose: false,
+        })
+        .await
+        .unwrap()
+        .into_inner()
+        .status
+        .unwrap()
+        .state;
+    assert_eq!(state, cri::ContainerState::ContainerRunning as i32);
     let status = rt
         .pod_sandbox_status(cri::PodSandboxStatusRequest {
             pod_sandbox_id: id,
@@ -376,6 +416,15 @@ async fn private_containerd_runs_a_sandbox_and_leaves_nothing() {
     assert!(!cgroups.is_empty(), "no cgroup dir for {}", c.cgroup_root);
     let pid = c.pid;
     let (network, cgroup_root) = (c.settings.network.clone(), c.cgroup_root.clone());
+    let nat_rules = || {
+        let out = Command::new("iptables-save")
+            .args(["-t", "nat"])
+            .output()
+            .unwrap();
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    };
+    let marker = format!("name: \\\"{network}\\\"");
+    assert!(nat_rules().contains(&marker), "the pod's masquerade rules");
 
     let problems = c.stop();
     assert!(problems.is_empty(), "cleanup: {problems:?}");
@@ -384,12 +433,7 @@ async fn private_containerd_runs_a_sandbox_and_leaves_nothing() {
     assert!(!alloc.exists(), "host-local allocations left");
     let cgroups = bosun_up::containerd::cgroup_dirs(&cgroup_root);
     assert!(cgroups.is_empty(), "cgroups left: {cgroups:?}");
-    let nat = Command::new("iptables-save")
-        .args(["-t", "nat"])
-        .output()
-        .unwrap();
-    let nat = String::from_utf8_lossy(&nat.stdout);
-    let marker = format!("name: \\\"{network}\\\"");
+    let nat = nat_rules();
     assert!(
         !nat.contains(&marker),
         "iptables rules of {network} left:\n{nat}"
@@ -410,7 +454,7 @@ async fn up_with_containerd_runs_pods_and_leaves_nothing() {
         .args(["kubelet", "--help"])
         .output()
         .unwrap();
-    if !String::from_utf8_lossy(&help.stdout).contains("--container-runtime-endpoint") {
+    if !String::from_utf8_lossy(&help.stdout).contains("--cgroup-root") {
         println!(
             "SKIP bosun up with containerd: this bosun's kubelet has no --runtime cri yet (issue 18, the cri helper's part)"
         );
@@ -595,4 +639,115 @@ async fn private_containerd_pulls_from_a_local_registry() {
             .unwrap()
             .into_inner()
     ));
+}
+
+/// What a runtime that died before CNI DEL leaves in iptables (bridge's per-pod masquerade
+/// chain and its jump, firewall's CNI-FORWARD rules for the pod address) is removed by the
+/// host cleanup, and only that network's.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn host_cleanup_removes_leftover_cni_iptables_rules_of_its_network_only() {
+    if let Some(why) = skip_reason() {
+        println!("SKIP iptables cleanup: {why}");
+        return;
+    }
+    let n = names();
+    let other = names();
+    let ip = n.pod_cidr.replace(".0.0/16", ".0.9");
+    let other_ip = other.pod_cidr.replace(".0.0/16", ".0.9");
+    let chain = format!("CNI-{}", n.bridge);
+    let other_chain = format!("CNI-{}", other.bridge);
+    let ipt = |args: &[&str]| {
+        let st = Command::new("iptables").args(args).status().unwrap();
+        assert!(st.success(), "iptables {args:?}");
+    };
+    let comment = |net: &str| format!("name: \"{net}\" id: \"abc\"");
+    for (net, chain, ip) in [
+        (&n.network, &chain, &ip),
+        (&other.network, &other_chain, &other_ip),
+    ] {
+        ipt(&["-t", "nat", "-N", chain]);
+        ipt(&[
+            "-t",
+            "nat",
+            "-A",
+            chain,
+            "-m",
+            "comment",
+            "--comment",
+            &comment(net),
+            "-j",
+            "ACCEPT",
+        ]);
+        let src = format!("{ip}/32");
+        ipt(&[
+            "-t",
+            "nat",
+            "-A",
+            "POSTROUTING",
+            "-s",
+            &src,
+            "-m",
+            "comment",
+            "--comment",
+            &comment(net),
+            "-j",
+            chain,
+        ]);
+    }
+    // The firewall plugin's chain, shared by every network: made if missing, never removed.
+    let _ = Command::new("iptables")
+        .args(["-N", "CNI-FORWARD"])
+        .output();
+    let dst = format!("{ip}/32");
+    ipt(&["-A", "CNI-FORWARD", "-d", &dst, "-j", "ACCEPT"]);
+
+    let settings = bosun_tests::containerd::Settings::new(
+        Path::new("/nonexistent"),
+        &n.network,
+        &n.bridge,
+        n.pod_cidr.parse().unwrap(),
+    );
+    let problems = bosun_up::containerd::cleanup_host(&settings, &n.cgroup_root).await;
+    let save = |t: &str| {
+        let o = Command::new("iptables-save")
+            .args(["-t", t])
+            .output()
+            .unwrap();
+        String::from_utf8_lossy(&o.stdout).into_owned()
+    };
+    let (nat, filter) = (save("nat"), save("filter"));
+    // The other network's rules stay; remove them before asserting, so a failure leaves none.
+    let kept =
+        nat.contains(&format!(":{other_chain} ")) && nat.contains(&format!("-j {other_chain}"));
+    let other_src = format!("{other_ip}/32");
+    let _ = Command::new("iptables")
+        .args([
+            "-t",
+            "nat",
+            "-D",
+            "POSTROUTING",
+            "-s",
+            &other_src,
+            "-m",
+            "comment",
+            "--comment",
+            &comment(&other.network),
+            "-j",
+            &other_chain,
+        ])
+        .status();
+    let _ = Command::new("iptables")
+        .args(["-t", "nat", "-F", &other_chain])
+        .status();
+    let _ = Command::new("iptables")
+        .args(["-t", "nat", "-X", &other_chain])
+        .status();
+    assert!(problems.is_empty(), "{problems:?}");
+    assert!(kept, "another network's rules were removed:\n{nat}");
+    assert!(!nat.contains(&chain), "{chain} left:\n{nat}");
+    assert!(
+        !filter.contains(&dst),
+        "CNI-FORWARD rule for {ip} left:\n{filter}"
+    );
+    assert!(filter.contains(":CNI-FORWARD"), "the shared chain stays");
 }
