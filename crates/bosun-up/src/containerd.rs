@@ -85,6 +85,13 @@ impl Settings {
                 self.network
             );
         }
+        // A unix socket's path is at most 107 bytes (sun_path); containerd's shims add theirs.
+        let socket = self.socket().display().to_string();
+        if socket.len() > 100 {
+            bail!(
+                "containerd's socket {socket} would be longer than a unix socket path may be: use a shorter --data-dir"
+            );
+        }
         if self.pod_cidr.prefix() > 28 {
             bail!("pod CIDR {} is too small for a node", self.pod_cidr);
         }
@@ -758,6 +765,14 @@ mod tests {
         let mut s = settings();
         s.network = "a b".into();
         assert!(s.validate().is_err());
+        let mut s = settings();
+        s.dir = PathBuf::from("/").join("d".repeat(90));
+        assert!(
+            s.validate()
+                .unwrap_err()
+                .to_string()
+                .contains("shorter --data-dir")
+        );
     }
 
     #[test]
