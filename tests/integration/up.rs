@@ -218,6 +218,10 @@ async fn up_fake_runs_the_example_stops_every_child_and_resumes() {
     let left: Vec<u32> = first.iter().copied().filter(|p| alive(*p)).collect();
     assert!(left.is_empty(), "children left running: {left:?}");
     assert!(
+        !dir.path().join("data/pids").exists(),
+        "the PIDs file goes once they stopped"
+    );
+    assert!(
         up.output().contains("the cluster's data stays in"),
         "{}",
         up.output()

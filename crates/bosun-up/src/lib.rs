@@ -382,6 +382,8 @@ pub async fn run(cfg: UpConfig, mut shutdown: watch::Receiver<bool>) -> anyhow::
     if let Some(c) = containerd {
         stop_containerd(c, &cfg.cgroup_root).await;
     }
+    // Everything recorded has stopped.
+    let _ = std::fs::remove_file(dir.join(PIDS_FILE));
     if result.is_ok() {
         say(&format!(
             "stopped; the cluster's data stays in {}",
