@@ -201,6 +201,13 @@ async fn up_fake_runs_the_example_stops_every_child_and_resumes() {
         );
     }
     assert_eq!(up.seen_children.len(), 7, "seven components: {out}");
+    for node in ["hollow-0", "hollow-1", "hollow-2"] {
+        assert!(
+            out.lines()
+                .any(|l| l.contains(&format!("node {node}")) && l.contains("Ready in")),
+            "no Ready line for {node}:\n{out}"
+        );
+    }
     let kubeconfig = dir.path().join("data/kubeconfig");
     assert!(kubeconfig.is_file());
     let Some(k) = kubectl_132_with(&kubeconfig, dir.path()) else {
@@ -482,6 +489,11 @@ async fn up_with_containerd_runs_pods_and_leaves_nothing() {
         kids.len(),
         8,
         "containerd and seven components:\n{}",
+        up.output()
+    );
+    assert!(
+        up.output().contains(" Ready in "),
+        "the node Ready:\n{}",
         up.output()
     );
     let Some(k) = kubectl_132_with(&dir.path().join("data/kubeconfig"), dir.path()) else {

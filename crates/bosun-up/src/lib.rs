@@ -431,6 +431,11 @@ async fn run_components(
                     .context("write the kubeconfig")?;
             }
         }
+        let want = match cfg.runtime {
+            Runtime::Fake => cfg.node_count as usize,
+            Runtime::Cri => 1,
+        };
+        wait_nodes_ready(cfg, want, &mut running, containerd, shutdown).await?;
         std::fs::create_dir_all(dir.join("examples"))?;
         std::fs::write(dir.join("examples/web.yaml"), EXAMPLE)?;
         say(&format!(
@@ -621,6 +626,102 @@ async fn wait_healthy(
             _ = shutdown.changed() => {}
         }
     }
+}
+
+/// The nodes of a `NodeList` (JSON): name, whether Ready is True, and the Ready condition's
+/// message.
+pub fn nodes_ready(list: &serde_json::Value) -> Vec<(String, bool, String)> {
+    let items = list["items"]
+        .as_array()
+        .map(Vec::as_slice)
+        .unwrap_or_default();
+    items
+        .iter()
+        .map(|n| {
+            let name = n["metadata"]["name"]
+                .as_str()
+                .unwrap_or_default()
+                .to_string();
+            let ready = n["status"]["conditions"]
+                .as_array()
+                .and_then(|cs| cs.iter().find(|c| c["type"] == "Ready"));
+            let ok = ready.is_some_and(|c| c["status"] == "True");
+            let msg = ready
+                .and_then(|c| c["message"].as_str())
+                .unwrap_or("no Ready condition yet")
+                .to_string();
+            (name, ok, msg)
+        })
+        .collect()
+}
+
+/// An HTTP/1.0 GET on loopback (no chunked body): the body of a 200, within two seconds.
+async fn http_body(url: &str) -> Option<String> {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let rest = url.strip_prefix("http://")?;
+    let (host, path) = rest.split_at(rest.find('/').unwrap_or(rest.len()));
+    let fut = async {
+        let mut s = tokio::net::TcpStream::connect(host).await.ok()?;
+        let req =
+            format!("GET {path} HTTP/1.0\r\nHost: {host}\r\nAccept: application/json\r\n\r\n");
+        s.write_all(req.as_bytes()).await.ok()?;
+        let mut raw = Vec::new();
+        s.read_to_end(&mut raw).await.ok()?;
+        let text = String::from_utf8(raw).ok()?;
+        let (head, body) = text.split_once("\r\n\r\n")?;
+        (head.split_whitespace().nth(1)? == "200").then(|| body.to_string())
+    };
+    tokio::time::timeout(Duration::from_secs(2), fut)
+        .await
+        .ok()?
+}
+
+/// Waits (up to --startup-timeout) until `want` nodes are registered and Ready, printing a
+/// line per node; a node not Ready by then is reported, not fatal (its kubelet keeps trying).
+async fn wait_nodes_ready(
+    cfg: &UpConfig,
+    want: usize,
+    running: &mut [Running],
+    containerd: &mut Option<Containerd>,
+    shutdown: &mut watch::Receiver<bool>,
+) -> anyhow::Result<()> {
+    let url = format!("{}/api/v1/nodes", cfg.apiserver_url());
+    let start = Instant::now();
+    let mut last = Vec::new();
+    while start.elapsed() < cfg.startup_timeout {
+        check_exits(running, containerd)?;
+        if *shutdown.borrow() {
+            bail!("stopped while starting");
+        }
+        if let Some(body) = http_body(&url).await
+            && let Ok(list) = serde_json::from_str::<serde_json::Value>(&body)
+        {
+            last = nodes_ready(&list);
+            if last.len() >= want && last.iter().all(|(_, ok, _)| *ok) {
+                for (name, _, _) in &last {
+                    say(&format!(
+                        "node {name:<14} Ready in {:.1}s",
+                        start.elapsed().as_secs_f64()
+                    ));
+                }
+                return Ok(());
+            }
+        }
+        tokio::select! {
+            _ = tokio::time::sleep(Duration::from_millis(250)) => {}
+            _ = shutdown.changed() => {}
+        }
+    }
+    if last.is_empty() {
+        say(&format!(
+            "no node registered in {:?}; see the kubelet's log",
+            cfg.startup_timeout
+        ));
+    }
+    for (name, _, msg) in last.iter().filter(|(_, ok, _)| !ok) {
+        say(&format!("node {name} not Ready yet: {msg}"));
+    }
+    Ok(())
 }
 
 /// Until SIGTERM/Ctrl-C (Ok) or a component's exit (its error).
@@ -823,6 +924,33 @@ mod tests {
         };
         assert_eq!(leftovers(text, now), vec![(10, "store-m1".to_string())]);
         assert!(start_time(std::process::id()).is_some());
+    }
+
+    #[test]
+    fn nodes_ready_reads_the_ready_condition() {
+        let list = serde_json::json!({"items": [
+            {"metadata": {"name": "a"}, "status": {"conditions": [
+                {"type": "MemoryPressure", "status": "False"},
+                {"type": "Ready", "status": "True", "message": "kubelet is posting ready status"}]}},
+            {"metadata": {"name": "b"}, "status": {"conditions": [
+                {"type": "Ready", "status": "False", "message": "container runtime network not ready"}]}},
+            {"metadata": {"name": "c"}}
+        ]});
+        let got = nodes_ready(&list);
+        assert_eq!(
+            got[0],
+            ("a".into(), true, "kubelet is posting ready status".into())
+        );
+        assert_eq!(
+            got[1],
+            (
+                "b".into(),
+                false,
+                "container runtime network not ready".into()
+            )
+        );
+        assert_eq!(got[2], ("c".into(), false, "no Ready condition yet".into()));
+        assert!(nodes_ready(&serde_json::json!({})).is_empty());
     }
 
     #[tokio::test]
