@@ -4,19 +4,24 @@
 # names what is missing if not.
 #   deploy/install-deps.sh          build dependencies: clang and libclang (rocksdb's bindgen),
 #                                   protoc and the well-known protos (google/protobuf/*.proto,
-#                                   which the etcd-client crate's build script compiles)
+#                                   which the etcd-client crate's build script compiles); and
+#                                   what `bosun up` runs pods with: containerd, runc, the CNI
+#                                   plugins (in /usr/lib/cni), iptables, iproute2, and
+#                                   busybox-static and umoci (the local busybox and pause images)
 #   deploy/install-deps.sh --test   plus what the tests use: etcd and etcdctl as references,
 #                                   kubectl 1.20 from Debian's kubernetes-client, extracted to
 #                                   /opt/bosun/kubectl-1.20 because it conflicts with an
-#                                   installed kubectl, and curl
+#                                   installed kubectl, curl, and skopeo and docker-registry
+#                                   (a local registry, to try containerd's real pull path)
 set -euo pipefail
 
 test_deps=false
 [[ "${1:-}" == "--test" ]] && test_deps=true
 
-pkgs=(clang libclang-dev protobuf-compiler libprotobuf-dev build-essential pkg-config)
+pkgs=(clang libclang-dev protobuf-compiler libprotobuf-dev build-essential pkg-config
+  containerd runc containernetworking-plugins iptables iproute2 busybox-static umoci)
 if $test_deps; then
-  pkgs+=(etcd-server etcd-client curl procps)
+  pkgs+=(etcd-server etcd-client curl procps skopeo docker-registry)
 fi
 
 missing=()
@@ -28,9 +33,12 @@ if ((${#missing[@]})); then
   export DEBIAN_FRONTEND=noninteractive
   apt-get update -qq
   apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
-  # Debian starts the etcd service on install; the tests start their own etcd.
-  if [[ " ${missing[*]} " == *" etcd-server "* ]] && command -v systemctl >/dev/null; then
-    systemctl disable --now etcd >/dev/null 2>&1 || true
+  # Debian starts these services on install where systemd runs: the tests start their own
+  # etcd and registry, and `bosun up` its own containerd.
+  if command -v systemctl >/dev/null; then
+    [[ " ${missing[*]} " == *" etcd-server "* ]] && { systemctl disable --now etcd >/dev/null 2>&1 || true; }
+    [[ " ${missing[*]} " == *" docker-registry "* ]] && { systemctl disable --now docker-registry >/dev/null 2>&1 || true; }
+    [[ " ${missing[*]} " == *" containerd "* ]] && { systemctl disable --now containerd >/dev/null 2>&1 || true; }
   fi
 fi
 
@@ -60,10 +68,28 @@ if ! compgen -G "/usr/lib/llvm-*/lib/libclang.so*" >/dev/null &&
   absent+=("libclang.so (libclang-dev: rocksdb's bindgen)")
 fi
 need_cmd c++ "build-essential"
+# What `bosun up` runs pods with (bosun_up::containerd::NEEDED checks the same at start).
+need_cmd containerd "containerd"
+need_cmd ctr "containerd"
+need_cmd runc "runc"
+need_cmd iptables "iptables"
+need_cmd iptables-save "iptables"
+need_cmd iptables-restore "iptables"
+need_cmd ip "iproute2"
+need_cmd umoci "umoci"
+for plugin in bridge host-local portmap firewall loopback; do
+  need_file "/usr/lib/cni/$plugin" "containernetworking-plugins"
+done
+need_file /bin/busybox "busybox-static"
+if [[ -x /bin/busybox ]] && ldd /bin/busybox >/dev/null 2>&1; then
+  absent+=("/bin/busybox is dynamically linked (busybox-static: the images need a static one)")
+fi
 if $test_deps; then
   need_cmd etcd "etcd-server"
   need_cmd etcdctl "etcd-client"
   need_cmd curl "curl"
+  need_cmd skopeo "skopeo"
+  need_cmd docker-registry "docker-registry"
   need_file "$kubectl120" "kubectl 1.20 from Debian's kubernetes-client"
   if [[ -x $kubectl120 ]] && ! "$kubectl120" version --client >/dev/null 2>&1; then
     absent+=("$kubectl120 does not run")

@@ -24,6 +24,8 @@
 //!   controller-manager's namespace controller) and garbage collection over every kind.
 //! - `runtime`: the controller runtime (reflector, leader election, events) and field managers.
 //! - `scheduler`: `bosun scheduler` binding pods to Node objects, two schedulers racing.
+//! - `up`: `bosun up` (hollow nodes, and a private containerd): up, kubectl, SIGTERM stops
+//!   every child and leaves no bridge, sandbox or cgroup; up again resumes.
 //!
 //! `cargo test -p bosun-tests --test integration chaos::` runs one module,
 //! `cargo test -p bosun-tests --test integration chaos::chaos_short -- --exact` one test. The
@@ -48,3 +50,4 @@ mod nodelifecycle;
 mod runtime;
 mod scheduler;
 mod sdk;
+mod up;

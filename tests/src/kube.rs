@@ -251,6 +251,31 @@ pub fn kubectl_132(a: &Apiserver, dir: &Path) -> Option<Kubectl> {
     Some(Kubectl::new(bin, "1.32", a, dir))
 }
 
+/// kubectl 1.32 (as [`kubectl_132`] finds it) with the kubeconfig at `kubeconfig`, for a
+/// cluster the test did not start itself (`bosun up`'s).
+pub fn kubectl_132_with(kubeconfig: &Path, dir: &Path) -> Option<Kubectl> {
+    let versioned = PathBuf::from("/usr/lib/google-cloud-sdk/bin/kubectl.1.32");
+    let bin = if versioned.is_file() {
+        versioned
+    } else if Path::new("/usr/bin/kubectl").is_file() {
+        PathBuf::from("/usr/bin/kubectl")
+    } else {
+        println!(
+            "SKIP kubectl 1.32: neither {} nor /usr/bin/kubectl exists",
+            versioned.display()
+        );
+        return None;
+    };
+    let cache = dir.join("kube-cache-1.32");
+    std::fs::create_dir_all(&cache).unwrap();
+    Some(Kubectl {
+        bin,
+        version: "1.32",
+        kubeconfig: kubeconfig.to_path_buf(),
+        cache,
+    })
+}
+
 /// /usr/bin/kubectl as a user runs it, when it is not the binary [`kubectl_132`] found: on this
 /// kind of machine the Google Cloud SDK dispatcher, which runs the kubectl matching the
 /// server's version.

@@ -6,6 +6,7 @@
 pub mod bench;
 pub mod checker;
 pub mod component;
+pub mod containerd;
 pub mod history;
 pub mod kube;
 pub mod objects;

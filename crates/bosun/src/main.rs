@@ -34,6 +34,10 @@ enum Command {
     Kubelet(bosun_kubelet::KubeletConfig),
     /// The scheduler: binds pending pods to nodes (filters, scores, bind).
     Scheduler(bosun_scheduler::run::SchedulerOptions),
+    /// A whole cluster on this machine: three store members, the apiserver, the
+    /// controller-manager, the scheduler and a kubelet over a private containerd (or hollow
+    /// nodes), supervised until Ctrl-C, which stops them and cleans up.
+    Up(bosun_up::UpConfig),
 }
 
 fn init_tracing(format: &str) {
@@ -102,6 +106,7 @@ fn main() -> anyhow::Result<()> {
             }
             Command::Kubelet(cfg) => bosun_kubelet::run(cfg, shutdown_signal()).await,
             Command::Scheduler(opts) => bosun_scheduler::run::run(opts, shutdown_signal()).await,
+            Command::Up(cfg) => bosun_up::run(cfg, shutdown_signal()).await,
         }
     });
     // Dropping the runtime would wait for every blocking task however long it runs (a
