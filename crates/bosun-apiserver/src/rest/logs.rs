@@ -138,12 +138,72 @@ pub async fn pod_log(
         .await
         .map_err(|e| Status::unavailable(format!("Get \"{url}\": {e}")))?;
     let status = StatusCode::from_u16(resp.status().as_u16()).unwrap_or(StatusCode::BAD_GATEWAY);
+    if !status.is_success() {
+        let body = http_body_util::BodyExt::collect(http_body_util::Limited::new(
+            resp.into_body(),
+            MAX_ERROR_BODY,
+        ))
+        .await
+        .map(|b| String::from_utf8_lossy(&b.to_bytes()).into_owned())
+        .unwrap_or_else(|_| "unable to read the kubelet's answer".into());
+        return Err(kubelet_error(status.as_u16(), name, body.trim()));
+    }
     Ok((
         status,
         [(header::CONTENT_TYPE, "text/plain")],
         Body::new(resp.into_body()),
     )
         .into_response())
+}
+
+/// The kubelet's error answers are read up to this size.
+const MAX_ERROR_BODY: usize = 64 * 1024;
+
+/// A kubelet's error answer as kube-apiserver's `GenericHttpResponseChecker` turns it into a
+/// `Status`: 400 keeps the kubelet's text as a BadRequest (`previous terminated container
+/// "c" in pod "p" not found`), 500 is an internal error, others the generic server response
+/// with the text as its cause.
+pub fn kubelet_error(code: u16, pod: &str, text: &str) -> Status {
+    match code {
+        400 => Status::bad_request(text),
+        500 => Status::internal(format!("Internal error occurred: {text}")),
+        _ => {
+            let (reason, message) = match code {
+                404 => (
+                    crate::error::reason::NOT_FOUND,
+                    "the server could not find the requested resource".to_string(),
+                ),
+                422 => (
+                    crate::error::reason::INVALID,
+                    "the server rejected our request due to an error in our request".to_string(),
+                ),
+                429 => (
+                    crate::error::reason::TOO_MANY_REQUESTS,
+                    "the server has received too many requests and has asked us to try again later"
+                        .to_string(),
+                ),
+                _ => (
+                    "",
+                    format!(
+                        "an error on the server ({text:?}) has prevented the request from succeeding"
+                    ),
+                ),
+            };
+            Status {
+                details: Some(Box::new(crate::error::Details {
+                    name: pod.to_string(),
+                    kind: "pods/log".to_string(),
+                    causes: vec![crate::error::Cause {
+                        reason: "UnexpectedServerResponse".to_string(),
+                        message: text.to_string(),
+                        field: String::new(),
+                    }],
+                    ..Default::default()
+                })),
+                ..Status::new(code, reason, format!("{message} ( pods/log {pod})"))
+            }
+        }
+    }
 }
 
 fn urlencode(s: &str) -> String {
@@ -176,6 +236,34 @@ mod tests {
         assert_eq!(
             pick_container(&two, "p", Some("z")).unwrap_err().message,
             "container z is not valid for pod p"
+        );
+    }
+
+    #[test]
+    fn kubelet_errors_as_kube_apiserver_reports_them() {
+        let e = kubelet_error(
+            400,
+            "p",
+            r#"previous terminated container "c" in pod "p" not found"#,
+        );
+        assert_eq!((e.code, e.reason), (400, "BadRequest"));
+        assert_eq!(
+            e.message,
+            r#"previous terminated container "c" in pod "p" not found"#
+        );
+        let e = kubelet_error(404, "p", r#"pod "p" does not exist"#);
+        assert_eq!((e.code, e.reason), (404, "NotFound"));
+        assert_eq!(
+            e.message,
+            "the server could not find the requested resource ( pods/log p)"
+        );
+        assert_eq!(
+            e.details.unwrap().causes[0].message,
+            r#"pod "p" does not exist"#
+        );
+        assert_eq!(
+            kubelet_error(500, "p", "x").message,
+            "Internal error occurred: x"
         );
     }
 
