@@ -24,6 +24,8 @@
 //!   controller-manager's namespace controller) and garbage collection over every kind.
 //! - `runtime`: the controller runtime (reflector, leader election, events) and field managers.
 //! - `scheduler`: `bosun scheduler` binding pods to Node objects, two schedulers racing.
+//! - `streams`: `kubectl logs` and `kubectl exec` through the apiserver and the kubelet (CRI
+//!   log files; exec into a containerd container when `BOSUN_TEST_CRI_ENDPOINT` names one).
 //!
 //! `cargo test -p bosun-tests --test integration chaos::` runs one module,
 //! `cargo test -p bosun-tests --test integration chaos::chaos_short -- --exact` one test. The
@@ -48,3 +50,4 @@ mod nodelifecycle;
 mod runtime;
 mod scheduler;
 mod sdk;
+mod streams;
