@@ -186,6 +186,18 @@ async fn logs_of_cri_log_files_through_the_apiserver_and_kubelet() {
         );
     }
 
+    // PodLogOptions are validated by the apiserver, as kube-apiserver does.
+    let (code, body) = bosun_tests::http_get(&format!(
+        "{}/api/v1/namespaces/default/pods/web/log?tailLines=-1",
+        api.url
+    ))
+    .await;
+    assert_eq!(code, 422, "{body}");
+    assert!(
+        body.contains(r#"PodLogOptions \"web\" is invalid: tailLines: Invalid value: -1: must be greater than or equal to 0"#),
+        "{body}"
+    );
+
     // One attempt only: no previous one.
     let uid2 = running_pod(&ks[0], &client, "solo").await;
     let sdir = logs.join(format!("default_solo_{uid2}")).join("c");
@@ -411,10 +423,15 @@ async fn exec_into_a_containerd_container_through_the_apiserver_and_kubelet() {
         "sh",
         &uid,
         &logs,
-        &["sh", "-c", "echo started; exec sleep 3600"],
+        // It says what it finds in /tmp/say, so that a test can make it write later.
+        &[
+            "sh",
+            "-c",
+            "echo started; while sleep 0.1; do [ -f /tmp/say ] && cat /tmp/say && rm /tmp/say; done",
+        ],
     )
     .await;
-    let result = std::panic::AssertUnwindSafe(exec_checks(&ks, &client))
+    let result = std::panic::AssertUnwindSafe(exec_checks(&ks, &client, &api.url, dir.path()))
         .catch_unwind()
         .await;
     pod.remove().await;
@@ -423,7 +440,89 @@ async fn exec_into_a_containerd_container_through_the_apiserver_and_kubelet() {
     }
 }
 
-async fn exec_checks(ks: &[Kubectl], client: &ApiClient) {
+/// The head of an HTTP answer and the payloads of the WebSocket frames after it, and
+/// whether a close frame came. Server frames are unmasked: opcode byte, length (7 bits,
+/// or 126 + 16 bits), payload.
+fn websocket_frames(raw: &[u8]) -> Option<(String, Vec<Vec<u8>>, bool)> {
+    let end = raw.windows(4).position(|w| w == b"\r\n\r\n")?;
+    let head = String::from_utf8_lossy(&raw[..end]).into_owned();
+    let mut frames = Vec::new();
+    let mut rest = &raw[end + 4..];
+    while rest.len() >= 4 {
+        let opcode = rest[0] & 0x0f;
+        let (len, at) = match rest[1] & 0x7f {
+            126 => (usize::from(u16::from_be_bytes([rest[2], rest[3]])), 4),
+            n => (usize::from(n), 2),
+        };
+        if rest.len() < at + len {
+            break;
+        }
+        if opcode == 8 {
+            return Some((head, frames, true));
+        }
+        frames.push(rest[at..at + len].to_vec());
+        rest = &rest[at + len..];
+    }
+    Some((head, frames, false))
+}
+
+/// A WebSocket exec through the apiserver offering `protocol`, with a raw HTTP/1.1
+/// handshake: the answer's head and the payload of each frame until the server closes.
+async fn websocket_exec(api: &str, path: &str, protocol: &str) -> (String, Vec<Vec<u8>>) {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let host = api.trim_start_matches("http://");
+    let mut s = tokio::net::TcpStream::connect(host).await.unwrap();
+    let req = format!(
+        "GET {path} HTTP/1.1\r\nHost: {host}\r\nConnection: Upgrade\r\nUpgrade: websocket\r\nSec-WebSocket-Version: 13\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Protocol: {protocol}\r\n\r\n"
+    );
+    s.write_all(req.as_bytes()).await.unwrap();
+    let mut raw = Vec::new();
+    let mut buf = [0u8; 4096];
+    let deadline = Instant::now() + Duration::from_secs(20);
+    loop {
+        let left = deadline.saturating_duration_since(Instant::now());
+        match tokio::time::timeout(left, s.read(&mut buf)).await {
+            Ok(Ok(n)) if n > 0 => raw.extend_from_slice(&buf[..n]),
+            _ => break,
+        }
+        match websocket_frames(&raw) {
+            Some((head, _, _)) if !head.starts_with("HTTP/1.1 101") => {}
+            Some((_, _, true)) => break,
+            _ => continue,
+        }
+        // Not an upgrade: the body follows; read what came with it.
+        if raw.ends_with(b"}") || raw.ends_with(b"}\n") {
+            break;
+        }
+    }
+    let (head, frames, _) = websocket_frames(&raw).expect("an HTTP answer");
+    (head, frames)
+}
+
+async fn exec_checks(ks: &[Kubectl], client: &ApiClient, api: &str, dir: &Path) {
+    // A WebSocket the runtime speaks (v4) passes through as it is: stdout on channel 1,
+    // the exit status on channel 3.
+    let path = "/api/v1/namespaces/default/pods/sh/exec?command=echo&command=over%20ws&stdout=true";
+    let (head, frames) = websocket_exec(api, path, "v4.channel.k8s.io").await;
+    assert!(head.starts_with("HTTP/1.1 101"), "{head}");
+    assert!(
+        head.to_lowercase()
+            .contains("sec-websocket-protocol: v4.channel.k8s.io"),
+        "{head}"
+    );
+    let channel = |c: u8| -> String {
+        frames
+            .iter()
+            .filter(|f| f.first() == Some(&c))
+            .map(|f| String::from_utf8_lossy(&f[1..]).into_owned())
+            .collect()
+    };
+    assert_eq!(channel(1), "over ws\n", "{frames:?}");
+    assert!(channel(3).contains("Success"), "{frames:?}");
+    // Only v5 (kubectl >= 1.30 asks it first): refused, so that kubectl falls back to SPDY.
+    let (head, _) = websocket_exec(api, path, "v5.channel.k8s.io").await;
+    assert!(head.starts_with("HTTP/1.1 400"), "{head}");
+
     for k in ks {
         let v = k.version;
         assert_eq!(
@@ -470,6 +569,20 @@ async fn exec_checks(ks: &[Kubectl], client: &ApiClient) {
         // The container's log, written by containerd.
         assert_eq!(k.run(&["logs", "sh"]).ok(), "started\n", "kubectl {v}");
     }
+    // Followed: what the container writes later arrives.
+    let k = &ks[0];
+    let bg = k.spawn(&["logs", "-f", "sh"], &dir.join("follow-sh.out"));
+    wait_for("the log so far", Duration::from_secs(20), || async {
+        bg.output() == "started\n"
+    })
+    .await;
+    k.run(&["exec", "sh", "--", "sh", "-c", "echo later > /tmp/say"])
+        .ok();
+    wait_for("the later line", Duration::from_secs(20), || async {
+        bg.output() == "started\nlater\n"
+    })
+    .await;
+    drop(bg);
     // A pod whose container the runtime does not have.
     let k = &ks[0];
     let _ = running_pod(k, client, "ghost").await;

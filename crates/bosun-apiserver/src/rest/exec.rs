@@ -38,6 +38,11 @@ const WEBSOCKET_PROTOCOLS: &[&str] = &[
 /// How long dialling the kubelet and reading its answer may take.
 const UPGRADE_TIMEOUT: Duration = Duration::from_secs(60);
 
+/// Exec sessions proxied at once. An upgraded connection leaves the listener's accounting
+/// (`--max-connections`) once hyper hands it over, so it is bounded here; more get 429.
+const MAX_SESSIONS: usize = 1024;
+static SESSIONS: tokio::sync::Semaphore = tokio::sync::Semaphore::const_new(MAX_SESSIONS);
+
 /// Serves `pods/<name>/exec` ahead of the other resource paths (it needs the whole request,
 /// to take its connection over); everything else goes on.
 pub async fn intercept(State(s): State<Arc<Shared>>, req: Request, next: Next) -> Response {
@@ -172,6 +177,13 @@ async fn pod_exec(
             "node {node_name} has no kubelet endpoint in its status"
         )));
     };
+    let Ok(permit) = SESSIONS.try_acquire() else {
+        return Err(Status::new(
+            429,
+            crate::error::reason::TOO_MANY_REQUESTS,
+            format!("too many exec sessions at once (at most {MAX_SESSIONS})"),
+        ));
+    };
     let path = format!("/exec/{ns}/{name}/{container}?{query}");
     let on_upgrade = parts.extensions.remove::<hyper::upgrade::OnUpgrade>();
     proxy_upgrade(
@@ -180,6 +192,7 @@ async fn pod_exec(
         on_upgrade,
         &addr,
         &path,
+        permit,
     )
     .await
     .map_err(|e| Status::unavailable(format!("error dialing backend: {e}")))
@@ -194,6 +207,7 @@ async fn proxy_upgrade(
     on_upgrade: Option<hyper::upgrade::OnUpgrade>,
     authority: &str,
     path: &str,
+    permit: tokio::sync::SemaphorePermit<'static>,
 ) -> Result<Response, String> {
     let dial = async {
         let tcp = tokio::net::TcpStream::connect(authority)
@@ -238,6 +252,7 @@ async fn proxy_upgrade(
     let answer = answer.body(Body::empty()).map_err(|e| e.to_string())?;
     let kubelet = authority.to_string();
     tokio::spawn(async move {
+        let _permit = permit;
         let (client, server) = tokio::join!(client_side, hyper::upgrade::on(resp));
         match (client, server) {
             (Ok(c), Ok(s)) => {

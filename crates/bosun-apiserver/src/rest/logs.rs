@@ -69,6 +69,55 @@ pub fn pick_container(pod: &Value, name: &str, requested: Option<&str>) -> ApiRe
     Ok(c)
 }
 
+/// `ValidatePodLogOptions`: a value that is no integer is a 400, a bad one a 422 Invalid
+/// `PodLogOptions`.
+pub fn validate_log_options(q: &HashMap<String, String>, name: &str) -> ApiResult<()> {
+    use bosun_api::field;
+    let tail = super::query::int_param(q, "tailLines")?;
+    let limit = super::query::int_param(q, "limitBytes")?;
+    let since_seconds = super::query::int_param(q, "sinceSeconds")?;
+    let since_time = q.get("sinceTime").filter(|t| !t.is_empty());
+    if let Some(t) = since_time
+        && t.parse::<jiff::Timestamp>().is_err()
+    {
+        return Err(Status::bad_request(format!(
+            "parsing time {t:?} as \"2006-01-02T15:04:05Z07:00\": cannot parse {t:?} as \"2006\""
+        )));
+    }
+    let mut errs = Vec::new();
+    if let Some(t) = tail.filter(|t| *t < 0) {
+        errs.push(field::invalid(
+            "tailLines",
+            t.to_string(),
+            "must be greater than or equal to 0",
+        ));
+    }
+    if let Some(b) = limit.filter(|b| *b < 1) {
+        errs.push(field::invalid(
+            "limitBytes",
+            b.to_string(),
+            "must be greater than 0",
+        ));
+    }
+    match (since_seconds, since_time) {
+        (Some(_), Some(_)) => errs.push(field::forbidden(
+            "",
+            "at most one of `sinceTime` or `sinceSeconds` may be specified",
+        )),
+        (Some(s), None) if s < 1 => errs.push(field::invalid(
+            "sinceSeconds",
+            s.to_string(),
+            "must be greater than 0",
+        )),
+        _ => {}
+    }
+    if errs.is_empty() {
+        Ok(())
+    } else {
+        Err(Status::invalid("", "PodLogOptions", name, &errs))
+    }
+}
+
 /// The kubelet's `host:port` from a node's status.
 pub fn kubelet_address(node: &Value) -> Option<String> {
     let port = node
@@ -102,6 +151,7 @@ pub async fn pod_log(
     name: &str,
     q: &HashMap<String, String>,
 ) -> ApiResult<Response> {
+    validate_log_options(q, name)?;
     let pod = s.registry.get(kind, ns, name).await?;
     let container = pick_container(&pod, name, q.get("container").map(String::as_str))?;
     let node_name = pod
@@ -236,6 +286,47 @@ mod tests {
         assert_eq!(
             pick_container(&two, "p", Some("z")).unwrap_err().message,
             "container z is not valid for pod p"
+        );
+    }
+
+    #[test]
+    fn log_options_validated_as_kubernetes_does() {
+        let q = |pairs: &[(&str, &str)]| -> HashMap<String, String> {
+            pairs
+                .iter()
+                .map(|(k, v)| (k.to_string(), v.to_string()))
+                .collect()
+        };
+        validate_log_options(&q(&[("tailLines", "0"), ("sinceSeconds", "5")]), "p").unwrap();
+        let e = validate_log_options(&q(&[("tailLines", "-5")]), "p").unwrap_err();
+        assert_eq!(
+            (e.code, e.message.as_str()),
+            (
+                422,
+                r#"PodLogOptions "p" is invalid: tailLines: Invalid value: -5: must be greater than or equal to 0"#
+            )
+        );
+        let e = validate_log_options(&q(&[("limitBytes", "0")]), "p").unwrap_err();
+        assert!(
+            e.message
+                .ends_with("limitBytes: Invalid value: 0: must be greater than 0")
+        );
+        let e = validate_log_options(
+            &q(&[("sinceSeconds", "5"), ("sinceTime", "2024-01-01T00:00:00Z")]),
+            "p",
+        )
+        .unwrap_err();
+        assert!(
+            e.message
+                .contains("at most one of `sinceTime` or `sinceSeconds` may be specified"),
+            "{}",
+            e.message
+        );
+        assert_eq!(
+            validate_log_options(&q(&[("tailLines", "x")]), "p")
+                .unwrap_err()
+                .code,
+            400
         );
     }
 
