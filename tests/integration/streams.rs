@@ -4,7 +4,7 @@
 //! - logs of a hollow pod from CRI log files the test writes where the kubelet reads them
 //!   (`<pod-logs-dir>/<ns>_<pod>_<uid>/<container>/<n>.log`): the newest attempt, `--previous`,
 //!   `--tail`, `--timestamps`, `--limit-bytes`, `--since-time`, `-f` until the log moves to a
-//!   new attempt, and the kubelet's refusals as kubectl prints them;
+//!   new attempt or the pod goes, and the refusals as kubectl prints them;
 //! - exec into a real busybox container the test creates through CRI
 //!   (`BOSUN_TEST_CRI_ENDPOINT`) with the labels a kubelet gives it, under a pod object of
 //!   the same uid: a command, its exit code, stderr, stdin through a pipe, `-it` with a
@@ -269,9 +269,26 @@ async fn logs_of_cri_log_files_through_the_apiserver_and_kubelet() {
         assert!(status.success(), "kubectl {}: {status:?}", k.version);
     }
 
+    // -f ends when the pod goes.
+    let mut bg = ks[0].spawn(&["logs", "-f", "web"], &dir.path().join("follow-web.out"));
+    wait_for("the log so far", Duration::from_secs(20), || async {
+        bg.output().ends_with("last\n")
+    })
+    .await;
+    assert!(bg.try_wait().is_none(), "kubectl logs -f web still follows");
+    ks[0].run(&["delete", "pod", "web", "--wait=false"]).ok();
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while bg.try_wait().is_none() {
+        assert!(
+            Instant::now() < deadline,
+            "kubectl logs -f did not end when the pod went"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+
     // No CRI runtime behind this kubelet: exec says so.
     for k in &ks {
-        let out = k.run(&["exec", "web", "--", "true"]);
+        let out = k.run(&["exec", "solo", "--", "true"]);
         assert!(
             out.err().contains("exec needs a container runtime"),
             "kubectl {}: {}",
