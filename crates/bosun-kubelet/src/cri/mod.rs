@@ -45,17 +45,14 @@ impl CriClient {
     /// that restarts is dialled again), with `timeout` on every call.
     pub fn connect(endpoint: &str, timeout: Duration) -> anyhow::Result<Self> {
         let path = socket_path(endpoint)?;
-        let channel =
-            Endpoint::try_from("http://cri.invalid")
-                .context("CRI endpoint")?
-                .timeout(timeout)
-                .connect_timeout(Duration::from_secs(5))
-                .connect_with_connector_lazy(tower::service_fn(move |_: Uri| {
-                    let path = path.clone();
-                    async move {
-                        Ok::<_, std::io::Error>(TokioIo::new(UnixStream::connect(path).await?))
-                    }
-                }));
+        let channel = Endpoint::try_from("http://cri.invalid")
+            .context("CRI endpoint")?
+            .timeout(timeout)
+            .connect_timeout(Duration::from_secs(5))
+            .connect_with_connector_lazy(tower::service_fn(move |_: Uri| {
+                let path = path.clone();
+                async move { Ok::<_, std::io::Error>(TokioIo::new(UnixStream::connect(path).await?)) }
+            }));
         Ok(CriClient {
             runtime: RuntimeServiceClient::new(channel.clone())
                 .max_decoding_message_size(MAX_MESSAGE),
