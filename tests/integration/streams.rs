@@ -303,6 +303,8 @@ async fn logs_of_cri_log_files_through_the_apiserver_and_kubelet() {
 struct CriPod {
     cri: CriClient,
     sandbox: String,
+    /// The pod's cgroup parent (`/bosun-test-<uid>`), removed from every hierarchy at the end.
+    cgroup: String,
 }
 
 impl CriPod {
@@ -329,6 +331,7 @@ impl CriPod {
                 .to_string(),
             labels: labels.clone(),
             linux: Some(cri::LinuxPodSandboxConfig {
+                cgroup_parent: format!("/bosun-test-{uid}"),
                 security_context: Some(cri::LinuxSandboxSecurityContext {
                     namespace_options: Some(cri::NamespaceOption {
                         network: cri::NamespaceMode::Node as i32,
@@ -353,6 +356,7 @@ impl CriPod {
         let pod = CriPod {
             cri: cri.clone(),
             sandbox,
+            cgroup: format!("bosun-test-{uid}"),
         };
         let mut clabels = labels;
         clabels.insert("io.kubernetes.container.name".into(), "c".into());
@@ -405,6 +409,13 @@ impl CriPod {
                 pod_sandbox_id: self.sandbox.clone(),
             })
             .await;
+        // containerd removes the sandbox's and containers' cgroups, not their parent.
+        if let Ok(hierarchies) = std::fs::read_dir("/sys/fs/cgroup") {
+            for h in hierarchies.flatten() {
+                let _ = std::fs::remove_dir(h.path().join(&self.cgroup));
+            }
+        }
+        let _ = std::fs::remove_dir(Path::new("/sys/fs/cgroup").join(&self.cgroup));
     }
 }
 
