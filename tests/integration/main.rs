@@ -26,6 +26,8 @@
 //! - `scheduler`: `bosun scheduler` binding pods to Node objects, two schedulers racing.
 //! - `up`: `bosun up` (hollow nodes, and a private containerd): up, kubectl, SIGTERM stops
 //!   every child and leaves no bridge, sandbox or cgroup; up again resumes.
+//! - `streams`: `kubectl logs` and `kubectl exec` through the apiserver and the kubelet (CRI
+//!   log files; exec into a container of a private containerd).
 //!
 //! `cargo test -p bosun-tests --test integration chaos::` runs one module,
 //! `cargo test -p bosun-tests --test integration chaos::chaos_short -- --exact` one test. The
@@ -50,4 +52,5 @@ mod nodelifecycle;
 mod runtime;
 mod scheduler;
 mod sdk;
+mod streams;
 mod up;

@@ -372,6 +372,11 @@ impl Background {
     pub fn output(&self) -> String {
         std::fs::read_to_string(&self.out).unwrap_or_default()
     }
+
+    /// Its exit status, once it has exited.
+    pub fn try_wait(&mut self) -> Option<std::process::ExitStatus> {
+        self.child.try_wait().ok().flatten()
+    }
 }
 
 impl Drop for Background {

@@ -94,7 +94,7 @@ pub static PODS: Resource = Resource {
     namespaced: true,
     short_names: &["po"],
     categories: &["all"],
-    subresources: &["status", "binding", "log"],
+    subresources: &["status", "binding", "log", "exec"],
     status_subresource: true,
     generation: true,
     field_labels: &[

@@ -77,10 +77,17 @@ pub struct KubeletConfig {
     /// at the same time).
     #[arg(long, default_value_t = 16, value_parser = clap::value_parser!(u32).range(1..=1024))]
     pub workers: u32,
-    /// Address of /metrics, /healthz and the kubelet's /containerLogs.
+    /// The CRI runtime's socket (`unix:///run/containerd/containerd.sock`). With
+    /// `--runtime fake` it is optional and only used by `/exec`.
+    #[arg(long)]
+    pub container_runtime_endpoint: Option<String>,
+    /// Where container logs are: `<pod-logs-dir>/<namespace>_<pod>_<uid>/<container>/<restartCount>.log`.
+    #[arg(long, default_value = "/var/log/pods")]
+    pub pod_logs_dir: std::path::PathBuf,
+    /// Address of /metrics, /healthz and the kubelet's /containerLogs and /exec.
     #[arg(long, default_value = "127.0.0.1")]
     pub bind_address: IpAddr,
-    /// Port of /metrics, /healthz and /containerLogs (the node's kubelet endpoint); 0: none.
+    /// Port of /metrics, /healthz, /containerLogs and /exec (the node's kubelet endpoint); 0: none.
     #[arg(long, default_value_t = 10250)]
     pub port: u16,
 }

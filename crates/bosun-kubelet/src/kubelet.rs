@@ -8,7 +8,6 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use anyhow::Context;
-use axum::routing::get;
 use bosun_api_client::{ApiClient, ApiError, Patch};
 use bosun_runtime::controller::run_workers;
 use bosun_runtime::events::Recorder;
@@ -28,6 +27,7 @@ use tracing::{info, warn};
 use crate::admission::Allocatable;
 use crate::cidr::Ipv4Cidr;
 use crate::config::{KubeletConfig, NodeSpec, RuntimeKind};
+use crate::cri::CriClient;
 use crate::fake::FakeRuntime;
 use crate::lease::{self, LeaseParams};
 use crate::metrics::Metrics;
@@ -35,6 +35,7 @@ use crate::node::{self, NodeHealth, NodeParams};
 use crate::pods::{NodePods, Pods, Work};
 use crate::quantity::{parse_milli, parse_units};
 use crate::runtime::Runtime;
+use crate::server::{PodCache, ServerState};
 use crate::status;
 
 /// The field manager of the kubelet's writes.
@@ -46,6 +47,8 @@ const REGISTER_CONCURRENCY: usize = 64;
 /// Back-off between registration attempts: 100 ms doubling to 7 s.
 const REGISTER_RETRY_FIRST: Duration = Duration::from_millis(100);
 const REGISTER_RETRY_MAX: Duration = Duration::from_secs(7);
+/// Deadline of a CRI call (the kubelet's `--runtime-request-timeout`, 2 min).
+const CRI_TIMEOUT: Duration = Duration::from_secs(120);
 
 /// Runs the kubelet until `shutdown` flips.
 pub async fn run(cfg: KubeletConfig, shutdown: watch::Receiver<bool>) -> anyhow::Result<()> {
@@ -194,25 +197,28 @@ fn allocatable(cfg: &KubeletConfig) -> Allocatable {
     }
 }
 
-/// The component server, with the kubelet's log endpoint (a hollow pod writes no logs).
+/// The component server, with the kubelet's `/containerLogs` and `/exec` (`server`).
 fn spawn_server(
     cfg: &KubeletConfig,
     served: Served,
+    pods: PodCache,
     shutdown: watch::Receiver<bool>,
-) -> Option<JoinHandle<()>> {
+) -> anyhow::Result<Option<JoinHandle<()>>> {
     if cfg.port == 0 {
-        return None;
+        return Ok(None);
     }
     let addr = SocketAddr::new(cfg.bind_address, cfg.port);
-    let router = server::router(served).route(
-        "/containerLogs/{namespace}/{pod}/{container}",
-        get(|| async { "" }),
-    );
-    Some(tokio::spawn(async move {
+    let cri = match &cfg.container_runtime_endpoint {
+        Some(e) => Some(CriClient::connect(e, CRI_TIMEOUT)?),
+        None => None,
+    };
+    let state = ServerState::new(pods, cfg.pod_logs_dir.clone(), cri);
+    let router = crate::server::routes(server::router(served), state);
+    Ok(Some(tokio::spawn(async move {
         if let Err(e) = server::serve(addr, router, shutdown).await {
             warn!(error = %e, "component server stopped");
         }
-    }))
+    })))
 }
 
 async fn run_nodes<R: Runtime>(
@@ -236,7 +242,13 @@ async fn run_nodes<R: Runtime>(
         health: health.clone(),
     };
     let mut tasks: Vec<JoinHandle<()>> = Vec::new();
-    tasks.extend(spawn_server(cfg, served, shutdown.clone()));
+    let pod_cache = PodCache::default();
+    tasks.extend(spawn_server(
+        cfg,
+        served,
+        pod_cache.clone(),
+        shutdown.clone(),
+    )?);
 
     // Register every node, a bounded number at a time.
     let runtime_version = make_runtime(None).version();
@@ -321,6 +333,7 @@ async fn run_nodes<R: Runtime>(
         },
         shutdown.clone(),
     );
+    let _ = pod_cache.set(store.clone());
     // One recorder for the process: its events name the node as their host when it hosts
     // one, else the base name of its nodes.
     let host = match nodes.as_slice() {

@@ -14,6 +14,7 @@
 //! - [`admission`]: the resource admission of a pod (pure);
 //! - [`cidr`]: pod ranges and the address allocator (pure);
 //! - [`pods`]: the per-pod sync, fed by one pod watch and a de-duplicating work queue;
+//! - [`server`]: the kubelet's `/containerLogs` and `/exec` routes (the log core is pure);
 //! - [`kubelet`]: `run()`, which wires them for every hosted node.
 //!
 //! The crate talks to the apiserver only; it never links the store or its client.
@@ -33,6 +34,7 @@ pub mod pods;
 pub mod probe;
 pub mod quantity;
 pub mod runtime;
+pub mod server;
 pub mod status;
 
 pub use config::{KubeletConfig, RuntimeKind};

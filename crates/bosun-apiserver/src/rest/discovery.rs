@@ -81,6 +81,7 @@ fn subresource_entry(r: &Resource, sub: &str) -> Value {
         "binding" => ("Binding", vec!["create"], "", ""),
         "finalize" => (r.kind, vec!["update"], "", ""),
         "log" => ("Pod", vec!["get"], "", ""),
+        "exec" => ("PodExecOptions", vec!["create", "get"], "", ""),
         _ => (r.kind, vec!["get"], "", ""),
     };
     let mut e = json!({
@@ -186,6 +187,7 @@ mod tests {
             "pods/status",
             "pods/binding",
             "pods/log",
+            "pods/exec",
             "namespaces",
             "nodes",
             "events",

@@ -69,6 +69,55 @@ pub fn pick_container(pod: &Value, name: &str, requested: Option<&str>) -> ApiRe
     Ok(c)
 }
 
+/// `ValidatePodLogOptions`: a value that is no integer is a 400, a bad one a 422 Invalid
+/// `PodLogOptions`.
+pub fn validate_log_options(q: &HashMap<String, String>, name: &str) -> ApiResult<()> {
+    use bosun_api::field;
+    let tail = super::query::int_param(q, "tailLines")?;
+    let limit = super::query::int_param(q, "limitBytes")?;
+    let since_seconds = super::query::int_param(q, "sinceSeconds")?;
+    let since_time = q.get("sinceTime").filter(|t| !t.is_empty());
+    if let Some(t) = since_time
+        && t.parse::<jiff::Timestamp>().is_err()
+    {
+        return Err(Status::bad_request(format!(
+            "parsing time {t:?} as \"2006-01-02T15:04:05Z07:00\": cannot parse {t:?} as \"2006\""
+        )));
+    }
+    let mut errs = Vec::new();
+    if let Some(t) = tail.filter(|t| *t < 0) {
+        errs.push(field::invalid(
+            "tailLines",
+            t.to_string(),
+            "must be greater than or equal to 0",
+        ));
+    }
+    if let Some(b) = limit.filter(|b| *b < 1) {
+        errs.push(field::invalid(
+            "limitBytes",
+            b.to_string(),
+            "must be greater than 0",
+        ));
+    }
+    match (since_seconds, since_time) {
+        (Some(_), Some(_)) => errs.push(field::forbidden(
+            "",
+            "at most one of `sinceTime` or `sinceSeconds` may be specified",
+        )),
+        (Some(s), None) if s < 1 => errs.push(field::invalid(
+            "sinceSeconds",
+            s.to_string(),
+            "must be greater than 0",
+        )),
+        _ => {}
+    }
+    if errs.is_empty() {
+        Ok(())
+    } else {
+        Err(Status::invalid("", "PodLogOptions", name, &errs))
+    }
+}
+
 /// The kubelet's `host:port` from a node's status.
 pub fn kubelet_address(node: &Value) -> Option<String> {
     let port = node
@@ -102,6 +151,7 @@ pub async fn pod_log(
     name: &str,
     q: &HashMap<String, String>,
 ) -> ApiResult<Response> {
+    validate_log_options(q, name)?;
     let pod = s.registry.get(kind, ns, name).await?;
     let container = pick_container(&pod, name, q.get("container").map(String::as_str))?;
     let node_name = pod
@@ -138,12 +188,72 @@ pub async fn pod_log(
         .await
         .map_err(|e| Status::unavailable(format!("Get \"{url}\": {e}")))?;
     let status = StatusCode::from_u16(resp.status().as_u16()).unwrap_or(StatusCode::BAD_GATEWAY);
+    if !status.is_success() {
+        let body = http_body_util::BodyExt::collect(http_body_util::Limited::new(
+            resp.into_body(),
+            MAX_ERROR_BODY,
+        ))
+        .await
+        .map(|b| String::from_utf8_lossy(&b.to_bytes()).into_owned())
+        .unwrap_or_else(|_| "unable to read the kubelet's answer".into());
+        return Err(kubelet_error(status.as_u16(), name, body.trim()));
+    }
     Ok((
         status,
         [(header::CONTENT_TYPE, "text/plain")],
         Body::new(resp.into_body()),
     )
         .into_response())
+}
+
+/// The kubelet's error answers are read up to this size.
+const MAX_ERROR_BODY: usize = 64 * 1024;
+
+/// A kubelet's error answer as kube-apiserver's `GenericHttpResponseChecker` turns it into a
+/// `Status`: 400 keeps the kubelet's text as a BadRequest (`previous terminated container
+/// "c" in pod "p" not found`), 500 is an internal error, others the generic server response
+/// with the text as its cause.
+pub fn kubelet_error(code: u16, pod: &str, text: &str) -> Status {
+    match code {
+        400 => Status::bad_request(text),
+        500 => Status::internal(format!("Internal error occurred: {text}")),
+        _ => {
+            let (reason, message) = match code {
+                404 => (
+                    crate::error::reason::NOT_FOUND,
+                    "the server could not find the requested resource".to_string(),
+                ),
+                422 => (
+                    crate::error::reason::INVALID,
+                    "the server rejected our request due to an error in our request".to_string(),
+                ),
+                429 => (
+                    crate::error::reason::TOO_MANY_REQUESTS,
+                    "the server has received too many requests and has asked us to try again later"
+                        .to_string(),
+                ),
+                _ => (
+                    "",
+                    format!(
+                        "an error on the server ({text:?}) has prevented the request from succeeding"
+                    ),
+                ),
+            };
+            Status {
+                details: Some(Box::new(crate::error::Details {
+                    name: pod.to_string(),
+                    kind: "pods/log".to_string(),
+                    causes: vec![crate::error::Cause {
+                        reason: "UnexpectedServerResponse".to_string(),
+                        message: text.to_string(),
+                        field: String::new(),
+                    }],
+                    ..Default::default()
+                })),
+                ..Status::new(code, reason, format!("{message} ( pods/log {pod})"))
+            }
+        }
+    }
 }
 
 fn urlencode(s: &str) -> String {
@@ -176,6 +286,75 @@ mod tests {
         assert_eq!(
             pick_container(&two, "p", Some("z")).unwrap_err().message,
             "container z is not valid for pod p"
+        );
+    }
+
+    #[test]
+    fn log_options_validated_as_kubernetes_does() {
+        let q = |pairs: &[(&str, &str)]| -> HashMap<String, String> {
+            pairs
+                .iter()
+                .map(|(k, v)| (k.to_string(), v.to_string()))
+                .collect()
+        };
+        validate_log_options(&q(&[("tailLines", "0"), ("sinceSeconds", "5")]), "p").unwrap();
+        let e = validate_log_options(&q(&[("tailLines", "-5")]), "p").unwrap_err();
+        assert_eq!(
+            (e.code, e.message.as_str()),
+            (
+                422,
+                r#"PodLogOptions "p" is invalid: tailLines: Invalid value: -5: must be greater than or equal to 0"#
+            )
+        );
+        let e = validate_log_options(&q(&[("limitBytes", "0")]), "p").unwrap_err();
+        assert!(
+            e.message
+                .ends_with("limitBytes: Invalid value: 0: must be greater than 0")
+        );
+        let e = validate_log_options(
+            &q(&[("sinceSeconds", "5"), ("sinceTime", "2024-01-01T00:00:00Z")]),
+            "p",
+        )
+        .unwrap_err();
+        assert!(
+            e.message
+                .contains("at most one of `sinceTime` or `sinceSeconds` may be specified"),
+            "{}",
+            e.message
+        );
+        assert_eq!(
+            validate_log_options(&q(&[("tailLines", "x")]), "p")
+                .unwrap_err()
+                .code,
+            400
+        );
+    }
+
+    #[test]
+    fn kubelet_errors_as_kube_apiserver_reports_them() {
+        let e = kubelet_error(
+            400,
+            "p",
+            r#"previous terminated container "c" in pod "p" not found"#,
+        );
+        assert_eq!((e.code, e.reason), (400, "BadRequest"));
+        assert_eq!(
+            e.message,
+            r#"previous terminated container "c" in pod "p" not found"#
+        );
+        let e = kubelet_error(404, "p", r#"pod "p" does not exist"#);
+        assert_eq!((e.code, e.reason), (404, "NotFound"));
+        assert_eq!(
+            e.message,
+            "the server could not find the requested resource ( pods/log p)"
+        );
+        assert_eq!(
+            e.details.unwrap().causes[0].message,
+            r#"pod "p" does not exist"#
+        );
+        assert_eq!(
+            kubelet_error(500, "p", "x").message,
+            "Internal error occurred: x"
         );
     }
 

@@ -5,6 +5,7 @@
 //! name, and the legacy `/watch/` prefix. Every request goes through [`crate::registry`].
 
 mod discovery;
+mod exec;
 mod logs;
 mod openapi;
 mod query;
@@ -69,7 +70,15 @@ pub fn router(base: Router, shared: Arc<Shared>) -> Router {
     let resources = Router::new()
         .fallback(dispatch)
         .with_state(shared.clone())
-        .layer(axum::middleware::map_response_with_state(shared, as_status));
+        .layer(axum::middleware::map_response_with_state(
+            shared.clone(),
+            as_status,
+        ))
+        // pods/exec takes the connection over: it sees the request before anything reads it.
+        .layer(axum::middleware::from_fn_with_state(
+            shared,
+            exec::intercept,
+        ));
     base.merge(routes).fallback_service(resources)
 }
 
