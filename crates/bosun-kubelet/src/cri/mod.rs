@@ -11,6 +11,7 @@ use k8s_cri::v1::runtime_service_client::RuntimeServiceClient;
 use tokio::net::UnixStream;
 use tonic::transport::{Channel, Endpoint, Uri};
 
+pub mod convert;
 pub mod plan;
 
 /// CRI messages can be large (ListContainers on a busy node): accept up to 16 MiB, as the
@@ -47,14 +48,17 @@ impl CriClient {
     /// that restarts is dialled again), with `timeout` on every call.
     pub fn connect(endpoint: &str, timeout: Duration) -> anyhow::Result<Self> {
         let path = socket_path(endpoint)?;
-        let channel = Endpoint::try_from("http://cri.invalid")
-            .context("CRI endpoint")?
-            .timeout(timeout)
-            .connect_timeout(Duration::from_secs(5))
-            .connect_with_connector_lazy(tower::service_fn(move |_: Uri| {
-                let path = path.clone();
-                async move { Ok::<_, std::io::Error>(TokioIo::new(UnixStream::connect(path).await?)) }
-            }));
+        let channel =
+            Endpoint::try_from("http://cri.invalid")
+                .context("CRI endpoint")?
+                .timeout(timeout)
+                .connect_timeout(Duration::from_secs(5))
+                .connect_with_connector_lazy(tower::service_fn(move |_: Uri| {
+                    let path = path.clone();
+                    async move {
+                        Ok::<_, std::io::Error>(TokioIo::new(UnixStream::connect(path).await?))
+                    }
+                }));
         Ok(CriClient {
             runtime: RuntimeServiceClient::new(channel.clone())
                 .max_decoding_message_size(MAX_MESSAGE),

@@ -71,10 +71,16 @@ pub struct PodObs {
 impl PodObs {
     /// Sorts sandboxes and containers newest first, as the kubelet's `GetPodStatus` does.
     pub fn sort(&mut self) {
-        self.sandboxes
-            .sort_by(|a, b| b.created_at.cmp(&a.created_at).then(b.attempt.cmp(&a.attempt)));
-        self.containers
-            .sort_by(|a, b| b.created_at.cmp(&a.created_at).then(b.attempt.cmp(&a.attempt)));
+        self.sandboxes.sort_by(|a, b| {
+            b.created_at
+                .cmp(&a.created_at)
+                .then(b.attempt.cmp(&a.attempt))
+        });
+        self.containers.sort_by(|a, b| {
+            b.created_at
+                .cmp(&a.created_at)
+                .then(b.attempt.cmp(&a.attempt))
+        });
     }
 
     /// The newest container named `name` (`FindContainerStatusByName`).
@@ -160,11 +166,10 @@ pub fn next_init<'a>(
     if inits.is_empty() {
         return (None, None, true);
     }
-    if spec
-        .containers
-        .iter()
-        .any(|c| obs.find(&c.name).is_some_and(|s| s.state == CState::Running))
-    {
+    if spec.containers.iter().any(|c| {
+        obs.find(&c.name)
+            .is_some_and(|s| s.state == CState::Running)
+    }) {
         return (None, None, true);
     }
     for (i, c) in inits.iter().enumerate().rev() {
@@ -724,8 +729,10 @@ mod tests {
     #[test]
     fn a_failed_init_container_restarts_or_fails_the_pod() {
         let mk = |p: &str| {
-            spec(json!({"restartPolicy": p, "initContainers": [{"name": "i1"}, {"name": "i2"}],
-                        "containers": [{"name": "a"}]}))
+            spec(
+                json!({"restartPolicy": p, "initContainers": [{"name": "i1"}, {"name": "i2"}],
+                        "containers": [{"name": "a"}]}),
+            )
         };
         let o = obs(
             vec![sandbox("s", 0, true, 1)],
