@@ -12,7 +12,11 @@ use tokio::net::UnixStream;
 use tonic::transport::{Channel, Endpoint, Uri};
 
 pub mod convert;
+pub mod host;
 pub mod plan;
+pub mod runtime;
+
+pub use runtime::CriRuntime;
 
 /// CRI messages can be large (ListContainers on a busy node): accept up to 16 MiB, as the
 /// kubelet does (`maxMsgSize`).

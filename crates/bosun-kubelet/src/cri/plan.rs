@@ -57,6 +57,8 @@ pub struct ContainerObs {
     pub created_at: i64,
     /// When it exited (exited ones).
     pub finished_at: Timestamp,
+    /// The sandbox it belongs to.
+    pub sandbox_id: String,
 }
 
 /// What CRI reports of one pod, newest first.
@@ -516,6 +518,7 @@ mod tests {
             exit_code: exit,
             created_at: at,
             finished_at: Timestamp::UNIX_EPOCH,
+            sandbox_id: "s".into(),
         }
     }
 

@@ -1,0 +1,421 @@
+//! The kubelet over containerd (`bosun kubelet --runtime cri`) with a real store, apiserver
+//! and scheduler: a pod runs busybox's httpd and answers HTTP from the host on its pod IP; a
+//! container that exits is restarted (restartCount 1, its last run in lastState); a kubelet
+//! killed with -9 and started again adopts the running container (same containerID, no
+//! restart); an image that does not exist waits in ErrImagePull then ImagePullBackOff; a
+//! deleted pod's containers and sandbox are removed from containerd.
+//!
+//! Needs a containerd with CRI, the `busybox` and pause images imported and a CNI network
+//! (`deploy/images.sh`): its socket in `BOSUN_TEST_CRI_ENDPOINT`. Without it the tests say
+//! why and pass.
+
+use std::path::Path;
+use std::time::Duration;
+
+use bosun_api_client::k8s_openapi::api::core::v1::{Event, Pod};
+use bosun_api_client::{ApiClient, ListParams};
+use bosun_kubelet::cri::CriClient;
+use bosun_kubelet::cri::convert::LABEL_POD_UID;
+use bosun_tests::component::Component;
+use bosun_tests::kube::Apiserver;
+use bosun_tests::{Cluster, Kind, wait_for};
+use k8s_cri::v1::{
+    ContainerFilter, ListContainersRequest, ListPodSandboxRequest, PodSandboxFilter,
+    RemovePodSandboxRequest, StopPodSandboxRequest,
+};
+
+const WAIT: Duration = Duration::from_secs(60);
+const NS: &str = "default";
+const NODE: &str = "cri-node";
+
+fn endpoint() -> Option<String> {
+    let e = std::env::var("BOSUN_TEST_CRI_ENDPOINT")
+        .ok()
+        .filter(|e| !e.is_empty());
+    if e.is_none() {
+        eprintln!(
+            "skipped: BOSUN_TEST_CRI_ENDPOINT is not set (a containerd socket with CRI, see deploy/images.sh)"
+        );
+    }
+    e
+}
+
+struct Setup {
+    _cluster: Cluster,
+    _api: Apiserver,
+    _scheduler: Component,
+    kubelet: Component,
+    client: ApiClient,
+    cri: CriClient,
+    cgroup_root: String,
+    /// Pods made, by uid, to clean up whatever a failure left.
+    uids: Vec<String>,
+}
+
+impl Drop for Setup {
+    fn drop(&mut self) {
+        // Stop the kubelet first, then remove every sandbox the test's pods left.
+        self.kubelet.kill9();
+        let uids = std::mem::take(&mut self.uids);
+        let cri = self.cri.clone();
+        let cleanup = async move {
+            let mut rt = cri.runtime.clone();
+            for uid in uids {
+                let filter = PodSandboxFilter {
+                    label_selector: [(LABEL_POD_UID.to_string(), uid)].into(),
+                    ..Default::default()
+                };
+                let Ok(l) = rt
+                    .list_pod_sandbox(ListPodSandboxRequest {
+                        filter: Some(filter),
+                    })
+                    .await
+                else {
+                    continue;
+                };
+                for s in l.into_inner().items {
+                    let id = s.id;
+                    let _ = rt
+                        .stop_pod_sandbox(StopPodSandboxRequest {
+                            pod_sandbox_id: id.clone(),
+                        })
+                        .await;
+                    let _ = rt
+                        .remove_pod_sandbox(RemovePodSandboxRequest { pod_sandbox_id: id })
+                        .await;
+                }
+            }
+        };
+        let _ = std::thread::spawn(move || {
+            if let Ok(rt) = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+            {
+                rt.block_on(cleanup);
+            }
+        })
+        .join();
+        // The pods' cgroup parents (containerd removes the containers' own).
+        remove_cgroup_tree(&self.cgroup_root);
+    }
+}
+
+/// Removes `/sys/fs/cgroup[/<hierarchy>]/<root>` and what is below, deepest first.
+fn remove_cgroup_tree(root: &str) {
+    fn rm(d: &Path) {
+        if let Ok(entries) = std::fs::read_dir(d) {
+            for e in entries.flatten() {
+                if e.file_type().is_ok_and(|t| t.is_dir()) {
+                    rm(&e.path());
+                }
+            }
+        }
+        let _ = std::fs::remove_dir(d);
+    }
+    let base = Path::new("/sys/fs/cgroup");
+    let rel = root.trim_start_matches('/');
+    rm(&base.join(rel));
+    if let Ok(hs) = std::fs::read_dir(base) {
+        for h in hs.flatten() {
+            rm(&h.path().join(rel));
+        }
+    }
+}
+
+async fn setup(dir: &Path, endpoint: &str) -> Setup {
+    let cluster = Cluster::start(Kind::Bosun, dir, 1, &[]).await;
+    let api = Apiserver::start(&dir.join("api"), &cluster.client_urls().join(","), &[]).await;
+    let client = ApiClient::connect(&api.url).await.unwrap();
+    let scheduler = Component::start(
+        dir,
+        "scheduler",
+        "scheduler",
+        &api.url,
+        &["--leader-elect=false"],
+        &[],
+    );
+    let cgroup_root = format!("/bosun-test-{}", std::process::id());
+    let root = dir.join("root");
+    let logs = dir.join("logs");
+    let args: Vec<String> = vec![
+        "--runtime=cri".into(),
+        format!("--container-runtime-endpoint={endpoint}"),
+        format!("--node-name={NODE}"),
+        format!("--root-dir={}", root.display()),
+        format!("--pod-logs-dir={}", logs.display()),
+        format!("--cgroup-root={cgroup_root}"),
+        "--node-status-update-frequency=1s".into(),
+    ];
+    let args: Vec<&str> = args.iter().map(String::as_str).collect();
+    let env = [("BOSUN_LOG", "info,bosun_kubelet=debug")];
+    let kubelet = Component::start(dir, "kubelet", "kubelet", &api.url, &args, &env);
+    scheduler.wait_listening(WAIT).await;
+    kubelet.wait_listening(WAIT).await;
+    let cri = CriClient::connect(endpoint, Duration::from_secs(30)).unwrap();
+    Setup {
+        _cluster: cluster,
+        _api: api,
+        _scheduler: scheduler,
+        kubelet,
+        client,
+        cri,
+        cgroup_root,
+        uids: Vec::new(),
+    }
+}
+
+async fn create(s: &mut Setup, yaml: serde_json::Value) -> Pod {
+    let pod: Pod = serde_json::from_value(yaml).unwrap();
+    let made: Pod = s.client.create(NS, &pod).await.unwrap();
+    s.uids.push(made.metadata.uid.clone().unwrap());
+    made
+}
+
+fn pod_json(name: &str, image: &str, policy: &str, command: &[&str]) -> serde_json::Value {
+    serde_json::json!({
+        "apiVersion": "v1", "kind": "Pod",
+        "metadata": {"name": name, "namespace": NS},
+        "spec": {"terminationGracePeriodSeconds": 2, "restartPolicy": policy,
+                 "containers": [{"name": "main", "image": image, "imagePullPolicy": "IfNotPresent",
+                                 "command": command}]},
+    })
+}
+
+async fn get(client: &ApiClient, name: &str) -> Option<Pod> {
+    client.get::<Pod>(NS, name).await.ok()
+}
+
+fn main_status(p: &Pod) -> Option<&bosun_api_client::k8s_openapi::api::core::v1::ContainerStatus> {
+    p.status.as_ref()?.container_statuses.as_ref()?.first()
+}
+
+fn waiting_reason(p: &Pod) -> Option<String> {
+    main_status(p)?
+        .state
+        .as_ref()?
+        .waiting
+        .as_ref()?
+        .reason
+        .clone()
+}
+
+async fn cri_counts(cri: &CriClient, uid: &str) -> (usize, usize) {
+    let mut rt = cri.runtime.clone();
+    let sel: std::collections::HashMap<String, String> =
+        [(LABEL_POD_UID.to_string(), uid.to_string())].into();
+    let sandboxes = rt
+        .list_pod_sandbox(ListPodSandboxRequest {
+            filter: Some(PodSandboxFilter {
+                label_selector: sel.clone(),
+                ..Default::default()
+            }),
+        })
+        .await
+        .unwrap()
+        .into_inner()
+        .items
+        .len();
+    let containers = rt
+        .list_containers(ListContainersRequest {
+            filter: Some(ContainerFilter {
+                label_selector: sel,
+                ..Default::default()
+            }),
+        })
+        .await
+        .unwrap()
+        .into_inner()
+        .containers
+        .len();
+    (sandboxes, containers)
+}
+
+async fn http_status(url: &str) -> Option<u16> {
+    let fut = async {
+        use tokio::io::{AsyncReadExt, AsyncWriteExt};
+        let rest = url.trim_start_matches("http://");
+        let mut s = tokio::net::TcpStream::connect(rest).await.ok()?;
+        let req = format!("GET / HTTP/1.0\r\nHost: {rest}\r\n\r\n");
+        s.write_all(req.as_bytes()).await.ok()?;
+        let mut raw = Vec::new();
+        s.read_to_end(&mut raw).await.ok()?;
+        let text = String::from_utf8_lossy(&raw);
+        text.split_whitespace().nth(1)?.parse().ok()
+    };
+    tokio::time::timeout(Duration::from_secs(3), fut)
+        .await
+        .ok()
+        .flatten()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn pods_run_restart_are_adopted_and_removed() {
+    let Some(endpoint) = endpoint() else { return };
+    let tmp = tempfile::tempdir().unwrap();
+    let mut s = setup(tmp.path(), &endpoint).await;
+    let client = s.client.clone();
+
+    // An httpd answers from the host on the pod's address.
+    let web = create(
+        &mut s,
+        pod_json("web", "busybox", "Always", &["httpd", "-f", "-p", "8080"]),
+    )
+    .await;
+    let web_uid = web.metadata.uid.clone().unwrap();
+    // A container that exits is restarted.
+    create(
+        &mut s,
+        pod_json(
+            "crash",
+            "busybox",
+            "Always",
+            &["sh", "-c", "sleep 1; exit 3"],
+        ),
+    )
+    .await;
+    // An image that does not exist cannot be pulled.
+    create(
+        &mut s,
+        pod_json(
+            "noimage",
+            "bosun.local/does-not-exist:v1",
+            "Always",
+            &["true"],
+        ),
+    )
+    .await;
+
+    let deadline = std::time::Instant::now() + WAIT;
+    let ip = loop {
+        let st = get(&client, "web")
+            .await
+            .and_then(|p| p.status)
+            .unwrap_or_default();
+        if st.phase.as_deref() == Some("Running")
+            && let Some(i) = st.pod_ip.clone().filter(|i| !i.is_empty())
+        {
+            break i;
+        }
+        if std::time::Instant::now() > deadline {
+            let log = s.kubelet.log();
+            let tail: Vec<&str> = log.lines().rev().take(40).collect();
+            panic!(
+                "web Running with a pod IP: {st:?}\nkubelet log (last lines first):\n{}",
+                tail.join("\n")
+            );
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    };
+    let url = format!("http://{ip}:8080");
+    wait_for("httpd answering on the pod IP", WAIT, || async {
+        http_status(&url).await.is_some()
+    })
+    .await;
+    let web = get(&client, "web").await.unwrap();
+    let cs = main_status(&web).unwrap().clone();
+    let container_id = cs.container_id.clone().unwrap();
+    assert!(container_id.starts_with("containerd://"), "{container_id}");
+    assert_eq!(cs.restart_count, 0);
+    assert!(cs.ready && cs.image_id.contains("sha256:"), "{cs:?}");
+    let node = web.spec.as_ref().unwrap().node_name.clone();
+    assert_eq!(node.as_deref(), Some(NODE), "bound by the scheduler");
+
+    // Restarted at once after its first exit; after its second, it waits 10 s in
+    // CrashLoopBackOff with restartCount 1 and its last run in lastState.
+    wait_for(
+        "crash in CrashLoopBackOff after one restart",
+        WAIT,
+        || async {
+            let Some(p) = get(&client, "crash").await else {
+                return false;
+            };
+            let Some(c) = main_status(&p) else {
+                return false;
+            };
+            let waiting = c.state.as_ref().and_then(|s| s.waiting.as_ref());
+            c.restart_count == 1
+                && waiting.and_then(|w| w.reason.as_deref()) == Some("CrashLoopBackOff")
+                && waiting.and_then(|w| w.message.as_deref()).is_some_and(|m| {
+                    m.starts_with(
+                        "back-off 10s restarting failed container=main pod=crash_default(",
+                    )
+                })
+                && c.last_state
+                    .as_ref()
+                    .and_then(|l| l.terminated.as_ref())
+                    .is_some_and(|t| t.exit_code == 3 && t.reason.as_deref() == Some("Error"))
+                && p.status.as_ref().and_then(|s| s.phase.as_deref()) == Some("Running")
+        },
+    )
+    .await;
+    // ErrImagePull shows for one sync (the status write wakes the next, which finds the
+    // back-off): its event stays; the status then waits in ImagePullBackOff.
+    wait_for("noimage in ImagePullBackOff", WAIT, || async {
+        get(&client, "noimage")
+            .await
+            .as_ref()
+            .and_then(waiting_reason)
+            .as_deref()
+            == Some("ImagePullBackOff")
+    })
+    .await;
+    let events: Vec<Event> = client
+        .list::<Event>(NS, &ListParams::default())
+        .await
+        .unwrap()
+        .items;
+    let has = |reason: &str, msg: &str| {
+        events.iter().any(|e| {
+            e.reason.as_deref() == Some(reason)
+                && e.message.as_deref().is_some_and(|m| m.contains(msg))
+        })
+    };
+    assert!(has("Started", "Started container main"), "Started event");
+    assert!(has("Created", "Created container: main"), "Created event");
+    assert!(
+        has(
+            "Failed",
+            "Failed to pull image \"bosun.local/does-not-exist:v1\""
+        ),
+        "Failed pull event"
+    );
+    assert!(has("Failed", "Error: ErrImagePull"), "ErrImagePull event");
+    assert!(
+        has(
+            "BackOff",
+            "Back-off pulling image \"bosun.local/does-not-exist:v1\""
+        ),
+        "BackOff pull event"
+    );
+    assert!(
+        has(
+            "BackOff",
+            "Back-off restarting failed container main in pod crash_default("
+        ),
+        "BackOff restart event"
+    );
+
+    // kill -9 and start again: the running container is adopted, not restarted.
+    s.kubelet.kill9();
+    s.kubelet.spawn();
+    s.kubelet.wait_listening(WAIT).await;
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    let web = get(&client, "web").await.unwrap();
+    let after = main_status(&web).unwrap();
+    assert_eq!(after.container_id.as_deref(), Some(container_id.as_str()));
+    assert_eq!(after.restart_count, 0);
+    assert!(http_status(&url).await.is_some(), "still answering");
+    assert_eq!(cri_counts(&s.cri, &web_uid).await, (1, 1));
+
+    // Deleted: the pod goes, and its container and sandbox with it.
+    client.delete::<Pod>(NS, "web", None).await.unwrap();
+    wait_for("web gone from the apiserver", WAIT, || async {
+        get(&client, "web").await.is_none()
+    })
+    .await;
+    assert_eq!(cri_counts(&s.cri, &web_uid).await, (0, 0));
+    assert!(
+        !tmp.path().join("root/pods").join(&web_uid).exists(),
+        "the pod's directory is removed"
+    );
+}
