@@ -12,7 +12,7 @@
 use std::path::Path;
 use std::time::Duration;
 
-use bosun_api_client::k8s_openapi::api::core::v1::{Event, Pod};
+use bosun_api_client::k8s_openapi::api::core::v1::{Event, Node, Pod};
 use bosun_api_client::{ApiClient, ListParams};
 use bosun_kubelet::cri::CriClient;
 use bosun_kubelet::cri::convert::LABEL_POD_UID;
@@ -230,7 +230,8 @@ async fn cri_counts(cri: &CriClient, uid: &str) -> (usize, usize) {
     (sandboxes, containers)
 }
 
-async fn http_status(url: &str) -> Option<u16> {
+/// An HTTP/1.0 GET of `url`'s `/`: the status code and the body (`None`: no answer).
+async fn http_get(url: &str) -> Option<(u16, String)> {
     let fut = async {
         use tokio::io::{AsyncReadExt, AsyncWriteExt};
         let rest = url.trim_start_matches("http://");
@@ -239,8 +240,13 @@ async fn http_status(url: &str) -> Option<u16> {
         s.write_all(req.as_bytes()).await.ok()?;
         let mut raw = Vec::new();
         s.read_to_end(&mut raw).await.ok()?;
-        let text = String::from_utf8_lossy(&raw);
-        text.split_whitespace().nth(1)?.parse().ok()
+        let text = String::from_utf8_lossy(&raw).into_owned();
+        let code = text.split_whitespace().nth(1)?.parse().ok()?;
+        let body = text
+            .split_once("\r\n\r\n")
+            .map(|b| b.1.to_string())
+            .unwrap_or_default();
+        Some((code, body))
     };
     tokio::time::timeout(Duration::from_secs(3), fut)
         .await
@@ -256,11 +262,23 @@ async fn pods_run_restart_are_adopted_and_removed() {
     let client = s.client.clone();
 
     // An httpd answers from the host on the pod's address.
-    let web = create(
-        &mut s,
-        pod_json("web", "busybox", "Always", &["httpd", "-f", "-p", "8080"]),
-    )
-    .await;
+    // Its init container writes the page into an emptyDir, with the pod's name from the
+    // downward API expanded into its command.
+    let mut web = pod_json(
+        "web",
+        "busybox",
+        "Always",
+        &["httpd", "-f", "-p", "8080", "-h", "/www"],
+    );
+    web["spec"]["volumes"] = serde_json::json!([{"name": "www", "emptyDir": {}}]);
+    web["spec"]["containers"][0]["volumeMounts"] =
+        serde_json::json!([{"name": "www", "mountPath": "/www"}]);
+    web["spec"]["initContainers"] = serde_json::json!([{
+        "name": "init", "image": "busybox", "imagePullPolicy": "IfNotPresent",
+        "command": ["sh", "-c", "echo hello from $(POD_NAME) > /www/index.html"],
+        "env": [{"name": "POD_NAME", "valueFrom": {"fieldRef": {"fieldPath": "metadata.name"}}}],
+        "volumeMounts": [{"name": "www", "mountPath": "/www"}]}]);
+    let web = create(&mut s, web).await;
     let web_uid = web.metadata.uid.clone().unwrap();
     // A container that exits is restarted.
     create(
@@ -308,9 +326,14 @@ async fn pods_run_restart_are_adopted_and_removed() {
     };
     let url = format!("http://{ip}:8080");
     wait_for("httpd answering on the pod IP", WAIT, || async {
-        http_status(&url).await.is_some()
+        http_get(&url).await.is_some()
     })
     .await;
+    assert_eq!(
+        http_get(&url).await,
+        Some((200, "hello from web\n".to_string())),
+        "the page the init container wrote"
+    );
     let web = get(&client, "web").await.unwrap();
     let cs = main_status(&web).unwrap().clone();
     let container_id = cs.container_id.clone().unwrap();
@@ -404,8 +427,38 @@ async fn pods_run_restart_are_adopted_and_removed() {
     let after = main_status(&web).unwrap();
     assert_eq!(after.container_id.as_deref(), Some(container_id.as_str()));
     assert_eq!(after.restart_count, 0);
-    assert!(http_status(&url).await.is_some(), "still answering");
-    assert_eq!(cri_counts(&s.cri, &web_uid).await, (1, 1));
+    assert_eq!(
+        http_get(&url).await.map(|r| r.0),
+        Some(200),
+        "still answering"
+    );
+    // One sandbox; the init container's run and the server.
+    assert_eq!(cri_counts(&s.cri, &web_uid).await, (1, 2));
+
+    // The node as the host and the runtime describe it.
+    let node: Node = client.get("", NODE).await.unwrap();
+    let st = node.status.unwrap();
+    let info = st.node_info.unwrap();
+    assert!(
+        info.container_runtime_version.starts_with("containerd://"),
+        "{info:?}"
+    );
+    assert!(!info.os_image.is_empty() && info.os_image != "Bosun hollow node");
+    let cpus = std::thread::available_parallelism()
+        .unwrap()
+        .get()
+        .to_string();
+    assert_eq!(st.capacity.as_ref().unwrap()["cpu"].0, cpus);
+    assert!(st.allocatable.as_ref().unwrap()["memory"].0.ends_with("Ki"));
+    let conds = st.conditions.unwrap();
+    let cond = |t: &str| {
+        conds
+            .iter()
+            .find(|c| c.type_ == t)
+            .map(|c| c.status.clone())
+    };
+    assert_eq!(cond("Ready").as_deref(), Some("True"));
+    assert_eq!(cond("MemoryPressure").as_deref(), Some("False"));
 
     // Deleted: the pod goes, and its container and sandbox with it.
     client.delete::<Pod>(NS, "web", None).await.unwrap();
