@@ -471,4 +471,14 @@ async fn pods_run_restart_are_adopted_and_removed() {
         !tmp.path().join("root/pods").join(&web_uid).exists(),
         "the pod's directory is removed"
     );
+    let logs = tmp.path().join("logs").join(format!("{NS}_web_{web_uid}"));
+    assert!(!logs.exists(), "the pod's log directory is removed");
+    let cgroup = format!(
+        "{}/kubepods/besteffort/pod{web_uid}",
+        s.cgroup_root.trim_start_matches('/')
+    );
+    for h in ["cpu", "memory", "pids", ""] {
+        let d = Path::new("/sys/fs/cgroup").join(h).join(&cgroup);
+        assert!(!d.exists(), "{} is removed", d.display());
+    }
 }

@@ -841,7 +841,7 @@ mod tests {
             let sandboxes = sandbox_ready.map(|r| vec![sandbox("s", 0, r, 1)]).unwrap_or_default();
             let o = obs(sandboxes, containers);
             let a = compute(&s, &o, false, &no_probe);
-            proptest::prop_assert!(!(a.next_init.is_some() && !a.start.is_empty()));
+            proptest::prop_assert!(a.next_init.is_none() || a.start.is_empty());
             for i in &a.start {
                 proptest::prop_assert!(*i < 2);
                 if !a.kill_pod {

@@ -352,7 +352,7 @@ impl CriRuntime {
             let mut last_state = runs
                 .next()
                 .filter(|r| r.state == CState::Exited)
-                .map(|r| state_of(r));
+                .map(state_of);
             if let Some((reason, message)) = reason
                 && plan::should_restart(&c.name, &spec, &o.obs, false)
             {
