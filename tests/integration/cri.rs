@@ -302,6 +302,16 @@ async fn pods_run_restart_are_adopted_and_removed() {
         ),
     )
     .await;
+    // pullPolicy Never and no such image: never pulled.
+    let mut never = pod_json("neverpull", "bosun.local/absent:v1", "Always", &["true"]);
+    never["spec"]["containers"][0]["imagePullPolicy"] = "Never".into();
+    create(&mut s, never).await;
+    // restartPolicy Never, exits 0: the pod Succeeds.
+    create(
+        &mut s,
+        pod_json("once", "busybox", "Never", &["sh", "-c", "exit 0"]),
+    )
+    .await;
 
     let deadline = std::time::Instant::now() + WAIT;
     let ip = loop {
@@ -373,6 +383,25 @@ async fn pods_run_restart_are_adopted_and_removed() {
     .await;
     // ErrImagePull shows for one sync (the status write wakes the next, which finds the
     // back-off): its event stays; the status then waits in ImagePullBackOff.
+    wait_for("neverpull in ErrImageNeverPull", WAIT, || async {
+        get(&client, "neverpull")
+            .await
+            .as_ref()
+            .and_then(waiting_reason)
+            .as_deref()
+            == Some("ErrImageNeverPull")
+    })
+    .await;
+    wait_for("once Succeeded, its container Completed", WAIT, || async {
+        let Some(p) = get(&client, "once").await else {
+            return false;
+        };
+        let done = main_status(&p)
+            .and_then(|c| c.state.as_ref()?.terminated.clone())
+            .is_some_and(|t| t.exit_code == 0 && t.reason.as_deref() == Some("Completed"));
+        done && p.status.as_ref().and_then(|s| s.phase.as_deref()) == Some("Succeeded")
+    })
+    .await;
     wait_for("noimage in ImagePullBackOff", WAIT, || async {
         get(&client, "noimage")
             .await
@@ -403,6 +432,13 @@ async fn pods_run_restart_are_adopted_and_removed() {
         "Failed pull event"
     );
     assert!(has("Failed", "Error: ErrImagePull"), "ErrImagePull event");
+    assert!(
+        has(
+            "ErrImageNeverPull",
+            "Container image \"bosun.local/absent:v1\" is not present with pull policy of Never"
+        ),
+        "ErrImageNeverPull event"
+    );
     assert!(
         has(
             "BackOff",
