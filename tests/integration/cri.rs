@@ -270,9 +270,9 @@ async fn pods_run_restart_are_adopted_and_removed() {
         "Always",
         &["httpd", "-f", "-p", "8080", "-h", "/www"],
     );
-    web["spec"]["volumes"] = serde_json::json!([{"name": "www", "emptyDir": {}}]);
-    web["spec"]["containers"][0]["volumeMounts"] =
-        serde_json::json!([{"name": "www", "mountPath": "/www"}]);
+    web["spec"]["volumes"] = serde_json::json!([{"name": "www", "emptyDir": {}},
+        {"name": "mem", "emptyDir": {"medium": "Memory", "sizeLimit": "8Mi"}}]);
+    web["spec"]["containers"][0]["volumeMounts"] = serde_json::json!([{"name": "www", "mountPath": "/www"}, {"name": "mem", "mountPath": "/mem"}]);
     web["spec"]["initContainers"] = serde_json::json!([{
         "name": "init", "image": "busybox", "imagePullPolicy": "IfNotPresent",
         "command": ["sh", "-c", "echo hello from $(POD_NAME) > /www/index.html"],
@@ -350,6 +350,21 @@ async fn pods_run_restart_are_adopted_and_removed() {
     assert!(container_id.starts_with("containerd://"), "{container_id}");
     assert_eq!(cs.restart_count, 0);
     assert!(cs.ready && cs.image_id.contains("sha256:"), "{cs:?}");
+    // A Memory emptyDir is a tmpfs of its size limit.
+    let mem = tmp
+        .path()
+        .join("root/pods")
+        .join(&web_uid)
+        .join("volumes/kubernetes.io~empty-dir/mem");
+    let mounts = std::fs::read_to_string("/proc/self/mounts").unwrap();
+    let line = mounts
+        .lines()
+        .find(|l| l.split_whitespace().nth(1) == Some(mem.to_str().unwrap()))
+        .unwrap_or_else(|| panic!("{} is not mounted", mem.display()));
+    assert!(
+        line.starts_with("tmpfs ") && line.contains("size=8192k"),
+        "{line}"
+    );
     let node = web.spec.as_ref().unwrap().node_name.clone();
     assert_eq!(node.as_deref(), Some(NODE), "bound by the scheduler");
 

@@ -196,6 +196,47 @@ pub fn remove_pod_cgroups(cgroup_root: &str, uid: &str) {
     }
 }
 
+/// Whether `dir` is a mount point (its device differs from its parent's).
+pub fn is_mount_point(dir: &Path) -> bool {
+    use std::os::unix::fs::MetadataExt;
+    let (Ok(d), Some(Ok(p))) = (std::fs::metadata(dir), dir.parent().map(std::fs::metadata)) else {
+        return false;
+    };
+    d.dev() != p.dev()
+}
+
+/// Mounts a tmpfs on `dir` (an emptyDir of medium Memory), `size` bytes at most; nothing
+/// when one is mounted already.
+pub fn mount_tmpfs(dir: &Path, size: Option<u64>) -> std::io::Result<()> {
+    if is_mount_point(dir) {
+        return Ok(());
+    }
+    let data = size.map(|s| format!("size={s}")).unwrap_or_default();
+    let data = std::ffi::CString::new(data).map_err(std::io::Error::other)?;
+    rustix::mount::mount(
+        "tmpfs",
+        dir,
+        "tmpfs",
+        rustix::mount::MountFlags::NOSUID | rustix::mount::MountFlags::NODEV,
+        data.as_c_str(),
+    )
+    .map_err(std::io::Error::from)
+}
+
+/// Unmounts what is mounted on the directories directly under `dir` (a pod's emptyDir
+/// volumes), so that removing the pod's directory removes no mounted content.
+pub fn unmount_children(dir: &Path) {
+    let Ok(entries) = std::fs::read_dir(dir) else {
+        return;
+    };
+    for e in entries.flatten() {
+        let p = e.path();
+        if is_mount_point(&p) {
+            let _ = rustix::mount::unmount(&p, rustix::mount::UnmountFlags::DETACH);
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     #![allow(clippy::unwrap_used)]

@@ -415,9 +415,17 @@ impl CriRuntime {
         let spec = pod.spec.clone().unwrap_or_default();
         let io = |e: std::io::Error, what: &Path| format!("{}: {e}", what.display());
         for v in spec.volumes.iter().flatten() {
-            if v.empty_dir.is_some() {
+            if let Some(ed) = &v.empty_dir {
                 let d = convert::empty_dir_path(&self.ctx, uid, &v.name);
                 std::fs::create_dir_all(&d).map_err(|e| io(e, &d))?;
+                if ed.medium.as_deref() == Some("Memory") {
+                    let size = ed
+                        .size_limit
+                        .as_ref()
+                        .and_then(|q| crate::quantity::parse_units(&q.0))
+                        .and_then(|b| u64::try_from(b).ok());
+                    host::mount_tmpfs(&d, size).map_err(|e| io(e, &d))?;
+                }
             } else if let Some(h) = &v.host_path {
                 let p = Path::new(&h.path);
                 let existing = std::fs::metadata(p).ok().map(|m| m.is_dir());
@@ -770,6 +778,7 @@ impl CriRuntime {
     /// Removes the pod's directories and cgroups.
     fn cleanup_host(&self, uid: &str, key: Option<&(String, String)>) {
         let dir = convert::pod_dir(&self.ctx, uid);
+        host::unmount_children(&dir.join("volumes/kubernetes.io~empty-dir"));
         if dir.exists()
             && let Err(e) = std::fs::remove_dir_all(&dir)
         {
