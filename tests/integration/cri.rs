@@ -232,11 +232,16 @@ async fn cri_counts(cri: &CriClient, uid: &str) -> (usize, usize) {
 
 /// An HTTP/1.0 GET of `url`'s `/`: the status code and the body (`None`: no answer).
 async fn http_get(url: &str) -> Option<(u16, String)> {
+    http_get_path(url, "/").await
+}
+
+/// An HTTP/1.0 GET of `url` + `path`: the status code and the body.
+async fn http_get_path(url: &str, path: &str) -> Option<(u16, String)> {
     let fut = async {
         use tokio::io::{AsyncReadExt, AsyncWriteExt};
         let rest = url.trim_start_matches("http://");
         let mut s = tokio::net::TcpStream::connect(rest).await.ok()?;
-        let req = format!("GET / HTTP/1.0\r\nHost: {rest}\r\n\r\n");
+        let req = format!("GET {path} HTTP/1.0\r\nHost: {rest}\r\n\r\n");
         s.write_all(req.as_bytes()).await.ok()?;
         let mut raw = Vec::new();
         s.read_to_end(&mut raw).await.ok()?;
@@ -275,7 +280,7 @@ async fn pods_run_restart_are_adopted_and_removed() {
     web["spec"]["containers"][0]["volumeMounts"] = serde_json::json!([{"name": "www", "mountPath": "/www"}, {"name": "mem", "mountPath": "/mem"}]);
     web["spec"]["initContainers"] = serde_json::json!([{
         "name": "init", "image": "busybox", "imagePullPolicy": "IfNotPresent",
-        "command": ["sh", "-c", "echo hello from $(POD_NAME) > /www/index.html"],
+        "command": ["sh", "-c", "echo hello from $(POD_NAME) > /www/index.html; cat /etc/hosts > /www/hosts"],
         "env": [{"name": "POD_NAME", "valueFrom": {"fieldRef": {"fieldPath": "metadata.name"}}}],
         "volumeMounts": [{"name": "www", "mountPath": "/www"}]}]);
     let web = create(&mut s, web).await;
@@ -343,6 +348,13 @@ async fn pods_run_restart_are_adopted_and_removed() {
         http_get(&url).await,
         Some((200, "hello from web\n".to_string())),
         "the page the init container wrote"
+    );
+    let (code, hosts) = http_get_path(&url, "/hosts").await.unwrap();
+    assert_eq!(code, 200);
+    assert!(
+        hosts.starts_with("# Kubernetes-managed hosts file.")
+            && hosts.contains(&format!("{ip}\tweb\n")),
+        "{hosts}"
     );
     let web = get(&client, "web").await.unwrap();
     let cs = main_status(&web).unwrap().clone();

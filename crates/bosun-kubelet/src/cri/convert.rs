@@ -653,7 +653,17 @@ pub fn container_config(
             .into_iter()
             .map(|(key, value)| KeyValue { key, value })
             .collect(),
-        mounts: mounts(pod, c, ctx)?,
+        mounts: {
+            let mut m = mounts(pod, c, ctx)?;
+            if manages_etc_hosts(pod, c, pod_ip) {
+                m.push(Mount {
+                    container_path: "/etc/hosts".into(),
+                    host_path: etc_hosts_path(ctx, uid).to_string_lossy().into_owned(),
+                    ..Default::default()
+                });
+            }
+            m
+        },
         labels,
         annotations,
         log_path: container_log_path(&c.name, attempt),
@@ -760,6 +770,54 @@ fn kv_lines(m: Option<&BTreeMap<String, String>>) -> String {
         .map(|(k, v)| format!("{k}={v:?}"))
         .collect::<Vec<_>>()
         .join("\n")
+}
+
+/// The pod's hosts file on the host: `<root-dir>/pods/<uid>/etc-hosts`.
+pub fn etc_hosts_path(ctx: &NodeContext, uid: &str) -> PathBuf {
+    pod_dir(ctx, uid).join("etc-hosts")
+}
+
+/// Whether the kubelet manages the container's /etc/hosts (`shouldMountHostsFile`): the pod
+/// has an address, is not on the host's network, and the container mounts nothing there.
+pub fn manages_etc_hosts(pod: &Pod, c: &Container, pod_ip: &str) -> bool {
+    !pod_ip.is_empty()
+        && !spec(pod).host_network.unwrap_or(false)
+        && !c
+            .volume_mounts
+            .iter()
+            .flatten()
+            .any(|m| m.mount_path == "/etc/hosts")
+}
+
+/// The kubelet's managed hosts file (`managedHostsFileContent`): loopback and IPv6 entries,
+/// the pod's address with its name (and FQDN with a subdomain), then `hostAliases`.
+pub fn etc_hosts(ctx: &NodeContext, pod: &Pod, pod_ip: &str) -> String {
+    let spec = spec(pod);
+    let (name, ns, _) = meta(pod);
+    let hostname = spec.hostname.clone().unwrap_or_else(|| name.to_string());
+    let hostname: String = hostname.chars().take(63).collect();
+    let mut out = String::from(
+        "# Kubernetes-managed hosts file.\n127.0.0.1\tlocalhost\n::1\tlocalhost ip6-localhost ip6-loopback\nfe00::0\tip6-localnet\nfe00::0\tip6-mcastprefix\nfe00::1\tip6-allnodes\nfe00::2\tip6-allrouters\n",
+    );
+    match spec.subdomain.as_deref().filter(|s| !s.is_empty()) {
+        Some(sub) => out.push_str(&format!(
+            "{pod_ip}\t{hostname}.{sub}.{ns}.svc.{}\t{hostname}\n",
+            ctx.cluster_domain
+        )),
+        None => out.push_str(&format!("{pod_ip}\t{hostname}\n")),
+    }
+    let aliases = spec.host_aliases.unwrap_or_default();
+    if !aliases.is_empty() {
+        out.push_str("\n# Entries added by HostAliases.\n");
+        for a in aliases {
+            out.push_str(&format!(
+                "{}\t{}\n",
+                a.ip,
+                a.hostnames.unwrap_or_default().join("\t")
+            ));
+        }
+    }
+    out
 }
 
 #[cfg(test)]
@@ -974,7 +1032,8 @@ mod tests {
         assert_eq!(cfg.labels[LABEL_CONTAINER_NAME], "app");
         assert_eq!(cfg.labels[LABEL_POD_UID], "u-1");
         assert_eq!(cfg.image.unwrap().image, "sha256:abc");
-        assert_eq!(cfg.mounts.len(), 1, "the termination log");
+        assert_eq!(cfg.mounts.len(), 2, "the termination log and /etc/hosts");
+        assert_eq!(cfg.mounts[1].container_path, "/etc/hosts");
         assert_eq!(cfg.mounts[0].container_path, "/dev/termination-log");
         assert_eq!(
             cfg.mounts[0].host_path,
@@ -1027,6 +1086,35 @@ mod tests {
                 ("labels".into(), "app=\"web\"".into())
             ]
         );
+    }
+
+    #[test]
+    fn the_managed_hosts_file() {
+        let p = pod(json!({"containers": [{"name": "c"}],
+            "hostAliases": [{"ip": "10.1.1.1", "hostnames": ["a", "b"]}]}));
+        let h = etc_hosts(&ctx(), &p, "10.0.0.7");
+        assert!(h.starts_with("# Kubernetes-managed hosts file.\n127.0.0.1\tlocalhost\n"));
+        assert!(h.contains("\n10.0.0.7\tweb\n"), "{h}");
+        assert!(
+            h.ends_with("# Entries added by HostAliases.\n10.1.1.1\ta\tb\n"),
+            "{h}"
+        );
+        let sub = pod(json!({"hostname": "h", "subdomain": "s", "containers": [{"name": "c"}]}));
+        assert!(
+            etc_hosts(&ctx(), &sub, "10.0.0.8")
+                .contains("10.0.0.8\th.s.ns1.svc.cluster.local\th\n")
+        );
+        let c = &p.spec.as_ref().unwrap().containers[0];
+        let cfg = container_config(&ctx(), &p, c, 0, "10.0.0.7", "i").unwrap();
+        assert!(cfg.mounts.iter().any(|m| m.container_path == "/etc/hosts"
+            && m.host_path == "/var/lib/kubelet/pods/u-1/etc-hosts"));
+        assert!(!manages_etc_hosts(&p, c, ""));
+        let host = pod(json!({"hostNetwork": true, "containers": [{"name": "c"}]}));
+        assert!(!manages_etc_hosts(
+            &host,
+            &host.spec.as_ref().unwrap().containers[0],
+            "1.2.3.4"
+        ));
     }
 
     #[test]

@@ -653,6 +653,15 @@ impl CriRuntime {
         };
         let cfg = convert::container_config(&self.ctx, pod, c, attempt, pod_ip, &image_ref)
             .map_err(|m| fail("CreateContainerConfigError", m))?;
+        if convert::manages_etc_hosts(pod, c, pod_ip) {
+            let f = convert::etc_hosts_path(&self.ctx, uid);
+            std::fs::write(&f, convert::etc_hosts(&self.ctx, pod, pod_ip)).map_err(|e| {
+                fail(
+                    "CreateContainerConfigError",
+                    format!("{}: {e}", f.display()),
+                )
+            })?;
+        }
         let mut rt = self.client.runtime.clone();
         let id = rt
             .create_container(CreateContainerRequest {
