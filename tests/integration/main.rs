@@ -16,6 +16,7 @@
 //! - `grpc_api`: the apiserver's gRPC API through `bosun-api-client`.
 //! - `controllers`: `bosun controller-manager` (deployments, replicasets, leader election)
 //!   driven by kubectl.
+//! - `cri`: the kubelet over containerd (`--runtime cri`), each test on a private containerd.
 //! - `kubelet`: hollow nodes (`bosun kubelet --runtime fake`): nodes, leases, pods.
 //! - `nodelifecycle`: the node lifecycle controller: a kubelet that dies has its nodes
 //!   tainted unreachable and its pods replaced on other nodes.
@@ -42,6 +43,7 @@ mod chaos;
 mod cluster;
 mod conformance;
 mod controllers;
+mod cri;
 mod durability;
 mod etcdctl;
 mod grpc_api;

@@ -15,7 +15,7 @@ use crate::quantity::{parse_milli, parse_units};
 pub enum RuntimeKind {
     /// Hollow nodes: pods "run" at once, no process is started.
     Fake,
-    /// containerd through CRI v1 (issue 18).
+    /// containerd (or any CRI v1 runtime) at --container-runtime-endpoint.
     Cri,
 }
 
@@ -30,7 +30,7 @@ pub struct KubeletConfig {
     #[arg(long)]
     pub node_name: Option<String>,
     /// The container runtime: `fake` for hollow nodes (tests, benchmarks), `cri` for
-    /// containerd (not yet: issue 18).
+    /// containerd (or any CRI v1 runtime) at --container-runtime-endpoint.
     #[arg(long, value_enum)]
     pub runtime: RuntimeKind,
     /// Hollow nodes this process hosts (as kwok does), sharing one connection and one pod
@@ -77,19 +77,32 @@ pub struct KubeletConfig {
     /// at the same time).
     #[arg(long, default_value_t = 16, value_parser = clap::value_parser!(u32).range(1..=1024))]
     pub workers: u32,
-    /// The CRI runtime's socket (`unix:///run/containerd/containerd.sock`). With
-    /// `--runtime fake` it is optional and only used by `/exec`.
-    #[arg(long)]
-    pub container_runtime_endpoint: Option<String>,
-    /// Where container logs are: `<pod-logs-dir>/<namespace>_<pod>_<uid>/<container>/<restartCount>.log`.
-    #[arg(long, default_value = "/var/log/pods")]
-    pub pod_logs_dir: std::path::PathBuf,
     /// Address of /metrics, /healthz and the kubelet's /containerLogs and /exec.
     #[arg(long, default_value = "127.0.0.1")]
     pub bind_address: IpAddr,
     /// Port of /metrics, /healthz, /containerLogs and /exec (the node's kubelet endpoint); 0: none.
     #[arg(long, default_value_t = 10250)]
     pub port: u16,
+    /// The CRI runtime's socket (unix:///run/containerd/containerd.sock); required with
+    /// --runtime cri; with --runtime fake optional and used only by /exec.
+    #[arg(long)]
+    pub container_runtime_endpoint: Option<String>,
+    /// Where container logs are written (<dir>/<namespace>_<pod>_<uid>/<container>/<n>.log).
+    #[arg(long, default_value = "/var/log/pods")]
+    pub pod_logs_dir: std::path::PathBuf,
+    /// The cgroup the pods' cgroups go under (<cgroup-root>/kubepods/...), cgroupfs driver.
+    #[arg(long, default_value = "/")]
+    pub cgroup_root: String,
+    /// The kubelet's state directory (pods' volumes under <root-dir>/pods/<uid>).
+    #[arg(long, default_value = "/var/lib/kubelet")]
+    pub root_dir: std::path::PathBuf,
+    /// DNS servers of ClusterFirst pods (comma-separated IPs); without them pods get the
+    /// host's resolv.conf servers.
+    #[arg(long, value_delimiter = ',')]
+    pub cluster_dns: Vec<IpAddr>,
+    /// The cluster's DNS domain: pods search <ns>.svc.<domain>, svc.<domain>, <domain>.
+    #[arg(long, default_value = "cluster.local")]
+    pub cluster_domain: String,
 }
 
 /// One node a process hosts.
@@ -105,9 +118,23 @@ impl KubeletConfig {
     /// The options checked as a whole.
     pub fn validate(&self) -> anyhow::Result<()> {
         if self.runtime == RuntimeKind::Cri {
-            bail!(
-                "--runtime cri: the CRI runtime (containerd) comes with issue 18; use --runtime fake for hollow nodes"
-            );
+            if self.container_runtime_endpoint.is_none() {
+                bail!(
+                    "--runtime cri needs --container-runtime-endpoint (unix:///path/to/containerd.sock)"
+                );
+            }
+            if self.node_count > 1 {
+                bail!(
+                    "--node-count {} is for hollow nodes: --runtime cri runs one node per process",
+                    self.node_count
+                );
+            }
+            if !self.cgroup_root.starts_with('/') {
+                bail!(
+                    "--cgroup-root {:?} must be an absolute cgroup path",
+                    self.cgroup_root
+                );
+            }
         }
         if self.node_status_update_frequency.is_zero() {
             bail!("--node-status-update-frequency must be above zero");
@@ -269,7 +296,40 @@ mod tests {
             "--runtime is required"
         );
         let cri = parse(&["--runtime", "cri"]).unwrap();
-        assert!(cri.validate().unwrap_err().to_string().contains("issue 18"));
+        assert!(
+            cri.validate()
+                .unwrap_err()
+                .to_string()
+                .contains("needs --container-runtime-endpoint")
+        );
+        let cri = parse(&[
+            "--runtime",
+            "cri",
+            "--container-runtime-endpoint",
+            "unix:///run/c.sock",
+            "--node-count",
+            "2",
+        ])
+        .unwrap();
+        assert!(
+            cri.validate()
+                .unwrap_err()
+                .to_string()
+                .contains("one node per process")
+        );
+        let cri = parse(&[
+            "--runtime",
+            "cri",
+            "--container-runtime-endpoint",
+            "unix:///run/c.sock",
+            "--cluster-dns",
+            "10.96.0.10,10.96.0.11",
+        ])
+        .unwrap();
+        cri.validate().unwrap();
+        assert_eq!(cri.cluster_dns.len(), 2);
+        assert_eq!(cri.root_dir, std::path::PathBuf::from("/var/lib/kubelet"));
+        assert_eq!(cri.pod_logs_dir, std::path::PathBuf::from("/var/log/pods"));
         let c = parse(&["--runtime", "fake", "--node-cidr-mask-size", "8"]).unwrap();
         assert!(c.validate().is_err());
     }

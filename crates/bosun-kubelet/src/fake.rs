@@ -177,6 +177,7 @@ impl Runtime for FakeRuntime {
                     image,
                     state,
                     restart_count: 0,
+                    last_state: None,
                     ready: ok,
                     started: ok,
                 }
@@ -211,6 +212,7 @@ impl Runtime for FakeRuntime {
             sandbox_ready: true,
             init_containers,
             containers,
+            resync_after: None,
         };
         st.pods.insert(
             uid,

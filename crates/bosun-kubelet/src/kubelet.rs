@@ -27,7 +27,7 @@ use tracing::{info, warn};
 use crate::admission::Allocatable;
 use crate::cidr::Ipv4Cidr;
 use crate::config::{KubeletConfig, NodeSpec, RuntimeKind};
-use crate::cri::CriClient;
+use crate::cri::{self, CriClient, CriRuntime, convert::NodeContext};
 use crate::fake::FakeRuntime;
 use crate::lease::{self, LeaseParams};
 use crate::metrics::Metrics;
@@ -44,6 +44,8 @@ pub const FIELD_MANAGER: &str = "bosun-kubelet";
 /// Registrations in flight at once (a thousand hollow nodes register in a few seconds
 /// without flooding the apiserver).
 const REGISTER_CONCURRENCY: usize = 64;
+/// How often the runtime is relisted for containers that died (the kubelet's PLEG period).
+const RELIST_PERIOD: Duration = Duration::from_secs(1);
 /// Back-off between registration attempts: 100 ms doubling to 7 s.
 const REGISTER_RETRY_FIRST: Duration = Duration::from_millis(100);
 const REGISTER_RETRY_MAX: Duration = Duration::from_secs(7);
@@ -58,15 +60,109 @@ pub async fn run(cfg: KubeletConfig, shutdown: watch::Receiver<bool>) -> anyhow:
         RuntimeKind::Fake => {
             let ip = cfg.node_ip.to_string();
             let delay = cfg.fake_stop_delay;
+            let host = HostFacts::hollow(&cfg);
             run_nodes(
                 &cfg,
                 specs,
-                move |cidr| FakeRuntime::new(&ip, cidr, delay),
+                host,
+                move |cidr, _: &Recorder| FakeRuntime::new(&ip, cidr, delay),
                 shutdown,
             )
             .await
         }
-        RuntimeKind::Cri => anyhow::bail!("--runtime cri comes with issue 18"),
+        RuntimeKind::Cri => {
+            let endpoint = cfg
+                .container_runtime_endpoint
+                .clone()
+                .context("--container-runtime-endpoint")?;
+            let client = CriClient::connect(&endpoint, cri::runtime::REQUEST_TIMEOUT)?;
+            let version = CriRuntime::version_of(&client, &endpoint).await?;
+            let host = HostFacts::from_host(&cfg);
+            let ctx = node_context(&cfg, &specs[0].name, &host);
+            run_nodes(
+                &cfg,
+                specs,
+                host,
+                move |_, recorder: &Recorder| {
+                    CriRuntime::new(
+                        client.clone(),
+                        version.clone(),
+                        ctx.clone(),
+                        recorder.clone(),
+                    )
+                },
+                shutdown,
+            )
+            .await
+        }
+    }
+}
+
+/// What a node reports of its host: capacity, allocatable, OS image.
+#[derive(Debug, Clone)]
+struct HostFacts {
+    capacity: BTreeMap<String, String>,
+    allocatable: BTreeMap<String, String>,
+    os_image: String,
+}
+
+impl HostFacts {
+    /// A hollow node: the --fake-* capacity, all of it allocatable.
+    fn hollow(cfg: &KubeletConfig) -> Self {
+        HostFacts {
+            capacity: cfg.capacity(),
+            allocatable: BTreeMap::new(),
+            os_image: "Bosun hollow node".into(),
+        }
+    }
+
+    /// The machine's CPUs, memory and --root-dir's disk.
+    fn from_host(cfg: &KubeletConfig) -> Self {
+        let (capacity, allocatable) = cri::host::host_capacity(&cfg.root_dir, cfg.max_pods);
+        HostFacts {
+            capacity,
+            allocatable,
+            os_image: cri::host::os_image(),
+        }
+    }
+
+    /// What pods may use, for admission.
+    fn admission(&self, cfg: &KubeletConfig) -> Allocatable {
+        let m = if self.allocatable.is_empty() {
+            &self.capacity
+        } else {
+            &self.allocatable
+        };
+        Allocatable {
+            pods: i64::from(cfg.max_pods),
+            cpu_milli: m.get("cpu").and_then(|q| parse_milli(q)).unwrap_or(0),
+            memory: m.get("memory").and_then(|q| parse_units(q)).unwrap_or(0),
+        }
+    }
+}
+
+/// What the CRI conversion needs of the node.
+fn node_context(cfg: &KubeletConfig, node: &str, host: &HostFacts) -> NodeContext {
+    NodeContext {
+        root_dir: cfg.root_dir.clone(),
+        pod_logs_dir: cfg.pod_logs_dir.clone(),
+        cgroup_root: cfg.cgroup_root.clone(),
+        cluster_dns: cfg.cluster_dns.iter().map(|ip| ip.to_string()).collect(),
+        cluster_domain: cfg.cluster_domain.clone(),
+        host_dns: std::fs::read_to_string("/etc/resolv.conf")
+            .map(|t| cri::convert::parse_resolv_conf(&t))
+            .unwrap_or_default(),
+        node_name: node.to_string(),
+        host_name: std::fs::read_to_string("/proc/sys/kernel/hostname")
+            .map(|h| h.trim().to_string())
+            .unwrap_or_else(|_| node.to_string()),
+        host_ip: cfg.node_ip.to_string(),
+        memory_capacity: host
+            .capacity
+            .get("memory")
+            .and_then(|q| parse_units(q))
+            .and_then(|v| i64::try_from(v).ok())
+            .unwrap_or(0),
     }
 }
 
@@ -80,16 +176,22 @@ fn node_id(name: &str, salt: &str) -> String {
     format!("{h:016x}{:016x}", h.rotate_left(29) ^ 0x9e37_79b9_7f4a_7c15)
 }
 
-fn node_params(cfg: &KubeletConfig, spec: &NodeSpec, runtime_version: &str) -> NodeParams {
+fn node_params(
+    cfg: &KubeletConfig,
+    spec: &NodeSpec,
+    host: &HostFacts,
+    runtime_version: &str,
+) -> NodeParams {
     NodeParams {
         name: spec.name.clone(),
         pod_cidr: Some(spec.pod_cidr.to_string()),
         internal_ip: cfg.node_ip.to_string(),
-        capacity: cfg.capacity(),
+        capacity: host.capacity.clone(),
+        allocatable: host.allocatable.clone(),
         labels: cfg.node_labels.iter().cloned().collect::<BTreeMap<_, _>>(),
         kubelet_port: i32::from(cfg.port),
         runtime_version: runtime_version.to_string(),
-        os_image: "Bosun hollow node".into(),
+        os_image: host.os_image.clone(),
         kernel_version: std::fs::read_to_string("/proc/sys/kernel/osrelease")
             .map(|s| s.trim().to_string())
             .unwrap_or_default(),
@@ -149,12 +251,15 @@ async fn register(
     }
 }
 
-/// Keeps the node's status: computed every `update`, written when it changed or `report`
-/// passed since the last write.
+/// Keeps the node's status: computed every `update` with the runtime's view of the node's
+/// health, written when it changed or `report` passed since the last write; before a write
+/// the Node is read again from the apiserver, as the kubelet does, so that what others
+/// changed in its status is kept.
 #[allow(clippy::too_many_arguments)]
-async fn status_loop(
+async fn status_loop<R: Runtime>(
     client: ApiClient,
     p: NodeParams,
+    node: Arc<NodePods<R>>,
     mut last: NodeStatus,
     update: Duration,
     report: Duration,
@@ -171,10 +276,18 @@ async fn status_loop(
         }
         wait = update;
         let now = Timestamp::now();
-        let new = node::node_status(&p, Some(&last), &NodeHealth::healthy(), now);
+        let health = node.runtime.node_health().await;
+        let new = node::node_status(&p, Some(&last), &health, now);
         if !node::should_report(Some(&last), &new, last_report, now, report) {
             continue;
         }
+        let new = match client.get::<Node>("", &p.name).await {
+            Ok(n) => node::node_status(&p, n.status.as_ref(), &health, now),
+            Err(e) => {
+                warn!(node = %p.name, error = %e, "read node before its status update");
+                continue;
+            }
+        };
         match client
             .patch_status::<Node>("", &p.name, &Patch::Merge(json!({"status": new})))
             .await
@@ -186,14 +299,6 @@ async fn status_loop(
             }
             Err(e) => warn!(node = %p.name, error = %e, "update node status"),
         }
-    }
-}
-
-fn allocatable(cfg: &KubeletConfig) -> Allocatable {
-    Allocatable {
-        pods: i64::from(cfg.max_pods),
-        cpu_milli: parse_milli(&cfg.fake_cpu).unwrap_or(0),
-        memory: parse_units(&cfg.fake_memory).unwrap_or(0),
     }
 }
 
@@ -224,7 +329,8 @@ fn spawn_server(
 async fn run_nodes<R: Runtime>(
     cfg: &KubeletConfig,
     specs: Vec<NodeSpec>,
-    make_runtime: impl Fn(Option<Ipv4Cidr>) -> R,
+    host: HostFacts,
+    make_runtime: impl Fn(Option<Ipv4Cidr>, &Recorder) -> R,
     shutdown: watch::Receiver<bool>,
 ) -> anyhow::Result<()> {
     // Writes carry the kubelet's field manager, recorded in managedFields.
@@ -250,12 +356,20 @@ async fn run_nodes<R: Runtime>(
         shutdown.clone(),
     )?);
 
+    // One recorder for the process: its events name the node as their host when it hosts
+    // one, else the base name of its nodes.
+    let recorder_host = match specs.as_slice() {
+        [one] => one.name.clone(),
+        _ => cfg.node_name.clone().unwrap_or_else(|| "hollow".into()),
+    };
+    let (recorder, recorder_task) = Recorder::new(client.clone(), "kubelet", &recorder_host);
+
     // Register every node, a bounded number at a time.
-    let runtime_version = make_runtime(None).version();
+    let runtime_version = make_runtime(None, &recorder).version();
     let started = Instant::now();
     let params: Vec<NodeParams> = specs
         .iter()
-        .map(|s| node_params(cfg, s, &runtime_version))
+        .map(|s| node_params(cfg, s, &host, &runtime_version))
         .collect();
     let registered: Vec<Option<(NodeParams, Node)>> = futures::stream::iter(params)
         .map(|p| register(&client, p, shutdown.clone()))
@@ -296,10 +410,18 @@ async fn run_nodes<R: Runtime>(
             metrics.clone(),
             shutdown.clone(),
         )));
+        let cidr = p.pod_cidr.as_deref().and_then(|c| c.parse().ok());
+        let pods_of_node = Arc::new(NodePods::new(
+            p.name.clone(),
+            p.internal_ip.clone(),
+            host.admission(cfg),
+            make_runtime(cidr, &recorder),
+        ));
         let status_spread = cfg.node_status_update_frequency * idx / n;
         tasks.push(tokio::spawn(status_loop(
             client.clone(),
             p.clone(),
+            pods_of_node.clone(),
             node.status.clone().unwrap_or_default(),
             cfg.node_status_update_frequency,
             cfg.node_status_report_frequency,
@@ -307,14 +429,17 @@ async fn run_nodes<R: Runtime>(
             metrics.clone(),
             shutdown.clone(),
         )));
-        let cidr = p.pod_cidr.as_deref().and_then(|c| c.parse().ok());
         by_name.insert(p.name.clone(), idx);
-        nodes.push(Arc::new(NodePods::new(
-            p.name.clone(),
-            p.internal_ip.clone(),
-            allocatable(cfg),
-            make_runtime(cidr),
-        )));
+        nodes.push(pods_of_node);
+    }
+    // What the runtime already runs (a restarted kubelet's pods): listed before the pod
+    // watch syncs, adopted or stopped after.
+    let mut found: Vec<(u32, String, String)> = Vec::new();
+    for (i, node) in nodes.iter().enumerate() {
+        let idx = u32::try_from(i).unwrap_or(u32::MAX);
+        for (uid, key) in node.runtime.relist().await {
+            found.push((idx, uid, key));
+        }
     }
 
     // One watch of the pods bound to the hosted nodes (all bound pods when there are many:
@@ -334,13 +459,6 @@ async fn run_nodes<R: Runtime>(
         shutdown.clone(),
     );
     let _ = pod_cache.set(store.clone());
-    // One recorder for the process: its events name the node as their host when it hosts
-    // one, else the base name of its nodes.
-    let host = match nodes.as_slice() {
-        [one] => one.name.clone(),
-        _ => cfg.node_name.clone().unwrap_or_else(|| "hollow".into()),
-    };
-    let (recorder, recorder_task) = Recorder::new(client.clone(), "kubelet", &host);
     let pods = Arc::new(Pods {
         client: client.clone(),
         store: store.clone(),
@@ -389,6 +507,34 @@ async fn run_nodes<R: Runtime>(
             n.readmit(&p);
         }
     }
+    // Pods the runtime runs: a sync adopts each (same containers, no restart) or, when the
+    // apiserver no longer has it, stops it.
+    for (idx, uid, key) in found {
+        if let Some(node) = usize::try_from(idx).ok().and_then(|i| pods.nodes.get(i)) {
+            if node.note_running(&key, &uid) {
+                metrics.running_pods.inc();
+            }
+            queue.add(Work { node: idx, key });
+        }
+    }
+    // The relist (the kubelet's PLEG): containers that died or vanished wake their pod's sync.
+    let relist = {
+        let (pods, queue, mut stop) = (pods.clone(), queue.clone(), shutdown.clone());
+        tokio::spawn(async move {
+            loop {
+                tokio::select! {
+                    _ = tokio::time::sleep(RELIST_PERIOD) => {}
+                    _ = stop.wait_for(|s| *s) => return,
+                }
+                for (i, node) in pods.nodes.iter().enumerate() {
+                    let Ok(idx) = u32::try_from(i) else { break };
+                    for (_, key) in node.runtime.relist().await {
+                        queue.add(Work { node: idx, key });
+                    }
+                }
+            }
+        })
+    };
     health.set("syncloop", Ok(()));
     health.set_ready(true);
     let sync = {
@@ -407,6 +553,7 @@ async fn run_nodes<R: Runtime>(
     .await;
     queue.shut_down();
     router.abort();
+    relist.abort();
     let _ = reflector_task.await;
     for t in tasks {
         let _ = t.await;

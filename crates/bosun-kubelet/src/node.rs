@@ -29,6 +29,9 @@ pub struct NodeParams {
     pub internal_ip: String,
     /// Capacity: CPU, memory, pods (and whatever else the runtime reports).
     pub capacity: BTreeMap<String, String>,
+    /// Allocatable: capacity less what is reserved and the eviction thresholds (empty: the
+    /// capacity, as on a hollow node).
+    pub allocatable: BTreeMap<String, String>,
     /// Extra labels (`--node-labels`).
     pub labels: BTreeMap<String, String>,
     /// The port the kubelet serves on (`daemonEndpoints.kubeletEndpoint`; logs go there).
@@ -205,8 +208,15 @@ pub fn node_status(
             .or(Some(now.clone()));
     }
     NodeStatus {
-        capacity: Some(capacity.clone()),
-        allocatable: Some(capacity),
+        allocatable: Some(if p.allocatable.is_empty() {
+            capacity.clone()
+        } else {
+            p.allocatable
+                .iter()
+                .map(|(k, v)| (k.clone(), Quantity(v.clone())))
+                .collect()
+        }),
+        capacity: Some(capacity),
         addresses: Some(vec![
             NodeAddress {
                 type_: "InternalIP".into(),
@@ -287,6 +297,7 @@ mod tests {
                 ("memory".into(), "256Gi".into()),
                 ("pods".into(), "110".into()),
             ]),
+            allocatable: BTreeMap::new(),
             labels: BTreeMap::from([("topology.kubernetes.io/zone".into(), "z1".into())]),
             kubelet_port: 10250,
             runtime_version: "fake://0.1.0".into(),

@@ -83,6 +83,16 @@ impl<R: Runtime> NodePods<R> {
         }
     }
 
+    /// Records a pod the runtime runs (found by a restarted kubelet), so that a sync adopts
+    /// it or, when the apiserver no longer has it, stops it. Whether it was new.
+    pub fn note_running(&self, key: &str, uid: &str) -> bool {
+        self.state
+            .lock()
+            .running
+            .insert(key.to_string(), uid.to_string())
+            .is_none()
+    }
+
     /// Admission under the node's lock, so two workers never admit past the node's room.
     fn admit(&self, uid: &str, pod: &Pod) -> Decision {
         let mut st = self.state.lock();
@@ -266,7 +276,10 @@ impl<R: Runtime> Pods<R> {
                 self.metrics.pod_start_seconds.observe(secs.max(0.0));
             }
         }
-        Ok(Action::Done)
+        // A back-off that ends (a container's restart, an image pull) needs a sync then.
+        Ok(observed
+            .resync_after
+            .map_or(Action::Done, Action::RequeueAfter))
     }
 
     /// Writes `merged` as the pod's status (a merge patch naming the pod's uid). A pod that

@@ -9,6 +9,8 @@ use std::time::Duration;
 use jiff::Timestamp;
 use k8s_openapi::api::core::v1::Pod;
 
+use crate::node::NodeHealth;
+
 /// What the runtime observes of one container.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ContainerStatus {
@@ -24,6 +26,8 @@ pub struct ContainerStatus {
     pub state: ContainerState,
     /// Times the kubelet restarted it.
     pub restart_count: i32,
+    /// The previous run's state (`lastState`), when it ran before.
+    pub last_state: Option<ContainerState>,
     /// Passed its readiness probe (or has none and runs).
     pub ready: bool,
     /// Passed its startup probe (or has none and runs).
@@ -69,6 +73,8 @@ pub struct PodStatus {
     pub init_containers: Vec<ContainerStatus>,
     /// Containers, in spec order.
     pub containers: Vec<ContainerStatus>,
+    /// Sync the pod again after this long even if nothing changes (a back-off ends).
+    pub resync_after: Option<Duration>,
 }
 
 /// How a stop went.
@@ -110,4 +116,17 @@ pub trait Runtime: Send + Sync + 'static {
 
     /// The pods the runtime has, by uid (what a restarted kubelet finds and adopts or kills).
     fn pod_uids(&self) -> Vec<String>;
+
+    /// Lists what runs and returns the pods whose containers changed since the last call
+    /// (died, vanished, appeared), as `(uid, namespace/name)`: the kubelet's PLEG relist.
+    /// A runtime that only changes when synced (the hollow one) reports nothing.
+    fn relist(&self) -> impl Future<Output = Vec<(String, String)>> + Send {
+        async { Vec::new() }
+    }
+
+    /// The node's health as the runtime and the host see it (runtime and network ready,
+    /// memory, disk and PID pressure).
+    fn node_health(&self) -> impl Future<Output = NodeHealth> + Send {
+        async { NodeHealth::healthy() }
+    }
 }

@@ -80,14 +80,24 @@ pub fn phase(spec: &PodSpec, observed: &PodStatus, terminal: bool) -> &'static s
     }
     let (mut unknown, mut running, mut waiting, mut stopped, mut succeeded) = (0, 0, 0, 0, 0);
     for c in &spec.containers {
-        match find(&observed.containers, &c.name).map(|s| s.state) {
+        let found = find(&observed.containers, &c.name);
+        match found.as_ref().map(|s| &s.state) {
             None => unknown += 1,
             Some(ContainerState::Running { .. }) => running += 1,
             Some(ContainerState::Terminated { exit_code, .. }) => {
                 stopped += 1;
-                if exit_code == 0 {
+                if *exit_code == 0 {
                     succeeded += 1;
                 }
+            }
+            // Waiting to restart after a run: it counts as stopped, as in kubelet's getPhase.
+            Some(ContainerState::Waiting { .. })
+                if matches!(
+                    found.as_ref().and_then(|s| s.last_state.as_ref()),
+                    Some(ContainerState::Terminated { .. })
+                ) =>
+            {
+                stopped += 1
             }
             Some(ContainerState::Waiting { .. }) => waiting += 1,
         }
@@ -176,7 +186,7 @@ fn container_statuses(
                     image_id: c.image_id.clone(),
                     container_id: (!c.id.is_empty()).then(|| c.id.clone()),
                     state: Some(api_state(&c.state)),
-                    last_state: Some(ApiState::default()),
+                    last_state: Some(c.last_state.as_ref().map(api_state).unwrap_or_default()),
                     ready: c.ready,
                     started: Some(c.started),
                     restart_count: c.restart_count,
@@ -501,6 +511,7 @@ mod tests {
             image_id: "sha256:1".into(),
             state: ContainerState::Running { started_at: at(1) },
             restart_count: 0,
+            last_state: None,
             ready,
             started: true,
         }
@@ -529,6 +540,7 @@ mod tests {
                 running("web", "busybox", true),
                 running("app", "nginx", true),
             ],
+            resync_after: None,
         }
     }
 
@@ -718,6 +730,44 @@ mod tests {
         assert_eq!(
             phase(&spec("Always"), &PodStatus::default(), true),
             "Failed"
+        );
+    }
+
+    #[test]
+    fn a_container_waiting_to_restart_counts_as_stopped_and_shows_its_last_run() {
+        let p = pod(json!({"spec": {"containers": [{"name": "a"}]}}));
+        let mut c = done("a", 1);
+        c.last_state = Some(c.state.clone());
+        c.state = ContainerState::Waiting {
+            reason: "CrashLoopBackOff".into(),
+            message: "back-off 10s restarting failed container=a pod=p_ns(u)".into(),
+        };
+        c.restart_count = 1;
+        let o = PodStatus {
+            containers: vec![c],
+            ..Default::default()
+        };
+        let s = generate(&p, &o, "127.0.0.1", false);
+        assert_eq!(s.phase.as_deref(), Some("Running"));
+        let cs = &s.container_statuses.as_ref().unwrap()[0];
+        assert_eq!(cs.restart_count, 1);
+        let w = cs.state.as_ref().unwrap().waiting.as_ref().unwrap();
+        assert_eq!(w.reason.as_deref(), Some("CrashLoopBackOff"));
+        let last = cs.last_state.as_ref().unwrap().terminated.as_ref().unwrap();
+        assert_eq!(last.exit_code, 1);
+        // Waiting without a previous run (pulling, say) keeps the pod Pending.
+        let mut w = done("a", 0);
+        w.state = ContainerState::Waiting {
+            reason: "ErrImagePull".into(),
+            message: String::new(),
+        };
+        let o = PodStatus {
+            containers: vec![w],
+            ..Default::default()
+        };
+        assert_eq!(
+            generate(&p, &o, "127.0.0.1", false).phase.as_deref(),
+            Some("Pending")
         );
     }
 

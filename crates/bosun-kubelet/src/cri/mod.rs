@@ -11,6 +11,13 @@ use k8s_cri::v1::runtime_service_client::RuntimeServiceClient;
 use tokio::net::UnixStream;
 use tonic::transport::{Channel, Endpoint, Uri};
 
+pub mod convert;
+pub mod host;
+pub mod plan;
+pub mod runtime;
+
+pub use runtime::CriRuntime;
+
 /// CRI messages can be large (ListContainers on a busy node): accept up to 16 MiB, as the
 /// kubelet does (`maxMsgSize`).
 pub const MAX_MESSAGE: usize = 16 * 1024 * 1024;

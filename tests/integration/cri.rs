@@ -1,0 +1,540 @@
+//! The kubelet over containerd (`bosun kubelet --runtime cri`) with a real store, apiserver
+//! and scheduler: a pod runs busybox's httpd and answers HTTP from the host on its pod IP; a
+//! container that exits is restarted (restartCount 1, its last run in lastState); a kubelet
+//! killed with -9 and started again adopts the running container (same containerID, no
+//! restart); an image that does not exist waits in ErrImagePull then ImagePullBackOff; a
+//! deleted pod's containers and sandbox are removed from containerd.
+//!
+//! Each test runs its own containerd ([`PrivateContainerd`]: images imported, its own CNI
+//! network, pod range and cgroup root), skipped with the reason printed only where
+//! containerd cannot run.
+
+use std::path::Path;
+use std::time::Duration;
+
+use bosun_api_client::k8s_openapi::api::core::v1::{Event, Node, Pod};
+use bosun_api_client::{ApiClient, ListParams};
+use bosun_kubelet::cri::CriClient;
+use bosun_kubelet::cri::convert::LABEL_POD_UID;
+use bosun_tests::component::Component;
+use bosun_tests::containerd::PrivateContainerd;
+use bosun_tests::kube::Apiserver;
+use bosun_tests::{Cluster, Kind, wait_for};
+use k8s_cri::v1::{
+    ContainerFilter, ListContainersRequest, ListPodSandboxRequest, PodSandboxFilter,
+    RemovePodSandboxRequest, StopPodSandboxRequest,
+};
+
+const WAIT: Duration = Duration::from_secs(60);
+const NS: &str = "default";
+const NODE: &str = "cri-node";
+
+struct Setup {
+    _cluster: Cluster,
+    _api: Apiserver,
+    _scheduler: Component,
+    kubelet: Component,
+    client: ApiClient,
+    cri: CriClient,
+    cgroup_root: String,
+    /// Pods made, by uid, to clean up whatever a failure left.
+    uids: Vec<String>,
+}
+
+impl Drop for Setup {
+    fn drop(&mut self) {
+        // Stop the kubelet first, then remove every sandbox the test's pods left.
+        self.kubelet.kill9();
+        let uids = std::mem::take(&mut self.uids);
+        let cri = self.cri.clone();
+        let cleanup = async move {
+            let mut rt = cri.runtime.clone();
+            for uid in uids {
+                let filter = PodSandboxFilter {
+                    label_selector: [(LABEL_POD_UID.to_string(), uid)].into(),
+                    ..Default::default()
+                };
+                let Ok(l) = rt
+                    .list_pod_sandbox(ListPodSandboxRequest {
+                        filter: Some(filter),
+                    })
+                    .await
+                else {
+                    continue;
+                };
+                for s in l.into_inner().items {
+                    let id = s.id;
+                    let _ = rt
+                        .stop_pod_sandbox(StopPodSandboxRequest {
+                            pod_sandbox_id: id.clone(),
+                        })
+                        .await;
+                    let _ = rt
+                        .remove_pod_sandbox(RemovePodSandboxRequest { pod_sandbox_id: id })
+                        .await;
+                }
+            }
+        };
+        let _ = std::thread::spawn(move || {
+            if let Ok(rt) = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+            {
+                rt.block_on(cleanup);
+            }
+        })
+        .join();
+        // The pods' cgroup parents (containerd removes the containers' own).
+        remove_cgroup_tree(&self.cgroup_root);
+    }
+}
+
+/// Removes `/sys/fs/cgroup[/<hierarchy>]/<root>` and what is below, deepest first.
+fn remove_cgroup_tree(root: &str) {
+    fn rm(d: &Path) {
+        if let Ok(entries) = std::fs::read_dir(d) {
+            for e in entries.flatten() {
+                if e.file_type().is_ok_and(|t| t.is_dir()) {
+                    rm(&e.path());
+                }
+            }
+        }
+        let _ = std::fs::remove_dir(d);
+    }
+    let base = Path::new("/sys/fs/cgroup");
+    let rel = root.trim_start_matches('/');
+    rm(&base.join(rel));
+    if let Ok(hs) = std::fs::read_dir(base) {
+        for h in hs.flatten() {
+            rm(&h.path().join(rel));
+        }
+    }
+}
+
+async fn setup(dir: &Path, ctr: &PrivateContainerd) -> Setup {
+    let endpoint = ctr.endpoint.as_str();
+    let cluster = Cluster::start(Kind::Bosun, dir, 1, &[]).await;
+    let api = Apiserver::start(&dir.join("api"), &cluster.client_urls().join(","), &[]).await;
+    let client = ApiClient::connect(&api.url).await.unwrap();
+    let scheduler = Component::start(
+        dir,
+        "scheduler",
+        "scheduler",
+        &api.url,
+        &["--leader-elect=false"],
+        &[],
+    );
+    let cgroup_root = ctr.cgroup_root.clone();
+    let root = dir.join("root");
+    let logs = dir.join("logs");
+    let args: Vec<String> = vec![
+        "--runtime=cri".into(),
+        format!("--container-runtime-endpoint={endpoint}"),
+        format!("--node-name={NODE}"),
+        format!("--root-dir={}", root.display()),
+        format!("--pod-logs-dir={}", logs.display()),
+        format!("--cgroup-root={cgroup_root}"),
+        format!("--pod-cidr={}", ctr.settings.pod_cidr),
+        "--node-status-update-frequency=1s".into(),
+    ];
+    let args: Vec<&str> = args.iter().map(String::as_str).collect();
+    let env = [("BOSUN_LOG", "info,bosun_kubelet=debug")];
+    let kubelet = Component::start(dir, "kubelet", "kubelet", &api.url, &args, &env);
+    scheduler.wait_listening(WAIT).await;
+    kubelet.wait_listening(WAIT).await;
+    let cri = CriClient::connect(endpoint, Duration::from_secs(30)).unwrap();
+    Setup {
+        _cluster: cluster,
+        _api: api,
+        _scheduler: scheduler,
+        kubelet,
+        client,
+        cri,
+        cgroup_root,
+        uids: Vec::new(),
+    }
+}
+
+async fn create(s: &mut Setup, yaml: serde_json::Value) -> Pod {
+    let pod: Pod = serde_json::from_value(yaml).unwrap();
+    let made: Pod = s.client.create(NS, &pod).await.unwrap();
+    s.uids.push(made.metadata.uid.clone().unwrap());
+    made
+}
+
+fn pod_json(name: &str, image: &str, policy: &str, command: &[&str]) -> serde_json::Value {
+    serde_json::json!({
+        "apiVersion": "v1", "kind": "Pod",
+        "metadata": {"name": name, "namespace": NS},
+        "spec": {"terminationGracePeriodSeconds": 2, "restartPolicy": policy,
+                 "containers": [{"name": "main", "image": image, "imagePullPolicy": "IfNotPresent",
+                                 "command": command}]},
+    })
+}
+
+async fn get(client: &ApiClient, name: &str) -> Option<Pod> {
+    client.get::<Pod>(NS, name).await.ok()
+}
+
+fn main_status(p: &Pod) -> Option<&bosun_api_client::k8s_openapi::api::core::v1::ContainerStatus> {
+    p.status.as_ref()?.container_statuses.as_ref()?.first()
+}
+
+fn waiting_reason(p: &Pod) -> Option<String> {
+    main_status(p)?
+        .state
+        .as_ref()?
+        .waiting
+        .as_ref()?
+        .reason
+        .clone()
+}
+
+async fn cri_counts(cri: &CriClient, uid: &str) -> (usize, usize) {
+    let mut rt = cri.runtime.clone();
+    let sel: std::collections::HashMap<String, String> =
+        [(LABEL_POD_UID.to_string(), uid.to_string())].into();
+    let sandboxes = rt
+        .list_pod_sandbox(ListPodSandboxRequest {
+            filter: Some(PodSandboxFilter {
+                label_selector: sel.clone(),
+                ..Default::default()
+            }),
+        })
+        .await
+        .unwrap()
+        .into_inner()
+        .items
+        .len();
+    let containers = rt
+        .list_containers(ListContainersRequest {
+            filter: Some(ContainerFilter {
+                label_selector: sel,
+                ..Default::default()
+            }),
+        })
+        .await
+        .unwrap()
+        .into_inner()
+        .containers
+        .len();
+    (sandboxes, containers)
+}
+
+/// An HTTP/1.0 GET of `url`'s `/`: the status code and the body (`None`: no answer).
+async fn http_get(url: &str) -> Option<(u16, String)> {
+    http_get_path(url, "/").await
+}
+
+/// An HTTP/1.0 GET of `url` + `path`: the status code and the body.
+async fn http_get_path(url: &str, path: &str) -> Option<(u16, String)> {
+    let fut = async {
+        use tokio::io::{AsyncReadExt, AsyncWriteExt};
+        let rest = url.trim_start_matches("http://");
+        let mut s = tokio::net::TcpStream::connect(rest).await.ok()?;
+        let req = format!("GET {path} HTTP/1.0\r\nHost: {rest}\r\n\r\n");
+        s.write_all(req.as_bytes()).await.ok()?;
+        let mut raw = Vec::new();
+        s.read_to_end(&mut raw).await.ok()?;
+        let text = String::from_utf8_lossy(&raw).into_owned();
+        let code = text.split_whitespace().nth(1)?.parse().ok()?;
+        let body = text
+            .split_once("\r\n\r\n")
+            .map(|b| b.1.to_string())
+            .unwrap_or_default();
+        Some((code, body))
+    };
+    tokio::time::timeout(Duration::from_secs(3), fut)
+        .await
+        .ok()
+        .flatten()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn pods_run_restart_are_adopted_and_removed() {
+    let Some(ctr) = PrivateContainerd::start() else {
+        return;
+    };
+    let tmp = tempfile::tempdir().unwrap();
+    let mut s = setup(tmp.path(), &ctr).await;
+    let client = s.client.clone();
+
+    // An httpd answers from the host on the pod's address.
+    // Its init container writes the page into an emptyDir, with the pod's name from the
+    // downward API expanded into its command.
+    let mut web = pod_json(
+        "web",
+        "busybox",
+        "Always",
+        &["httpd", "-f", "-p", "8080", "-h", "/www"],
+    );
+    web["spec"]["volumes"] = serde_json::json!([{"name": "www", "emptyDir": {}},
+        {"name": "mem", "emptyDir": {"medium": "Memory", "sizeLimit": "8Mi"}}]);
+    web["spec"]["containers"][0]["volumeMounts"] = serde_json::json!([{"name": "www", "mountPath": "/www"}, {"name": "mem", "mountPath": "/mem"}]);
+    web["spec"]["initContainers"] = serde_json::json!([{
+        "name": "init", "image": "busybox", "imagePullPolicy": "IfNotPresent",
+        "command": ["sh", "-c", "echo hello from $(POD_NAME) > /www/index.html; cat /etc/hosts > /www/hosts"],
+        "env": [{"name": "POD_NAME", "valueFrom": {"fieldRef": {"fieldPath": "metadata.name"}}}],
+        "volumeMounts": [{"name": "www", "mountPath": "/www"}]}]);
+    let web = create(&mut s, web).await;
+    let web_uid = web.metadata.uid.clone().unwrap();
+    // A container that exits is restarted.
+    create(
+        &mut s,
+        pod_json(
+            "crash",
+            "busybox",
+            "Always",
+            &["sh", "-c", "sleep 1; exit 3"],
+        ),
+    )
+    .await;
+    // An image that does not exist cannot be pulled.
+    create(
+        &mut s,
+        pod_json(
+            "noimage",
+            "bosun.local/does-not-exist:v1",
+            "Always",
+            &["true"],
+        ),
+    )
+    .await;
+    // pullPolicy Never and no such image: never pulled.
+    let mut never = pod_json("neverpull", "bosun.local/absent:v1", "Always", &["true"]);
+    never["spec"]["containers"][0]["imagePullPolicy"] = "Never".into();
+    create(&mut s, never).await;
+    // restartPolicy Never, exits 0: the pod Succeeds.
+    create(
+        &mut s,
+        pod_json("once", "busybox", "Never", &["sh", "-c", "exit 0"]),
+    )
+    .await;
+
+    let deadline = std::time::Instant::now() + WAIT;
+    let ip = loop {
+        let st = get(&client, "web")
+            .await
+            .and_then(|p| p.status)
+            .unwrap_or_default();
+        if st.phase.as_deref() == Some("Running")
+            && let Some(i) = st.pod_ip.clone().filter(|i| !i.is_empty())
+        {
+            break i;
+        }
+        if std::time::Instant::now() > deadline {
+            let log = s.kubelet.log();
+            let tail: Vec<&str> = log.lines().rev().take(40).collect();
+            panic!(
+                "web Running with a pod IP: {st:?}\nkubelet log (last lines first):\n{}",
+                tail.join("\n")
+            );
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    };
+    let url = format!("http://{ip}:8080");
+    wait_for("httpd answering on the pod IP", WAIT, || async {
+        http_get(&url).await.is_some()
+    })
+    .await;
+    assert_eq!(
+        http_get(&url).await,
+        Some((200, "hello from web\n".to_string())),
+        "the page the init container wrote"
+    );
+    let (code, hosts) = http_get_path(&url, "/hosts").await.unwrap();
+    assert_eq!(code, 200);
+    assert!(
+        hosts.starts_with("# Kubernetes-managed hosts file.")
+            && hosts.contains(&format!("{ip}\tweb\n")),
+        "{hosts}"
+    );
+    let web = get(&client, "web").await.unwrap();
+    let cs = main_status(&web).unwrap().clone();
+    let container_id = cs.container_id.clone().unwrap();
+    assert!(container_id.starts_with("containerd://"), "{container_id}");
+    assert_eq!(cs.restart_count, 0);
+    assert!(cs.ready && cs.image_id.contains("sha256:"), "{cs:?}");
+    // A Memory emptyDir is a tmpfs of its size limit.
+    let mem = tmp
+        .path()
+        .join("root/pods")
+        .join(&web_uid)
+        .join("volumes/kubernetes.io~empty-dir/mem");
+    let mounts = std::fs::read_to_string("/proc/self/mounts").unwrap();
+    let line = mounts
+        .lines()
+        .find(|l| l.split_whitespace().nth(1) == Some(mem.to_str().unwrap()))
+        .unwrap_or_else(|| panic!("{} is not mounted", mem.display()));
+    assert!(
+        line.starts_with("tmpfs ") && line.contains("size=8192k"),
+        "{line}"
+    );
+    let node = web.spec.as_ref().unwrap().node_name.clone();
+    assert_eq!(node.as_deref(), Some(NODE), "bound by the scheduler");
+
+    // Restarted at once after its first exit; after its second, it waits 10 s in
+    // CrashLoopBackOff with restartCount 1 and its last run in lastState.
+    wait_for(
+        "crash in CrashLoopBackOff after one restart",
+        WAIT,
+        || async {
+            let Some(p) = get(&client, "crash").await else {
+                return false;
+            };
+            let Some(c) = main_status(&p) else {
+                return false;
+            };
+            let waiting = c.state.as_ref().and_then(|s| s.waiting.as_ref());
+            c.restart_count == 1
+                && waiting.and_then(|w| w.reason.as_deref()) == Some("CrashLoopBackOff")
+                && waiting.and_then(|w| w.message.as_deref()).is_some_and(|m| {
+                    m.starts_with(
+                        "back-off 10s restarting failed container=main pod=crash_default(",
+                    )
+                })
+                && c.last_state
+                    .as_ref()
+                    .and_then(|l| l.terminated.as_ref())
+                    .is_some_and(|t| t.exit_code == 3 && t.reason.as_deref() == Some("Error"))
+                && p.status.as_ref().and_then(|s| s.phase.as_deref()) == Some("Running")
+        },
+    )
+    .await;
+    // ErrImagePull shows for one sync (the status write wakes the next, which finds the
+    // back-off): its event stays; the status then waits in ImagePullBackOff.
+    wait_for("neverpull in ErrImageNeverPull", WAIT, || async {
+        get(&client, "neverpull")
+            .await
+            .as_ref()
+            .and_then(waiting_reason)
+            .as_deref()
+            == Some("ErrImageNeverPull")
+    })
+    .await;
+    wait_for("once Succeeded, its container Completed", WAIT, || async {
+        let Some(p) = get(&client, "once").await else {
+            return false;
+        };
+        let done = main_status(&p)
+            .and_then(|c| c.state.as_ref()?.terminated.clone())
+            .is_some_and(|t| t.exit_code == 0 && t.reason.as_deref() == Some("Completed"));
+        done && p.status.as_ref().and_then(|s| s.phase.as_deref()) == Some("Succeeded")
+    })
+    .await;
+    wait_for("noimage in ImagePullBackOff", WAIT, || async {
+        get(&client, "noimage")
+            .await
+            .as_ref()
+            .and_then(waiting_reason)
+            .as_deref()
+            == Some("ImagePullBackOff")
+    })
+    .await;
+    let events: Vec<Event> = client
+        .list::<Event>(NS, &ListParams::default())
+        .await
+        .unwrap()
+        .items;
+    let has = |reason: &str, msg: &str| {
+        events.iter().any(|e| {
+            e.reason.as_deref() == Some(reason)
+                && e.message.as_deref().is_some_and(|m| m.contains(msg))
+        })
+    };
+    assert!(has("Started", "Started container main"), "Started event");
+    assert!(has("Created", "Created container: main"), "Created event");
+    assert!(
+        has(
+            "Failed",
+            "Failed to pull image \"bosun.local/does-not-exist:v1\""
+        ),
+        "Failed pull event"
+    );
+    assert!(has("Failed", "Error: ErrImagePull"), "ErrImagePull event");
+    assert!(
+        has(
+            "ErrImageNeverPull",
+            "Container image \"bosun.local/absent:v1\" is not present with pull policy of Never"
+        ),
+        "ErrImageNeverPull event"
+    );
+    assert!(
+        has(
+            "BackOff",
+            "Back-off pulling image \"bosun.local/does-not-exist:v1\""
+        ),
+        "BackOff pull event"
+    );
+    assert!(
+        has(
+            "BackOff",
+            "Back-off restarting failed container main in pod crash_default("
+        ),
+        "BackOff restart event"
+    );
+
+    // kill -9 and start again: the running container is adopted, not restarted.
+    s.kubelet.kill9();
+    s.kubelet.spawn();
+    s.kubelet.wait_listening(WAIT).await;
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    let web = get(&client, "web").await.unwrap();
+    let after = main_status(&web).unwrap();
+    assert_eq!(after.container_id.as_deref(), Some(container_id.as_str()));
+    assert_eq!(after.restart_count, 0);
+    assert_eq!(
+        http_get(&url).await.map(|r| r.0),
+        Some(200),
+        "still answering"
+    );
+    // One sandbox; the init container's run and the server.
+    assert_eq!(cri_counts(&s.cri, &web_uid).await, (1, 2));
+
+    // The node as the host and the runtime describe it.
+    let node: Node = client.get("", NODE).await.unwrap();
+    let st = node.status.unwrap();
+    let info = st.node_info.unwrap();
+    assert!(
+        info.container_runtime_version.starts_with("containerd://"),
+        "{info:?}"
+    );
+    assert!(!info.os_image.is_empty() && info.os_image != "Bosun hollow node");
+    let cpus = std::thread::available_parallelism()
+        .unwrap()
+        .get()
+        .to_string();
+    assert_eq!(st.capacity.as_ref().unwrap()["cpu"].0, cpus);
+    assert!(st.allocatable.as_ref().unwrap()["memory"].0.ends_with("Ki"));
+    let conds = st.conditions.unwrap();
+    let cond = |t: &str| {
+        conds
+            .iter()
+            .find(|c| c.type_ == t)
+            .map(|c| c.status.clone())
+    };
+    assert_eq!(cond("Ready").as_deref(), Some("True"));
+    assert_eq!(cond("MemoryPressure").as_deref(), Some("False"));
+
+    // Deleted: the pod goes, and its container and sandbox with it.
+    client.delete::<Pod>(NS, "web", None).await.unwrap();
+    wait_for("web gone from the apiserver", WAIT, || async {
+        get(&client, "web").await.is_none()
+    })
+    .await;
+    assert_eq!(cri_counts(&s.cri, &web_uid).await, (0, 0));
+    assert!(
+        !tmp.path().join("root/pods").join(&web_uid).exists(),
+        "the pod's directory is removed"
+    );
+    let logs = tmp.path().join("logs").join(format!("{NS}_web_{web_uid}"));
+    assert!(!logs.exists(), "the pod's log directory is removed");
+    let cgroup = format!(
+        "{}/kubepods/besteffort/pod{web_uid}",
+        s.cgroup_root.trim_start_matches('/')
+    );
+    for h in ["cpu", "memory", "pids", ""] {
+        let d = Path::new("/sys/fs/cgroup").join(h).join(&cgroup);
+        assert!(!d.exists(), "{} is removed", d.display());
+    }
+}
