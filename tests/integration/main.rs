@@ -16,6 +16,9 @@
 //! - `grpc_api`: the apiserver's gRPC API through `bosun-api-client`.
 //! - `controllers`: `bosun controller-manager` (deployments, replicasets, leader election)
 //!   driven by kubectl.
+//! - `e2e`: the whole system over real containers: a Deployment of busybox httpd created,
+//!   scaled, rolled (readiness-gated, store leader killed), logs, exec, restarts, probes,
+//!   bad images, kubelet restarts, and nothing left on the host after a delete.
 //! - `cri`: the kubelet over containerd (`--runtime cri`), each test on a private containerd.
 //! - `kubelet`: hollow nodes (`bosun kubelet --runtime fake`): nodes, leases, pods.
 //! - `nodelifecycle`: the node lifecycle controller: a kubelet that dies has its nodes
@@ -45,6 +48,7 @@ mod conformance;
 mod controllers;
 mod cri;
 mod durability;
+mod e2e;
 mod etcdctl;
 mod grpc_api;
 mod kubelet;

@@ -763,23 +763,13 @@ impl ProbeManager {
                     == Some(ProbeResult::Success))
     }
 
-    /// Why the container must be restarted, if its liveness or startup probe failed:
-    /// the `Killing` event's message (`Container web failed liveness probe, will be
-    /// restarted`).
-    pub fn must_restart(&self, uid: &str, container_id: &str, c: &Container) -> Option<String> {
-        if self.result(uid, container_id, ProbeType::Liveness) == Some(ProbeResult::Failure) {
-            return Some(format!(
-                "Container {} failed liveness probe, will be restarted",
-                c.name
-            ));
-        }
-        if self.result(uid, container_id, ProbeType::Startup) == Some(ProbeResult::Failure) {
-            return Some(format!(
-                "Container {} failed startup probe, will be restarted",
-                c.name
-            ));
-        }
-        None
+    /// Whether the container's liveness probe failed, and whether its startup probe failed
+    /// (either means: kill it, and restart it per the pod's restartPolicy).
+    pub fn failed(&self, uid: &str, container_id: &str) -> (bool, bool) {
+        (
+            self.result(uid, container_id, ProbeType::Liveness) == Some(ProbeResult::Failure),
+            self.result(uid, container_id, ProbeType::Startup) == Some(ProbeResult::Failure),
+        )
     }
 
     async fn work(

@@ -215,8 +215,8 @@ pub fn should_restart(name: &str, spec: &PodSpec, obs: &PodObs, deleting: bool) 
     }
 }
 
-/// Probe results the sync consults for a running container (the lead's probe manager fills
-/// them; without probes nothing fails).
+/// Probe results the sync consults for a running container (from the probe manager;
+/// without probes nothing fails).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub struct ProbeVerdict {
     /// The liveness probe failed.
@@ -226,7 +226,7 @@ pub struct ProbeVerdict {
 }
 
 /// `computePodActions`. `probe` tells, for a running container's id, what its probes say
-/// (PROBES: the probe manager plugs in here).
+/// (the probe manager's results).
 pub fn compute(
     spec: &PodSpec,
     obs: &PodObs,

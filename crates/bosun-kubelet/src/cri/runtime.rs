@@ -8,6 +8,7 @@
 
 use std::collections::{BTreeMap, HashMap};
 use std::path::Path;
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use jiff::Timestamp;
@@ -20,6 +21,7 @@ use k8s_cri::v1::{
 };
 use k8s_openapi::api::core::v1::{Container, ObjectReference, Pod};
 use parking_lot::Mutex;
+use tokio::sync::mpsc;
 use tracing::{debug, warn};
 
 use super::CriClient;
@@ -29,6 +31,7 @@ use super::convert::{
 use super::host;
 use super::plan::{self, Backoff, CState, ContainerObs, PodObs, ProbeVerdict, SandboxObs};
 use crate::node::NodeHealth;
+use crate::probe::{self, ProbeManager};
 use crate::runtime::{ContainerState, ContainerStatus, PodStatus, Runtime, RuntimeError, Stopped};
 use bosun_runtime::events::{Recorder, object_ref};
 
@@ -36,6 +39,9 @@ use bosun_runtime::events::{Recorder, object_ref};
 pub const REQUEST_TIMEOUT: Duration = Duration::from_secs(120);
 /// Waiting reasons kept at most (the kubelet's reason cache is an LRU of 1000).
 const REASONS_MAX: usize = 1000;
+/// The least grace a container gets after its preStop hook (the kubelet's
+/// `minimumGracePeriodInSeconds`).
+const MIN_GRACE_AFTER_HOOK: Duration = Duration::from_secs(2);
 
 /// A CRI call's failure as a runtime error with Kubernetes' reason.
 fn rpc(reason: &str) -> impl Fn(tonic::Status) -> RuntimeError + '_ {
@@ -106,6 +112,12 @@ pub struct CriRuntime {
     version: String,
     recorder: Recorder,
     state: Mutex<State>,
+    /// Liveness, readiness and startup probes of the running containers.
+    probes: Arc<ProbeManager>,
+    /// Pods whose probe results changed, by uid (reported by the next relist).
+    probe_wakes: Mutex<mpsc::UnboundedReceiver<String>>,
+    /// The pod last synced, by uid: what a kill needs of its spec (preStop hooks).
+    pods: Mutex<HashMap<String, Arc<Pod>>>,
 }
 
 /// The reference events about `container` of `pod` carry.
@@ -159,6 +171,8 @@ impl CriRuntime {
         ctx: NodeContext,
         recorder: Recorder,
     ) -> Self {
+        let (wake, probe_wakes) = mpsc::unbounded_channel();
+        let probes = ProbeManager::new(Arc::new(client.clone()), recorder.clone(), wake);
         CriRuntime {
             client,
             ctx,
@@ -166,6 +180,9 @@ impl CriRuntime {
             runtime_name: name,
             recorder,
             state: Mutex::new(State::default()),
+            probes,
+            probe_wakes: Mutex::new(probe_wakes),
+            pods: Mutex::new(HashMap::new()),
         }
     }
 
@@ -377,10 +394,9 @@ impl CriRuntime {
                 state,
                 restart_count: i32::try_from(newest.attempt).unwrap_or(i32::MAX),
                 last_state,
-                // PROBES: readiness and startup results go here; without probes a running
-                // container is ready and started.
-                ready: running,
-                started: running,
+                // Probes decide; a container without them is ready and started once running.
+                ready: running && self.probes.ready(&uid, &newest.id, c),
+                started: running && self.probes.started(&uid, &newest.id, c),
             })
         };
         let init_containers = spec
@@ -683,10 +699,94 @@ impl CriRuntime {
         self.recorder
             .normal(&r, "Started", format!("Started container {}", c.name));
         debug!(pod = %name, container = %c.name, %id, attempt, "container started");
+        if !init {
+            self.post_start(pod, c, &id, pod_ip).await;
+        }
         Ok(())
     }
 
-    /// Stops one container within `grace` (PRESTOP: the lead's preStop hook runs first here).
+    /// Remembers the pod last synced (its spec for a later kill's preStop hooks).
+    fn remember(&self, uid: &str, pod: &Arc<Pod>) {
+        self.pods.lock().insert(uid.to_string(), Arc::clone(pod));
+    }
+
+    /// Stops container `id` (named `name` in `pod`'s spec): its preStop hook first, within
+    /// the grace period, then StopContainer with what is left of it (at least 2 s, as the
+    /// kubelet's `minimumGracePeriodInSeconds`).
+    async fn stop_with_hook(
+        &self,
+        pod: Option<&Pod>,
+        name: &str,
+        id: &str,
+        pod_ip: &str,
+        grace: Duration,
+    ) -> Result<(), RuntimeError> {
+        let c = pod.and_then(|p| p.spec.as_ref()?.containers.iter().find(|c| c.name == name));
+        let hook = c.and_then(|c| c.lifecycle.as_ref()?.pre_stop.as_ref());
+        let host_network = pod
+            .and_then(|p| p.spec.as_ref()?.host_network)
+            .unwrap_or(false);
+        let pod_ip = if host_network {
+            self.ctx.host_ip.as_str()
+        } else {
+            pod_ip
+        };
+        let mut grace = grace;
+        if let (Some(pod), Some(c), Some(hook)) = (pod, c, hook)
+            && !grace.is_zero()
+        {
+            let started = Instant::now();
+            let run = probe::run_hook(&self.client, pod, c, id, pod_ip, hook, grace);
+            if let Ok(Err(message)) = tokio::time::timeout(grace, run).await {
+                self.recorder.warning(
+                    &container_ref(pod, name, false),
+                    "FailedPreStopHook",
+                    message,
+                );
+            }
+            grace = grace
+                .saturating_sub(started.elapsed())
+                .max(MIN_GRACE_AFTER_HOOK);
+        }
+        self.stop_container(id, grace).await
+    }
+
+    /// Runs the container's postStart hook; on failure records `FailedPostStartHook` and
+    /// kills the container (the kubelet's `startContainer`), so that it restarts per policy.
+    async fn post_start(&self, pod: &Pod, c: &Container, id: &str, pod_ip: &str) {
+        let Some(hook) = c.lifecycle.as_ref().and_then(|l| l.post_start.as_ref()) else {
+            return;
+        };
+        let grace = Self::grace_of(pod);
+        let timeout = if grace.is_zero() {
+            MIN_GRACE_AFTER_HOOK
+        } else {
+            grace
+        };
+        let result = tokio::time::timeout(
+            timeout,
+            probe::run_hook(&self.client, pod, c, id, pod_ip, hook, timeout),
+        )
+        .await
+        .unwrap_or_else(|_| {
+            Err(format!(
+                "PostStartHook timed out after {}s",
+                timeout.as_secs()
+            ))
+        });
+        if let Err(message) = result {
+            let r = container_ref(pod, &c.name, false);
+            self.recorder
+                .warning(&r, "FailedPostStartHook", message.clone());
+            self.recorder
+                .normal(&r, "Killing", "FailedPostStartHook".into());
+            if let Err(e) = self.stop_container(id, MIN_GRACE_AFTER_HOOK).await {
+                debug!(%id, error = %e, "kill after a failed postStart hook");
+            }
+        }
+    }
+
+    /// Stops one container within `grace`.
     async fn stop_container(&self, id: &str, grace: Duration) -> Result<(), RuntimeError> {
         match self
             .client
@@ -711,6 +811,10 @@ impl CriRuntime {
         o: &Observed,
         grace: Duration,
     ) -> Result<(), RuntimeError> {
+        let pod = pod_ref
+            .uid
+            .as_deref()
+            .and_then(|u| self.pods.lock().get(u).cloned());
         let running: Vec<&ContainerObs> = o
             .obs
             .containers
@@ -722,7 +826,7 @@ impl CriRuntime {
             r.field_path = Some(format!("spec.containers{{{}}}", c.name));
             self.recorder
                 .normal(&r, "Killing", format!("Stopping container {}", c.name));
-            self.stop_container(&c.id, grace)
+            self.stop_with_hook(pod.as_deref(), &c.name, &c.id, &o.ip, grace)
         });
         for res in futures::future::join_all(stops).await {
             res?;
@@ -824,8 +928,16 @@ impl Runtime for CriRuntime {
         let spec = pod.spec.clone().unwrap_or_default();
         let pod_ref = object_ref(pod);
         let o = self.observe(&uid).await?;
-        // PROBES: the probe manager's liveness and startup results per container id.
-        let actions = plan::compute(&spec, &o.obs, false, &|_| ProbeVerdict::default());
+        let pod_arc = Arc::new(pod.clone());
+        self.remember(&uid, &pod_arc);
+        let verdict = |id: &str| {
+            let (liveness_failed, startup_failed) = self.probes.failed(&uid, id);
+            ProbeVerdict {
+                liveness_failed,
+                startup_failed,
+            }
+        };
+        let actions = plan::compute(&spec, &o.obs, false, &verdict);
         let grace = Self::grace_of(pod);
         if actions.kill_pod && !o.obs.sandboxes.is_empty() {
             if actions.create_sandbox {
@@ -850,7 +962,8 @@ impl Runtime for CriRuntime {
                 k.message.clone()
             };
             self.recorder.normal(&r, "Killing", msg);
-            self.stop_container(&k.id, grace).await?;
+            self.stop_with_hook(Some(pod), &k.name, &k.id, &o.ip, grace)
+                .await?;
         }
         let mut sandbox_id = actions.sandbox_id.clone();
         let mut ip = o.ip.clone();
@@ -948,6 +1061,21 @@ impl Runtime for CriRuntime {
         }
         self.gc(&o, &sandbox_id).await;
         let o = self.observe(&uid).await?;
+        let running: Vec<probe::Running> = o
+            .obs
+            .containers
+            .iter()
+            .filter(|c| c.state == CState::Running)
+            .map(|c| probe::Running {
+                name: c.name.clone(),
+                id: c.id.clone(),
+                started_at: o
+                    .statuses
+                    .get(&c.id)
+                    .map_or_else(Timestamp::now, |s| ts(s.started_at)),
+            })
+            .collect();
+        self.probes.sync(&pod_arc, &ip, &running);
         // A back-off that ends needs a sync then (a second late, to be past it).
         let resync = resync.map(|d| d + Duration::from_secs(1));
         Ok(self.pod_status(pod, &o, resync))
@@ -965,7 +1093,7 @@ impl Runtime for CriRuntime {
             ..Default::default()
         };
         if !o.obs.sandboxes.is_empty() || !o.obs.containers.is_empty() {
-            // PRESTOP: the lead's preStop hooks run before the containers are stopped.
+            // preStop hooks run first, within the grace period (`stop_with_hook`).
             self.stop_all(&pod_ref, &o, grace).await?;
         }
         let after = self.observe(uid).await?;
@@ -1042,6 +1170,8 @@ impl Runtime for CriRuntime {
             }
         }
         self.cleanup_host(uid, o.key.as_ref());
+        self.probes.remove_pod(uid);
+        self.pods.lock().remove(uid);
         {
             let mut st = self.state.lock();
             st.reasons.retain(|(u, _), _| u != uid);
@@ -1123,6 +1253,17 @@ impl Runtime for CriRuntime {
         let t = Timestamp::now();
         st.crash.gc(t);
         st.pulls.gc(t);
+        drop(st);
+        // Pods whose probe results changed since the last relist.
+        let mut wakes = self.probe_wakes.lock();
+        while let Ok(uid) = wakes.try_recv() {
+            if changed.iter().any(|(u, _)| *u == uid) {
+                continue;
+            }
+            if let Some(p) = self.pods.lock().get(&uid) {
+                changed.push((uid, crate::pods::pod_key(p)));
+            }
+        }
         changed
     }
 
