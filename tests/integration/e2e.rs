@@ -12,7 +12,8 @@
 //! - a container whose process is killed restarts (restartCount 1, `logs --previous`); a
 //!   failing liveness probe restarts a container; an image that cannot be pulled gives
 //!   ErrImagePull then ImagePullBackOff and nothing else breaks; a kubelet killed with -9
-//!   and started again adopts the running containers instead of restarting them; a deleted
+//!   and started again adopts the running containers instead of restarting them; an image
+//!   is pulled from a registry on loopback (`imagePullPolicy: Always`); a deleted
 //!   pod runs its preStop hook and is killed once its grace period is over.
 
 use std::path::Path;
@@ -26,6 +27,7 @@ use bosun_tests::containerd::{PrivateContainerd, cri};
 use bosun_tests::history::History;
 use bosun_tests::kube::{Apiserver, Kubectl, kubectl_120, kubectl_132};
 use bosun_tests::objects::is_ready;
+use bosun_tests::registry::LocalRegistry;
 use bosun_tests::{Cluster, Kind, wait_for};
 
 const WAIT: Duration = Duration::from_secs(90);
@@ -634,6 +636,38 @@ async fn containers_restart_probes_kill_bad_images_fail_and_a_restarted_kubelet_
     );
     let p = pod(&r.client, "noimage").await.unwrap();
     assert_eq!(phase(&p), "Pending");
+
+    // A real pull: the image from a registry on loopback, imagePullPolicy Always.
+    if let Some(registry) = LocalRegistry::start(&dir.path().join("registry")).await {
+        let image = registry.push(
+            &r.ctr.settings.dir.join("images/busybox"),
+            "e2e/busybox",
+            "1",
+        );
+        apply(
+            &r.kubectl,
+            "pulled",
+            pod_yaml("pulled", &image, "exec sleep 3600", "").replace("IfNotPresent", "Always"),
+        );
+        wait_for("pulled running", WAIT, || async {
+            pod(&r.client, "pulled")
+                .await
+                .is_some_and(|p| phase(&p) == "Running")
+        })
+        .await;
+        let events = r
+            .client
+            .list::<Event>(NS, &ListParams::default())
+            .await
+            .unwrap()
+            .items;
+        let pulled = format!("Successfully pulled image \"{image}\"");
+        assert!(
+            events.iter().any(|e| e.reason.as_deref() == Some("Pulled")
+                && e.message.as_deref().is_some_and(|m| m.starts_with(&pulled))),
+            "{events:#?}"
+        );
+    }
 
     // kill -9 the kubelet and start it again: the running containers are adopted.
     wait_for("steady running", WAIT, || async {

@@ -11,7 +11,8 @@ use std::time::{Duration, Instant};
 
 use bosun_tests::containerd::{PrivateContainerd, cri, names, skip_reason};
 use bosun_tests::kube::{Kubectl, kubectl_132_with};
-use bosun_tests::{bosun_bin, free_port, wait_for, which};
+use bosun_tests::registry::LocalRegistry;
+use bosun_tests::{bosun_bin, free_port, wait_for};
 
 /// The README's example.
 fn example() -> PathBuf {
@@ -547,15 +548,6 @@ async fn up_with_containerd_runs_pods_and_leaves_nothing() {
 }
 
 /// A child process killed (by PID) and reaped on drop.
-struct Killed(Child);
-
-impl Drop for Killed {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
-
 /// The real pull path the README documents: Debian's docker-registry on loopback, the busybox
 /// image copied into it with skopeo, pulled through CRI by a private containerd (plain HTTP,
 /// containerd's default for a loopback registry).
@@ -564,51 +556,11 @@ async fn private_containerd_pulls_from_a_local_registry() {
     let Some(c) = PrivateContainerd::start() else {
         return;
     };
-    if which("docker-registry").is_none() || which("skopeo").is_none() {
-        println!(
-            "SKIP pull from a local registry: docker-registry or skopeo missing (deploy/install-deps.sh --test)"
-        );
-        return;
-    }
     let dir = tempfile::tempdir().unwrap();
-    let port = free_port();
-    let config = dir.path().join("registry.yml");
-    std::fs::write(
-        &config,
-        format!(
-            "version: 0.1\nstorage:\n  filesystem:\n    rootdirectory: {}\nhttp:\n  addr: 127.0.0.1:{port}\n",
-            dir.path().join("blobs").display()
-        ),
-    )
-    .unwrap();
-    let log = dir.path().join("registry.log");
-    let _registry = Killed(
-        Command::new("docker-registry")
-            .arg("serve")
-            .arg(&config)
-            .stdout(Stdio::null())
-            .stderr(std::fs::File::create(&log).unwrap())
-            .spawn()
-            .expect("start docker-registry"),
-    );
-    let addr = format!("127.0.0.1:{port}");
-    wait_for("the registry", Duration::from_secs(30), || async {
-        tokio::net::TcpStream::connect(&addr).await.is_ok()
-    })
-    .await;
-    let image = format!("{addr}/busybox:latest");
-    let layout = c.settings.dir.join("images/busybox");
-    let copy = Command::new("skopeo")
-        .args(["copy", "--dest-tls-verify=false"])
-        .arg(format!("oci:{}:latest", layout.display()))
-        .arg(format!("docker://{image}"))
-        .output()
-        .unwrap();
-    assert!(
-        copy.status.success(),
-        "skopeo copy: {}",
-        String::from_utf8_lossy(&copy.stderr)
-    );
+    let Some(registry) = LocalRegistry::start(dir.path()).await else {
+        return;
+    };
+    let image = registry.push(&c.settings.dir.join("images/busybox"), "busybox", "latest");
     let mut images = c.client().images;
     let spec = || {
         Some(cri::ImageSpec {
@@ -637,12 +589,7 @@ async fn private_containerd_pulls_from_a_local_registry() {
             sandbox_config: None,
         })
         .await
-        .unwrap_or_else(|e| {
-            panic!(
-                "PullImage {image}: {e}; registry log:\n{}",
-                std::fs::read_to_string(&log).unwrap_or_default()
-            )
-        })
+        .unwrap_or_else(|e| panic!("PullImage {image}: {e}; registry log:\n{}", registry.log()))
         .into_inner();
     assert!(!pulled.image_ref.is_empty());
     assert!(status(

@@ -10,6 +10,7 @@ pub mod containerd;
 pub mod history;
 pub mod kube;
 pub mod objects;
+pub mod registry;
 
 use std::net::TcpListener;
 use std::path::{Path, PathBuf};
