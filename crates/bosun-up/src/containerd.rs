@@ -341,6 +341,7 @@ impl Containerd {
         settings.validate()?;
         preflight()?;
         settings.write_files()?;
+        record_ip_forward(&settings.dir);
         let _ = std::fs::remove_file(settings.socket());
         let log = std::fs::OpenOptions::new()
             .create(true)
@@ -666,9 +667,45 @@ pub fn cgroup_dirs(cgroup_root: &str) -> Vec<PathBuf> {
     dirs
 }
 
+/// The kernel's IPv4 forwarding switch, which the CNI bridge plugin turns on.
+const IP_FORWARD: &str = "/proc/sys/net/ipv4/ip_forward";
+/// Where the switch's value from before the first start is kept (under the settings' dir).
+const IP_FORWARD_BEFORE: &str = "ip_forward.before";
+
+/// Records the IPv4 forwarding switch as it is before containerd and CNI touch it, once (a
+/// resumed run keeps the first value), so that the cleanup can put it back.
+fn record_ip_forward(dir: &Path) {
+    let saved = dir.join(IP_FORWARD_BEFORE);
+    if saved.exists() {
+        return;
+    }
+    if let Ok(v) = std::fs::read_to_string(IP_FORWARD) {
+        let _ = std::fs::write(saved, v.trim());
+    }
+}
+
+/// Puts the IPv4 forwarding switch back as [`record_ip_forward`] found it.
+fn restore_ip_forward(dir: &Path) -> Option<String> {
+    let saved = dir.join(IP_FORWARD_BEFORE);
+    let before = std::fs::read_to_string(&saved).ok()?;
+    let before = before.trim();
+    if !matches!(before, "0" | "1") {
+        let _ = std::fs::remove_file(&saved);
+        return None;
+    }
+    let now = std::fs::read_to_string(IP_FORWARD).unwrap_or_default();
+    if now.trim() != before
+        && let Err(e) = std::fs::write(IP_FORWARD, before)
+    {
+        return Some(format!("restore {IP_FORWARD} to {before}: {e}"));
+    }
+    let _ = std::fs::remove_file(&saved);
+    None
+}
+
 /// What a cluster leaves on the host, removed (no runtime needed): the CNI bridge,
 /// host-local's allocations, iptables leftovers of the network, the cgroup dirs of
-/// `cgroup_root`. Goes on past failures; returns them.
+/// `cgroup_root`; and the IPv4 forwarding switch back as it was. Goes on past failures; returns them.
 pub async fn cleanup_host(settings: &Settings, cgroup_root: &str) -> Vec<String> {
     let mut problems = Vec::new();
     if Path::new("/sys/class/net").join(&settings.bridge).exists() {
@@ -700,6 +737,7 @@ pub async fn cleanup_host(settings: &Settings, cgroup_root: &str) -> Vec<String>
             problems.push(format!("remove cgroup {}: {e}", dir.display()));
         }
     }
+    problems.extend(restore_ip_forward(&settings.dir));
     problems
 }
 
