@@ -48,7 +48,11 @@ umoci rm --image "$work/pause:pause"
 import() { # <layout> <name>
   tar -C "$1" -cf "$1.tar" .
   ctr --address "$sock" -n k8s.io images import --base-name "$2" "$1.tar" >/dev/null
-  ctr --address "$sock" -n k8s.io images ls -q | grep -qx "$2:latest" ||
+  # The list is read whole first: `ctr ... | grep -q` would fail under pipefail whenever grep
+  # exits before ctr has written its last line (SIGPIPE).
+  local names
+  names=$(ctr --address "$sock" -n k8s.io images ls -q)
+  grep -qx "$2:latest" <<<"$names" ||
     { echo "images.sh: $2:latest missing after import" >&2; exit 1; }
 }
 import "$oci" docker.io/library/busybox
