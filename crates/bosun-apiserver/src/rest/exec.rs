@@ -17,10 +17,9 @@ use axum::http::{HeaderMap, Method, StatusCode, header};
 use axum::middleware::Next;
 use axum::response::Response;
 use hyper_util::rt::TokioIo;
-use serde_json::Value;
 use tracing::{debug, warn};
 
-use super::logs::{kubelet_address, pick_container};
+use super::logs::{pick_container, pod_kubelet};
 use super::{error_response, parse_path};
 use crate::Shared;
 use crate::error::{ApiResult, Status};
@@ -161,22 +160,7 @@ async fn pod_exec(
     let (requested, _command, query) = kubelet_exec_query(&pairs);
     let pod = s.registry.get(kind, ns, name).await?;
     let container = pick_container(&pod, name, requested.as_deref())?;
-    let node_name = pod
-        .pointer("/spec/nodeName")
-        .and_then(Value::as_str)
-        .unwrap_or_default()
-        .to_string();
-    if node_name.is_empty() {
-        return Err(Status::bad_request(format!(
-            "pod {name} does not have a host assigned"
-        )));
-    }
-    let node = s.registry.get(kinds::nodes(), "", &node_name).await?;
-    let Some(addr) = kubelet_address(&node) else {
-        return Err(Status::unavailable(format!(
-            "node {node_name} has no kubelet endpoint in its status"
-        )));
-    };
+    let addr = pod_kubelet(s, &pod, name).await?;
     let Ok(permit) = SESSIONS.try_acquire() else {
         return Err(Status::new(
             429,

@@ -143,6 +143,26 @@ pub fn kubelet_address(node: &Value) -> Option<String> {
     }
 }
 
+/// The `host:port` of the kubelet of the node pod `name` is bound to, or Kubernetes' error:
+/// BadRequest for a pod without a node, ServiceUnavailable for a node without an endpoint.
+pub async fn pod_kubelet(s: &Arc<Shared>, pod: &Value, name: &str) -> ApiResult<String> {
+    let node_name = pod
+        .pointer("/spec/nodeName")
+        .and_then(Value::as_str)
+        .unwrap_or_default();
+    if node_name.is_empty() {
+        return Err(Status::bad_request(format!(
+            "pod {name} does not have a host assigned"
+        )));
+    }
+    let node = s.registry.get(kinds::nodes(), "", node_name).await?;
+    kubelet_address(&node).ok_or_else(|| {
+        Status::unavailable(format!(
+            "node {node_name} has no kubelet endpoint in its status"
+        ))
+    })
+}
+
 /// Serves a pod's log by proxying to its node's kubelet.
 pub async fn pod_log(
     s: &Arc<Shared>,
@@ -154,22 +174,7 @@ pub async fn pod_log(
     validate_log_options(q, name)?;
     let pod = s.registry.get(kind, ns, name).await?;
     let container = pick_container(&pod, name, q.get("container").map(String::as_str))?;
-    let node_name = pod
-        .pointer("/spec/nodeName")
-        .and_then(Value::as_str)
-        .unwrap_or_default()
-        .to_string();
-    if node_name.is_empty() {
-        return Err(Status::bad_request(format!(
-            "pod {name} does not have a host assigned"
-        )));
-    }
-    let node = s.registry.get(kinds::nodes(), "", &node_name).await?;
-    let Some(addr) = kubelet_address(&node) else {
-        return Err(Status::unavailable(format!(
-            "node {node_name} has no kubelet endpoint in its status"
-        )));
-    };
+    let addr = pod_kubelet(s, &pod, name).await?;
     let query: Vec<String> = FORWARDED
         .iter()
         .filter_map(|k| q.get(*k).map(|v| format!("{k}={}", urlencode(v))))
