@@ -25,7 +25,7 @@ use bosun_api_client::k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta
 use bosun_api_client::{ApiClient, ListParams, WatchEvent, WatchParams};
 use bosun_tests::bench::{ControlPlane, wait_nodes_ready, work_dir};
 use bosun_tests::bosun_bin;
-use bosun_tests::component::Component;
+use bosun_tests::component::{Component, metric_sum};
 use bosun_tests::containerd::{CriClient, PrivateContainerd, cri};
 use clap::Parser;
 
@@ -62,6 +62,9 @@ struct Cli {
     /// Worker threads of each store member (`--worker-threads`).
     #[arg(long, default_value_t = 1)]
     store_threads: u16,
+    /// Pods on the host's network (no CNI): the sandbox without its network, to compare.
+    #[arg(long)]
+    host_network: bool,
     /// More flags for the kubelet (`--kubelet-flag=--workers=32`), repeatable.
     #[arg(long = "kubelet-flag", allow_hyphen_values = true)]
     kubelet_flags: Vec<String>,
@@ -121,7 +124,7 @@ impl PodTimes {
     }
 }
 
-fn pod(name: &str, image: &str) -> Pod {
+fn pod(name: &str, image: &str, host_network: bool) -> Pod {
     Pod {
         metadata: ObjectMeta {
             name: Some(name.into()),
@@ -130,6 +133,7 @@ fn pod(name: &str, image: &str) -> Pod {
         },
         spec: Some(PodSpec {
             termination_grace_period_seconds: Some(1),
+            host_network: host_network.then_some(true),
             restart_policy: Some("Never".into()),
             containers: vec![Container {
                 name: "main".into(),
@@ -311,6 +315,7 @@ struct SizeResult {
     round_max: Vec<f64>,
     ops: BTreeMap<String, (f64, f64)>,
     pod_start: (f64, f64),
+    status_writes: f64,
 }
 
 async fn round(
@@ -334,7 +339,7 @@ async fn round(
     let mut created: HashMap<String, (i64, String)> = HashMap::new();
     let started = Instant::now();
     let results = futures::future::join_all(names.iter().map(|n| {
-        let p = pod(n, &cli.image);
+        let p = pod(n, &cli.image, cli.host_network);
         async move {
             let at = now_ns();
             (n.clone(), at, client.create(NS, &p).await)
@@ -347,6 +352,8 @@ async fn round(
     }
     let seen = watch.await??;
     let all_running = started.elapsed();
+    // The kubelet's syncs that follow its Running writes (the watch bringing them back).
+    tokio::time::sleep(Duration::from_millis(500)).await;
     let after = kubelet.metrics().await.unwrap_or_default();
     let mut worst: f64 = 0.0;
     for (n, (at, uid)) in &created {
@@ -376,6 +383,8 @@ async fn round(
     let (s1, c1) = histogram_sum_count(&after, name);
     acc.pod_start.0 += s1 - s0;
     acc.pod_start.1 += c1 - c0;
+    let writes = "kubelet_pod_status_writes_total";
+    acc.status_writes += metric_sum(&after, writes) - metric_sum(&before, writes);
     println!(
         "  {size} pods, round {}: all Running in {:.0} ms (slowest pod {worst:.0} ms)",
         r + 1,
@@ -451,6 +460,10 @@ fn report(size: usize, rounds: usize, res: &SizeResult) {
             res.pod_start.1
         );
     }
+    println!(
+        "  kubelet pod status writes: {:.2} per pod (until Running)",
+        res.status_writes / res.pods.len().max(1) as f64
+    );
     let p50 = quantile(&totals, 0.5);
     let p99 = quantile(&totals, 0.99);
     if size == 10 {
@@ -478,8 +491,13 @@ async fn main() -> anyhow::Result<()> {
     };
     let (dir, _tmp) = work_dir(cli.dir.as_deref())?;
     println!(
-        "podstart-bench: {:?} pods at once, {} rounds each; bosun: {}; containerd pid {}",
+        "podstart-bench: {:?} pods at once{}, {} rounds each; bosun: {}; containerd pid {}",
         cli.pods,
+        if cli.host_network {
+            " (hostNetwork)"
+        } else {
+            ""
+        },
         cli.rounds,
         bosun_bin().display(),
         ctr.pid
