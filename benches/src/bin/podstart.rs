@@ -504,7 +504,7 @@ async fn main() -> anyhow::Result<()> {
     );
     let cp = ControlPlane::start(&dir, cli.store_threads, &[]).await?;
     let (api, client) = (&cp.api, cp.client.clone());
-    let _cm = Component::start(
+    let cm = Component::start(
         &dir,
         "controller-manager",
         "controller-manager",
@@ -512,7 +512,7 @@ async fn main() -> anyhow::Result<()> {
         &["--leader-elect=false"],
         &[],
     );
-    let _sched = Component::start(
+    let sched = Component::start(
         &dir,
         "scheduler",
         "scheduler",
@@ -564,8 +564,11 @@ async fn main() -> anyhow::Result<()> {
     for (size, res) in &results {
         report(*size, cli.rounds, res);
     }
-    // The kubelet stops before containerd cleans up after it.
+    // The components before the apiserver and store, the kubelet before containerd cleans up
+    // after it.
     drop(kubelet);
+    drop(sched);
+    drop(cm);
     drop(cp);
     let left = ctr.stop();
     for l in left {
