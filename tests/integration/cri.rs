@@ -16,7 +16,7 @@ use bosun_api_client::k8s_openapi::api::core::v1::{Event, Node, Pod};
 use bosun_api_client::{ApiClient, ListParams};
 use bosun_kubelet::cri::CriClient;
 use bosun_kubelet::cri::convert::LABEL_POD_UID;
-use bosun_tests::component::Component;
+use bosun_tests::component::{Component, metric_sum};
 use bosun_tests::containerd::PrivateContainerd;
 use bosun_tests::kube::Apiserver;
 use bosun_tests::{Cluster, Kind, wait_for};
@@ -537,4 +537,50 @@ async fn pods_run_restart_are_adopted_and_removed() {
         let d = Path::new("/sys/fs/cgroup").join(h).join(&cgroup);
         assert!(!d.exists(), "{} is removed", d.display());
     }
+}
+
+/// A pod on the host's network runs (no sandbox hostname: runc refuses one without a
+/// private UTS namespace), with the host's address; its start is written and counted once.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn host_network_pod_runs_and_its_start_is_written_once() {
+    let Some(ctr) = PrivateContainerd::start() else {
+        return;
+    };
+    let tmp = tempfile::tempdir().unwrap();
+    let mut s = setup(tmp.path(), &ctr).await;
+    let client = s.client.clone();
+    let mut p = pod_json("hostnet", "busybox", "Always", &["sleep", "3600"]);
+    p["spec"]["hostNetwork"] = serde_json::json!(true);
+    create(&mut s, p).await;
+    wait_for("the hostNetwork pod Running", WAIT, || async {
+        get(&client, "hostnet")
+            .await
+            .is_some_and(|p| p.status.and_then(|s| s.phase).as_deref() == Some("Running"))
+    })
+    .await;
+    let st = get(&client, "hostnet").await.unwrap().status.unwrap();
+    assert_eq!(st.pod_ip, st.host_ip, "the host's address");
+    // The watch brings the kubelet's own write back: nothing more to write.
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    let m = s.kubelet.metrics().await.unwrap();
+    assert_eq!(
+        metric_sum(&m, "kubelet_pod_start_duration_seconds_count"),
+        1.0,
+        "{m}"
+    );
+    assert!(
+        metric_sum(
+            &m,
+            "kubelet_runtime_operations_total{operation_type=\"run_podsandbox\"}"
+        ) >= 1.0,
+        "{m}"
+    );
+    assert_eq!(
+        metric_sum(
+            &m,
+            "kubelet_runtime_operations_errors_total{operation_type=\"run_podsandbox\"}"
+        ),
+        0.0,
+        "{m}"
+    );
 }

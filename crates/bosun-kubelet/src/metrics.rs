@@ -1,6 +1,10 @@
 //! The kubelet's metrics, served on `/metrics` (one set for all the nodes a process hosts).
 
+use std::sync::LazyLock;
+use std::time::Duration;
+
 use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::family::Family;
 use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::metrics::histogram::{Histogram, exponential_buckets};
 use prometheus_client::registry::Registry;
@@ -99,6 +103,152 @@ impl Metrics {
             "Seconds from pod creation to the status write showing it running",
             m.pod_start_seconds.clone(),
         );
+        let ops = &*RUNTIME_OPERATIONS;
+        r.register(
+            "runtime_operations",
+            "Cumulative number of runtime operations by operation type",
+            ops.total.clone(),
+        );
+        r.register(
+            "runtime_operations_duration_seconds",
+            "Duration in seconds of runtime operations. Broken down by operation type",
+            ops.duration.clone(),
+        );
+        r.register(
+            "runtime_operations_errors",
+            "Cumulative number of runtime operation errors by operation type",
+            ops.errors.clone(),
+        );
         m
+    }
+}
+
+/// `operation_type="run_podsandbox"`, ... .
+type OperationLabels = [(&'static str, String); 1];
+
+/// Histogram constructor of `kubelet_runtime_operations_duration_seconds`: Kubernetes'
+/// buckets (`ExponentialBuckets(.005, 2.5, 14)`).
+fn operation_histogram() -> Histogram {
+    Histogram::new(exponential_buckets(0.005, 2.5, 14))
+}
+
+/// The CRI calls of this process, as Kubernetes' instrumented runtime service counts them:
+/// one set for the whole process (Kubernetes' are global too), so that the CRI connection
+/// observes them without a handle.
+struct RuntimeOperations {
+    total: Family<OperationLabels, Counter>,
+    duration: Family<OperationLabels, Histogram, fn() -> Histogram>,
+    errors: Family<OperationLabels, Counter>,
+}
+
+static RUNTIME_OPERATIONS: LazyLock<RuntimeOperations> = LazyLock::new(|| RuntimeOperations {
+    total: Family::default(),
+    duration: Family::new_with_constructor(operation_histogram),
+    errors: Family::default(),
+});
+
+/// Kubernetes' `operation_type` of a CRI call from its gRPC path
+/// (`/runtime.v1.RuntimeService/RunPodSandbox` -> `run_podsandbox`, `ListContainers` ->
+/// `list_containers`); anything that is not a CRI v1 call is `other` (the label set stays
+/// bounded).
+pub fn operation_type(path: &str) -> String {
+    let Some(method) = path
+        .strip_prefix("/runtime.v1.RuntimeService/")
+        .or_else(|| path.strip_prefix("/runtime.v1.ImageService/"))
+        .filter(|m| !m.is_empty() && m.len() <= 64 && m.chars().all(|c| c.is_ascii_alphanumeric()))
+    else {
+        return "other".into();
+    };
+    let mut snake = String::with_capacity(method.len() + 8);
+    for (i, c) in method.chars().enumerate() {
+        if c.is_ascii_uppercase() {
+            if i > 0 {
+                snake.push('_');
+            }
+            snake.push(c.to_ascii_lowercase());
+        } else {
+            snake.push(c);
+        }
+    }
+    snake.replace("pod_sandbox", "podsandbox")
+}
+
+/// Records one CRI call: its duration, and an error when it failed.
+pub fn observe_runtime_operation(operation: String, took: Duration, failed: bool) {
+    let ops = &*RUNTIME_OPERATIONS;
+    let labels = [("operation_type", operation)];
+    ops.total.get_or_create(&labels).inc();
+    ops.duration
+        .get_or_create(&labels)
+        .observe(took.as_secs_f64());
+    if failed {
+        ops.errors.get_or_create(&labels).inc();
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+
+    use super::*;
+
+    #[test]
+    fn operation_types_are_kubernetes_names() {
+        for (path, want) in [
+            ("/runtime.v1.RuntimeService/RunPodSandbox", "run_podsandbox"),
+            (
+                "/runtime.v1.RuntimeService/PodSandboxStatus",
+                "podsandbox_status",
+            ),
+            (
+                "/runtime.v1.RuntimeService/ListPodSandbox",
+                "list_podsandbox",
+            ),
+            (
+                "/runtime.v1.RuntimeService/CreateContainer",
+                "create_container",
+            ),
+            (
+                "/runtime.v1.RuntimeService/StartContainer",
+                "start_container",
+            ),
+            (
+                "/runtime.v1.RuntimeService/ListContainers",
+                "list_containers",
+            ),
+            ("/runtime.v1.RuntimeService/Version", "version"),
+            ("/runtime.v1.ImageService/PullImage", "pull_image"),
+            ("/runtime.v1.ImageService/ImageFsInfo", "image_fs_info"),
+            ("/runtime.v1.ImageService/ImageStatus", "image_status"),
+            ("/other.Service/Call", "other"),
+            ("/runtime.v1.RuntimeService/", "other"),
+            ("/runtime.v1.RuntimeService/a/b", "other"),
+        ] {
+            assert_eq!(operation_type(path), want, "{path}");
+        }
+    }
+
+    #[test]
+    fn runtime_operations_are_exposed() {
+        let mut registry = Registry::default();
+        let _m = Metrics::new(&mut registry);
+        observe_runtime_operation("run_podsandbox".into(), Duration::from_millis(300), false);
+        observe_runtime_operation("pull_image".into(), Duration::from_millis(1), true);
+        let mut text = String::new();
+        prometheus_client::encoding::text::encode(&mut text, &registry).unwrap();
+        assert!(
+            text.contains(
+                "kubelet_runtime_operations_duration_seconds_sum{operation_type=\"run_podsandbox\"} 0.3"
+            ),
+            "{text}"
+        );
+        assert!(
+            text.contains("kubelet_runtime_operations_errors_total{operation_type=\"pull_image\"}"),
+            "{text}"
+        );
+        assert!(
+            text.contains("kubelet_runtime_operations_total{operation_type=\"run_podsandbox\"}"),
+            "{text}"
+        );
     }
 }

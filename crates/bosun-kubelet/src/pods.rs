@@ -14,7 +14,7 @@ use bosun_runtime::controller::Action;
 use bosun_runtime::events::{Recorder, object_ref};
 use bosun_runtime::reflector::Store;
 use jiff::Timestamp;
-use k8s_openapi::api::core::v1::Pod;
+use k8s_openapi::api::core::v1::{Pod, PodStatus};
 use parking_lot::Mutex;
 use serde_json::json;
 use tracing::{debug, info, warn};
@@ -53,6 +53,11 @@ struct NodeState {
     admitted: HashMap<String, Requests>,
     /// Pods the runtime runs: key -> uid (a pod gone from the API is found by its key).
     running: HashMap<String, String>,
+    /// The status last written for each running pod, by uid (the status manager's
+    /// `podStatuses`): the base of the next status, so that a sync that runs before the
+    /// watch brings the pod's own write back neither writes it again nor counts the pod's
+    /// start twice. Removed with the pod.
+    written: HashMap<String, PodStatus>,
 }
 
 impl<R: Runtime> NodePods<R> {
@@ -113,6 +118,7 @@ impl<R: Runtime> NodePods<R> {
     fn forget(&self, key: &str, uid: &str) {
         let mut st = self.state.lock();
         st.admitted.remove(uid);
+        st.written.remove(uid);
         if st.running.get(key).is_some_and(|u| u == uid) {
             st.running.remove(key);
         }
@@ -263,11 +269,20 @@ impl<R: Runtime> Pods<R> {
             }
         }
         let generated = status::generate(&pod, &observed, &node.host_ip, false);
-        let merged = status::merge(pod.status.as_ref(), generated, Timestamp::now());
-        if status::needs_update(pod.status.as_ref(), &merged) {
-            let was_running =
-                pod.status.as_ref().and_then(|s| s.phase.as_deref()) == Some("Running");
+        // What this kubelet wrote last is newer than the watch's copy until the watch brings
+        // it back (Kubernetes' status manager merges with its own cache the same way).
+        let last = node.state.lock().written.get(&uid).cloned();
+        let base = last.as_ref().or(pod.status.as_ref());
+        let merged = status::merge(base, generated, Timestamp::now());
+        if status::needs_update(base, &merged) {
+            let was_running = base.and_then(|s| s.phase.as_deref()) == Some("Running");
             self.write_status(&pod, &merged).await?;
+            {
+                let mut st = node.state.lock();
+                if st.running.get(&work.key).is_some_and(|u| *u == uid) {
+                    st.written.insert(uid.clone(), merged.clone());
+                }
+            }
             if !was_running
                 && merged.phase.as_deref() == Some("Running")
                 && let Some(created) = &pod.metadata.creation_timestamp

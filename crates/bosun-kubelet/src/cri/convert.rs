@@ -245,8 +245,10 @@ pub fn sandbox_config(ctx: &NodeContext, pod: &Pod, attempt: u32) -> PodSandboxC
     let (name, ns, uid) = meta(pod);
     let spec = spec(pod);
     let host_network = spec.host_network.unwrap_or(false);
+    // On the host's network the pod has the host's UTS namespace too: no hostname to set
+    // (runc refuses one: "unable to set hostname without a private UTS namespace").
     let hostname = if host_network {
-        ctx.host_name.clone()
+        String::new()
     } else {
         let h = spec.hostname.clone().unwrap_or_else(|| name.to_string());
         h.chars().take(63).collect::<String>()
@@ -885,7 +887,7 @@ mod tests {
         assert_eq!(dns.servers, ["1.1.1.1"]);
         let host = pod(json!({"hostNetwork": true, "containers": [{"name": "c"}]}));
         let s = sandbox_config(&ctx(), &host, 0);
-        assert_eq!(s.hostname, "host");
+        assert_eq!(s.hostname, "");
         let ns = s
             .linux
             .unwrap()

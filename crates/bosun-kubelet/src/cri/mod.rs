@@ -1,15 +1,22 @@
-//! containerd (or any CRI v1 runtime) through its gRPC API (`k8s-cri`): the connection here;
-//! the runtime that drives pods over it beside it.
+//! containerd (or any CRI v1 runtime) through its gRPC API (`k8s-cri`): the connection here
+//! (every call timed, as Kubernetes' instrumented runtime service does); the runtime that
+//! drives pods over it beside it.
 
+use std::future::Future;
 use std::path::PathBuf;
-use std::time::Duration;
+use std::pin::Pin;
+use std::task::{Context as TaskContext, Poll};
+use std::time::{Duration, Instant};
 
 use anyhow::{Context, bail};
 use hyper_util::rt::TokioIo;
 use k8s_cri::v1::image_service_client::ImageServiceClient;
 use k8s_cri::v1::runtime_service_client::RuntimeServiceClient;
 use tokio::net::UnixStream;
+use tonic::codegen::http;
 use tonic::transport::{Channel, Endpoint, Uri};
+
+use crate::metrics;
 
 pub mod convert;
 pub mod host;
@@ -26,9 +33,50 @@ pub const MAX_MESSAGE: usize = 16 * 1024 * 1024;
 #[derive(Debug, Clone)]
 pub struct CriClient {
     /// RunPodSandbox, CreateContainer, ... .
-    pub runtime: RuntimeServiceClient<Channel>,
+    pub runtime: RuntimeServiceClient<Timed<Channel>>,
     /// ImageStatus, PullImage, ... .
-    pub images: ImageServiceClient<Channel>,
+    pub images: ImageServiceClient<Timed<Channel>>,
+}
+
+/// A gRPC channel whose calls are counted and timed in
+/// `kubelet_runtime_operations_total`, `kubelet_runtime_operations_duration_seconds` and
+/// `kubelet_runtime_operations_errors_total` by `operation_type` (Kubernetes'
+/// `instrumentedRuntimeService`): the time until the answer's headers, which a CRI runtime
+/// sends with the answer of a unary call; an error is a transport error or a non-zero
+/// `grpc-status` in them (a failed call's trailers-only answer).
+#[derive(Debug, Clone)]
+pub struct Timed<S> {
+    inner: S,
+}
+
+impl<S, B, R> tower::Service<http::Request<B>> for Timed<S>
+where
+    S: tower::Service<http::Request<B>, Response = http::Response<R>>,
+    S::Future: Send + 'static,
+{
+    type Response = S::Response;
+    type Error = S::Error;
+    type Future = Pin<Box<dyn Future<Output = Result<S::Response, S::Error>> + Send>>;
+
+    fn poll_ready(&mut self, cx: &mut TaskContext<'_>) -> Poll<Result<(), S::Error>> {
+        self.inner.poll_ready(cx)
+    }
+
+    fn call(&mut self, req: http::Request<B>) -> Self::Future {
+        let operation = metrics::operation_type(req.uri().path());
+        let started = Instant::now();
+        let answer = self.inner.call(req);
+        Box::pin(async move {
+            let r = answer.await;
+            let failed = r.as_ref().map_or(true, |resp| {
+                resp.headers()
+                    .get("grpc-status")
+                    .is_some_and(|v| v.as_bytes() != b"0")
+            });
+            metrics::observe_runtime_operation(operation, started.elapsed(), failed);
+            r
+        })
+    }
 }
 
 /// The socket path of a `--container-runtime-endpoint` (`unix:///run/containerd/containerd.sock`
@@ -63,10 +111,11 @@ impl CriClient {
                         Ok::<_, std::io::Error>(TokioIo::new(UnixStream::connect(path).await?))
                     }
                 }));
+        let timed = Timed { inner: channel };
         Ok(CriClient {
-            runtime: RuntimeServiceClient::new(channel.clone())
+            runtime: RuntimeServiceClient::new(timed.clone())
                 .max_decoding_message_size(MAX_MESSAGE),
-            images: ImageServiceClient::new(channel).max_decoding_message_size(MAX_MESSAGE),
+            images: ImageServiceClient::new(timed).max_decoding_message_size(MAX_MESSAGE),
         })
     }
 }
