@@ -1,11 +1,13 @@
 //! What the control-plane benchmarks (`sched-bench`, `rollout-bench`, `podstart-bench`) share:
-//! their working directory, a three-member store with an apiserver over it, and waiting for
-//! nodes to be Ready.
+//! their working directory, a three-member store with an apiserver over it, waiting for
+//! nodes to be Ready, and namespaces to work in.
 
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
-use bosun_api_client::k8s_openapi::api::core::v1::Node;
+use anyhow::Context;
+use bosun_api_client::k8s_openapi::api::core::v1::{Namespace, Node};
+use bosun_api_client::k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
 use bosun_api_client::{ApiClient, ListParams};
 
 use crate::kube::Apiserver;
@@ -94,5 +96,21 @@ pub async fn wait_nodes_ready(
             );
         }
         tokio::time::sleep(Duration::from_millis(500)).await;
+    }
+}
+
+/// Creates namespace `name` (one that exists already will do).
+pub async fn create_namespace(client: &ApiClient, name: &str) -> anyhow::Result<()> {
+    let ns = Namespace {
+        metadata: ObjectMeta {
+            name: Some(name.into()),
+            ..Default::default()
+        },
+        ..Default::default()
+    };
+    match client.create("", &ns).await {
+        Ok(_) => Ok(()),
+        Err(e) if e.is_already_exists() => Ok(()),
+        Err(e) => Err(e).context("create namespace"),
     }
 }

@@ -20,10 +20,10 @@ use std::path::PathBuf;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use anyhow::Context;
-use bosun_api_client::k8s_openapi::api::core::v1::{Container, Namespace, Pod, PodSpec};
+use bosun_api_client::k8s_openapi::api::core::v1::{Container, Pod, PodSpec};
 use bosun_api_client::k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
 use bosun_api_client::{ApiClient, ListParams, WatchEvent, WatchParams};
-use bosun_tests::bench::{ControlPlane, wait_nodes_ready, work_dir};
+use bosun_tests::bench::{ControlPlane, create_namespace, wait_nodes_ready, work_dir};
 use bosun_tests::bosun_bin;
 use bosun_tests::component::{Component, metric_sum};
 use bosun_tests::containerd::{CriClient, PrivateContainerd, cri};
@@ -537,17 +537,7 @@ async fn main() -> anyhow::Result<()> {
     let took = wait_nodes_ready(&client, 1, Duration::from_secs(120)).await?;
     println!("node Ready in {:.1} s", took.as_secs_f64());
     let cri = ctr.client();
-    let namespace = Namespace {
-        metadata: ObjectMeta {
-            name: Some(NS.into()),
-            ..Default::default()
-        },
-        ..Default::default()
-    };
-    client
-        .create("", &namespace)
-        .await
-        .context("create namespace")?;
+    create_namespace(&client, NS).await?;
 
     let mut results: Vec<(usize, SizeResult)> = Vec::new();
     let mut failed = None;

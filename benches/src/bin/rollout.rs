@@ -18,12 +18,10 @@ use std::time::{Duration, Instant};
 
 use anyhow::Context;
 use bosun_api_client::k8s_openapi::api::apps::v1::{Deployment, DeploymentSpec, ReplicaSet};
-use bosun_api_client::k8s_openapi::api::core::v1::{
-    Container, Namespace, Pod, PodSpec, PodTemplateSpec,
-};
+use bosun_api_client::k8s_openapi::api::core::v1::{Container, Pod, PodSpec, PodTemplateSpec};
 use bosun_api_client::k8s_openapi::apimachinery::pkg::apis::meta::v1::{LabelSelector, ObjectMeta};
 use bosun_api_client::{ApiClient, ListParams, WatchEvent, WatchParams};
-use bosun_tests::bench::{ControlPlane, wait_nodes_ready, work_dir};
+use bosun_tests::bench::{ControlPlane, create_namespace, wait_nodes_ready, work_dir};
 use bosun_tests::bosun_bin;
 use bosun_tests::component::Component;
 use clap::Parser;
@@ -281,17 +279,7 @@ async fn main() -> anyhow::Result<()> {
 
     for &replicas in &cli.replicas {
         let ns = format!("rollout-{replicas}");
-        let namespace = Namespace {
-            metadata: ObjectMeta {
-                name: Some(ns.clone()),
-                ..Default::default()
-            },
-            ..Default::default()
-        };
-        client
-            .create("", &namespace)
-            .await
-            .context("create namespace")?;
+        create_namespace(&client, &ns).await?;
         let timeout = Duration::from_secs(cli.timeout);
         let (pods_from, rs_from) = list_versions(&client, &ns).await?;
         let pods = tokio::spawn(watch_pods(

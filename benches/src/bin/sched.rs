@@ -26,13 +26,12 @@ use std::time::{Duration, Instant};
 
 use anyhow::{Context, bail};
 use bosun_api_client::k8s_openapi::api::core::v1::{
-    Container, ContainerPort, Namespace, Node, NodeCondition, NodeStatus, Pod, PodSpec,
-    ResourceRequirements,
+    Container, ContainerPort, Node, NodeCondition, NodeStatus, Pod, PodSpec, ResourceRequirements,
 };
 use bosun_api_client::k8s_openapi::apimachinery::pkg::api::resource::Quantity;
 use bosun_api_client::k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
 use bosun_api_client::{ApiClient, ListParams, WatchEvent, WatchParams};
-use bosun_tests::bench::{ControlPlane, work_dir};
+use bosun_tests::bench::{ControlPlane, create_namespace, work_dir};
 use bosun_tests::component::Component;
 use bosun_tests::{bosun_bin, free_port};
 use clap::Parser;
@@ -364,21 +363,6 @@ fn report(label: &str, start: Instant, times: &[Instant]) {
         percentile(&sorted, 0.95),
         percentile(&sorted, 0.99),
     );
-}
-
-async fn create_namespace(client: &ApiClient, name: &str) -> anyhow::Result<()> {
-    let ns = Namespace {
-        metadata: ObjectMeta {
-            name: Some(name.into()),
-            ..Default::default()
-        },
-        ..Default::default()
-    };
-    match client.create("", &ns).await {
-        Ok(_) => Ok(()),
-        Err(e) if e.is_already_exists() => Ok(()),
-        Err(e) => Err(e).context("create namespace"),
-    }
 }
 
 async fn create_pods(
