@@ -847,15 +847,16 @@ impl CriRuntime {
         Ok(())
     }
 
-    /// Removes dead containers beyond the newest of each name and dead sandboxes (other than
+    /// Removes dead containers beyond the newest dead one of each name and dead sandboxes (other than
     /// `keep`) that hold no container any more (container GC).
     async fn gc(&self, o: &Observed, keep: &str) {
         let mut rt = self.client.runtime.clone();
-        let mut newest_seen: std::collections::HashSet<&str> = std::collections::HashSet::new();
+        // Kept: what is not dead, and the newest dead run of each container (the kubelet's
+        // `MaxPerPodContainer` 1: the pod's `lastState` and `logs --previous` come from it).
+        let mut dead_kept: std::collections::HashSet<&str> = std::collections::HashSet::new();
         let mut kept_in: std::collections::HashSet<&str> = std::collections::HashSet::new();
         for c in &o.obs.containers {
-            let first = newest_seen.insert(c.name.as_str());
-            if first || c.state != CState::Exited {
+            if c.state != CState::Exited || dead_kept.insert(c.name.as_str()) {
                 kept_in.insert(c.sandbox_id.as_str());
                 continue;
             }
