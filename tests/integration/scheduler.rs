@@ -13,7 +13,7 @@ use bosun_api_client::k8s_openapi::api::core::v1::{
 };
 use bosun_api_client::k8s_openapi::apimachinery::pkg::api::resource::Quantity;
 use bosun_api_client::k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
-use bosun_api_client::{ApiClient, ListParams, WatchEvent, WatchParams};
+use bosun_api_client::{ApiClient, ListParams, Watch, WatchEvent, WatchParams};
 use bosun_tests::component::{Component, metric_sum};
 use bosun_tests::kube::{Apiserver, kubectl_132};
 use bosun_tests::objects::node_of;
@@ -430,37 +430,51 @@ async fn respects_taints_and_node_selectors() {
     );
 }
 
-/// Records, from a watch of every pod, each pod's node as it changes: a pod bound twice shows
-/// two different nodes (or a bind after a bind).
+/// Records, from a watch of every pod, each pod's node as it changes (a pod bound twice shows
+/// two different nodes, or a bind after a bind), until the pod named `fence` appears. The
+/// watch delivers changes in revision order, so once the fence (created after everything else)
+/// is seen, every earlier bind has been; a stop at an arbitrary moment instead could come while
+/// the last binds were still on their way through the apiserver's watch.
 async fn record_binds(
-    client: ApiClient,
-    stop: tokio::sync::watch::Receiver<bool>,
-) -> HashMap<String, Vec<String>> {
-    let list = client
-        .list::<Pod>("default", &ListParams::default())
-        .await
-        .unwrap();
-    let mut w = client
-        .watch::<Pod>(
-            "default",
-            &WatchParams::from_version(&list.resource_version),
-        )
-        .await
-        .unwrap();
+    mut w: Watch<Pod>,
+    fence: &str,
+) -> Result<HashMap<String, Vec<String>>, String> {
     let mut seen: HashMap<String, Vec<String>> = HashMap::new();
     loop {
-        let ev = tokio::select! {
-            ev = w.next() => ev.unwrap(),
-            _ = async { let mut s = stop.clone(); s.wait_for(|s| *s).await.ok(); } => return seen,
+        let ev = match w.next().await {
+            Ok(Some(ev)) => ev,
+            Ok(None) => return Err("the watch ended before the fence".into()),
+            Err(e) => return Err(format!("the watch failed before the fence: {e:?}")),
         };
-        if let Some(WatchEvent::Added(p) | WatchEvent::Modified(p)) = ev
-            && let Some(n) = node_of(&p)
-        {
-            let binds = seen.entry(p.metadata.name.clone().unwrap()).or_default();
-            if binds.last() != Some(&n) {
-                binds.push(n);
+        if let WatchEvent::Added(p) | WatchEvent::Modified(p) = ev {
+            let name = p.metadata.name.clone().unwrap_or_default();
+            if name == fence {
+                return Ok(seen);
+            }
+            if let Some(n) = node_of(&p) {
+                let binds = seen.entry(name).or_default();
+                if binds.last() != Some(&n) {
+                    binds.push(n);
+                }
             }
         }
+    }
+}
+
+/// The schedulers' `scheduled` counts once they add up to at least `want`, or as they are
+/// after 20 s: a scheduler counts a bind when the apiserver's answer reaches it, a moment
+/// after the bind is visible to others.
+async fn counts_reaching(scheds: &[&SchedulerProc], want: u64) -> Vec<u64> {
+    let deadline = Instant::now() + Duration::from_secs(20);
+    loop {
+        let mut counts = Vec::with_capacity(scheds.len());
+        for s in scheds {
+            counts.push(s.scheduled().await.unwrap_or(0));
+        }
+        if counts.iter().sum::<u64>() >= want || Instant::now() > deadline {
+            return counts;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
     }
 }
 
@@ -474,8 +488,20 @@ async fn two_schedulers_never_bind_a_pod_twice() {
             .await
             .unwrap();
     }
-    let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
-    let recorder = tokio::spawn(record_binds(client.clone(), stop_rx));
+    // The recorder watches from before the first pod.
+    let list = client
+        .list::<Pod>("default", &ListParams::default())
+        .await
+        .unwrap();
+    assert!(list.items.is_empty());
+    let watch = client
+        .watch::<Pod>(
+            "default",
+            &WatchParams::from_version(&list.resource_version),
+        )
+        .await
+        .unwrap();
+    let recorder = tokio::spawn(async move { record_binds(watch, "fence").await });
     // Both race for every pod: no leader election.
     let mut a = SchedulerProc::start(dir.path(), "a", &api.url, &["--leader-elect=false"]);
     let b = SchedulerProc::start(dir.path(), "b", &api.url, &["--leader-elect=false"]);
@@ -492,7 +518,8 @@ async fn two_schedulers_never_bind_a_pod_twice() {
     for i in 0..24 {
         wait_bound(&client, &format!("r{i}"), &b).await;
     }
-    let (sa, sb) = (a.scheduled().await.unwrap(), b.scheduled().await.unwrap());
+    let counts = counts_reaching(&[&a, &b], 24).await;
+    let (sa, sb) = (counts[0], counts[1]);
     assert_eq!(sa + sb, 24, "every pod bound once: a {sa}, b {sb}");
 
     // With a gone, b's cache must be exact (no lost race counted twice): the last 8 slots
@@ -534,8 +561,23 @@ async fn two_schedulers_never_bind_a_pod_twice() {
         },
     )
     .await;
-    let _ = stop_tx.send(true);
-    let binds = recorder.await.unwrap();
+    // b alone bound the last 8, once each.
+    let counts = counts_reaching(&[&b], sb + 8).await;
+    assert_eq!(
+        counts[0],
+        sb + 8,
+        "b bound {} of the last 8",
+        counts[0].saturating_sub(sb)
+    );
+    // A pod no scheduler serves, created last: the recorder stops when it sees it.
+    let mut fence = pod("fence", "500m");
+    fence.spec.as_mut().unwrap().scheduler_name = Some("no-such-scheduler".into());
+    client.create("default", &fence).await.unwrap();
+    let binds = tokio::time::timeout(Duration::from_secs(30), recorder)
+        .await
+        .expect("the recorder to see the fence")
+        .unwrap()
+        .unwrap();
     for (pod, nodes) in &binds {
         assert_eq!(nodes.len(), 1, "{pod} bound to {nodes:?}");
     }
