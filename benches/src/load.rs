@@ -13,7 +13,7 @@ use bosun_proto::etcdserverpb::{
     TxnResponse,
 };
 
-use crate::grpc::Conn;
+use crate::grpc;
 use hdrhistogram::Histogram;
 use rand::rngs::SmallRng;
 use rand::{Rng, RngCore, SeedableRng};
@@ -23,6 +23,9 @@ const MAX_LATENCY_US: u64 = 60_000_000;
 
 /// How long opening one connection may take.
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// Per-call deadline of the `etcd-client` calls (the lean client has the same one).
+const CALL_TIMEOUT: Duration = Duration::from_secs(10);
 
 /// How many distinct error messages a run keeps for the report.
 const ERROR_SAMPLES: usize = 3;
@@ -53,11 +56,36 @@ impl Workload {
     }
 }
 
-/// A workload at a given concurrency.
+/// The client library the load generator drives the members with.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum ClientKind {
+    /// The bench's own minimal HTTP/2 client (`benches/src/grpc.rs`): a call's frames leave
+    /// together, and calls that are ready together leave in one write.
+    Lean,
+    /// The `etcd-client` crate (tonic over hyper) at its defaults, as Rust users have it.
+    EtcdClient,
+    /// Bosun's store SDK (`bosun-client`), which the apiserver uses, at its defaults.
+    BosunClient,
+}
+
+impl ClientKind {
+    /// The name the report uses.
+    pub fn name(self) -> &'static str {
+        match self {
+            ClientKind::Lean => "lean",
+            ClientKind::EtcdClient => "etcd-client",
+            ClientKind::BosunClient => "bosun-client",
+        }
+    }
+}
+
+/// A workload at a given concurrency, through one client library.
 #[derive(Debug, Clone)]
 pub struct Scenario {
     /// What the clients do.
     pub workload: Workload,
+    /// Which client library issues the requests.
+    pub client: ClientKind,
     /// Concurrent clients, each with at most one request in flight.
     pub clients: usize,
     /// gRPC connections the clients share (client `i` uses connection `i % conns`).
@@ -65,9 +93,14 @@ pub struct Scenario {
 }
 
 impl Scenario {
-    /// The label in the tables, e.g. `put@256`.
+    /// The label in the tables, e.g. `put@256 lean`.
     pub fn label(&self) -> String {
-        format!("{}@{}", self.workload.name(), self.clients)
+        format!(
+            "{}@{} {}",
+            self.workload.name(),
+            self.clients,
+            self.client.name()
+        )
     }
 }
 
@@ -116,6 +149,9 @@ pub struct RunResult {
     /// CPU time (user and system) the members used during the measured window, when it
     /// could be read from /proc.
     pub server_cpu: Option<Duration>,
+    /// CPU time the load generator itself (this process: the client library) used during
+    /// the measured window.
+    pub client_cpu: Option<Duration>,
 }
 
 impl RunResult {
@@ -136,6 +172,13 @@ impl RunResult {
         (self.ops > 0).then(|| cpu.as_secs_f64() * 1e6 / self.ops as f64)
     }
 
+    /// The load generator's CPU time per successful request, in microseconds: what the
+    /// client library costs.
+    pub fn client_cpu_us_per_op(&self) -> Option<f64> {
+        let cpu = self.client_cpu?;
+        (self.ops > 0).then(|| cpu.as_secs_f64() * 1e6 / self.ops as f64)
+    }
+
     /// Whether every request failed.
     pub fn all_failed(&self) -> bool {
         self.ops == 0
@@ -147,6 +190,7 @@ impl RunResult {
         self.errors += other.errors;
         self.window += other.window;
         self.server_cpu = self.server_cpu.zip(other.server_cpu).map(|(a, b)| a + b);
+        self.client_cpu = self.client_cpu.zip(other.client_cpu).map(|(a, b)| a + b);
         self.latency
             .add(&other.latency)
             .context("merge latency histograms")?;
@@ -157,16 +201,51 @@ impl RunResult {
     }
 }
 
-/// Opens `n` connections, spread round-robin over `urls` (connection `i` goes to
+/// One connection to one member, through either client library; clones share it.
+#[derive(Clone)]
+enum Conn {
+    Lean(grpc::Conn),
+    /// An `etcd-client` client given that one member as its only endpoint (its channel is
+    /// the crate's balanced one, over one HTTP/2 connection).
+    EtcdClient(etcd_client::KvClient),
+    /// A `bosun-client` client given that one member as its only endpoint.
+    BosunClient(bosun_client::Client),
+}
+
+impl Conn {
+    /// Connects to the member at `url` (`http://host:port`).
+    async fn connect(url: &str, client: ClientKind) -> anyhow::Result<Conn> {
+        Ok(match client {
+            ClientKind::Lean => Conn::Lean(grpc::Conn::connect(url).await?),
+            ClientKind::EtcdClient => Conn::EtcdClient(
+                etcd_client::Client::connect([url], None)
+                    .await
+                    .with_context(|| format!("connect to {url}"))?
+                    .kv_client(),
+            ),
+            ClientKind::BosunClient => Conn::BosunClient(
+                bosun_client::Client::connect([url], bosun_client::ConnectOptions::default())
+                    .await
+                    .with_context(|| format!("connect to {url}"))?,
+            ),
+        })
+    }
+}
+
+/// Opens `n` connections with `open`, spread round-robin over `urls` (connection `i` goes to
 /// `urls[i % urls.len()]`); each is bound to that one member.
-pub async fn connect(urls: &[String], n: usize) -> anyhow::Result<Vec<Conn>> {
+async fn connect<C, F, Fut>(urls: &[String], n: usize, open: F) -> anyhow::Result<Vec<C>>
+where
+    F: Fn(String) -> Fut,
+    Fut: Future<Output = anyhow::Result<C>>,
+{
     if urls.is_empty() {
         bail!("no client URLs");
     }
     let mut conns = Vec::with_capacity(n);
     for i in 0..n {
         let url = &urls[i % urls.len()];
-        let conn = tokio::time::timeout(CONNECT_TIMEOUT, Conn::connect(url))
+        let conn = tokio::time::timeout(CONNECT_TIMEOUT, open(url.clone()))
             .await
             .with_context(|| format!("connect to {url}: timed out"))??;
         conns.push(conn);
@@ -192,20 +271,21 @@ fn put(key: Vec<u8>, value: Vec<u8>) -> PutRequest {
     }
 }
 
-/// Issues one request of `workload` and waits for its answer.
-async fn one_op(
-    kv: &mut Conn,
-    workload: Workload,
-    space: &KeySpace,
-    rng: &mut SmallRng,
-) -> anyhow::Result<()> {
-    let key = space.random_key(rng);
-    match workload {
-        Workload::Put => put_call(kv, put(key, space.random_value(rng))).await,
-        Workload::GetLinearizable => range_call(kv, range(key, false)).await,
-        Workload::GetSerializable => range_call(kv, range(key, true)).await,
-        Workload::Txn => {
-            let txn = TxnRequest {
+/// One request as the etcd v3 API carries it.
+enum Call {
+    Put(PutRequest),
+    Range(RangeRequest),
+    Txn(TxnRequest),
+}
+
+impl Call {
+    /// A request of `workload` on `key`.
+    fn new(workload: Workload, key: Vec<u8>, space: &KeySpace, rng: &mut SmallRng) -> Call {
+        match workload {
+            Workload::Put => Call::Put(put(key, space.random_value(rng))),
+            Workload::GetLinearizable => Call::Range(range(key, false)),
+            Workload::GetSerializable => Call::Range(range(key, true)),
+            Workload::Txn => Call::Txn(TxnRequest {
                 compare: vec![Compare {
                     result: CompareResult::Greater.into(),
                     target: CompareTarget::Mod.into(),
@@ -219,23 +299,85 @@ async fn one_op(
                 failure: vec![RequestOp {
                     request: Some(Op::RequestRange(range(key, false))),
                 }],
-            };
-            kv.unary::<TxnResponse>("/etcdserverpb.KV/Txn", &txn)
-                .await
-                .map(drop)
+            }),
         }
     }
 }
 
+/// Issues one request of `workload` and waits for its answer.
+async fn one_op(
+    conn: &mut Conn,
+    workload: Workload,
+    space: &KeySpace,
+    rng: &mut SmallRng,
+) -> anyhow::Result<()> {
+    let key = space.random_key(rng);
+    match conn {
+        Conn::Lean(kv) => match Call::new(workload, key, space, rng) {
+            Call::Put(r) => put_call(kv, r).await,
+            Call::Range(r) => range_call(kv, r).await,
+            Call::Txn(r) => kv
+                .unary::<TxnResponse>("/etcdserverpb.KV/Txn", &r)
+                .await
+                .map(drop),
+        },
+        Conn::EtcdClient(kv) => {
+            tokio::time::timeout(CALL_TIMEOUT, etcd_client_op(kv, workload, key, space, rng))
+                .await
+                .map_err(|_| anyhow::anyhow!("no answer within {CALL_TIMEOUT:?}"))?
+        }
+        Conn::BosunClient(c) => {
+            let call = async {
+                match Call::new(workload, key, space, rng) {
+                    Call::Put(r) => c.put_raw(r).await.map(drop),
+                    Call::Range(r) => c.range_raw(r).await.map(drop),
+                    Call::Txn(r) => c.txn_raw(r).await.map(drop),
+                }
+            };
+            tokio::time::timeout(CALL_TIMEOUT, call)
+                .await
+                .map_err(|_| anyhow::anyhow!("no answer within {CALL_TIMEOUT:?}"))?
+                .map_err(anyhow::Error::from)
+        }
+    }
+}
+
+/// The same request through the `etcd-client` crate's own calls.
+async fn etcd_client_op(
+    kv: &mut etcd_client::KvClient,
+    workload: Workload,
+    key: Vec<u8>,
+    space: &KeySpace,
+    rng: &mut SmallRng,
+) -> anyhow::Result<()> {
+    use etcd_client::{Compare, CompareOp, GetOptions, Txn, TxnOp};
+    match workload {
+        Workload::Put => kv.put(key, space.random_value(rng), None).await.map(drop),
+        Workload::GetLinearizable => kv.get(key, None).await.map(drop),
+        Workload::GetSerializable => kv
+            .get(key, Some(GetOptions::new().with_serializable()))
+            .await
+            .map(drop),
+        Workload::Txn => {
+            let txn = Txn::new()
+                .when([Compare::mod_revision(key.clone(), CompareOp::Greater, 0)])
+                .and_then([TxnOp::put(key.clone(), space.random_value(rng), None)])
+                .or_else([TxnOp::get(key, None)]);
+            kv.txn(txn).await.map(drop)
+        }
+    }
+    .map_err(anyhow::Error::from)
+}
+
 /// A put call.
-async fn put_call(kv: &mut Conn, req: PutRequest) -> anyhow::Result<()> {
+async fn put_call(kv: &mut grpc::Conn, req: PutRequest) -> anyhow::Result<()> {
     kv.unary::<PutResponse>("/etcdserverpb.KV/Put", &req)
         .await
         .map(drop)
 }
 
 /// A range call.
-async fn range_call(kv: &mut Conn, req: RangeRequest) -> anyhow::Result<()> {
+async fn range_call(kv: &mut grpc::Conn, req: RangeRequest) -> anyhow::Result<()> {
     kv.unary::<RangeResponse>("/etcdserverpb.KV/Range", &req)
         .await
         .map(drop)
@@ -289,17 +431,25 @@ pub async fn run(
     warmup: Duration,
     duration: Duration,
 ) -> anyhow::Result<RunResult> {
-    let conns = connect(urls, scenario.conns.max(1)).await?;
+    let client = scenario.client;
+    let conns = connect(urls, scenario.conns.max(1), |url| async move {
+        Conn::connect(&url, client).await
+    })
+    .await?;
     let start = Instant::now();
     let measure_from = start + warmup;
     let end = measure_from + duration;
     let cpu_pids = pids.to_vec();
     let cpu = tokio::spawn(async move {
+        let me = [std::process::id()];
         tokio::time::sleep_until(measure_from.into()).await;
-        let before = cpu_time(&cpu_pids);
+        let before = (cpu_time(&cpu_pids), cpu_time(&me));
         tokio::time::sleep_until(end.into()).await;
-        let after = cpu_time(&cpu_pids);
-        after.zip(before).map(|(a, b)| a.saturating_sub(b))
+        let after = (cpu_time(&cpu_pids), cpu_time(&me));
+        let used = |a: Option<Duration>, b: Option<Duration>| {
+            a.zip(b).map(|(a, b)| a.saturating_sub(b))
+        };
+        (used(after.0, before.0), used(after.1, before.1))
     });
     let mut tasks = Vec::with_capacity(scenario.clients);
     for i in 0..scenario.clients {
@@ -353,6 +503,7 @@ pub async fn run(
         latency: new_histogram()?,
         error_samples: Vec::new(),
         server_cpu: None,
+        client_cpu: None,
     };
     for t in futures::future::join_all(tasks).await {
         let s = t.context("client task failed")?;
@@ -366,7 +517,7 @@ pub async fn run(
             keep_sample(&mut result.error_samples, msg);
         }
     }
-    result.server_cpu = cpu.await.context("CPU sampling task failed")?;
+    (result.server_cpu, result.client_cpu) = cpu.await.context("CPU sampling task failed")?;
     Ok(result)
 }
 
@@ -378,7 +529,10 @@ pub async fn populate(
     workers: usize,
     conns: usize,
 ) -> anyhow::Result<Duration> {
-    let clients = connect(urls, conns.max(1)).await?;
+    let clients = connect(urls, conns.max(1), |url| async move {
+        grpc::Conn::connect(&url).await
+    })
+    .await?;
     let next = Arc::new(AtomicU64::new(0));
     let failed = Arc::new(AtomicU64::new(0));
     let start = Instant::now();

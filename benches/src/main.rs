@@ -17,7 +17,7 @@ use bosun_tests::{Cluster, Kind};
 use clap::Parser;
 use tokio::signal::unix::{Signal, SignalKind, signal};
 
-use crate::load::{KeySpace, RunResult, Scenario, Workload};
+use crate::load::{ClientKind, KeySpace, RunResult, Scenario, Workload};
 use crate::report::{KindRun, Outcome};
 
 /// Backend quota both kinds run with (etcd's largest recommended value), so that no run
@@ -76,6 +76,14 @@ struct Cli {
     /// min(clients, 16)); without: of every multi-client default scenario (default 16).
     #[arg(long, value_parser = clap::value_parser!(u64).range(1..))]
     conns: Option<u64>,
+    /// Drive the members through these client libraries, comma-separated (default:
+    /// `lean,etcd-client`: each scenario with both, in that order).
+    #[arg(long, value_enum, value_delimiter = ',')]
+    client: Vec<ClientKind>,
+    /// Run each Bosun member with `--worker-threads N` (default: no such flag, the members'
+    /// own default, as a user runs them).
+    #[arg(long, value_parser = clap::value_parser!(u16).range(1..))]
+    worker_threads: Option<u16>,
     /// Directory in which each run's data directory is created (default: the system
     /// temporary directory).
     #[arg(long)]
@@ -112,31 +120,45 @@ fn parse_duration(s: &str) -> Result<Duration, String> {
 }
 
 impl Cli {
-    /// The scenarios to run, in order.
+    /// The client libraries to measure with, in order.
+    fn clients(&self) -> Vec<ClientKind> {
+        if self.client.is_empty() {
+            vec![ClientKind::Lean, ClientKind::EtcdClient]
+        } else {
+            self.client.clone()
+        }
+    }
+
+    /// The scenarios to run, in order: each workload with each client library.
     fn scenarios(&self) -> Vec<Scenario> {
         let to_usize = |v: u64| usize::try_from(v).unwrap_or(usize::MAX);
-        if let Some(workload) = self.workload {
+        let shapes = if let Some(workload) = self.workload {
             let clients = self.clients.map_or(64, to_usize);
             let conns = self.conns.map_or(clients.min(16), to_usize);
-            return vec![Scenario {
-                workload,
-                clients,
-                conns,
-            }];
-        }
-        let conns = self.conns.map_or(16, to_usize);
-        let s = |workload, clients: usize| Scenario {
-            workload,
-            clients,
-            conns: conns.min(clients),
+            vec![(workload, clients, conns)]
+        } else {
+            let conns = self.conns.map_or(16, to_usize);
+            [
+                (Workload::Put, 1),
+                (Workload::Put, 256),
+                (Workload::GetLinearizable, 64),
+                (Workload::GetSerializable, 64),
+                (Workload::Txn, 64),
+            ]
+            .map(|(w, clients)| (w, clients, conns.min(clients)))
+            .to_vec()
         };
-        vec![
-            s(Workload::Put, 1),
-            s(Workload::Put, 256),
-            s(Workload::GetLinearizable, 64),
-            s(Workload::GetSerializable, 64),
-            s(Workload::Txn, 64),
-        ]
+        shapes
+            .into_iter()
+            .flat_map(|(workload, clients, conns)| {
+                self.clients().into_iter().map(move |client| Scenario {
+                    workload,
+                    client,
+                    clients,
+                    conns,
+                })
+            })
+            .collect()
     }
 
     /// The key space the workloads use.
@@ -239,6 +261,7 @@ async fn bench(cli: Cli) -> anyhow::Result<ExitCode> {
         duration: cli.duration,
         rounds: cli.rounds,
         conns: cli.conns.map_or(16, |c| usize::try_from(c).unwrap_or(16)),
+        worker_threads: cli.worker_threads,
     };
     // The clusters live inside one task: aborting it on a signal drops (kills) them.
     let mut task = tokio::spawn(run_all(kinds, settings));
@@ -276,6 +299,8 @@ struct Settings {
     duration: Duration,
     rounds: u32,
     conns: usize,
+    /// `--worker-threads` of the Bosun members, when set.
+    worker_threads: Option<u16>,
 }
 
 /// One running cluster and what has been measured on it.
@@ -296,7 +321,8 @@ async fn run_all(kinds: Vec<Kind>, s: Settings) -> Vec<KindRun> {
         let name = kind_name(kind);
         let dir = s.dir.join(name);
         // Started in its own task: a panic in the launcher becomes a failed run.
-        let started = tokio::spawn(start_side(kind, dir, s.space.clone(), s.conns)).await;
+        let flags = member_flags(kind, s.worker_threads);
+        let started = tokio::spawn(start_side(kind, dir, flags, s.space.clone(), s.conns)).await;
         sides.push(match started {
             Ok(Ok(side)) => Ok(side),
             Ok(Err(e)) => Err(failed_run(name, &s.scenarios, format!("{e:#}"))),
@@ -336,12 +362,13 @@ async fn run_all(kinds: Vec<Kind>, s: Settings) -> Vec<KindRun> {
                 match &res {
                     Ok(r) => eprintln!(
                         "{name}: {}: {:.1} ops/s, p50 {:.3} ms, p99 {:.3} ms, \
-                         {:.1} µs server CPU/op, {} errors",
+                         {:.1} µs server CPU/op, {:.1} µs client CPU/op, {} errors",
                         sc.label(),
                         r.ops_per_sec(),
                         r.quantile_ms(0.5).unwrap_or(f64::NAN),
                         r.quantile_ms(0.99).unwrap_or(f64::NAN),
                         r.server_cpu_us_per_op().unwrap_or(f64::NAN),
+                        r.client_cpu_us_per_op().unwrap_or(f64::NAN),
                         r.errors
                     ),
                     Err(e) => eprintln!("{name}: {}: {e:#}", sc.label()),
@@ -415,15 +442,8 @@ fn panic_message(payload: Box<dyn std::any::Any + Send>) -> String {
     }
 }
 
-/// Worker threads of each Bosun member: its share of the machine's CPUs (at least one),
-/// since the members of a cluster share them.
-fn bosun_worker_threads() -> usize {
-    let cpus = std::thread::available_parallelism().map_or(1, |n| n.get());
-    (cpus / MEMBERS).max(1)
-}
-
-/// Extra command-line flags for the members of `kind`.
-fn member_flags(kind: Kind) -> Vec<String> {
+/// Extra command-line flags for the members of `kind`; `worker_threads` is given to Bosun's.
+fn member_flags(kind: Kind, worker_threads: Option<u16>) -> Vec<String> {
     let mut v = vec![
         "--quota-backend-bytes".to_string(),
         QUOTA_BACKEND_BYTES.to_string(),
@@ -433,10 +453,11 @@ fn member_flags(kind: Kind) -> Vec<String> {
         // Go's scheduler keeps its default (GOMAXPROCS = all CPUs): etcd measured slower with
         // a share of them (benches/README.md).
         Kind::Etcd => v.extend(["--logger", "zap", "--log-level", "warn"].map(String::from)),
-        Kind::Bosun => v.extend([
-            "--worker-threads".to_string(),
-            bosun_worker_threads().to_string(),
-        ]),
+        Kind::Bosun => {
+            if let Some(n) = worker_threads {
+                v.extend(["--worker-threads".to_string(), n.to_string()]);
+            }
+        }
     }
     v
 }
@@ -446,13 +467,13 @@ fn member_flags(kind: Kind) -> Vec<String> {
 async fn start_side(
     kind: Kind,
     dir: PathBuf,
+    flags: Vec<String>,
     space: KeySpace,
     conns: usize,
 ) -> anyhow::Result<Side> {
     let name = kind_name(kind);
     std::fs::create_dir_all(&dir).with_context(|| format!("create {}", dir.display()))?;
     eprintln!("{name}: starting {MEMBERS} members in {}", dir.display());
-    let flags = member_flags(kind);
     let flags: Vec<&str> = flags.iter().map(String::as_str).collect();
     let cluster = Cluster::start(kind, &dir, MEMBERS, &flags).await;
     let leader = cluster.wait_leader(LEADER_TIMEOUT).await;
@@ -575,10 +596,10 @@ fn print_header(cli: &Cli, etcd_bin: Option<&Path>, dir: &Path) {
     );
     if cli.only != Some(Only::Etcd) {
         let bin = std::env::var("BOSUN_BIN").unwrap_or_default();
-        println!(
-            "  bosun: {bin} (--worker-threads {} per member)",
-            bosun_worker_threads()
-        );
+        match cli.worker_threads {
+            Some(n) => println!("  bosun: {bin} (--worker-threads {n} per member)"),
+            None => println!("  bosun: {bin} (default flags)"),
+        }
         if bin.contains("/debug/") {
             println!("  WARNING: this bosun is a debug build; its figures mean little");
         }
@@ -633,19 +654,30 @@ mod tests {
     fn default_scenarios_are_the_targets() {
         let cli = Cli::parse_from(["bosun-bench"]);
         let labels: Vec<String> = cli.scenarios().iter().map(Scenario::label).collect();
-        assert_eq!(
-            labels,
-            [
-                "put@1",
-                "put@256",
-                "get-linearizable@64",
-                "get-serializable@64",
-                "txn@64"
-            ]
-        );
-        let custom = Cli::parse_from(["bosun-bench", "--workload", "put", "--clients", "32"]);
+        let shapes = [
+            "put@1",
+            "put@256",
+            "get-linearizable@64",
+            "get-serializable@64",
+            "txn@64",
+        ];
+        let both: Vec<String> = shapes
+            .iter()
+            .flat_map(|s| [format!("{s} lean"), format!("{s} etcd-client")])
+            .collect();
+        assert_eq!(labels, both);
+        let custom = Cli::parse_from([
+            "bosun-bench",
+            "--workload",
+            "put",
+            "--clients",
+            "32",
+            "--client",
+            "etcd-client",
+        ]);
         let s = custom.scenarios();
         assert_eq!((s.len(), s[0].clients, s[0].conns), (1, 32, 16));
+        assert_eq!(s[0].label(), "put@32 etcd-client");
         assert!(Cli::try_parse_from(["bosun-bench", "--clients", "32"]).is_err());
     }
 
