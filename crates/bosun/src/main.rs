@@ -11,9 +11,10 @@ struct Cli {
     #[arg(long, global = true, default_value = "text", value_parser = ["text", "json"])]
     log_format: String,
     /// Threads that run the process's asynchronous work (network, Raft, serving); default: one
-    /// per CPU. Members that share a machine run faster with their share of its CPUs each
-    /// (three members on two CPUs: 1): fewer threads hand work to each other. With 1, all of
-    /// it runs on the main thread (a single-threaded runtime, no hand-over at all).
+    /// per CPU, except for a store member, which takes its share of the CPUs among the members
+    /// of --initial-cluster on this machine (those on loopback or on its own peer host; three
+    /// on two CPUs: 1): fewer threads then hand less work to each other. With 1, all of it
+    /// runs on the main thread (a single-threaded runtime, no hand-over at all).
     #[arg(long, global = true, env = "BOSUN_WORKER_THREADS", value_parser = clap::value_parser!(u16).range(1..))]
     worker_threads: Option<u16>,
     #[command(subcommand)]
@@ -85,11 +86,17 @@ const DEFAULT_LOG: &str = "info,openraft=error";
 
 fn main() -> anyhow::Result<()> {
     let cli = Cli::parse();
-    let mut runtime = match cli.worker_threads {
+    let cpus = std::thread::available_parallelism().map_or(1, std::num::NonZero::get);
+    let threads = match (&cli.command, cli.worker_threads) {
+        (_, Some(n)) => Some(usize::from(n)),
+        (Command::Store(cfg), None) => Some(cfg.default_worker_threads(cpus)),
+        (_, None) => None,
+    };
+    let mut runtime = match threads {
         Some(1) => tokio::runtime::Builder::new_current_thread(),
         Some(n) => {
             let mut b = tokio::runtime::Builder::new_multi_thread();
-            b.worker_threads(usize::from(n));
+            b.worker_threads(n);
             b
         }
         None => tokio::runtime::Builder::new_multi_thread(),
@@ -98,6 +105,15 @@ fn main() -> anyhow::Result<()> {
     let runtime = runtime.build()?;
     let result = runtime.block_on(async move {
         init_tracing(&cli.log_format);
+        if let (Command::Store(cfg), None) = (&cli.command, cli.worker_threads) {
+            tracing::info!(
+                worker_threads = threads.unwrap_or(cpus),
+                cpus,
+                members_here = cfg.members_on_this_machine(),
+                "worker threads: this machine's CPUs shared among the members on it \
+                 (--worker-threads sets them)"
+            );
+        }
         match cli.command {
             Command::Store(cfg) => bosun_store::run(*cfg, shutdown_signal()).await,
             Command::Apiserver(cfg) => bosun_apiserver::run(cfg, shutdown_signal()).await,
