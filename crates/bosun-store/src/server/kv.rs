@@ -188,7 +188,7 @@ impl NamedService for KvRoutes {
 
 impl<B> Service<http::Request<B>> for KvRoutes
 where
-    B: tonic::codegen::Body + Send + 'static,
+    B: tonic::codegen::Body<Data = bytes::Bytes> + Send + Unpin + 'static,
     B::Error: Into<tonic::codegen::StdError> + Send + 'static,
 {
     type Response = http::Response<tonic::body::Body>;
@@ -200,6 +200,8 @@ where
     }
 
     fn call(&mut self, req: http::Request<B>) -> Self::Future {
+        // Every KV call is unary: its request ends with its one message.
+        let req = req.map(OneMessage::new);
         if req.uri().path() != "/etcdserverpb.KV/Txn" {
             return Box::pin(self.server.call(req));
         }
@@ -216,6 +218,88 @@ where
         let mut grpc = tonic::server::Grpc::new(TxnCodec)
             .apply_max_message_size_config(Some(self.max_decoding), Some(usize::MAX));
         Box::pin(async move { Ok(grpc.unary(Txn(kv), req).await) })
+    }
+}
+
+/// The body of a unary gRPC request, which ends as soon as its one length-prefixed message
+/// has arrived. tonic's server waits for the end of the request stream before it calls the
+/// handler; grpc-go's clients send it in the message's DATA frame, but tonic's (so the
+/// `etcd-client` crate) send it in a separate empty frame, often in a separate write, and the
+/// call would wait for that frame. A client that sends more than one message gets the first
+/// handled, as before; the rest of its stream is not read (HTTP/2 lets the server answer
+/// first and reset the stream with NO_ERROR).
+pub struct OneMessage<B> {
+    inner: B,
+    /// The first bytes of the body, until the 5-byte prefix is complete.
+    prefix: Vec<u8>,
+    /// Body bytes seen so far.
+    seen: u64,
+    /// Whether the message is complete: the body reports its end.
+    done: bool,
+}
+
+/// gRPC's message prefix: a compression flag and a 4-byte big-endian length.
+const GRPC_PREFIX: usize = 5;
+
+impl<B> OneMessage<B> {
+    pub fn new(inner: B) -> Self {
+        OneMessage {
+            inner,
+            prefix: Vec::new(),
+            seen: 0,
+            done: false,
+        }
+    }
+
+    /// Notes `chunk`, just received; true once the first message is complete.
+    fn note(&mut self, chunk: &[u8]) -> bool {
+        if self.prefix.len() < GRPC_PREFIX {
+            let take = chunk.len().min(GRPC_PREFIX - self.prefix.len());
+            self.prefix.extend_from_slice(&chunk[..take]);
+        }
+        self.seen += chunk.len() as u64;
+        let Some(len) = self.prefix.get(1..GRPC_PREFIX) else {
+            return false;
+        };
+        let len = u32::from_be_bytes([len[0], len[1], len[2], len[3]]);
+        self.seen >= GRPC_PREFIX as u64 + u64::from(len)
+    }
+}
+
+impl<B> http_body::Body for OneMessage<B>
+where
+    B: http_body::Body<Data = bytes::Bytes> + Unpin,
+{
+    type Data = bytes::Bytes;
+    type Error = B::Error;
+
+    fn poll_frame(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<http_body::Frame<bytes::Bytes>, B::Error>>> {
+        if self.done {
+            return Poll::Ready(None);
+        }
+        let frame = std::task::ready!(std::pin::Pin::new(&mut self.inner).poll_frame(cx));
+        if let Some(Ok(f)) = &frame
+            && let Some(data) = f.data_ref()
+            && self.note(data)
+        {
+            self.done = true;
+        }
+        Poll::Ready(frame)
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.done || self.inner.is_end_stream()
+    }
+
+    fn size_hint(&self) -> http_body::SizeHint {
+        if self.done {
+            http_body::SizeHint::with_exact(0)
+        } else {
+            self.inner.size_hint()
+        }
     }
 }
 
@@ -257,5 +341,71 @@ impl Decoder for TxnDecoder {
             }
             Err(e) => Err(Status::internal(e.to_string())),
         }
+    }
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)]
+mod tests {
+    use super::*;
+    use bytes::Bytes;
+    use http_body::Frame;
+    use http_body_util::{BodyExt, StreamBody};
+
+    type Chunk = Result<Frame<Bytes>, Infallible>;
+
+    /// A body fed through a channel: it ends only when the sender is dropped.
+    fn channel_body() -> (
+        futures::channel::mpsc::UnboundedSender<Chunk>,
+        OneMessage<StreamBody<futures::channel::mpsc::UnboundedReceiver<Chunk>>>,
+    ) {
+        let (tx, rx) = futures::channel::mpsc::unbounded();
+        (tx, OneMessage::new(StreamBody::new(rx)))
+    }
+
+    fn data(b: &[u8]) -> Chunk {
+        Ok(Frame::data(Bytes::copy_from_slice(b)))
+    }
+
+    #[tokio::test]
+    async fn a_unary_body_ends_with_its_message_not_with_the_stream() {
+        let (tx, body) = channel_body();
+        // A 6-byte message split across three frames, the prefix itself split; the stream
+        // stays open (no end-of-stream yet), as with a client that ends it in a later frame.
+        tx.unbounded_send(data(&[0, 0, 0])).unwrap();
+        tx.unbounded_send(data(&[0, 6, 1, 2])).unwrap();
+        tx.unbounded_send(data(&[3, 4, 5, 6])).unwrap();
+        let collected = tokio::time::timeout(std::time::Duration::from_secs(5), body.collect())
+            .await
+            .expect("the body ended without the end of the stream")
+            .unwrap();
+        assert_eq!(
+            &collected.to_bytes()[..],
+            &[0, 0, 0, 0, 6, 1, 2, 3, 4, 5, 6]
+        );
+        drop(tx);
+    }
+
+    #[tokio::test]
+    async fn an_incomplete_message_waits_for_more() {
+        let (tx, mut body) = channel_body();
+        tx.unbounded_send(data(&[0, 0, 0, 0, 4, 1, 2])).unwrap();
+        let first = body.frame().await.unwrap().unwrap();
+        assert_eq!(
+            first.into_data().unwrap(),
+            Bytes::from_static(&[0, 0, 0, 0, 4, 1, 2])
+        );
+        assert!(!http_body::Body::is_end_stream(&body));
+        let pending =
+            tokio::time::timeout(std::time::Duration::from_millis(50), body.frame()).await;
+        assert!(pending.is_err(), "ended before the message was complete");
+        tx.unbounded_send(data(&[3, 4])).unwrap();
+        assert!(body.frame().await.unwrap().is_ok());
+        assert!(http_body::Body::is_end_stream(&body));
+        assert!(body.frame().await.is_none());
+        // An empty body (no message) ends when the stream does, as before.
+        let (tx, body) = channel_body();
+        drop(tx);
+        assert!(body.collect().await.unwrap().to_bytes().is_empty());
     }
 }
