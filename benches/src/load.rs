@@ -207,7 +207,7 @@ enum Conn {
     Lean(grpc::Conn),
     /// An `etcd-client` client given that one member as its only endpoint (its channel is
     /// the crate's balanced one, over one HTTP/2 connection).
-    EtcdClient(etcd_client::KvClient),
+    EtcdClient(Box<etcd_client::KvClient>),
     /// A `bosun-client` client given that one member as its only endpoint.
     BosunClient(bosun_client::Client),
 }
@@ -217,12 +217,12 @@ impl Conn {
     async fn connect(url: &str, client: ClientKind) -> anyhow::Result<Conn> {
         Ok(match client {
             ClientKind::Lean => Conn::Lean(grpc::Conn::connect(url).await?),
-            ClientKind::EtcdClient => Conn::EtcdClient(
+            ClientKind::EtcdClient => Conn::EtcdClient(Box::new(
                 etcd_client::Client::connect([url], None)
                     .await
                     .with_context(|| format!("connect to {url}"))?
                     .kv_client(),
-            ),
+            )),
             ClientKind::BosunClient => Conn::BosunClient(
                 bosun_client::Client::connect([url], bosun_client::ConnectOptions::default())
                     .await
@@ -446,9 +446,8 @@ pub async fn run(
         let before = (cpu_time(&cpu_pids), cpu_time(&me));
         tokio::time::sleep_until(end.into()).await;
         let after = (cpu_time(&cpu_pids), cpu_time(&me));
-        let used = |a: Option<Duration>, b: Option<Duration>| {
-            a.zip(b).map(|(a, b)| a.saturating_sub(b))
-        };
+        let used =
+            |a: Option<Duration>, b: Option<Duration>| a.zip(b).map(|(a, b)| a.saturating_sub(b));
         (used(after.0, before.0), used(after.1, before.1))
     });
     let mut tasks = Vec::with_capacity(scenario.clients);
