@@ -446,9 +446,8 @@ pub async fn run(
         let before = (cpu_time(&cpu_pids), cpu_time(&me));
         tokio::time::sleep_until(end.into()).await;
         let after = (cpu_time(&cpu_pids), cpu_time(&me));
-        let used = |a: Option<Duration>, b: Option<Duration>| {
-            a.zip(b).map(|(a, b)| a.saturating_sub(b))
-        };
+        let used =
+            |a: Option<Duration>, b: Option<Duration>| a.zip(b).map(|(a, b)| a.saturating_sub(b));
         (used(after.0, before.0), used(after.1, before.1))
     });
     let mut tasks = Vec::with_capacity(scenario.clients);

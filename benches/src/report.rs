@@ -202,11 +202,7 @@ pub fn print_targets(bosun: &KindRun, etcd: &KindRun) {
     println!("== targets ==");
     for t in &TARGETS {
         let client = t.client.name();
-        if !bosun
-            .outcomes
-            .iter()
-            .any(|(s, _)| s.client == t.client)
-        {
+        if !bosun.outcomes.iter().any(|(s, _)| s.client == t.client) {
             continue;
         }
         for (shape, min) in [("put@256", t.put256), ("get-linearizable@64", t.get64)] {

@@ -398,7 +398,9 @@ mod tests {
     #[test]
     fn unsent_request_in_source_chain_means_not_sent() {
         let mut status = Status::unavailable("connect to 127.0.0.1:1: refused");
-        status.set_source(std::sync::Arc::new(crate::transport::NotSent("refused".into())));
+        status.set_source(std::sync::Arc::new(crate::transport::NotSent(
+            "refused".into(),
+        )));
         let err = Error::from(status);
         assert!(matches!(
             err,
