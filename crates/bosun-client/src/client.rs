@@ -120,7 +120,8 @@ impl ConnectOptions {
 /// The client keeps **one channel per endpoint** (each reconnects by itself) and sends every
 /// request to a *current* endpoint; when a call fails in a way that points at the member or
 /// the connection (see [`Error::is_transient`]) the current endpoint moves on to the next
-/// one, round-robin. We chose this over `Channel::balance_list` because:
+/// one, round-robin. We chose this over a balanced channel (tonic's `Channel::balance_list`)
+/// because:
 /// - a balanced channel keeps a dead endpoint in rotation and hands its connection errors to
 ///   a share of the calls, without saying which endpoint failed;
 /// - a stream that breaks (watch, lease keep-alive) must be re-created on a *different*

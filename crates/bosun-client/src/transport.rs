@@ -382,3 +382,99 @@ impl tower_service::Service<http::Request<Body>> for Channel {
         Box::pin(async move { shared.send(req).await })
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use std::time::{Duration, Instant};
+
+    use super::*;
+    use crate::{Client, GetOptions};
+
+    /// A connection whose peer never answers (not even a ping) is closed after the
+    /// keep-alive timeout: the call fails as a lost connection, long before its deadline.
+    #[tokio::test]
+    async fn unanswered_keep_alive_closes_the_connection() -> Result<(), BoxError> {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
+        let addr = listener.local_addr()?;
+        let silent = tokio::spawn(async move {
+            // Accepts and holds the socket, reading nothing and writing nothing.
+            let held = listener.accept().await;
+            tokio::time::sleep(Duration::from_secs(30)).await;
+            drop(held);
+        });
+        let opts = ConnectOptions::default()
+            .with_keep_alive(Some(Duration::from_millis(100)), Duration::from_millis(200))
+            .with_request_timeout(Some(Duration::from_secs(20)))
+            .with_max_attempts(1);
+        let client = Client::connect([addr.to_string()], opts).await?;
+        let started = Instant::now();
+        let err = client
+            .get("k", GetOptions::new())
+            .await
+            .err()
+            .ok_or("a silent server answered")?;
+        let took = started.elapsed();
+        silent.abort();
+        assert!(
+            matches!(
+                err,
+                Error::Unavailable {
+                    connect_failed: false,
+                    ..
+                }
+            ),
+            "{err:?}"
+        );
+        assert!(took < Duration::from_secs(5), "failed after {took:?}");
+        Ok(())
+    }
+
+    /// A connection the server closed is replaced on the next call; a refused dial is
+    /// reported as never sent.
+    #[tokio::test]
+    async fn a_closed_connection_is_replaced_and_a_refused_one_is_not_sent() -> Result<(), BoxError>
+    {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
+        let addr = listener.local_addr()?;
+        let ch = Channel::new(&format!("http://{addr}"), &ConnectOptions::default())?;
+        let accepted = tokio::spawn(async move { listener.accept().await });
+        ch.connect().await?;
+        let first = ch.shared.cached().ok_or("no connection after connect")?;
+        let (server_side, _) = accepted.await??;
+        // The server goes away: its socket closes and nobody listens on the port any more.
+        drop(server_side);
+        let deadline = Instant::now() + Duration::from_secs(5);
+        while !first.is_closed() {
+            assert!(Instant::now() < deadline, "closed connection not noticed");
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+        assert!(
+            ch.shared.cached().is_none(),
+            "a closed connection is reused"
+        );
+        let err = ch
+            .connect()
+            .await
+            .err()
+            .ok_or("connected to a closed port")?;
+        let status = match not_sent(err).downcast::<Status>() {
+            Ok(s) => *s,
+            Err(e) => return Err(e),
+        };
+        assert!(matches!(
+            Error::from(status),
+            Error::Unavailable {
+                connect_failed: true,
+                ..
+            }
+        ));
+        // A server back on the same port gets a new connection.
+        let listener = tokio::net::TcpListener::bind(addr).await?;
+        let accepted = tokio::spawn(async move { listener.accept().await });
+        ch.connect().await?;
+        let second = ch.shared.cached().ok_or("no new connection")?;
+        assert!(!Arc::ptr_eq(&first.closed, &second.closed));
+        let _held = accepted.await??;
+        Ok(())
+    }
+}
