@@ -265,7 +265,7 @@ impl Shared {
 async fn pipe(mut body: Body, mut stream: h2::SendStream<Bytes>) {
     loop {
         let frame = std::future::poll_fn(|cx| {
-            if let Poll::Ready(_) = stream.poll_reset(cx) {
+            if stream.poll_reset(cx).is_ready() {
                 return Poll::Ready(None);
             }
             Pin::new(&mut body).poll_frame(cx).map(Some)
