@@ -147,7 +147,8 @@ impl Shared {
                 )));
             }
         };
-        tcp.set_nodelay(true)
+        // Writes go out in batches: calls that become ready together leave in one write.
+        let tcp = bosun_net::coalesce::CoalescedStream::new(tcp)
             .map_err(|e| NotSent(format!("connect to {addr}: {e}")))?;
         let handshake = h2::client::Builder::new()
             .initial_window_size(WINDOW)
