@@ -12,10 +12,10 @@ use bosun_proto::etcdserverpb::maintenance_client::MaintenanceClient;
 use bosun_proto::etcdserverpb::watch_client::WatchClient;
 use tonic::Status;
 use tonic::metadata::MetadataValue;
-use tonic::transport::{Channel, Endpoint};
 
 use crate::backoff::Backoff;
 use crate::error::{Error, Outcome};
+use crate::transport::Channel;
 
 /// How the client connects, times out and retries.
 ///
@@ -120,7 +120,8 @@ impl ConnectOptions {
 /// The client keeps **one channel per endpoint** (each reconnects by itself) and sends every
 /// request to a *current* endpoint; when a call fails in a way that points at the member or
 /// the connection (see [`Error::is_transient`]) the current endpoint moves on to the next
-/// one, round-robin. We chose this over `Channel::balance_list` because:
+/// one, round-robin. We chose this over a balanced channel (tonic's `Channel::balance_list`)
+/// because:
 /// - a balanced channel keeps a dead endpoint in rotation and hands its connection errors to
 ///   a share of the calls, without saying which endpoint failed;
 /// - a stream that breaks (watch, lease keep-alive) must be re-created on a *different*
@@ -230,22 +231,18 @@ impl Client {
         let mut errors = Vec::new();
         let mut reachable: Option<usize> = None;
         for (idx, url) in urls.into_iter().enumerate() {
-            let endpoint = Self::endpoint(&url, &opts)?;
-            let channel = if opts.connect_eagerly {
-                match endpoint.connect().await {
-                    Ok(ch) => {
+            let channel = Channel::new(&url, &opts)?;
+            if opts.connect_eagerly {
+                match channel.connect().await {
+                    Ok(()) => {
                         reachable.get_or_insert(idx);
-                        ch
                     }
                     Err(e) => {
                         tracing::debug!(endpoint = %url, error = %e, "eager connect failed");
-                        errors.push(format!("{url}: {e}"));
-                        endpoint.connect_lazy()
+                        errors.push(e.to_string());
                     }
                 }
-            } else {
-                endpoint.connect_lazy()
-            };
+            }
             slots.push(Arc::new(Slot { url, channel }));
         }
         if opts.connect_eagerly && reachable.is_none() {
@@ -261,19 +258,6 @@ impl Client {
                 opts,
             }),
         })
-    }
-
-    fn endpoint(url: &str, opts: &ConnectOptions) -> Result<Endpoint, Error> {
-        let mut ep = Endpoint::from_shared(url.to_string())
-            .map_err(|e| Error::InvalidArgument(format!("endpoint {url}: {e}")))?
-            .connect_timeout(opts.connect_timeout)
-            .tcp_nodelay(true)
-            .keep_alive_while_idle(true)
-            .keep_alive_timeout(opts.keep_alive_timeout);
-        if let Some(interval) = opts.keep_alive_interval {
-            ep = ep.http2_keep_alive_interval(interval);
-        }
-        Ok(ep)
     }
 
     /// The normalised endpoints, in order.

@@ -143,8 +143,9 @@ pub enum Outcome {
 impl Error {
     /// Maps a gRPC status to an [`Error`], by etcd's exact messages first and the code second.
     ///
-    /// A `UNAVAILABLE` status whose source chain holds [`tonic::ConnectError`] (the client
-    /// could not connect) becomes `Unavailable { connect_failed: true, .. }`; a
+    /// A `UNAVAILABLE` status whose source chain says the request never left this process
+    /// (the client could not connect, or its connection closed before taking the request;
+    /// `tonic::ConnectError` counts too) becomes `Unavailable { connect_failed: true, .. }`; a
     /// `DEADLINE_EXCEEDED` or client-side timeout becomes [`Error::Timeout`].
     pub fn from_status(status: Status) -> Error {
         if let Some(err) = Error::from_etcd_message(status.message()) {
@@ -274,7 +275,7 @@ fn chain_has<T: StdError + 'static>(status: &Status) -> bool {
 }
 
 fn has_connect_error(status: &Status) -> bool {
-    chain_has::<tonic::ConnectError>(status)
+    chain_has::<crate::transport::NotSent>(status) || chain_has::<tonic::ConnectError>(status)
 }
 
 fn has_timeout_expired(status: &Status) -> bool {
@@ -392,6 +393,26 @@ mod tests {
         ));
         assert_eq!(err.outcome(), Outcome::NotApplied);
         assert!(err.is_retryable_safe());
+    }
+
+    #[test]
+    fn unsent_request_in_source_chain_means_not_sent() {
+        let mut status = Status::unavailable("connect to 127.0.0.1:1: refused");
+        status.set_source(std::sync::Arc::new(crate::transport::NotSent(
+            "refused".into(),
+        )));
+        let err = Error::from(status);
+        assert!(matches!(
+            err,
+            Error::Unavailable {
+                connect_failed: true,
+                ..
+            }
+        ));
+        assert!(err.is_retryable_safe());
+        // The same code after sending is not proof of anything.
+        let err = Error::from(Status::unavailable("connection failed: reset"));
+        assert_eq!(err.outcome(), Outcome::Unknown);
     }
 
     #[test]

@@ -109,6 +109,7 @@ mod error;
 mod kv;
 mod lease;
 mod maintenance;
+mod transport;
 mod watch;
 
 /// The generated protocol types (`etcdserverpb`, `mvccpb`, ...), re-exported.

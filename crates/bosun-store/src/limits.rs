@@ -107,7 +107,7 @@ pub const RECENT_LOG_ENTRIES: usize = 16 * 1024;
 pub const RECENT_LOG_BYTES: usize = 64 << 20;
 
 /// Bytes a connection may have waiting for its writer before writes wait for room.
-pub const CONNECTION_WRITE_BUFFER: usize = 1 << 20;
+pub const CONNECTION_WRITE_BUFFER: usize = bosun_net::coalesce::CONNECTION_WRITE_BUFFER;
 
 #[cfg(test)]
 mod tests {
