@@ -18,8 +18,8 @@ use http::{HeaderMap, Method, Request, Uri};
 use prost::Message;
 use tokio::net::TcpStream;
 
-/// Per-call deadline: a call that takes longer fails.
-const CALL_TIMEOUT: Duration = Duration::from_secs(10);
+/// Per-call deadline: a call that takes longer fails (through any client library).
+pub const CALL_TIMEOUT: Duration = Duration::from_secs(10);
 
 /// Largest response message accepted, in bytes.
 const MAX_RESPONSE: usize = 16 << 20;

@@ -24,9 +24,6 @@ const MAX_LATENCY_US: u64 = 60_000_000;
 /// How long opening one connection may take.
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
 
-/// Per-call deadline of the `etcd-client` calls (the lean client has the same one).
-const CALL_TIMEOUT: Duration = Duration::from_secs(10);
-
 /// How many distinct error messages a run keeps for the report.
 const ERROR_SAMPLES: usize = 3;
 
@@ -321,25 +318,26 @@ async fn one_op(
                 .await
                 .map(drop),
         },
-        Conn::EtcdClient(kv) => {
-            tokio::time::timeout(CALL_TIMEOUT, etcd_client_op(kv, workload, key, space, rng))
-                .await
-                .map_err(|_| anyhow::anyhow!("no answer within {CALL_TIMEOUT:?}"))?
-        }
+        Conn::EtcdClient(kv) => with_deadline(etcd_client_op(kv, workload, key, space, rng)).await,
         Conn::BosunClient(c) => {
-            let call = async {
+            with_deadline(async {
                 match Call::new(workload, key, space, rng) {
                     Call::Put(r) => c.put_raw(r).await.map(drop),
                     Call::Range(r) => c.range_raw(r).await.map(drop),
                     Call::Txn(r) => c.txn_raw(r).await.map(drop),
                 }
-            };
-            tokio::time::timeout(CALL_TIMEOUT, call)
-                .await
-                .map_err(|_| anyhow::anyhow!("no answer within {CALL_TIMEOUT:?}"))?
                 .map_err(anyhow::Error::from)
+            })
+            .await
         }
     }
+}
+
+/// `call` with the lean client's per-call deadline.
+async fn with_deadline(call: impl Future<Output = anyhow::Result<()>>) -> anyhow::Result<()> {
+    tokio::time::timeout(grpc::CALL_TIMEOUT, call)
+        .await
+        .map_err(|_| anyhow::anyhow!("no answer within {:?}", grpc::CALL_TIMEOUT))?
 }
 
 /// The same request through the `etcd-client` crate's own calls.

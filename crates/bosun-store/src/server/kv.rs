@@ -230,8 +230,8 @@ where
 /// first and reset the stream with NO_ERROR).
 pub struct OneMessage<B> {
     inner: B,
-    /// The first bytes of the body, until the 5-byte prefix is complete.
-    prefix: Vec<u8>,
+    /// The message's 5-byte prefix, as far as it has arrived.
+    prefix: [u8; GRPC_PREFIX],
     /// Body bytes seen so far.
     seen: u64,
     /// Whether the message is complete: the body reports its end.
@@ -245,7 +245,7 @@ impl<B> OneMessage<B> {
     pub fn new(inner: B) -> Self {
         OneMessage {
             inner,
-            prefix: Vec::new(),
+            prefix: [0; GRPC_PREFIX],
             seen: 0,
             done: false,
         }
@@ -253,16 +253,17 @@ impl<B> OneMessage<B> {
 
     /// Notes `chunk`, just received; true once the first message is complete.
     fn note(&mut self, chunk: &[u8]) -> bool {
-        if self.prefix.len() < GRPC_PREFIX {
-            let take = chunk.len().min(GRPC_PREFIX - self.prefix.len());
-            self.prefix.extend_from_slice(&chunk[..take]);
+        let have = usize::try_from(self.seen).unwrap_or(usize::MAX);
+        if have < GRPC_PREFIX {
+            let take = chunk.len().min(GRPC_PREFIX - have);
+            self.prefix[have..have + take].copy_from_slice(&chunk[..take]);
         }
         self.seen += chunk.len() as u64;
-        let Some(len) = self.prefix.get(1..GRPC_PREFIX) else {
+        if self.seen < GRPC_PREFIX as u64 {
             return false;
-        };
-        let len = u32::from_be_bytes([len[0], len[1], len[2], len[3]]);
-        self.seen >= GRPC_PREFIX as u64 + u64::from(len)
+        }
+        let [_, len @ ..] = self.prefix;
+        self.seen >= GRPC_PREFIX as u64 + u64::from(u32::from_be_bytes(len))
     }
 }
 
