@@ -328,8 +328,9 @@ pub async fn run(cfg: ApiserverConfig, shutdown: signal::Receiver<bool>) -> anyh
     let mut tasks = tokio::task::JoinSet::new();
     for res in kinds::all().map(|k| k.resource()) {
         let mut cache = WatchCache::new(res, cfg.watch_cache_size, cfg.watch_buffer);
-        if res.plural == "pods" {
-            // The bind path starts from the cached pod (`Registry::bind`).
+        if res.plural == "pods" || res.plural == "namespaces" {
+            // The bind path starts from the cached pod (`Registry::bind`), a create from the
+            // cached namespace (`Registry::namespace_guess`).
             cache = cache.keeping_objects();
         }
         caches.insert(res.plural, cache.clone());

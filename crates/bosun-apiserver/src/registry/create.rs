@@ -8,8 +8,8 @@ use bosun_api::meta::{now_rfc3339, set_resource_version};
 use parking_lot::Mutex;
 use serde_json::{Value, json};
 
-use super::store::Store;
-use super::{Registry, WriteOptions, check_type, meta_mut};
+use super::store::{Created, Guard, Store};
+use super::{CAS_RETRIES, Registry, WriteOptions, check_type, meta_mut};
 use crate::error::{ApiResult, Status};
 use crate::kinds::{Kind, Warnings};
 
@@ -112,7 +112,18 @@ impl<S: Store> Registry<S> {
         } else {
             1
         };
-        for _ in 0..attempts {
+        // The namespace's revision, from the watch cache when it can tell (see namespace.rs);
+        // a create is refused if the namespace changed since.
+        let mut ns_rev = if res.namespaced {
+            self.namespace_guess(ns)
+        } else {
+            None
+        };
+        let ns_key = self.key(&bosun_api::resources::NAMESPACES, "", ns);
+        let mut tries = 0;
+        let mut attempt = 0;
+        while attempt < attempts && tries < CAS_RETRIES {
+            tries += 1;
             let mut candidate = obj.clone();
             let name = if explicit.is_empty() && !generate.is_empty() {
                 format!("{generate}{}", random_suffix())
@@ -123,7 +134,11 @@ impl<S: Store> Registry<S> {
             kind.prepare_for_create(&mut candidate);
             let warnings = kind.decode_create(&mut candidate, opts.field_validation)?;
             super::managed::record(&mut candidate, None, opts.field_manager, "", &now_rfc3339());
-            self.namespace_check(res, ns, &name).await?;
+            let guard_rev = match (res.namespaced, ns_rev) {
+                (false, _) => None,
+                (true, Some(rev)) => Some(rev),
+                (true, None) => Some(self.namespace_check(res, ns, &name).await?),
+            };
             let value =
                 serde_json::to_vec(&candidate).map_err(|e| Status::internal(e.to_string()))?;
             self.limits.check_object(value.len())?;
@@ -136,13 +151,26 @@ impl<S: Store> Registry<S> {
             } else {
                 None
             };
-            if let Some(rev) = self.store.create(&key, value, lease).await? {
-                set_resource_version(&mut candidate, rev);
-                return Ok((candidate, warnings));
+            let guard = guard_rev.map(|revision| Guard {
+                key: &ns_key,
+                revision,
+            });
+            match self.store.create(&key, value, lease, guard).await? {
+                Created::At(rev) => {
+                    set_resource_version(&mut candidate, rev);
+                    return Ok((candidate, warnings));
+                }
+                // The namespace changed since it was checked: check it again.
+                Created::GuardChanged => ns_rev = None,
+                Created::Exists if attempts == 1 => {
+                    return Err(Status::already_exists(res, &name));
+                }
+                Created::Exists => attempt += 1,
             }
-            if attempts == 1 {
-                return Err(Status::already_exists(res, &name));
-            }
+        }
+        if attempt < attempts {
+            // The namespace kept changing under every try.
+            return Err(Status::conflict(res, &explicit));
         }
         Err(Status::already_exists(res, &generate))
     }

@@ -6,7 +6,7 @@ use std::collections::BTreeMap;
 
 use parking_lot::Mutex;
 
-use super::store::{Kv, Range, RangeError, Store};
+use super::store::{Created, Guard, Kv, Range, RangeError, Store};
 use crate::error::Status;
 
 /// One version of a key: its value (`None` once deleted), when it was written, and the lease
@@ -26,6 +26,8 @@ struct State {
     next_lease: i64,
     /// Writes the next conditional writes lose to, as a concurrent writer would win them.
     interfere: usize,
+    /// Single-key reads served so far.
+    gets: usize,
 }
 
 /// The in-memory store.
@@ -102,6 +104,11 @@ impl MemStore {
         self.state.lock().interfere = n;
     }
 
+    /// How many single-key reads were served.
+    pub fn gets(&self) -> usize {
+        self.state.lock().gets
+    }
+
     /// Puts a key unconditionally, as another writer (or a broken one) might.
     pub fn put_raw(&self, key: &str, value: &[u8]) -> i64 {
         self.state.lock().write(key, Some(value.to_vec()), None)
@@ -110,7 +117,8 @@ impl MemStore {
 
 impl Store for MemStore {
     async fn get(&self, key: &str) -> Result<Option<Kv>, Status> {
-        let st = self.state.lock();
+        let mut st = self.state.lock();
+        st.gets += 1;
         Ok(st.live(key.as_bytes()).map(|v| Kv {
             key: key.as_bytes().to_vec(),
             value: v.value.clone().unwrap_or_default(),
@@ -165,12 +173,20 @@ impl Store for MemStore {
         key: &str,
         value: Vec<u8>,
         lease: Option<i64>,
-    ) -> Result<Option<i64>, Status> {
+        guard: Option<Guard<'_>>,
+    ) -> Result<Created, Status> {
         let mut st = self.state.lock();
-        if st.live(key.as_bytes()).is_some() {
-            return Ok(None);
+        let exists = st.live(key.as_bytes()).is_some();
+        if let Some(g) = guard {
+            let now = st.live(g.key.as_bytes()).map(|v| v.mod_revision);
+            if now != Some(g.revision) {
+                return Ok(Created::GuardChanged);
+            }
         }
-        Ok(Some(st.write(key, Some(value), lease)))
+        if exists {
+            return Ok(Created::Exists);
+        }
+        Ok(Created::At(st.write(key, Some(value), lease)))
     }
 
     async fn update(

@@ -9,7 +9,7 @@ use std::future::Future;
 
 use bosun_client::{
     Client, Compare, CompareOp, DeleteOptions, GetOptions, PutOptions, Txn, TxnOp,
-    proto::mvccpb::KeyValue,
+    proto::etcdserverpb::response_op::Response, proto::mvccpb::KeyValue,
 };
 
 use crate::error::{Status, from_store};
@@ -36,6 +36,27 @@ pub struct Range {
     pub more: bool,
     /// How many keys the whole range holds.
     pub count: i64,
+}
+
+/// A second condition of a create: the key `key` still has mod_revision `revision` (a
+/// namespace the object is created in, as it was checked).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Guard<'a> {
+    /// The guarding key.
+    pub key: &'a str,
+    /// Its mod_revision when it was checked.
+    pub revision: i64,
+}
+
+/// What a create did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Created {
+    /// The key was put, at this revision.
+    At(i64),
+    /// The key exists already; nothing was written.
+    Exists,
+    /// The guard's key changed (or is gone); nothing was written.
+    GuardChanged,
 }
 
 /// Why a range read at a revision failed.
@@ -68,14 +89,15 @@ pub trait Store: Send + Sync + 'static {
         limit: i64,
     ) -> impl Future<Output = Result<Range, RangeError>> + Send;
 
-    /// Puts the key only if it does not exist (attached to `lease` if given); the new
-    /// revision, or `None` when it exists.
+    /// Puts the key only if it does not exist (attached to `lease` if given) and, with a
+    /// guard, only if the guard's key is unchanged: both conditions in one atomic write.
     fn create(
         &self,
         key: &str,
         value: Vec<u8>,
         lease: Option<i64>,
-    ) -> impl Future<Output = Result<Option<i64>, Status>> + Send;
+        guard: Option<Guard<'_>>,
+    ) -> impl Future<Output = Result<Created, Status>> + Send;
 
     /// Puts the key only if its mod_revision is `revision`, keeping its lease; the new
     /// revision, or `None` when it changed (or is gone).
@@ -178,16 +200,39 @@ impl Store for EtcdStore {
         key: &str,
         value: Vec<u8>,
         lease: Option<i64>,
-    ) -> Result<Option<i64>, Status> {
+        guard: Option<Guard<'_>>,
+    ) -> Result<Created, Status> {
         let mut put = PutOptions::new();
         if let Some(id) = lease {
             put = put.with_lease(id);
         }
-        self.txn_if(
-            Compare::create_revision(key, CompareOp::Equal, 0),
-            TxnOp::put(key, value, put),
-        )
-        .await
+        let mut txn = Txn::new()
+            .when([Compare::create_revision(key, CompareOp::Equal, 0)])
+            .and_then([TxnOp::put(key, value, put)]);
+        if let Some(g) = guard {
+            // On failure, read the guard's key: unchanged means the object exists.
+            txn = txn
+                .when([Compare::mod_revision(g.key, CompareOp::Equal, g.revision)])
+                .or_else([TxnOp::get(g.key, GetOptions::new())]);
+        }
+        let resp = self.kv.txn(txn).await.map_err(from_store)?;
+        if resp.succeeded {
+            return Ok(Created::At(resp.header.map_or(0, |h| h.revision)));
+        }
+        let Some(g) = guard else {
+            return Ok(Created::Exists);
+        };
+        let guard_now = resp.responses.into_iter().find_map(|r| match r.response {
+            Some(Response::ResponseRange(range)) => {
+                Some(range.kvs.first().map(|kv| kv.mod_revision))
+            }
+            _ => None,
+        });
+        Ok(if guard_now == Some(Some(g.revision)) {
+            Created::Exists
+        } else {
+            Created::GuardChanged
+        })
     }
 
     async fn update(

@@ -13,6 +13,7 @@ use bosun_api::selectors::{FieldSelector, LabelSelector};
 use serde_json::{Value, json};
 
 use super::mem::MemStore;
+use super::store::Store;
 use super::{ListOptions, Registry, WriteOptions};
 use crate::error::Status;
 use crate::kinds::{self, Kind, Part, Warnings};
@@ -582,6 +583,108 @@ async fn pods_on_nodes_are_deleted_gracefully() {
         .unwrap();
     assert!(d.gone);
     assert!(stored(&r, &PODS, "default", "busy").is_none());
+}
+
+/// A registry whose namespaces' watch cache keeps objects, as the apiserver's does.
+fn registry_with_namespace_cache() -> (Registry<MemStore>, Arc<WatchCache>) {
+    let cache = WatchCache::new(&NAMESPACES, 100, 10).keeping_objects();
+    cache.restart(0, false);
+    let r = Registry::new(
+        MemStore::default(),
+        "/registry/".into(),
+        HashMap::from([("namespaces", cache.clone())]),
+        Duration::from_secs(3600),
+        Limits::default(),
+    );
+    (r, cache)
+}
+
+#[tokio::test]
+async fn a_create_checks_its_namespace_in_the_same_write() {
+    let (r, cache) = registry_with_namespace_cache();
+    namespace(&r, "team").await;
+    let ns_key = r.key(&NAMESPACES, "", "team");
+    let in_team = |name: &'static str| {
+        let r = &r;
+        async move {
+            r.create(pods(), "team", pod(name), WriteOptions::default())
+                .await
+        }
+    };
+
+    // The first create reads the namespace and remembers it; the next ones do not read.
+    in_team("a").await.unwrap();
+    let reads = r.store().gets();
+    in_team("b").await.unwrap();
+    in_team("c").await.unwrap();
+    assert_eq!(r.store().gets(), reads, "the namespace came from the cache");
+    let e = in_team("c").await.unwrap_err();
+    assert_eq!((e.code, e.reason), (409, "AlreadyExists"));
+
+    // The namespace begins terminating and the cache has not heard yet: the create is refused
+    // all the same, as the write required the namespace unchanged.
+    let (stale_rev, stale) = cache.object(&ns_key).unwrap();
+    r.delete(
+        kinds::namespaces(),
+        "",
+        "team",
+        &json!({}),
+        WriteOptions::default(),
+    )
+    .await
+    .unwrap();
+    cache.remember(ns_key.as_bytes(), stale_rev, Some(&stale));
+    let e = in_team("late").await.unwrap_err();
+    assert_eq!(e.code, 403, "{e:?}");
+    assert!(stored(&r, &PODS, "team", "late").is_none());
+
+    // A namespace that is gone while the cache still holds it: 404, nothing written.
+    // (The cache is seeded by hand: no store watch feeds it here.)
+    let seed = |name: &'static str| {
+        let (r, cache) = (&r, &cache);
+        async move {
+            let key = r.key(&NAMESPACES, "", name);
+            let kv = r.store().get(&key).await.unwrap().unwrap();
+            let obj = Arc::new(serde_json::from_slice(&kv.value).unwrap());
+            cache.remember(key.as_bytes(), kv.mod_revision, Some(&obj));
+            (kv.mod_revision, obj)
+        }
+    };
+    namespace(&r, "gone").await;
+    let gone_key = r.key(&NAMESPACES, "", "gone");
+    let (rev, _) = seed("gone").await;
+    r.store().delete(&gone_key, rev).await.unwrap();
+    let e = r
+        .create(pods(), "gone", pod("x"), WriteOptions::default())
+        .await
+        .unwrap_err();
+    assert_eq!(e.code, 404, "{e:?}");
+    assert!(stored(&r, &PODS, "gone", "x").is_none());
+    assert!(
+        cache.object(&gone_key).is_none(),
+        "the read corrected the cache"
+    );
+
+    // A namespace changed in a harmless way (a label): the create goes through after a read.
+    namespace(&r, "busy").await;
+    let (rev, obj) = seed("busy").await;
+    let mut ns = r.get(kinds::namespaces(), "", "busy").await.unwrap();
+    ns["metadata"]["labels"] = json!({"team": "x"});
+    r.update(
+        kinds::namespaces(),
+        "",
+        "busy",
+        ns,
+        Part::Main,
+        WriteOptions::default(),
+    )
+    .await
+    .unwrap();
+    cache.remember(r.key(&NAMESPACES, "", "busy").as_bytes(), rev, Some(&obj));
+    r.create(pods(), "busy", pod("y"), WriteOptions::default())
+        .await
+        .unwrap();
+    assert!(stored(&r, &PODS, "busy", "y").is_some());
 }
 
 #[tokio::test]

@@ -213,6 +213,26 @@ impl WatchCache {
         }
     }
 
+    /// Offers what a read of `key` found (`None`: absent) when objects are kept: it replaces
+    /// an older entry, never a newer one. Its guesses stay guesses (see [`WatchCache::object`]):
+    /// a read that raced a delete may leave an entry for a gone object until the next read.
+    pub(crate) fn remember_read(&self, key: &[u8], read: Option<(i64, Arc<Value>)>) {
+        let mut st = self.state.lock();
+        let Some(objects) = st.objects.as_mut() else {
+            return;
+        };
+        match read {
+            Some((rv, obj)) => {
+                if objects.get(key).is_none_or(|(have, _)| *have < rv) {
+                    objects.insert(key.to_vec(), (rv, obj));
+                }
+            }
+            None => {
+                objects.remove(key);
+            }
+        }
+    }
+
     /// Waits until the store watch is established (bounded by `timeout`).
     pub async fn wait_ready(&self, timeout: Duration) -> ApiResult<()> {
         let mut rx = self.ready.subscribe();
