@@ -351,7 +351,7 @@ pub async fn run(cfg: UpConfig, mut shutdown: watch::Receiver<bool>) -> anyhow::
             for p in containerd::cleanup_host(&settings, &cfg.cgroup_root).await {
                 say(&format!("cleaning up a previous run: {p}"));
             }
-            let c = Containerd::start(settings.clone())
+            let c = Containerd::start(settings.clone(), &cfg.cgroup_root)
                 .await
                 .context("start containerd (or run hollow nodes without it: --runtime fake)")?;
             say(&format!(
