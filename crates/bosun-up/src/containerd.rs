@@ -1,8 +1,10 @@
 //! A private containerd for one cluster: its config and CNI network under a data dir, started
 //! as a child process, checked ready through CRI (`Version`, `Status` with RuntimeReady and
 //! NetworkReady), the images imported, stopped by PID, and everything a cluster leaves on the
-//! machine cleaned up (pod sandboxes through CRI, the CNI bridge, host-local allocations,
-//! leftover CNI iptables chains of its network, the pod cgroups).
+//! machine cleaned up (pod sandboxes through CRI; then, with containerd stopped, the shims
+//! and pod processes it left, killed by PID, the mounts under its dir, the CNI bridge,
+//! host-local allocations and libcni's cache, leftover CNI iptables chains of its network
+//! and the firewall plugin's once unused, the pod cgroups).
 //!
 //! Used by `bosun up` and by the integration tests (`bosun_tests::containerd`). The settings
 //! were verified end to end (a pod's whole CRI lifecycle) on Debian 12 VMs with containerd

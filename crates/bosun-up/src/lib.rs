@@ -5,8 +5,9 @@
 //! fake`), each logging to `<data-dir>/logs/<name>.log`; it waits for each one's health,
 //! writes `<data-dir>/kubeconfig`, then supervises them: a component that exits stops the
 //! whole cluster (components are not restarted). SIGTERM or Ctrl-C stops the components in
-//! reverse order, removes what the cluster left on the machine (pod sandboxes, the CNI bridge
-//! and its iptables rules, host-local allocations, the pod cgroups) and stops containerd: only
+//! reverse order, removes the pod sandboxes, stops containerd and removes what the cluster
+//! left on the machine (shims and pod processes, mounts, the CNI bridge and its iptables
+//! rules, host-local allocations, the pod cgroups): only
 //! the data dir stays, and `bosun up` on it again resumes the cluster with its objects.
 
 #![forbid(unsafe_code)]
