@@ -640,7 +640,13 @@ fn parent(pid: u32) -> Option<u32> {
 /// the iptables chains its network made, no libcni cache entry, and its temp dir is gone.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_dropped_private_containerd_leaves_nothing_behind() {
-    drop_with_a_running_pod(false).await;
+    drop_with_a_running_pod(Teardown::Drop).await;
+}
+
+/// The same when it is dropped while a panic unwinds (a failing test's assertion).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_private_containerd_dropped_by_a_panic_leaves_nothing_behind() {
+    drop_with_a_running_pod(Teardown::Panic).await;
 }
 
 /// The same when containerd itself has died first (killed by its PID), so that no CRI call
@@ -648,18 +654,28 @@ async fn a_dropped_private_containerd_leaves_nothing_behind() {
 /// there, and no CNI DEL ever runs. The cleanup still leaves nothing.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_private_containerd_that_died_under_its_pod_leaves_nothing_behind() {
-    drop_with_a_running_pod(true).await;
+    drop_with_a_running_pod(Teardown::KillContainerdFirst).await;
 }
 
-/// Runs a pod in a private containerd, kills containerd first when `kill_containerd`, drops
-/// the [`PrivateContainerd`] and checks the machine.
-async fn drop_with_a_running_pod(kill_containerd: bool) {
+/// How a test's private containerd ends.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Teardown {
+    /// Dropped.
+    Drop,
+    /// Dropped while a panic unwinds.
+    Panic,
+    /// containerd killed (SIGKILL, by PID), then dropped.
+    KillContainerdFirst,
+}
+
+/// Runs a pod in a private containerd, ends it as `how` says and checks the machine.
+async fn drop_with_a_running_pod(how: Teardown) {
     use bosun_tests::containerd::cri;
     let Some(ctr) = PrivateContainerd::start() else {
         return;
     };
     let mut rt = ctr.client().runtime;
-    let uid = format!("drop-{kill_containerd}-{}", std::process::id());
+    let uid = format!("drop-{how:?}-{}", std::process::id()).to_lowercase();
     let config = cri::PodSandboxConfig {
         metadata: Some(cri::PodSandboxMetadata {
             name: "dropped".into(),
@@ -750,7 +766,7 @@ async fn drop_with_a_running_pod(kill_containerd: bool) {
     assert!(!chains.is_empty(), "no iptables chain of {network}");
     assert!(!results().is_empty(), "no libcni cache entry of {network}");
 
-    if kill_containerd {
+    if how == Teardown::KillContainerdFirst {
         let pid = ctr.pid;
         assert!(
             std::process::Command::new("kill")
@@ -766,7 +782,16 @@ async fn drop_with_a_running_pod(kill_containerd: bool) {
             "nothing outlived containerd"
         );
     }
-    drop(ctr);
+    if how == Teardown::Panic {
+        let unwound = std::thread::spawn(move || {
+            let _ctr = ctr;
+            panic!("a deliberate panic, to drop the private containerd while unwinding");
+        })
+        .join();
+        assert!(unwound.is_err());
+    } else {
+        drop(ctr);
+    }
 
     assert_eq!(mounts_under(&dir), Vec::<String>::new(), "mounts left");
     let running: Vec<u32> = pids.into_iter().filter(|p| alive(*p)).collect();
