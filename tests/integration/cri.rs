@@ -584,3 +584,231 @@ async fn host_network_pod_runs_and_its_start_is_written_once() {
         "{m}"
     );
 }
+
+/// Mount points under `dir` (from /proc/self/mountinfo).
+fn mounts_under(dir: &Path) -> Vec<String> {
+    let info = std::fs::read_to_string("/proc/self/mountinfo").unwrap_or_default();
+    let prefix = format!("{}/", dir.display());
+    info.lines()
+        .filter_map(|l| l.split(' ').nth(4))
+        .filter(|m| m.starts_with(&prefix))
+        .map(str::to_string)
+        .collect()
+}
+
+/// The PIDs in a cgroup tree (every hierarchy).
+fn cgroup_pids(cgroup_root: &str) -> Vec<u32> {
+    let mut pids = Vec::new();
+    let mut stack = bosun_up::containerd::cgroup_dirs(cgroup_root);
+    while let Some(d) = stack.pop() {
+        let procs = std::fs::read_to_string(d.join("cgroup.procs")).unwrap_or_default();
+        pids.extend(procs.lines().filter_map(|l| l.trim().parse::<u32>().ok()));
+        if let Ok(rd) = std::fs::read_dir(&d) {
+            stack.extend(
+                rd.flatten()
+                    .filter(|e| e.file_type().is_ok_and(|t| t.is_dir()))
+                    .map(|e| e.path()),
+            );
+        }
+    }
+    pids.sort_unstable();
+    pids.dedup();
+    pids
+}
+
+/// Whether `pid` runs (a zombie does not).
+fn alive(pid: u32) -> bool {
+    std::fs::read_to_string(format!("/proc/{pid}/stat"))
+        .ok()
+        .and_then(|s| {
+            s.rfind(')')
+                .map(|i| s[i + 1..].trim_start().starts_with('Z'))
+        })
+        .is_some_and(|zombie| !zombie)
+}
+
+/// The parent of `pid` (from /proc/<pid>/stat).
+fn parent(pid: u32) -> Option<u32> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    let rest = &stat[stat.rfind(')')? + 1..];
+    rest.split_whitespace().nth(1)?.parse().ok()
+}
+
+/// A private containerd dropped while its pod runs (a sandbox on its network with a
+/// container in it, nothing deleted first, as a test that panics leaves it) leaves nothing
+/// behind: no mount under its dirs, no process of its pods or shims, no cgroup dir, none of
+/// the iptables chains its network made, no libcni cache entry, and its temp dir is gone.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_dropped_private_containerd_leaves_nothing_behind() {
+    drop_with_a_running_pod(Teardown::Drop).await;
+}
+
+/// The same when it is dropped while a panic unwinds (a failing test's assertion).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_private_containerd_dropped_by_a_panic_leaves_nothing_behind() {
+    drop_with_a_running_pod(Teardown::Panic).await;
+}
+
+/// The same when containerd itself has died first (killed by its PID), so that no CRI call
+/// can remove the pod: its shims, pause and container processes still run, their mounts are
+/// there, and no CNI DEL ever runs. The cleanup still leaves nothing.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_private_containerd_that_died_under_its_pod_leaves_nothing_behind() {
+    drop_with_a_running_pod(Teardown::KillContainerdFirst).await;
+}
+
+/// How a test's private containerd ends.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Teardown {
+    /// Dropped.
+    Drop,
+    /// Dropped while a panic unwinds.
+    Panic,
+    /// containerd killed (SIGKILL, by PID), then dropped.
+    KillContainerdFirst,
+}
+
+/// Runs a pod in a private containerd, ends it as `how` says and checks the machine.
+async fn drop_with_a_running_pod(how: Teardown) {
+    use bosun_tests::containerd::cri;
+    let Some(ctr) = PrivateContainerd::start() else {
+        return;
+    };
+    let mut rt = ctr.client().runtime;
+    let uid = format!("drop-{how:?}-{}", std::process::id()).to_lowercase();
+    let config = cri::PodSandboxConfig {
+        metadata: Some(cri::PodSandboxMetadata {
+            name: "dropped".into(),
+            uid: uid.clone(),
+            namespace: NS.into(),
+            attempt: 0,
+        }),
+        hostname: "dropped".into(),
+        linux: Some(cri::LinuxPodSandboxConfig {
+            cgroup_parent: format!("{}/kubepods/besteffort/pod{uid}", ctr.cgroup_root),
+            ..Default::default()
+        }),
+        ..Default::default()
+    };
+    let sandbox = rt
+        .run_pod_sandbox(cri::RunPodSandboxRequest {
+            config: Some(config.clone()),
+            runtime_handler: String::new(),
+        })
+        .await
+        .expect("RunPodSandbox")
+        .into_inner()
+        .pod_sandbox_id;
+    let id = rt
+        .create_container(cri::CreateContainerRequest {
+            pod_sandbox_id: sandbox.clone(),
+            config: Some(cri::ContainerConfig {
+                metadata: Some(cri::ContainerMetadata {
+                    name: "sleep".into(),
+                    attempt: 0,
+                }),
+                image: Some(cri::ImageSpec {
+                    image: "busybox".into(),
+                    ..Default::default()
+                }),
+                command: vec!["sleep".into(), "3600".into()],
+                ..Default::default()
+            }),
+            sandbox_config: Some(config),
+        })
+        .await
+        .expect("CreateContainer")
+        .into_inner()
+        .container_id;
+    rt.start_container(cri::StartContainerRequest { container_id: id })
+        .await
+        .expect("StartContainer");
+
+    let dir = ctr.dir().to_path_buf();
+    let (network, cgroup_root) = (ctr.settings.network.clone(), ctr.cgroup_root.clone());
+    let marker = format!("name: \\\"{network}\\\"");
+    let save = || {
+        let o = std::process::Command::new("iptables-save")
+            .output()
+            .unwrap();
+        String::from_utf8_lossy(&o.stdout).into_owned()
+    };
+    // The chains the pod's rules jump to (bridge's masquerade chain).
+    let chains: Vec<String> = save()
+        .lines()
+        .filter(|l| l.starts_with("-A ") && l.contains(&marker))
+        .filter_map(|l| l.split(" -j ").nth(1))
+        .filter(|t| t.starts_with("CNI-"))
+        .map(|t| t.trim().to_string())
+        .collect();
+    // libcni's cache: the network's result and the loopback's, per sandbox.
+    let results = || -> Vec<String> {
+        std::fs::read_dir("/var/lib/cni/results")
+            .into_iter()
+            .flatten()
+            .flatten()
+            .map(|e| e.file_name().to_string_lossy().into_owned())
+            .filter(|n| n.starts_with(&format!("{network}-")) || n.contains(&sandbox))
+            .collect()
+    };
+    // The pods' processes and their parents (the shims).
+    let mut pids = cgroup_pids(&cgroup_root);
+    let parents: Vec<u32> = pids.iter().filter_map(|p| parent(*p)).collect();
+    pids.extend(parents);
+    pids.retain(|p| *p > 1 && *p != std::process::id());
+    // What is checked below is there while the pod runs.
+    assert!(
+        !mounts_under(&dir).is_empty(),
+        "no mount under {}",
+        dir.display()
+    );
+    assert!(!pids.is_empty(), "no process in {cgroup_root} and no shim");
+    assert!(!chains.is_empty(), "no iptables chain of {network}");
+    assert!(!results().is_empty(), "no libcni cache entry of {network}");
+
+    if how == Teardown::KillContainerdFirst {
+        let pid = ctr.pid;
+        assert!(
+            std::process::Command::new("kill")
+                .args(["-KILL", &pid.to_string()])
+                .status()
+                .unwrap()
+                .success()
+        );
+        // Its shim and pod outlive it.
+        tokio::time::sleep(Duration::from_millis(200)).await;
+        assert!(
+            pids.iter().any(|p| alive(*p)),
+            "nothing outlived containerd"
+        );
+    }
+    if how == Teardown::Panic {
+        let unwound = std::thread::spawn(move || {
+            let _ctr = ctr;
+            panic!("a deliberate panic, to drop the private containerd while unwinding");
+        })
+        .join();
+        assert!(unwound.is_err());
+    } else {
+        drop(ctr);
+    }
+
+    assert_eq!(mounts_under(&dir), Vec::<String>::new(), "mounts left");
+    let running: Vec<u32> = pids.into_iter().filter(|p| alive(*p)).collect();
+    assert_eq!(running, Vec::<u32>::new(), "processes left");
+    let cgroups = bosun_up::containerd::cgroup_dirs(&cgroup_root);
+    assert!(cgroups.is_empty(), "cgroups left: {cgroups:?}");
+    let after = save();
+    assert!(
+        !after.contains(&marker),
+        "rules of {network} left:\n{after}"
+    );
+    for c in &chains {
+        assert!(
+            !after.contains(&format!(":{c} ")),
+            "chain {c} left:\n{after}"
+        );
+    }
+    assert_eq!(results(), Vec::<String>::new(), "libcni cache left");
+    assert!(!dir.exists(), "{} left", dir.display());
+}

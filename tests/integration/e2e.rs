@@ -28,19 +28,21 @@ use bosun_tests::history::History;
 use bosun_tests::kube::{Apiserver, Kubectl, kubectl_120, kubectl_132};
 use bosun_tests::objects::is_ready;
 use bosun_tests::registry::LocalRegistry;
-use bosun_tests::{Cluster, Kind, wait_for};
+use bosun_tests::{Cluster, Kind, nodes_report, wait_for, wait_for_explained};
 
 const WAIT: Duration = Duration::from_secs(90);
 const NS: &str = "default";
 
+/// Dropped in field order: the kubelet and the control plane stop before the containerd
+/// under them is torn down (a kubelet still running would start sandboxes again).
 struct Real {
-    ctr: PrivateContainerd,
-    cluster: Cluster,
-    api: Apiserver,
-    client: ApiClient,
-    kubectl: Kubectl,
     kubelet: Component,
     _others: Vec<Component>,
+    api: Apiserver,
+    cluster: Cluster,
+    client: ApiClient,
+    kubectl: Kubectl,
+    ctr: PrivateContainerd,
 }
 
 /// The whole system over a private containerd; `None` (reason printed) when containerd or
@@ -85,29 +87,34 @@ async fn real(dir: &Path) -> Option<Real> {
         c.wait_listening(WAIT).await;
     }
     let k = kubectl.clone();
-    wait_for("node e2e Ready", WAIT, || {
-        let k = k.clone();
-        async move {
-            k.run(&[
-                "get",
-                "node",
-                "e2e",
-                "-o",
-                "jsonpath={.status.conditions[?(@.type==\"Ready\")].status}",
-            ])
-            .stdout
-                == "True"
-        }
-    })
+    wait_for_explained(
+        "node e2e Ready",
+        WAIT,
+        || {
+            let k = k.clone();
+            async move {
+                k.run(&[
+                    "get",
+                    "node",
+                    "e2e",
+                    "-o",
+                    "jsonpath={.status.conditions[?(@.type==\"Ready\")].status}",
+                ])
+                .stdout
+                    == "True"
+            }
+        },
+        || nodes_report(&client),
+    )
     .await;
     Some(Real {
-        ctr,
-        cluster,
-        api,
-        client,
-        kubectl,
         kubelet,
         _others: others,
+        api,
+        cluster,
+        client,
+        kubectl,
+        ctr,
     })
 }
 
@@ -203,27 +210,33 @@ async fn get(ip: &str) -> Option<String> {
 /// Waits for exactly `n` Running, Ready pods of `web`, each answering with its own name and
 /// `version`; returns them.
 async fn web_running(client: &ApiClient, n: usize, version: &str) -> Vec<Pod> {
-    eventually(&format!("{n} web pods of {version} answering"), || async {
-        let ps = pods(client, "app=web").await;
-        if ps.len() != n {
-            return None;
-        }
-        for p in &ps {
-            if p.metadata.deletion_timestamp.is_some() || phase(p) != "Running" || !is_ready(p) {
+    eventually(
+        client,
+        &format!("{n} web pods of {version} answering"),
+        || async {
+            let ps = pods(client, "app=web").await;
+            if ps.len() != n {
                 return None;
             }
-            let body = get(&pod_ip(p)?).await?;
-            if body.trim() != format!("hello {} {version}", name(p)) {
-                return None;
+            for p in &ps {
+                if p.metadata.deletion_timestamp.is_some() || phase(p) != "Running" || !is_ready(p)
+                {
+                    return None;
+                }
+                let body = get(&pod_ip(p)?).await?;
+                if body.trim() != format!("hello {} {version}", name(p)) {
+                    return None;
+                }
             }
-        }
-        Some(ps)
-    })
+            Some(ps)
+        },
+    )
     .await
 }
 
-/// Polls `f` until it gives a value, for at most [`WAIT`].
-async fn eventually<T, F, Fut>(what: &str, mut f: F) -> T
+/// Polls `f` until it gives a value, for at most [`WAIT`]; a timeout names the nodes'
+/// conditions and taints.
+async fn eventually<T, F, Fut>(client: &ApiClient, what: &str, mut f: F) -> T
 where
     F: FnMut() -> Fut,
     Fut: std::future::Future<Output = Option<T>>,
@@ -233,10 +246,12 @@ where
         if let Some(v) = f().await {
             return v;
         }
-        assert!(
-            std::time::Instant::now() < deadline,
-            "timed out after {WAIT:?} waiting for {what}"
-        );
+        if std::time::Instant::now() >= deadline {
+            panic!(
+                "timed out after {WAIT:?} waiting for {what}; {}",
+                nodes_report(client).await
+            );
+        }
         tokio::time::sleep(Duration::from_millis(250)).await;
     }
 }
@@ -550,11 +565,16 @@ async fn containers_restart_probes_kill_bad_images_fail_and_a_restarted_kubelet_
     );
 
     // Kill the crash pod's process from the host: the kubelet restarts it.
-    wait_for("crash running", WAIT, || async {
-        pod(&r.client, "crash")
-            .await
-            .is_some_and(|p| phase(&p) == "Running")
-    })
+    wait_for_explained(
+        "crash running",
+        WAIT,
+        || async {
+            pod(&r.client, "crash")
+                .await
+                .is_some_and(|p| phase(&p) == "Running")
+        },
+        || nodes_report(&r.client),
+    )
     .await;
     let p = pod(&r.client, "crash").await.unwrap();
     let id = status_of(&p, "main").unwrap().container_id.clone().unwrap();
@@ -612,7 +632,7 @@ async fn containers_restart_probes_kill_bad_images_fail_and_a_restarted_kubelet_
     );
 
     // The image that cannot be pulled: ErrImagePull, then ImagePullBackOff.
-    let backoff = eventually("ImagePullBackOff", || async {
+    let backoff = eventually(&r.client, "ImagePullBackOff", || async {
         let p = pod(&r.client, "noimage").await?;
         let w = status_of(&p, "main")?.state.as_ref()?.waiting.clone()?;
         (w.reason.as_deref() == Some("ImagePullBackOff")).then_some(w)
@@ -649,11 +669,16 @@ async fn containers_restart_probes_kill_bad_images_fail_and_a_restarted_kubelet_
             "pulled",
             pod_yaml("pulled", &image, "exec sleep 3600", "").replace("IfNotPresent", "Always"),
         );
-        wait_for("pulled running", WAIT, || async {
-            pod(&r.client, "pulled")
-                .await
-                .is_some_and(|p| phase(&p) == "Running")
-        })
+        wait_for_explained(
+            "pulled running",
+            WAIT,
+            || async {
+                pod(&r.client, "pulled")
+                    .await
+                    .is_some_and(|p| phase(&p) == "Running")
+            },
+            || nodes_report(&r.client),
+        )
         .await;
         let events = r
             .client
@@ -670,11 +695,16 @@ async fn containers_restart_probes_kill_bad_images_fail_and_a_restarted_kubelet_
     }
 
     // kill -9 the kubelet and start it again: the running containers are adopted.
-    wait_for("steady running", WAIT, || async {
-        pod(&r.client, "steady")
-            .await
-            .is_some_and(|p| phase(&p) == "Running")
-    })
+    wait_for_explained(
+        "steady running",
+        WAIT,
+        || async {
+            pod(&r.client, "steady")
+                .await
+                .is_some_and(|p| phase(&p) == "Running")
+        },
+        || nodes_report(&r.client),
+    )
     .await;
     let before = pod(&r.client, "steady").await.unwrap();
     let before = status_of(&before, "main").unwrap().clone();

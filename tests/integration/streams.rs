@@ -304,12 +304,21 @@ async fn logs_of_cri_log_files_through_the_apiserver_and_kubelet() {
 struct CriPod {
     cri: CriClient,
     sandbox: String,
-    /// The pod's cgroup parent (`/bosun-test-<uid>`), removed from every hierarchy at the end.
+    /// The pod's cgroup parent (`<the containerd's cgroup root>/pod<uid>`), removed from every
+    /// hierarchy at the end (and by the containerd's cleanup when a failure skips that).
     cgroup: String,
 }
 
 impl CriPod {
-    async fn run(cri: &CriClient, name: &str, uid: &str, logs: &Path, command: &[&str]) -> CriPod {
+    async fn run(
+        cri: &CriClient,
+        cgroup_root: &str,
+        name: &str,
+        uid: &str,
+        logs: &Path,
+        command: &[&str],
+    ) -> CriPod {
+        let cgroup = format!("{}/pod{uid}", cgroup_root.trim_matches('/'));
         let labels = HashMap::from([
             ("io.kubernetes.pod.name".to_string(), name.to_string()),
             (
@@ -332,7 +341,7 @@ impl CriPod {
                 .to_string(),
             labels: labels.clone(),
             linux: Some(cri::LinuxPodSandboxConfig {
-                cgroup_parent: format!("/bosun-test-{uid}"),
+                cgroup_parent: format!("/{cgroup}"),
                 security_context: Some(cri::LinuxSandboxSecurityContext {
                     namespace_options: Some(cri::NamespaceOption {
                         network: cri::NamespaceMode::Node as i32,
@@ -357,7 +366,7 @@ impl CriPod {
         let pod = CriPod {
             cri: cri.clone(),
             sandbox,
-            cgroup: format!("bosun-test-{uid}"),
+            cgroup,
         };
         let mut clabels = labels;
         clabels.insert("io.kubernetes.container.name".into(), "c".into());
@@ -447,6 +456,7 @@ async fn exec_into_a_containerd_container_through_the_apiserver_and_kubelet() {
     let cri = CriClient::connect(&endpoint, Duration::from_secs(60)).unwrap();
     let pod = CriPod::run(
         &cri,
+        &containerd.cgroup_root,
         "sh",
         &uid,
         &logs,

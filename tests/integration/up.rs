@@ -657,12 +657,16 @@ async fn host_cleanup_removes_leftover_cni_iptables_rules_of_its_network_only() 
             chain,
         ]);
     }
-    // The firewall plugin's chain, shared by every network: made if missing, never removed.
-    let _ = Command::new("iptables")
+    // The firewall plugin's chain, shared by every network: made here if missing (and then
+    // removed at the end), with a rule for each network's pod.
+    let made_forward = Command::new("iptables")
         .args(["-N", "CNI-FORWARD"])
-        .output();
+        .output()
+        .is_ok_and(|o| o.status.success());
     let dst = format!("{ip}/32");
+    let other_dst = format!("{other_ip}/32");
     ipt(&["-A", "CNI-FORWARD", "-d", &dst, "-j", "ACCEPT"]);
+    ipt(&["-A", "CNI-FORWARD", "-d", &other_dst, "-j", "ACCEPT"]);
 
     let settings = bosun_tests::containerd::Settings::new(
         Path::new("/nonexistent"),
@@ -705,6 +709,15 @@ async fn host_cleanup_removes_leftover_cni_iptables_rules_of_its_network_only() 
     let _ = Command::new("iptables")
         .args(["-t", "nat", "-X", &other_chain])
         .status();
+    let _ = Command::new("iptables")
+        .args(["-D", "CNI-FORWARD", "-d", &other_dst, "-j", "ACCEPT"])
+        .status();
+    if made_forward {
+        // Only if empty: another process's pods may use it by now.
+        let _ = Command::new("iptables")
+            .args(["-X", "CNI-FORWARD"])
+            .status();
+    }
     assert!(problems.is_empty(), "{problems:?}");
     assert!(kept, "another network's rules were removed:\n{nat}");
     assert!(!nat.contains(&chain), "{chain} left:\n{nat}");
@@ -712,5 +725,8 @@ async fn host_cleanup_removes_leftover_cni_iptables_rules_of_its_network_only() 
         !filter.contains(&dst),
         "CNI-FORWARD rule for {ip} left:\n{filter}"
     );
-    assert!(filter.contains(":CNI-FORWARD"), "the shared chain stays");
+    assert!(
+        filter.contains(":CNI-FORWARD") && filter.contains(&other_dst),
+        "the shared chain and another network's rule in it stay:\n{filter}"
+    );
 }

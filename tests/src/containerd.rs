@@ -1,8 +1,11 @@
 //! A private containerd for a test (`bosun_up::containerd`): its own temp data dir, socket,
 //! CNI network, bridge name, pod CIDR and cgroup root, so that tests and the development
-//! instance never collide; the busybox and pause images imported; on drop every sandbox is
-//! removed, containerd stopped by PID and the host cleaned (bridge, host-local allocations,
-//! iptables leftovers, cgroup dirs).
+//! instance never collide; the busybox and pause images imported; on drop (a passing test's
+//! or a panicking one's, during unwinding) every sandbox is stopped and removed through CRI
+//! within a bound, containerd stopped by PID and the host cleaned
+//! (`bosun_up::containerd::cleanup_host`: shims and pod processes left killed by PID, mounts
+//! under its dir undone, bridge, host-local allocations, libcni cache, iptables leftovers,
+//! cgroup dirs), and then its temp dir removed.
 //!
 //! containerd's child lives on a runtime of its own thread, so that a test on any runtime
 //! (or none) can start and drop it.
@@ -75,7 +78,8 @@ pub struct PrivateContainerd {
     pub pid: u32,
     stop: Option<mpsc::Sender<()>>,
     thread: Option<JoinHandle<Vec<String>>>,
-    _dir: tempfile::TempDir,
+    /// Removed last, once nothing is mounted under it.
+    dir: Option<tempfile::TempDir>,
 }
 
 impl PrivateContainerd {
@@ -104,7 +108,7 @@ impl PrivateContainerd {
                 .build()
                 .expect("runtime");
             rt.block_on(async move {
-                let c = match Containerd::start(s).await {
+                let c = match Containerd::start(s, &cgroup_root).await {
                     Ok(c) => c,
                     Err(e) => {
                         let _ = ready_tx.send(Err(format!("{e:#}")));
@@ -136,7 +140,7 @@ impl PrivateContainerd {
             pid,
             stop: Some(stop_tx),
             thread: Some(thread),
-            _dir: dir,
+            dir: Some(dir),
         })
     }
 
@@ -145,17 +149,31 @@ impl PrivateContainerd {
         CriClient::connect(&self.endpoint, std::time::Duration::from_secs(30)).expect("CRI")
     }
 
-    /// Removes its sandboxes, stops it and cleans the host; what could not be cleaned.
+    /// Its temp dir (containerd's dir is `containerd` in it), removed at the end.
+    pub fn dir(&self) -> &std::path::Path {
+        self.settings.dir.parent().unwrap_or(&self.settings.dir)
+    }
+
+    /// Removes its sandboxes, stops it, cleans the host and removes its dir; what could not
+    /// be cleaned.
     pub fn stop(mut self) -> Vec<String> {
         self.shutdown()
     }
 
     fn shutdown(&mut self) -> Vec<String> {
         drop(self.stop.take());
-        self.thread
-            .take()
-            .map(|t| t.join().unwrap_or_default())
-            .unwrap_or_default()
+        let mut problems = match self.thread.take().map(JoinHandle::join) {
+            None => Vec::new(),
+            Some(Ok(p)) => p,
+            Some(Err(_)) => vec!["its thread panicked".into()],
+        };
+        if let Some(dir) = self.dir.take() {
+            let path = dir.path().to_path_buf();
+            if let Err(e) = dir.close() {
+                problems.push(format!("remove {}: {e}", path.display()));
+            }
+        }
+        problems
     }
 }
 

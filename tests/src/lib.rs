@@ -92,6 +92,49 @@ where
     }
 }
 
+/// Like [`wait_for`], and a timeout's panic carries what `explain` says then (e.g.
+/// [`nodes_report`], so that a node under DiskPressure is named rather than a bare timeout).
+pub async fn wait_for_explained<F, Fut, E, EFut>(
+    what: &str,
+    timeout: Duration,
+    mut cond: F,
+    explain: E,
+) where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = bool>,
+    E: FnOnce() -> EFut,
+    EFut: std::future::Future<Output = String>,
+{
+    let deadline = Instant::now() + timeout;
+    loop {
+        if cond().await {
+            return;
+        }
+        if Instant::now() >= deadline {
+            panic!("timed out waiting for {what}; {}", explain().await);
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+/// Every node's conditions and taints ([`objects::node_summary`]), one line each.
+pub async fn nodes_report(client: &bosun_api_client::ApiClient) -> String {
+    use bosun_api_client::k8s_openapi::api::core::v1::Node;
+    match client
+        .list::<Node>("", &bosun_api_client::ListParams::default())
+        .await
+    {
+        Ok(l) if l.items.is_empty() => "no nodes".into(),
+        Ok(l) => l
+            .items
+            .iter()
+            .map(objects::node_summary)
+            .collect::<Vec<_>>()
+            .join("\n"),
+        Err(e) => format!("listing the nodes failed: {e}"),
+    }
+}
+
 /// An HTTP/1.1 GET of `url` (`http://host:port/path?query`): the status code and the body.
 pub async fn http_get(url: &str) -> (u16, String) {
     use tokio::io::{AsyncReadExt, AsyncWriteExt};

@@ -1,8 +1,10 @@
 //! A private containerd for one cluster: its config and CNI network under a data dir, started
 //! as a child process, checked ready through CRI (`Version`, `Status` with RuntimeReady and
 //! NetworkReady), the images imported, stopped by PID, and everything a cluster leaves on the
-//! machine cleaned up (pod sandboxes through CRI, the CNI bridge, host-local allocations,
-//! leftover CNI iptables chains of its network, the pod cgroups).
+//! machine cleaned up (pod sandboxes through CRI; then, with containerd stopped, the shims
+//! and pod processes it left, killed by PID, the mounts under its dir, the CNI bridge,
+//! host-local allocations and libcni's cache, leftover CNI iptables chains of its network
+//! and the firewall plugin's once unused, the pod cgroups).
 //!
 //! Used by `bosun up` and by the integration tests (`bosun_tests::containerd`). The settings
 //! were verified end to end (a pod's whole CRI lifecycle) on Debian 12 VMs with containerd
@@ -35,6 +37,15 @@ const START_TIMEOUT: Duration = Duration::from_secs(60);
 const STOP_TIMEOUT: Duration = Duration::from_secs(10);
 /// Every CRI call made here.
 const CRI_TIMEOUT: Duration = Duration::from_secs(30);
+/// How long stopping and removing every pod sandbox through CRI may take at the end, in all
+/// (a runtime that does not answer must not hold the cleanup up).
+const SANDBOX_TEARDOWN: Duration = Duration::from_secs(10);
+/// How long killed leftover processes get to exit, and emptied cgroups to go.
+const LEFTOVER_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// How many [`Containerd`]s of this process run: the CNI chains every network shares are
+/// removed only by the last one to stop (another may be adding a pod to them).
+static RUNNING: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
 
 /// What a private containerd is made of: where it lives and its CNI network.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -354,10 +365,11 @@ pub struct Containerd {
 }
 
 impl Containerd {
-    /// Writes the config and conflist, starts containerd, and waits until its CRI answers
+    /// Writes the config and conflist, starts containerd in its cgroup under `cgroup_root`
+    /// ([`runtime_cgroup`]: its shims start there too), and waits until its CRI answers
     /// `Version` and `Status` says runtime and network ready. A containerd that exits or is
     /// not ready in time is stopped, and the error carries its log's last lines.
-    pub async fn start(settings: Settings) -> anyhow::Result<Containerd> {
+    pub async fn start(settings: Settings, cgroup_root: &str) -> anyhow::Result<Containerd> {
         settings.validate()?;
         preflight()?;
         settings.write_files()?;
@@ -378,6 +390,13 @@ impl Containerd {
             .kill_on_drop(true)
             .spawn()
             .context("start containerd")?;
+        // Before it starts any shim (none until a task is made through it).
+        if let (Some(cgroup), Some(pid)) = (runtime_cgroup(cgroup_root), child.id())
+            && let Err(e) = std::fs::create_dir_all(&cgroup)
+                .and_then(|()| std::fs::write(cgroup.join("cgroup.procs"), pid.to_string()))
+        {
+            tracing::warn!(cgroup = %cgroup.display(), "containerd stays in this process's cgroup: {e}");
+        }
         let cri = CriClient::connect(&settings.endpoint(), CRI_TIMEOUT)?;
         let deadline = Instant::now() + START_TIMEOUT;
         let mut why = String::from("its socket is not there");
@@ -405,6 +424,7 @@ impl Containerd {
             }
             tokio::time::sleep(Duration::from_millis(100)).await;
         }
+        RUNNING.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
         Ok(Containerd {
             settings,
             cri,
@@ -435,14 +455,21 @@ impl Containerd {
     /// Stops containerd: SIGTERM, then SIGKILL after a bound.
     pub async fn stop(mut self) {
         terminate(&mut self.child, STOP_TIMEOUT).await;
+        RUNNING.fetch_sub(1, std::sync::atomic::Ordering::SeqCst);
     }
 
-    /// The end of a cluster: every pod sandbox stopped and removed through CRI, containerd
-    /// stopped, then [`cleanup_host`]. Goes on past failures; returns them.
+    /// The end of a cluster: every pod sandbox stopped and removed through CRI (so that CNI
+    /// DEL runs; within [`SANDBOX_TEARDOWN`]), containerd stopped, then [`cleanup_host`]
+    /// (which also kills the shims and pods it left, unmounts what they left mounted and
+    /// removes the cgroups). Goes on past failures; returns them.
     pub async fn shutdown(self, cgroup_root: &str) -> Vec<String> {
         let mut problems = Vec::new();
-        if let Err(e) = remove_sandboxes(&self.cri).await {
-            problems.push(format!("{e:#}"));
+        match tokio::time::timeout(SANDBOX_TEARDOWN, remove_sandboxes(&self.cri)).await {
+            Ok(Ok(_)) => {}
+            Ok(Err(e)) => problems.push(format!("{e:#}")),
+            Err(_) => problems.push(format!(
+                "removing the pod sandboxes through CRI took over {SANDBOX_TEARDOWN:?}: given up"
+            )),
         }
         let settings = self.settings.clone();
         self.stop().await;
@@ -617,37 +644,54 @@ pub fn iptables_leftovers(save: &str, network: &str, pod_cidr: &Ipv4Cidr) -> Opt
     Some(out)
 }
 
+/// `iptables-save -t <table>` output.
+async fn iptables_save(table: &str) -> anyhow::Result<String> {
+    let save = tokio::process::Command::new("iptables-save")
+        .args(["-t", table])
+        .output()
+        .await
+        .context("run iptables-save")?;
+    Ok(String::from_utf8_lossy(&save.stdout).into_owned())
+}
+
+/// Applies `input` with `iptables-restore --noflush` (one transaction).
+async fn iptables_restore(input: &str) -> anyhow::Result<()> {
+    let mut child = tokio::process::Command::new("iptables-restore")
+        .arg("--noflush")
+        .stdin(Stdio::piped())
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .context("run iptables-restore")?;
+    if let Some(mut stdin) = child.stdin.take() {
+        use tokio::io::AsyncWriteExt;
+        stdin.write_all(input.as_bytes()).await?;
+    }
+    let out = child.wait_with_output().await?;
+    if !out.status.success() {
+        bail!(
+            "iptables-restore: {}: {}",
+            input.lines().next().unwrap_or_default(),
+            String::from_utf8_lossy(&out.stderr).trim()
+        );
+    }
+    Ok(())
+}
+
 /// Removes leftover CNI iptables rules and chains of the network from the nat and filter
-/// tables.
+/// tables; then, unless another containerd of this process still runs, the firewall
+/// plugin's shared chains if no network uses them any more ([`unused_firewall_chains`]).
 async fn remove_iptables_leftovers(network: &str, pod_cidr: &Ipv4Cidr) -> anyhow::Result<()> {
     for table in ["nat", "filter"] {
-        let save = tokio::process::Command::new("iptables-save")
-            .args(["-t", table])
-            .output()
-            .await
-            .context("run iptables-save")?;
-        let text = String::from_utf8_lossy(&save.stdout);
-        let Some(input) = iptables_leftovers(&text, network, pod_cidr) else {
-            continue;
-        };
-        let mut child = tokio::process::Command::new("iptables-restore")
-            .arg("--noflush")
-            .stdin(Stdio::piped())
-            .stdout(Stdio::null())
-            .stderr(Stdio::piped())
-            .spawn()
-            .context("run iptables-restore")?;
-        if let Some(mut stdin) = child.stdin.take() {
-            use tokio::io::AsyncWriteExt;
-            stdin.write_all(input.as_bytes()).await?;
+        let text = iptables_save(table).await?;
+        if let Some(input) = iptables_leftovers(&text, network, pod_cidr) {
+            iptables_restore(&input).await?;
         }
-        let out = child.wait_with_output().await?;
-        if !out.status.success() {
-            bail!(
-                "iptables-restore (table {table}): {}",
-                String::from_utf8_lossy(&out.stderr).trim()
-            );
-        }
+    }
+    if RUNNING.load(std::sync::atomic::Ordering::SeqCst) == 0
+        && let Some(input) = unused_firewall_chains(&iptables_save("filter").await?)
+    {
+        iptables_restore(&input).await?;
     }
     Ok(())
 }
@@ -669,6 +713,347 @@ pub fn remove_cgroup_tree(dir: &Path) -> std::io::Result<()> {
         Err(e) if e.kind() != std::io::ErrorKind::NotFound => Err(e),
         _ => Ok(()),
     }
+}
+
+/// Where containerd's shims keep their tasks: `<state>/<TASK_DIR>/<namespace>/<id>/`, each
+/// with the PID of the container's first process in `init.pid`.
+const TASK_DIR: &str = "io.containerd.runtime.v2.task";
+
+/// The containers' init processes containerd's shims recorded under `state`, with their
+/// task ids.
+fn recorded_inits(state: &Path) -> Vec<(u32, String)> {
+    let mut inits = Vec::new();
+    let namespaces = std::fs::read_dir(state.join(TASK_DIR))
+        .into_iter()
+        .flatten();
+    for ns in namespaces.flatten() {
+        for task in std::fs::read_dir(ns.path()).into_iter().flatten().flatten() {
+            let pid = std::fs::read_to_string(task.path().join("init.pid"))
+                .ok()
+                .and_then(|s| s.trim().parse::<u32>().ok());
+            if let Some(pid) = pid {
+                inits.push((pid, task.file_name().to_string_lossy().into_owned()));
+            }
+        }
+    }
+    inits
+}
+
+/// A process's parent, from /proc/<pid>/stat.
+fn parent_of(pid: u32) -> Option<u32> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    let rest = &stat[stat.rfind(')')? + 1..];
+    rest.split_whitespace().nth(1)?.parse().ok()
+}
+
+/// Whether a process's `/proc/<pid>/cmdline` is a shim serving the containerd at `socket`
+/// (`containerd-shim-runc-v2 -namespace k8s.io -id <id> -address <socket>`): a recorded PID
+/// is only killed while it is still that shim, never a process that reused the number.
+pub fn is_shim_of(cmdline: &[u8], socket: &Path) -> bool {
+    let socket = socket.as_os_str().as_encoded_bytes();
+    let args: Vec<&[u8]> = cmdline.split(|b| *b == 0).collect();
+    args.windows(2)
+        .any(|w| w[0] == b"-address" && w[1] == socket)
+}
+
+/// Whether a process's `/proc/<pid>/cgroup` puts it in the cgroup of container `id`
+/// (containerd names a container's cgroup after its id, under the pod's parent).
+pub fn in_container_cgroup(cgroup: &str, id: &str) -> bool {
+    !id.is_empty()
+        && cgroup.lines().any(|l| {
+            l.splitn(3, ':')
+                .nth(2)
+                .is_some_and(|path| path.split('/').any(|seg| seg == id))
+        })
+}
+
+/// The processes in a cgroup tree (every hierarchy), never this process or PID 1.
+fn cgroup_pids(cgroup_root: &str) -> Vec<u32> {
+    let mut pids = Vec::new();
+    let mut stack = cgroup_dirs(cgroup_root);
+    while let Some(dir) = stack.pop() {
+        let procs = std::fs::read_to_string(dir.join("cgroup.procs")).unwrap_or_default();
+        pids.extend(procs.lines().filter_map(|l| l.trim().parse::<u32>().ok()));
+        for e in std::fs::read_dir(&dir).into_iter().flatten().flatten() {
+            if e.file_type().is_ok_and(|t| t.is_dir()) {
+                stack.push(e.path());
+            }
+        }
+    }
+    pids.sort_unstable();
+    pids.dedup();
+    pids.retain(|p| *p != 1 && *p != std::process::id());
+    pids
+}
+
+/// Whether `pid` runs (a zombie, waiting for its parent, no longer does).
+fn alive(pid: u32) -> bool {
+    std::fs::read_to_string(format!("/proc/{pid}/stat"))
+        .ok()
+        .and_then(|s| {
+            s.rfind(')')
+                .map(|i| s[i + 1..].trim_start().starts_with('Z'))
+        })
+        .is_some_and(|zombie| !zombie)
+}
+
+/// Kills (SIGKILL, by PID) what a containerd that is gone left running: every process in
+/// the cgroup tree of `cgroup_root` (the pods, and the shims, started in
+/// [`runtime_cgroup`]), the containers' init processes it recorded (while still in their
+/// container's cgroup, wherever the pod's cgroup parent was) and their shims (their parents,
+/// while still shims of its socket); waits for them to exit within [`LEFTOVER_TIMEOUT`].
+/// Returns what failed.
+async fn kill_leftovers(settings: &Settings, cgroup_root: &str) -> Option<String> {
+    let mut pids = Vec::new();
+    for (pid, id) in recorded_inits(&settings.dir.join("state")) {
+        let ours = std::fs::read_to_string(format!("/proc/{pid}/cgroup"))
+            .is_ok_and(|c| in_container_cgroup(&c, &id));
+        if !ours {
+            continue;
+        }
+        pids.push(pid);
+        if let Some(shim) = parent_of(pid).filter(|p| {
+            std::fs::read(format!("/proc/{p}/cmdline"))
+                .is_ok_and(|c| is_shim_of(&c, &settings.socket()))
+        }) {
+            pids.push(shim);
+        }
+    }
+    let deadline = Instant::now() + LEFTOVER_TIMEOUT;
+    loop {
+        // Again each round: a pod's process may fork while its siblings die.
+        pids.extend(cgroup_pids(cgroup_root));
+        pids.sort_unstable();
+        pids.dedup();
+        pids.retain(|p| alive(*p));
+        if pids.is_empty() {
+            return None;
+        }
+        if Instant::now() > deadline {
+            return Some(format!(
+                "processes {pids:?} left by containerd still run after SIGKILL"
+            ));
+        }
+        for pid in &pids {
+            signal(*pid, rustix::process::Signal::KILL);
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+/// Undoes the octal escapes of a /proc/self/mountinfo field (`\040` for a space).
+fn unescape_mount_field(s: &str) -> String {
+    let b = s.as_bytes();
+    let mut out = Vec::with_capacity(b.len());
+    let mut i = 0;
+    while i < b.len() {
+        if b[i] == b'\\'
+            && i + 3 < b.len()
+            && b[i + 1..i + 4].iter().all(|c| (b'0'..=b'7').contains(c))
+        {
+            out.push((b[i + 1] - b'0') * 64 + (b[i + 2] - b'0') * 8 + (b[i + 3] - b'0'));
+            i += 4;
+        } else {
+            out.push(b[i]);
+            i += 1;
+        }
+    }
+    String::from_utf8_lossy(&out).into_owned()
+}
+
+/// The mount points strictly under `dir` in /proc/self/mountinfo text, the order to unmount
+/// them in: deepest first, and of one depth the last mounted first (a mount over another).
+pub fn mounts_under(mountinfo: &str, dir: &Path) -> Vec<PathBuf> {
+    let mut found: Vec<(usize, usize, PathBuf)> = mountinfo
+        .lines()
+        .enumerate()
+        .filter_map(|(i, l)| {
+            let point = PathBuf::from(unescape_mount_field(l.split(' ').nth(4)?));
+            (point != dir && point.starts_with(dir)).then(|| (point.components().count(), i, point))
+        })
+        .collect();
+    found.sort_by(|a, b| b.0.cmp(&a.0).then(b.1.cmp(&a.1)));
+    found.into_iter().map(|(_, _, p)| p).collect()
+}
+
+/// Unmounts everything under `dir` (sandboxes' shm, containers' rootfs overlays, network
+/// namespaces' bind mounts), deepest first; what a plain unmount cannot remove is detached
+/// (lazily unmounted) in the later rounds. Returns what is still mounted.
+fn unmount_under(dir: &Path) -> Option<String> {
+    use rustix::mount::{UnmountFlags, unmount};
+    let dir = dir.canonicalize().unwrap_or_else(|_| dir.to_path_buf());
+    let mounts = || {
+        mounts_under(
+            &std::fs::read_to_string("/proc/self/mountinfo").unwrap_or_default(),
+            &dir,
+        )
+    };
+    let mut last_err = String::new();
+    for round in 0..4 {
+        let points = mounts();
+        if points.is_empty() {
+            return None;
+        }
+        let flags = if round == 0 {
+            UnmountFlags::empty()
+        } else {
+            UnmountFlags::DETACH
+        };
+        for p in points {
+            if let Err(e) = unmount(&p, flags) {
+                last_err = format!("{}: {e}", p.display());
+            }
+        }
+    }
+    let left = mounts();
+    (!left.is_empty()).then(|| {
+        format!(
+            "{} mounts left under {} (last error {last_err})",
+            left.len(),
+            dir.display()
+        )
+    })
+}
+
+/// Whether a file of libcni's cache (/var/lib/cni/results) is one of a network's: its name
+/// is `<network>-<64 hex digits of the sandbox id>-<interface>`, or the loopback network's
+/// `cni-loopback-<id>-lo` of one of its sandboxes (`ids`).
+pub fn is_cni_result_of(file: &str, network: &str, ids: &[String]) -> bool {
+    let of_network = file
+        .strip_prefix(network)
+        .and_then(|r| r.strip_prefix('-'))
+        .is_some_and(|r| {
+            r.len() > 65
+                && r.as_bytes()[..64].iter().all(u8::is_ascii_hexdigit)
+                && r.as_bytes()[64] == b'-'
+        });
+    of_network
+        || file
+            .strip_prefix("cni-loopback-")
+            .and_then(|r| r.strip_suffix("-lo"))
+            .is_some_and(|id| ids.iter().any(|i| i == id))
+}
+
+/// The ids of the sandboxes and containers containerd knows under `dir` (its CRI plugin's
+/// sandbox dirs, its shims' task dirs).
+fn known_ids(dir: &Path) -> Vec<String> {
+    let mut ids = Vec::new();
+    let mut names = |d: PathBuf| {
+        for e in std::fs::read_dir(d).into_iter().flatten().flatten() {
+            ids.push(e.file_name().to_string_lossy().into_owned());
+        }
+    };
+    for base in ["root", "state"] {
+        names(dir.join(base).join("io.containerd.grpc.v1.cri/sandboxes"));
+    }
+    for ns in std::fs::read_dir(dir.join("state").join(TASK_DIR))
+        .into_iter()
+        .flatten()
+        .flatten()
+    {
+        names(ns.path());
+    }
+    ids
+}
+
+/// The chains the CNI firewall plugin makes in the filter table, shared by every network
+/// (`FORWARD -> CNI-FORWARD -> CNI-ADMIN`).
+const FIREWALL_CHAINS: &[&str] = &["CNI-FORWARD", "CNI-ADMIN"];
+
+/// From `iptables-save -t filter` output, the `iptables-restore --noflush` input that removes
+/// the firewall plugin's chains when no network uses them any more: a chain goes when its
+/// rules only jump to chains that go too and the only rules jumping to it sit in such chains
+/// or are the plugin's own jump from a built-in chain (comment "CNI firewall plugin rules").
+/// Rules are deleted one by one (never flushed) before the chains, so a rule added meanwhile
+/// makes the whole restore fail rather than vanish. `None` when nothing is to go.
+pub fn unused_firewall_chains(save: &str) -> Option<String> {
+    struct Rule<'a> {
+        chain: &'a str,
+        text: &'a str,
+        target: Option<&'a str>,
+    }
+    let mut rules = Vec::new();
+    let mut gone: Vec<&str> = Vec::new();
+    for line in save.lines() {
+        if let Some(decl) = line.strip_prefix(':') {
+            let name = decl.split_whitespace().next().unwrap_or_default();
+            if let Some(c) = FIREWALL_CHAINS.iter().find(|c| **c == name) {
+                gone.push(c);
+            }
+        } else if let Some(text) = line.strip_prefix("-A ") {
+            let words: Vec<&str> = text.split_whitespace().collect();
+            let target = words
+                .iter()
+                .position(|w| *w == "-j" || *w == "-g")
+                .and_then(|i| words.get(i + 1))
+                .copied();
+            rules.push(Rule {
+                chain: words.first().copied().unwrap_or_default(),
+                text,
+                target,
+            });
+        }
+    }
+    let builtin = |c: &str| c.chars().all(|ch| ch.is_ascii_uppercase()) && !c.contains('-');
+    loop {
+        let before = gone.len();
+        let keep: Vec<&str> = gone
+            .iter()
+            .copied()
+            .filter(|c| {
+                let inside = rules
+                    .iter()
+                    .filter(|r| r.chain == *c)
+                    .all(|r| r.target.is_some_and(|t| gone.contains(&t)));
+                let jumps_in = rules.iter().filter(|r| r.target == Some(*c)).all(|r| {
+                    gone.contains(&r.chain)
+                        || (builtin(r.chain) && r.text.contains("CNI firewall plugin rules"))
+                });
+                inside && jumps_in
+            })
+            .collect();
+        gone = keep;
+        if gone.len() == before {
+            break;
+        }
+    }
+    if gone.is_empty() {
+        return None;
+    }
+    let mut out = String::from("*filter\n");
+    for r in rules.iter().filter(|r| !gone.contains(&r.chain)) {
+        if r.target.is_some_and(|t| gone.contains(&t)) {
+            let _ = writeln!(out, "-D {}", r.text);
+        }
+    }
+    for r in rules.iter().filter(|r| gone.contains(&r.chain)) {
+        let _ = writeln!(out, "-D {}", r.text);
+    }
+    for c in &gone {
+        let _ = writeln!(out, "-X {c}");
+    }
+    out.push_str("COMMIT\n");
+    Some(out)
+}
+
+/// The cgroup containerd runs in, and with it the shims it starts (containerd 1.6 records
+/// no shim PID; a shim outlives a containerd that dies): `<cgroup_root>/containerd` in the
+/// pids hierarchy (cgroup v1) or the unified one (v2 only). Inside the pods' cgroup tree, so
+/// that [`cleanup_host`] finds every process left there. `None` without a cgroup root.
+pub fn runtime_cgroup(cgroup_root: &str) -> Option<PathBuf> {
+    let rel = cgroup_root.trim_matches('/');
+    if rel.is_empty() {
+        return None;
+    }
+    let base = Path::new("/sys/fs/cgroup");
+    let hierarchy = if base.join("cgroup.controllers").exists() {
+        base.to_path_buf()
+    } else if base.join("pids").is_dir() {
+        base.join("pids")
+    } else {
+        return None;
+    };
+    Some(hierarchy.join(rel).join("containerd"))
 }
 
 /// The cgroup dirs of `cgroup_root` (e.g. `/bosun`) under every hierarchy of
@@ -723,11 +1108,16 @@ fn restore_ip_forward(dir: &Path) -> Option<String> {
     None
 }
 
-/// What a cluster leaves on the host, removed (no runtime needed): the CNI bridge,
-/// host-local's allocations, iptables leftovers of the network, the cgroup dirs of
-/// `cgroup_root`; and the IPv4 forwarding switch back as it was. Goes on past failures; returns them.
+/// What a cluster leaves on the host, removed (no runtime needed; containerd must have
+/// stopped): the shims and pod processes it left running (killed by recorded PID or in the
+/// pods' cgroups), every mount under its dir, the CNI bridge, host-local's allocations and
+/// libcni's cache of the network, iptables leftovers of the network (and the firewall
+/// plugin's chains once unused), the cgroup dirs of `cgroup_root`; and the IPv4 forwarding
+/// switch back as it was. Goes on past failures; returns them.
 pub async fn cleanup_host(settings: &Settings, cgroup_root: &str) -> Vec<String> {
     let mut problems = Vec::new();
+    problems.extend(kill_leftovers(settings, cgroup_root).await);
+    problems.extend(unmount_under(&settings.dir));
     if Path::new("/sys/class/net").join(&settings.bridge).exists() {
         match tokio::process::Command::new("ip")
             .args(["link", "del", &settings.bridge])
@@ -749,12 +1139,32 @@ pub async fn cleanup_host(settings: &Settings, cgroup_root: &str) -> Vec<String>
     {
         problems.push(format!("remove {}: {e}", alloc.display()));
     }
+    let cache = Path::new("/var/lib/cni/results");
+    let ids = known_ids(&settings.dir);
+    for e in std::fs::read_dir(cache).into_iter().flatten().flatten() {
+        if is_cni_result_of(&e.file_name().to_string_lossy(), &settings.network, &ids)
+            && let Err(err) = std::fs::remove_file(e.path())
+        {
+            problems.push(format!("remove {}: {err}", e.path().display()));
+        }
+    }
     if let Err(e) = remove_iptables_leftovers(&settings.network, &settings.pod_cidr).await {
         problems.push(format!("{e:#}"));
     }
+    // A killed process leaves its cgroup a moment after it is gone: retry within a bound.
+    let deadline = Instant::now() + LEFTOVER_TIMEOUT;
     for dir in cgroup_dirs(cgroup_root) {
-        if let Err(e) = remove_cgroup_tree(&dir) {
-            problems.push(format!("remove cgroup {}: {e}", dir.display()));
+        loop {
+            match remove_cgroup_tree(&dir) {
+                Ok(()) => break,
+                Err(_) if Instant::now() < deadline => {
+                    tokio::time::sleep(Duration::from_millis(50)).await;
+                }
+                Err(e) => {
+                    problems.push(format!("remove cgroup {}: {e}", dir.display()));
+                    break;
+                }
+            }
         }
     }
     problems.extend(restore_ip_forward(&settings.dir));
@@ -939,6 +1349,94 @@ COMMIT
         );
         assert_eq!(
             iptables_leftovers(filter, "other", &"10.1.0.0/16".parse().unwrap()),
+            None
+        );
+    }
+
+    #[test]
+    fn mounts_under_a_dir_deepest_and_latest_first() {
+        let info = "\
+22 1 8:1 / / rw - ext4 /dev/sda1 rw
+30 22 0:40 / /tmp/.tmpAb/containerd rw - tmpfs tmpfs rw
+31 22 0:41 / /tmp/.tmpAb/containerd/state/io.containerd.grpc.v1.cri/sandboxes/1a/shm rw - tmpfs shm rw
+32 22 0:42 / /tmp/.tmpAb/containerd/state/io.containerd.runtime.v2.task/k8s.io/1a/rootfs rw - overlay overlay rw
+33 32 0:43 / /tmp/.tmpAb/containerd/state/io.containerd.runtime.v2.task/k8s.io/1a/rootfs rw - overlay overlay rw
+34 22 0:4 net:[4026532] /tmp/.tmpAb/containerd/state/netns/cni-1 rw - nsfs nsfs rw
+35 22 0:44 / /tmp/.tmpAb/containerd/with\\040space rw - tmpfs tmpfs rw
+36 22 0:45 / /tmp/.tmpAbc/containerd/x rw - tmpfs tmpfs rw
+";
+        let got = mounts_under(info, Path::new("/tmp/.tmpAb/containerd"));
+        let state = "/tmp/.tmpAb/containerd/state";
+        let want: Vec<PathBuf> = [
+            format!("{state}/io.containerd.runtime.v2.task/k8s.io/1a/rootfs"),
+            format!("{state}/io.containerd.runtime.v2.task/k8s.io/1a/rootfs"),
+            format!("{state}/io.containerd.grpc.v1.cri/sandboxes/1a/shm"),
+            format!("{state}/netns/cni-1"),
+            "/tmp/.tmpAb/containerd/with space".to_string(),
+        ]
+        .into_iter()
+        .map(PathBuf::from)
+        .collect();
+        assert_eq!(got, want);
+        assert!(mounts_under(info, Path::new("/nowhere")).is_empty());
+    }
+
+    #[test]
+    fn recorded_pids_are_checked_before_a_kill() {
+        let sock = Path::new("/tmp/.tmpAb/containerd/containerd.sock");
+        let shim = b"/usr/bin/containerd-shim-runc-v2\0-namespace\0k8s.io\0-id\0abc\0-address\0/tmp/.tmpAb/containerd/containerd.sock\0";
+        assert!(is_shim_of(shim, sock));
+        let other = b"/usr/bin/containerd-shim-runc-v2\0-namespace\0k8s.io\0-id\0abc\0-address\0/run/containerd/containerd.sock\0";
+        assert!(!is_shim_of(other, sock));
+        assert!(!is_shim_of(b"sleep\x003600\0", sock));
+
+        let cg = "12:pids:/bosun-test-1/kubepods/besteffort/podu/abc123\n0::/\n";
+        assert!(in_container_cgroup(cg, "abc123"));
+        assert!(!in_container_cgroup(cg, "abc"), "a whole path segment");
+        assert!(!in_container_cgroup("0::/user.slice\n", "abc123"));
+        assert!(!in_container_cgroup(cg, ""));
+    }
+
+    #[test]
+    fn libcni_cache_files_of_one_network_only() {
+        let id = "d5a84129595c3d0a8e9fb031f38f21aca0fda312686e0e8f5afbe8c6c3435207";
+        let ids = [id.to_string()];
+        let of = |f: &str, net: &str| is_cni_result_of(f, net, &ids);
+        assert!(of(&format!("bosun-test-57-{id}-eth0"), "bosun-test-57"));
+        assert!(!of(&format!("bosun-test-571-{id}-eth0"), "bosun-test-57"));
+        assert!(!of(&format!("bosun-test-57-{id}-eth0"), "bosun-test-5"));
+        assert!(!of("bosun-test-57-short-eth0", "bosun-test-57"));
+        assert!(of(&format!("cni-loopback-{id}-lo"), "bosun-test-57"));
+        let other = "2e0c52d87896f582a7632f024b8c69fd3cfa97b3898c2c584e7f917781caa58e";
+        assert!(!of(&format!("cni-loopback-{other}-lo"), "bosun-test-57"));
+    }
+
+    #[test]
+    fn firewall_chains_go_only_when_unused() {
+        // Empty and unreferenced (as a test that made it left it): removed.
+        let empty =
+            "*filter\n:INPUT ACCEPT [0:0]\n:FORWARD ACCEPT [0:0]\n:CNI-FORWARD - [0:0]\nCOMMIT\n";
+        assert_eq!(
+            unused_firewall_chains(empty).unwrap(),
+            "*filter\n-X CNI-FORWARD\nCOMMIT\n"
+        );
+        // The plugin's skeleton with no pod rule left: its jump and both chains go.
+        let skeleton = "*filter\n:FORWARD ACCEPT [0:0]\n:CNI-ADMIN - [0:0]\n:CNI-FORWARD - [0:0]\n-A FORWARD -m comment --comment \"CNI firewall plugin rules\" -j CNI-FORWARD\n-A CNI-FORWARD -m comment --comment \"CNI firewall plugin admin overrides\" -j CNI-ADMIN\nCOMMIT\n";
+        assert_eq!(
+            unused_firewall_chains(skeleton).unwrap(),
+            "*filter\n-D FORWARD -m comment --comment \"CNI firewall plugin rules\" -j CNI-FORWARD\n-D CNI-FORWARD -m comment --comment \"CNI firewall plugin admin overrides\" -j CNI-ADMIN\n-X CNI-ADMIN\n-X CNI-FORWARD\nCOMMIT\n"
+        );
+        // A pod of some network still has its rule: everything stays.
+        let used = skeleton.replace("COMMIT", "-A CNI-FORWARD -d 10.89.0.7/32 -j ACCEPT\nCOMMIT");
+        assert_eq!(unused_firewall_chains(&used), None);
+        // An admin's rule in CNI-ADMIN keeps it, and CNI-FORWARD that jumps to it.
+        let admin = skeleton.replace("COMMIT", "-A CNI-ADMIN -s 10.0.0.1/32 -j DROP\nCOMMIT");
+        assert_eq!(unused_firewall_chains(&admin), None);
+        // Someone else's jump to it keeps it.
+        let theirs = empty.replace("COMMIT", "-A INPUT -j CNI-FORWARD\nCOMMIT");
+        assert_eq!(unused_firewall_chains(&theirs), None);
+        assert_eq!(
+            unused_firewall_chains("*filter\n:FORWARD ACCEPT [0:0]\nCOMMIT\n"),
             None
         );
     }

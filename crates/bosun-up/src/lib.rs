@@ -5,8 +5,9 @@
 //! fake`), each logging to `<data-dir>/logs/<name>.log`; it waits for each one's health,
 //! writes `<data-dir>/kubeconfig`, then supervises them: a component that exits stops the
 //! whole cluster (components are not restarted). SIGTERM or Ctrl-C stops the components in
-//! reverse order, removes what the cluster left on the machine (pod sandboxes, the CNI bridge
-//! and its iptables rules, host-local allocations, the pod cgroups) and stops containerd: only
+//! reverse order, removes the pod sandboxes, stops containerd and removes what the cluster
+//! left on the machine (shims and pod processes, mounts, the CNI bridge and its iptables
+//! rules, host-local allocations, the pod cgroups): only
 //! the data dir stays, and `bosun up` on it again resumes the cluster with its objects.
 
 #![forbid(unsafe_code)]
@@ -351,7 +352,7 @@ pub async fn run(cfg: UpConfig, mut shutdown: watch::Receiver<bool>) -> anyhow::
             for p in containerd::cleanup_host(&settings, &cfg.cgroup_root).await {
                 say(&format!("cleaning up a previous run: {p}"));
             }
-            let c = Containerd::start(settings.clone())
+            let c = Containerd::start(settings.clone(), &cfg.cgroup_root)
                 .await
                 .context("start containerd (or run hollow nodes without it: --runtime fake)")?;
             say(&format!(
