@@ -52,7 +52,7 @@ use handlers::Lookup;
 pub use deployment::DeploymentController;
 pub use garbagecollector::{Caches as GcCaches, GarbageCollector};
 pub use namespace::NamespaceController;
-pub use nodelifecycle::{NodeLifecycleConfig, NodeLifecycleController};
+pub use nodelifecycle::{NodeLifecycleConfig, NodeLifecycleController, NodeLifecycleMetrics};
 pub use replicaset::ReplicaSetController;
 
 /// The field manager and event source of this component's writes.
@@ -89,6 +89,29 @@ pub struct ControllerManagerConfig {
     /// Amount of time a starting Node may be unresponsive before it is marked unhealthy.
     #[arg(long, default_value = "1m", value_parser = parse_duration)]
     pub node_startup_grace_period: Duration,
+    /// Number of nodes per second on which pods are deleted in case of node failure when a
+    /// zone is healthy (see --unhealthy-zone-threshold for definition of healthy/unhealthy).
+    /// Zone refers to entire cluster in non-multizone clusters.
+    #[arg(long, default_value_t = 0.1, value_parser = non_negative)]
+    pub node_eviction_rate: f32,
+    /// Number of nodes per second on which pods are deleted in case of node failure when a
+    /// zone is unhealthy (see --unhealthy-zone-threshold for definition of
+    /// healthy/unhealthy). Zone refers to entire cluster in non-multizone clusters. This
+    /// value is implicitly overridden to 0 if the cluster size is smaller than
+    /// --large-cluster-size-threshold.
+    #[arg(long, default_value_t = 0.01, value_parser = non_negative)]
+    pub secondary_node_eviction_rate: f32,
+    /// Number of nodes from which node-lifecycle-controller treats the cluster as large for
+    /// the eviction logic purposes. --secondary-node-eviction-rate is implicitly overridden
+    /// to 0 for clusters this size or smaller. Notice: If nodes reside in multiple zones,
+    /// this threshold will be considered as zone node size threshold for each zone to
+    /// determine node eviction rate independently.
+    #[arg(long, default_value_t = 50)]
+    pub large_cluster_size_threshold: u32,
+    /// Fraction of Nodes in a zone which needs to be not Ready (minimum 3) for zone to be
+    /// treated as unhealthy.
+    #[arg(long, default_value_t = 0.55, value_parser = non_negative)]
+    pub unhealthy_zone_threshold: f32,
     /// Controllers to run: `*` runs those on by default, `name` enables one, `-name`
     /// disables one. Known: deployment, replicaset, garbagecollector, namespace,
     /// nodelifecycle (also as deployment-controller, replicaset-controller,
@@ -115,6 +138,10 @@ impl Default for ControllerManagerConfig {
             node_monitor_period: Duration::from_secs(5),
             node_monitor_grace_period: Duration::from_secs(40),
             node_startup_grace_period: Duration::from_secs(60),
+            node_eviction_rate: 0.1,
+            secondary_node_eviction_rate: 0.01,
+            large_cluster_size_threshold: 50,
+            unhealthy_zone_threshold: 0.55,
             controllers: vec!["*".into()],
             bind_address: IpAddr::from([127, 0, 0, 1]),
             port: 10257,
@@ -123,6 +150,15 @@ impl Default for ControllerManagerConfig {
 }
 
 pub use bosun_api::parse_duration;
+
+/// A flag's non-negative (finite) number.
+fn non_negative(s: &str) -> Result<f32, String> {
+    match s.parse::<f32>() {
+        Ok(v) if v.is_finite() && v >= 0.0 => Ok(v),
+        Ok(_) => Err(format!("{s} must be a non-negative number")),
+        Err(e) => Err(format!("invalid number {s:?}: {e}")),
+    }
+}
 
 /// Which controllers run.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -185,6 +221,8 @@ impl Enabled {
 pub struct Metrics {
     /// client-go's workqueue metrics of the controllers' queues.
     pub queue: QueueMetrics,
+    /// The node lifecycle controller's `node_collector_*`.
+    pub node_lifecycle: NodeLifecycleMetrics,
     syncs: Family<Vec<(String, String)>, Counter>,
     duration: Family<Vec<(String, String)>, Histogram>,
 }
@@ -194,6 +232,7 @@ impl Metrics {
     pub fn register(registry: &mut Registry) -> Metrics {
         let m = Metrics {
             queue: QueueMetrics::register(registry),
+            node_lifecycle: NodeLifecycleMetrics::register(registry),
             syncs: Family::default(),
             duration: Family::new_with_constructor(|| {
                 Histogram::new(exponential_buckets(0.001, 2.0, 16))
@@ -585,9 +624,16 @@ async fn run_controllers(
                 monitor_period: cfg.node_monitor_period,
                 monitor_grace: cfg.node_monitor_grace_period,
                 startup_grace: cfg.node_startup_grace_period,
+                rates: crate::nodelifecycle::EvictionRates {
+                    eviction_qps: cfg.node_eviction_rate,
+                    secondary_qps: cfg.secondary_node_eviction_rate,
+                    large_cluster_threshold: cfg.large_cluster_size_threshold as usize,
+                    unhealthy_zone_threshold: cfg.unhealthy_zone_threshold,
+                },
             },
             node_recorder,
             eviction_recorder,
+            metrics.node_lifecycle.clone(),
         ))
     });
 
