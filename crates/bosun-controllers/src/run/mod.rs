@@ -1,7 +1,8 @@
 //! `bosun controller-manager`: the loops around the decision cores.
 //!
 //! As kube-controller-manager: shared informers (one reflector per kind: Deployments,
-//! ReplicaSets, Pods) whose events the controllers' handlers ([`handlers`]) turn into keys
+//! ReplicaSets, Pods, Namespaces, Leases, Nodes, plus the garbage collector's metadata
+//! reflectors of every other kind of the resource table) whose events the controllers' handlers ([`handlers`]) turn into keys
 //! on their work queues; workers that sync one key at a time (the queue never hands a key to
 //! two workers at once) by reading the caches, asking the core for a plan and applying it
 //! through the apiserver; all of it only while this process holds the controller-manager's
@@ -50,7 +51,7 @@ use crate::podutil::{self, Claim};
 use handlers::Lookup;
 
 pub use deployment::DeploymentController;
-pub use garbagecollector::{Caches as GcCaches, GarbageCollector};
+pub use garbagecollector::{Caches as GcCaches, GarbageCollector, MetaCache, PartialObjectMetadata};
 pub use namespace::NamespaceController;
 pub use nodelifecycle::{NodeLifecycleConfig, NodeLifecycleController, NodeLifecycleMetrics};
 pub use replicaset::ReplicaSetController;
@@ -584,16 +585,30 @@ async fn run_controllers(
     } else {
         None
     };
+    let mut gc_metadata = Vec::new();
     let gc = if enabled.garbagecollector {
         let (recorder, task) = Recorder::new(client.clone(), "garbage-collector-controller", &host);
         recorder_tasks.push(task);
-        let caches = GcCaches {
-            deployments: deployments.clone(),
-            replica_sets: replica_sets.clone(),
-            pods: pods.clone(),
-            leases: leases.clone(),
-            nodes: nodes.clone(),
-        };
+        // The shared caches, then a metadata reflector for every other kind of the table.
+        let mut caches = GcCaches::default();
+        caches.insert("deployments", Arc::new(deployments.clone()));
+        caches.insert("replicasets", Arc::new(replica_sets.clone()));
+        caches.insert("pods", Arc::new(pods.clone()));
+        caches.insert("namespaces", Arc::new(namespaces.clone()));
+        caches.insert("leases", Arc::new(leases.clone()));
+        caches.insert("nodes", Arc::new(nodes.clone()));
+        for res in caches.missing() {
+            let (store, events, task) = reflector::reflector_for::<PartialObjectMetadata>(
+                client.clone(),
+                res.plural,
+                res.kind,
+                None,
+                config(),
+                stop.clone(),
+            );
+            caches.insert(res.plural, Arc::new(store));
+            gc_metadata.push((res.plural, events, task));
+        }
         Some(Arc::new(GarbageCollector::new(
             client.clone(),
             caches,
@@ -664,23 +679,32 @@ async fn run_controllers(
         on_replica_set.push(Box::new(move |ev| b.on_replica_set(ev)));
         on_pod.push(Box::new(move |ev| c.on_pod(ev)));
     }
+    let mut gc_tasks = Vec::new();
+    let mut dispatchers = Vec::new();
     if let Some(gc) = &gc {
         let (a, b, c) = (gc.clone(), gc.clone(), gc.clone());
-        on_deployment.push(Box::new(move |ev| a.on_deployment(ev)));
-        on_replica_set.push(Box::new(move |ev| b.on_replica_set(ev)));
-        on_pod.push(Box::new(move |ev| c.on_pod(ev)));
-        let (d, e) = (gc.clone(), gc.clone());
-        on_lease.push(Box::new(move |ev| d.on_lease(ev)));
-        on_node.push(Box::new(move |ev| e.on_node(ev)));
+        on_deployment.push(Box::new(move |ev| a.handle("deployments", ev)));
+        on_replica_set.push(Box::new(move |ev| b.handle("replicasets", ev)));
+        on_pod.push(Box::new(move |ev| c.handle("pods", ev)));
+        let (d, e, f) = (gc.clone(), gc.clone(), gc.clone());
+        on_lease.push(Box::new(move |ev| d.handle("leases", ev)));
+        on_node.push(Box::new(move |ev| e.handle("nodes", ev)));
+        on_namespace.push(Box::new(move |ev| f.handle("namespaces", ev)));
+        for (resource, events, task) in gc_metadata {
+            let g = gc.clone();
+            let h: Handler<PartialObjectMetadata> = Box::new(move |ev| g.handle(resource, ev));
+            dispatchers.push(dispatch(events, vec![h]));
+            gc_tasks.push(task);
+        }
     }
-    let dispatchers = [
+    dispatchers.extend([
         dispatch(d_events, on_deployment),
         dispatch(rs_events, on_replica_set),
         dispatch(pod_events, on_pod),
         dispatch(ns_events, on_namespace),
         dispatch(lease_events, on_lease),
         dispatch(node_events, on_node),
-    ];
+    ]);
 
     // WaitForNamedCacheSync: no worker acts on a partial cache.
     let synced = async {
@@ -715,7 +739,21 @@ async fn run_controllers(
         }
         if let Some(gc) = &gc {
             let n = usize::from(cfg.concurrent_gc_syncs);
-            workers.push(tokio::spawn(run_reconciler(gc.clone(), n, stop.clone())));
+            let (gc, mut stop) = (gc.clone(), stop.clone());
+            workers.push(tokio::spawn(async move {
+                // Its own metadata caches and the graph first (`WaitForCacheSync`).
+                let graph = async {
+                    while !gc.graph_synced() {
+                        tokio::time::sleep(Duration::from_millis(50)).await;
+                    }
+                };
+                tokio::select! {
+                    () = graph => {}
+                    _ = stop.wait_for(|s| *s) => return,
+                }
+                info!("garbage collector's graph synced; collecting");
+                run_reconciler(gc, n, stop).await;
+            }));
         }
         if let Some(nc) = &nc {
             let n = usize::from(cfg.concurrent_namespace_syncs);
@@ -737,6 +775,9 @@ async fn run_controllers(
         let _ = t.await;
     }
     for t in [ns_task, lease_task, node_task] {
+        let _ = t.await;
+    }
+    for t in gc_tasks {
         let _ = t.await;
     }
     for d in dispatchers {
