@@ -11,8 +11,8 @@ use std::path::Path;
 use std::time::Duration;
 
 use bosun_api_client::ApiClient;
-use bosun_api_client::k8s_openapi::api::coordination::v1::Lease;
 use bosun_api_client::k8s_openapi::api::apps::v1::Deployment;
+use bosun_api_client::k8s_openapi::api::coordination::v1::Lease;
 use bosun_api_client::k8s_openapi::api::core::v1::{Event, Namespace, Node, Pod};
 use bosun_tests::component::Component;
 use bosun_tests::kube::{Apiserver, Kubectl, kubectl_120, kubectl_132};
@@ -349,11 +349,18 @@ async fn garbage_collection_over_events_and_namespaces() {
             .delete::<Deployment>("default", &name, Some(&options))
             .await
             .unwrap();
-        client.delete::<Node>("", &name, Some(&options)).await.unwrap();
-        wait_for(&format!("the owners deleted with {policy} go"), WAIT, || async {
-            gone::<Deployment>(&client, "default", &name).await
-                && gone::<Node>(&client, "", &name).await
-        })
+        client
+            .delete::<Node>("", &name, Some(&options))
+            .await
+            .unwrap();
+        wait_for(
+            &format!("the owners deleted with {policy} go"),
+            WAIT,
+            || async {
+                gone::<Deployment>(&client, "default", &name).await
+                    && gone::<Node>(&client, "", &name).await
+            },
+        )
         .await;
         if policy == "Orphan" {
             let e: Event = client.get("default", &format!("{name}.1")).await.unwrap();
@@ -363,7 +370,10 @@ async fn garbage_collection_over_events_and_namespaces() {
             tokio::time::sleep(Duration::from_secs(2)).await;
             assert!(!gone::<Event>(&client, "default", &format!("{name}.1")).await);
             let ns: Namespace = client.get("", &name).await.unwrap();
-            assert!(ns.metadata.deletion_timestamp.is_none(), "{name} orphaned, not deleted");
+            assert!(
+                ns.metadata.deletion_timestamp.is_none(),
+                "{name} orphaned, not deleted"
+            );
         } else {
             wait_for(
                 &format!("the event and the namespace go with {policy}"),

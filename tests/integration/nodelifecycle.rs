@@ -357,7 +357,10 @@ async fn a_node_whose_lease_stops_has_its_pods_replaced_elsewhere() {
             "{name}"
         );
         let set_at = target.last_transition_time.as_ref().unwrap().0;
-        assert!(set_at <= asked, "{name}: condition at {set_at}, deleted at {asked}");
+        assert!(
+            set_at <= asked,
+            "{name}: condition at {set_at}, deleted at {asked}"
+        );
     }
     let ev = events(&client).await;
     for name in &on_b {

@@ -541,7 +541,11 @@ impl RateLimitedTimedQueue {
 
     /// `Try`: hands due nodes to `f` while the limiter accepts; `f` says whether the node is
     /// done (taken off the queue, kept in the set) or to be retried after a delay.
-    pub fn try_pass(&mut self, now: Instant, mut f: impl FnMut(&TimedValue) -> Result<(), Duration>) {
+    pub fn try_pass(
+        &mut self,
+        now: Instant,
+        mut f: impl FnMut(&TimedValue) -> Result<(), Duration>,
+    ) {
         while let Some((at, name)) = self.queue.first().cloned() {
             if !self.limiter.try_accept(now) {
                 break;
@@ -716,8 +720,7 @@ impl NoExecuteTainter {
         let mut views = BTreeMap::new();
         let mut all_are_fully_disrupted = true;
         for (zone, ready) in zones {
-            let (unhealthy, state) =
-                compute_zone_state(ready, self.rates.unhealthy_zone_threshold);
+            let (unhealthy, state) = compute_zone_state(ready, self.rates.unhealthy_zone_threshold);
             if state != ZoneState::FullDisruption {
                 all_are_fully_disrupted = false;
             }
@@ -784,7 +787,8 @@ impl NoExecuteTainter {
 /// The reason of the condition the taint eviction controller sets before deleting a pod.
 pub const REASON_DELETION_BY_TAINT_MANAGER: &str = "DeletionByTaintManager";
 /// Its message.
-pub const MESSAGE_DELETION_BY_TAINT_MANAGER: &str = "Taint manager: deleting due to NoExecute taint";
+pub const MESSAGE_DELETION_BY_TAINT_MANAGER: &str =
+    "Taint manager: deleting due to NoExecute taint";
 
 /// `addConditionAndDeletePod`'s `DisruptionTarget=True` condition (PodDisruptionConditions),
 /// or `None` when the pod has it already with the same status, reason and message
@@ -1077,8 +1081,8 @@ mod tests {
     #[test]
     fn no_execute_taints_swap_with_their_time() {
         let n = node(Some("Unknown"), vec![taint(TAINT_NOT_READY, "NoExecute")]);
-        let t = swap_no_execute_taints(&n, Some(TAINT_UNREACHABLE), &[TAINT_NOT_READY], ts(7))
-            .unwrap();
+        let t =
+            swap_no_execute_taints(&n, Some(TAINT_UNREACHABLE), &[TAINT_NOT_READY], ts(7)).unwrap();
         assert_eq!(
             t,
             vec![Taint {
@@ -1229,7 +1233,12 @@ mod tests {
             ]
         );
         // Tainted nodes stay in the set: queued again only once reachable and back.
-        let n1 = zoned("n1", "", "Unknown", vec![taint(TAINT_UNREACHABLE, "NoExecute")]);
+        let n1 = zoned(
+            "n1",
+            "",
+            "Unknown",
+            vec![taint(TAINT_UNREACHABLE, "NoExecute")],
+        );
         assert_eq!(
             tainter.process_node(&n1, "Unknown", t0 + Duration::from_secs(61)),
             TaintAction::Nothing
@@ -1246,7 +1255,12 @@ mod tests {
         );
         assert!(tainter.queue("").unwrap().is_empty());
         // The opposite taint swaps at once, without the queue.
-        let nr = zoned("n0", "", "Unknown", vec![taint(TAINT_NOT_READY, "NoExecute")]);
+        let nr = zoned(
+            "n0",
+            "",
+            "Unknown",
+            vec![taint(TAINT_NOT_READY, "NoExecute")],
+        );
         assert_eq!(
             tainter.process_node(&nr, "Unknown", t0 + Duration::from_secs(64)),
             TaintAction::Swap(TAINT_UNREACHABLE, TAINT_NOT_READY)
@@ -1274,7 +1288,9 @@ mod tests {
         assert!(q.add("a", "u", t0));
     }
 
-    fn conditions<'a>(zones: &[(&str, &[Option<&'a str>])]) -> BTreeMap<String, Vec<Option<&'a str>>> {
+    fn conditions<'a>(
+        zones: &[(&str, &[Option<&'a str>])],
+    ) -> BTreeMap<String, Vec<Option<&'a str>>> {
         zones
             .iter()
             .map(|(z, c)| (z.to_string(), c.to_vec()))
@@ -1288,7 +1304,8 @@ mod tests {
         let (y, u) = (Some("True"), Some("Unknown"));
         let qps = |t: &NoExecuteTainter, z: &str| t.queue(z).unwrap().qps();
         // First sight: both zones Normal.
-        let (d, views) = tainter.handle_disruption(&conditions(&[("a", &[y, y, y]), ("b", &[y, y])]), t0);
+        let (d, views) =
+            tainter.handle_disruption(&conditions(&[("a", &[y, y, y]), ("b", &[y, y])]), t0);
         assert_eq!(
             d,
             Disruption::Zones(vec![
@@ -1298,20 +1315,27 @@ mod tests {
         );
         assert_eq!(views["a"].health(), 100.0);
         // Zone a loses every node: FullDisruption at the healthy rate (b still works).
-        let (d, views) = tainter.handle_disruption(&conditions(&[("a", &[u, u, u]), ("b", &[y, y])]), t0);
-        assert_eq!(d, Disruption::Zones(vec![("a".into(), ZoneState::FullDisruption)]));
+        let (d, views) =
+            tainter.handle_disruption(&conditions(&[("a", &[u, u, u]), ("b", &[y, y])]), t0);
+        assert_eq!(
+            d,
+            Disruption::Zones(vec![("a".into(), ZoneState::FullDisruption)])
+        );
         assert_eq!(views["a"].health(), 0.0);
         assert_eq!(qps(&tainter, "a"), 0.1);
         // Every zone down: master disruption mode, no tainting anywhere.
-        let (d, _) = tainter.handle_disruption(&conditions(&[("a", &[u, u, u]), ("b", &[u, None])]), t0);
+        let (d, _) =
+            tainter.handle_disruption(&conditions(&[("a", &[u, u, u]), ("b", &[u, None])]), t0);
         assert_eq!(d, Disruption::Entered);
         assert_eq!((qps(&tainter, "a"), qps(&tainter, "b")), (0.0, 0.0));
         // Staying there changes nothing.
-        let (d, _) = tainter.handle_disruption(&conditions(&[("a", &[u, u, u]), ("b", &[u, u])]), t0);
+        let (d, _) =
+            tainter.handle_disruption(&conditions(&[("a", &[u, u, u]), ("b", &[u, u])]), t0);
         assert_eq!(d, Disruption::Zones(vec![]));
         assert_eq!(tainter.state("b"), Some(ZoneState::FullDisruption));
         // One node back in b: disruption mode left, each zone's rate from its state.
-        let (d, _) = tainter.handle_disruption(&conditions(&[("a", &[u, u, u]), ("b", &[y, u])]), t0);
+        let (d, _) =
+            tainter.handle_disruption(&conditions(&[("a", &[u, u, u]), ("b", &[y, u])]), t0);
         assert_eq!(d, Disruption::Exited);
         assert_eq!(tainter.state("a"), Some(ZoneState::FullDisruption));
         assert_eq!(tainter.state("b"), Some(ZoneState::Normal));
@@ -1321,7 +1345,10 @@ mod tests {
             &conditions(&[("a", &[u, u, u]), ("b", &[y, u, u, u, None])]),
             t0,
         );
-        assert_eq!(d, Disruption::Zones(vec![("b".into(), ZoneState::PartialDisruption)]));
+        assert_eq!(
+            d,
+            Disruption::Zones(vec![("b".into(), ZoneState::PartialDisruption)])
+        );
         assert_eq!(qps(&tainter, "b"), 0.0);
         // A zone without nodes is dropped.
         tainter.handle_disruption(&conditions(&[("b", &[y])]), t0);

@@ -500,7 +500,11 @@ impl<K: Cached> Reflector<K> {
         };
         let mut items = Vec::new();
         loop {
-            let page = match self.client.list_as::<K>(self.resource, &self.namespace, &params).await {
+            let page = match self
+                .client
+                .list_as::<K>(self.resource, &self.namespace, &params)
+                .await
+            {
                 Ok(p) => p,
                 Err(e) if e.is_expired() && !params.continue_token.is_empty() => {
                     items.clear();

@@ -155,7 +155,10 @@ struct OwnerIndex {
 
 impl OwnerIndex {
     fn owner_uids(meta: &ObjectMeta) -> impl Iterator<Item = &str> {
-        meta.owner_references.iter().flatten().map(|r| r.uid.as_str())
+        meta.owner_references
+            .iter()
+            .flatten()
+            .map(|r| r.uid.as_str())
     }
 
     fn remove(&mut self, item: &Item, meta: &ObjectMeta) {
@@ -225,12 +228,7 @@ impl GarbageCollector {
     /// (the graph is whole: `GarbageCollector.IsSynced`).
     pub fn graph_synced(&self) -> bool {
         let resynced = self.resynced.lock();
-        self.caches.synced()
-            && self
-                .caches
-                .by_resource
-                .keys()
-                .all(|r| resynced.contains(r))
+        self.caches.synced() && self.caches.by_resource.keys().all(|r| resynced.contains(r))
     }
 
     fn cached(&self, resource: &str, ns: &str, name: &str) -> Option<ObjectMeta> {

@@ -51,7 +51,9 @@ use crate::podutil::{self, Claim};
 use handlers::Lookup;
 
 pub use deployment::DeploymentController;
-pub use garbagecollector::{Caches as GcCaches, GarbageCollector, MetaCache, PartialObjectMetadata};
+pub use garbagecollector::{
+    Caches as GcCaches, GarbageCollector, MetaCache, PartialObjectMetadata,
+};
 pub use namespace::NamespaceController;
 pub use nodelifecycle::{NodeLifecycleConfig, NodeLifecycleController, NodeLifecycleMetrics};
 pub use replicaset::ReplicaSetController;

@@ -33,7 +33,7 @@ use tokio::sync::watch;
 use tracing::{debug, error, info, warn};
 
 use crate::nodelifecycle::{
-    self, Disruption, EvictionRates, Eviction, NoExecuteTainter, NodeHealth, Scheduled,
+    self, Disruption, Eviction, EvictionRates, NoExecuteTainter, NodeHealth, Scheduled,
     TAINT_NOT_READY, TAINT_UNREACHABLE, TaintAction, desired_taints, disruption_target,
     excluded_from_disruption, grace_period, observe, pod_eviction, stale_conditions,
     swap_no_execute_taints, zone_key,
@@ -281,18 +281,26 @@ impl NodeLifecycleController {
             let label = NodeLifecycleMetrics::zone(zone);
             #[allow(clippy::cast_precision_loss)]
             {
-                self.metrics.zone_size.get_or_create(&label).set(view.size as f64);
+                self.metrics
+                    .zone_size
+                    .get_or_create(&label)
+                    .set(view.size as f64);
                 self.metrics
                     .unhealthy_nodes
                     .get_or_create(&label)
                     .set(view.unhealthy as f64);
             }
-            self.metrics.zone_health.get_or_create(&label).set(view.health());
+            self.metrics
+                .zone_health
+                .get_or_create(&label)
+                .set(view.health());
             let _ = self.metrics.evictions.get_or_create(&label);
         }
         match outcome {
             Disruption::Entered => {
-                info!("Controller detected that all Nodes are not-Ready. Entering master disruption mode");
+                info!(
+                    "Controller detected that all Nodes are not-Ready. Entering master disruption mode"
+                );
                 for node in nodes {
                     if let Err(e) = self.mark_node_as_reachable(node).await {
                         error!(node = ?node.metadata.name, error = %e, "Failed to remove taints from Node");
@@ -300,7 +308,9 @@ impl NodeLifecycleController {
                 }
             }
             Disruption::Exited => {
-                info!("Controller detected that some Nodes are Ready. Exiting master disruption mode");
+                info!(
+                    "Controller detected that some Nodes are Ready. Exiting master disruption mode"
+                );
                 // Every node gets a new grace period from now.
                 let now = Timestamp::now();
                 for h in self.health.lock().values_mut() {
@@ -319,16 +329,23 @@ impl NodeLifecycleController {
     /// it leaves its zone's queue.
     async fn mark_node_as_reachable(&self, node: &Node) -> anyhow::Result<bool> {
         let name = node.metadata.name.as_deref().unwrap_or("");
-        if let Some(taints) =
-            swap_no_execute_taints(node, None, &[TAINT_UNREACHABLE, TAINT_NOT_READY], Timestamp::now())
-        {
+        if let Some(taints) = swap_no_execute_taints(
+            node,
+            None,
+            &[TAINT_UNREACHABLE, TAINT_NOT_READY],
+            Timestamp::now(),
+        ) {
             self.write_taints(name, taints).await?;
         }
         Ok(self.tainter.lock().forget(&zone_key(node), name))
     }
 
     /// Writes the node's taints (on the latest version of the node from the cache).
-    async fn write_taints(&self, name: &str, taints: Vec<k8s_openapi::api::core::v1::Taint>) -> anyhow::Result<()> {
+    async fn write_taints(
+        &self,
+        name: &str,
+        taints: Vec<k8s_openapi::api::core::v1::Taint>,
+    ) -> anyhow::Result<()> {
         let Some(node) = self.nodes.get("", name) else {
             return Ok(());
         };
@@ -430,7 +447,9 @@ impl NodeLifecycleController {
             match action {
                 TaintAction::Nothing => {}
                 TaintAction::Swap(add, remove) => {
-                    if let Some(taints) = swap_no_execute_taints(&current, Some(add), &[remove], now) {
+                    if let Some(taints) =
+                        swap_no_execute_taints(&current, Some(add), &[remove], now)
+                    {
                         current.spec.get_or_insert_with(Default::default).taints =
                             (!taints.is_empty()).then_some(taints);
                         current = self.client.update("", &current).await?;
@@ -548,10 +567,7 @@ impl NodeLifecycleController {
                 format!("Marking for deletion Pod {ns}/{name}"),
             );
             // `addConditionAndDeletePod`: DisruptionTarget=True first, through the status.
-            let status = self
-                .pods
-                .get(&ns, &name)
-                .and_then(|p| p.status.clone());
+            let status = self.pods.get(&ns, &name).and_then(|p| p.status.clone());
             if let Some(condition) = disruption_target(status.as_ref(), Timestamp::now()) {
                 let patch = serde_json::json!({
                     "metadata": {"uid": uid},
