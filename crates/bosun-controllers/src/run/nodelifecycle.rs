@@ -329,6 +329,9 @@ impl NodeLifecycleController {
     /// it leaves its zone's queue.
     async fn mark_node_as_reachable(&self, node: &Node) -> anyhow::Result<bool> {
         let name = node.metadata.name.as_deref().unwrap_or("");
+        // The latest version: this pass may have written the node since it was listed.
+        let latest = self.nodes.get("", name);
+        let node = latest.as_deref().unwrap_or(node);
         if let Some(taints) = swap_no_execute_taints(
             node,
             None,
