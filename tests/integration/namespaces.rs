@@ -3,14 +3,17 @@
 //! kubectl (1.32 and 1.20 when present): a deleted namespace stays `Terminating` (with the
 //! namespace controller's conditions) while anything is left in it and goes once empty; a
 //! Node's Lease goes with its Node; a Lease owned by a Pod goes with it in each propagation
-//! mode.
+//! mode; dependents of kinds no controller watches (an Event owned by a Deployment, a
+//! Namespace owned by a Node) go with their owner deleted in the background or the
+//! foreground and stay, without the reference, when it is deleted with orphaning.
 
 use std::path::Path;
 use std::time::Duration;
 
 use bosun_api_client::ApiClient;
+use bosun_api_client::k8s_openapi::api::apps::v1::Deployment;
 use bosun_api_client::k8s_openapi::api::coordination::v1::Lease;
-use bosun_api_client::k8s_openapi::api::core::v1::{Node, Pod};
+use bosun_api_client::k8s_openapi::api::core::v1::{Event, Namespace, Node, Pod};
 use bosun_tests::component::Component;
 use bosun_tests::kube::{Apiserver, Kubectl, kubectl_120, kubectl_132};
 use bosun_tests::{Cluster, Kind, wait_for};
@@ -286,6 +289,100 @@ async fn garbage_collection_over_nodes_pods_and_leases() {
             wait_for(&format!("the lease goes with {policy}"), WAIT, || async {
                 gone::<Lease>(&client, "default", &name).await
             })
+            .await;
+        }
+    }
+}
+
+fn owner_ref(api_version: &str, kind: &str, name: &str, uid: &str) -> Value {
+    json!([{"apiVersion": api_version, "kind": kind, "name": name, "uid": uid,
+            "blockOwnerDeletion": true}])
+}
+
+/// The garbage collector over every kind of the resource table, not only those the
+/// controllers watch: an Event owned by a Deployment and a Namespace owned by a Node (a
+/// cluster-scoped object can only have a cluster-scoped owner) go with their owner deleted
+/// in the background or the foreground, and stay without the reference when it is deleted
+/// with orphaning.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn garbage_collection_over_events_and_namespaces() {
+    let dir = tempfile::tempdir().unwrap();
+    let (_cluster, api, client) = setup(dir.path()).await;
+    let _cm = controller_manager(dir.path(), &api).await;
+
+    for policy in ["Background", "Foreground", "Orphan"] {
+        let name = format!("gc-{}", policy.to_lowercase());
+        let d: Deployment = serde_json::from_value(json!({
+            "metadata": {"name": name},
+            "spec": {
+                "replicas": 0,
+                "selector": {"matchLabels": {"app": name}},
+                "template": {"metadata": {"labels": {"app": name}},
+                             "spec": {"containers": [{"name": "c", "image": "busybox:1.36"}]}}
+            }
+        }))
+        .unwrap();
+        let d = client.create("default", &d).await.unwrap();
+        let d_uid = d.metadata.uid.clone().unwrap();
+        let ev: Event = serde_json::from_value(json!({
+            "metadata": {"name": format!("{name}.1"),
+                         "ownerReferences": owner_ref("apps/v1", "Deployment", &name, &d_uid)},
+            "involvedObject": {"kind": "Deployment", "name": name, "namespace": "default"},
+            "reason": "Testing", "message": "owned", "type": "Normal"
+        }))
+        .unwrap();
+        client.create("default", &ev).await.unwrap();
+        let n = client.create("", &node(&name)).await.unwrap();
+        let n_uid = n.metadata.uid.clone().unwrap();
+        let ns: Namespace = serde_json::from_value(json!({
+            "metadata": {"name": name, "ownerReferences": owner_ref("v1", "Node", &name, &n_uid)}
+        }))
+        .unwrap();
+        client.create("", &ns).await.unwrap();
+        // Owned things stay while their owners live.
+        tokio::time::sleep(Duration::from_secs(1)).await;
+        assert!(!gone::<Event>(&client, "default", &format!("{name}.1")).await);
+        assert!(!gone::<Namespace>(&client, "", &name).await);
+
+        let options = json!({"propagationPolicy": policy});
+        client
+            .delete::<Deployment>("default", &name, Some(&options))
+            .await
+            .unwrap();
+        client
+            .delete::<Node>("", &name, Some(&options))
+            .await
+            .unwrap();
+        wait_for(
+            &format!("the owners deleted with {policy} go"),
+            WAIT,
+            || async {
+                gone::<Deployment>(&client, "default", &name).await
+                    && gone::<Node>(&client, "", &name).await
+            },
+        )
+        .await;
+        if policy == "Orphan" {
+            let e: Event = client.get("default", &format!("{name}.1")).await.unwrap();
+            assert!(e.metadata.owner_references.unwrap_or_default().is_empty());
+            let ns: Namespace = client.get("", &name).await.unwrap();
+            assert!(ns.metadata.owner_references.unwrap_or_default().is_empty());
+            tokio::time::sleep(Duration::from_secs(2)).await;
+            assert!(!gone::<Event>(&client, "default", &format!("{name}.1")).await);
+            let ns: Namespace = client.get("", &name).await.unwrap();
+            assert!(
+                ns.metadata.deletion_timestamp.is_none(),
+                "{name} orphaned, not deleted"
+            );
+        } else {
+            wait_for(
+                &format!("the event and the namespace go with {policy}"),
+                WAIT,
+                || async {
+                    gone::<Event>(&client, "default", &format!("{name}.1")).await
+                        && gone::<Namespace>(&client, "", &name).await
+                },
+            )
             .await;
         }
     }

@@ -3,7 +3,10 @@
 //! nodes go Ready=Unknown and get the unreachable taints, its pods are deleted once their
 //! (default, here 5 s) toleration runs out and the Deployment's replicas come back on the
 //! other kubelet's nodes, while a pod tolerating the taint for longer stays; when the
-//! kubelet comes back, the taints go and the pending deletion is cancelled.
+//! kubelet comes back, the taints go and the pending deletion is cancelled. The NoExecute
+//! taints come at the zone's `--node-eviction-rate` (0.1 nodes/s by default: the second
+//! node 10 s after the first), and each evicted pod carries `DisruptionTarget=True`
+//! (`DeletionByTaintManager`) from before its deletion.
 
 use std::path::Path;
 use std::time::Duration;
@@ -245,7 +248,7 @@ async fn a_node_whose_lease_stops_has_its_pods_replaced_elsewhere() {
     b.kill9();
     wait_for(
         "b's nodes Unknown and tainted",
-        Duration::from_secs(30),
+        Duration::from_secs(45),
         || async {
             let n = nodes(&client).await;
             let b: Vec<&Node> = n
@@ -285,6 +288,13 @@ async fn a_node_whose_lease_stops_has_its_pods_replaced_elsewhere() {
         })
         .collect();
     assert_eq!(tainted_at.len(), 2, "{tainted_at:?}");
+    // One zone (no zone labels), 2 of 4 nodes not ready: Normal, 0.1 nodes/s, so the second
+    // taint waits 10 s for its token (timestamps have whole seconds).
+    let gap = tainted_at["b-0"].duration_since(tainted_at["b-1"]).abs();
+    assert!(
+        gap >= jiff::SignedDuration::from_secs(9),
+        "tainted {gap} apart: {tainted_at:?}"
+    );
     wait_for("NodeNotReady events", Duration::from_secs(15), || async {
         let ev = events(&client).await;
         ["b-0", "b-1"].iter().all(|n| {
@@ -326,6 +336,31 @@ async fn a_node_whose_lease_stops_has_its_pods_replaced_elsewhere() {
         );
         // Marked not ready when its node went Unknown.
         assert_eq!(pod_ready(pod).as_deref(), Some("False"), "{name}");
+        // The taint manager's condition, set before the deletion.
+        let target = pod
+            .status
+            .as_ref()
+            .and_then(|s| s.conditions.as_ref())
+            .and_then(|cs| cs.iter().find(|c| c.type_ == "DisruptionTarget"))
+            .unwrap_or_else(|| panic!("{name} has no DisruptionTarget: {:?}", pod.status));
+        assert_eq!(
+            (
+                target.status.as_str(),
+                target.reason.as_deref(),
+                target.message.as_deref()
+            ),
+            (
+                "True",
+                Some("DeletionByTaintManager"),
+                Some("Taint manager: deleting due to NoExecute taint")
+            ),
+            "{name}"
+        );
+        let set_at = target.last_transition_time.as_ref().unwrap().0;
+        assert!(
+            set_at <= asked,
+            "{name}: condition at {set_at}, deleted at {asked}"
+        );
     }
     let ev = events(&client).await;
     for name in &on_b {

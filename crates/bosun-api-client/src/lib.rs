@@ -408,10 +408,21 @@ impl ApiClient {
         ns: &str,
         p: &ListParams,
     ) -> Result<ObjectList<K>, ApiError> {
+        self.list_as(K::URL_PATH_SEGMENT, ns, p).await
+    }
+
+    /// A list of the resource named by its plural, each object decoded as `K` (which may
+    /// keep only part of it).
+    pub async fn list_as<K: DeserializeOwned>(
+        &self,
+        resource: &str,
+        ns: &str,
+        p: &ListParams,
+    ) -> Result<ObjectList<K>, ApiError> {
         let r = self
             .raw()
             .list(apipb::ListRequest {
-                resource: K::URL_PATH_SEGMENT.to_string(),
+                resource: resource.to_string(),
                 namespace: ns.to_string(),
                 label_selector: p.label_selector.clone(),
                 field_selector: p.field_selector.clone(),
@@ -706,8 +717,18 @@ impl ApiClient {
         ns: &str,
         p: &WatchParams,
     ) -> Result<Watch<K>, ApiError> {
+        self.watch_as(K::URL_PATH_SEGMENT, ns, p).await
+    }
+
+    /// Watches the resource named by its plural, each object decoded as `K`.
+    pub async fn watch_as<K: DeserializeOwned>(
+        &self,
+        resource: &str,
+        ns: &str,
+        p: &WatchParams,
+    ) -> Result<Watch<K>, ApiError> {
         let request = apipb::WatchRequest {
-            resource: K::URL_PATH_SEGMENT.to_string(),
+            resource: resource.to_string(),
             namespace: ns.to_string(),
             label_selector: p.label_selector.clone(),
             field_selector: p.field_selector.clone(),

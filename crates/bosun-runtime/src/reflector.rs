@@ -23,15 +23,72 @@ use tokio::sync::{mpsc, watch};
 use tokio::task::JoinHandle;
 use tracing::{debug, info, warn};
 
+/// What a [`Store`] can hold: anything with `ObjectMeta` that decodes from the API's JSON
+/// (a `k8s-openapi` object, or a view of one that keeps only part of it, for a reflector
+/// over a resource named at run time: [`reflector_for`]).
+pub trait Cached: Metadata<Ty = ObjectMeta> + DeserializeOwned + Send + Sync + 'static {}
+
+impl<K> Cached for K where K: Metadata<Ty = ObjectMeta> + DeserializeOwned + Send + Sync + 'static {}
+
 /// A kind the runtime can cache and act on: a `k8s-openapi` object with `ObjectMeta`.
-pub trait Object:
-    Resource + Metadata<Ty = ObjectMeta> + DeserializeOwned + Send + Sync + 'static
-{
+pub trait Object: Resource + Cached {}
+
+impl<K> Object for K where K: Resource + Cached {}
+
+/// An object of any kind with only the metadata a component needs (`meta.k8s.io/v1`
+/// `PartialObjectMetadata`, what Kubernetes' metadata informers hold): decoded from the full
+/// object, it keeps name, namespace, uid, resourceVersion, generation, creation and
+/// deletion timestamps, ownerReferences and finalizers, and drops the rest (labels,
+/// annotations and managedFields included), so that a cache of every kind stays small.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct PartialObjectMetadata {
+    /// The kept metadata.
+    pub metadata: ObjectMeta,
 }
 
-impl<K> Object for K where
-    K: Resource + Metadata<Ty = ObjectMeta> + DeserializeOwned + Send + Sync + 'static
-{
+impl<'de> serde::Deserialize<'de> for PartialObjectMetadata {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        #[derive(serde::Deserialize)]
+        struct Full {
+            #[serde(default)]
+            metadata: ObjectMeta,
+        }
+        let m = Full::deserialize(d)?.metadata;
+        Ok(PartialObjectMetadata {
+            metadata: ObjectMeta {
+                name: m.name,
+                namespace: m.namespace,
+                uid: m.uid,
+                resource_version: m.resource_version,
+                generation: m.generation,
+                creation_timestamp: m.creation_timestamp,
+                deletion_timestamp: m.deletion_timestamp,
+                deletion_grace_period_seconds: m.deletion_grace_period_seconds,
+                owner_references: m.owner_references,
+                finalizers: m.finalizers,
+                ..ObjectMeta::default()
+            },
+        })
+    }
+}
+
+impl Resource for PartialObjectMetadata {
+    const API_VERSION: &'static str = "meta.k8s.io/v1";
+    const GROUP: &'static str = "meta.k8s.io";
+    const KIND: &'static str = "PartialObjectMetadata";
+    const VERSION: &'static str = "v1";
+    const URL_PATH_SEGMENT: &'static str = "";
+    type Scope = bosun_api_client::k8s_openapi::SubResourceScope;
+}
+
+impl Metadata for PartialObjectMetadata {
+    type Ty = ObjectMeta;
+    fn metadata(&self) -> &ObjectMeta {
+        &self.metadata
+    }
+    fn metadata_mut(&mut self) -> &mut ObjectMeta {
+        &mut self.metadata
+    }
 }
 
 /// The cache key of an object: `namespace/name`, or `name` for cluster-scoped objects (as
@@ -146,7 +203,7 @@ impl<K> Store<K> {
     }
 }
 
-impl<K: Object> Store<K> {
+impl<K: Cached> Store<K> {
     /// A synced store holding `objects`: for tests of code that reads a store.
     pub fn from_objects(objects: impl IntoIterator<Item = K>) -> Self {
         let store = Store::new();
@@ -240,7 +297,7 @@ where
     }
 }
 
-impl<K: Object> Event<K> {
+impl<K: Cached> Event<K> {
     /// The object the event is about (`None` for `Resynced`).
     pub fn object(&self) -> Option<&Arc<K>> {
         match self {
@@ -317,10 +374,34 @@ pub fn reflector<K: Object>(
     config: Config,
     shutdown: watch::Receiver<bool>,
 ) -> (Store<K>, mpsc::Receiver<Event<K>>, JoinHandle<()>) {
+    reflector_for(
+        client,
+        K::URL_PATH_SEGMENT,
+        K::KIND,
+        namespace,
+        config,
+        shutdown,
+    )
+}
+
+/// [`reflector`] of the resource named by its plural (`events`, `namespaces`) at run time,
+/// decoding each object as `K`: for components that handle every kind of the resource
+/// table alike and keep only part of each object (the garbage collector keeps metadata).
+/// `kind` names it in logs.
+pub fn reflector_for<K: Cached>(
+    client: ApiClient,
+    resource: &'static str,
+    kind: &'static str,
+    namespace: Option<String>,
+    config: Config,
+    shutdown: watch::Receiver<bool>,
+) -> (Store<K>, mpsc::Receiver<Event<K>>, JoinHandle<()>) {
     let store = Store::new();
     let (tx, rx) = mpsc::channel(config.events_capacity.max(1));
     let r = Reflector {
         client,
+        resource,
+        kind,
         namespace: namespace.unwrap_or_default(),
         config,
         store: store.clone(),
@@ -333,6 +414,8 @@ pub fn reflector<K: Object>(
 
 struct Reflector<K> {
     client: ApiClient,
+    resource: &'static str,
+    kind: &'static str,
     namespace: String,
     config: Config,
     store: Store<K>,
@@ -350,9 +433,9 @@ enum Stop {
     Rewatch { backoff: bool },
 }
 
-impl<K: Object> Reflector<K> {
+impl<K: Cached> Reflector<K> {
     async fn run(mut self) {
-        let kind = K::KIND;
+        let kind = self.kind;
         let mut backoff = Backoff::new();
         let mut version: Option<String> = None;
         loop {
@@ -417,7 +500,11 @@ impl<K: Object> Reflector<K> {
         };
         let mut items = Vec::new();
         loop {
-            let page = match self.client.list::<K>(&self.namespace, &params).await {
+            let page = match self
+                .client
+                .list_as::<K>(self.resource, &self.namespace, &params)
+                .await
+            {
                 Ok(p) => p,
                 Err(e) if e.is_expired() && !params.continue_token.is_empty() => {
                     items.clear();
@@ -437,7 +524,7 @@ impl<K: Object> Reflector<K> {
 
     /// Watches from `rv` until it ends; why, and the last version seen.
     async fn watch(&mut self, rv: String) -> (Stop, String) {
-        let kind = K::KIND;
+        let kind = self.kind;
         let params = WatchParams {
             label_selector: self.config.label_selector.clone(),
             field_selector: self.config.field_selector.clone(),
@@ -448,7 +535,7 @@ impl<K: Object> Reflector<K> {
         let mut w = tokio::select! {
             biased;
             () = crate::stopped(&mut self.shutdown) => return (Stop::Exit, rv),
-            w = self.client.watch::<K>(&self.namespace, &params) => match w {
+            w = self.client.watch_as::<K>(self.resource, &self.namespace, &params) => match w {
                 Ok(w) => w,
                 Err(e) if e.is_expired() => return (Stop::Expired, rv),
                 Err(e) => {
@@ -556,6 +643,38 @@ mod tests {
         assert_eq!(key("default", "web"), "default/web");
         assert_eq!(key("", "node-1"), "node-1");
         assert_eq!(key_of(&pod("ns", "a", "1").metadata), "ns/a");
+    }
+
+    #[test]
+    fn partial_metadata_keeps_only_what_a_collector_needs() {
+        let json = serde_json::json!({
+            "apiVersion": "v1", "kind": "Event",
+            "metadata": {
+                "name": "e", "namespace": "default", "uid": "u", "resourceVersion": "7",
+                "labels": {"a": "b"}, "annotations": {"big": "x".repeat(1000)},
+                "managedFields": [{"manager": "m", "operation": "Update"}],
+                "finalizers": ["f"],
+                "deletionTimestamp": "2026-01-01T00:00:00Z",
+                "ownerReferences": [{"apiVersion": "apps/v1", "kind": "Deployment",
+                                     "name": "web", "uid": "o"}]
+            },
+            "message": "m".repeat(1000),
+            "involvedObject": {"kind": "Pod"}
+        });
+        let p: PartialObjectMetadata = serde_json::from_value(json).unwrap();
+        let m = &p.metadata;
+        assert_eq!(
+            (m.name.as_deref(), m.namespace.as_deref(), m.uid.as_deref()),
+            (Some("e"), Some("default"), Some("u"))
+        );
+        assert_eq!(m.resource_version.as_deref(), Some("7"));
+        assert_eq!(m.finalizers, Some(vec!["f".to_string()]));
+        assert!(m.deletion_timestamp.is_some());
+        assert_eq!(m.owner_references.as_ref().unwrap()[0].uid, "o");
+        assert!(m.labels.is_none() && m.annotations.is_none() && m.managed_fields.is_none());
+        // An object without metadata decodes too.
+        let p: PartialObjectMetadata = serde_json::from_str("{}").unwrap();
+        assert_eq!(p, PartialObjectMetadata::default());
     }
 
     #[tokio::test]

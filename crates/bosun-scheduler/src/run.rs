@@ -588,7 +588,8 @@ fn already_bound(e: &ApiError) -> bool {
             || e.message.contains("pod is being deleted"))
 }
 
-/// Binds the pod; undoes the assumption and requeues it when the bind fails.
+/// Binds the pod; undoes the assumption and requeues it when the bind fails (unless the watch
+/// already shows it bound).
 async fn bind(
     client: ApiClient,
     shared: Arc<Shared>,
@@ -617,7 +618,7 @@ async fn bind(
         }
         Err(e) => {
             // Never counted twice: a pod the watch already showed bound is no longer assumed.
-            let _ = shared.snapshot.lock().forget(&pod.key);
+            let bound_to = shared.snapshot.lock().forget_failed_bind(&pod.key);
             if e.is_not_found() || already_bound(&e) {
                 debug!(pod = %format!("{ns}/{name}"), error = %e, "bind not needed");
                 return;
@@ -630,6 +631,14 @@ async fn bind(
                 report::REASON_FAILED_SCHEDULING,
                 format!("Binding rejected: {}", e.message),
             );
+            if let Some(bound_to) = bound_to {
+                info!(
+                    pod = %format!("{ns}/{name}"),
+                    node = %bound_to,
+                    "Pod has been assigned to node. Abort adding it back to queue."
+                );
+                return;
+            }
             shared.queue.lock().requeue_backoff(pod, Instant::now());
             shared.wake.notify_one();
         }

@@ -244,6 +244,17 @@ impl Snapshot {
         }
     }
 
+    /// After a bind that failed: undoes the assumption ([`Snapshot::forget`]) and returns the
+    /// node the watch already shows the pod bound to, if any. Such a pod is not requeued, as in
+    /// Kubernetes' `handleSchedulingFailure` ("Pod has been assigned to node. Abort adding it
+    /// back to queue."): the bind reached the apiserver although its answer was an error.
+    pub fn forget_failed_bind(&mut self, key: &str) -> Option<String> {
+        match self.forget(key) {
+            Ok(()) => None,
+            Err(_) => self.node_of(key).map(str::to_owned),
+        }
+    }
+
     /// Whether the pod with this key is assumed and not yet confirmed by the watch.
     pub fn is_assumed(&self, key: &str) -> bool {
         self.pod_by_key

@@ -373,6 +373,31 @@ fn forget_undoes_a_lost_bind() {
 }
 
 #[test]
+fn a_failed_bind_the_watch_shows_bound_is_not_requeued() {
+    let mut snap = snapshot(&[roomy("n1"), roomy("n2")], &[]);
+    // Assumed only: the failed bind is undone and the pod goes back to the queue.
+    let lost = prepared(&pod("lost").req(&[("cpu", "1")]).obj());
+    snap.assume(&lost, "n1").unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(snap.forget_failed_bind(lost.key()), None);
+    assert_eq!(snap.num_pods(), 0);
+    // The bind reached the apiserver although its answer was an error: the watch shows the
+    // pod bound (here to n2) before the error comes back. Not requeued, still counted once.
+    let p = pod("won").req(&[("cpu", "1")]).obj();
+    let won = prepared(&p);
+    snap.assume(&won, "n1").unwrap_or_else(|e| panic!("{e}"));
+    let mut bound = p.clone();
+    if let Some(spec) = bound.spec.as_mut() {
+        spec.node_name = Some("n2".into());
+    }
+    snap.upsert_pod(&bound).unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(snap.forget_failed_bind(won.key()), Some("n2".to_owned()));
+    assert_eq!(snap.num_pods(), 1);
+    assert_eq!(snap.node_usage("n2").map(|u| u.pods), Some(1));
+    // A pod the snapshot does not hold has no node to report.
+    assert_eq!(snap.forget_failed_bind("uid-unknown"), None);
+}
+
+#[test]
 fn assumed_pods_shape_the_next_decision() {
     // One slot of CPU per node: scheduling and assuming three pods fills three nodes, and
     // the fourth finds no room.

@@ -3,15 +3,19 @@
 //! their blocking dependents, and owners deleted with the orphan policy first strip their
 //! dependents' references to them. The decisions are [`crate::garbagecollector`]'s.
 //!
-//! Kubernetes' collector builds a graph of every kind through metadata informers. This one
-//! watches the kinds that have dependents or owners in practice (Deployments, ReplicaSets,
-//! Pods, Leases, Nodes) and resolves an owner of any kind of the resource table (cluster-
-//! scoped ones included: a node's Lease is owned by its Node) through the cache or, failing
-//! that, the apiserver; its writes go through the API by resource name, so a kind added to
-//! the table is handled without code here. An owner reference to a kind outside the table
-//! counts as a live owner, so nothing is collected on a guess; a cluster-scoped object
-//! referring to a namespaced owner is invalid (an `OwnerRefInvalidNamespace` event, not
-//! collected), and a namespaced object's owner reference resolves in its own namespace.
+//! As Kubernetes' collector (a graph of every kind through metadata informers), it sees
+//! every kind of the resource table: the caches the controller-manager keeps anyway
+//! (Deployments, ReplicaSets, Pods, Namespaces, Leases, Nodes) and, for every other kind
+//! of the table (Events, ...), a reflector of [`PartialObjectMetadata`] that keeps only the
+//! metadata the collector needs, so that a kind added to the table is collected without
+//! code here. Dependents are found through an index of owner uid to dependents, kept from
+//! the caches' events (bounded by the objects that have owner references). An owner of
+//! any kind of the table (cluster-scoped ones included: a node's Lease is owned by its Node)
+//! is resolved through the cache or, failing that, the apiserver; its writes go through
+//! the API by resource name. An owner reference to a kind outside the table counts as a
+//! live owner, so nothing is collected on a guess; a cluster-scoped object referring to a
+//! namespaced owner is invalid (an `OwnerRefInvalidNamespace` event, not collected), and a
+//! namespaced object's owner reference resolves in its own namespace.
 
 use anyhow::anyhow;
 use bosun_api::resources::{RESOURCES, Resource};
@@ -19,12 +23,16 @@ use bosun_api_client::{ApiClient, ApiError, Patch};
 use bosun_runtime::controller::Action as Next;
 use bosun_runtime::events::Recorder;
 use bosun_runtime::queue::{QueueConfig, WorkQueue};
-use bosun_runtime::reflector::{Event, Store};
-use k8s_openapi::api::apps::v1::{Deployment, ReplicaSet};
-use k8s_openapi::api::coordination::v1::Lease;
-use k8s_openapi::api::core::v1::{Node, ObjectReference, Pod};
+use std::collections::{BTreeMap, HashMap, HashSet};
+use std::sync::Arc;
+
+use bosun_runtime::reflector::{Cached, Event, Store};
+use k8s_openapi::api::core::v1::ObjectReference;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{ObjectMeta, OwnerReference};
+use parking_lot::Mutex;
 use serde_json::json;
+
+pub use bosun_runtime::reflector::PartialObjectMetadata;
 use tracing::{debug, info, warn};
 
 use super::{Metrics, Reconciler};
@@ -78,65 +86,106 @@ fn deleting_dependents(meta: &ObjectMeta) -> bool {
     meta.deletion_timestamp.is_some() && has_finalizer(meta, FOREGROUND)
 }
 
-/// The caches the collector reads.
-#[derive(Debug, Clone, Default)]
+/// One kind's cache as the collector reads it: the metadata of an object.
+pub trait MetaCache: Send + Sync {
+    /// The metadata of `namespace/name` (`namespace` empty for cluster-scoped kinds).
+    fn meta(&self, namespace: &str, name: &str) -> Option<ObjectMeta>;
+    /// Whether the first full list is in.
+    fn synced(&self) -> bool;
+}
+
+impl<K: Cached> MetaCache for Store<K> {
+    fn meta(&self, namespace: &str, name: &str) -> Option<ObjectMeta> {
+        self.get(namespace, name).map(|o| o.metadata().clone())
+    }
+    fn synced(&self) -> bool {
+        self.is_synced()
+    }
+}
+
+/// The caches the collector reads, by resource (plural name).
+#[derive(Clone, Default)]
 pub struct Caches {
-    /// Deployments.
-    pub deployments: Store<Deployment>,
-    /// ReplicaSets.
-    pub replica_sets: Store<ReplicaSet>,
-    /// Pods.
-    pub pods: Store<Pod>,
-    /// Leases.
-    pub leases: Store<Lease>,
-    /// Nodes.
-    pub nodes: Store<Node>,
+    by_resource: BTreeMap<&'static str, Arc<dyn MetaCache>>,
+}
+
+impl std::fmt::Debug for Caches {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_list().entries(self.by_resource.keys()).finish()
+    }
 }
 
 impl Caches {
+    /// Adds the cache of `resource`.
+    pub fn insert(&mut self, resource: &'static str, cache: Arc<dyn MetaCache>) {
+        self.by_resource.insert(resource, cache);
+    }
+
+    /// Whether `resource` has a cache.
+    pub fn has(&self, resource: &str) -> bool {
+        self.by_resource.contains_key(resource)
+    }
+
+    /// The kinds of the resource table without a cache (for which the collector needs its
+    /// own metadata reflectors).
+    pub fn missing(&self) -> Vec<&'static Resource> {
+        RESOURCES
+            .iter()
+            .copied()
+            .filter(|r| !self.has(r.plural))
+            .collect()
+    }
+
+    /// Whether every cache has its first full list.
+    pub fn synced(&self) -> bool {
+        self.by_resource.values().all(|c| c.synced())
+    }
+
     fn get(&self, resource: &str, ns: &str, name: &str) -> Option<ObjectMeta> {
-        match resource {
-            "deployments" => self.deployments.get(ns, name).map(|o| o.metadata.clone()),
-            "replicasets" => self.replica_sets.get(ns, name).map(|o| o.metadata.clone()),
-            "pods" => self.pods.get(ns, name).map(|o| o.metadata.clone()),
-            "leases" => self.leases.get(ns, name).map(|o| o.metadata.clone()),
-            "nodes" => self.nodes.get("", name).map(|o| o.metadata.clone()),
-            _ => None,
-        }
+        self.by_resource.get(resource)?.meta(ns, name)
+    }
+}
+
+/// Owner uid -> the objects that reference it (the collector's graph, `uidToNode`'s
+/// dependents).
+#[derive(Debug, Default)]
+struct OwnerIndex {
+    dependents: HashMap<String, HashSet<Item>>,
+}
+
+impl OwnerIndex {
+    fn owner_uids(meta: &ObjectMeta) -> impl Iterator<Item = &str> {
+        meta.owner_references
+            .iter()
+            .flatten()
+            .map(|r| r.uid.as_str())
     }
 
-    fn watched(resource: &str) -> bool {
-        matches!(
-            resource,
-            "deployments" | "replicasets" | "pods" | "leases" | "nodes"
-        )
-    }
-
-    /// Every cached object that references `uid`, with its resource.
-    fn dependents_of(&self, uid: &str) -> Vec<(&'static str, ObjectMeta)> {
-        let refers = |m: &ObjectMeta| m.owner_references.iter().flatten().any(|r| r.uid == uid);
-        let mut out = Vec::new();
-        let mut add = |res: &'static str, m: &ObjectMeta| {
-            if refers(m) {
-                out.push((res, m.clone()));
+    fn remove(&mut self, item: &Item, meta: &ObjectMeta) {
+        for uid in Self::owner_uids(meta) {
+            if let Some(set) = self.dependents.get_mut(uid) {
+                set.remove(item);
+                if set.is_empty() {
+                    self.dependents.remove(uid);
+                }
             }
-        };
-        for o in self.deployments.list() {
-            add("deployments", &o.metadata);
         }
-        for o in self.replica_sets.list() {
-            add("replicasets", &o.metadata);
+    }
+
+    fn add(&mut self, item: &Item, meta: &ObjectMeta) {
+        for uid in Self::owner_uids(meta) {
+            self.dependents
+                .entry(uid.to_string())
+                .or_default()
+                .insert(item.clone());
         }
-        for o in self.pods.list() {
-            add("pods", &o.metadata);
-        }
-        for o in self.leases.list() {
-            add("leases", &o.metadata);
-        }
-        for o in self.nodes.list() {
-            add("nodes", &o.metadata);
-        }
-        out
+    }
+
+    fn get(&self, uid: &str) -> Vec<Item> {
+        self.dependents
+            .get(uid)
+            .map(|s| s.iter().cloned().collect())
+            .unwrap_or_default()
     }
 }
 
@@ -147,6 +196,8 @@ pub struct GarbageCollector {
     recorder: Recorder,
     queue: WorkQueue<Item>,
     metrics: Metrics,
+    index: Mutex<OwnerIndex>,
+    resynced: Mutex<HashSet<&'static str>>,
 }
 
 impl std::fmt::Debug for GarbageCollector {
@@ -168,15 +219,36 @@ impl GarbageCollector {
                 &metrics.queue,
             ),
             metrics,
+            index: Mutex::new(OwnerIndex::default()),
+            resynced: Mutex::new(HashSet::new()),
         }
+    }
+
+    /// Whether every cache is synced and its first list has gone through the handlers
+    /// (the graph is whole: `GarbageCollector.IsSynced`).
+    pub fn graph_synced(&self) -> bool {
+        let resynced = self.resynced.lock();
+        self.caches.synced() && self.caches.by_resource.keys().all(|r| resynced.contains(r))
     }
 
     fn cached(&self, resource: &str, ns: &str, name: &str) -> Option<ObjectMeta> {
         self.caches.get(resource, ns, name)
     }
 
+    /// Every cached object that references `uid`, with its resource.
     fn dependents_of(&self, uid: &str) -> Vec<(&'static str, ObjectMeta)> {
-        self.caches.dependents_of(uid)
+        let items = self.index.lock().get(uid);
+        items
+            .into_iter()
+            .filter_map(|item| {
+                let m = self.cached(item.resource, &item.namespace, &item.name)?;
+                m.owner_references
+                    .iter()
+                    .flatten()
+                    .any(|r| r.uid == uid)
+                    .then_some((item.resource, m))
+            })
+            .collect()
     }
 
     /// A change to a cached object (`old` is its previous state, if known).
@@ -197,7 +269,7 @@ impl GarbageCollector {
         let ns = new.namespace.as_deref().unwrap_or("");
         let unresolved = new.owner_references.iter().flatten().any(|r| {
             resource_of_ref(r).is_some_and(|res| {
-                !Caches::watched(res.plural)
+                !self.caches.has(res.plural)
                     || owner_namespace(res, ns).is_none_or(|ons| {
                         self.cached(res.plural, ons, &r.name)
                             .is_none_or(|m| m.uid.as_deref() != Some(r.uid.as_str()))
@@ -229,43 +301,30 @@ impl GarbageCollector {
         }
     }
 
-    fn handle<K: k8s_openapi::Metadata<Ty = ObjectMeta>>(
-        &self,
-        resource: &'static str,
-        ev: &Event<K>,
-    ) {
+    /// An event of the cache of `resource`.
+    pub fn handle<K: Cached>(&self, resource: &'static str, ev: &Event<K>) {
         match ev {
             Event::Applied { old, new } => {
-                self.on_applied(resource, old.as_ref().map(|o| o.metadata()), new.metadata())
+                let (old, new) = (old.as_ref().map(|o| o.metadata()), new.metadata());
+                {
+                    let item = Item::of(resource, new);
+                    let mut index = self.index.lock();
+                    if let Some(o) = old {
+                        index.remove(&Item::of(resource, o), o);
+                    }
+                    index.add(&item, new);
+                }
+                self.on_applied(resource, old, new);
             }
-            Event::Deleted(o) => self.on_deleted(o.metadata()),
-            Event::Resynced => {}
+            Event::Deleted(o) => {
+                let meta = o.metadata();
+                self.index.lock().remove(&Item::of(resource, meta), meta);
+                self.on_deleted(meta);
+            }
+            Event::Resynced => {
+                self.resynced.lock().insert(resource);
+            }
         }
-    }
-
-    /// Deployment events.
-    pub fn on_deployment(&self, ev: &Event<Deployment>) {
-        self.handle("deployments", ev);
-    }
-
-    /// ReplicaSet events.
-    pub fn on_replica_set(&self, ev: &Event<ReplicaSet>) {
-        self.handle("replicasets", ev);
-    }
-
-    /// Pod events.
-    pub fn on_pod(&self, ev: &Event<Pod>) {
-        self.handle("pods", ev);
-    }
-
-    /// Lease events.
-    pub fn on_lease(&self, ev: &Event<Lease>) {
-        self.handle("leases", ev);
-    }
-
-    /// Node events.
-    pub fn on_node(&self, ev: &Event<Node>) {
-        self.handle("nodes", ev);
     }
 
     async fn sync_item(&self, item: &Item) -> anyhow::Result<()> {
@@ -496,6 +555,64 @@ mod tests {
         );
         assert!(resource_of_ref(&owner("apps/v1", "Pod")).is_none());
         assert!(resource_of_ref(&owner("example.com/v1", "Widget")).is_none());
+    }
+
+    fn meta(name: &str, owners: &[&str]) -> ObjectMeta {
+        ObjectMeta {
+            name: Some(name.into()),
+            namespace: Some("default".into()),
+            owner_references: Some(
+                owners
+                    .iter()
+                    .map(|u| OwnerReference {
+                        uid: (*u).into(),
+                        ..owner("v1", "Pod")
+                    })
+                    .collect(),
+            ),
+            ..ObjectMeta::default()
+        }
+    }
+
+    #[test]
+    fn the_owner_index_follows_changes_and_deletions() {
+        let mut index = OwnerIndex::default();
+        let e = meta("e", &["a", "b"]);
+        let item = Item::of("events", &e);
+        index.add(&item, &e);
+        let l = meta("l", &["a"]);
+        index.add(&Item::of("leases", &l), &l);
+        let names = |uid: &str| {
+            let mut v: Vec<String> = index
+                .get(uid)
+                .into_iter()
+                .map(|i| format!("{}/{}", i.resource, i.name))
+                .collect();
+            v.sort();
+            v
+        };
+        assert_eq!(names("a"), vec!["events/e", "leases/l"]);
+        assert_eq!(names("b"), vec!["events/e"]);
+        // The event loses its reference to b (an update: old out, new in).
+        let e2 = meta("e", &["a"]);
+        index.remove(&item, &e);
+        index.add(&item, &e2);
+        assert!(index.get("b").is_empty());
+        assert!(!index.dependents.contains_key("b"), "no empty sets kept");
+        index.remove(&item, &e2);
+        assert_eq!(index.get("a").len(), 1);
+    }
+
+    #[test]
+    fn every_kind_of_the_table_gets_a_cache() {
+        let mut caches = Caches::default();
+        let pods: Store<k8s_openapi::api::core::v1::Pod> = Store::new();
+        caches.insert("pods", Arc::new(pods));
+        let missing: Vec<&str> = caches.missing().iter().map(|r| r.plural).collect();
+        assert!(missing.contains(&"events") && missing.contains(&"namespaces"));
+        assert!(!missing.contains(&"pods"));
+        assert_eq!(missing.len(), RESOURCES.len() - 1);
+        assert!(!caches.synced());
     }
 
     #[test]

@@ -1,7 +1,8 @@
 //! `bosun controller-manager`: the loops around the decision cores.
 //!
 //! As kube-controller-manager: shared informers (one reflector per kind: Deployments,
-//! ReplicaSets, Pods) whose events the controllers' handlers ([`handlers`]) turn into keys
+//! ReplicaSets, Pods, Namespaces, Leases, Nodes, plus the garbage collector's metadata
+//! reflectors of every other kind of the resource table) whose events the controllers' handlers ([`handlers`]) turn into keys
 //! on their work queues; workers that sync one key at a time (the queue never hands a key to
 //! two workers at once) by reading the caches, asking the core for a plan and applying it
 //! through the apiserver; all of it only while this process holds the controller-manager's
@@ -50,9 +51,11 @@ use crate::podutil::{self, Claim};
 use handlers::Lookup;
 
 pub use deployment::DeploymentController;
-pub use garbagecollector::{Caches as GcCaches, GarbageCollector};
+pub use garbagecollector::{
+    Caches as GcCaches, GarbageCollector, MetaCache, PartialObjectMetadata,
+};
 pub use namespace::NamespaceController;
-pub use nodelifecycle::{NodeLifecycleConfig, NodeLifecycleController};
+pub use nodelifecycle::{NodeLifecycleConfig, NodeLifecycleController, NodeLifecycleMetrics};
 pub use replicaset::ReplicaSetController;
 
 /// The field manager and event source of this component's writes.
@@ -89,6 +92,29 @@ pub struct ControllerManagerConfig {
     /// Amount of time a starting Node may be unresponsive before it is marked unhealthy.
     #[arg(long, default_value = "1m", value_parser = parse_duration)]
     pub node_startup_grace_period: Duration,
+    /// Number of nodes per second on which pods are deleted in case of node failure when a
+    /// zone is healthy (see --unhealthy-zone-threshold for definition of healthy/unhealthy).
+    /// Zone refers to entire cluster in non-multizone clusters.
+    #[arg(long, default_value_t = 0.1, value_parser = non_negative)]
+    pub node_eviction_rate: f32,
+    /// Number of nodes per second on which pods are deleted in case of node failure when a
+    /// zone is unhealthy (see --unhealthy-zone-threshold for definition of
+    /// healthy/unhealthy). Zone refers to entire cluster in non-multizone clusters. This
+    /// value is implicitly overridden to 0 if the cluster size is smaller than
+    /// --large-cluster-size-threshold.
+    #[arg(long, default_value_t = 0.01, value_parser = non_negative)]
+    pub secondary_node_eviction_rate: f32,
+    /// Number of nodes from which node-lifecycle-controller treats the cluster as large for
+    /// the eviction logic purposes. --secondary-node-eviction-rate is implicitly overridden
+    /// to 0 for clusters this size or smaller. Notice: If nodes reside in multiple zones,
+    /// this threshold will be considered as zone node size threshold for each zone to
+    /// determine node eviction rate independently.
+    #[arg(long, default_value_t = 50)]
+    pub large_cluster_size_threshold: u32,
+    /// Fraction of Nodes in a zone which needs to be not Ready (minimum 3) for zone to be
+    /// treated as unhealthy.
+    #[arg(long, default_value_t = 0.55, value_parser = non_negative)]
+    pub unhealthy_zone_threshold: f32,
     /// Controllers to run: `*` runs those on by default, `name` enables one, `-name`
     /// disables one. Known: deployment, replicaset, garbagecollector, namespace,
     /// nodelifecycle (also as deployment-controller, replicaset-controller,
@@ -115,6 +141,10 @@ impl Default for ControllerManagerConfig {
             node_monitor_period: Duration::from_secs(5),
             node_monitor_grace_period: Duration::from_secs(40),
             node_startup_grace_period: Duration::from_secs(60),
+            node_eviction_rate: 0.1,
+            secondary_node_eviction_rate: 0.01,
+            large_cluster_size_threshold: 50,
+            unhealthy_zone_threshold: 0.55,
             controllers: vec!["*".into()],
             bind_address: IpAddr::from([127, 0, 0, 1]),
             port: 10257,
@@ -123,6 +153,15 @@ impl Default for ControllerManagerConfig {
 }
 
 pub use bosun_api::parse_duration;
+
+/// A flag's non-negative (finite) number.
+fn non_negative(s: &str) -> Result<f32, String> {
+    match s.parse::<f32>() {
+        Ok(v) if v.is_finite() && v >= 0.0 => Ok(v),
+        Ok(_) => Err(format!("{s} must be a non-negative number")),
+        Err(e) => Err(format!("invalid number {s:?}: {e}")),
+    }
+}
 
 /// Which controllers run.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -185,6 +224,8 @@ impl Enabled {
 pub struct Metrics {
     /// client-go's workqueue metrics of the controllers' queues.
     pub queue: QueueMetrics,
+    /// The node lifecycle controller's `node_collector_*`.
+    pub node_lifecycle: NodeLifecycleMetrics,
     syncs: Family<Vec<(String, String)>, Counter>,
     duration: Family<Vec<(String, String)>, Histogram>,
 }
@@ -194,6 +235,7 @@ impl Metrics {
     pub fn register(registry: &mut Registry) -> Metrics {
         let m = Metrics {
             queue: QueueMetrics::register(registry),
+            node_lifecycle: NodeLifecycleMetrics::register(registry),
             syncs: Family::default(),
             duration: Family::new_with_constructor(|| {
                 Histogram::new(exponential_buckets(0.001, 2.0, 16))
@@ -545,16 +587,30 @@ async fn run_controllers(
     } else {
         None
     };
+    let mut gc_metadata = Vec::new();
     let gc = if enabled.garbagecollector {
         let (recorder, task) = Recorder::new(client.clone(), "garbage-collector-controller", &host);
         recorder_tasks.push(task);
-        let caches = GcCaches {
-            deployments: deployments.clone(),
-            replica_sets: replica_sets.clone(),
-            pods: pods.clone(),
-            leases: leases.clone(),
-            nodes: nodes.clone(),
-        };
+        // The shared caches, then a metadata reflector for every other kind of the table.
+        let mut caches = GcCaches::default();
+        caches.insert("deployments", Arc::new(deployments.clone()));
+        caches.insert("replicasets", Arc::new(replica_sets.clone()));
+        caches.insert("pods", Arc::new(pods.clone()));
+        caches.insert("namespaces", Arc::new(namespaces.clone()));
+        caches.insert("leases", Arc::new(leases.clone()));
+        caches.insert("nodes", Arc::new(nodes.clone()));
+        for res in caches.missing() {
+            let (store, events, task) = reflector::reflector_for::<PartialObjectMetadata>(
+                client.clone(),
+                res.plural,
+                res.kind,
+                None,
+                config(),
+                stop.clone(),
+            );
+            caches.insert(res.plural, Arc::new(store));
+            gc_metadata.push((res.plural, events, task));
+        }
         Some(Arc::new(GarbageCollector::new(
             client.clone(),
             caches,
@@ -585,9 +641,16 @@ async fn run_controllers(
                 monitor_period: cfg.node_monitor_period,
                 monitor_grace: cfg.node_monitor_grace_period,
                 startup_grace: cfg.node_startup_grace_period,
+                rates: crate::nodelifecycle::EvictionRates {
+                    eviction_qps: cfg.node_eviction_rate,
+                    secondary_qps: cfg.secondary_node_eviction_rate,
+                    large_cluster_threshold: cfg.large_cluster_size_threshold as usize,
+                    unhealthy_zone_threshold: cfg.unhealthy_zone_threshold,
+                },
             },
             node_recorder,
             eviction_recorder,
+            metrics.node_lifecycle.clone(),
         ))
     });
 
@@ -618,23 +681,32 @@ async fn run_controllers(
         on_replica_set.push(Box::new(move |ev| b.on_replica_set(ev)));
         on_pod.push(Box::new(move |ev| c.on_pod(ev)));
     }
+    let mut gc_tasks = Vec::new();
+    let mut dispatchers = Vec::new();
     if let Some(gc) = &gc {
         let (a, b, c) = (gc.clone(), gc.clone(), gc.clone());
-        on_deployment.push(Box::new(move |ev| a.on_deployment(ev)));
-        on_replica_set.push(Box::new(move |ev| b.on_replica_set(ev)));
-        on_pod.push(Box::new(move |ev| c.on_pod(ev)));
-        let (d, e) = (gc.clone(), gc.clone());
-        on_lease.push(Box::new(move |ev| d.on_lease(ev)));
-        on_node.push(Box::new(move |ev| e.on_node(ev)));
+        on_deployment.push(Box::new(move |ev| a.handle("deployments", ev)));
+        on_replica_set.push(Box::new(move |ev| b.handle("replicasets", ev)));
+        on_pod.push(Box::new(move |ev| c.handle("pods", ev)));
+        let (d, e, f) = (gc.clone(), gc.clone(), gc.clone());
+        on_lease.push(Box::new(move |ev| d.handle("leases", ev)));
+        on_node.push(Box::new(move |ev| e.handle("nodes", ev)));
+        on_namespace.push(Box::new(move |ev| f.handle("namespaces", ev)));
+        for (resource, events, task) in gc_metadata {
+            let g = gc.clone();
+            let h: Handler<PartialObjectMetadata> = Box::new(move |ev| g.handle(resource, ev));
+            dispatchers.push(dispatch(events, vec![h]));
+            gc_tasks.push(task);
+        }
     }
-    let dispatchers = [
+    dispatchers.extend([
         dispatch(d_events, on_deployment),
         dispatch(rs_events, on_replica_set),
         dispatch(pod_events, on_pod),
         dispatch(ns_events, on_namespace),
         dispatch(lease_events, on_lease),
         dispatch(node_events, on_node),
-    ];
+    ]);
 
     // WaitForNamedCacheSync: no worker acts on a partial cache.
     let synced = async {
@@ -669,7 +741,21 @@ async fn run_controllers(
         }
         if let Some(gc) = &gc {
             let n = usize::from(cfg.concurrent_gc_syncs);
-            workers.push(tokio::spawn(run_reconciler(gc.clone(), n, stop.clone())));
+            let (gc, mut stop) = (gc.clone(), stop.clone());
+            workers.push(tokio::spawn(async move {
+                // Its own metadata caches and the graph first (`WaitForCacheSync`).
+                let graph = async {
+                    while !gc.graph_synced() {
+                        tokio::time::sleep(Duration::from_millis(50)).await;
+                    }
+                };
+                tokio::select! {
+                    () = graph => {}
+                    _ = stop.wait_for(|s| *s) => return,
+                }
+                info!("garbage collector's graph synced; collecting");
+                run_reconciler(gc, n, stop).await;
+            }));
         }
         if let Some(nc) = &nc {
             let n = usize::from(cfg.concurrent_namespace_syncs);
@@ -691,6 +777,9 @@ async fn run_controllers(
         let _ = t.await;
     }
     for t in [ns_task, lease_task, node_task] {
+        let _ = t.await;
+    }
+    for t in gc_tasks {
         let _ = t.await;
     }
     for d in dispatchers {

@@ -2,16 +2,22 @@
 //! `monitorNodeHealth`, with the taint eviction controller of `taint_eviction.go`): every
 //! `--node-monitor-period` it reads the Node, Lease and Pod caches, marks nodes whose Lease
 //! and status stopped moving Unknown (with a `NodeNotReady` event and their pods'
-//! Ready=False), keeps the condition taints in step with the conditions, and every second it
-//! deletes the pods that NoExecute taints evict, now or when their toleration runs out
-//! (`TaintManagerEviction`). The decisions are [`crate::nodelifecycle`]'s; what is held here
-//! (when each node was last seen alive, the deletions scheduled) is bounded by the nodes
-//! and pods in the caches and rebuilt from scratch by a new leader.
+//! Ready=False), keeps the NoSchedule condition taints in step with the conditions, queues
+//! the nodes not ready for their NoExecute taint in their zone's rate-limited queue and
+//! computes the zones' states (`handleDisruption`: the zone's rate, master disruption
+//! mode). Every 100 ms (`NodeEvictionPeriod`) it taints the queued nodes as fast as each
+//! zone's rate allows (`doNoExecuteTaintingPass`), and every second it deletes the pods
+//! that NoExecute taints evict, now or when their toleration runs out
+//! (`TaintManagerEviction`), after setting their `DisruptionTarget` condition. The
+//! decisions are [`crate::nodelifecycle`]'s; what is held here (when each node was last
+//! seen alive, the zones' queues, the deletions scheduled) is bounded by the nodes and pods
+//! in the caches and rebuilt from scratch by a new leader.
 
-use std::collections::HashMap;
-use std::time::Duration;
+use std::collections::{BTreeMap, HashMap, HashSet};
+use std::sync::atomic::AtomicU64;
+use std::time::{Duration, Instant};
 
-use bosun_api_client::ApiClient;
+use bosun_api_client::{ApiClient, Patch};
 use bosun_runtime::events::{Recorder, object_ref};
 use bosun_runtime::reflector::Store;
 use jiff::Timestamp;
@@ -19,12 +25,18 @@ use k8s_openapi::api::coordination::v1::Lease;
 use k8s_openapi::api::core::v1::{Node, ObjectReference, Pod, PodCondition};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
 use parking_lot::Mutex;
+use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::gauge::Gauge;
+use prometheus_client::registry::Registry;
 use tokio::sync::watch;
-use tracing::{debug, info, warn};
+use tracing::{debug, error, info, warn};
 
 use crate::nodelifecycle::{
-    self, Eviction, NodeHealth, Scheduled, desired_taints, grace_period, observe, pod_eviction,
-    stale_conditions,
+    self, Disruption, Eviction, EvictionRates, NoExecuteTainter, NodeHealth, Scheduled,
+    TAINT_NOT_READY, TAINT_UNREACHABLE, TaintAction, desired_taints, disruption_target,
+    excluded_from_disruption, grace_period, observe, pod_eviction, stale_conditions,
+    swap_no_execute_taints, zone_key,
 };
 
 /// The namespace of the nodes' Leases.
@@ -32,8 +44,12 @@ pub const NODE_LEASE_NAMESPACE: &str = "kube-node-lease";
 
 /// How often pending evictions are looked at.
 const EVICTION_TICK: Duration = Duration::from_secs(1);
+/// How often the zones' tainting queues are tried (`scheduler.NodeEvictionPeriod`).
+const NODE_EVICTION_PERIOD: Duration = Duration::from_millis(100);
+/// When a queued node cannot be looked at yet, it is retried after this long.
+const TAINT_RETRY: Duration = Duration::from_millis(50);
 
-/// The controller's timings (kube-controller-manager's flags).
+/// The controller's timings and rates (kube-controller-manager's flags).
 #[derive(Debug, Clone, Copy)]
 pub struct NodeLifecycleConfig {
     /// `--node-monitor-period`.
@@ -42,6 +58,52 @@ pub struct NodeLifecycleConfig {
     pub monitor_grace: Duration,
     /// `--node-startup-grace-period`.
     pub startup_grace: Duration,
+    /// `--node-eviction-rate`, `--secondary-node-eviction-rate`,
+    /// `--large-cluster-size-threshold`, `--unhealthy-zone-threshold`.
+    pub rates: EvictionRates,
+}
+
+type ZoneLabel = Vec<(String, String)>;
+
+/// The node lifecycle controller's metrics, as Kubernetes names them (`node_collector_*`).
+#[derive(Debug, Clone, Default)]
+pub struct NodeLifecycleMetrics {
+    zone_health: Family<ZoneLabel, Gauge<f64, AtomicU64>>,
+    zone_size: Family<ZoneLabel, Gauge<f64, AtomicU64>>,
+    unhealthy_nodes: Family<ZoneLabel, Gauge<f64, AtomicU64>>,
+    evictions: Family<ZoneLabel, Counter>,
+}
+
+impl NodeLifecycleMetrics {
+    /// Registers the metrics in `registry`.
+    pub fn register(registry: &mut Registry) -> Self {
+        let m = NodeLifecycleMetrics::default();
+        registry.register(
+            "node_collector_zone_health",
+            "Gauge measuring percentage of healthy nodes per zone.",
+            m.zone_health.clone(),
+        );
+        registry.register(
+            "node_collector_zone_size",
+            "Gauge measuring number of registered Nodes per zones.",
+            m.zone_size.clone(),
+        );
+        registry.register(
+            "node_collector_unhealthy_nodes_in_zone",
+            "Gauge measuring number of not Ready Nodes per zones.",
+            m.unhealthy_nodes.clone(),
+        );
+        registry.register(
+            "node_collector_evictions",
+            "Number of Node evictions that happened since current instance of NodeController started.",
+            m.evictions.clone(),
+        );
+        m
+    }
+
+    fn zone(zone: &str) -> ZoneLabel {
+        vec![("zone".to_string(), zone.to_string())]
+    }
 }
 
 /// The node lifecycle and taint eviction controllers.
@@ -55,6 +117,9 @@ pub struct NodeLifecycleController {
     eviction_recorder: Recorder,
     health: Mutex<HashMap<String, NodeHealth>>,
     scheduled: Mutex<HashMap<String, Scheduled>>,
+    known: Mutex<HashSet<String>>,
+    tainter: Mutex<NoExecuteTainter>,
+    metrics: NodeLifecycleMetrics,
 }
 
 impl std::fmt::Debug for NodeLifecycleController {
@@ -86,6 +151,7 @@ impl NodeLifecycleController {
         cfg: NodeLifecycleConfig,
         node_recorder: Recorder,
         eviction_recorder: Recorder,
+        metrics: NodeLifecycleMetrics,
     ) -> Self {
         NodeLifecycleController {
             client,
@@ -97,47 +163,252 @@ impl NodeLifecycleController {
             eviction_recorder,
             health: Mutex::new(HashMap::new()),
             scheduled: Mutex::new(HashMap::new()),
+            known: Mutex::new(HashSet::new()),
+            tainter: Mutex::new(NoExecuteTainter::new(cfg.rates)),
+            metrics,
         }
     }
 
-    /// Runs both passes until `stop` flips.
+    /// Runs the passes until `stop` flips.
     pub async fn run(&self, mut stop: watch::Receiver<bool>) {
+        #[derive(Clone, Copy)]
+        enum Pass {
+            Monitor,
+            Taint,
+            Evict,
+        }
         let mut monitor = tokio::time::interval(self.cfg.monitor_period);
+        let mut taint = tokio::time::interval(NODE_EVICTION_PERIOD);
         let mut evict = tokio::time::interval(EVICTION_TICK);
-        monitor.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-        evict.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        for t in [&mut monitor, &mut taint, &mut evict] {
+            t.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        }
         loop {
-            let monitor_now = tokio::select! {
-                _ = monitor.tick() => true,
-                _ = evict.tick() => false,
+            let pass = tokio::select! {
+                biased;
                 _ = stop.wait_for(|s| *s) => return,
+                _ = monitor.tick() => Pass::Monitor,
+                _ = taint.tick() => Pass::Taint,
+                _ = evict.tick() => Pass::Evict,
             };
-            if monitor_now {
-                self.monitor_node_health().await;
-            } else {
-                self.taint_eviction_pass().await;
+            match pass {
+                Pass::Monitor => self.monitor_node_health().await,
+                Pass::Taint => self.no_execute_tainting_pass().await,
+                Pass::Evict => self.taint_eviction_pass().await,
             }
         }
     }
 
-    /// `monitorNodeHealth`: one pass over every node.
+    /// `monitorNodeHealth`: one pass over every node, then the zones' states.
     pub async fn monitor_node_health(&self) {
         let nodes = self.nodes.list();
         {
             let mut health = self.health.lock();
             health.retain(|name, _| self.nodes.get("", name).is_some());
         }
-        for node in nodes {
+        // New nodes: their zone is known, and they start without NoExecute taints.
+        let added: Vec<&Node> = {
+            let mut known = self.known.lock();
+            known.retain(|name| self.nodes.get("", name).is_some());
+            nodes
+                .iter()
+                .map(|n| &**n)
+                .filter(|n| {
+                    n.metadata
+                        .name
+                        .as_ref()
+                        .is_some_and(|name| known.insert(name.clone()))
+                })
+                .collect()
+        };
+        for node in added {
+            debug!(node = ?node.metadata.name, "Controller observed a new Node");
+            self.tainter
+                .lock()
+                .add_zone(&zone_key(node), Instant::now());
+            if let Err(e) = self.mark_node_as_reachable(node).await {
+                warn!(node = ?node.metadata.name, error = %e, "Failed to remove taints from node");
+            }
+        }
+        let mut zones: BTreeMap<String, Vec<Option<String>>> = BTreeMap::new();
+        for node in &nodes {
             let Some(name) = node.metadata.name.clone() else {
                 continue;
             };
-            if let Err(e) = self.monitor_one(&name, &node).await {
-                warn!(node = %name, error = %e, "update node health");
+            match self.monitor_one(&name, node).await {
+                Ok(current_ready) => {
+                    if !excluded_from_disruption(node) {
+                        zones.entry(zone_key(node)).or_default().push(current_ready);
+                    }
+                }
+                Err(e) => warn!(
+                    node = %name,
+                    error = %e,
+                    "Update health of Node from Controller error, Skipping - no pods will be evicted"
+                ),
+            }
+        }
+        self.handle_disruption(&zones, &nodes).await;
+    }
+
+    /// `handleDisruption`: the zones' states, rates and metrics; master disruption mode.
+    async fn handle_disruption(
+        &self,
+        zones: &BTreeMap<String, Vec<Option<String>>>,
+        nodes: &[std::sync::Arc<Node>],
+    ) {
+        let zones_ready: BTreeMap<String, Vec<Option<&str>>> = zones
+            .iter()
+            .map(|(z, v)| (z.clone(), v.iter().map(Option::as_deref).collect()))
+            .collect();
+        let (outcome, views, gone) = {
+            let mut tainter = self.tainter.lock();
+            let before = tainter.zones();
+            let (outcome, views) = tainter.handle_disruption(&zones_ready, Instant::now());
+            let gone: Vec<String> = before
+                .into_iter()
+                .filter(|z| !views.contains_key(z))
+                .collect();
+            (outcome, views, gone)
+        };
+        for zone in gone {
+            let label = NodeLifecycleMetrics::zone(&zone);
+            self.metrics.zone_size.get_or_create(&label).set(0.0);
+            self.metrics.unhealthy_nodes.get_or_create(&label).set(0.0);
+            self.metrics.zone_health.get_or_create(&label).set(100.0);
+        }
+        for (zone, view) in &views {
+            let label = NodeLifecycleMetrics::zone(zone);
+            #[allow(clippy::cast_precision_loss)]
+            {
+                self.metrics
+                    .zone_size
+                    .get_or_create(&label)
+                    .set(view.size as f64);
+                self.metrics
+                    .unhealthy_nodes
+                    .get_or_create(&label)
+                    .set(view.unhealthy as f64);
+            }
+            self.metrics
+                .zone_health
+                .get_or_create(&label)
+                .set(view.health());
+            let _ = self.metrics.evictions.get_or_create(&label);
+        }
+        match outcome {
+            Disruption::Entered => {
+                info!(
+                    "Controller detected that all Nodes are not-Ready. Entering master disruption mode"
+                );
+                for node in nodes {
+                    if let Err(e) = self.mark_node_as_reachable(node).await {
+                        error!(node = ?node.metadata.name, error = %e, "Failed to remove taints from Node");
+                    }
+                }
+            }
+            Disruption::Exited => {
+                info!(
+                    "Controller detected that some Nodes are Ready. Exiting master disruption mode"
+                );
+                // Every node gets a new grace period from now.
+                let now = Timestamp::now();
+                for h in self.health.lock().values_mut() {
+                    h.probe = now;
+                }
+            }
+            Disruption::Zones(changed) => {
+                for (zone, state) in changed {
+                    info!(%zone, new_state = state.as_str(), "Controller detected that zone is now in new state");
+                }
             }
         }
     }
 
-    async fn monitor_one(&self, name: &str, node: &Node) -> anyhow::Result<()> {
+    /// `markNodeAsReachable`: the node's NoExecute not-ready and unreachable taints go, and
+    /// it leaves its zone's queue.
+    async fn mark_node_as_reachable(&self, node: &Node) -> anyhow::Result<bool> {
+        let name = node.metadata.name.as_deref().unwrap_or("");
+        // The latest version: this pass may have written the node since it was listed.
+        let latest = self.nodes.get("", name);
+        let node = latest.as_deref().unwrap_or(node);
+        if let Some(taints) = swap_no_execute_taints(
+            node,
+            None,
+            &[TAINT_UNREACHABLE, TAINT_NOT_READY],
+            Timestamp::now(),
+        ) {
+            self.write_taints(name, taints).await?;
+        }
+        Ok(self.tainter.lock().forget(&zone_key(node), name))
+    }
+
+    /// Writes the node's taints (on the latest version of the node from the cache).
+    async fn write_taints(
+        &self,
+        name: &str,
+        taints: Vec<k8s_openapi::api::core::v1::Taint>,
+    ) -> anyhow::Result<()> {
+        let Some(node) = self.nodes.get("", name) else {
+            return Ok(());
+        };
+        let mut node = Node::clone(&node);
+        node.spec.get_or_insert_with(Default::default).taints =
+            (!taints.is_empty()).then_some(taints);
+        self.client.update("", &node).await?;
+        Ok(())
+    }
+
+    /// `doNoExecuteTaintingPass`: taints the zones' due nodes, as fast as their rates allow.
+    pub async fn no_execute_tainting_pass(&self) {
+        let now = Timestamp::now();
+        let mut writes = Vec::new();
+        self.tainter
+            .lock()
+            .tainting_pass(Instant::now(), |zone, value| {
+                let Some(node) = self.nodes.get("", &value.value) else {
+                    debug!(node = %value.value, "Node no longer present in nodeLister");
+                    return Ok(());
+                };
+                let Some(ready) = nodelifecycle::ready_status(&node) else {
+                    return Err(TAINT_RETRY);
+                };
+                let (add, opposite) = match ready {
+                    "False" => (TAINT_NOT_READY, TAINT_UNREACHABLE),
+                    "Unknown" => (TAINT_UNREACHABLE, TAINT_NOT_READY),
+                    _ => {
+                        debug!(node = %value.value, "Node was in a taint queue, but it's ready now. Ignoring taint request");
+                        return Ok(());
+                    }
+                };
+                writes.push((
+                    zone.to_string(),
+                    value.value.clone(),
+                    swap_no_execute_taints(&node, Some(add), &[opposite], now),
+                ));
+                Ok(())
+            });
+        for (zone, name, taints) in writes {
+            let result = match taints {
+                Some(t) => self.write_taints(&name, t).await,
+                None => Ok(()),
+            };
+            match result {
+                Ok(()) => {
+                    info!(node = %name, "NoExecute taint added");
+                    self.metrics
+                        .evictions
+                        .get_or_create(&NodeLifecycleMetrics::zone(&zone))
+                        .inc();
+                }
+                // The next monitor pass queues it again.
+                Err(e) => warn!(node = %name, error = %e, "taint node NoExecute"),
+            }
+        }
+    }
+
+    /// One node's health; its Ready status after the update (`currentReadyCondition`).
+    async fn monitor_one(&self, name: &str, node: &Node) -> anyhow::Result<Option<String>> {
         let now = Timestamp::now();
         let lease = self.leases.get(NODE_LEASE_NAMESPACE, name);
         let health = {
@@ -169,13 +440,46 @@ impl NodeLifecycleController {
                 self.mark_pods_not_ready(name).await;
             }
         }
-        if let Some(taints) = desired_taints(&current, now) {
+        let current_ready = nodelifecycle::ready_status(&current).map(str::to_string);
+        if current_ready.is_some() {
+            let observed = observed_ready.as_deref().unwrap_or("Unknown");
+            let action = self
+                .tainter
+                .lock()
+                .process_node(node, observed, Instant::now());
+            match action {
+                TaintAction::Nothing => {}
+                TaintAction::Swap(add, remove) => {
+                    if let Some(taints) =
+                        swap_no_execute_taints(&current, Some(add), &[remove], now)
+                    {
+                        current.spec.get_or_insert_with(Default::default).taints =
+                            (!taints.is_empty()).then_some(taints);
+                        current = self.client.update("", &current).await?;
+                    }
+                }
+                TaintAction::MarkReachable => {
+                    if let Some(taints) = swap_no_execute_taints(
+                        &current,
+                        None,
+                        &[TAINT_UNREACHABLE, TAINT_NOT_READY],
+                        now,
+                    ) {
+                        debug!(node = %name, "Node is healthy again, removing NoExecute taints");
+                        current.spec.get_or_insert_with(Default::default).taints =
+                            (!taints.is_empty()).then_some(taints);
+                        current = self.client.update("", &current).await?;
+                    }
+                }
+            }
+        }
+        if let Some(taints) = desired_taints(&current) {
             debug!(node = %name, ?taints, "node taints");
             current.spec.get_or_insert_with(Default::default).taints =
                 (!taints.is_empty()).then_some(taints);
             self.client.update("", &current).await?;
         }
-        Ok(())
+        Ok(current_ready)
     }
 
     /// `MarkPodsNotReady`: the Ready condition of every pod on the node goes False.
@@ -265,6 +569,27 @@ impl NodeLifecycleController {
                 "TaintManagerEviction",
                 format!("Marking for deletion Pod {ns}/{name}"),
             );
+            // `addConditionAndDeletePod`: DisruptionTarget=True first, through the status.
+            let status = self.pods.get(&ns, &name).and_then(|p| p.status.clone());
+            if let Some(condition) = disruption_target(status.as_ref(), Timestamp::now()) {
+                let patch = serde_json::json!({
+                    "metadata": {"uid": uid},
+                    "status": {"conditions": [condition]},
+                });
+                match self
+                    .client
+                    .patch_status::<Pod>(&ns, &name, &Patch::Strategic(patch))
+                    .await
+                {
+                    Ok(_) => {}
+                    Err(e) if e.is_not_found() || e.is_conflict() => continue,
+                    Err(e) => {
+                        // The next pass tries again.
+                        warn!(pod = %format!("{ns}/{name}"), error = %e, "set DisruptionTarget");
+                        continue;
+                    }
+                }
+            }
             // Only the pod that was judged (a namesake created since keeps its life).
             let options = serde_json::json!({"preconditions": {"uid": uid}});
             match self.client.delete::<Pod>(&ns, &name, Some(&options)).await {
