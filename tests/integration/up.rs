@@ -1,9 +1,10 @@
 //! `bosun up`: the whole cluster from one command. With hollow nodes (`--runtime fake`): it
 //! comes up, kubectl with its kubeconfig runs the README's example Deployment, SIGTERM stops
 //! every child it started, and `bosun up` again on the same data dir has the Deployment
-//! still. With containerd: a private containerd (the test harness's) runs a sandbox and
+//! still. With containerd: a private containerd (the test harness's) runs a sandbox, whose
+//! pod reaches an address outside its range through the network's masquerade rule, and
 //! leaves nothing behind; `bosun up` starting its own containerd reaches a Ready node and
-//! leaves no bridge, sandbox or cgroup behind after SIGTERM.
+//! leaves no bridge, masquerade rule, sandbox or cgroup behind after SIGTERM.
 
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
@@ -584,8 +585,8 @@ impl Drop for Outside {
 
 /// `bosun up` with containerd: its own containerd, healthy components and a Ready node;
 /// the README's example Running (needs `bosun kubelet --runtime cri`, the cri helper's work
-/// in issue 18: until it is there this test says so and stops); after SIGTERM no child,
-/// bridge, sandbox or cgroup dir is left.
+/// in issue 18: until it is there this test says so and stops), the pods' masquerade rule
+/// there; after SIGTERM no child, bridge, masquerade rule, sandbox or cgroup dir is left.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn up_with_containerd_runs_pods_and_leaves_nothing() {
     if let Some(why) = skip_reason() {
@@ -651,6 +652,18 @@ async fn up_with_containerd_runs_pods_and_leaves_nothing() {
     .await;
     let bridge = Path::new("/sys/class/net").join(&n.bridge);
     assert!(bridge.exists(), "pods run on the bridge {}", n.bridge);
+    let masquerade = format!(
+        "--comment \"{}\"",
+        bosun_up::containerd::masquerade_comment(&n.network)
+    );
+    let nat = || {
+        let o = Command::new("iptables-save")
+            .args(["-t", "nat"])
+            .output()
+            .unwrap();
+        String::from_utf8_lossy(&o.stdout).into_owned()
+    };
+    assert!(nat().contains(&masquerade), "the pods' masquerade rule");
 
     let st = up.terminate(Duration::from_secs(120));
     assert!(st.success(), "bosun up exited {st}:\n{}", up.output());
@@ -660,6 +673,7 @@ async fn up_with_containerd_runs_pods_and_leaves_nothing() {
         up.output()
     );
     assert!(!bridge.exists(), "bridge left");
+    assert!(!nat().contains(&masquerade), "masquerade rule left");
     assert!(
         !Path::new("/var/lib/cni/networks").join(&n.network).exists(),
         "host-local allocations left"
