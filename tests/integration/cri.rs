@@ -637,7 +637,8 @@ fn parent(pid: u32) -> Option<u32> {
 /// A private containerd dropped while its pod runs (a sandbox on its network with a
 /// container in it, nothing deleted first, as a test that panics leaves it) leaves nothing
 /// behind: no mount under its dirs, no process of its pods or shims, no cgroup dir, none of
-/// the iptables chains its network made, no libcni cache entry, and its temp dir is gone.
+/// the iptables rules and chains its network made (the pod's hostPort chain, the network's
+/// masquerade rule), no libcni cache entry, and its temp dir is gone.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_dropped_private_containerd_leaves_nothing_behind() {
     drop_with_a_running_pod(Teardown::Drop).await;
@@ -688,6 +689,14 @@ async fn drop_with_a_running_pod(how: Teardown) {
             cgroup_parent: format!("{}/kubepods/besteffort/pod{uid}", ctr.cgroup_root),
             ..Default::default()
         }),
+        // A hostPort, so that CNI makes a chain for this pod (portmap's DNAT chain; the
+        // bridge masquerades through its network's one rule, with no chain per pod).
+        port_mappings: vec![cri::PortMapping {
+            protocol: cri::Protocol::Tcp as i32,
+            container_port: 8080,
+            host_port: i32::from(bosun_tests::free_port()),
+            host_ip: "127.0.0.1".into(),
+        }],
         ..Default::default()
     };
     let sandbox = rt
@@ -727,13 +736,17 @@ async fn drop_with_a_running_pod(how: Teardown) {
     let dir = ctr.dir().to_path_buf();
     let (network, cgroup_root) = (ctr.settings.network.clone(), ctr.cgroup_root.clone());
     let marker = format!("name: \\\"{network}\\\"");
+    let masquerade = format!(
+        "--comment \"{}\"",
+        bosun_up::containerd::masquerade_comment(&network)
+    );
     let save = || {
         let o = std::process::Command::new("iptables-save")
             .output()
             .unwrap();
         String::from_utf8_lossy(&o.stdout).into_owned()
     };
-    // The chains the pod's rules jump to (bridge's masquerade chain).
+    // The chains the pod's rules jump to (portmap's DNAT chain).
     let chains: Vec<String> = save()
         .lines()
         .filter(|l| l.starts_with("-A ") && l.contains(&marker))
@@ -764,6 +777,10 @@ async fn drop_with_a_running_pod(how: Teardown) {
     );
     assert!(!pids.is_empty(), "no process in {cgroup_root} and no shim");
     assert!(!chains.is_empty(), "no iptables chain of {network}");
+    assert!(
+        save().contains(&masquerade),
+        "no masquerade rule of {network}"
+    );
     assert!(!results().is_empty(), "no libcni cache entry of {network}");
 
     if how == Teardown::KillContainerdFirst {
@@ -800,7 +817,7 @@ async fn drop_with_a_running_pod(how: Teardown) {
     assert!(cgroups.is_empty(), "cgroups left: {cgroups:?}");
     let after = save();
     assert!(
-        !after.contains(&marker),
+        !after.contains(&marker) && !after.contains(&masquerade),
         "rules of {network} left:\n{after}"
     );
     for c in &chains {

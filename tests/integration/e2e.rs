@@ -291,6 +291,22 @@ fn status_of<'a>(p: &'a Pod, container: &str) -> Option<&'a ContainerStatus> {
         .find(|c| c.name == container)
 }
 
+/// `iptables-save` output (every table).
+fn iptables_save() -> String {
+    std::process::Command::new("iptables-save")
+        .output()
+        .map(|o| String::from_utf8_lossy(&o.stdout).into_owned())
+        .unwrap_or_default()
+}
+
+/// The comment of the private containerd's masquerade rule, as iptables-save quotes it.
+fn masquerade_comment(ctr: &PrivateContainerd) -> String {
+    format!(
+        "--comment \"{}\"",
+        bosun_up::containerd::masquerade_comment(&ctr.settings.network)
+    )
+}
+
 /// What the pods of a deleted workload may leave on the host, each as a line; empty when
 /// nothing is left.
 fn host_leftovers(ctr: &PrivateContainerd) -> Vec<String> {
@@ -325,14 +341,13 @@ fn host_leftovers(ctr: &PrivateContainerd) -> Vec<String> {
             }
         }
     }
-    let save = std::process::Command::new("iptables-save")
-        .output()
-        .map(|o| String::from_utf8_lossy(&o.stdout).into_owned())
-        .unwrap_or_default();
+    let save = iptables_save();
     let prefix = ctr.settings.pod_cidr.to_string();
     let net = prefix.split('.').take(2).collect::<Vec<_>>().join(".");
+    // The network's masquerade rule is containerd's (until it stops), not a pod's.
+    let masquerade = masquerade_comment(ctr);
     for l in save.lines() {
-        if l.starts_with("-A") && l.contains(&format!(" {net}.")) {
+        if l.starts_with("-A") && l.contains(&format!(" {net}.")) && !l.contains(&masquerade) {
             left.push(format!("iptables rule {l}"));
         }
     }
@@ -355,6 +370,16 @@ async fn a_deployment_runs_scales_rolls_and_goes_away_with_real_containers() {
     assert_eq!(ips.len(), 3);
     let unique: std::collections::HashSet<&String> = ips.iter().collect();
     assert_eq!(unique.len(), 3, "each pod has its own address: {ips:?}");
+    // Their way out of the range: the network's one masquerade rule (no chain per pod).
+    let masquerade = masquerade_comment(&r.ctr);
+    let save = iptables_save();
+    assert!(
+        save.lines().any(|l| l.starts_with("-A POSTROUTING")
+            && l.contains(&masquerade)
+            && l.ends_with("-j MASQUERADE")),
+        "no masquerade rule for {}:\n{save}",
+        r.ctr.settings.pod_cidr
+    );
     let wide = r
         .kubectl
         .run(&["get", "pods", "-o", "wide"])
@@ -487,6 +512,10 @@ async fn a_deployment_runs_scales_rolls_and_goes_away_with_real_containers() {
     let left = host_leftovers(&r.ctr);
     assert!(left.is_empty(), "left on the host: {left:#?}");
     r.kubelet.terminate(Duration::from_secs(10));
+    // The masquerade rule goes with containerd.
+    drop(r);
+    let save = iptables_save();
+    assert!(!save.contains(&masquerade), "masquerade rule left:\n{save}");
 }
 
 fn pod_yaml(name: &str, image: &str, script: &str, extra: &str) -> String {

@@ -4,7 +4,7 @@
 //! machine cleaned up (pod sandboxes through CRI; then, with containerd stopped, the shims
 //! and pod processes it left, killed by PID, the mounts under its dir, the CNI bridge,
 //! host-local allocations and libcni's cache, leftover CNI iptables chains of its network
-//! and the firewall plugin's once unused, the pod cgroups).
+//! and the firewall plugin's once unused, the network's masquerade rule, the pod cgroups).
 //!
 //! Used by `bosun up` and by the integration tests (`bosun_tests::containerd`). The settings
 //! were verified end to end (a pod's whole CRI lifecycle) on Debian 12 VMs with containerd
@@ -179,11 +179,14 @@ impl Settings {
         t
     }
 
-    /// The CNI conflist: a bridge of its own (gateway, masquerade, hairpin), host-local
-    /// addresses over the pod CIDR, portmap for hostPorts, and the firewall plugin only when
-    /// `forward_drops` (the host's FORWARD chain drops by default, as Docker sets it: then
-    /// pods' traffic must be let through; otherwise its iptables calls only cost every
-    /// sandbox about 150 ms on two CPUs, and containerd's own default conflist has none).
+    /// The CNI conflist: a bridge of its own (gateway, hairpin), host-local addresses over
+    /// the pod CIDR, portmap for hostPorts, and the firewall plugin only when `forward_drops`
+    /// (the host's FORWARD chain drops by default, as Docker sets it: then pods' traffic must
+    /// be let through; otherwise its iptables calls only cost every sandbox about 150 ms on
+    /// two CPUs, and containerd's own default conflist has none). The bridge does not
+    /// masquerade (`ipMasq: false`): its chain per pod cost every sandbox about 15 iptables
+    /// runs between ADD and DEL; the one rule of [`masquerade_rule`], set up while containerd
+    /// runs, does it for the whole range (as Kubernetes' kubenet did).
     pub fn conflist(&self, forward_drops: bool) -> String {
         let mut v = serde_json::json!({
             "cniVersion": "1.0.0",
@@ -193,7 +196,7 @@ impl Settings {
                     "type": "bridge",
                     "bridge": self.bridge,
                     "isGateway": true,
-                    "ipMasq": true,
+                    "ipMasq": false,
                     "hairpinMode": true,
                     "ipam": {
                         "type": "host-local",
@@ -224,6 +227,69 @@ impl Settings {
         .context("write the CNI conflist")?;
         Ok(())
     }
+}
+
+/// The comment of the network's masquerade rule ([`masquerade_rule`]), which names it.
+pub fn masquerade_comment(network: &str) -> String {
+    format!("bosun: SNAT for outbound traffic from CNI network {network}")
+}
+
+/// The nat table's POSTROUTING rule (the arguments after `-t nat -A POSTROUTING`) that
+/// masquerades what the pods of `pod_cidr` send out of their range, to an address that is
+/// neither the host's own nor multicast (the bridge plugin's `ipMasq` excludes multicast;
+/// Kubernetes' kubenet excluded local addresses with `-m addrtype ! --dst-type LOCAL`).
+pub fn masquerade_rule(network: &str, pod_cidr: &Ipv4Cidr) -> Vec<String> {
+    let cidr = pod_cidr.to_string();
+    [
+        "-s",
+        &cidr,
+        "!",
+        "-d",
+        &cidr,
+        "-m",
+        "comment",
+        "--comment",
+        &masquerade_comment(network),
+        "-m",
+        "addrtype",
+        "!",
+        "--dst-type",
+        "LOCAL,MULTICAST",
+        "-j",
+        "MASQUERADE",
+    ]
+    .map(String::from)
+    .to_vec()
+}
+
+/// Makes sure the network's masquerade rule is in POSTROUTING (`-C`, then `-A` when it is
+/// missing, as Kubernetes' `EnsureRule`).
+async fn ensure_masquerade(network: &str, pod_cidr: &Ipv4Cidr) -> anyhow::Result<()> {
+    let rule = masquerade_rule(network, pod_cidr);
+    let iptables = |op: &'static str| {
+        let rule = rule.clone();
+        async move {
+            tokio::process::Command::new("iptables")
+                .args(["-w", "-t", "nat", op, "POSTROUTING"])
+                .args(&rule)
+                .stdin(Stdio::null())
+                .output()
+                .await
+                .with_context(|| format!("run iptables -t nat {op} POSTROUTING"))
+        }
+    };
+    if iptables("-C").await?.status.success() {
+        return Ok(());
+    }
+    let out = iptables("-A").await?;
+    if !out.status.success() {
+        bail!(
+            "iptables -t nat -A POSTROUTING {}: {}",
+            rule.join(" "),
+            String::from_utf8_lossy(&out.stderr).trim()
+        );
+    }
+    Ok(())
 }
 
 /// Whether the host's iptables FORWARD chain drops what no rule accepts (`-P FORWARD DROP`).
@@ -366,9 +432,10 @@ pub struct Containerd {
 
 impl Containerd {
     /// Writes the config and conflist, starts containerd in its cgroup under `cgroup_root`
-    /// ([`runtime_cgroup`]: its shims start there too), and waits until its CRI answers
-    /// `Version` and `Status` says runtime and network ready. A containerd that exits or is
-    /// not ready in time is stopped, and the error carries its log's last lines.
+    /// ([`runtime_cgroup`]: its shims start there too), waits until its CRI answers
+    /// `Version` and `Status` says runtime and network ready, then adds the pods'
+    /// masquerade rule ([`masquerade_rule`]). A containerd that exits or is not ready in
+    /// time is stopped, and the error carries its log's last lines.
     pub async fn start(settings: Settings, cgroup_root: &str) -> anyhow::Result<Containerd> {
         settings.validate()?;
         preflight()?;
@@ -423,6 +490,11 @@ impl Containerd {
                 );
             }
             tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        // The pods' way out, last: nothing above fails after it ([`cleanup_host`] removes it).
+        if let Err(e) = ensure_masquerade(&settings.network, &settings.pod_cidr).await {
+            terminate(&mut child, STOP_TIMEOUT).await;
+            return Err(e.context("set up the pods' masquerade rule"));
         }
         RUNNING.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
         Ok(Containerd {
@@ -586,10 +658,13 @@ const SHARED_CHAINS: &[&str] = &[
 /// From one table of `iptables-save` output, the `iptables-restore --noflush` input that
 /// removes what CNI left of `network` over `pod_cidr`: rules whose comment names the network
 /// (bridge's masquerade jumps, portmap's DNAT jumps) and the per-pod chains they jump to,
-/// and the firewall plugin's rules for pod addresses of the range in CNI-FORWARD. `None`
-/// when there is nothing to remove.
+/// the firewall plugin's rules for pod addresses of the range in CNI-FORWARD, and the
+/// network's own masquerade rule ([`masquerade_rule`]). `None` when there is nothing to
+/// remove.
 pub fn iptables_leftovers(save: &str, network: &str, pod_cidr: &Ipv4Cidr) -> Option<String> {
     let marker = format!("name: \\\"{network}\\\"");
+    // iptables-save quotes the comment: the closing quote keeps `bosun` from `bosun-dev`.
+    let masquerade = format!("--comment \"{}\"", masquerade_comment(network));
     let mut table = None;
     let mut deletes = Vec::new();
     let mut chains = Vec::new();
@@ -608,7 +683,7 @@ pub fn iptables_leftovers(save: &str, network: &str, pod_cidr: &Ipv4Cidr) -> Opt
             .position(|w| *w == "-j")
             .and_then(|i| words.get(i + 1))
             .copied();
-        let ours_by_comment = rule.contains(&marker);
+        let ours_by_comment = rule.contains(&marker) || rule.contains(&masquerade);
         let ours_by_address = chain == "CNI-FORWARD"
             && words.windows(2).any(|w| {
                 (w[0] == "-s" || w[0] == "-d")
@@ -1111,8 +1186,8 @@ fn restore_ip_forward(dir: &Path) -> Option<String> {
 /// What a cluster leaves on the host, removed (no runtime needed; containerd must have
 /// stopped): the shims and pod processes it left running (killed by recorded PID or in the
 /// pods' cgroups), every mount under its dir, the CNI bridge, host-local's allocations and
-/// libcni's cache of the network, iptables leftovers of the network (and the firewall
-/// plugin's chains once unused), the cgroup dirs of `cgroup_root`; and the IPv4 forwarding
+/// libcni's cache of the network, iptables leftovers of the network and its masquerade rule
+/// (and the firewall plugin's chains once unused), the cgroup dirs of `cgroup_root`; and the IPv4 forwarding
 /// switch back as it was. Goes on past failures; returns them.
 pub async fn cleanup_host(settings: &Settings, cgroup_root: &str) -> Vec<String> {
     let mut problems = Vec::new();
@@ -1232,6 +1307,9 @@ mod tests {
         assert_eq!(v["name"], "bosun");
         let plugins = v["plugins"].as_array().unwrap();
         assert_eq!(plugins[0]["bridge"], "bosun0");
+        // One rule for the range instead of a chain per pod (masquerade_rule).
+        assert_eq!(plugins[0]["ipMasq"], false);
+        assert_eq!(plugins[0]["isGateway"], true);
         assert_eq!(plugins[0]["ipam"]["type"], "host-local");
         assert_eq!(plugins[0]["ipam"]["ranges"][0][0]["subnet"], "10.88.0.0/16");
     }
@@ -1351,6 +1429,36 @@ COMMIT
             iptables_leftovers(filter, "other", &"10.1.0.0/16".parse().unwrap()),
             None
         );
+    }
+
+    #[test]
+    fn one_masquerade_rule_per_network_removed_with_its_leftovers() {
+        let cidr: Ipv4Cidr = "10.88.0.0/16".parse().unwrap();
+        assert_eq!(
+            masquerade_rule("bosun", &cidr).join(" "),
+            "-s 10.88.0.0/16 ! -d 10.88.0.0/16 -m comment --comment bosun: SNAT for outbound traffic from CNI network bosun -m addrtype ! --dst-type LOCAL,MULTICAST -j MASQUERADE"
+        );
+        // As iptables-save (1.8.9, nft) prints the rules of two networks.
+        let rule = |net: &str, cidr: &str| {
+            format!(
+                "-A POSTROUTING -s {cidr} ! -d {cidr} -m comment --comment \"{}\" -m addrtype ! --dst-type LOCAL,MULTICAST -j MASQUERADE",
+                masquerade_comment(net)
+            )
+        };
+        let nat = format!(
+            "*nat\n:POSTROUTING ACCEPT [0:0]\n{}\n{}\n-A POSTROUTING -s 10.88.0.0/16 -j MASQUERADE\nCOMMIT\n",
+            rule("bosun-dev", "10.89.0.0/16"),
+            rule("bosun", "10.88.0.0/16"),
+        );
+        assert_eq!(
+            iptables_leftovers(&nat, "bosun", &cidr).unwrap(),
+            format!(
+                "*nat\n-D {}\nCOMMIT\n",
+                rule("bosun", "10.88.0.0/16").trim_start_matches("-A ")
+            )
+        );
+        // A network whose name is a prefix of another's keeps its hands off the other's.
+        assert_eq!(iptables_leftovers(&nat, "bosun-d", &cidr), None);
     }
 
     #[test]
