@@ -158,6 +158,7 @@ impl<S: Store> Registry<S> {
             match self.store.create(&key, value, lease, guard).await? {
                 Created::At(rev) => {
                     set_resource_version(&mut candidate, rev);
+                    self.hand_to_cache(res, &key, rev, &candidate);
                     return Ok((candidate, warnings));
                 }
                 // The namespace changed since it was checked: check it again.

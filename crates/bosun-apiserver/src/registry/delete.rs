@@ -186,7 +186,7 @@ impl<S: Store> Registry<S> {
                         gone: true,
                     });
                 }
-                match self.swap(res, ns, name, cur.rev, &obj, true).await? {
+                match self.swap(res, ns, name, cur.rev, &mut obj, true).await? {
                     Some(rev) => {
                         set_resource_version(&mut obj, rev);
                         return Ok(Deleted {
@@ -227,7 +227,7 @@ impl<S: Store> Registry<S> {
                     gone: false,
                 });
             }
-            if let Some(rev) = self.swap(res, ns, name, cur.rev, &obj, false).await? {
+            if let Some(rev) = self.swap(res, ns, name, cur.rev, &mut obj, false).await? {
                 set_resource_version(&mut obj, rev);
                 return Ok(Deleted {
                     object: obj,

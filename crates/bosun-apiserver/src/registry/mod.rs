@@ -28,6 +28,7 @@ use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::Duration;
 
+use bosun_api::meta::set_resource_version;
 use bosun_api::resources::Resource;
 use serde_json::Value;
 
@@ -165,21 +166,35 @@ impl<S: Store> Registry<S> {
         ns: &str,
         name: &str,
         rev: i64,
-        new: &Value,
+        new: &mut Value,
         delete: bool,
     ) -> ApiResult<Option<i64>> {
         let key = self.key(res, ns, name);
         if delete {
             return self.store.delete(&key, rev).await;
         }
-        let mut stored = new.clone();
-        if let Ok(m) = meta_mut(&mut stored) {
+        // Stored without its resourceVersion (the store's revision is the version); it gets
+        // the new one back when the swap succeeds.
+        if let Ok(m) = meta_mut(new) {
             m.remove("resourceVersion");
         }
-        let value = serde_json::to_vec(&stored).map_err(|e| Status::internal(e.to_string()))?;
+        let value = serde_json::to_vec(&*new).map_err(|e| Status::internal(e.to_string()))?;
         self.limits.check_object(value.len())?;
         // An event keeps its lease.
-        self.store.update(&key, value, rev).await
+        let swapped = self.store.update(&key, value, rev).await?;
+        if let Some(rev) = swapped {
+            set_resource_version(new, rev);
+            self.hand_to_cache(res, &key, rev, new);
+        }
+        Ok(swapped)
+    }
+
+    /// Gives the watch cache of `res` the object just stored at `key` in the change at `rev`,
+    /// so that the change's event need not decode it.
+    fn hand_to_cache(&self, res: &Resource, key: &str, rev: i64, obj: &Value) {
+        if let Some(cache) = self.caches.get(res.plural) {
+            cache.written(key.as_bytes(), rev, Arc::new(obj.clone()));
+        }
     }
 }
 

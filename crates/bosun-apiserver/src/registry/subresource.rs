@@ -67,14 +67,14 @@ fn check_bindable(res: &bosun_api::resources::Resource, name: &str, pod: &Value)
 }
 
 impl<S: Store> Registry<S> {
-    /// Binds a pod to a node (`pods/<name>/binding`).
+    /// Binds a pod to a node (`pods/<name>/binding`); returns the bound pod.
     pub async fn bind(
         &self,
         kind: &dyn Kind,
         ns: &str,
         name: &str,
         binding: &Value,
-    ) -> ApiResult<()> {
+    ) -> ApiResult<Value> {
         let res = kind.resource();
         let node = binding
             .pointer("/target/name")
@@ -113,11 +113,11 @@ impl<S: Store> Registry<S> {
             pod["spec"]["nodeName"] = json!(node);
             set_condition(&mut pod, "PodScheduled", "True", "", "");
             if self
-                .swap(res, ns, name, cur.rev, &pod, false)
+                .swap(res, ns, name, cur.rev, &mut pod, false)
                 .await?
                 .is_some()
             {
-                return Ok(());
+                return Ok(pod);
             }
         }
         Err(Status::conflict(res, name))

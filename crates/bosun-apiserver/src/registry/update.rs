@@ -140,7 +140,10 @@ impl<S: Store> Registry<S> {
                 && finalizers(&new).is_empty()
                 && !graceful_pending(&new)
                 && !kind.deletion_held(&new);
-            match self.swap(res, ns, name, cur.rev, &new, finished).await? {
+            match self
+                .swap(res, ns, name, cur.rev, &mut new, finished)
+                .await?
+            {
                 Some(rev) => {
                     set_resource_version(&mut new, rev);
                     return Ok((new, warnings));

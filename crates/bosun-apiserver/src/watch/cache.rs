@@ -7,7 +7,10 @@
 //! a version older than the ring is answered with 410 Expired, and the client re-lists.
 //!
 //! Events are decoded once and shared (`Arc`), and their JSON encoding is computed at most once,
-//! so a thousand watchers cost a thousand channel sends, not a thousand decodes.
+//! so a thousand watchers cost a thousand channel sends, not a thousand decodes. A change this
+//! apiserver wrote itself is not decoded at all: the writer hands over the object it stored
+//! ([`WatchCache::written`]) and the event takes it when it arrives; the previous state of an
+//! object is the kept one when its revision matches (below).
 //!
 //! A cache made [`WatchCache::keeping_objects`] also keeps the latest state of every object it
 //! has seen change (by store key, with its revision; deleted objects are forgotten), as
@@ -16,7 +19,7 @@
 //! stale or incomplete (an object unchanged since the cache started is not in it): a writer
 //! uses it only as a first guess that the compare-and-swap checks.
 
-use std::collections::{HashMap, VecDeque};
+use std::collections::{BTreeMap, HashMap, VecDeque};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, OnceLock};
 use std::time::Duration;
@@ -70,6 +73,10 @@ struct Sub {
 /// Objects by store key, with the revision of their latest change.
 type KeptObjects = HashMap<Vec<u8>, (i64, Arc<Value>)>;
 
+/// Objects this apiserver wrote whose change has not arrived yet, at most this many: a writer
+/// that hands over more (the store watch far behind) leaves the oldest to be decoded.
+const WRITTEN_MAX: usize = 4_096;
+
 struct State {
     events: VecDeque<Arc<CacheEvent>>,
     /// Watches from versions `>= floor` can be served.
@@ -83,6 +90,9 @@ struct State {
     /// The latest state of each object seen changing, by store key (when objects are kept):
     /// bounded by the number of objects in the store.
     objects: Option<KeptObjects>,
+    /// Objects written by this apiserver, by the revision of their change (which is above
+    /// `rv`), with their key: the change's event takes its object from here.
+    written: BTreeMap<i64, (Vec<u8>, Arc<Value>)>,
 }
 
 /// The watch cache of one resource.
@@ -173,6 +183,7 @@ impl WatchCache {
                 subs: Vec::new(),
                 next_id: 0,
                 objects: None,
+                written: BTreeMap::new(),
             }),
             ready: watch::channel(false).0,
             dropped: AtomicU64::new(0),
@@ -210,6 +221,44 @@ impl WatchCache {
             None => {
                 objects.remove(key);
             }
+        }
+    }
+
+    /// Hands over `obj`, which this apiserver stored at `key` in the change at revision `rv`
+    /// (its resourceVersion set to `rv`), so that the change's event uses it instead of
+    /// decoding the stored bytes. Ignored when the change has already arrived.
+    pub(crate) fn written(&self, key: &[u8], rv: i64, obj: Arc<Value>) {
+        let mut st = self.state.lock();
+        if rv <= st.rv {
+            return;
+        }
+        st.written.insert(rv, (key.to_vec(), obj));
+        while st.written.len() > WRITTEN_MAX {
+            st.written.pop_first();
+        }
+    }
+
+    /// The object handed over for the change of `key` at `rv`, if any; forgets what was
+    /// handed over for earlier revisions (their changes have passed).
+    fn take_written(&self, key: &[u8], rv: i64) -> Option<Arc<Value>> {
+        let mut st = self.state.lock();
+        while st.written.first_key_value().is_some_and(|(r, _)| *r < rv) {
+            st.written.pop_first();
+        }
+        match st.written.first_key_value() {
+            Some((r, (k, _))) if *r == rv && k == key => {
+                st.written.pop_first().map(|(_, (_, o))| o)
+            }
+            _ => None,
+        }
+    }
+
+    /// The kept object at `key` if it is the one of revision `rv`.
+    fn kept(&self, key: &[u8], rv: i64) -> Option<Arc<Value>> {
+        let st = self.state.lock();
+        match st.objects.as_ref()?.get(key) {
+            Some((r, o)) if *r == rv => Some(o.clone()),
+            _ => None,
         }
     }
 
@@ -351,6 +400,7 @@ impl WatchCache {
             if let Some(o) = st.objects.as_mut() {
                 o.clear();
             }
+            st.written.clear();
             st.floor = start_after;
             st.rv = start_after;
         } else {
@@ -517,16 +567,22 @@ async fn follow(
                 }
                 for e in batch.events {
                     let rv = e.kv.mod_revision;
-                    let prev = e
-                        .prev_kv
-                        .as_ref()
-                        .and_then(|p| decode_object(&p.value, p.mod_revision))
-                        .map(Arc::new);
+                    let prev = e.prev_kv.as_ref().and_then(|p| {
+                        cache
+                            .kept(&p.key, p.mod_revision)
+                            .or_else(|| decode_object(&p.value, p.mod_revision).map(Arc::new))
+                    });
                     let (kind, obj) = match e.kind {
                         EventKind::Put => {
-                            let Some(obj) = decode_object(&e.kv.value, rv) else {
-                                warn!(key = %String::from_utf8_lossy(&e.kv.key), "undecodable object in the store; skipped");
-                                continue;
+                            let obj = match cache.take_written(&e.kv.key, rv) {
+                                Some(obj) => obj,
+                                None => match decode_object(&e.kv.value, rv) {
+                                    Some(obj) => Arc::new(obj),
+                                    None => {
+                                        warn!(key = %String::from_utf8_lossy(&e.kv.key), "undecodable object in the store; skipped");
+                                        continue;
+                                    }
+                                },
                             };
                             let kind = if e.kv.create_revision == rv {
                                 EventType::Added
@@ -542,10 +598,9 @@ async fn follow(
                             };
                             let mut obj = (**p).clone();
                             set_resource_version(&mut obj, rv);
-                            (EventType::Deleted, obj)
+                            (EventType::Deleted, Arc::new(obj))
                         }
                     };
-                    let obj = Arc::new(obj);
                     let current = (kind != EventType::Deleted).then_some(&obj);
                     cache.remember(&e.kv.key, rv, current);
                     cache.push(CacheEvent {
@@ -670,5 +725,68 @@ mod tests {
         );
         cache.mark_not_ready();
         assert!(cache.object("/registry/pods/a/y").is_none());
+    }
+
+    #[test]
+    fn a_written_object_is_taken_by_its_change_once() {
+        let cache = WatchCache::new(by_plural("pods").unwrap(), 10, 10).keeping_objects();
+        cache.restart(10, false);
+        let obj =
+            |n: i64| Arc::new(json!({"metadata": {"name": "a", "resourceVersion": n.to_string()}}));
+        // A change that has already arrived is not handed over.
+        cache.push(ev(11, "default"));
+        cache.written(b"/registry/pods/default/a", 11, obj(11));
+        assert!(
+            cache
+                .take_written(b"/registry/pods/default/a", 11)
+                .is_none()
+        );
+        // One ahead of the watch is taken by its own change, for its own key only, once.
+        cache.written(b"/registry/pods/default/a", 12, obj(12));
+        cache.written(b"/registry/pods/default/b", 13, obj(13));
+        cache.written(b"/registry/pods/default/c", 15, obj(15));
+        assert!(
+            cache
+                .take_written(b"/registry/pods/default/x", 12)
+                .is_none()
+        );
+        let taken = cache.take_written(b"/registry/pods/default/a", 12).unwrap();
+        assert_eq!(taken.pointer("/metadata/resourceVersion").unwrap(), "12");
+        assert!(
+            cache
+                .take_written(b"/registry/pods/default/a", 12)
+                .is_none()
+        );
+        // A change that passes later ones forgets them (they were lost with a restart).
+        assert!(
+            cache
+                .take_written(b"/registry/pods/default/d", 14)
+                .is_none()
+        );
+        assert_eq!(cache.state.lock().written.len(), 1);
+        // A restart that lost events forgets the rest.
+        cache.restart(20, true);
+        assert!(cache.state.lock().written.is_empty());
+        // Bounded: the oldest go first.
+        for rv in 0..(WRITTEN_MAX as i64 + 10) {
+            cache.written(b"/registry/pods/default/a", 21 + rv, obj(rv));
+        }
+        let st = cache.state.lock();
+        assert_eq!(st.written.len(), WRITTEN_MAX);
+        assert_eq!(*st.written.first_key_value().unwrap().0, 31);
+    }
+
+    #[test]
+    fn the_previous_state_is_the_kept_object_of_that_revision() {
+        let cache = WatchCache::new(by_plural("pods").unwrap(), 10, 10).keeping_objects();
+        cache.restart(10, false);
+        let o = Arc::new(json!({"metadata": {"name": "a"}}));
+        cache.remember(b"k", 11, Some(&o));
+        assert!(Arc::ptr_eq(&cache.kept(b"k", 11).unwrap(), &o));
+        assert!(cache.kept(b"k", 12).is_none());
+        assert!(cache.kept(b"other", 11).is_none());
+        let plain = WatchCache::new(by_plural("deployments").unwrap(), 10, 10);
+        plain.remember(b"k", 11, Some(&o));
+        assert!(plain.kept(b"k", 11).is_none());
     }
 }
