@@ -691,7 +691,6 @@ async fn up_with_containerd_runs_pods_and_leaves_nothing() {
     assert!(!up.output().contains("cleanup:"), "{}", up.output());
 }
 
-/// A child process killed (by PID) and reaped on drop.
 /// The real pull path the README documents: Debian's docker-registry on loopback, the busybox
 /// image copied into it with skopeo, pulled through CRI by a private containerd (plain HTTP,
 /// containerd's default for a loopback registry).

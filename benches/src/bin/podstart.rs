@@ -48,7 +48,7 @@ const OPERATIONS: [&str; 9] = [
 
 /// Create-to-Running latency of pods on containerd.
 #[derive(Debug, Parser)]
-#[command(name = "podstart-bench", about)]
+#[command(name = "podstart-bench")]
 struct Cli {
     /// Pods created at once, one size after the other.
     #[arg(long, value_delimiter = ',', default_value = "1,10,30")]

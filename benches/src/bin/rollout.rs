@@ -28,7 +28,7 @@ use clap::Parser;
 
 /// Create-to-all-Running latency of Deployments on hollow nodes.
 #[derive(Debug, Parser)]
-#[command(name = "rollout-bench", about)]
+#[command(name = "rollout-bench")]
 struct Cli {
     /// Hollow nodes (one `bosun kubelet --runtime fake --node-count N` process).
     #[arg(long, default_value_t = 100)]

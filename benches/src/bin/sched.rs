@@ -38,7 +38,7 @@ use clap::Parser;
 
 /// Scheduling throughput of `bosun scheduler` (scheduler_perf's SchedulingBasic shape).
 #[derive(Debug, Parser)]
-#[command(name = "sched-bench", about)]
+#[command(name = "sched-bench")]
 struct Cli {
     /// Nodes.
     #[arg(long, default_value_t = 5000)]
