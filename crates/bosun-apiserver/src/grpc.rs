@@ -171,7 +171,8 @@ impl Api for ApiService {
             let st = &self.shared.registry;
             match (t.name.as_str(), t.subresource.as_str()) {
                 (name, "binding") if res.has_subresource("binding") && !name.is_empty() => {
-                    st.bind(kind, &t.namespace, name, &body).await
+                    st.bind(kind, &t.namespace, name, &body).await?;
+                    Ok(crate::registry::subresource::binding_success())
                 }
                 (_, "") => st
                     .create(kind, &t.namespace, body, wo)

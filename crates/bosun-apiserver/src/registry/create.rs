@@ -155,10 +155,14 @@ impl<S: Store> Registry<S> {
                 key: &ns_key,
                 revision,
             });
-            match self.store.create(&key, value, lease, guard).await? {
+            let announced = self.announce(res, &key, &value, &candidate);
+            let created = self.store.create(&key, value, lease, guard).await;
+            if !matches!(created, Ok(Created::At(_))) {
+                self.withdraw(res, &key, announced);
+            }
+            match created? {
                 Created::At(rev) => {
                     set_resource_version(&mut candidate, rev);
-                    self.hand_to_cache(res, &key, rev, &candidate);
                     return Ok((candidate, warnings));
                 }
                 // The namespace changed since it was checked: check it again.

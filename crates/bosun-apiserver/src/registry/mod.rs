@@ -181,19 +181,29 @@ impl<S: Store> Registry<S> {
         let value = serde_json::to_vec(&*new).map_err(|e| Status::internal(e.to_string()))?;
         self.limits.check_object(value.len())?;
         // An event keeps its lease.
-        let swapped = self.store.update(&key, value, rev).await?;
+        let announced = self.announce(res, &key, &value, new);
+        let swapped = self.store.update(&key, value, rev).await;
+        if !matches!(swapped, Ok(Some(_))) {
+            self.withdraw(res, &key, announced);
+        }
+        let swapped = swapped?;
         if let Some(rev) = swapped {
             set_resource_version(new, rev);
-            self.hand_to_cache(res, &key, rev, new);
         }
         Ok(swapped)
     }
 
-    /// Gives the watch cache of `res` the object just stored at `key` in the change at `rev`,
-    /// so that the change's event need not decode it.
-    fn hand_to_cache(&self, res: &Resource, key: &str, rev: i64, obj: &Value) {
-        if let Some(cache) = self.caches.get(res.plural) {
-            cache.written(key.as_bytes(), rev, Arc::new(obj.clone()));
+    /// Tells the watch cache of `res` that `value`, the encoding of `obj`, is being stored at
+    /// `key`, so that the change's event need not decode it (see `WatchCache::will_write`).
+    fn announce(&self, res: &Resource, key: &str, value: &[u8], obj: &Value) -> Option<u64> {
+        let cache = self.caches.get(res.plural)?;
+        Some(cache.will_write(key.as_bytes(), value, obj))
+    }
+
+    /// Takes back an announcement whose write failed.
+    fn withdraw(&self, res: &Resource, key: &str, announced: Option<u64>) {
+        if let (Some(cache), Some(id)) = (self.caches.get(res.plural), announced) {
+            cache.withdraw(key.as_bytes(), id);
         }
     }
 }

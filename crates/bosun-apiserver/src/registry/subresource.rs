@@ -66,15 +66,21 @@ fn check_bindable(res: &bosun_api::resources::Resource, name: &str, pod: &Value)
     Ok(())
 }
 
+/// What a successful binding returns: a `Status` with code 201, as kube-apiserver's.
+pub fn binding_success() -> Value {
+    json!({"kind": "Status", "apiVersion": "v1", "metadata": {}, "status": "Success", "code": 201})
+}
+
 impl<S: Store> Registry<S> {
-    /// Binds a pod to a node (`pods/<name>/binding`); returns the bound pod.
+    /// Binds a pod to a node (`pods/<name>/binding`). Kubernetes answers a binding with
+    /// [`binding_success`], not the pod.
     pub async fn bind(
         &self,
         kind: &dyn Kind,
         ns: &str,
         name: &str,
         binding: &Value,
-    ) -> ApiResult<Value> {
+    ) -> ApiResult<()> {
         let res = kind.resource();
         let node = binding
             .pointer("/target/name")
@@ -117,7 +123,7 @@ impl<S: Store> Registry<S> {
                 .await?
                 .is_some()
             {
-                return Ok(pod);
+                return Ok(());
             }
         }
         Err(Status::conflict(res, name))

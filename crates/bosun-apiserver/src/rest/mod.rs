@@ -453,7 +453,7 @@ async fn handle(
             st.bind(kind, &ns, name, &parse_body(&body)?).await?;
             Ok(json_response(
                 StatusCode::CREATED,
-                &json!({"kind": "Status", "apiVersion": "v1", "metadata": {}, "status": "Success", "code": 201}),
+                &crate::registry::subresource::binding_success(),
                 &[],
             ))
         }

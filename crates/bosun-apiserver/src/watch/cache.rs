@@ -8,9 +8,10 @@
 //!
 //! Events are decoded once and shared (`Arc`), and their JSON encoding is computed at most once,
 //! so a thousand watchers cost a thousand channel sends, not a thousand decodes. A change this
-//! apiserver wrote itself is not decoded at all: the writer hands over the object it stored
-//! ([`WatchCache::written`]) and the event takes it when it arrives; the previous state of an
-//! object is the kept one when its revision matches (below).
+//! apiserver writes itself is not decoded at all: the writer announces the object and the
+//! bytes it is about to store ([`WatchCache::will_write`]), and the change's event takes that
+//! object when its bytes are those bytes; the previous state of an object is the kept one when
+//! its revision matches (below).
 //!
 //! A cache made [`WatchCache::keeping_objects`] also keeps the latest state of every object it
 //! has seen change (by store key, with its revision; deleted objects are forgotten), as
@@ -19,7 +20,7 @@
 //! stale or incomplete (an object unchanged since the cache started is not in it): a writer
 //! uses it only as a first guess that the compare-and-swap checks.
 
-use std::collections::{BTreeMap, HashMap, VecDeque};
+use std::collections::{HashMap, VecDeque};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, OnceLock};
 use std::time::Duration;
@@ -73,9 +74,13 @@ struct Sub {
 /// Objects by store key, with the revision of their latest change.
 type KeptObjects = HashMap<Vec<u8>, (i64, Arc<Value>)>;
 
-/// Objects this apiserver wrote whose change has not arrived yet, at most this many: a writer
-/// that hands over more (the store watch far behind) leaves the oldest to be decoded.
-const WRITTEN_MAX: usize = 4_096;
+/// Writes announced and not yet seen, at most this many: beyond, a write is simply decoded
+/// when its change arrives.
+const PENDING_MAX: usize = 4_096;
+
+/// By key: the bytes a writer is storing there, the object they encode (without
+/// resourceVersion, as stored), and the announcement's number.
+type PendingWrites = HashMap<Vec<u8>, (Vec<u8>, Value, u64)>;
 
 struct State {
     events: VecDeque<Arc<CacheEvent>>,
@@ -90,9 +95,9 @@ struct State {
     /// The latest state of each object seen changing, by store key (when objects are kept):
     /// bounded by the number of objects in the store.
     objects: Option<KeptObjects>,
-    /// Objects written by this apiserver, by the revision of their change (which is above
-    /// `rv`), with their key: the change's event takes its object from here.
-    written: BTreeMap<i64, (Vec<u8>, Arc<Value>)>,
+    /// Writes this apiserver is making, by key: the next change of the key takes its object
+    /// from here when the stored bytes are the announced ones.
+    pending: PendingWrites,
 }
 
 /// The watch cache of one resource.
@@ -183,7 +188,7 @@ impl WatchCache {
                 subs: Vec::new(),
                 next_id: 0,
                 objects: None,
-                written: BTreeMap::new(),
+                pending: HashMap::new(),
             }),
             ready: watch::channel(false).0,
             dropped: AtomicU64::new(0),
@@ -224,33 +229,39 @@ impl WatchCache {
         }
     }
 
-    /// Hands over `obj`, which this apiserver stored at `key` in the change at revision `rv`
-    /// (its resourceVersion set to `rv`), so that the change's event uses it instead of
-    /// decoding the stored bytes. Ignored when the change has already arrived.
-    pub(crate) fn written(&self, key: &[u8], rv: i64, obj: Arc<Value>) {
+    /// Announces that this apiserver is storing `bytes`, the encoding of `obj` (without
+    /// resourceVersion), at `key`: the change's event uses `obj` instead of decoding the
+    /// bytes. A write that fails takes it back with the returned number
+    /// ([`WatchCache::withdraw`]); an announcement whose change never comes is dropped by the
+    /// key's next change.
+    pub(crate) fn will_write(&self, key: &[u8], bytes: &[u8], obj: &Value) -> u64 {
         let mut st = self.state.lock();
-        if rv <= st.rv {
-            return;
+        st.next_id += 1;
+        let id = st.next_id;
+        if st.pending.len() < PENDING_MAX || st.pending.contains_key(key) {
+            st.pending
+                .insert(key.to_vec(), (bytes.to_vec(), obj.clone(), id));
         }
-        st.written.insert(rv, (key.to_vec(), obj));
-        while st.written.len() > WRITTEN_MAX {
-            st.written.pop_first();
+        id
+    }
+
+    /// Takes back announcement `id` at `key` (its write failed).
+    pub(crate) fn withdraw(&self, key: &[u8], id: u64) {
+        let mut st = self.state.lock();
+        if st.pending.get(key).is_some_and(|p| p.2 == id) {
+            st.pending.remove(key);
         }
     }
 
-    /// The object handed over for the change of `key` at `rv`, if any; forgets what was
-    /// handed over for earlier revisions (their changes have passed).
-    fn take_written(&self, key: &[u8], rv: i64) -> Option<Arc<Value>> {
-        let mut st = self.state.lock();
-        while st.written.first_key_value().is_some_and(|(r, _)| *r < rv) {
-            st.written.pop_first();
+    /// The announced object of a change of `key` that stored `bytes`, at `rv`; any other
+    /// announcement for `key` is dropped (its change was another).
+    fn take_pending(&self, key: &[u8], bytes: &[u8], rv: i64) -> Option<Value> {
+        let (announced, mut obj, _) = self.state.lock().pending.remove(key)?;
+        if announced != bytes {
+            return None;
         }
-        match st.written.first_key_value() {
-            Some((r, (k, _))) if *r == rv && k == key => {
-                st.written.pop_first().map(|(_, (_, o))| o)
-            }
-            _ => None,
-        }
+        set_resource_version(&mut obj, rv);
+        Some(obj)
     }
 
     /// The kept object at `key` if it is the one of revision `rv`.
@@ -400,7 +411,7 @@ impl WatchCache {
             if let Some(o) = st.objects.as_mut() {
                 o.clear();
             }
-            st.written.clear();
+            st.pending.clear();
             st.floor = start_after;
             st.rv = start_after;
         } else {
@@ -574,8 +585,8 @@ async fn follow(
                     });
                     let (kind, obj) = match e.kind {
                         EventKind::Put => {
-                            let obj = match cache.take_written(&e.kv.key, rv) {
-                                Some(obj) => obj,
+                            let obj = match cache.take_pending(&e.kv.key, &e.kv.value, rv) {
+                                Some(obj) => Arc::new(obj),
                                 None => match decode_object(&e.kv.value, rv) {
                                     Some(obj) => Arc::new(obj),
                                     None => {
@@ -728,52 +739,41 @@ mod tests {
     }
 
     #[test]
-    fn a_written_object_is_taken_by_its_change_once() {
-        let cache = WatchCache::new(by_plural("pods").unwrap(), 10, 10).keeping_objects();
-        cache.restart(10, false);
-        let obj =
-            |n: i64| Arc::new(json!({"metadata": {"name": "a", "resourceVersion": n.to_string()}}));
-        // A change that has already arrived is not handed over.
-        cache.push(ev(11, "default"));
-        cache.written(b"/registry/pods/default/a", 11, obj(11));
-        assert!(
-            cache
-                .take_written(b"/registry/pods/default/a", 11)
-                .is_none()
+    fn an_announced_write_is_taken_by_the_change_that_stored_its_bytes() {
+        let cache = WatchCache::new(by_plural("pods").unwrap(), 10, 10);
+        let obj = |n: &str| json!({"metadata": {"name": n}});
+        let bytes = |n: &str| serde_json::to_vec(&obj(n)).unwrap();
+        let (a, b) = (b"/registry/pods/default/a", b"/registry/pods/default/b");
+        cache.will_write(a, &bytes("one"), &obj("one"));
+        // Another change of the key (someone else's bytes) does not take it, and drops it.
+        assert!(cache.take_pending(a, &bytes("two"), 5).is_none());
+        assert!(cache.take_pending(a, &bytes("one"), 6).is_none());
+        // The change that stored the announced bytes takes it once, with its version.
+        cache.will_write(a, &bytes("one"), &obj("one"));
+        let x = cache.will_write(b, &bytes("x"), &obj("x"));
+        assert!(cache.take_pending(b"other", &bytes("one"), 7).is_none());
+        let taken = cache.take_pending(a, &bytes("one"), 7).unwrap();
+        assert_eq!(
+            taken,
+            json!({"metadata": {"name": "one", "resourceVersion": "7"}})
         );
-        // One ahead of the watch is taken by its own change, for its own key only, once.
-        cache.written(b"/registry/pods/default/a", 12, obj(12));
-        cache.written(b"/registry/pods/default/b", 13, obj(13));
-        cache.written(b"/registry/pods/default/c", 15, obj(15));
-        assert!(
-            cache
-                .take_written(b"/registry/pods/default/x", 12)
-                .is_none()
-        );
-        let taken = cache.take_written(b"/registry/pods/default/a", 12).unwrap();
-        assert_eq!(taken.pointer("/metadata/resourceVersion").unwrap(), "12");
-        assert!(
-            cache
-                .take_written(b"/registry/pods/default/a", 12)
-                .is_none()
-        );
-        // A change that passes later ones forgets them (they were lost with a restart).
-        assert!(
-            cache
-                .take_written(b"/registry/pods/default/d", 14)
-                .is_none()
-        );
-        assert_eq!(cache.state.lock().written.len(), 1);
-        // A restart that lost events forgets the rest.
+        assert!(cache.take_pending(a, &bytes("one"), 7).is_none());
+        // A failed write takes back its own announcement only.
+        cache.withdraw(b, x + 1);
+        assert_eq!(cache.state.lock().pending.len(), 1);
+        cache.withdraw(b, x);
+        assert!(cache.take_pending(b, &bytes("x"), 8).is_none());
+        // A restart that lost events forgets every announcement.
+        cache.will_write(a, &bytes("one"), &obj("one"));
         cache.restart(20, true);
-        assert!(cache.state.lock().written.is_empty());
-        // Bounded: the oldest go first.
-        for rv in 0..(WRITTEN_MAX as i64 + 10) {
-            cache.written(b"/registry/pods/default/a", 21 + rv, obj(rv));
+        assert!(cache.take_pending(a, &bytes("one"), 21).is_none());
+        // Bounded: beyond the limit a new key is not announced, a known key still is.
+        for i in 0..PENDING_MAX + 10 {
+            cache.will_write(format!("k{i}").as_bytes(), b"v", &obj("v"));
         }
-        let st = cache.state.lock();
-        assert_eq!(st.written.len(), WRITTEN_MAX);
-        assert_eq!(*st.written.first_key_value().unwrap().0, 31);
+        assert_eq!(cache.state.lock().pending.len(), PENDING_MAX);
+        cache.will_write(b"k0", b"w", &obj("w"));
+        assert!(cache.take_pending(b"k0", b"w", 30).is_some());
     }
 
     #[test]
