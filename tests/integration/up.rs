@@ -122,8 +122,20 @@ impl Up {
 }
 
 impl Drop for Up {
+    /// A test that fails with `bosun up` still running asks it to stop first (SIGTERM, up to
+    /// a minute), so that it removes its containers, network and cgroups; only then is what
+    /// is left killed.
     fn drop(&mut self) {
         if let Some(mut c) = self.child.take() {
+            if matches!(c.try_wait(), Ok(None)) {
+                let _ = Command::new("kill")
+                    .args(["-TERM", &c.id().to_string()])
+                    .status();
+                let deadline = Instant::now() + Duration::from_secs(60);
+                while matches!(c.try_wait(), Ok(None)) && Instant::now() < deadline {
+                    std::thread::sleep(Duration::from_millis(100));
+                }
+            }
             for pid in children(c.id())
                 .into_iter()
                 .chain(self.seen_children.clone())
