@@ -446,7 +446,7 @@ fn typed<T: Serialize + DeserializeOwned>(
     let mut t = T::deserialize(&*obj).map_err(decode_err)?;
     let round = serde_json::to_value(&t).map_err(|e| Status::internal(e.to_string()))?;
     let mut unknown = Vec::new();
-    unknown_fields(obj, &round, "", &mut unknown);
+    unknown_fields(obj, &round, &mut String::new(), &mut unknown);
     let unknown: Vec<String> = unknown
         .iter()
         .map(|f| format!("unknown field \"{f}\""))
@@ -478,30 +478,36 @@ fn typed<T: Serialize + DeserializeOwned>(
     Ok(warnings)
 }
 
-/// Collects the paths present (and not null) in `sent` but absent from `kept`.
-fn unknown_fields(sent: &Value, kept: &Value, path: &str, out: &mut Vec<String>) {
+/// Collects the paths present (and not null) in `sent` but absent from `kept` (at most 20).
+/// `path` is the path so far, extended and restored in place: a path string is made only for
+/// an unknown field.
+fn unknown_fields(sent: &Value, kept: &Value, path: &mut String, out: &mut Vec<String>) {
     const MAX: usize = 20;
+    let len = path.len();
     match (sent, kept) {
         (Value::Object(s), Value::Object(k)) => {
             for (key, sv) in s {
                 if out.len() >= MAX {
                     return;
                 }
-                let p = if path.is_empty() {
-                    key.clone()
-                } else {
-                    format!("{path}.{key}")
-                };
+                if !path.is_empty() {
+                    path.push('.');
+                }
+                path.push_str(key);
                 match k.get(key) {
-                    None if !sv.is_null() => out.push(p),
-                    Some(kv) => unknown_fields(sv, kv, &p, out),
+                    None if !sv.is_null() => out.push(path.clone()),
+                    Some(kv) => unknown_fields(sv, kv, path, out),
                     None => {}
                 }
+                path.truncate(len);
             }
         }
         (Value::Array(s), Value::Array(k)) => {
             for (i, (sv, kv)) in s.iter().zip(k).enumerate() {
-                unknown_fields(sv, kv, &format!("{path}[{i}]"), out);
+                use std::fmt::Write;
+                let _ = write!(path, "[{i}]");
+                unknown_fields(sv, kv, path, out);
+                path.truncate(len);
             }
         }
         _ => {}
