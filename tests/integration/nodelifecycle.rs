@@ -295,6 +295,16 @@ async fn a_node_whose_lease_stops_has_its_pods_replaced_elsewhere() {
         gap >= jiff::SignedDuration::from_secs(9),
         "tainted {gap} apart: {tainted_at:?}"
     );
+    // Every node was registered in the controller when it first saw it.
+    let ev = events(&client).await;
+    for n in ["a-0", "a-1", "b-0", "b-1"] {
+        let want = (
+            n.to_string(),
+            "RegisteredNode".to_string(),
+            format!("Registered Node {n} in Controller"),
+        );
+        assert!(ev.contains(&want), "no {want:?} in {ev:?}");
+    }
     wait_for("NodeNotReady events", Duration::from_secs(15), || async {
         let ev = events(&client).await;
         ["b-0", "b-1"].iter().all(|n| {
@@ -412,6 +422,18 @@ async fn a_node_whose_lease_stops_has_its_pods_replaced_elsewhere() {
     .await;
     let patient: Pod = client.get("default", "patient").await.unwrap();
     assert!(patient.metadata.deletion_timestamp.is_none());
+
+    // A node deleted (its kubelet gone for good) is removed from the controller.
+    b.kill9();
+    client.delete::<Node>("", "b-1", None).await.unwrap();
+    wait_for("a RemovingNode event", Duration::from_secs(15), || async {
+        events(&client).await.contains(&(
+            "b-1".into(),
+            "RemovingNode".into(),
+            "Removing Node b-1 from Controller".into(),
+        ))
+    })
+    .await;
     assert!(
         !cm.log().contains("panicked"),
         "controller-manager log:\n{}",

@@ -1,6 +1,7 @@
 //! The node lifecycle controller's loop (`node_lifecycle_controller.go`'s
 //! `monitorNodeHealth`, with the taint eviction controller of `taint_eviction.go`): every
-//! `--node-monitor-period` it reads the Node, Lease and Pod caches, marks nodes whose Lease
+//! `--node-monitor-period` it reads the Node, Lease and Pod caches, records the nodes it sees
+//! appear and go (`RegisteredNode`, `RemovingNode`), marks nodes whose Lease
 //! and status stopped moving Unknown (with a `NodeNotReady` event and their pods'
 //! Ready=False), keeps the NoSchedule condition taints in step with the conditions, queues
 //! the nodes not ready for their NoExecute taint in their zone's rate-limited queue and
@@ -13,7 +14,7 @@
 //! seen alive, the zones' queues, the deletions scheduled) is bounded by the nodes and pods
 //! in the caches and rebuilt from scratch by a new leader.
 
-use std::collections::{BTreeMap, HashMap, HashSet};
+use std::collections::{BTreeMap, HashMap};
 use std::sync::atomic::AtomicU64;
 use std::time::{Duration, Instant};
 
@@ -117,7 +118,8 @@ pub struct NodeLifecycleController {
     eviction_recorder: Recorder,
     health: Mutex<HashMap<String, NodeHealth>>,
     scheduled: Mutex<HashMap<String, Scheduled>>,
-    known: Mutex<HashSet<String>>,
+    /// The nodes seen (`knownNodeSet`), with their reference for the `RemovingNode` event.
+    known: Mutex<HashMap<String, ObjectReference>>,
     tainter: Mutex<NoExecuteTainter>,
     metrics: NodeLifecycleMetrics,
 }
@@ -163,7 +165,7 @@ impl NodeLifecycleController {
             eviction_recorder,
             health: Mutex::new(HashMap::new()),
             scheduled: Mutex::new(HashMap::new()),
-            known: Mutex::new(HashSet::new()),
+            known: Mutex::new(HashMap::new()),
             tainter: Mutex::new(NoExecuteTainter::new(cfg.rates)),
             metrics,
         }
@@ -207,22 +209,39 @@ impl NodeLifecycleController {
             health.retain(|name, _| self.nodes.get("", name).is_some());
         }
         // New nodes: their zone is known, and they start without NoExecute taints.
-        let added: Vec<&Node> = {
+        let (added, deleted): (Vec<&Node>, Vec<(String, ObjectReference)>) = {
             let mut known = self.known.lock();
-            known.retain(|name| self.nodes.get("", name).is_some());
-            nodes
+            let deleted = known
+                .extract_if(|name, _| self.nodes.get("", name).is_none())
+                .collect();
+            let added = nodes
                 .iter()
                 .map(|n| &**n)
                 .filter(|n| {
                     n.metadata
                         .name
                         .as_ref()
-                        .is_some_and(|name| known.insert(name.clone()))
+                        .is_some_and(|name| known.insert(name.clone(), object_ref(*n)).is_none())
                 })
-                .collect()
+                .collect();
+            (added, deleted)
         };
+        for (name, reference) in deleted {
+            debug!(node = %name, "Controller observed a Node deletion");
+            self.node_recorder.normal(
+                &reference,
+                "RemovingNode",
+                format!("Removing Node {name} from Controller"),
+            );
+        }
         for node in added {
-            debug!(node = ?node.metadata.name, "Controller observed a new Node");
+            let name = node.metadata.name.as_deref().unwrap_or_default();
+            debug!(node = %name, "Controller observed a new Node");
+            self.node_recorder.normal(
+                &object_ref(node),
+                "RegisteredNode",
+                format!("Registered Node {name} in Controller"),
+            );
             self.tainter
                 .lock()
                 .add_zone(&zone_key(node), Instant::now());
