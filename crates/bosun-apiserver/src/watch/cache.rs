@@ -98,6 +98,8 @@ struct State {
     /// Writes this apiserver is making, by key: the next change of the key takes its object
     /// from here when the stored bytes are the announced ones.
     pending: PendingWrites,
+    /// The number of the last announcement.
+    announced: u64,
 }
 
 /// The watch cache of one resource.
@@ -189,6 +191,7 @@ impl WatchCache {
                 next_id: 0,
                 objects: None,
                 pending: HashMap::new(),
+                announced: 0,
             }),
             ready: watch::channel(false).0,
             dropped: AtomicU64::new(0),
@@ -236,8 +239,8 @@ impl WatchCache {
     /// key's next change.
     pub(crate) fn will_write(&self, key: &[u8], bytes: &[u8], obj: &Value) -> u64 {
         let mut st = self.state.lock();
-        st.next_id += 1;
-        let id = st.next_id;
+        st.announced += 1;
+        let id = st.announced;
         if st.pending.len() < PENDING_MAX || st.pending.contains_key(key) {
             st.pending
                 .insert(key.to_vec(), (bytes.to_vec(), obj.clone(), id));
