@@ -455,10 +455,14 @@ async fn a_deployment_runs_scales_rolls_and_goes_away_with_real_containers() {
         .kubectl
         .run(&["rollout", "status", "deployment/web", "--timeout=120s"]);
     r.cluster.members[leader].spawn();
+    // A rollout that does not finish says why it may not have (a node under pressure and
+    // tainted keeps new pods Pending).
     assert!(
-        status.ok().contains("successfully rolled out"),
-        "{}",
-        status.stdout
+        status.code == 0 && status.stdout.contains("successfully rolled out"),
+        "rollout status: {}{}; {}",
+        status.stdout,
+        status.stderr,
+        nodes_report(&r.client).await
     );
     web_running(&r.client, 2, "v2").await;
     // Readiness gated it: new pods ran for a while before they were Ready.
