@@ -28,7 +28,6 @@ use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::Duration;
 
-use bosun_api::meta::set_resource_version;
 use bosun_api::resources::Resource;
 use serde_json::Value;
 
@@ -173,8 +172,8 @@ impl<S: Store> Registry<S> {
         if delete {
             return self.store.delete(&key, rev).await;
         }
-        // Stored without its resourceVersion (the store's revision is the version); it gets
-        // the new one back when the swap succeeds.
+        // Stored without its resourceVersion (the store's revision is the version): it is
+        // taken out of `new`, which the caller stamps with the revision returned.
         if let Ok(m) = meta_mut(new) {
             m.remove("resourceVersion");
         }
@@ -186,11 +185,7 @@ impl<S: Store> Registry<S> {
         if !matches!(swapped, Ok(Some(_))) {
             self.withdraw(res, &key, announced);
         }
-        let swapped = swapped?;
-        if let Some(rev) = swapped {
-            set_resource_version(new, rev);
-        }
-        Ok(swapped)
+        swapped
     }
 
     /// Tells the watch cache of `res` that `value`, the encoding of `obj`, is being stored at

@@ -588,16 +588,14 @@ async fn follow(
                     });
                     let (kind, obj) = match e.kind {
                         EventKind::Put => {
-                            let obj = match cache.take_pending(&e.kv.key, &e.kv.value, rv) {
-                                Some(obj) => Arc::new(obj),
-                                None => match decode_object(&e.kv.value, rv) {
-                                    Some(obj) => Arc::new(obj),
-                                    None => {
-                                        warn!(key = %String::from_utf8_lossy(&e.kv.key), "undecodable object in the store; skipped");
-                                        continue;
-                                    }
-                                },
+                            let Some(obj) = cache
+                                .take_pending(&e.kv.key, &e.kv.value, rv)
+                                .or_else(|| decode_object(&e.kv.value, rv))
+                            else {
+                                warn!(key = %String::from_utf8_lossy(&e.kv.key), "undecodable object in the store; skipped");
+                                continue;
                             };
+                            let obj = Arc::new(obj);
                             let kind = if e.kv.create_revision == rv {
                                 EventType::Added
                             } else {

@@ -218,10 +218,14 @@ impl NodeLifecycleController {
                 .iter()
                 .map(|n| &**n)
                 .filter(|n| {
-                    n.metadata
-                        .name
-                        .as_ref()
-                        .is_some_and(|name| known.insert(name.clone(), object_ref(*n)).is_none())
+                    let Some(name) = &n.metadata.name else {
+                        return false;
+                    };
+                    if known.contains_key(name) {
+                        return false;
+                    }
+                    known.insert(name.clone(), object_ref(*n));
+                    true
                 })
                 .collect();
             (added, deleted)
