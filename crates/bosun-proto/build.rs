@@ -34,7 +34,10 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         // Requests and responses travel through the Raft log, which is encoded with serde.
         .type_attribute(".mvccpb", serde)
         .type_attribute(".authpb", serde)
-        .type_attribute(".etcdserverpb", serde);
+        .type_attribute(".etcdserverpb", serde)
+        // A watch event's object is the apiserver's cached JSON, shared by every watcher: sent
+        // without a copy per watcher.
+        .bytes(".bosun.api.v1.WatchEvent.object");
     // Keys and values are byte strings to serde, not sequences of numbers: encoded and decoded
     // in one copy instead of byte by byte (the same bytes in the log's format).
     for field in BYTES_FIELDS {

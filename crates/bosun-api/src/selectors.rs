@@ -234,7 +234,8 @@ impl Requirement {
 }
 
 /// A label value as text; labels are strings, anything else is rendered.
-fn label_text(v: &Value) -> String {
+/// A label's value as selectors compare it (a JSON string as is; anything else rendered).
+pub fn label_text(v: &Value) -> String {
     match v {
         Value::String(s) => s.clone(),
         Value::Null => String::new(),
@@ -761,7 +762,9 @@ impl LabelSelector {
         self.matches_by(|k| labels.and_then(|m| m.get(k)).cloned())
     }
 
-    fn matches_by(&self, label: impl Fn(&str) -> Option<String>) -> bool {
+    /// Matches with a lookup of label values: `label(key)` gives the object's value of that
+    /// label, `None` when it has none.
+    pub fn matches_by(&self, label: impl Fn(&str) -> Option<String>) -> bool {
         self.requirements.iter().all(|r| r.matches(&label))
     }
 }

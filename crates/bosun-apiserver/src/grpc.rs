@@ -301,7 +301,7 @@ impl Api for ApiService {
                         let last = matches!(other, WatchItem::Error(_));
                         yield Ok(WatchEvent {
                             r#type: other.type_str().to_string(),
-                            object: other.object_bytes().to_vec(),
+                            object: other.object_bytes(),
                         });
                         if last {
                             return;

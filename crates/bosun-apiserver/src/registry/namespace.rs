@@ -23,9 +23,7 @@ impl<S: Store> Registry<S> {
     pub(super) fn namespace_guess(&self, ns: &str) -> Option<i64> {
         let cache = self.caches.get(NAMESPACES.plural)?;
         let (rev, obj) = cache.object(&self.key(&NAMESPACES, "", ns))?;
-        meta_str(&obj, "deletionTimestamp")
-            .is_empty()
-            .then_some(rev)
+        (!obj.deleting()).then_some(rev)
     }
 
     /// Reads namespace `ns` and refuses a write into it when it does not exist (404) or is
@@ -40,11 +38,7 @@ impl<S: Store> Registry<S> {
         let key = self.key(nsres, "", ns);
         let read = self.read(nsres, "", ns).await?;
         if let Some(cache) = self.caches.get(nsres.plural) {
-            cache.remember_read(
-                key.as_bytes(),
-                read.as_ref()
-                    .map(|n| (n.rev, std::sync::Arc::new(n.obj.clone()))),
-            );
+            cache.remember_read(key.as_bytes(), read.as_ref().map(|n| (n.rev, &n.obj)));
         }
         match read {
             None => Err(Status::not_found(nsres, ns)),

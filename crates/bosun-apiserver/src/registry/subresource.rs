@@ -101,7 +101,7 @@ impl<S: Store> Registry<S> {
             .get(res.plural)
             .and_then(|c| c.object(&key))
             .map(|(rev, obj)| Stored {
-                obj: (*obj).clone(),
+                obj: obj.value(),
                 rev,
             });
         for _ in 0..CAS_RETRIES {

@@ -20,6 +20,7 @@ use crate::kinds::{self, Kind, Part, Warnings};
 use crate::limits::Limits;
 use crate::merge::patch::PatchType;
 use crate::watch::cache::WatchCache;
+use crate::watch::cached::Cached;
 
 fn kind(res: &Resource) -> &'static dyn Kind {
     kinds::by_plural(res.plural).unwrap()
@@ -645,7 +646,8 @@ async fn a_create_checks_its_namespace_in_the_same_write() {
         async move {
             let key = r.key(&NAMESPACES, "", name);
             let kv = r.store().get(&key).await.unwrap().unwrap();
-            let obj = Arc::new(serde_json::from_slice(&kv.value).unwrap());
+            let value: Value = serde_json::from_slice(&kv.value).unwrap();
+            let obj = Arc::new(Cached::encode(&NAMESPACES, &value));
             cache.remember(key.as_bytes(), kv.mod_revision, Some(&obj));
             (kv.mod_revision, obj)
         }
@@ -1005,7 +1007,7 @@ async fn binding_starts_from_the_watch_cache_and_checks_it() {
         cache.remember(
             r.key(&PODS, "default", name).as_bytes(),
             rev,
-            Some(&Arc::new(obj)),
+            Some(&Arc::new(Cached::encode(&PODS, &obj))),
         );
     };
     let stored = |name: &'static str| {

@@ -739,6 +739,7 @@ async fn watch_response(
                     return;
                 }
                 (WatchItem::Event { obj, .. }, Render::Table { object }) => {
+                    let obj = &obj.value();
                     let meta = json!({"resourceVersion": meta_str(obj, "resourceVersion")});
                     let t = table_json(kind, meta, vec![row(kind, obj, object, jiff::Timestamp::now())], first);
                     first = false;

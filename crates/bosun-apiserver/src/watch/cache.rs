@@ -6,12 +6,13 @@
 //! is full is dropped with a resumable error (it resumes from the last version it received);
 //! a version older than the ring is answered with 410 Expired, and the client re-lists.
 //!
-//! Events are decoded once and shared (`Arc`), and their JSON encoding is computed at most once,
-//! so a thousand watchers cost a thousand channel sends, not a thousand decodes. A change this
-//! apiserver writes itself is not decoded at all: the writer announces the object and the
-//! bytes it is about to store ([`WatchCache::will_write`]), and the change's event takes that
-//! object when its bytes are those bytes; the previous state of an object is the kept one when
-//! its revision matches (below).
+//! Events keep objects as their JSON ([`Cached`]), shared (`Arc`) by every watcher, so a
+//! thousand watchers cost a thousand channel sends, not a thousand encodes. A change this
+//! apiserver writes itself is not decoded at all: the writer announces the bytes it is about
+//! to store and what selectors read of the object ([`WatchCache::will_write`]), and the
+//! change's event takes those when its bytes are those bytes, with the resourceVersion added
+//! to the bytes ([`cached::with_resource_version`]); the previous state of an object is the
+//! kept one when its revision matches (below).
 //!
 //! A cache made [`WatchCache::keeping_objects`] also keeps the latest state of every object it
 //! has seen change (by store key, with its revision; deleted objects are forgotten), as
@@ -21,8 +22,8 @@
 //! uses it only as a first guess that the compare-and-swap checks.
 
 use std::collections::{HashMap, VecDeque};
+use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, OnceLock};
 use std::time::Duration;
 
 use bosun_client::{Client, EventKind, GetOptions, WatchOptions};
@@ -30,6 +31,8 @@ use bytes::Bytes;
 use parking_lot::Mutex;
 use serde_json::Value;
 use tokio::sync::{mpsc, watch};
+
+use super::cached::{self, Attrs, Cached};
 use tracing::{debug, warn};
 
 pub use bosun_api::meta::set_resource_version;
@@ -46,21 +49,9 @@ pub struct CacheEvent {
     /// What happened.
     pub kind: EventType,
     /// The object after the change; for a delete, its last state with `rv` as resourceVersion.
-    pub obj: Arc<Value>,
+    pub obj: Arc<Cached>,
     /// The object before the change (for selector transitions), when it existed.
-    pub prev: Option<Arc<Value>>,
-    /// The object's namespace ("" for cluster-scoped objects).
-    pub namespace: String,
-    encoded: OnceLock<Bytes>,
-}
-
-impl CacheEvent {
-    /// The object's JSON, encoded once for all watchers.
-    pub fn obj_bytes(&self) -> Bytes {
-        self.encoded
-            .get_or_init(|| Bytes::from(serde_json::to_vec(&*self.obj).unwrap_or_default()))
-            .clone()
-    }
+    pub prev: Option<Arc<Cached>>,
 }
 
 struct Sub {
@@ -72,15 +63,15 @@ struct Sub {
 }
 
 /// Objects by store key, with the revision of their latest change.
-type KeptObjects = HashMap<Vec<u8>, (i64, Arc<Value>)>;
+type KeptObjects = HashMap<Vec<u8>, (i64, Arc<Cached>)>;
 
 /// Writes announced and not yet seen, at most this many: beyond, a write is simply decoded
 /// when its change arrives.
 const PENDING_MAX: usize = 4_096;
 
-/// By key: the bytes a writer is storing there, the object they encode (without
-/// resourceVersion, as stored), and the announcement's number.
-type PendingWrites = HashMap<Vec<u8>, (Vec<u8>, Value, u64)>;
+/// By key: the bytes a writer is storing there, what selectors read of the object they
+/// encode, and the announcement's number.
+type PendingWrites = HashMap<Vec<u8>, (Vec<u8>, Attrs, u64)>;
 
 struct State {
     events: VecDeque<Arc<CacheEvent>>,
@@ -208,7 +199,7 @@ impl WatchCache {
     /// revision; `None` when objects are not kept, the cache is not following the store, or
     /// the object has not changed since the cache started. It may be stale: check it with a
     /// compare-and-swap on the revision.
-    pub fn object(&self, key: &str) -> Option<(i64, Arc<Value>)> {
+    pub fn object(&self, key: &str) -> Option<(i64, Arc<Cached>)> {
         let st = self.state.lock();
         if !st.ready {
             return None;
@@ -217,7 +208,7 @@ impl WatchCache {
     }
 
     /// Records the object at `key` after a change at `rv` (`None`: deleted).
-    pub(crate) fn remember(&self, key: &[u8], rv: i64, obj: Option<&Arc<Value>>) {
+    pub(crate) fn remember(&self, key: &[u8], rv: i64, obj: Option<&Arc<Cached>>) {
         let mut st = self.state.lock();
         let Some(objects) = st.objects.as_mut() else {
             return;
@@ -233,17 +224,17 @@ impl WatchCache {
     }
 
     /// Announces that this apiserver is storing `bytes`, the encoding of `obj` (without
-    /// resourceVersion), at `key`: the change's event uses `obj` instead of decoding the
-    /// bytes. A write that fails takes it back with the returned number
+    /// resourceVersion), at `key`: the change's event takes what selectors read from `obj`
+    /// instead of decoding the bytes. A write that fails takes it back with the returned number
     /// ([`WatchCache::withdraw`]); an announcement whose change never comes is dropped by the
     /// key's next change.
     pub(crate) fn will_write(&self, key: &[u8], bytes: &[u8], obj: &Value) -> u64 {
+        let attrs = Attrs::of(self.res, obj);
         let mut st = self.state.lock();
         st.announced += 1;
         let id = st.announced;
         if st.pending.len() < PENDING_MAX || st.pending.contains_key(key) {
-            st.pending
-                .insert(key.to_vec(), (bytes.to_vec(), obj.clone(), id));
+            st.pending.insert(key.to_vec(), (bytes.to_vec(), attrs, id));
         }
         id
     }
@@ -258,17 +249,17 @@ impl WatchCache {
 
     /// The announced object of a change of `key` that stored `bytes`, at `rv`; any other
     /// announcement for `key` is dropped (its change was another).
-    fn take_pending(&self, key: &[u8], bytes: &[u8], rv: i64) -> Option<Value> {
-        let (announced, mut obj, _) = self.state.lock().pending.remove(key)?;
+    fn take_pending(&self, key: &[u8], bytes: &[u8], rv: i64) -> Option<Cached> {
+        let (announced, attrs, _) = self.state.lock().pending.remove(key)?;
         if announced != bytes {
             return None;
         }
-        set_resource_version(&mut obj, rv);
-        Some(obj)
+        let json = cached::with_resource_version(bytes, rv)?;
+        Some(Cached::new(json.into(), attrs))
     }
 
     /// The kept object at `key` if it is the one of revision `rv`.
-    fn kept(&self, key: &[u8], rv: i64) -> Option<Arc<Value>> {
+    fn kept(&self, key: &[u8], rv: i64) -> Option<Arc<Cached>> {
         let st = self.state.lock();
         match st.objects.as_ref()?.get(key) {
             Some((r, o)) if *r == rv => Some(o.clone()),
@@ -279,7 +270,8 @@ impl WatchCache {
     /// Offers what a read of `key` found (`None`: absent) when objects are kept: it replaces
     /// an older entry, never a newer one. Its guesses stay guesses (see [`WatchCache::object`]):
     /// a read that raced a delete may leave an entry for a gone object until the next read.
-    pub(crate) fn remember_read(&self, key: &[u8], read: Option<(i64, Arc<Value>)>) {
+    /// `obj` has its resourceVersion set.
+    pub(crate) fn remember_read(&self, key: &[u8], read: Option<(i64, &Value)>) {
         let mut st = self.state.lock();
         let Some(objects) = st.objects.as_mut() else {
             return;
@@ -287,6 +279,7 @@ impl WatchCache {
         match read {
             Some((rv, obj)) => {
                 if objects.get(key).is_none_or(|(have, _)| *have < rv) {
+                    let obj = Arc::new(Cached::encode(self.res, obj));
                     objects.insert(key.to_vec(), (rv, obj));
                 }
             }
@@ -444,7 +437,7 @@ impl WatchCache {
 }
 
 fn ns_matches(ns: &Option<String>, ev: &CacheEvent) -> bool {
-    ns.as_deref().is_none_or(|n| n == ev.namespace)
+    ns.as_deref().is_none_or(|n| n == ev.obj.namespace())
 }
 
 /// Decodes a stored object and stamps its resourceVersion.
@@ -454,11 +447,14 @@ pub fn decode_object(value: &[u8], rv: i64) -> Option<Value> {
     Some(v)
 }
 
-fn namespace_of(v: &Value) -> String {
-    v.pointer("/metadata/namespace")
-        .and_then(Value::as_str)
-        .unwrap_or_default()
-        .to_string()
+/// Decodes a stored object of `res` at revision `rv` into the cache's form.
+fn decode_cached(res: &Resource, stored: &[u8], rv: i64) -> Option<Cached> {
+    let obj = decode_object(stored, rv)?;
+    let json = match cached::with_resource_version(stored, rv) {
+        Some(json) => Bytes::from(json),
+        None => Bytes::from(serde_json::to_vec(&obj).ok()?),
+    };
+    Some(Cached::new(json, Attrs::of(res, &obj)))
 }
 
 /// Resolves once `shutdown` is true (or its sender is gone).
@@ -579,18 +575,19 @@ async fn follow(
                     cache.progress_to(batch.revision());
                     continue;
                 }
+                let res = cache.res;
                 for e in batch.events {
                     let rv = e.kv.mod_revision;
                     let prev = e.prev_kv.as_ref().and_then(|p| {
                         cache
                             .kept(&p.key, p.mod_revision)
-                            .or_else(|| decode_object(&p.value, p.mod_revision).map(Arc::new))
+                            .or_else(|| decode_cached(res, &p.value, p.mod_revision).map(Arc::new))
                     });
                     let (kind, obj) = match e.kind {
                         EventKind::Put => {
                             let Some(obj) = cache
                                 .take_pending(&e.kv.key, &e.kv.value, rv)
-                                .or_else(|| decode_object(&e.kv.value, rv))
+                                .or_else(|| decode_cached(res, &e.kv.value, rv))
                             else {
                                 warn!(key = %String::from_utf8_lossy(&e.kv.key), "undecodable object in the store; skipped");
                                 continue;
@@ -604,12 +601,18 @@ async fn follow(
                             (kind, obj)
                         }
                         EventKind::Delete => {
-                            let Some(p) = &prev else {
+                            // Its last state, at the delete's revision.
+                            let last = e.prev_kv.as_ref().and_then(|p| {
+                                let attrs = prev.as_ref().map(|o| o.attrs().clone());
+                                cached::with_resource_version(&p.value, rv)
+                                    .zip(attrs)
+                                    .map(|(json, attrs)| Cached::new(json.into(), attrs))
+                                    .or_else(|| decode_cached(res, &p.value, rv))
+                            });
+                            let Some(obj) = last else {
                                 cache.remember(&e.kv.key, rv, None);
                                 continue;
                             };
-                            let mut obj = (**p).clone();
-                            set_resource_version(&mut obj, rv);
                             (EventType::Deleted, Arc::new(obj))
                         }
                     };
@@ -618,10 +621,8 @@ async fn follow(
                     cache.push(CacheEvent {
                         rv,
                         kind,
-                        namespace: namespace_of(&obj),
                         obj,
                         prev,
-                        encoded: OnceLock::new(),
                     });
                 }
             }
@@ -641,14 +642,17 @@ mod tests {
     use bosun_api::resources::by_plural;
     use serde_json::json;
 
+    /// A pod as the cache keeps it.
+    fn c(v: Value) -> Arc<Cached> {
+        Arc::new(Cached::encode(by_plural("pods").unwrap(), &v))
+    }
+
     fn ev(rv: i64, ns: &str) -> CacheEvent {
         CacheEvent {
             rv,
             kind: EventType::Modified,
-            obj: Arc::new(json!({"metadata": {"name": "a", "namespace": ns}})),
+            obj: c(json!({"metadata": {"name": "a", "namespace": ns}})),
             prev: None,
-            namespace: ns.into(),
-            encoded: OnceLock::new(),
         }
     }
 
@@ -705,26 +709,26 @@ mod tests {
     fn kept_objects_follow_changes_and_are_dropped_with_lost_history() {
         let plain = WatchCache::new(by_plural("pods").unwrap(), 10, 10);
         plain.restart(0, false);
-        plain.remember(b"/registry/pods/a/x", 3, Some(&Arc::new(json!({"v": 1}))));
+        plain.remember(b"/registry/pods/a/x", 3, Some(&c(json!({"v": 1}))));
         assert!(
             plain.object("/registry/pods/a/x").is_none(),
             "objects are not kept"
         );
 
         let cache = WatchCache::new(by_plural("pods").unwrap(), 10, 10).keeping_objects();
-        cache.remember(b"/registry/pods/a/x", 3, Some(&Arc::new(json!({"v": 1}))));
+        cache.remember(b"/registry/pods/a/x", 3, Some(&c(json!({"v": 1}))));
         assert!(
             cache.object("/registry/pods/a/x").is_none(),
             "not following the store yet"
         );
         cache.restart(2, false);
         assert_eq!(cache.object("/registry/pods/a/x").unwrap().0, 3);
-        cache.remember(b"/registry/pods/a/x", 5, Some(&Arc::new(json!({"v": 2}))));
+        cache.remember(b"/registry/pods/a/x", 5, Some(&c(json!({"v": 2}))));
         let (rev, obj) = cache.object("/registry/pods/a/x").unwrap();
-        assert_eq!((rev, obj["v"].as_i64()), (5, Some(2)));
+        assert_eq!((rev, obj.value()["v"].as_i64()), (5, Some(2)));
         cache.remember(b"/registry/pods/a/x", 6, None);
         assert!(cache.object("/registry/pods/a/x").is_none(), "deleted");
-        cache.remember(b"/registry/pods/a/y", 7, Some(&Arc::new(json!({}))));
+        cache.remember(b"/registry/pods/a/y", 7, Some(&c(json!({}))));
         cache.restart(7, false);
         assert!(
             cache.object("/registry/pods/a/y").is_some(),
@@ -754,9 +758,11 @@ mod tests {
         let x = cache.will_write(b, &bytes("x"), &obj("x"));
         assert!(cache.take_pending(b"other", &bytes("one"), 7).is_none());
         let taken = cache.take_pending(a, &bytes("one"), 7).unwrap();
+        let want = json!({"metadata": {"name": "one", "resourceVersion": "7"}});
+        assert_eq!(taken.json()[..], serde_json::to_vec(&want).unwrap()[..]);
         assert_eq!(
-            taken,
-            json!({"metadata": {"name": "one", "resourceVersion": "7"}})
+            taken.attrs().fields()[0],
+            ("metadata.name", "one".to_string())
         );
         assert!(cache.take_pending(a, &bytes("one"), 7).is_none());
         // A failed write takes back its own announcement only.
@@ -770,18 +776,18 @@ mod tests {
         assert!(cache.take_pending(a, &bytes("one"), 21).is_none());
         // Bounded: beyond the limit a new key is not announced, a known key still is.
         for i in 0..PENDING_MAX + 10 {
-            cache.will_write(format!("k{i}").as_bytes(), b"v", &obj("v"));
+            cache.will_write(format!("k{i}").as_bytes(), &bytes("v"), &obj("v"));
         }
         assert_eq!(cache.state.lock().pending.len(), PENDING_MAX);
-        cache.will_write(b"k0", b"w", &obj("w"));
-        assert!(cache.take_pending(b"k0", b"w", 30).is_some());
+        cache.will_write(b"k0", &bytes("w"), &obj("w"));
+        assert!(cache.take_pending(b"k0", &bytes("w"), 30).is_some());
     }
 
     #[test]
     fn the_previous_state_is_the_kept_object_of_that_revision() {
         let cache = WatchCache::new(by_plural("pods").unwrap(), 10, 10).keeping_objects();
         cache.restart(10, false);
-        let o = Arc::new(json!({"metadata": {"name": "a"}}));
+        let o = c(json!({"metadata": {"name": "a"}}));
         cache.remember(b"k", 11, Some(&o));
         assert!(Arc::ptr_eq(&cache.kept(b"k", 11).unwrap(), &o));
         assert!(cache.kept(b"k", 12).is_none());

@@ -13,11 +13,12 @@ use crate::error::{ApiResult, Status};
 use crate::kinds::Kind;
 use crate::registry::{ListOptions, Registry, check_field_selector};
 pub mod cache;
+pub mod cached;
 
 use bosun_api::resources::Resource;
-use bosun_api::selectors::matches;
 use bosun_api::selectors::{FieldSelector, LabelSelector};
 use cache::{CacheEvent, EventType, Subscription, set_resource_version};
+use cached::Cached;
 
 /// What a watch asks for.
 #[derive(Debug, Clone, Default)]
@@ -43,10 +44,9 @@ pub enum WatchItem {
     Event {
         /// ADDED, MODIFIED or DELETED.
         kind: EventType,
-        /// The object.
-        obj: Arc<Value>,
-        /// The shared cache event when `obj` is its object unchanged (for its cached encoding).
-        shared: Option<Arc<CacheEvent>>,
+        /// The object, with its JSON (shared with the cache's event when it is that event's
+        /// object).
+        obj: Arc<Cached>,
     },
     /// Every change up to this version has been sent.
     Bookmark(Value),
@@ -72,10 +72,7 @@ impl WatchItem {
     /// The event's object JSON bytes (a `Status` for errors).
     pub fn object_bytes(&self) -> bytes::Bytes {
         match self {
-            WatchItem::Event {
-                shared: Some(ev), ..
-            } => ev.obj_bytes(),
-            WatchItem::Event { obj, .. } => serde_json::to_vec(&**obj).unwrap_or_default().into(),
+            WatchItem::Event { obj, .. } => obj.json().clone(),
             WatchItem::Bookmark(v) => serde_json::to_vec(v).unwrap_or_default().into(),
             WatchItem::Error(e) => serde_json::to_vec(&e.to_json()).unwrap_or_default().into(),
         }
@@ -163,8 +160,7 @@ impl WatchSession {
         if let Some(obj) = self.initial.pop_front() {
             return Some(WatchItem::Event {
                 kind: EventType::Added,
-                obj: Arc::new(obj),
-                shared: None,
+                obj: Arc::new(Cached::encode(self.res, &obj)),
             });
         }
         loop {
@@ -232,20 +228,15 @@ impl WatchSession {
         }
         self.last_rv = ev.rv;
         let (labels, fields) = (&self.params.labels, &self.params.fields);
-        if labels.is_empty() && fields.is_empty() {
-            return Some(WatchItem::Event {
-                kind: ev.kind,
-                obj: ev.obj.clone(),
-                shared: Some(ev.clone()),
-            });
-        }
-        let cur_ok = matches(&ev.obj, labels, fields);
-        let prev_ok = ev.prev.as_ref().is_some_and(|p| matches(p, labels, fields));
         let same = |kind| WatchItem::Event {
             kind,
             obj: ev.obj.clone(),
-            shared: Some(ev.clone()),
         };
+        if labels.is_empty() && fields.is_empty() {
+            return Some(same(ev.kind));
+        }
+        let cur_ok = ev.obj.matches(labels, fields);
+        let prev_ok = ev.prev.as_ref().is_some_and(|p| p.matches(labels, fields));
         match ev.kind {
             EventType::Added => cur_ok.then(|| same(EventType::Added)),
             EventType::Modified => match (cur_ok, prev_ok) {
@@ -254,12 +245,11 @@ impl WatchSession {
                 (false, true) => {
                     // It left the selection: the watcher sees it deleted, in its last
                     // matching state.
-                    let mut old = ev.prev.as_deref().cloned().unwrap_or_default();
+                    let mut old = ev.prev.as_ref().map(|p| p.value()).unwrap_or_default();
                     set_resource_version(&mut old, ev.rv);
                     Some(WatchItem::Event {
                         kind: EventType::Deleted,
-                        obj: Arc::new(old),
-                        shared: None,
+                        obj: Arc::new(Cached::encode(self.res, &old)),
                     })
                 }
                 (false, false) => None,
