@@ -203,6 +203,14 @@ impl<K> Store<K> {
     }
 }
 
+/// `obj` without `metadata.managedFields`, as a store keeps it: no component reads them, and
+/// they are often the largest part of a decoded object (Kubernetes' informers drop them with
+/// `TransformStripManagedFields`). An update sent without them keeps the stored ones.
+pub fn trimmed<K: Cached>(mut obj: K) -> K {
+    obj.metadata_mut().managed_fields = None;
+    obj
+}
+
 impl<K: Cached> Store<K> {
     /// A synced store holding `objects`: for tests of code that reads a store.
     pub fn from_objects(objects: impl IntoIterator<Item = K>) -> Self {
@@ -514,7 +522,7 @@ impl<K: Cached> Reflector<K> {
                 }
                 Err(e) => return Err(e),
             };
-            items.extend(page.items);
+            items.extend(page.items.into_iter().map(trimmed));
             match page.continue_token {
                 Some(t) => params.continue_token = t,
                 None => return Ok((items, page.resource_version)),
@@ -554,13 +562,13 @@ impl<K: Cached> Reflector<K> {
             };
             let event = match ev {
                 Ok(Some(WatchEvent::Added(o) | WatchEvent::Modified(o))) => {
-                    let new = Arc::new(o);
+                    let new = Arc::new(trimmed(o));
                     let old = self.store.apply(new.clone());
                     Event::Applied { old, new }
                 }
                 Ok(Some(WatchEvent::Deleted(o))) => {
                     let old = self.store.remove(o.metadata());
-                    Event::Deleted(old.unwrap_or_else(|| Arc::new(o)))
+                    Event::Deleted(old.unwrap_or_else(|| Arc::new(trimmed(o))))
                 }
                 Ok(Some(WatchEvent::Bookmark(v))) => {
                     if !v.is_empty() {
@@ -643,6 +651,19 @@ mod tests {
         assert_eq!(key("default", "web"), "default/web");
         assert_eq!(key("", "node-1"), "node-1");
         assert_eq!(key_of(&pod("ns", "a", "1").metadata), "ns/a");
+    }
+
+    #[test]
+    fn a_stored_object_has_no_managed_fields_and_nothing_else_lost() {
+        use bosun_api_client::k8s_openapi::apimachinery::pkg::apis::meta::v1::ManagedFieldsEntry;
+        let mut p = pod("ns", "a", "7");
+        p.metadata.labels = Some([("app".to_owned(), "web".to_owned())].into());
+        let want = p.clone();
+        p.metadata.managed_fields = Some(vec![ManagedFieldsEntry {
+            manager: Some("m".into()),
+            ..Default::default()
+        }]);
+        assert_eq!(trimmed(p), want);
     }
 
     #[test]

@@ -15,6 +15,7 @@ use std::time::Duration;
 use bosun_api_client::k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
 use bosun_api_client::k8s_openapi::{Metadata, Resource};
 use bosun_api_client::{ApiClient, ApiError, ListParams, WatchEvent, WatchParams};
+use bosun_runtime::reflector::trimmed;
 use serde::de::DeserializeOwned;
 use tokio::sync::{mpsc, watch};
 use tracing::{debug, warn};
@@ -110,7 +111,7 @@ where
     let version = loop {
         let page = client.list::<K>("", &params).await?;
         for obj in page.items {
-            listed.insert(key_of(obj.metadata()), Arc::new(obj));
+            listed.insert(key_of(obj.metadata()), Arc::new(trimmed(obj)));
         }
         match page.continue_token {
             Some(token) => params.continue_token = token,
@@ -169,13 +170,13 @@ where
         };
         let sent = match event {
             WatchEvent::Added(obj) | WatchEvent::Modified(obj) => {
-                let new = Arc::new(obj);
+                let new = Arc::new(trimmed(obj));
                 let old = known.insert(key_of(new.metadata()), new.clone());
                 tx.send(Event::Applied { old, new }).await
             }
             WatchEvent::Deleted(obj) => {
                 let key = key_of(obj.metadata());
-                let last = known.remove(&key).unwrap_or_else(|| Arc::new(obj));
+                let last = known.remove(&key).unwrap_or_else(|| Arc::new(trimmed(obj)));
                 tx.send(Event::Deleted(last)).await
             }
             WatchEvent::Bookmark(_) => Ok(()),
