@@ -206,8 +206,8 @@ async fn kubectl_workflow(k: &Kubectl, endpoints: &str) {
         .unwrap();
 
     // get -w: the table, then a line per change.
-    let wfile =
-        std::env::temp_dir().join(format!("bosun-watch-{}-{}", k.version, std::process::id()));
+    let wdir = tempfile::tempdir().unwrap();
+    let wfile = wdir.path().join(format!("watch-{}", k.version));
     let watch = k.spawn(
         &with_ns(&["get", "deploy", "web", "-w"])
             .iter()
