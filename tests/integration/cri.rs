@@ -9,7 +9,7 @@
 //! network, pod range and cgroup root), skipped with the reason printed only where
 //! containerd cannot run.
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use bosun_api_client::k8s_openapi::api::core::v1::{Event, Node, Pod};
@@ -136,6 +136,8 @@ async fn setup(dir: &Path, ctr: &PrivateContainerd) -> Setup {
         format!("--cgroup-root={cgroup_root}"),
         format!("--pod-cidr={}", ctr.settings.pod_cidr),
         "--node-status-update-frequency=1s".into(),
+        "--container-log-max-size=64Ki".into(),
+        "--container-log-max-files=3".into(),
     ];
     let args: Vec<&str> = args.iter().map(String::as_str).collect();
     let env = [("BOSUN_LOG", "info,bosun_kubelet=debug")];
@@ -583,6 +585,68 @@ async fn host_network_pod_runs_and_its_start_is_written_once() {
         0.0,
         "{m}"
     );
+}
+
+/// The counter at the start of a CRI log line's text (`<time> stdout F <n> ...`).
+fn counter(line: &str) -> Option<u64> {
+    line.splitn(4, ' ').nth(3)?.split(' ').next()?.parse().ok()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_container_log_is_rotated_and_its_files_stay_bounded() {
+    let Some(ctr) = PrivateContainerd::start() else {
+        return;
+    };
+    let tmp = tempfile::tempdir().unwrap();
+    let mut s = setup(tmp.path(), &ctr).await;
+    let client = s.client.clone();
+    // About 200 KB/s of numbered lines; the kubelet runs with a 64Ki limit and 3 files.
+    let script = "i=0; while true; do i=$((i+1)); echo \"$i 0123456789012345678901234567890123456789012345678901234567890123456789012345678901234567890123456789\"; usleep 500; done";
+    let mut p = pod_json("chatty", "busybox", "Always", &["sh", "-c", script]);
+    p["spec"]["hostNetwork"] = serde_json::json!(true);
+    let made = create(&mut s, p).await;
+    let uid = made.metadata.uid.unwrap();
+    let dir = tmp.path().join(format!("logs/{NS}_chatty_{uid}/main"));
+    let files = || {
+        let mut f: Vec<PathBuf> = std::fs::read_dir(&dir)
+            .map(|d| d.filter_map(Result::ok).map(|e| e.path()).collect())
+            .unwrap_or_default();
+        f.sort();
+        f
+    };
+    // Two rotations at least (the kubelet checks every 10 s): the current file and two
+    // rotated ones, never more.
+    let mut most = 0;
+    wait_for("two rotated log files", Duration::from_secs(90), || {
+        let n = files().len();
+        most = most.max(n);
+        async move { n == 3 }
+    })
+    .await;
+    tokio::time::sleep(Duration::from_secs(12)).await;
+    let now = files();
+    most = most.max(now.len());
+    assert_eq!(most, 3, "at most --container-log-max-files: {now:?}");
+    assert_eq!(now.len(), 3, "{now:?}");
+    // The runtime writes a fresh current file: its first line follows the newest rotated
+    // file's last line.
+    let current = std::fs::read_to_string(dir.join("0.log")).unwrap();
+    let newest = std::fs::read_to_string(&now[2]).unwrap();
+    let first = current.lines().find_map(counter).expect("lines in 0.log");
+    let last = newest
+        .lines()
+        .rev()
+        .find_map(counter)
+        .expect("lines in the rotated file");
+    assert!(first > last, "{first} after {last}");
+    assert!(
+        (newest.len() as u64) > 64 << 10,
+        "rotated past the limit: {} bytes",
+        newest.len()
+    );
+    // The pod runs on, untouched by the rotations.
+    let p = get(&client, "chatty").await.unwrap();
+    assert_eq!(main_status(&p).map(|c| c.restart_count), Some(0));
 }
 
 /// Mount points under `dir` (from /proc/self/mountinfo).

@@ -90,6 +90,14 @@ pub struct KubeletConfig {
     /// Where container logs are written (<dir>/<namespace>_<pod>_<uid>/<container>/<n>.log).
     #[arg(long, default_value = "/var/log/pods")]
     pub pod_logs_dir: std::path::PathBuf,
+    /// Size past which a running container's log file is rotated (a quantity: 10Mi), as the
+    /// kubelet's containerLogMaxSize.
+    #[arg(long, default_value = "10Mi")]
+    pub container_log_max_size: String,
+    /// Log files kept per container, the current one included (at least 2), as the
+    /// kubelet's containerLogMaxFiles.
+    #[arg(long, default_value_t = 5)]
+    pub container_log_max_files: usize,
     /// The cgroup the pods' cgroups go under (<cgroup-root>/kubepods/...), cgroupfs driver.
     #[arg(long, default_value = "/")]
     pub cgroup_root: String,
@@ -136,6 +144,18 @@ impl KubeletConfig {
                 );
             }
         }
+        if self.container_log_max_files < 2 {
+            bail!(
+                "--container-log-max-files {} must be at least 2",
+                self.container_log_max_files
+            );
+        }
+        if crate::quantity::parse_units(&self.container_log_max_size).is_none_or(|b| b <= 0) {
+            bail!(
+                "--container-log-max-size {:?} must be a positive quantity such as 10Mi",
+                self.container_log_max_size
+            );
+        }
         if self.node_status_update_frequency.is_zero() {
             bail!("--node-status-update-frequency must be above zero");
         }
@@ -153,6 +173,15 @@ impl KubeletConfig {
             );
         }
         Ok(())
+    }
+
+    /// When container logs are rotated (the flags are checked by [`Self::validate`]).
+    pub fn log_rotation(&self) -> crate::cri::logs::LogRotation {
+        let size = crate::quantity::parse_units(&self.container_log_max_size).unwrap_or(10 << 20);
+        crate::cri::logs::LogRotation {
+            max_size: u64::try_from(size).unwrap_or(10 << 20),
+            max_files: self.container_log_max_files.max(2),
+        }
     }
 
     /// The nodes to host: names and pod ranges.
@@ -332,6 +361,35 @@ mod tests {
         assert_eq!(cri.pod_logs_dir, std::path::PathBuf::from("/var/log/pods"));
         let c = parse(&["--runtime", "fake", "--node-cidr-mask-size", "8"]).unwrap();
         assert!(c.validate().is_err());
+        let rotation = |args: &[&str]| {
+            let c = hollow(args);
+            c.validate().map(|()| c.log_rotation())
+        };
+        assert_eq!(
+            rotation(&[]).unwrap(),
+            crate::cri::logs::LogRotation {
+                max_size: 10 << 20,
+                max_files: 5
+            }
+        );
+        assert_eq!(
+            rotation(&[
+                "--container-log-max-size=64Ki",
+                "--container-log-max-files=2"
+            ])
+            .unwrap(),
+            crate::cri::logs::LogRotation {
+                max_size: 64 << 10,
+                max_files: 2
+            }
+        );
+        for bad in [
+            "--container-log-max-files=1",
+            "--container-log-max-size=0",
+            "--container-log-max-size=ten",
+        ] {
+            assert!(rotation(&[bad]).is_err(), "{bad}");
+        }
     }
 
     #[test]

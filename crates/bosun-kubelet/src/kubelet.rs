@@ -163,6 +163,7 @@ fn node_context(cfg: &KubeletConfig, node: &str, host: &HostFacts) -> NodeContex
             .and_then(|q| parse_units(q))
             .and_then(|v| i64::try_from(v).ok())
             .unwrap_or(0),
+        log_rotation: cfg.log_rotation(),
     }
 }
 

@@ -47,6 +47,8 @@ pub struct NodeContext {
     pub host_ip: String,
     /// The node's memory capacity in bytes (OOM score of burstable pods).
     pub memory_capacity: i64,
+    /// `--container-log-max-size`, `--container-log-max-files`.
+    pub log_rotation: super::logs::LogRotation,
 }
 
 fn meta(pod: &Pod) -> (&str, &str, &str) {
@@ -842,6 +844,10 @@ mod tests {
             host_name: "host".into(),
             host_ip: "192.168.1.5".into(),
             memory_capacity: 1 << 30,
+            log_rotation: super::super::logs::LogRotation {
+                max_size: 10 << 20,
+                max_files: 5,
+            },
         }
     }
 

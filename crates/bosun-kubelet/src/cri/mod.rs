@@ -20,6 +20,7 @@ use crate::metrics;
 
 pub mod convert;
 pub mod host;
+pub mod logs;
 pub mod plan;
 pub mod runtime;
 

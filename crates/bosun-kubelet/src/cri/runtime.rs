@@ -16,8 +16,9 @@ use k8s_cri::v1::{
     ContainerFilter, ContainerStatusRequest, CreateContainerRequest, ImageSpec, ImageStatusRequest,
     ListContainersRequest, ListPodSandboxRequest, NamespaceMode, PodSandboxConfig,
     PodSandboxFilter, PodSandboxStatusRequest, PullImageRequest, RemoveContainerRequest,
-    RemovePodSandboxRequest, RunPodSandboxRequest, StartContainerRequest, StatusRequest,
-    StopContainerRequest, StopPodSandboxRequest, VersionRequest,
+    RemovePodSandboxRequest, ReopenContainerLogRequest, RunPodSandboxRequest,
+    StartContainerRequest, StatusRequest, StopContainerRequest, StopPodSandboxRequest,
+    VersionRequest,
 };
 use k8s_openapi::api::core::v1::{Container, ObjectReference, Pod};
 use parking_lot::Mutex;
@@ -29,6 +30,7 @@ use super::convert::{
     self, LABEL_CONTAINER_NAME, LABEL_POD_NAME, LABEL_POD_NAMESPACE, LABEL_POD_UID, NodeContext,
 };
 use super::host;
+use super::logs;
 use super::plan::{self, Backoff, CState, ContainerObs, PodObs, ProbeVerdict, SandboxObs};
 use crate::node::NodeHealth;
 use crate::probe::{self, ProbeManager};
@@ -92,7 +94,13 @@ struct State {
     reasons: HashMap<(String, String), (String, String)>,
     /// uid -> what the last relist saw.
     seen: HashMap<String, Seen>,
+    /// When the relist last checked the running containers' log sizes.
+    logs_checked: Option<Instant>,
 }
+
+/// How often the relist checks whether container logs need rotating (the kubelet's
+/// ContainerLogMonitorInterval).
+const LOG_CHECK_EVERY: Duration = Duration::from_secs(10);
 
 /// A failed start of one container: its waiting reason, message and when to retry.
 struct StartError {
@@ -706,6 +714,34 @@ impl CriRuntime {
     }
 
     /// Remembers the pod last synced (its spec for a later kill's preStop hooks).
+    /// Renames the log of running container `id` aside, has the runtime reopen it, and
+    /// deletes the oldest renamed files beyond `--container-log-max-files`.
+    async fn rotate_log(&self, id: &str, log: &Path) {
+        let rotated = logs::rotated_path(log, Timestamp::now());
+        if let Err(e) = std::fs::rename(log, &rotated) {
+            warn!(log = %log.display(), error = %e, "rotate container log");
+            return;
+        }
+        let mut rt = self.client.runtime.clone();
+        let reopened = rt
+            .reopen_container_log(ReopenContainerLogRequest {
+                container_id: id.to_string(),
+            })
+            .await;
+        if let Err(e) = reopened {
+            // As the kubelet: put the file back, so that the runtime's writes stay readable.
+            let _ = std::fs::rename(&rotated, log);
+            warn!(container = id, error = %e.message(), "reopen container log");
+            return;
+        }
+        debug!(log = %log.display(), "container log rotated");
+        for old in logs::to_remove(logs::rotated_files(log), self.ctx.log_rotation.max_files) {
+            if let Err(e) = std::fs::remove_file(&old) {
+                warn!(log = %old.display(), error = %e, "remove rotated container log");
+            }
+        }
+    }
+
     fn remember(&self, uid: &str, pod: &Arc<Pod>) {
         self.pods.lock().insert(uid.to_string(), Arc::clone(pod));
     }
@@ -1238,32 +1274,65 @@ impl Runtime for CriRuntime {
                 .states
                 .insert(id.clone(), state);
         }
-        let mut st = self.state.lock();
         let mut changed = Vec::new();
-        for (uid, s) in &now {
-            if st.seen.get(uid) != Some(s) {
-                changed.push((uid.clone(), format!("{}/{}", s.namespace, s.name)));
+        let check_logs = {
+            let mut st = self.state.lock();
+            for (uid, s) in &now {
+                if st.seen.get(uid) != Some(s) {
+                    changed.push((uid.clone(), format!("{}/{}", s.namespace, s.name)));
+                }
+            }
+            for (uid, s) in &st.seen {
+                if !now.contains_key(uid) {
+                    changed.push((uid.clone(), format!("{}/{}", s.namespace, s.name)));
+                }
+            }
+            st.seen = now;
+            let t = Timestamp::now();
+            st.crash.gc(t);
+            st.pulls.gc(t);
+            let check_logs = st
+                .logs_checked
+                .is_none_or(|at| at.elapsed() >= LOG_CHECK_EVERY);
+            if check_logs {
+                st.logs_checked = Some(Instant::now());
+            }
+            check_logs
+        };
+        let mut rotate = Vec::new();
+        if check_logs {
+            for c in containers
+                .iter()
+                .filter(|c| cstate(c.state) == CState::Running)
+            {
+                let (Some((uid, namespace, name)), Some(m)) = (labels(&c.labels), &c.metadata)
+                else {
+                    continue;
+                };
+                let log = self
+                    .ctx
+                    .pod_logs_dir
+                    .join(format!("{namespace}_{name}_{uid}"))
+                    .join(convert::container_log_path(&m.name, m.attempt));
+                if logs::needs_rotation(&log, self.ctx.log_rotation) {
+                    rotate.push((c.id.clone(), log));
+                }
             }
         }
-        for (uid, s) in &st.seen {
-            if !now.contains_key(uid) {
-                changed.push((uid.clone(), format!("{}/{}", s.namespace, s.name)));
-            }
-        }
-        st.seen = now;
-        let t = Timestamp::now();
-        st.crash.gc(t);
-        st.pulls.gc(t);
-        drop(st);
         // Pods whose probe results changed since the last relist.
-        let mut wakes = self.probe_wakes.lock();
-        while let Ok(uid) = wakes.try_recv() {
-            if changed.iter().any(|(u, _)| *u == uid) {
-                continue;
+        {
+            let mut wakes = self.probe_wakes.lock();
+            while let Ok(uid) = wakes.try_recv() {
+                if changed.iter().any(|(u, _)| *u == uid) {
+                    continue;
+                }
+                if let Some(p) = self.pods.lock().get(&uid) {
+                    changed.push((uid, crate::pods::pod_key(p)));
+                }
             }
-            if let Some(p) = self.pods.lock().get(&uid) {
-                changed.push((uid, crate::pods::pod_key(p)));
-            }
+        }
+        for (id, log) in rotate {
+            self.rotate_log(&id, &log).await;
         }
         changed
     }
