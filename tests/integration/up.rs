@@ -13,7 +13,7 @@ use std::time::{Duration, Instant};
 use bosun_tests::containerd::{PrivateContainerd, cri, names, skip_reason};
 use bosun_tests::kube::{Kubectl, kubectl_132_with};
 use bosun_tests::registry::LocalRegistry;
-use bosun_tests::{bosun_bin, free_port, wait_for};
+use bosun_tests::{bosun_bin, free_port, sigterm_and_wait, wait_for};
 
 /// The README's example.
 fn example() -> PathBuf {
@@ -103,21 +103,12 @@ impl Up {
     /// SIGTERM, and its exit status within `within`.
     fn terminate(&mut self, within: Duration) -> std::process::ExitStatus {
         let mut c = self.child.take().unwrap();
-        let _ = Command::new("kill")
-            .args(["-TERM", &c.id().to_string()])
-            .status();
-        let deadline = Instant::now() + within;
-        loop {
-            if let Some(st) = c.try_wait().unwrap() {
-                return st;
-            }
-            if Instant::now() > deadline {
-                let _ = c.kill();
-                let _ = c.wait();
-                panic!("bosun up did not stop in {within:?}:\n{}", self.output());
-            }
-            std::thread::sleep(Duration::from_millis(50));
+        if let Some(st) = sigterm_and_wait(&mut c, within) {
+            return st;
         }
+        let _ = c.kill();
+        let _ = c.wait();
+        panic!("bosun up did not stop in {within:?}:\n{}", self.output());
     }
 }
 
@@ -128,13 +119,7 @@ impl Drop for Up {
     fn drop(&mut self) {
         if let Some(mut c) = self.child.take() {
             if matches!(c.try_wait(), Ok(None)) {
-                let _ = Command::new("kill")
-                    .args(["-TERM", &c.id().to_string()])
-                    .status();
-                let deadline = Instant::now() + Duration::from_secs(60);
-                while matches!(c.try_wait(), Ok(None)) && Instant::now() < deadline {
-                    std::thread::sleep(Duration::from_millis(100));
-                }
+                let _ = sigterm_and_wait(&mut c, Duration::from_secs(60));
             }
             for pid in children(c.id())
                 .into_iter()

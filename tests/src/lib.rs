@@ -68,6 +68,24 @@ pub fn free_port() -> u16 {
 }
 
 /// Finds an executable on PATH.
+/// Sends SIGTERM to `child` (by PID) and waits up to `within` for it to exit: its exit
+/// status, or `None` while it still runs (the caller decides what then).
+pub fn sigterm_and_wait(child: &mut Child, within: Duration) -> Option<std::process::ExitStatus> {
+    let _ = Command::new("kill")
+        .args(["-TERM", &child.id().to_string()])
+        .status();
+    let deadline = Instant::now() + within;
+    loop {
+        if let Ok(Some(st)) = child.try_wait() {
+            return Some(st);
+        }
+        if Instant::now() >= deadline {
+            return None;
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
 pub fn which(name: &str) -> Option<PathBuf> {
     std::env::var_os("PATH").and_then(|paths| {
         std::env::split_paths(&paths)
@@ -351,14 +369,8 @@ impl Server {
     /// Stops the process with SIGTERM (by PID) and waits for it to exit.
     pub fn terminate(&mut self) -> Option<std::process::ExitStatus> {
         let mut c = self.child.take()?;
-        let pid = c.id().to_string();
-        let _ = Command::new("kill").args(["-TERM", &pid]).status();
-        let deadline = Instant::now() + Duration::from_secs(15);
-        while Instant::now() < deadline {
-            if let Ok(Some(st)) = c.try_wait() {
-                return Some(st);
-            }
-            std::thread::sleep(Duration::from_millis(20));
+        if let Some(st) = sigterm_and_wait(&mut c, Duration::from_secs(15)) {
+            return Some(st);
         }
         let _ = c.kill();
         c.wait().ok()
@@ -373,15 +385,9 @@ impl Server {
         let Some(mut c) = self.child.take() else {
             return (None, Duration::ZERO);
         };
-        let _ = Command::new("kill")
-            .args(["-TERM", &c.id().to_string()])
-            .status();
         let start = Instant::now();
-        while start.elapsed() < limit {
-            if let Ok(Some(st)) = c.try_wait() {
-                return (Some(st), start.elapsed());
-            }
-            std::thread::sleep(Duration::from_millis(20));
+        if let Some(st) = sigterm_and_wait(&mut c, limit) {
+            return (Some(st), start.elapsed());
         }
         let _ = c.kill();
         let _ = c.wait();

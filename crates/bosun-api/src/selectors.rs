@@ -233,7 +233,6 @@ impl Requirement {
     }
 }
 
-/// A label value as text; labels are strings, anything else is rendered.
 /// A label's value as selectors compare it (a JSON string as is; anything else rendered).
 pub fn label_text(v: &Value) -> String {
     match v {

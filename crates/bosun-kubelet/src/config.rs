@@ -177,10 +177,12 @@ impl KubeletConfig {
 
     /// When container logs are rotated (the flags are checked by [`Self::validate`]).
     pub fn log_rotation(&self) -> crate::cri::logs::LogRotation {
-        let size = crate::quantity::parse_units(&self.container_log_max_size).unwrap_or(10 << 20);
+        let default = crate::cri::logs::LogRotation::default();
         crate::cri::logs::LogRotation {
-            max_size: u64::try_from(size).unwrap_or(10 << 20),
-            max_files: self.container_log_max_files.max(2),
+            max_size: crate::quantity::parse_units(&self.container_log_max_size)
+                .and_then(|b| u64::try_from(b).ok())
+                .unwrap_or(default.max_size),
+            max_files: self.container_log_max_files,
         }
     }
 

@@ -20,10 +20,9 @@ use bosun_api::selectors::{FieldSelector, LabelSelector, field_value};
 /// What selectors and writers read of an object, taken from it once.
 #[derive(Debug, Clone, Default)]
 pub struct Attrs {
-    namespace: String,
     labels: Box<[(String, String)]>,
-    /// The values of the resource's selectable fields (metadata.name, metadata.namespace and
-    /// its field labels).
+    /// The values of the resource's selectable fields: metadata.name, metadata.namespace
+    /// (always first and second), then its field labels.
     fields: Box<[(&'static str, String)]>,
     deleting: bool,
 }
@@ -51,7 +50,6 @@ impl Attrs {
             .map(|f| (*f, field_value(obj, f)))
             .collect();
         Attrs {
-            namespace: meta_str(obj, "namespace").to_string(),
             labels,
             fields,
             deleting: !meta_str(obj, "deletionTimestamp").is_empty(),
@@ -98,7 +96,7 @@ impl Cached {
 
     /// Its namespace ("" for cluster-scoped objects).
     pub fn namespace(&self) -> &str {
-        &self.attrs.namespace
+        self.attrs.fields.get(1).map_or("", |(_, ns)| ns)
     }
 
     /// Whether it has a deletionTimestamp.

@@ -66,6 +66,11 @@ fn spec(pod: &Pod) -> PodSpec {
 /// The pod's log directory: `<pod-logs-dir>/<namespace>_<name>_<uid>`.
 pub fn pod_log_dir(ctx: &NodeContext, pod: &Pod) -> PathBuf {
     let (name, ns, uid) = meta(pod);
+    pod_log_dir_of(ctx, ns, name, uid)
+}
+
+/// [`pod_log_dir`] from the pod's namespace, name and uid (as a container's labels carry them).
+pub fn pod_log_dir_of(ctx: &NodeContext, ns: &str, name: &str, uid: &str) -> PathBuf {
     ctx.pod_logs_dir.join(format!("{ns}_{name}_{uid}"))
 }
 
@@ -844,10 +849,7 @@ mod tests {
             host_name: "host".into(),
             host_ip: "192.168.1.5".into(),
             memory_capacity: 1 << 30,
-            log_rotation: super::super::logs::LogRotation {
-                max_size: 10 << 20,
-                max_files: 5,
-            },
+            log_rotation: super::super::logs::LogRotation::default(),
         }
     }
 

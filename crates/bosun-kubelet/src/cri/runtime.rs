@@ -1309,10 +1309,7 @@ impl Runtime for CriRuntime {
                 else {
                     continue;
                 };
-                let log = self
-                    .ctx
-                    .pod_logs_dir
-                    .join(format!("{namespace}_{name}_{uid}"))
+                let log = convert::pod_log_dir_of(&self.ctx, &namespace, &name, &uid)
                     .join(convert::container_log_path(&m.name, m.attempt));
                 if logs::needs_rotation(&log, self.ctx.log_rotation) {
                     rotate.push((c.id.clone(), log));
