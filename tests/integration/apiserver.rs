@@ -1,6 +1,7 @@
 //! The apiserver driven by unmodified kubectl (1.32 and Debian's 1.20), over a three-member
 //! `bosun store`: create, apply, get (tables, wide, yaml, json, watch), describe, scale, label,
-//! annotate, the three patch types, delete, events, conflicts, validation errors, 404s,
+//! annotate, the three patch types, delete, events, configmaps and secrets, conflicts,
+//! validation errors, 404s,
 //! pagination, finalizers, graceful pod deletion and pod logs.
 
 use std::time::Duration;
@@ -98,6 +99,76 @@ async fn kubectl_workflow(k: &Kubectl, endpoints: &str) {
         nsl.lines()
             .any(|l| words(l)[..2] == [ns.as_str(), "Active"]),
         "{nsl}"
+    );
+
+    // ConfigMaps and Secrets from kubectl's generators (1.32 sends protobuf).
+    assert_eq!(
+        run(&[
+            "create",
+            "configmap",
+            "app",
+            "--from-literal=mode=fast",
+            "--from-literal=level=3"
+        ])
+        .ok()
+        .trim(),
+        "configmap/app created"
+    );
+    let cms = run(&["get", "cm"]).ok().to_string();
+    assert_eq!(words(cms.lines().next().unwrap()), ["NAME", "DATA", "AGE"]);
+    assert!(cms.lines().any(|l| words(l)[..2] == ["app", "2"]), "{cms}");
+    assert_eq!(
+        run(&[
+            "create",
+            "secret",
+            "generic",
+            "db",
+            "--from-literal=password=s3cret"
+        ])
+        .ok()
+        .trim(),
+        "secret/db created"
+    );
+    let secrets = run(&["get", "secrets", "--field-selector", "type=Opaque"])
+        .ok()
+        .to_string();
+    assert_eq!(
+        words(secrets.lines().next().unwrap()),
+        ["NAME", "TYPE", "DATA", "AGE"]
+    );
+    assert!(
+        secrets
+            .lines()
+            .any(|l| words(l)[..3] == ["db", "Opaque", "1"]),
+        "{secrets}"
+    );
+    assert_eq!(
+        run(&["get", "secret", "db", "-o", "jsonpath={.data.password}"]).ok(),
+        "czNjcmV0"
+    );
+    let described = run(&["describe", "secret", "db"]).ok().to_string();
+    assert!(
+        described.contains("Type:  Opaque") && described.contains("password:  6 bytes"),
+        "{described}"
+    );
+    let described = run(&["describe", "cm", "app"]).ok().to_string();
+    assert!(described.contains("mode:\n----\nfast"), "{described}");
+    let bad = run_stdin(
+        &["create", "-f", "-"],
+        "apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: bad\ndata:\n  a/b: x\n",
+    );
+    assert!(
+        bad.err().contains("The ConfigMap \"bad\" is invalid: data[a/b]: Invalid value: \"a/b\": a valid config key must consist of alphanumeric characters"),
+        "{}",
+        bad.stderr
+    );
+    assert_eq!(
+        run(&["delete", "cm", "app"]).ok().trim(),
+        "configmap \"app\" deleted"
+    );
+    assert_eq!(
+        run(&["delete", "secret", "db"]).ok().trim(),
+        "secret \"db\" deleted"
     );
 
     // explain reads the OpenAPI v3 documents (kubectl 1.20 only knows v2, which is empty).

@@ -3,7 +3,9 @@
 //! container that exits is restarted (restartCount 1, its last run in lastState); a kubelet
 //! killed with -9 and started again adopts the running container (same containerID, no
 //! restart); an image that does not exist waits in ErrImagePull then ImagePullBackOff; a
-//! deleted pod's containers and sandbox are removed from containerd.
+//! deleted pod's containers and sandbox are removed from containerd; ConfigMaps and Secrets
+//! reach a pod as environment variables and files (a secret's on a tmpfs), and a missing one
+//! gives Kubernetes' CreateContainerConfigError or FailedMount until it exists.
 //!
 //! Each test runs its own containerd ([`PrivateContainerd`]: images imported, its own CNI
 //! network, pod range and cgroup root), skipped with the reason printed only where
@@ -12,7 +14,7 @@
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use bosun_api_client::k8s_openapi::api::core::v1::{Event, Node, Pod};
+use bosun_api_client::k8s_openapi::api::core::v1::{ConfigMap, Event, Node, Pod, Secret};
 use bosun_api_client::{ApiClient, ListParams};
 use bosun_kubelet::cri::CriClient;
 use bosun_kubelet::cri::convert::LABEL_POD_UID;
@@ -585,6 +587,146 @@ async fn host_network_pod_runs_and_its_start_is_written_once() {
         0.0,
         "{m}"
     );
+}
+
+/// The pod's events with this reason: their messages.
+async fn event_messages(client: &ApiClient, pod: &str, reason: &str) -> Vec<String> {
+    let sel = format!("involvedObject.name={pod},reason={reason}");
+    client
+        .list::<Event>(
+            NS,
+            &ListParams {
+                field_selector: sel,
+                ..Default::default()
+            },
+        )
+        .await
+        .map(|l| l.items.into_iter().filter_map(|e| e.message).collect())
+        .unwrap_or_default()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn config_maps_and_secrets_reach_a_pod_as_env_and_files() {
+    let Some(ctr) = PrivateContainerd::start() else {
+        return;
+    };
+    let tmp = tempfile::tempdir().unwrap();
+    let mut s = setup(tmp.path(), &ctr).await;
+    let client = s.client.clone();
+    let cm: ConfigMap = serde_json::from_value(serde_json::json!({
+        "metadata": {"name": "app-config"},
+        "data": {"greeting": "hello", "app.conf": "level=3\n"}}))
+    .unwrap();
+    client.create(NS, &cm).await.unwrap();
+    let secret: Secret = serde_json::from_value(serde_json::json!({
+        "metadata": {"name": "db"}, "stringData": {"password": "s3cret"}}))
+    .unwrap();
+    let stored: Secret = client.create(NS, &secret).await.unwrap();
+    assert_eq!(stored.type_.as_deref(), Some("Opaque"));
+
+    // Everything a pod can read from them, printed to its log.
+    let script = "echo \"env: $GREETING $PASSWORD $CFG_greeting\"; \
+        echo \"conf: $(cat /etc/config/conf/app.conf)\"; \
+        echo \"secret: $(cat /etc/creds/password) $(stat -c %a /etc/creds/password)\"; \
+        echo \"projected: $(cat /etc/proj/greeting) $(cat /etc/proj/name)\"; \
+        touch /etc/config/x 2>/dev/null || echo 'config: read-only'; sleep 3600";
+    let mut p = pod_json("reader", "busybox", "Always", &["sh", "-c", script]);
+    p["spec"]["hostNetwork"] = serde_json::json!(true);
+    p["spec"]["containers"][0]["env"] = serde_json::json!([
+        {"name": "GREETING", "valueFrom": {"configMapKeyRef": {"name": "app-config", "key": "greeting"}}},
+        {"name": "PASSWORD", "valueFrom": {"secretKeyRef": {"name": "db", "key": "password"}}}]);
+    p["spec"]["containers"][0]["envFrom"] =
+        serde_json::json!([{"configMapRef": {"name": "app-config"}, "prefix": "CFG_"}]);
+    p["spec"]["containers"][0]["volumeMounts"] = serde_json::json!([
+        {"name": "config", "mountPath": "/etc/config"},
+        {"name": "creds", "mountPath": "/etc/creds"},
+        {"name": "proj", "mountPath": "/etc/proj"}]);
+    p["spec"]["volumes"] = serde_json::json!([
+        {"name": "config", "configMap": {"name": "app-config",
+            "items": [{"key": "app.conf", "path": "conf/app.conf"}]}},
+        {"name": "creds", "secret": {"secretName": "db", "defaultMode": 0o400}},
+        {"name": "proj", "projected": {"sources": [
+            {"configMap": {"name": "app-config", "items": [{"key": "greeting", "path": "greeting"}]}},
+            {"downwardAPI": {"items": [{"path": "name", "fieldRef": {"fieldPath": "metadata.name"}}]}}]}}]);
+    let made = create(&mut s, p).await;
+    let uid = made.metadata.uid.unwrap();
+    let log = tmp
+        .path()
+        .join(format!("logs/{NS}_reader_{uid}/main/0.log"));
+    let want = [
+        "env: hello s3cret hello",
+        "conf: level=3",
+        "secret: s3cret 400",
+        "projected: hello reader",
+        "config: read-only",
+    ];
+    wait_for("the pod's log shows what it read", WAIT, || {
+        let text = std::fs::read_to_string(&log).unwrap_or_default();
+        async move { want.iter().all(|w| text.contains(w)) }
+    })
+    .await;
+    // The secret's files are on a tmpfs of their own, gone with the pod.
+    let root = tmp.path().join("root");
+    let secret_dir = format!("{uid}/volumes/kubernetes.io~secret/creds");
+    assert!(
+        mounts_under(&root).iter().any(|m| m.ends_with(&secret_dir)),
+        "{:?}",
+        mounts_under(&root)
+    );
+
+    // A key the pod needs from a ConfigMap that does not exist: CreateContainerConfigError
+    // with the kubelet's message.
+    let mut p = pod_json("no-config", "busybox", "Always", &["sleep", "3600"]);
+    p["spec"]["hostNetwork"] = serde_json::json!(true);
+    p["spec"]["containers"][0]["env"] = serde_json::json!([
+        {"name": "X", "valueFrom": {"configMapKeyRef": {"name": "missing", "key": "x"}}}]);
+    create(&mut s, p).await;
+    wait_for("CreateContainerConfigError", WAIT, || async {
+        get(&client, "no-config").await.is_some_and(|p| {
+            waiting_reason(&p).as_deref() == Some("CreateContainerConfigError")
+                && main_status(&p)
+                    .and_then(|c| c.state.as_ref()?.waiting.as_ref()?.message.clone())
+                    .as_deref()
+                    == Some("configmap \"missing\" not found")
+        })
+    })
+    .await;
+
+    // A secret volume whose Secret does not exist yet: FailedMount, then Running once it
+    // is created.
+    let mut p = pod_json("late-secret", "busybox", "Always", &["sleep", "3600"]);
+    p["spec"]["hostNetwork"] = serde_json::json!(true);
+    p["spec"]["containers"][0]["volumeMounts"] =
+        serde_json::json!([{"name": "creds", "mountPath": "/etc/creds"}]);
+    p["spec"]["volumes"] =
+        serde_json::json!([{"name": "creds", "secret": {"secretName": "later"}}]);
+    create(&mut s, p).await;
+    wait_for("a FailedMount event", WAIT, || async {
+        event_messages(&client, "late-secret", "FailedMount")
+            .await
+            .iter()
+            .any(|m| {
+                m == "MountVolume.SetUp failed for volume \"creds\" : secret \"later\" not found"
+            })
+    })
+    .await;
+    let later: Secret = serde_json::from_value(serde_json::json!({
+        "metadata": {"name": "later"}, "data": {"token": "dG9rZW4="}}))
+    .unwrap();
+    client.create(NS, &later).await.unwrap();
+    wait_for("the pod Running once its secret exists", WAIT, || async {
+        get(&client, "late-secret")
+            .await
+            .is_some_and(|p| p.status.and_then(|s| s.phase).as_deref() == Some("Running"))
+    })
+    .await;
+
+    client.delete::<Pod>(NS, "reader", None).await.unwrap();
+    wait_for("the reader's secret tmpfs unmounted", WAIT, || {
+        let left = mounts_under(&root).iter().any(|m| m.contains(&uid));
+        async move { !left }
+    })
+    .await;
 }
 
 /// The counter at the start of a CRI log line's text (`<time> stdout F <n> ...`).

@@ -139,6 +139,40 @@ pub static EVENTS: Resource = Resource {
     delete_collection: true,
 };
 
+/// `configmaps`: the ConfigMap kind.
+pub static CONFIGMAPS: Resource = Resource {
+    plural: "configmaps",
+    singular: "configmap",
+    kind: "ConfigMap",
+    group: "",
+    version: "v1",
+    namespaced: true,
+    short_names: &["cm"],
+    categories: &[],
+    subresources: &[],
+    status_subresource: false,
+    generation: false,
+    field_labels: &[],
+    delete_collection: true,
+};
+
+/// `secrets`: the Secret kind.
+pub static SECRETS: Resource = Resource {
+    plural: "secrets",
+    singular: "secret",
+    kind: "Secret",
+    group: "",
+    version: "v1",
+    namespaced: true,
+    short_names: &[],
+    categories: &[],
+    subresources: &[],
+    status_subresource: false,
+    generation: false,
+    field_labels: &["type"],
+    delete_collection: true,
+};
+
 /// `deployments`: the Deployment kind.
 pub static DEPLOYMENTS: Resource = Resource {
     plural: "deployments",
@@ -196,6 +230,8 @@ pub static RESOURCES: &[&Resource] = &[
     &NODES,
     &PODS,
     &EVENTS,
+    &CONFIGMAPS,
+    &SECRETS,
     &DEPLOYMENTS,
     &REPLICASETS,
     &LEASES,

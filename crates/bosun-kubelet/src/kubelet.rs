@@ -65,7 +65,7 @@ pub async fn run(cfg: KubeletConfig, shutdown: watch::Receiver<bool>) -> anyhow:
                 &cfg,
                 specs,
                 host,
-                move |cidr, _: &Recorder| FakeRuntime::new(&ip, cidr, delay),
+                move |cidr, _: &Recorder, _: &ApiClient| FakeRuntime::new(&ip, cidr, delay),
                 shutdown,
             )
             .await
@@ -83,12 +83,13 @@ pub async fn run(cfg: KubeletConfig, shutdown: watch::Receiver<bool>) -> anyhow:
                 &cfg,
                 specs,
                 host,
-                move |_, recorder: &Recorder| {
+                move |_, recorder: &Recorder, api: &ApiClient| {
                     CriRuntime::new(
                         client.clone(),
                         version.clone(),
                         ctx.clone(),
                         recorder.clone(),
+                        api.clone(),
                     )
                 },
                 shutdown,
@@ -331,7 +332,7 @@ async fn run_nodes<R: Runtime>(
     cfg: &KubeletConfig,
     specs: Vec<NodeSpec>,
     host: HostFacts,
-    make_runtime: impl Fn(Option<Ipv4Cidr>, &Recorder) -> R,
+    make_runtime: impl Fn(Option<Ipv4Cidr>, &Recorder, &ApiClient) -> R,
     shutdown: watch::Receiver<bool>,
 ) -> anyhow::Result<()> {
     // Writes carry the kubelet's field manager, recorded in managedFields.
@@ -366,7 +367,7 @@ async fn run_nodes<R: Runtime>(
     let (recorder, recorder_task) = Recorder::new(client.clone(), "kubelet", &recorder_host);
 
     // Register every node, a bounded number at a time.
-    let runtime_version = make_runtime(None, &recorder).version();
+    let runtime_version = make_runtime(None, &recorder, &client).version();
     let started = Instant::now();
     let params: Vec<NodeParams> = specs
         .iter()
@@ -416,7 +417,7 @@ async fn run_nodes<R: Runtime>(
             p.name.clone(),
             p.internal_ip.clone(),
             host.admission(cfg),
-            make_runtime(cidr, &recorder),
+            make_runtime(cidr, &recorder, &client),
         ));
         let status_spread = cfg.node_status_update_frequency * idx / n;
         tasks.push(tokio::spawn(status_loop(

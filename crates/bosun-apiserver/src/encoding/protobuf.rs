@@ -164,11 +164,11 @@ pub fn decode(
 pub struct Obj(Map<String, Value>);
 
 impl Obj {
-    fn new() -> Self {
+    pub(crate) fn new() -> Self {
         Self::default()
     }
 
-    fn done(self) -> Value {
+    pub(crate) fn done(self) -> Value {
         Value::Object(self.0)
     }
 
@@ -185,7 +185,7 @@ impl Obj {
     }
 
     /// `string` with `omitempty`.
-    fn str(self, key: &str, value: &Option<String>) -> Self {
+    pub(crate) fn str(self, key: &str, value: &Option<String>) -> Self {
         let value = value.as_deref().filter(|s| !s.is_empty());
         self.set_if(key, value.map(Value::from))
     }
@@ -227,7 +227,7 @@ impl Obj {
     }
 
     /// `*bool` with `omitempty`.
-    fn bool_ptr(self, key: &str, value: Option<bool>) -> Self {
+    pub(crate) fn bool_ptr(self, key: &str, value: Option<bool>) -> Self {
         self.set_if(key, value.map(Value::from))
     }
 
@@ -242,13 +242,29 @@ impl Obj {
     }
 
     /// `map[string]string` with `omitempty`.
-    fn map(self, key: &str, value: &BTreeMap<String, String>) -> Self {
+    pub(crate) fn map(self, key: &str, value: &BTreeMap<String, String>) -> Self {
         if value.is_empty() {
             return self;
         }
         let map = value
             .iter()
             .map(|(k, v)| (k.clone(), Value::from(v.as_str())))
+            .collect();
+        self.set(key, Value::Object(map))
+    }
+
+    /// `map[string][]byte` with `omitempty`: each value base64, as JSON carries bytes.
+    pub(crate) fn bytes_map(self, key: &str, value: &BTreeMap<String, Vec<u8>>) -> Self {
+        use base64::Engine as _;
+        if value.is_empty() {
+            return self;
+        }
+        let map = value
+            .iter()
+            .map(|(k, v)| {
+                let b = base64::engine::general_purpose::STANDARD.encode(v);
+                (k.clone(), Value::from(b))
+            })
             .collect();
         self.set(key, Value::Object(map))
     }
@@ -287,7 +303,12 @@ impl Obj {
     }
 
     /// Non-pointer struct: always printed, from its zero value when the field is absent.
-    fn obj<T: Default>(self, key: &str, value: &Option<T>, f: impl Fn(&T) -> Value) -> Self {
+    pub(crate) fn obj<T: Default>(
+        self,
+        key: &str,
+        value: &Option<T>,
+        f: impl Fn(&T) -> Value,
+    ) -> Self {
         self.set(key, with_default(value, f))
     }
 
@@ -417,7 +438,7 @@ fn civil_from_days(days: i128) -> (i128, i128, i128) {
     (year, month, day)
 }
 
-fn object_meta(m: &meta::ObjectMeta) -> Value {
+pub(crate) fn object_meta(m: &meta::ObjectMeta) -> Value {
     Obj::new()
         .str("name", &m.name)
         .str("generateName", &m.generate_name)
@@ -2621,6 +2642,45 @@ mod tests {
             decode("Namespace", &body),
             Err(DecodeError::Protobuf(_))
         ));
+    }
+
+    #[test]
+    fn config_maps_and_secrets_as_kubectl_sends_them() {
+        let cm = core::ConfigMap {
+            metadata: Some(meta::ObjectMeta {
+                name: s("app"),
+                ..Default::default()
+            }),
+            data: [("mode".to_string(), "fast".to_string())].into(),
+            binary_data: [("blob".to_string(), vec![0u8, 1])].into(),
+            immutable: Some(true),
+        };
+        let v = decode(
+            "ConfigMap",
+            &envelope("v1", "ConfigMap", cm.encode_to_vec()),
+        )
+        .unwrap();
+        assert_eq!(
+            v,
+            json!({"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": "app", "creationTimestamp": null},
+                "immutable": true, "data": {"mode": "fast"}, "binaryData": {"blob": "AAE="}})
+        );
+        let secret = core::Secret {
+            metadata: Some(meta::ObjectMeta {
+                name: s("db"),
+                ..Default::default()
+            }),
+            data: [("password".to_string(), b"s3cret".to_vec())].into(),
+            string_data: [("user".to_string(), "admin".to_string())].into(),
+            r#type: s("Opaque"),
+            immutable: None,
+        };
+        let v = decode("Secret", &envelope("v1", "Secret", secret.encode_to_vec())).unwrap();
+        assert_eq!(
+            v,
+            json!({"apiVersion": "v1", "kind": "Secret", "metadata": {"name": "db", "creationTimestamp": null},
+                "data": {"password": "czNjcmV0"}, "stringData": {"user": "admin"}, "type": "Opaque"})
+        );
     }
 
     #[test]

@@ -44,7 +44,7 @@ impl Column {
     }
 }
 
-const fn col(
+pub(crate) const fn col(
     name: &'static str,
     type_: &'static str,
     format: &'static str,
@@ -61,8 +61,8 @@ const fn col(
 }
 
 // Descriptions are the swagger docs of the API fields kube references for each column.
-const DESC_NAME: &str = "Name must be unique within a namespace. Is required when creating resources, although some resources may allow a client to request the generation of an appropriate name automatically. Name is primarily intended for creation idempotence and configuration definition. Cannot be updated. More info: https://kubernetes.io/docs/concepts/overview/working-with-objects/names#names";
-const DESC_CREATED: &str = "CreationTimestamp is a timestamp representing the server time when this object was created. It is not guaranteed to be set in happens-before order across separate operations. Clients may not set this value. It is represented in RFC3339 form and is in UTC.\n\nPopulated by the system. Read-only. Null for lists. More info: https://git.k8s.io/community/contributors/devel/sig-architecture/api-conventions.md#metadata";
+pub(crate) const DESC_NAME: &str = "Name must be unique within a namespace. Is required when creating resources, although some resources may allow a client to request the generation of an appropriate name automatically. Name is primarily intended for creation idempotence and configuration definition. Cannot be updated. More info: https://kubernetes.io/docs/concepts/overview/working-with-objects/names#names";
+pub(crate) const DESC_CREATED: &str = "CreationTimestamp is a timestamp representing the server time when this object was created. It is not guaranteed to be set in happens-before order across separate operations. Clients may not set this value. It is represented in RFC3339 form and is in UTC.\n\nPopulated by the system. Read-only. Null for lists. More info: https://git.k8s.io/community/contributors/devel/sig-architecture/api-conventions.md#metadata";
 const DESC_CONTAINERS: &str = "Names of each container in the template.";
 const DESC_IMAGES: &str = "Images referenced by each container in the template.";
 const DESC_NODE_ADDRESSES: &str = "List of addresses reachable to the node. Queried from cloud provider, if available. More info: https://kubernetes.io/docs/concepts/nodes/node/#addresses Note: This field is declared as mergeable, but the merge key is not sufficiently unique, which can cause data corruption when it is merged. Callers should instead use a full-replacement patch. See https://pr.k8s.io/79391 for an example. Consumers should assume that addresses can change during the lifetime of a Node. However, there are some exceptions where this may not be possible, such as Pods that inherit a Node's address in its own status or consumers of the downward API (status.hostIP).";
@@ -452,7 +452,7 @@ fn since(t: Option<Timestamp>, now: Timestamp) -> String {
     }
 }
 
-fn at<'a>(v: &'a Value, path: &[&str]) -> Option<&'a Value> {
+pub(crate) fn at<'a>(v: &'a Value, path: &[&str]) -> Option<&'a Value> {
     let mut cur = v;
     for key in path {
         cur = cur.get(*key)?;
@@ -460,7 +460,7 @@ fn at<'a>(v: &'a Value, path: &[&str]) -> Option<&'a Value> {
     if cur.is_null() { None } else { Some(cur) }
 }
 
-fn str_at<'a>(v: &'a Value, path: &[&str]) -> &'a str {
+pub(crate) fn str_at<'a>(v: &'a Value, path: &[&str]) -> &'a str {
     at(v, path).and_then(Value::as_str).unwrap_or("")
 }
 
@@ -483,11 +483,18 @@ fn time_at(v: &Value, path: &[&str]) -> Option<Timestamp> {
     parse_time(str_at(v, path))
 }
 
-fn name_of(obj: &Value) -> Value {
+pub(crate) fn name_of(obj: &Value) -> Value {
     json!(str_at(obj, &["metadata", "name"]))
 }
 
-fn age_of(obj: &Value, now: Timestamp) -> Value {
+/// The number of keys of the object at `path`.
+pub(crate) fn keys_at(v: &Value, path: &[&str]) -> usize {
+    at(v, path)
+        .and_then(Value::as_object)
+        .map_or(0, |m| m.len())
+}
+
+pub(crate) fn age_of(obj: &Value, now: Timestamp) -> Value {
     json!(since(time_at(obj, &["metadata", "creationTimestamp"]), now))
 }
 
@@ -1049,7 +1056,9 @@ mod tests {
         assert_eq!(columns("namespaces").len(), 3);
         assert_eq!(columns("events").len(), 10);
         assert_eq!(columns("leases").len(), 3);
-        assert_eq!(columns("configmaps").len(), 2);
+        assert_eq!(columns("configmaps").len(), 3);
+        assert_eq!(columns("secrets").len(), 4);
+        assert_eq!(columns("widgets").len(), 2);
         let names: Vec<&str> = columns("pods").iter().map(|c| c.name).collect();
         assert_eq!(
             names,
@@ -1098,7 +1107,7 @@ mod tests {
         let name = columns("pods")[0].to_json();
         assert_eq!(name["format"], "name");
         assert_eq!(name["description"], DESC_NAME);
-        let created = columns("secrets")[1].to_json();
+        let created = columns("widgets")[1].to_json();
         assert_eq!(created["name"], "Created At");
         assert_eq!(created["type"], "date");
         // Every table has exactly one name-format column.
@@ -1110,6 +1119,8 @@ mod tests {
             "namespaces",
             "events",
             "leases",
+            "configmaps",
+            "secrets",
             "x",
         ] {
             assert_eq!(
@@ -1786,8 +1797,20 @@ mod tests {
 
         let cm = json!({"metadata": {"name": "cfg", "creationTimestamp": "2024-04-30T08:15:00.5+02:00"}});
         assert_eq!(
-            cells("configmaps", &cm, now()),
+            cells("widgets", &cm, now()),
             vec![json!("cfg"), json!("2024-04-30T06:15:00Z")]
+        );
+        let cm = json!({"metadata": {"name": "cfg", "creationTimestamp": ago(120)},
+            "data": {"a": "1", "b": "2"}, "binaryData": {"c": "AA=="}});
+        assert_eq!(
+            cells("configmaps", &cm, now()),
+            vec![json!("cfg"), json!(3), json!("2m")]
+        );
+        let secret = json!({"metadata": {"name": "db", "creationTimestamp": ago(120)},
+            "type": "Opaque", "data": {"password": "czNjcmV0"}});
+        assert_eq!(
+            cells("secrets", &secret, now()),
+            vec![json!("db"), json!("Opaque"), json!(1), json!("2m")]
         );
         let unnamed = json!({});
         assert_eq!(

@@ -16,6 +16,7 @@
 //! type does not have (or rejects them when the client asked for strict field validation, as
 //! `kubectl create` does).
 
+mod configmap;
 mod deployment;
 mod event;
 mod lease;
@@ -23,6 +24,7 @@ mod namespace;
 mod node;
 mod pod;
 mod replicaset;
+mod secret;
 pub mod validation;
 
 use bosun_api::field::FieldError;
@@ -46,6 +48,8 @@ pub static KINDS: &[&dyn Kind] = &[
     &node::Node,
     &pod::Pod,
     &event::Event,
+    &configmap::ConfigMap,
+    &secret::Secret,
     &deployment::Deployment,
     &replicaset::ReplicaSet,
     &lease::Lease,

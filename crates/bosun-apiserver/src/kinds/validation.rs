@@ -103,7 +103,7 @@ fn go_int_or_string(v: &IntOrString) -> String {
 
 const TOTAL_ANNOTATION_SIZE_LIMIT: usize = 256 * 1024;
 const IS_NEGATIVE_ERR: &str = "must be greater than or equal to 0";
-const FIELD_IMMUTABLE_ERR: &str = "field is immutable";
+pub(super) const FIELD_IMMUTABLE_ERR: &str = "field is immutable";
 
 fn inclusive_range_error(lo: i64, hi: i64) -> String {
     format!("must be between {lo} and {hi}, inclusive")
@@ -162,7 +162,7 @@ fn validate_nonnegative(value: i64, field: &str) -> Vec<FieldError> {
 // Object metadata
 // ---------------------------------------------------------------------------
 
-type NameFn = fn(&str) -> Vec<String>;
+pub(super) type NameFn = fn(&str) -> Vec<String>;
 
 /// A generated name's trailing dash is replaced, as kube's `maskTrailingDash`,
 /// because a suffix will follow it.
@@ -223,7 +223,7 @@ fn validate_finalizer_name(name: &str, field: &str) -> Vec<FieldError> {
     errs
 }
 
-fn validate_object_meta(
+pub(super) fn validate_object_meta(
     meta: &ObjectMeta,
     requires_namespace: bool,
     name_fn: NameFn,
@@ -323,7 +323,7 @@ fn validate_meta_common(meta: &ObjectMeta) -> Vec<FieldError> {
     errs
 }
 
-fn validate_object_meta_update(new: &ObjectMeta, old: &ObjectMeta) -> Vec<FieldError> {
+pub(super) fn validate_object_meta_update(new: &ObjectMeta, old: &ObjectMeta) -> Vec<FieldError> {
     let mut errs = Vec::new();
     let new_gen = new.generation.unwrap_or(0);
     if new_gen < old.generation.unwrap_or(0) {
@@ -355,7 +355,7 @@ fn validate_object_meta_update(new: &ObjectMeta, old: &ObjectMeta) -> Vec<FieldE
     errs
 }
 
-fn name_is_dns_subdomain(s: &str) -> Vec<String> {
+pub(super) fn name_is_dns_subdomain(s: &str) -> Vec<String> {
     is_dns1123_subdomain(s)
 }
 

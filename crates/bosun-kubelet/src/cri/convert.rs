@@ -1,6 +1,6 @@
 //! A pod and its containers as CRI configs (pure): the kubelet's
 //! `generatePodSandboxConfig`, `generateContainerConfig` with `makeEnvironmentVariables`
-//! (`valueFrom.fieldRef`, `$(VAR)` expansion), the QoS class, pod cgroup parent, CPU shares
+//! (`valueFrom.fieldRef`, ConfigMap and Secret keys, `$(VAR)` expansion), the QoS class, pod cgroup parent, CPU shares
 //! and quota, memory limit and OOM score, volume mounts and log paths.
 
 use std::collections::{BTreeMap, HashMap};
@@ -11,8 +11,11 @@ use k8s_cri::v1::{
     LinuxContainerResources, LinuxPodSandboxConfig, LinuxSandboxSecurityContext, Mount,
     NamespaceMode, NamespaceOption, PodSandboxConfig, PodSandboxMetadata, PortMapping, Protocol,
 };
-use k8s_openapi::api::core::v1::{Container, Pod, PodSpec, ResourceRequirements};
+use k8s_openapi::api::core::v1::{
+    Container, DownwardAPIVolumeFile, Pod, PodSpec, ResourceRequirements, Volume,
+};
 
+use super::sources::Sources;
 use crate::quantity::{parse_milli, parse_units};
 
 /// CRI label: the pod's name.
@@ -96,6 +99,26 @@ pub fn downward_api_path(ctx: &NodeContext, uid: &str, volume: &str) -> PathBuf 
     pod_dir(ctx, uid)
         .join("volumes/kubernetes.io~downward-api")
         .join(volume)
+}
+
+/// The volume plugin's directory name of a configMap, secret or projected volume (their
+/// files come from [`Sources::volume_files`]); `None` for other kinds.
+pub fn file_volume_plugin(v: &Volume) -> Option<&'static str> {
+    if v.config_map.is_some() {
+        Some("kubernetes.io~configmap")
+    } else if v.secret.is_some() {
+        Some("kubernetes.io~secret")
+    } else if v.projected.is_some() {
+        Some("kubernetes.io~projected")
+    } else {
+        None
+    }
+}
+
+/// A configMap, secret or projected volume's directory (`plugin` from
+/// [`file_volume_plugin`]).
+pub fn file_volume_path(ctx: &NodeContext, uid: &str, plugin: &str, volume: &str) -> PathBuf {
+    pod_dir(ctx, uid).join("volumes").join(plugin).join(volume)
 }
 
 /// A container's termination-message file on the host.
@@ -408,17 +431,18 @@ fn field_value(pod: &Pod, ctx: &NodeContext, pod_ip: &str, path: &str) -> Result
     })
 }
 
-/// `makeEnvironmentVariables`: the container's env in order, each value expanded with the
-/// ones before it; `fieldRef` values from the pod. Values from ConfigMaps and Secrets are
-/// not supported yet (an error, shown as `CreateContainerConfigError`).
+/// `makeEnvironmentVariables`: `envFrom` first, then the container's env in order, each
+/// value expanded with the ones before it; `fieldRef` values from the pod, ConfigMap and
+/// Secret keys from `sources`. An error is a `CreateContainerConfigError`.
 pub fn environment(
     pod: &Pod,
     c: &Container,
     ctx: &NodeContext,
     pod_ip: &str,
+    sources: &Sources,
 ) -> Result<Vec<(String, String)>, String> {
-    let mut out: Vec<(String, String)> = Vec::new();
-    let mut map: HashMap<String, String> = HashMap::new();
+    let (mut out, _) = sources.env_from(pod, c)?;
+    let mut map: HashMap<String, String> = out.iter().cloned().collect();
     for e in c.env.iter().flatten() {
         let value = if let Some(from) = &e.value_from {
             if let Some(f) = &from.field_ref {
@@ -426,10 +450,11 @@ pub fn environment(
             } else if let Some(r) = &from.resource_field_ref {
                 resource_value(c, &r.resource)?
             } else {
-                return Err(format!(
-                    "couldn't find the value of env var {:?}: configMap and secret references are not supported",
-                    e.name
-                ));
+                match sources.env_value(pod, from)? {
+                    Some(v) => v,
+                    // An optional key that is missing leaves the variable out.
+                    None => continue,
+                }
             }
         } else {
             let v = e.value.clone().unwrap_or_default();
@@ -560,9 +585,11 @@ pub fn mounts(pod: &Pod, c: &Container, ctx: &NodeContext) -> Result<Vec<Mount>,
             PathBuf::from(&h.path)
         } else if v.downward_api.is_some() {
             downward_api_path(ctx, uid, &v.name)
+        } else if let Some(plugin) = file_volume_plugin(v) {
+            file_volume_path(ctx, uid, plugin, &v.name)
         } else {
             return Err(format!(
-                "volume {:?}: only emptyDir, hostPath and downwardAPI volumes are supported",
+                "volume {:?}: only emptyDir, hostPath, downwardAPI, configMap, secret and projected volumes are supported",
                 v.name
             ));
         };
@@ -577,7 +604,9 @@ pub fn mounts(pod: &Pod, c: &Container, ctx: &NodeContext) -> Result<Vec<Mount>,
         out.push(Mount {
             container_path: m.mount_path.clone(),
             host_path: host.to_string_lossy().into_owned(),
-            readonly: m.read_only.unwrap_or(false) || v.downward_api.is_some(),
+            readonly: m.read_only.unwrap_or(false)
+                || v.downward_api.is_some()
+                || file_volume_plugin(v).is_some(),
             ..Default::default()
         });
     }
@@ -606,9 +635,10 @@ pub fn container_config(
     attempt: u32,
     pod_ip: &str,
     image_ref: &str,
+    sources: &Sources,
 ) -> Result<ContainerConfig, String> {
     let (name, ns, uid) = meta(pod);
-    let env = environment(pod, c, ctx, pod_ip)?;
+    let env = environment(pod, c, ctx, pod_ip, sources)?;
     let lookup = |k: &str| env.iter().find(|(n, _)| n == k).map(|(_, v)| v.clone());
     let command = c
         .command
@@ -733,13 +763,24 @@ pub fn downward_api_files(
     else {
         return Ok(Vec::new());
     };
+    downward_api_items(pod, d.items.as_deref().unwrap_or_default(), ctx)
+}
+
+/// The files of downwardAPI `items` (a downwardAPI volume's, or a projection's):
+/// relative path -> content.
+pub fn downward_api_items(
+    pod: &Pod,
+    items: &[DownwardAPIVolumeFile],
+    ctx: &NodeContext,
+) -> Result<Vec<(String, String)>, String> {
+    let spec = spec(pod);
     let ip = pod
         .status
         .as_ref()
         .and_then(|s| s.pod_ip.clone())
         .unwrap_or_default();
     let mut out = Vec::new();
-    for item in d.items.iter().flatten() {
+    for item in items {
         if item.path.split('/').any(|p| p == "..") || item.path.starts_with('/') {
             return Err(format!(
                 "downwardAPI path {:?} must be relative without '..'",
@@ -1020,7 +1061,16 @@ mod tests {
             {"name": "LATER", "value": "l"}
         ]}]}));
         let c = &p.spec.as_ref().unwrap().containers[0];
-        let cfg = container_config(&ctx(), &p, c, 3, "10.0.0.7", "sha256:abc").unwrap();
+        let cfg = container_config(
+            &ctx(),
+            &p,
+            c,
+            3,
+            "10.0.0.7",
+            "sha256:abc",
+            &Sources::default(),
+        )
+        .unwrap();
         let env: HashMap<_, _> = cfg
             .envs
             .iter()
@@ -1049,11 +1099,36 @@ mod tests {
             cfg.mounts[0].host_path,
             "/var/lib/kubelet/pods/u-1/containers/app/termination-log"
         );
-        // A secret reference is a config error.
+        // A reference to a secret the apiserver does not have is a config error.
         let bad = pod(json!({"containers": [{"name": "a", "env": [{"name": "X",
             "valueFrom": {"secretKeyRef": {"name": "s", "key": "k"}}}]}]}));
         let c = &bad.spec.as_ref().unwrap().containers[0];
-        assert!(container_config(&ctx(), &bad, c, 0, "", "i").is_err());
+        assert_eq!(
+            container_config(&ctx(), &bad, c, 0, "", "i", &Sources::default()).unwrap_err(),
+            "secret \"s\" not found"
+        );
+        // envFrom first, env over it, and expansion sees both.
+        let from = pod(json!({"containers": [{"name": "a",
+            "envFrom": [{"configMapRef": {"name": "cfg"}}],
+            "env": [{"name": "MODE", "value": "slow"}, {"name": "BOTH", "value": "$(LEVEL)-$(MODE)"},
+                    {"name": "OPT", "valueFrom": {"configMapKeyRef": {"name": "cfg", "key": "nope", "optional": true}}}]}]}));
+        let cm = serde_json::from_value(json!({"metadata": {"name": "cfg"},
+            "data": {"MODE": "fast", "LEVEL": "3"}}))
+        .unwrap();
+        let sources = Sources {
+            config_maps: BTreeMap::from([("cfg".to_string(), Some(cm))]),
+            ..Default::default()
+        };
+        let c = &from.spec.as_ref().unwrap().containers[0];
+        let env = environment(&from, c, &ctx(), "", &sources).unwrap();
+        assert_eq!(
+            env,
+            [
+                ("LEVEL".to_string(), "3".to_string()),
+                ("MODE".into(), "slow".into()),
+                ("BOTH".into(), "3-slow".into())
+            ]
+        );
     }
 
     #[test]
@@ -1062,12 +1137,14 @@ mod tests {
             "volumes": [{"name": "scratch", "emptyDir": {}}, {"name": "host", "hostPath": {"path": "/srv"}},
                         {"name": "info", "downwardAPI": {"items": [{"path": "name", "fieldRef": {"fieldPath": "metadata.name"}},
                                                                   {"path": "labels", "fieldRef": {"fieldPath": "metadata.labels"}}]}},
-                        {"name": "cm", "configMap": {"name": "x"}}],
+                        {"name": "cm", "configMap": {"name": "x"}},
+                        {"name": "nfs", "nfs": {"server": "s", "path": "/"}}],
             "containers": [{"name": "c", "terminationMessagePath": "", "volumeMounts": [
                 {"name": "scratch", "mountPath": "/data"},
                 {"name": "host", "mountPath": "/h", "readOnly": true, "subPath": "x/y"},
                 {"name": "info", "mountPath": "/etc/info"}]},
-                {"name": "bad", "volumeMounts": [{"name": "cm", "mountPath": "/cm"}]},
+                {"name": "bad", "volumeMounts": [{"name": "nfs", "mountPath": "/nfs"}]},
+                {"name": "cm", "volumeMounts": [{"name": "cm", "mountPath": "/cm"}]},
                 {"name": "escape", "volumeMounts": [{"name": "host", "mountPath": "/e", "subPath": "../etc"}]}]}));
         let s = p.spec.as_ref().unwrap();
         let m = mounts(&p, &s.containers[0], &ctx()).unwrap();
@@ -1087,7 +1164,15 @@ mod tests {
                 .unwrap_err()
                 .contains("only emptyDir")
         );
-        assert!(mounts(&p, &s.containers[2], &ctx()).is_err());
+        assert!(mounts(&p, &s.containers[3], &ctx()).is_err());
+        let cm = mounts(&p, &s.containers[2], &ctx()).unwrap();
+        assert_eq!(
+            (cm[0].host_path.as_str(), cm[0].readonly),
+            (
+                "/var/lib/kubelet/pods/u-1/volumes/kubernetes.io~configmap/cm",
+                true
+            )
+        );
         let files = downward_api_files(&p, "info", &ctx()).unwrap();
         assert_eq!(
             files,
@@ -1115,7 +1200,7 @@ mod tests {
                 .contains("10.0.0.8\th.s.ns1.svc.cluster.local\th\n")
         );
         let c = &p.spec.as_ref().unwrap().containers[0];
-        let cfg = container_config(&ctx(), &p, c, 0, "10.0.0.7", "i").unwrap();
+        let cfg = container_config(&ctx(), &p, c, 0, "10.0.0.7", "i", &Sources::default()).unwrap();
         assert!(cfg.mounts.iter().any(|m| m.container_path == "/etc/hosts"
             && m.host_path == "/var/lib/kubelet/pods/u-1/etc-hosts"));
         assert!(!manages_etc_hosts(&p, c, ""));

@@ -23,6 +23,7 @@ pub mod host;
 pub mod logs;
 pub mod plan;
 pub mod runtime;
+pub mod sources;
 
 pub use runtime::CriRuntime;
 

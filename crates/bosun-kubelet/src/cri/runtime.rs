@@ -11,6 +11,7 @@ use std::path::Path;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use bosun_api_client::ApiClient;
 use jiff::Timestamp;
 use k8s_cri::v1::{
     ContainerFilter, ContainerStatusRequest, CreateContainerRequest, ImageSpec, ImageStatusRequest,
@@ -20,7 +21,7 @@ use k8s_cri::v1::{
     StartContainerRequest, StatusRequest, StopContainerRequest, StopPodSandboxRequest,
     VersionRequest,
 };
-use k8s_openapi::api::core::v1::{Container, ObjectReference, Pod};
+use k8s_openapi::api::core::v1::{ConfigMap, Container, ObjectReference, Pod, Secret};
 use parking_lot::Mutex;
 use tokio::sync::mpsc;
 use tracing::{debug, warn};
@@ -32,6 +33,7 @@ use super::convert::{
 use super::host;
 use super::logs;
 use super::plan::{self, Backoff, CState, ContainerObs, PodObs, ProbeVerdict, SandboxObs};
+use super::sources::{self, Sources};
 use crate::node::NodeHealth;
 use crate::probe::{self, ProbeManager};
 use crate::runtime::{ContainerState, ContainerStatus, PodStatus, Runtime, RuntimeError, Stopped};
@@ -126,6 +128,8 @@ pub struct CriRuntime {
     probe_wakes: Mutex<mpsc::UnboundedReceiver<String>>,
     /// The pod last synced, by uid: what a kill needs of its spec (preStop hooks).
     pods: Mutex<HashMap<String, Arc<Pod>>>,
+    /// The apiserver: the ConfigMaps and Secrets pods refer to.
+    api: ApiClient,
 }
 
 /// The reference events about `container` of `pod` carry.
@@ -178,6 +182,7 @@ impl CriRuntime {
         (name, version): (String, String),
         ctx: NodeContext,
         recorder: Recorder,
+        api: ApiClient,
     ) -> Self {
         let (wake, probe_wakes) = mpsc::unbounded_channel();
         let probes = ProbeManager::new(Arc::new(client.clone()), recorder.clone(), wake);
@@ -191,7 +196,33 @@ impl CriRuntime {
             probes,
             probe_wakes: Mutex::new(probe_wakes),
             pods: Mutex::new(HashMap::new()),
+            api,
         }
+    }
+
+    /// The ConfigMaps and Secrets `pod` refers to, read from the apiserver (none read when
+    /// it refers to none). A missing one is `None`; any other failure is an error.
+    async fn sources(&self, pod: &Pod) -> Result<Sources, String> {
+        let ns = pod.metadata.namespace.as_deref().unwrap_or_default();
+        let (cms, secrets) = sources::referenced(pod);
+        let mut out = Sources::default();
+        for name in cms {
+            let got = match self.api.get::<ConfigMap>(ns, &name).await {
+                Ok(cm) => Some(cm),
+                Err(e) if e.is_not_found() => None,
+                Err(e) => return Err(format!("couldn't get configMap {ns}/{name}: {e}")),
+            };
+            out.config_maps.insert(name, got);
+        }
+        for name in secrets {
+            let got = match self.api.get::<Secret>(ns, &name).await {
+                Ok(s) => Some(s),
+                Err(e) if e.is_not_found() => None,
+                Err(e) => return Err(format!("couldn't get secret {ns}/{name}: {e}")),
+            };
+            out.secrets.insert(name, got);
+        }
+        Ok(out)
     }
 
     /// The node context the conversion uses.
@@ -434,11 +465,42 @@ impl CriRuntime {
 
     /// Creates what the pod's volumes need on the host: its directory, emptyDir dirs,
     /// downwardAPI files, hostPath dirs or files per type, termination-log files, log dir.
-    fn prepare_dirs(&self, pod: &Pod) -> Result<(), String> {
+    fn prepare_dirs(&self, pod: &Pod, sources: &Sources) -> Result<(), String> {
         let uid = pod.metadata.uid.as_deref().unwrap_or_default();
         let spec = pod.spec.clone().unwrap_or_default();
         let io = |e: std::io::Error, what: &Path| format!("{}: {e}", what.display());
         for v in spec.volumes.iter().flatten() {
+            if let Some(plugin) = convert::file_volume_plugin(v) {
+                let downward = |items: &[_]| convert::downward_api_items(pod, items, &self.ctx);
+                let files = sources
+                    .volume_files(pod, &v.name, &downward)
+                    .unwrap_or(Ok(Vec::new()))
+                    .map_err(|e| {
+                        format!("MountVolume.SetUp failed for volume {:?} : {e}", v.name)
+                    })?;
+                let d = convert::file_volume_path(&self.ctx, uid, plugin, &v.name);
+                std::fs::create_dir_all(&d).map_err(|e| io(e, &d))?;
+                // Secrets stay off the disk, as the kubelet keeps them: on a tmpfs the size
+                // of what it holds.
+                if v.config_map.is_none() {
+                    let bytes: usize = files.iter().map(|f| f.data.len() + 4096).sum();
+                    let size = u64::try_from(bytes)
+                        .unwrap_or(u64::MAX)
+                        .saturating_add(1 << 20);
+                    host::mount_tmpfs(&d, Some(size)).map_err(|e| io(e, &d))?;
+                }
+                for f in files {
+                    use std::os::unix::fs::PermissionsExt as _;
+                    let path = d.join(&f.path);
+                    if let Some(parent) = path.parent() {
+                        std::fs::create_dir_all(parent).map_err(|e| io(e, parent))?;
+                    }
+                    std::fs::write(&path, &f.data).map_err(|e| io(e, &path))?;
+                    std::fs::set_permissions(&path, std::fs::Permissions::from_mode(f.mode))
+                        .map_err(|e| io(e, &path))?;
+                }
+                continue;
+            }
             if let Some(ed) = &v.empty_dir {
                 let d = convert::empty_dir_path(&self.ctx, uid, &v.name);
                 std::fs::create_dir_all(&d).map_err(|e| io(e, &d))?;
@@ -675,8 +737,19 @@ impl CriRuntime {
                 retry: None,
             }
         };
-        let cfg = convert::container_config(&self.ctx, pod, c, attempt, pod_ip, &image_ref)
+        let sources = self
+            .sources(pod)
+            .await
             .map_err(|m| fail("CreateContainerConfigError", m))?;
+        if let Ok((_, skipped)) = sources.env_from(pod, c) {
+            for message in skipped {
+                self.recorder
+                    .warning(&object_ref(pod), "InvalidEnvironmentVariableNames", message);
+            }
+        }
+        let cfg =
+            convert::container_config(&self.ctx, pod, c, attempt, pod_ip, &image_ref, &sources)
+                .map_err(|m| fail("CreateContainerConfigError", m))?;
         if convert::manages_etc_hosts(pod, c, pod_ip) {
             let f = convert::etc_hosts_path(&self.ctx, uid);
             std::fs::write(&f, convert::etc_hosts(&self.ctx, pod, pod_ip)).map_err(|e| {
@@ -928,7 +1001,13 @@ impl CriRuntime {
     /// Removes the pod's directories and cgroups.
     fn cleanup_host(&self, uid: &str, key: Option<&(String, String)>) {
         let dir = convert::pod_dir(&self.ctx, uid);
-        host::unmount_children(&dir.join("volumes/kubernetes.io~empty-dir"));
+        for plugin in [
+            "kubernetes.io~empty-dir",
+            "kubernetes.io~secret",
+            "kubernetes.io~projected",
+        ] {
+            host::unmount_children(&dir.join("volumes").join(plugin));
+        }
         if dir.exists()
             && let Err(e) = std::fs::remove_dir_all(&dir)
         {
@@ -1006,7 +1085,11 @@ impl Runtime for CriRuntime {
         let mut ip = o.ip.clone();
         let sandbox_cfg = convert::sandbox_config(&self.ctx, pod, actions.attempt);
         if actions.create_sandbox {
-            if let Err(message) = self.prepare_dirs(pod) {
+            let prepared = match self.sources(pod).await {
+                Ok(sources) => self.prepare_dirs(pod, &sources),
+                Err(e) => Err(e),
+            };
+            if let Err(message) = prepared {
                 return Err(RuntimeError {
                     reason: "FailedMount".into(),
                     message,
