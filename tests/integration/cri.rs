@@ -4,8 +4,9 @@
 //! killed with -9 and started again adopts the running container (same containerID, no
 //! restart); an image that does not exist waits in ErrImagePull then ImagePullBackOff; a
 //! deleted pod's containers and sandbox are removed from containerd; ConfigMaps and Secrets
-//! reach a pod as environment variables and files (a secret's on a tmpfs), and a missing one
-//! gives Kubernetes' CreateContainerConfigError or FailedMount until it exists.
+//! reach a pod as environment variables and files (a secret's on a tmpfs; a changed
+//! ConfigMap reaches the files of a running pod), and a missing one gives Kubernetes'
+//! CreateContainerConfigError or FailedMount until it exists.
 //!
 //! Each test runs its own containerd ([`PrivateContainerd`]: images imported, its own CNI
 //! network, pod range and cgroup root), skipped with the reason printed only where
@@ -140,6 +141,7 @@ async fn setup(dir: &Path, ctr: &PrivateContainerd) -> Setup {
         "--node-status-update-frequency=1s".into(),
         "--container-log-max-size=64Ki".into(),
         "--container-log-max-files=3".into(),
+        "--sync-frequency=2s".into(),
     ];
     let args: Vec<&str> = args.iter().map(String::as_str).collect();
     let env = [("BOSUN_LOG", "info,bosun_kubelet=debug")];
@@ -627,7 +629,7 @@ async fn config_maps_and_secrets_reach_a_pod_as_env_and_files() {
     // Everything a pod can read from them, printed to its log.
     let script = "echo \"env: $GREETING $PASSWORD $CFG_greeting\"; \
         echo \"conf: $(cat /etc/config/conf/app.conf)\"; \
-        echo \"secret: $(cat /etc/creds/password) $(stat -c %a /etc/creds/password)\"; \
+        echo \"secret: $(cat /etc/creds/password) $(stat -L -c %a /etc/creds/password)\"; \
         echo \"projected: $(cat /etc/proj/greeting) $(cat /etc/proj/name)\"; \
         touch /etc/config/x 2>/dev/null || echo 'config: read-only'; sleep 3600";
     let mut p = pod_json("reader", "busybox", "Always", &["sh", "-c", script]);
@@ -673,6 +675,52 @@ async fn config_maps_and_secrets_reach_a_pod_as_env_and_files() {
         "{:?}",
         mounts_under(&root)
     );
+
+    // A changed ConfigMap reaches the running container's files (not its environment),
+    // swapped whole within --sync-frequency.
+    let patch = bosun_api_client::Patch::Merge(serde_json::json!({
+        "data": {"app.conf": "level=4\n", "greeting": "bonjour"}}));
+    client
+        .patch::<ConfigMap>(NS, "app-config", &patch)
+        .await
+        .unwrap();
+    let reader = get(&client, "reader").await.unwrap();
+    let id = main_status(&reader)
+        .and_then(|c| c.container_id.clone())
+        .unwrap()
+        .trim_start_matches("containerd://")
+        .to_string();
+    let cri = s.cri.clone();
+    let read_in_container = move || {
+        let (mut rt, id) = (cri.runtime.clone(), id.clone());
+        async move {
+            let got = rt
+                .exec_sync(k8s_cri::v1::ExecSyncRequest {
+                    container_id: id,
+                    cmd: [
+                        "sh",
+                        "-c",
+                        "cat /etc/config/conf/app.conf /etc/proj/greeting; echo \" $GREETING\"",
+                    ]
+                    .map(String::from)
+                    .to_vec(),
+                    timeout: 10,
+                })
+                .await
+                .map(|r| r.into_inner().stdout)
+                .unwrap_or_default();
+            String::from_utf8_lossy(&got).into_owned()
+        }
+    };
+    wait_for(
+        "the updated ConfigMap in the container's files",
+        WAIT,
+        || {
+            let read = read_in_container();
+            async move { read.await == "level=4\nbonjour hello\n" }
+        },
+    )
+    .await;
 
     // A key the pod needs from a ConfigMap that does not exist: CreateContainerConfigError
     // with the kubelet's message.

@@ -98,6 +98,10 @@ pub struct KubeletConfig {
     /// kubelet's containerLogMaxFiles.
     #[arg(long, default_value_t = 5)]
     pub container_log_max_files: usize,
+    /// How often the files of a running pod's configMap, secret and projected volumes are
+    /// brought up to date with their ConfigMaps and Secrets (the kubelet's syncFrequency).
+    #[arg(long, default_value = "1m", value_parser = parse_duration)]
+    pub sync_frequency: Duration,
     /// The cgroup the pods' cgroups go under (<cgroup-root>/kubepods/...), cgroupfs driver.
     #[arg(long, default_value = "/")]
     pub cgroup_root: String,
@@ -155,6 +159,9 @@ impl KubeletConfig {
                 "--container-log-max-size {:?} must be a positive quantity such as 10Mi",
                 self.container_log_max_size
             );
+        }
+        if self.sync_frequency.is_zero() {
+            bail!("--sync-frequency must be above zero");
         }
         if self.node_status_update_frequency.is_zero() {
             bail!("--node-status-update-frequency must be above zero");

@@ -165,6 +165,7 @@ fn node_context(cfg: &KubeletConfig, node: &str, host: &HostFacts) -> NodeContex
             .and_then(|v| i64::try_from(v).ok())
             .unwrap_or(0),
         log_rotation: cfg.log_rotation(),
+        sync_frequency: cfg.sync_frequency,
     }
 }
 

@@ -52,6 +52,9 @@ pub struct NodeContext {
     pub memory_capacity: i64,
     /// `--container-log-max-size`, `--container-log-max-files`.
     pub log_rotation: super::logs::LogRotation,
+    /// `--sync-frequency`: how often running pods' configMap, secret and projected volumes
+    /// are refreshed.
+    pub sync_frequency: std::time::Duration,
 }
 
 fn meta(pod: &Pod) -> (&str, &str, &str) {
@@ -891,6 +894,7 @@ mod tests {
             host_ip: "192.168.1.5".into(),
             memory_capacity: 1 << 30,
             log_rotation: super::super::logs::LogRotation::default(),
+            sync_frequency: std::time::Duration::from_secs(60),
         }
     }
 

@@ -18,6 +18,7 @@ use tonic::transport::{Channel, Endpoint, Uri};
 
 use crate::metrics;
 
+pub mod atomic;
 pub mod convert;
 pub mod host;
 pub mod logs;

@@ -27,6 +27,7 @@ use tokio::sync::mpsc;
 use tracing::{debug, warn};
 
 use super::CriClient;
+use super::atomic;
 use super::convert::{
     self, LABEL_CONTAINER_NAME, LABEL_POD_NAME, LABEL_POD_NAMESPACE, LABEL_POD_UID, NodeContext,
 };
@@ -98,6 +99,8 @@ struct State {
     seen: HashMap<String, Seen>,
     /// When the relist last checked the running containers' log sizes.
     logs_checked: Option<Instant>,
+    /// When the running pods' configMap, secret and projected volumes were last refreshed.
+    volumes_refreshed: Option<Instant>,
 }
 
 /// How often the relist checks whether container logs need rotating (the kubelet's
@@ -463,6 +466,92 @@ impl CriRuntime {
         }
     }
 
+    /// Writes the files of the pod's configMap, secret or projected volume `volume` from
+    /// `sources` (Kubernetes' atomic writer: a running container sees the old files or the
+    /// new ones); `create` makes its directory first (a tmpfs for secret and projected
+    /// volumes, which may hold secrets). True when the files changed.
+    fn write_file_volume(
+        &self,
+        pod: &Pod,
+        volume: &str,
+        sources: &Sources,
+        create: bool,
+    ) -> Result<bool, String> {
+        let uid = pod.metadata.uid.as_deref().unwrap_or_default();
+        let Some(v) = pod
+            .spec
+            .as_ref()
+            .and_then(|s| s.volumes.as_ref())
+            .and_then(|vs| vs.iter().find(|v| v.name == volume))
+        else {
+            return Ok(false);
+        };
+        let Some(plugin) = convert::file_volume_plugin(v) else {
+            return Ok(false);
+        };
+        let io = |e: std::io::Error, what: &Path| format!("{}: {e}", what.display());
+        let downward = |items: &[_]| convert::downward_api_items(pod, items, &self.ctx);
+        let files = sources
+            .volume_files(pod, volume, &downward)
+            .unwrap_or(Ok(Vec::new()))
+            .map_err(|e| format!("MountVolume.SetUp failed for volume {volume:?} : {e}"))?;
+        let d = convert::file_volume_path(&self.ctx, uid, plugin, volume);
+        if create {
+            std::fs::create_dir_all(&d).map_err(|e| io(e, &d))?;
+            // Secrets stay off the disk, as the kubelet keeps them: on a tmpfs bounded by
+            // the most a Secret may hold per source, and room for the atomic swap.
+            if v.config_map.is_none() {
+                let sources = v
+                    .projected
+                    .as_ref()
+                    .and_then(|p| p.sources.as_ref())
+                    .map_or(1, Vec::len);
+                let size = u64::try_from(sources.max(1))
+                    .unwrap_or(u64::MAX)
+                    .saturating_mul(2 * (1 << 20) + (64 << 10));
+                host::mount_tmpfs(&d, Some(size)).map_err(|e| io(e, &d))?;
+            }
+        }
+        atomic::write(&d, &files).map_err(|e| io(e, &d))
+    }
+
+    /// Brings the configMap, secret and projected volumes of the pods this runtime runs up
+    /// to date with their ConfigMaps and Secrets (the kubelet's periodic sync). A source
+    /// that cannot be read leaves the files as they are, as in Kubernetes.
+    async fn refresh_file_volumes(&self) {
+        let pods: Vec<Arc<Pod>> = self.pods.lock().values().cloned().collect();
+        for pod in pods {
+            let volumes: Vec<(String, &str)> = pod
+                .spec
+                .iter()
+                .flat_map(|s| s.volumes.iter().flatten())
+                .filter_map(|v| Some((v.name.clone(), convert::file_volume_plugin(v)?)))
+                .collect();
+            let uid = pod.metadata.uid.as_deref().unwrap_or_default();
+            if volumes.is_empty() || pod.metadata.deletion_timestamp.is_some() {
+                continue;
+            }
+            let sources = match self.sources(&pod).await {
+                Ok(s) => s,
+                Err(e) => {
+                    debug!(uid, error = %e, "refresh volumes");
+                    continue;
+                }
+            };
+            for (v, plugin) in volumes {
+                // Only a volume its sandbox made (a pod not started yet has none).
+                if !convert::file_volume_path(&self.ctx, uid, plugin, &v).exists() {
+                    continue;
+                }
+                match self.write_file_volume(&pod, &v, &sources, false) {
+                    Ok(true) => debug!(uid, volume = %v, "volume files updated"),
+                    Ok(false) => {}
+                    Err(e) => debug!(uid, volume = %v, error = %e, "refresh volume"),
+                }
+            }
+        }
+    }
+
     /// Creates what the pod's volumes need on the host: its directory, emptyDir dirs,
     /// downwardAPI files, hostPath dirs or files per type, termination-log files, log dir.
     fn prepare_dirs(&self, pod: &Pod, sources: &Sources) -> Result<(), String> {
@@ -470,35 +559,8 @@ impl CriRuntime {
         let spec = pod.spec.clone().unwrap_or_default();
         let io = |e: std::io::Error, what: &Path| format!("{}: {e}", what.display());
         for v in spec.volumes.iter().flatten() {
-            if let Some(plugin) = convert::file_volume_plugin(v) {
-                let downward = |items: &[_]| convert::downward_api_items(pod, items, &self.ctx);
-                let files = sources
-                    .volume_files(pod, &v.name, &downward)
-                    .unwrap_or(Ok(Vec::new()))
-                    .map_err(|e| {
-                        format!("MountVolume.SetUp failed for volume {:?} : {e}", v.name)
-                    })?;
-                let d = convert::file_volume_path(&self.ctx, uid, plugin, &v.name);
-                std::fs::create_dir_all(&d).map_err(|e| io(e, &d))?;
-                // Secrets stay off the disk, as the kubelet keeps them: on a tmpfs the size
-                // of what it holds.
-                if v.config_map.is_none() {
-                    let bytes: usize = files.iter().map(|f| f.data.len() + 4096).sum();
-                    let size = u64::try_from(bytes)
-                        .unwrap_or(u64::MAX)
-                        .saturating_add(1 << 20);
-                    host::mount_tmpfs(&d, Some(size)).map_err(|e| io(e, &d))?;
-                }
-                for f in files {
-                    use std::os::unix::fs::PermissionsExt as _;
-                    let path = d.join(&f.path);
-                    if let Some(parent) = path.parent() {
-                        std::fs::create_dir_all(parent).map_err(|e| io(e, parent))?;
-                    }
-                    std::fs::write(&path, &f.data).map_err(|e| io(e, &path))?;
-                    std::fs::set_permissions(&path, std::fs::Permissions::from_mode(f.mode))
-                        .map_err(|e| io(e, &path))?;
-                }
+            if convert::file_volume_plugin(v).is_some() {
+                self.write_file_volume(pod, &v.name, sources, true)?;
                 continue;
             }
             if let Some(ed) = &v.empty_dir {
@@ -1380,8 +1442,15 @@ impl Runtime for CriRuntime {
             if check_logs {
                 st.logs_checked = Some(Instant::now());
             }
-            check_logs
+            let refresh = st
+                .volumes_refreshed
+                .is_none_or(|at| at.elapsed() >= self.ctx.sync_frequency);
+            if refresh {
+                st.volumes_refreshed = Some(Instant::now());
+            }
+            (check_logs, refresh)
         };
+        let (check_logs, refresh) = check_logs;
         let mut rotate = Vec::new();
         if check_logs {
             for c in containers
@@ -1413,6 +1482,9 @@ impl Runtime for CriRuntime {
         }
         for (id, log) in rotate {
             self.rotate_log(&id, &log).await;
+        }
+        if refresh {
+            self.refresh_file_volumes().await;
         }
         changed
     }
