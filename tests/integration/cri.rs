@@ -40,6 +40,8 @@ struct Setup {
     client: ApiClient,
     cri: CriClient,
     cgroup_root: String,
+    /// The kubelet's --root-dir: the pods' volume mounts under it go with the test.
+    root: PathBuf,
     /// Pods made, by uid, to clean up whatever a failure left.
     uids: Vec<String>,
 }
@@ -89,6 +91,23 @@ impl Drop for Setup {
         .join();
         // The pods' cgroup parents (containerd removes the containers' own).
         remove_cgroup_tree(&self.cgroup_root);
+        // The tmpfs volumes (secret, projected, memory emptyDir) of pods the killed kubelet
+        // did not remove.
+        for pod in std::fs::read_dir(self.root.join("pods"))
+            .into_iter()
+            .flatten()
+            .flatten()
+        {
+            for plugin in [
+                "kubernetes.io~secret",
+                "kubernetes.io~projected",
+                "kubernetes.io~empty-dir",
+            ] {
+                bosun_kubelet::cri::host::unmount_children(
+                    &pod.path().join("volumes").join(plugin),
+                );
+            }
+        }
     }
 }
 
@@ -157,6 +176,7 @@ async fn setup(dir: &Path, ctr: &PrivateContainerd) -> Setup {
         client,
         cri,
         cgroup_root,
+        root,
         uids: Vec::new(),
     }
 }

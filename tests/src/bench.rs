@@ -1,6 +1,6 @@
 //! What the control-plane benchmarks (`sched-bench`, `rollout-bench`, `podstart-bench`) share:
 //! their working directory, a three-member store with an apiserver over it, waiting for
-//! nodes to be Ready, and namespaces to work in.
+//! nodes to be Ready, namespaces to work in, and stopping cleanly on Ctrl-C or SIGTERM.
 
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
@@ -12,6 +12,28 @@ use bosun_api_client::{ApiClient, ListParams};
 
 use crate::kube::Apiserver;
 use crate::{Cluster, Kind};
+
+/// Runs a benchmark to its end, or until Ctrl-C or SIGTERM: then the benchmark's future is
+/// dropped, which stops the processes it started and removes what they made (its
+/// components, store members and containerd, in the reverse order of their start), and the
+/// exit code is 130.
+pub async fn until_interrupted(
+    bench: impl std::future::Future<Output = anyhow::Result<()>>,
+) -> anyhow::Result<std::process::ExitCode> {
+    use tokio::signal::unix::{SignalKind, signal};
+    let mut int = signal(SignalKind::interrupt()).context("listen for SIGINT")?;
+    let mut term = signal(SignalKind::terminate()).context("listen for SIGTERM")?;
+    tokio::select! {
+        r = bench => r.map(|()| std::process::ExitCode::SUCCESS),
+        _ = int.recv() => interrupted(),
+        _ = term.recv() => interrupted(),
+    }
+}
+
+fn interrupted() -> anyhow::Result<std::process::ExitCode> {
+    eprintln!("interrupted: stopping what the benchmark started");
+    Ok(std::process::ExitCode::from(130))
+}
 
 /// The directory a benchmark works in: `given`, or a temporary one removed with the guard.
 pub fn work_dir(given: Option<&Path>) -> anyhow::Result<(PathBuf, Option<tempfile::TempDir>)> {

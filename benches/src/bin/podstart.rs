@@ -483,7 +483,11 @@ fn report(size: usize, rounds: usize, res: &SizeResult) {
 }
 
 #[tokio::main]
-async fn main() -> anyhow::Result<()> {
+async fn main() -> anyhow::Result<std::process::ExitCode> {
+    bosun_tests::bench::until_interrupted(run()).await
+}
+
+async fn run() -> anyhow::Result<()> {
     let cli = Cli::parse();
     let Some(ctr) = PrivateContainerd::start() else {
         println!("podstart-bench: skipped (containerd cannot run here)");

@@ -223,7 +223,11 @@ fn report(replicas: usize, start: Instant, rs: Instant, pods: &HashMap<String, P
 }
 
 #[tokio::main]
-async fn main() -> anyhow::Result<()> {
+async fn main() -> anyhow::Result<std::process::ExitCode> {
+    bosun_tests::bench::until_interrupted(run()).await
+}
+
+async fn run() -> anyhow::Result<()> {
     let cli = Cli::parse();
     let (dir, _tmp) = work_dir(cli.dir.as_deref())?;
     println!(

@@ -453,7 +453,11 @@ async fn list_version(client: &ApiClient, ns: &str) -> anyhow::Result<String> {
 }
 
 #[tokio::main]
-async fn main() -> anyhow::Result<()> {
+async fn main() -> anyhow::Result<std::process::ExitCode> {
+    bosun_tests::bench::until_interrupted(run()).await
+}
+
+async fn run() -> anyhow::Result<()> {
     let cli = Cli::parse();
     let (dir, _tmp) = work_dir(cli.dir.as_deref())?;
     println!(
