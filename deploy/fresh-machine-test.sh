@@ -10,6 +10,10 @@
 #   BOSUN_FRESH_ROOT=/path                        where the chroot goes (default
 #                                                /var/tmp/bosun-fresh; kept between runs, the
 #                                                clone and the build directory are new each run)
+#   BOSUN_FRESH_SYS=1                             also the host's /sys (cgroups) and a private
+#                                                /run, so that the run command itself
+#                                                (deploy/run.sh: bosun up with containerd) runs
+#                                                in the chroot; its data dir is inside it
 set -euo pipefail
 repo="$(cd "$(dirname "$0")/.." && pwd)"
 root="${BOSUN_FRESH_ROOT:-/var/tmp/bosun-fresh}"
@@ -32,6 +36,12 @@ cleanup() {
 }
 trap cleanup EXIT
 mountpoint -q "$root/proc" || { mount -t proc proc "$root/proc" && mounts=("$root/proc"); }
+if [[ ${BOSUN_FRESH_SYS:-} == 1 ]]; then
+  mountpoint -q "$root/sys" || {
+    mount --rbind /sys "$root/sys" && mount --make-rslave "$root/sys" && mounts=("$root/sys" "${mounts[@]}")
+  }
+  mountpoint -q "$root/run" || { mount -t tmpfs tmpfs "$root/run" && mounts=("$root/run" "${mounts[@]}"); }
+fi
 bind /dev /dev
 bind /dev/pts /dev/pts
 bind "${RUSTUP_HOME:-$HOME/.rustup}" /root/.rustup

@@ -151,6 +151,23 @@ pub struct LogStore {
     db: Arc<DB>,
     writer: mpsc::Sender<Job>,
     recent: Arc<Mutex<Recent>>,
+    /// Declared after `writer`: dropped after it, so the last clone's drop waits for the
+    /// threads, which end once every sender is gone.
+    _threads: Arc<Threads>,
+}
+
+/// The syncer and purger threads, joined when the last [`LogStore`] clone is dropped: they
+/// hold the database, and a process that exits while one of them still closes it aborts
+/// in RocksDB (its mutexes are destroyed under the thread).
+struct Threads(Mutex<Vec<std::thread::JoinHandle<()>>>);
+
+impl Drop for Threads {
+    fn drop(&mut self) {
+        // The syncer first: its end drops the purger's sender, which ends the purger.
+        for t in std::mem::take(&mut *self.0.lock()) {
+            let _ = t.join();
+        }
+    }
 }
 
 impl Debug for LogStore {
@@ -177,7 +194,7 @@ impl LogStore {
     pub fn open(db: Arc<DB>, state: Arc<DB>) -> io::Result<Self> {
         let (purger, purges) = mpsc::channel::<LogId>();
         let purge_db = db.clone();
-        std::thread::Builder::new()
+        let purge_thread = std::thread::Builder::new()
             .name("raft-log-purge".into())
             .spawn(move || {
                 while let Ok(mut upto) = purges.recv() {
@@ -192,7 +209,7 @@ impl LogStore {
         let (tx, rx) = mpsc::channel::<Job>();
         let recent: Arc<Mutex<Recent>> = Arc::default();
         let (write_db, written) = (db.clone(), recent.clone());
-        std::thread::Builder::new()
+        let sync_thread = std::thread::Builder::new()
             .name("raft-log-sync".into())
             .spawn(move || {
                 while let Ok(first) = rx.recv() {
@@ -204,6 +221,7 @@ impl LogStore {
             db,
             writer: tx,
             recent,
+            _threads: Arc::new(Threads(Mutex::new(vec![sync_thread, purge_thread]))),
         })
     }
 
