@@ -18,8 +18,27 @@ use crate::merge::schema::{METADATA_ONLY, Schema};
 /// `core.MaxSecretSize`: the most a ConfigMap's or a Secret's values may hold together.
 pub(super) const MAX_DATA_BYTES: usize = 1024 * 1024;
 
-/// The message of a field of an immutable object that changed.
-pub(super) const IMMUTABLE_SET: &str = "field is immutable when `immutable` is set";
+/// The update errors of an object stored with `immutable: true` (`old`): unsetting the
+/// flag, and each of `changed` (field, whether it differs).
+pub(super) fn immutable_errors(
+    old: Option<bool>,
+    new: Option<bool>,
+    changed: &[(&str, bool)],
+) -> Vec<FieldError> {
+    const MESSAGE: &str = "field is immutable when `immutable` is set";
+    if old != Some(true) {
+        return Vec::new();
+    }
+    let flag = (new != Some(true)).then(|| forbidden("immutable", MESSAGE));
+    flag.into_iter()
+        .chain(
+            changed
+                .iter()
+                .filter(|(_, differs)| *differs)
+                .map(|(field, _)| forbidden(*field, MESSAGE)),
+        )
+        .collect()
+}
 
 /// The ConfigMap kind.
 #[derive(Debug)]
@@ -40,17 +59,14 @@ impl Strategy for ConfigMap {
 
     fn validate_update(&self, new: &api::ConfigMap, old: &api::ConfigMap) -> Vec<FieldError> {
         let mut errs = v::validate_object_meta_update(&new.metadata, &old.metadata);
-        if old.immutable == Some(true) {
-            if new.immutable != Some(true) {
-                errs.push(forbidden("immutable", IMMUTABLE_SET));
-            }
-            if new.data != old.data {
-                errs.push(forbidden("data", IMMUTABLE_SET));
-            }
-            if new.binary_data != old.binary_data {
-                errs.push(forbidden("binaryData", IMMUTABLE_SET));
-            }
-        }
+        errs.extend(immutable_errors(
+            old.immutable,
+            new.immutable,
+            &[
+                ("data", new.data != old.data),
+                ("binaryData", new.binary_data != old.binary_data),
+            ],
+        ));
         errs.extend(validate(new));
         errs
     }

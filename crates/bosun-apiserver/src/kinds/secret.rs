@@ -3,7 +3,7 @@
 
 use std::collections::BTreeMap;
 
-use bosun_api::field::{FieldError, forbidden, invalid, invalid_str, required, too_long};
+use bosun_api::field::{FieldError, invalid, invalid_str, required, too_long};
 use bosun_api::resources::{Resource, SECRETS};
 use jiff::Timestamp;
 use k8s_openapi::ByteString;
@@ -13,7 +13,7 @@ use prost::Message;
 use serde_json::{Value, json};
 
 use super::Strategy;
-use super::configmap::{IMMUTABLE_SET, MAX_DATA_BYTES, key_errors};
+use super::configmap::{MAX_DATA_BYTES, immutable_errors, key_errors};
 use super::validation as v;
 use crate::encoding::protobuf::{self, DecodeError, Obj};
 use crate::encoding::table::{self, Column};
@@ -57,14 +57,12 @@ impl Strategy for Secret {
                 v::FIELD_IMMUTABLE_ERR,
             ));
         }
-        if old.immutable == Some(true) {
-            if new.immutable != Some(true) {
-                errs.push(forbidden("immutable", IMMUTABLE_SET));
-            }
-            if new.data != old.data {
-                errs.push(forbidden("data", IMMUTABLE_SET));
-            }
-        }
+        // stringData needs no check: it was merged into data before validation.
+        errs.extend(immutable_errors(
+            old.immutable,
+            new.immutable,
+            &[("data", new.data != old.data)],
+        ));
         errs.extend(validate(new));
         errs
     }
