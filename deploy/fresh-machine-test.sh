@@ -35,7 +35,12 @@ cleanup() {
   rm -rf "$root/root/bosun" "$root/root/target"
 }
 trap cleanup EXIT
-mountpoint -q "$root/proc" || { mount -t proc proc "$root/proc" && mounts=("$root/proc"); }
+if [[ ${BOSUN_FRESH_SYS:-} == 1 ]]; then
+  # On a machine, / is a mount point; runc makes it a slave mount and fails (EINVAL) on a
+  # chroot's plain directory. Mounted first (the others go on top of it), unmounted last.
+  mountpoint -q "$root" || { mount --bind "$root" "$root" && mounts=("$root"); }
+fi
+mountpoint -q "$root/proc" || { mount -t proc proc "$root/proc" && mounts=("$root/proc" "${mounts[@]}"); }
 if [[ ${BOSUN_FRESH_SYS:-} == 1 ]]; then
   mountpoint -q "$root/sys" || {
     mount --rbind /sys "$root/sys" && mount --make-rslave "$root/sys" && mounts=("$root/sys" "${mounts[@]}")
