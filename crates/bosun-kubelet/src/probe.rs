@@ -587,6 +587,7 @@ fn connect_error(e: &hyper_util::client::legacy::Error, url: &str) -> String {
         if let Some(io) = s.downcast_ref::<std::io::Error>() {
             let addr = url
                 .strip_prefix("http://")
+                .or_else(|| url.strip_prefix("https://"))
                 .and_then(|r| r.split('/').next())
                 .unwrap_or(url);
             return dial_error(addr, io);
@@ -1279,6 +1280,26 @@ mod tests {
                 ProbeResult::Failure,
                 "HTTP probe failed with statuscode: 503"
             )
+        );
+        // A refused HTTPS port: Go's wording, the address without the scheme.
+        let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let closed = l.local_addr().unwrap();
+        drop(l);
+        let (r, msg) = run_action(
+            &exec,
+            &http,
+            "id",
+            &Action::Http {
+                url: format!("https://{closed}/"),
+                headers: vec![],
+            },
+            Duration::from_secs(1),
+        )
+        .await;
+        assert_eq!(r, ProbeResult::Failure);
+        assert_eq!(
+            msg,
+            format!("Get \"https://{closed}/\": dial tcp {closed}: connect: connection refused")
         );
         // HTTPS to a server that speaks plain HTTP fails the probe, not the kubelet.
         let plain = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
