@@ -1211,21 +1211,26 @@ mod tests {
                 "HTTP probe failed with statuscode: 500"
             )
         );
-        let (r, msg) = run_action(
-            &exec,
-            &http,
-            "id",
-            &Action::Http {
-                url: format!("http://{closed}/"),
-                headers: vec![],
-            },
-            Duration::from_secs(1),
-        )
-        .await;
+        assert_refused(&http, "http").await;
+    }
+
+    /// A GET over `scheme` to a port nothing listens on fails with Go's wording: the URL,
+    /// then the address without the scheme.
+    async fn assert_refused(http: &HttpClient, scheme: &str) {
+        let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let closed = l.local_addr().unwrap();
+        drop(l);
+        let url = format!("{scheme}://{closed}/");
+        let action = Action::Http {
+            url: url.clone(),
+            headers: vec![],
+        };
+        let exec = FakeExec(0, "");
+        let (r, msg) = run_action(&exec, http, "id", &action, Duration::from_secs(1)).await;
         assert_eq!(r, ProbeResult::Failure);
         assert_eq!(
             msg,
-            format!("Get \"http://{closed}/\": dial tcp {closed}: connect: connection refused")
+            format!("Get \"{url}\": dial tcp {closed}: connect: connection refused")
         );
     }
 
@@ -1281,26 +1286,7 @@ mod tests {
                 "HTTP probe failed with statuscode: 503"
             )
         );
-        // A refused HTTPS port: Go's wording, the address without the scheme.
-        let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-        let closed = l.local_addr().unwrap();
-        drop(l);
-        let (r, msg) = run_action(
-            &exec,
-            &http,
-            "id",
-            &Action::Http {
-                url: format!("https://{closed}/"),
-                headers: vec![],
-            },
-            Duration::from_secs(1),
-        )
-        .await;
-        assert_eq!(r, ProbeResult::Failure);
-        assert_eq!(
-            msg,
-            format!("Get \"https://{closed}/\": dial tcp {closed}: connect: connection refused")
-        );
+        assert_refused(&http, "https").await;
         // HTTPS to a server that speaks plain HTTP fails the probe, not the kubelet.
         let plain = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let plain_addr = plain.local_addr().unwrap();

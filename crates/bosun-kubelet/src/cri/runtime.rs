@@ -755,9 +755,8 @@ impl CriRuntime {
         c: &Container,
         init: bool,
         obs: &PodObs,
-        sandbox_id: &str,
-        sandbox_cfg: &PodSandboxConfig,
-        pod_ip: &str,
+        (sandbox_id, sandbox_cfg, pod_ip): (&str, &PodSandboxConfig, &str),
+        sources: &Result<Sources, String>,
     ) -> Result<(), StartError> {
         let uid = pod.metadata.uid.as_deref().unwrap_or_default();
         let (name, ns) = (
@@ -799,10 +798,9 @@ impl CriRuntime {
                 retry: None,
             }
         };
-        let sources = self
-            .sources(pod)
-            .await
-            .map_err(|m| fail("CreateContainerConfigError", m))?;
+        let sources = sources
+            .as_ref()
+            .map_err(|m| fail("CreateContainerConfigError", m.clone()))?;
         if let Ok((_, skipped)) = sources.env_from(pod, c) {
             for message in skipped {
                 self.recorder
@@ -810,7 +808,7 @@ impl CriRuntime {
             }
         }
         let cfg =
-            convert::container_config(&self.ctx, pod, c, attempt, pod_ip, &image_ref, &sources)
+            convert::container_config(&self.ctx, pod, c, attempt, pod_ip, &image_ref, sources)
                 .map_err(|m| fail("CreateContainerConfigError", m))?;
         if convert::manages_etc_hosts(pod, c, pod_ip) {
             let f = convert::etc_hosts_path(&self.ctx, uid);
@@ -1146,11 +1144,19 @@ impl Runtime for CriRuntime {
         let mut sandbox_id = actions.sandbox_id.clone();
         let mut ip = o.ip.clone();
         let sandbox_cfg = convert::sandbox_config(&self.ctx, pod, actions.attempt);
-        if actions.create_sandbox {
-            let prepared = match self.sources(pod).await {
-                Ok(sources) => self.prepare_dirs(pod, &sources),
-                Err(e) => Err(e),
+        // The ConfigMaps and Secrets the pod refers to, read once per sync for the sandbox's
+        // volumes and the containers' environment.
+        let sources =
+            if actions.create_sandbox || actions.next_init.is_some() || !actions.start.is_empty() {
+                self.sources(pod).await
+            } else {
+                Ok(Sources::default())
             };
+        if actions.create_sandbox {
+            let prepared = sources
+                .as_ref()
+                .map_err(Clone::clone)
+                .and_then(|s| self.prepare_dirs(pod, s));
             if let Err(message) = prepared {
                 return Err(RuntimeError {
                     reason: "FailedMount".into(),
@@ -1223,7 +1229,14 @@ impl Runtime for CriRuntime {
         for (c, init) in to_start {
             let k = (uid.clone(), c.name.clone());
             match self
-                .start_container(pod, c, init, obs_for_start, &sandbox_id, &sandbox_cfg, &ip)
+                .start_container(
+                    pod,
+                    c,
+                    init,
+                    obs_for_start,
+                    (&sandbox_id, &sandbox_cfg, &ip),
+                    &sources,
+                )
                 .await
             {
                 Ok(()) => {
