@@ -704,6 +704,13 @@ async fn config_maps_and_secrets_reach_a_pod_as_env_and_files() {
         .patch::<ConfigMap>(NS, "app-config", &patch)
         .await
         .unwrap();
+    // The log can show the container's output before its status (with its id) is written.
+    wait_for("the reader's container id in its status", WAIT, || async {
+        get(&client, "reader")
+            .await
+            .is_some_and(|p| main_status(&p).is_some_and(|c| c.container_id.is_some()))
+    })
+    .await;
     let reader = get(&client, "reader").await.unwrap();
     let id = main_status(&reader)
         .and_then(|c| c.container_id.clone())
