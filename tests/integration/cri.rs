@@ -20,7 +20,7 @@ use bosun_api_client::{ApiClient, ListParams};
 use bosun_kubelet::cri::CriClient;
 use bosun_kubelet::cri::convert::LABEL_POD_UID;
 use bosun_tests::component::{Component, metric_sum};
-use bosun_tests::containerd::PrivateContainerd;
+use bosun_tests::containerd::{EVICTION_HARD, PrivateContainerd};
 use bosun_tests::kube::Apiserver;
 use bosun_tests::{Cluster, Kind, wait_for};
 use k8s_cri::v1::{
@@ -161,6 +161,7 @@ async fn setup(dir: &Path, ctr: &PrivateContainerd) -> Setup {
         "--container-log-max-size=64Ki".into(),
         "--container-log-max-files=3".into(),
         "--sync-frequency=2s".into(),
+        format!("--eviction-hard={EVICTION_HARD}"),
     ];
     let args: Vec<&str> = args.iter().map(String::as_str).collect();
     let env = [("BOSUN_LOG", "info,bosun_kubelet=debug")];

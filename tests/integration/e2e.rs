@@ -23,7 +23,7 @@ use bosun_api_client::k8s_openapi::api::apps::v1::Deployment;
 use bosun_api_client::k8s_openapi::api::core::v1::{ContainerStatus, Event, Pod};
 use bosun_api_client::{ApiClient, ListParams};
 use bosun_tests::component::Component;
-use bosun_tests::containerd::{PrivateContainerd, cri};
+use bosun_tests::containerd::{EVICTION_HARD, PrivateContainerd, cri};
 use bosun_tests::history::History;
 use bosun_tests::kube::{Apiserver, Kubectl, kubectl_120, kubectl_132};
 use bosun_tests::objects::is_ready;
@@ -80,6 +80,8 @@ async fn real(dir: &Path) -> Option<Real> {
             "--cgroup-root",
             &ctr.cgroup_root,
             "--node-ip=127.0.0.1",
+            "--eviction-hard",
+            EVICTION_HARD,
         ],
         &[("BOSUN_LOG", "info,bosun_kubelet=debug")],
     );

@@ -10,7 +10,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-use bosun_tests::containerd::{PrivateContainerd, cri, names, skip_reason};
+use bosun_tests::containerd::{EVICTION_HARD, PrivateContainerd, cri, names, skip_reason};
 use bosun_tests::kube::{Kubectl, kubectl_132_with};
 use bosun_tests::registry::LocalRegistry;
 use bosun_tests::{bosun_bin, free_port, sigterm_and_wait, wait_for};
@@ -590,16 +590,6 @@ async fn up_with_containerd_runs_pods_and_leaves_nothing() {
         println!("SKIP bosun up with containerd: {why}");
         return;
     }
-    let help = Command::new(bosun_bin())
-        .args(["kubelet", "--help"])
-        .output()
-        .unwrap();
-    if !String::from_utf8_lossy(&help.stdout).contains("--cgroup-root") {
-        println!(
-            "SKIP bosun up with containerd: this bosun's kubelet has no --runtime cri yet (issue 18, the cri helper's part)"
-        );
-        return;
-    }
     let dir = tempfile::tempdir().unwrap();
     let n = names();
     let mut args: Vec<String> = vec![
@@ -609,6 +599,8 @@ async fn up_with_containerd_runs_pods_and_leaves_nothing() {
         n.bridge.clone(),
         "--pod-cidr".into(),
         n.pod_cidr.clone(),
+        "--eviction-hard".into(),
+        EVICTION_HARD.into(),
     ];
     args.extend(port_flags());
     let mut up = Up::start(dir.path(), &args, "up.out");

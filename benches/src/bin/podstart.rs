@@ -26,7 +26,7 @@ use bosun_api_client::{ApiClient, ListParams, WatchEvent, WatchParams};
 use bosun_tests::bench::{ControlPlane, create_namespace, wait_nodes_ready, work_dir};
 use bosun_tests::bosun_bin;
 use bosun_tests::component::{Component, metric_sum};
-use bosun_tests::containerd::{CriClient, PrivateContainerd, cri};
+use bosun_tests::containerd::{CriClient, EVICTION_HARD, PrivateContainerd, cri};
 use clap::Parser;
 
 const NODE: &str = "podstart-node";
@@ -534,6 +534,7 @@ async fn run() -> anyhow::Result<()> {
         format!("--cgroup-root={}", ctr.cgroup_root),
         format!("--pod-cidr={}", ctr.settings.pod_cidr),
         "--node-status-update-frequency=1s".into(),
+        format!("--eviction-hard={EVICTION_HARD}"),
     ];
     args.extend(cli.kubelet_flags.iter().cloned());
     let args: Vec<&str> = args.iter().map(String::as_str).collect();

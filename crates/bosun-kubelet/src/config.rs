@@ -105,6 +105,12 @@ pub struct KubeletConfig {
     /// The cgroup the pods' cgroups go under (<cgroup-root>/kubepods/...), cgroupfs driver.
     #[arg(long, default_value = "/")]
     pub cgroup_root: String,
+    /// Hard eviction thresholds, as the kubelet's: `signal<quantity` or `signal<percent%`,
+    /// comma-separated, for `memory.available` and `nodefs.available` (the filesystem of
+    /// --root-dir). Below one the node reports MemoryPressure or DiskPressure; allocatable
+    /// leaves them out. Naming one signal drops the other's default; `<0%` turns one off.
+    #[arg(long, default_value = crate::eviction::DEFAULT_EVICTION_HARD, value_parser = crate::eviction::parse)]
+    pub eviction_hard: crate::eviction::EvictionHard,
     /// The kubelet's state directory (pods' volumes under <root-dir>/pods/<uid>).
     #[arg(long, default_value = "/var/lib/kubelet")]
     pub root_dir: std::path::PathBuf,

@@ -119,7 +119,8 @@ impl HostFacts {
 
     /// The machine's CPUs, memory and --root-dir's disk.
     fn from_host(cfg: &KubeletConfig) -> Self {
-        let (capacity, allocatable) = cri::host::host_capacity(&cfg.root_dir, cfg.max_pods);
+        let (capacity, allocatable) =
+            cri::host::host_capacity(&cfg.root_dir, cfg.max_pods, &cfg.eviction_hard);
         HostFacts {
             capacity,
             allocatable,
@@ -166,6 +167,7 @@ fn node_context(cfg: &KubeletConfig, node: &str, host: &HostFacts) -> NodeContex
             .unwrap_or(0),
         log_rotation: cfg.log_rotation(),
         sync_frequency: cfg.sync_frequency,
+        eviction_hard: cfg.eviction_hard,
     }
 }
 

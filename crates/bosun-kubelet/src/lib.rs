@@ -25,6 +25,7 @@ pub mod admission;
 pub mod cidr;
 pub mod config;
 pub mod cri;
+pub mod eviction;
 pub mod fake;
 pub mod kubelet;
 pub mod lease;

@@ -83,6 +83,10 @@ pub struct UpConfig {
     /// The pods' cgroup parent (the kubelet's --cgroup-root); removed at exit.
     #[arg(long, default_value = "/bosun")]
     pub cgroup_root: String,
+    /// The kubelet's hard eviction thresholds (`bosun kubelet --help`): below them the node
+    /// reports MemoryPressure or DiskPressure and takes no new pods.
+    #[arg(long, default_value = bosun_kubelet::eviction::DEFAULT_EVICTION_HARD, value_parser = bosun_kubelet::eviction::parse)]
+    pub eviction_hard: bosun_kubelet::eviction::EvictionHard,
     /// How long each component gets to become healthy.
     #[arg(long, default_value = "60s", value_parser = bosun_kubelet::config::parse_duration)]
     pub startup_timeout: Duration,
@@ -239,6 +243,8 @@ impl UpConfig {
                 dir.join("kubelet").display().to_string(),
                 s("--cgroup-root"),
                 self.cgroup_root.clone(),
+                s("--eviction-hard"),
+                self.eviction_hard.to_string(),
             ]),
         }
         out.push(Component {
@@ -829,6 +835,10 @@ mod tests {
         assert_eq!(flag(k, "--pod-cidr"), Some("10.88.0.0/16"));
         assert_eq!(flag(k, "--port"), Some("10250"));
         assert_eq!(flag(k, "--node-count"), None);
+        assert_eq!(
+            flag(k, "--eviction-hard"),
+            Some("memory.available<100Mi,nodefs.available<10%")
+        );
     }
 
     #[test]

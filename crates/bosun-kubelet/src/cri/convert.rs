@@ -55,6 +55,8 @@ pub struct NodeContext {
     /// `--sync-frequency`: how often running pods' configMap, secret and projected volumes
     /// are refreshed.
     pub sync_frequency: std::time::Duration,
+    /// `--eviction-hard`: when the node reports memory or disk pressure.
+    pub eviction_hard: crate::eviction::EvictionHard,
 }
 
 fn meta(pod: &Pod) -> (&str, &str, &str) {
@@ -895,6 +897,7 @@ mod tests {
             memory_capacity: 1 << 30,
             log_rotation: super::super::logs::LogRotation::default(),
             sync_frequency: std::time::Duration::from_secs(60),
+            eviction_hard: crate::eviction::EvictionHard::default(),
         }
     }
 

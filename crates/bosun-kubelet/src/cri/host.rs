@@ -1,8 +1,7 @@
 //! The node from the host, for the CRI kubelet: capacity and allocatable (CPUs, memory from
 //! /proc/meminfo, ephemeral storage from statvfs of --root-dir, pods), the OS image, the
-//! pressure conditions against the kubelet's default hard eviction thresholds
-//! (`memory.available<100Mi`, `nodefs.available<10%`; Kubernetes sets no default for
-//! `pid.available`, so PID pressure needs a configured threshold and stays false here), the
+//! pressure conditions against `--eviction-hard` (Kubernetes sets no default for
+//! `pid.available` and this kubelet takes none, so PID pressure stays false here), the
 //! runtime's readiness, and the removal of a pod's cgroups.
 
 use std::collections::BTreeMap;
@@ -10,12 +9,8 @@ use std::path::Path;
 
 use k8s_cri::v1::RuntimeCondition;
 
+use crate::eviction::{EvictionHard, Threshold};
 use crate::node::NodeHealth;
-
-/// `memory.available<100Mi`.
-pub const EVICTION_MEMORY_AVAILABLE: u64 = 100 * 1024 * 1024;
-/// `nodefs.available<10%`.
-pub const EVICTION_NODEFS_PERCENT: u64 = 10;
 
 /// A `/proc/meminfo` field in bytes.
 pub fn meminfo_field(text: &str, field: &str) -> Option<u64> {
@@ -34,13 +29,6 @@ pub fn pretty_name(os_release: &str) -> Option<String> {
     })
 }
 
-/// The pressures from what is available: (memory, disk).
-pub fn pressures(mem_available: u64, fs_available: u64, fs_total: u64) -> (bool, bool) {
-    let memory = mem_available < EVICTION_MEMORY_AVAILABLE;
-    let disk = fs_total > 0 && fs_available * 100 < fs_total * EVICTION_NODEFS_PERCENT;
-    (memory, disk)
-}
-
 /// Capacity and allocatable (capacity less the hard eviction thresholds, as the kubelet's
 /// allocatable is with no reservations), Kubernetes' quantities.
 pub fn capacity(
@@ -48,6 +36,7 @@ pub fn capacity(
     mem_total: u64,
     fs_total: u64,
     max_pods: u32,
+    eviction: &EvictionHard,
 ) -> (BTreeMap<String, String>, BTreeMap<String, String>) {
     let cap = BTreeMap::from([
         ("cpu".to_string(), cpus.to_string()),
@@ -58,8 +47,10 @@ pub fn capacity(
         ),
         ("pods".to_string(), max_pods.to_string()),
     ]);
-    let mem = mem_total.saturating_sub(EVICTION_MEMORY_AVAILABLE);
-    let fs = fs_total - fs_total * EVICTION_NODEFS_PERCENT / 100;
+    let less =
+        |total: u64, t: Option<Threshold>| total.saturating_sub(t.map_or(0, |t| t.bytes(total)));
+    let mem = less(mem_total, eviction.memory_available);
+    let fs = less(fs_total, eviction.nodefs_available);
     let alloc = BTreeMap::from([
         ("cpu".to_string(), cpus.to_string()),
         ("memory".to_string(), format!("{}Ki", mem / 1024)),
@@ -83,6 +74,7 @@ pub fn fs_stats(path: &Path) -> Option<(u64, u64)> {
 pub fn host_capacity(
     root_dir: &Path,
     max_pods: u32,
+    eviction: &EvictionHard,
 ) -> (BTreeMap<String, String>, BTreeMap<String, String>) {
     let cpus = std::thread::available_parallelism().map_or(1, |n| n.get());
     let mem = std::fs::read_to_string("/proc/meminfo")
@@ -90,7 +82,7 @@ pub fn host_capacity(
         .and_then(|t| meminfo_field(&t, "MemTotal"))
         .unwrap_or(0);
     let fs = fs_stats(root_dir).map_or(0, |s| s.1);
-    capacity(cpus, mem, fs, max_pods)
+    capacity(cpus, mem, fs, max_pods, eviction)
 }
 
 /// `PRETTY_NAME` of /etc/os-release.
@@ -102,13 +94,12 @@ pub fn os_image() -> String {
 }
 
 /// The host's pressures now.
-pub fn pressure(root_dir: &Path) -> NodeHealth {
-    let mem = std::fs::read_to_string("/proc/meminfo")
-        .ok()
-        .and_then(|t| meminfo_field(&t, "MemAvailable"))
-        .unwrap_or(u64::MAX);
+pub fn pressure(root_dir: &Path, eviction: &EvictionHard) -> NodeHealth {
+    let meminfo = std::fs::read_to_string("/proc/meminfo").unwrap_or_default();
+    let mem = meminfo_field(&meminfo, "MemAvailable").unwrap_or(u64::MAX);
+    let mem_total = meminfo_field(&meminfo, "MemTotal").unwrap_or(u64::MAX);
     let (avail, total) = fs_stats(root_dir).unwrap_or((1, 1));
-    let (memory_pressure, disk_pressure) = pressures(mem, avail, total);
+    let (memory_pressure, disk_pressure) = eviction.pressures(mem, mem_total, avail, total);
     NodeHealth {
         memory_pressure,
         disk_pressure,
@@ -258,17 +249,8 @@ mod tests {
     }
 
     #[test]
-    fn pressure_at_the_default_thresholds() {
-        let mi = 1024 * 1024;
-        assert_eq!(pressures(100 * mi, 50, 100), (false, false));
-        assert_eq!(pressures(100 * mi - 1, 50, 100), (true, false));
-        assert_eq!(pressures(200 * mi, 10, 100), (false, false));
-        assert_eq!(pressures(200 * mi, 9, 100), (false, true));
-    }
-
-    #[test]
     fn capacity_and_allocatable() {
-        let (cap, alloc) = capacity(4, 1 << 30, 1000 * 1024, 110);
+        let (cap, alloc) = capacity(4, 1 << 30, 1000 * 1024, 110, &EvictionHard::default());
         assert_eq!(cap["cpu"], "4");
         assert_eq!(cap["memory"], "1048576Ki");
         assert_eq!(cap["ephemeral-storage"], "1000Ki");
@@ -278,6 +260,10 @@ mod tests {
             alloc["ephemeral-storage"],
             (1000 * 1024 - 102_400).to_string()
         );
+        let none = crate::eviction::parse("nodefs.available<0%").unwrap();
+        let (_, alloc) = capacity(4, 1 << 30, 1000 * 1024, 110, &none);
+        assert_eq!(alloc["memory"], "1048576Ki");
+        assert_eq!(alloc["ephemeral-storage"], (1000 * 1024).to_string());
     }
 
     #[test]

@@ -1503,7 +1503,7 @@ impl Runtime for CriRuntime {
     }
 
     async fn node_health(&self) -> NodeHealth {
-        let mut health = host::pressure(&self.ctx.root_dir);
+        let mut health = host::pressure(&self.ctx.root_dir, &self.ctx.eviction_hard);
         let status = self
             .client
             .runtime
