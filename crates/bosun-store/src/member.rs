@@ -242,7 +242,15 @@ pub async fn run(cfg: StoreConfig, external: watch::Receiver<bool>) -> anyhow::R
         .max_encoding_message_size(MAX_PEER_MESSAGE);
         let router = tonic::service::Routes::new(svc).into_axum_router();
         let opts = conn_options(&cfg, "peer");
-        servers.spawn(crate::listen::serve(listener, router, opts, shutdown.clone()).map(Ok));
+        servers.spawn(
+            crate::listen::serve(
+                listener,
+                crate::listen::Routes::router(router),
+                opts,
+                shutdown.clone(),
+            )
+            .map(Ok),
+        );
         info!(url = %url, "serving raft peers");
     }
 
@@ -252,13 +260,14 @@ pub async fn run(cfg: StoreConfig, external: watch::Receiver<bool>) -> anyhow::R
         .set_service_status("", tonic_health::ServingStatus::Serving)
         .await;
     let max_msg = cfg.max_request_bytes + GRPC_OVERHEAD_BYTES;
+    let kv = KvRoutes::new(
+        KvService {
+            replica: replica.clone(),
+        },
+        max_msg,
+    );
     let routes = tonic::service::Routes::new(health_service)
-        .add_service(KvRoutes::new(
-            KvService {
-                replica: replica.clone(),
-            },
-            max_msg,
-        ))
+        .add_service(kv.clone())
         .add_service(
             WatchServer::new(WatchService {
                 replica: replica.clone(),
@@ -309,6 +318,10 @@ pub async fn run(cfg: StoreConfig, external: watch::Receiver<bool>) -> anyhow::R
                 crate::server::http::grpc_unknown(&CLIENT_SERVICES, req, next)
             },
         ));
+    let routes = crate::listen::Routes {
+        router,
+        direct: Some((crate::server::kv::METHODS, kv.direct())),
+    };
     for url in &cfg.listen_client_urls {
         let addr = listen_addr(url)?;
         let listener = tokio::net::TcpListener::bind(addr)
@@ -316,7 +329,7 @@ pub async fn run(cfg: StoreConfig, external: watch::Receiver<bool>) -> anyhow::R
             .with_context(|| format!("listen on client URL {url}"))?;
         let opts = conn_options(&cfg, "client");
         servers
-            .spawn(crate::listen::serve(listener, router.clone(), opts, shutdown.clone()).map(Ok));
+            .spawn(crate::listen::serve(listener, routes.clone(), opts, shutdown.clone()).map(Ok));
         info!(url = %url, "serving etcd v3 API");
     }
 

@@ -182,6 +182,30 @@ impl KvRoutes {
     }
 }
 
+/// The KV service's methods, as request paths.
+pub const METHODS: &[&str] = &[
+    "/etcdserverpb.KV/Range",
+    "/etcdserverpb.KV/Put",
+    "/etcdserverpb.KV/DeleteRange",
+    "/etcdserverpb.KV/Txn",
+    "/etcdserverpb.KV/Compact",
+];
+
+impl KvRoutes {
+    /// A handler of [`METHODS`] for [`crate::listen::Routes`]: the calls the router would
+    /// give these routes, without its layers.
+    pub fn direct(&self) -> crate::listen::DirectCall {
+        let kv = self.clone();
+        Arc::new(move |req| {
+            let mut kv = kv.clone();
+            Box::pin(async move {
+                let Ok(res) = kv.call(req).await;
+                res.map(axum::body::Body::new)
+            })
+        })
+    }
+}
+
 impl NamedService for KvRoutes {
     const NAME: &'static str = <KvServer<KvService> as NamedService>::NAME;
 }
