@@ -43,12 +43,13 @@ pub struct EvictionHard {
     pub nodefs_available: Option<Threshold>,
 }
 
+/// [`DEFAULT_EVICTION_HARD`].
 impl Default for EvictionHard {
     fn default() -> Self {
-        parse(DEFAULT_EVICTION_HARD).unwrap_or(EvictionHard {
-            memory_available: None,
-            nodefs_available: None,
-        })
+        EvictionHard {
+            memory_available: Some(Threshold::Bytes(100 * 1024 * 1024)),
+            nodefs_available: Some(Threshold::PerMillion(100_000)),
+        }
     }
 }
 
@@ -171,6 +172,7 @@ mod tests {
     #[test]
     fn the_default_is_the_kubelets() {
         let d = EvictionHard::default();
+        assert_eq!(parse(DEFAULT_EVICTION_HARD).unwrap(), d);
         assert_eq!(d.memory_available, Some(Threshold::Bytes(100 * MI)));
         assert_eq!(d.nodefs_available, Some(Threshold::PerMillion(100_000)));
         assert_eq!(d.pressures(100 * MI, 1 << 40, 50, 100), (false, false));

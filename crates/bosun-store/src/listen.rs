@@ -235,12 +235,15 @@ impl Routes {
     /// The direct handler of a gRPC request, if it has one.
     fn direct_for<B>(&self, req: &http::Request<B>) -> Option<&DirectCall> {
         let (paths, call) = self.direct.as_ref()?;
-        let grpc = req
-            .headers()
-            .get(http::header::CONTENT_TYPE)
-            .is_some_and(|v| v.as_bytes().starts_with(b"application/grpc"));
-        (grpc && paths.contains(&req.uri().path())).then_some(call)
+        (is_grpc(req.headers()) && paths.contains(&req.uri().path())).then_some(call)
     }
+}
+
+/// Whether a request is a gRPC call: its content type is `application/grpc...`.
+pub fn is_grpc(headers: &http::HeaderMap) -> bool {
+    headers
+        .get(http::header::CONTENT_TYPE)
+        .is_some_and(|v| v.as_bytes().starts_with(b"application/grpc"))
 }
 
 /// The routes as one connection serves them: every request counted in flight until its

@@ -92,12 +92,7 @@ async fn unhealthy(replica: &Replica, excluded: &[String], serializable: bool) -
 /// for service S", or "malformed method name" for a path that names no method; never an HTTP
 /// error or a route of the HTTP endpoints. `services` are the services served.
 pub async fn grpc_unknown(services: &[&str], req: Request, next: Next) -> Response {
-    let grpc = req
-        .headers()
-        .get(header::CONTENT_TYPE)
-        .and_then(|v| v.to_str().ok())
-        .is_some_and(|ct| ct.starts_with("application/grpc"));
-    if !grpc {
+    if !crate::listen::is_grpc(req.headers()) {
         return next.run(req).await;
     }
     let path = req.uri().path().to_string();
