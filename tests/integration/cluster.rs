@@ -352,12 +352,13 @@ fn metric(member: &Server, name: &str) -> u64 {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn follower_read_index_confirmed_by_its_own_request_only_when_a_quorum() {
-    // With three voters the leader and the asking follower are a quorum: the follower's
-    // request confirms the leadership and the leader runs no heartbeat round for it. With five
-    // they are not, and every read index needs a heartbeat round. Either way a linearizable
-    // read on a follower sees the write acknowledged just before it.
-    for (n, heartbeat_per_read) in [(3, false), (5, true)] {
+async fn read_index_confirmed_by_one_peer_only_when_a_quorum() {
+    // With three voters the leader and any one follower are a quorum: a follower's request
+    // confirms the leadership, and for its own reads the leader asks one follower its term;
+    // it runs no heartbeat round. With five they are not, and every read index needs a
+    // heartbeat round. Either way a linearizable read sees the write acknowledged just
+    // before it, on a follower and on the leader.
+    for (n, quorum_of_two) in [(3, true), (5, false)] {
         let dir = tempfile::tempdir().unwrap();
         let cluster = Cluster::start(Kind::Bosun, dir.path(), n, &[]).await;
         let leader = cluster.wait_leader(Duration::from_secs(10)).await;
@@ -373,8 +374,16 @@ async fn follower_read_index_confirmed_by_its_own_request_only_when_a_quorum() {
         };
         let (writer, reader) = (on(leader).await, on(follower).await);
         let heartbeats = "bosun_store_read_index_heartbeat_rounds_total";
+        let confirmations = "bosun_store_read_index_peer_confirmations_total";
         let rounds = "bosun_store_read_index_rounds_total";
-        let (hb0, r0) = (metric(leader, heartbeats), metric(follower, rounds));
+        let counts = || {
+            (
+                metric(leader, heartbeats),
+                metric(leader, confirmations),
+                metric(follower, rounds),
+            )
+        };
+        let (hb0, pc0, r0) = counts();
         for i in 0..20 {
             let v = format!("v{i}");
             writer
@@ -384,16 +393,84 @@ async fn follower_read_index_confirmed_by_its_own_request_only_when_a_quorum() {
             let got = reader.get("k", GetOptions::new()).await.unwrap();
             assert_eq!(got.kvs[0].value, v.as_bytes(), "{n} members, read {i}");
         }
-        let (hb1, r1) = (metric(leader, heartbeats), metric(follower, rounds));
+        let (hb1, pc1, r1) = counts();
         assert!(r1 - r0 >= 20, "{n} members: {} read index rounds", r1 - r0);
-        if heartbeat_per_read {
+        if quorum_of_two {
+            assert_eq!(hb1, hb0, "{n} members: the leader ran heartbeat rounds");
+        } else {
             assert!(
                 hb1 - hb0 >= 20,
                 "{n} members: {} heartbeat rounds",
                 hb1 - hb0
             );
-        } else {
-            assert_eq!(hb1, hb0, "{n} members: the leader ran heartbeat rounds");
         }
+        // The leader's own reads.
+        for i in 0..20 {
+            let v = format!("w{i}");
+            writer
+                .put("k", v.as_str(), PutOptions::new())
+                .await
+                .unwrap();
+            let got = writer.get("k", GetOptions::new()).await.unwrap();
+            assert_eq!(
+                got.kvs[0].value,
+                v.as_bytes(),
+                "{n} members, leader read {i}"
+            );
+        }
+        let (hb2, pc2, _) = counts();
+        if quorum_of_two {
+            assert_eq!(hb2, hb1, "{n} members: the leader ran heartbeat rounds");
+            assert!(pc2 - pc1 >= 20, "{n} members: {} confirmations", pc2 - pc1);
+        } else {
+            assert!(
+                hb2 - hb1 >= 20,
+                "{n} members: {} heartbeat rounds",
+                hb2 - hb1
+            );
+            assert_eq!((pc1, pc2), (pc0, pc0), "{n} members: a pair is no quorum");
+        }
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn leader_reads_go_on_while_the_peer_it_asks_is_paused() {
+    // The leader asks one follower to confirm its read index. With either follower paused,
+    // reads go on: the leader waits a heartbeat interval for the paused one, falls back to a
+    // heartbeat round (the other follower answers it) and asks the other one from then on.
+    let dir = tempfile::tempdir().unwrap();
+    let cluster = Cluster::start(Kind::Bosun, dir.path(), 3, &[]).await;
+    let li = cluster.wait_leader(Duration::from_secs(10)).await;
+    let leader = &cluster.members[li];
+    let client = Client::connect([leader.endpoint()], ConnectOptions::default())
+        .await
+        .unwrap();
+    client.put("k", "before", PutOptions::new()).await.unwrap();
+    let confirmations = "bosun_store_read_index_peer_confirmations_total";
+    for paused in [(li + 1) % 3, (li + 2) % 3] {
+        let f = &cluster.members[paused];
+        f.signal("STOP");
+        for i in 0..10 {
+            let v = format!("{paused}-{i}");
+            client
+                .put("k", v.as_str(), PutOptions::new())
+                .await
+                .unwrap();
+            let got = client.get("k", GetOptions::new()).await.unwrap();
+            assert_eq!(
+                got.kvs[0].value,
+                v.as_bytes(),
+                "member {paused} paused, read {i}"
+            );
+        }
+        let before = metric(leader, confirmations);
+        for _ in 0..10 {
+            client.get("k", GetOptions::new()).await.unwrap();
+        }
+        assert!(
+            metric(leader, confirmations) - before >= 9,
+            "member {paused} paused: the leader kept asking it"
+        );
+        f.signal("CONT");
     }
 }

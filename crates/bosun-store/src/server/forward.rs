@@ -88,6 +88,12 @@ pub struct LeaseRemaining(pub i64);
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct ChangeMember(pub MemberOp);
 
+/// The Raft term of the member asked, read in its Raft core when the request arrives: the
+/// leader asks a peer to confirm its read index (`Replica::read_index_confirmed_by_peer`).
+/// Served by any member.
+#[derive(Debug, Clone, Copy, Serialize, Deserialize)]
+pub struct PeerTerm;
+
 /// The cluster ID and the members, for a member that joins.
 #[derive(Debug, Clone, Copy, Serialize, Deserialize)]
 pub struct Members;
@@ -134,6 +140,7 @@ envelope!(
     LeaseRemaining(LeaseRemaining),
     Member(ChangeMember),
     Members(Members),
+    PeerTerm(PeerTerm),
 );
 
 impl Forward for Write {
@@ -210,6 +217,14 @@ impl Forward for ReadIndex {
                     .await
             }
         }
+    }
+}
+
+impl Forward for PeerTerm {
+    type Reply = u64;
+
+    async fn serve(self, replica: &Replica) -> EtcdResult<u64> {
+        replica.raft_term().await
     }
 }
 

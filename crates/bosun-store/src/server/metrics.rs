@@ -69,7 +69,7 @@ pub fn render(replica: &Replica) -> String {
         "# HELP bosun_raft_has_leader 1 when the cluster has a leader.\n# TYPE bosun_raft_has_leader gauge\nbosun_raft_has_leader {}",
         u8::from(m.current_leader.is_some())
     );
-    let (reads, rounds, heartbeat_rounds) = replica.read_index_counts();
+    let (reads, rounds, peer_confirmations, heartbeat_rounds) = replica.read_index_counts();
     let counters = [
         (
             "bosun_store_linearizable_reads_total",
@@ -80,6 +80,11 @@ pub fn render(replica: &Replica) -> String {
             "bosun_store_read_index_rounds_total",
             "Read indexes this member asked the leader for (concurrent reads share one).",
             rounds,
+        ),
+        (
+            "bosun_store_read_index_peer_confirmations_total",
+            "Read indexes this member confirmed as leader by asking one peer its term.",
+            peer_confirmations,
         ),
         (
             "bosun_store_read_index_heartbeat_rounds_total",

@@ -17,7 +17,7 @@ pub mod watch;
 pub(crate) mod write_batch;
 
 use std::sync::Arc;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
 use bosun_proto::etcdserverpb::{
@@ -27,7 +27,9 @@ use openraft::ReadPolicy;
 use openraft::errors::{ClientWriteError, LinearizableReadError, RaftError};
 use parking_lot::Mutex;
 
-use self::forward::{ChangeMember, Forward, LeaseKeepAlive, LeaseRemaining, ReadIndex, Write};
+use self::forward::{
+    ChangeMember, Forward, LeaseKeepAlive, LeaseRemaining, PeerTerm, ReadIndex, Write,
+};
 use self::membership::{MemberOp, MemberReply};
 use self::read_batch::ReadBatch;
 use self::write_batch::WriteBatcher;
@@ -74,6 +76,15 @@ pub struct Replica {
     leader: AtomicU64,
     /// The leader's ID and peer URL, for forwarding without a look at the membership.
     leader_url: Mutex<Option<(u64, Arc<str>)>>,
+    /// The peers that make a quorum with this member in every configuration (each follower
+    /// of a three-member cluster), kept current by [`Replica::follow_metrics`], and which of
+    /// them the leader asks to confirm its read index
+    /// ([`Replica::read_index_confirmed_by_peer`]).
+    confirming_peers: Mutex<Vec<(u64, Arc<str>)>>,
+    confirming_peer: AtomicUsize,
+    /// Read indexes confirmed as leader by one peer, and by a heartbeat round.
+    peer_confirmations: AtomicU64,
+    heartbeat_rounds: AtomicU64,
     /// Coalesces concurrent read-index requests into one round trip to the leader.
     reads: ReadBatch,
     /// On the leader: coalesces the read-index requests of all members (its own readers' and
@@ -115,6 +126,10 @@ impl Replica {
             term: AtomicU64::new(0),
             leader: AtomicU64::new(0),
             leader_url: Mutex::new(None),
+            confirming_peers: Mutex::new(Vec::new()),
+            confirming_peer: AtomicUsize::new(0),
+            peer_confirmations: AtomicU64::new(0),
+            heartbeat_rounds: AtomicU64::new(0),
             reads: ReadBatch::default(),
             leader_reads: ReadBatch::default(),
             writes,
@@ -252,11 +267,12 @@ impl Replica {
             .reads
             .run(|| async {
                 // The term after every read of this round arrived (see read_index_confirmed_by).
-                let term = self
-                    .raft
-                    .with_raft_state(|st| st.vote_ref().leader_id().term)
-                    .await
-                    .map_err(|_| EtcdError::Stopped)?;
+                // The leader's own request needs none: it confirms itself otherwise.
+                let term = if self.is_leader() {
+                    0
+                } else {
+                    self.raft_term().await?
+                };
                 self.to_leader(ReadIndex {
                     from: self.id,
                     term,
@@ -293,26 +309,24 @@ impl Replica {
     /// two members instead of two.
     async fn read_index_confirmed_by(&self, from: u64, term: u64) -> Option<u64> {
         let me = self.id;
+        if from == me {
+            return None;
+        }
         self.raft
             .with_raft_state(move |st| {
                 let vote = st.vote_ref();
                 let leading = st.server_state == openraft::ServerState::Leader
                     && vote.is_committed()
                     && vote.leader_id().node_id == me;
-                if !leading || from == me || term > vote.leader_id().term {
+                if !leading || term > vote.leader_id().term {
                     return None;
                 }
-                let quorum = st
+                let configs = st
                     .membership_state
                     .effective()
                     .membership()
-                    .get_joint_config()
-                    .iter()
-                    .all(|voters| {
-                        let acked =
-                            usize::from(voters.contains(&me)) + usize::from(voters.contains(&from));
-                        acked * 2 > voters.len()
-                    });
+                    .get_joint_config();
+                let quorum = pair_is_quorum(configs, me, from);
                 let committed = st.local_committed()?;
                 (quorum && committed.leader_id.term == vote.leader_id().term)
                     .then_some(committed.index)
@@ -323,7 +337,15 @@ impl Replica {
     }
 
     /// The read index on the leader: the log index a follower must apply before reading.
+    /// One peer's term confirms it where that peer and this leader are a quorum
+    /// ([`Replica::read_index_confirmed_by_peer`]); otherwise, or when that fails, Raft's
+    /// heartbeat round to every member does.
     pub async fn leader_read_index(&self) -> EtcdResult<u64> {
+        if let Some(index) = self.read_index_confirmed_by_peer().await {
+            self.peer_confirmations.fetch_add(1, Ordering::Relaxed);
+            return Ok(index);
+        }
+        self.heartbeat_rounds.fetch_add(1, Ordering::Relaxed);
         match self.raft.ensure_linearizable(ReadPolicy::ReadIndex).await {
             Ok(read) => Ok(read.log_id().index),
             Err(RaftError::APIError(LinearizableReadError::ForwardToLeader(_))) => {
@@ -334,6 +356,41 @@ impl Replica {
             }
             Err(RaftError::Fatal(_)) => Err(EtcdError::Stopped),
         }
+    }
+
+    /// On the leader, a read index confirmed by asking one peer its term: the peer's answer
+    /// is read after the reads of the round arrived, so it serves as a follower's
+    /// [`ReadIndex`] request does ([`Replica::read_index_confirmed_by`]). One call to one
+    /// peer, where Raft's heartbeat round goes to every member through both members' Raft
+    /// cores. `None` when no peer makes a quorum with this member, or the peer did not
+    /// answer within a heartbeat interval (the next round asks the next peer).
+    async fn read_index_confirmed_by_peer(&self) -> Option<u64> {
+        let (id, url) = {
+            let peers = self.confirming_peers.lock();
+            if peers.is_empty() {
+                return None;
+            }
+            peers[self.confirming_peer.load(Ordering::Relaxed) % peers.len()].clone()
+        };
+        let wait = Duration::from_millis(self.cfg.heartbeat_interval);
+        let term =
+            match tokio::time::timeout(wait, forward::send(&self.peers, &url, PeerTerm)).await {
+                Ok(Ok(term)) => term,
+                _ => {
+                    self.confirming_peer.fetch_add(1, Ordering::Relaxed);
+                    return None;
+                }
+            };
+        self.read_index_confirmed_by(id, term).await
+    }
+
+    /// This member's Raft term, as its Raft core holds it: never below the term of any vote
+    /// it has granted.
+    async fn raft_term(&self) -> EtcdResult<u64> {
+        self.raft
+            .with_raft_state(|st| st.vote_ref().leader_id().term)
+            .await
+            .map_err(|_| EtcdError::Stopped)
     }
 
     /// A lease keep-alive, run wherever the leader is: the granted TTL, or 0 when the lease
@@ -393,10 +450,15 @@ impl Replica {
     }
 
     /// Read-index counts: linearizable reads served, rounds this member asked the leader
-    /// for, and heartbeat rounds it ran as leader.
-    pub fn read_index_counts(&self) -> (u64, u64, u64) {
+    /// for, and as leader, read indexes confirmed by one peer and by a heartbeat round.
+    pub fn read_index_counts(&self) -> (u64, u64, u64, u64) {
         let (rounds, reads) = self.reads.counts();
-        (reads, rounds, self.leader_reads.counts().0)
+        (
+            reads,
+            rounds,
+            self.peer_confirmations.load(Ordering::Relaxed),
+            self.heartbeat_rounds.load(Ordering::Relaxed),
+        )
     }
 
     /// A copy of the current Raft metrics.
@@ -425,6 +487,21 @@ impl Replica {
                 let mut cached = self.leader_url.lock();
                 if cached.as_ref().map(|(id, u)| (*id, &**u)) != url {
                     *cached = url.map(|(id, u)| (id, Arc::from(u)));
+                }
+                drop(cached);
+                let membership = m.membership_config.membership();
+                let configs = membership.get_joint_config();
+                let confirming: Vec<(u64, Arc<str>)> = membership
+                    .voter_ids()
+                    .filter(|&id| id != self.id && pair_is_quorum(configs, self.id, id))
+                    .filter_map(|id| {
+                        let url = membership.get_node(&id)?.peer_urls.first()?;
+                        Some((id, Arc::from(url.as_str())))
+                    })
+                    .collect();
+                let mut peers = self.confirming_peers.lock();
+                if *peers != confirming {
+                    *peers = confirming;
                 }
             }
             if rx.changed().await.is_err() {
@@ -486,4 +563,13 @@ impl Replica {
         }
         Ok(())
     }
+}
+
+/// Whether members `a` and `b` together are a majority of every configuration in `configs`
+/// (one, or two during a joint change).
+fn pair_is_quorum(configs: &[std::collections::BTreeSet<u64>], a: u64, b: u64) -> bool {
+    configs.iter().all(|voters| {
+        let acked = usize::from(voters.contains(&a)) + usize::from(a != b && voters.contains(&b));
+        acked * 2 > voters.len()
+    })
 }
