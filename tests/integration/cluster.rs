@@ -351,6 +351,20 @@ fn metric(member: &Server, name: &str) -> u64 {
         as u64
 }
 
+/// Writes `count` values of "k" through `writer`, each read back through `reader` (a
+/// linearizable read) at once: every read sees the write acknowledged just before it.
+async fn write_then_read(writer: &Client, reader: &Client, count: usize, what: &str) {
+    for i in 0..count {
+        let v = format!("{what} {i}");
+        writer
+            .put("k", v.as_str(), PutOptions::new())
+            .await
+            .unwrap();
+        let got = reader.get("k", GetOptions::new()).await.unwrap();
+        assert_eq!(got.kvs[0].value, v.as_bytes(), "{what}, read {i}");
+    }
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn read_index_confirmed_by_one_peer_only_when_a_quorum() {
     // With three voters the leader and any one follower are a quorum: a follower's request
@@ -384,15 +398,7 @@ async fn read_index_confirmed_by_one_peer_only_when_a_quorum() {
             )
         };
         let (hb0, pc0, r0) = counts();
-        for i in 0..20 {
-            let v = format!("v{i}");
-            writer
-                .put("k", v.as_str(), PutOptions::new())
-                .await
-                .unwrap();
-            let got = reader.get("k", GetOptions::new()).await.unwrap();
-            assert_eq!(got.kvs[0].value, v.as_bytes(), "{n} members, read {i}");
-        }
+        write_then_read(&writer, &reader, 20, &format!("{n} members, follower")).await;
         let (hb1, pc1, r1) = counts();
         assert!(r1 - r0 >= 20, "{n} members: {} read index rounds", r1 - r0);
         if quorum_of_two {
@@ -405,19 +411,7 @@ async fn read_index_confirmed_by_one_peer_only_when_a_quorum() {
             );
         }
         // The leader's own reads.
-        for i in 0..20 {
-            let v = format!("w{i}");
-            writer
-                .put("k", v.as_str(), PutOptions::new())
-                .await
-                .unwrap();
-            let got = writer.get("k", GetOptions::new()).await.unwrap();
-            assert_eq!(
-                got.kvs[0].value,
-                v.as_bytes(),
-                "{n} members, leader read {i}"
-            );
-        }
+        write_then_read(&writer, &writer, 20, &format!("{n} members, leader")).await;
         let (hb2, pc2, _) = counts();
         if quorum_of_two {
             assert_eq!(hb2, hb1, "{n} members: the leader ran heartbeat rounds");
@@ -450,19 +444,7 @@ async fn leader_reads_go_on_while_the_peer_it_asks_is_paused() {
     for paused in [(li + 1) % 3, (li + 2) % 3] {
         let f = &cluster.members[paused];
         f.signal("STOP");
-        for i in 0..10 {
-            let v = format!("{paused}-{i}");
-            client
-                .put("k", v.as_str(), PutOptions::new())
-                .await
-                .unwrap();
-            let got = client.get("k", GetOptions::new()).await.unwrap();
-            assert_eq!(
-                got.kvs[0].value,
-                v.as_bytes(),
-                "member {paused} paused, read {i}"
-            );
-        }
+        write_then_read(&client, &client, 10, &format!("member {paused} paused")).await;
         let before = metric(leader, confirmations);
         for _ in 0..10 {
             client.get("k", GetOptions::new()).await.unwrap();

@@ -573,3 +573,29 @@ fn pair_is_quorum(configs: &[std::collections::BTreeSet<u64>], a: u64, b: u64) -
         acked * 2 > voters.len()
     })
 }
+
+#[cfg(test)]
+mod tests {
+    use std::collections::BTreeSet;
+
+    use super::pair_is_quorum;
+
+    fn set(ids: &[u64]) -> BTreeSet<u64> {
+        ids.iter().copied().collect()
+    }
+
+    #[test]
+    fn a_pair_is_a_quorum_of_every_configuration_or_not() {
+        let three = [set(&[1, 2, 3])];
+        assert!(pair_is_quorum(&three, 1, 2));
+        assert!(!pair_is_quorum(&three, 1, 1), "one member is no pair");
+        assert!(!pair_is_quorum(&three, 1, 4), "4 is no voter");
+        assert!(!pair_is_quorum(&[set(&[1, 2, 3, 4, 5])], 1, 2));
+        assert!(!pair_is_quorum(&[set(&[1, 2, 3, 4])], 1, 2), "two of four");
+        assert!(pair_is_quorum(&[set(&[1])], 1, 1), "a lone voter");
+        // During a joint change, both configurations count.
+        let joint = [set(&[1, 2, 3]), set(&[1, 2, 4])];
+        assert!(pair_is_quorum(&joint, 1, 2));
+        assert!(!pair_is_quorum(&joint, 1, 3));
+    }
+}
