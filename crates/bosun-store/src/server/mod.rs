@@ -267,12 +267,7 @@ impl Replica {
             .reads
             .run(|| async {
                 // The term after every read of this round arrived (see read_index_confirmed_by).
-                // The leader's own request needs none: it confirms itself otherwise.
-                let term = if self.is_leader() {
-                    0
-                } else {
-                    self.raft_term().await?
-                };
+                let term = self.raft_term().await?;
                 self.to_leader(ReadIndex {
                     from: self.id,
                     term,
