@@ -515,29 +515,22 @@ mod tests {
                 .body(())
                 .expect("request")
         };
-        assert!(
-            routes
-                .direct_for(&req("/etcdserverpb.KV/Put", "application/grpc"))
-                .is_some()
-        );
-        assert!(
-            routes
-                .direct_for(&req("/etcdserverpb.KV/Put", "application/grpc+proto"))
-                .is_some()
-        );
         // Unknown methods keep the router's "unknown method" answer; other content, its routes.
+        for (path, ct, direct) in [
+            ("/etcdserverpb.KV/Put", "application/grpc", true),
+            ("/etcdserverpb.KV/Put", "application/grpc+proto", true),
+            ("/etcdserverpb.KV/Nope", "application/grpc", false),
+            ("/etcdserverpb.KV/Put", "text/plain", false),
+        ] {
+            assert_eq!(
+                routes.direct_for(&req(path, ct)).is_some(),
+                direct,
+                "{path} {ct}"
+            );
+        }
+        let plain = Routes::router(axum::Router::new());
         assert!(
-            routes
-                .direct_for(&req("/etcdserverpb.KV/Nope", "application/grpc"))
-                .is_none()
-        );
-        assert!(
-            routes
-                .direct_for(&req("/etcdserverpb.KV/Put", "text/plain"))
-                .is_none()
-        );
-        assert!(
-            Routes::router(axum::Router::new())
+            plain
                 .direct_for(&req("/etcdserverpb.KV/Put", "application/grpc"))
                 .is_none()
         );

@@ -160,6 +160,15 @@ impl Kv for KvService {
     }
 }
 
+/// The KV service's methods, as request paths.
+pub const METHODS: &[&str] = &[
+    "/etcdserverpb.KV/Range",
+    "/etcdserverpb.KV/Put",
+    "/etcdserverpb.KV/DeleteRange",
+    "/etcdserverpb.KV/Txn",
+    "/etcdserverpb.KV/Compact",
+];
+
 /// The KV service as the client port serves it: the generated server, except for Txn, whose
 /// requests are decoded by [`TxnCodec`].
 #[derive(Clone)]
@@ -180,18 +189,7 @@ impl KvRoutes {
             max_decoding,
         }
     }
-}
 
-/// The KV service's methods, as request paths.
-pub const METHODS: &[&str] = &[
-    "/etcdserverpb.KV/Range",
-    "/etcdserverpb.KV/Put",
-    "/etcdserverpb.KV/DeleteRange",
-    "/etcdserverpb.KV/Txn",
-    "/etcdserverpb.KV/Compact",
-];
-
-impl KvRoutes {
     /// A handler of [`METHODS`] for [`crate::listen::Routes`]: the calls the router would
     /// give these routes, without its layers.
     pub fn direct(&self) -> crate::listen::DirectCall {
