@@ -84,8 +84,38 @@ static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
 /// every election attempt and heartbeat failure; `BOSUN_LOG=info` shows them).
 const DEFAULT_LOG: &str = "info,openraft=error";
 
+/// Puts the calling thread, and so every thread it starts from then on, under SCHED_BATCH,
+/// keeping its nice value. Called before the runtime or anything else starts a thread.
+fn set_batch_scheduling() -> Result<(), String> {
+    use thread_priority::unix::{
+        set_thread_priority_and_policy, thread_native_id, thread_schedule_policy,
+    };
+    use thread_priority::{NormalThreadSchedulePolicy, ThreadPriority, ThreadSchedulePolicy};
+    let batch = ThreadSchedulePolicy::Normal(NormalThreadSchedulePolicy::Batch);
+    let nice = rustix::process::getpriority_process(None).map_err(|e| e.to_string())?;
+    // The crate sets the policy, then a nice value: 0, the one it can be given here. Put back
+    // the one the process was started with (raising it is always allowed).
+    let set = set_thread_priority_and_policy(
+        thread_native_id(),
+        ThreadPriority::Os(Default::default()),
+        batch,
+    );
+    if nice != 0 {
+        rustix::process::setpriority_process(None, nice).map_err(|e| e.to_string())?;
+    }
+    match thread_schedule_policy() {
+        Ok(p) if p == batch => Ok(()),
+        Ok(p) => Err(format!("the policy is still {p:?}: {set:?}")),
+        Err(e) => Err(format!("{e:?}")),
+    }
+}
+
 fn main() -> anyhow::Result<()> {
     let cli = Cli::parse();
+    let batch = match &cli.command {
+        Command::Store(cfg) if cfg.batch_scheduling() => Some(set_batch_scheduling()),
+        _ => None,
+    };
     let cpus = std::thread::available_parallelism().map_or(1, std::num::NonZero::get);
     let threads = match (&cli.command, cli.worker_threads) {
         (_, Some(n)) => Some(usize::from(n)),
@@ -105,6 +135,14 @@ fn main() -> anyhow::Result<()> {
     let runtime = runtime.build()?;
     let result = runtime.block_on(async move {
         init_tracing(&cli.log_format);
+        match batch {
+            Some(Ok(())) => tracing::info!(
+                "scheduling policy: SCHED_BATCH, a woken thread waits for its turn \
+                 (--scheduling-policy sets it)"
+            ),
+            Some(Err(e)) => tracing::warn!(error = %e, "cannot set the SCHED_BATCH policy"),
+            None => {}
+        }
         if let (Command::Store(cfg), None) = (&cli.command, cli.worker_threads) {
             tracing::info!(
                 worker_threads = threads.unwrap_or(cpus),
