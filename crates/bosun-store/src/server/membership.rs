@@ -224,6 +224,15 @@ impl Replica {
     async fn change_membership(&self, change: ChangeMembers<u64, Member>) -> EtcdResult<()> {
         let deadline = tokio::time::Instant::now() + IN_PROGRESS_WAIT;
         loop {
+            // Wait here while the last change is not applied (at a new cluster's start, its
+            // first membership): openraft refuses a change then, as below, but also logs the
+            // refusal as an error.
+            let m = self.metrics();
+            let pending = m.membership_config.log_id().as_ref() > m.last_applied.as_ref();
+            if pending && tokio::time::Instant::now() < deadline {
+                tokio::time::sleep(Duration::from_millis(50)).await;
+                continue;
+            }
             match self.raft.change_membership(change.clone(), false).await {
                 Ok(_) => return Ok(()),
                 Err(RaftError::APIError(ClientWriteError::ChangeMembershipError(
