@@ -363,6 +363,16 @@ mod tests {
             .unwrap_or_else(|e| panic!("{e}"))
     }
 
+    /// Member m1 of three, each on its own machine.
+    const THREE_MACHINES_M1: [&str; 6] = [
+        "--name",
+        "m1",
+        "--initial-advertise-peer-urls",
+        "http://10.0.0.1:2380",
+        "--initial-cluster",
+        "m1=http://10.0.0.1:2380,m2=http://10.0.0.2:2380,m3=http://10.0.0.3:2380",
+    ];
+
     #[test]
     fn members_sharing_the_machine_share_its_cpus() {
         let three_on_loopback = member(&[
@@ -375,14 +385,7 @@ mod tests {
         assert_eq!(three_on_loopback.default_worker_threads(2), 1);
         assert_eq!(three_on_loopback.default_worker_threads(8), 2);
 
-        let three_machines = member(&[
-            "--name",
-            "m1",
-            "--initial-advertise-peer-urls",
-            "http://10.0.0.1:2380",
-            "--initial-cluster",
-            "m1=http://10.0.0.1:2380,m2=http://10.0.0.2:2380,m3=http://10.0.0.3:2380",
-        ]);
+        let three_machines = member(&THREE_MACHINES_M1);
         assert_eq!(three_machines.members_on_this_machine(), 1);
         assert_eq!(three_machines.default_worker_threads(2), 2);
 
@@ -399,30 +402,27 @@ mod tests {
 
     #[test]
     fn members_sharing_the_machine_run_under_batch_scheduling_unless_told() {
-        let cluster = "m1=http://127.0.0.1:2380,m2=http://127.0.0.1:2381,m3=http://127.0.0.1:2382";
-        let shared = |policy: &[&str]| {
-            let mut args = vec!["--name", "m1", "--initial-cluster", cluster];
-            args.extend(policy);
-            member(&args).batch_scheduling()
-        };
-        assert!(shared(&[]));
-        assert!(shared(&["--scheduling-policy", "batch"]));
-        assert!(!shared(&["--scheduling-policy", "normal"]));
-
-        let alone = |policy: &[&str]| {
-            let mut args = vec![
-                "--name",
-                "m1",
-                "--initial-advertise-peer-urls",
-                "http://10.0.0.1:2380",
-                "--initial-cluster",
-                "m1=http://10.0.0.1:2380,m2=http://10.0.0.2:2380,m3=http://10.0.0.3:2380",
-            ];
-            args.extend(policy);
-            member(&args).batch_scheduling()
-        };
-        assert!(!alone(&[]));
-        assert!(alone(&["--scheduling-policy", "batch"]));
-        assert!(!alone(&["--scheduling-policy", "normal"]));
+        let shared = [
+            "--name",
+            "m1",
+            "--initial-cluster",
+            "m1=http://127.0.0.1:2380,m2=http://127.0.0.1:2381,m3=http://127.0.0.1:2382",
+        ];
+        // (arguments, --scheduling-policy, SCHED_BATCH?)
+        let cases: [(&[&str], Option<&str>, bool); 6] = [
+            (&shared, None, true),
+            (&shared, Some("batch"), true),
+            (&shared, Some("normal"), false),
+            (&THREE_MACHINES_M1, None, false),
+            (&THREE_MACHINES_M1, Some("batch"), true),
+            (&THREE_MACHINES_M1, Some("normal"), false),
+        ];
+        for (base, policy, batch) in cases {
+            let mut args = base.to_vec();
+            if let Some(p) = policy {
+                args.extend(["--scheduling-policy", p]);
+            }
+            assert_eq!(member(&args).batch_scheduling(), batch, "{args:?}");
+        }
     }
 }
