@@ -67,6 +67,12 @@ fn raft_config(cfg: &StoreConfig) -> anyhow::Result<openraft::Config> {
         max_payload_entries: crate::limits::entries_per_append(cfg.max_request_bytes),
         // A member cut off and back must not depose a healthy leader.
         enable_pre_vote: Some(true),
+        // A leader that restarts goes through an election, as in Raft, instead of taking its
+        // leadership back at once (openraft's default). The state machine reaches disk only
+        // with memtable flushes and the committed log id is written without an fsync, which is
+        // the case openraft documents as unsafe for a restored leader: it could serve reads
+        // and accept writes from a stale state before it learns the commit index again.
+        enable_leader_restore: Some(false),
         ..Default::default()
     };
     c.validate().context("raft configuration")
