@@ -53,6 +53,8 @@ pub struct MemberReply {
 const PROMOTE_IN_SYNC: f64 = 0.9;
 /// How long a change waits for an earlier one to commit.
 const IN_PROGRESS_WAIT: Duration = Duration::from_secs(3);
+/// How often a waiting change looks again.
+const IN_PROGRESS_POLL: Duration = Duration::from_millis(50);
 
 fn check_urls(urls: &[String]) -> EtcdResult<()> {
     if urls.is_empty() {
@@ -230,7 +232,7 @@ impl Replica {
             let m = self.metrics();
             let pending = m.membership_config.log_id().as_ref() > m.last_applied.as_ref();
             if pending && tokio::time::Instant::now() < deadline {
-                tokio::time::sleep(Duration::from_millis(50)).await;
+                tokio::time::sleep(IN_PROGRESS_POLL).await;
                 continue;
             }
             match self.raft.change_membership(change.clone(), false).await {
@@ -238,7 +240,7 @@ impl Replica {
                 Err(RaftError::APIError(ClientWriteError::ChangeMembershipError(
                     ChangeMembershipError::InProgress(_),
                 ))) if tokio::time::Instant::now() < deadline => {
-                    tokio::time::sleep(Duration::from_millis(50)).await;
+                    tokio::time::sleep(IN_PROGRESS_POLL).await;
                 }
                 Err(RaftError::APIError(ClientWriteError::ForwardToLeader(_))) => {
                     return Err(EtcdError::NotLeader);
