@@ -468,12 +468,28 @@ impl Replica {
         // The server metrics change with the vote, leader or membership only, not on every
         // append and apply as the full metrics do.
         let mut rx = self.raft.server_metrics();
+        let mut known = (0, None);
         loop {
             {
                 let m = rx.borrow_watched();
-                self.term.store(m.vote.leader_id().term, Ordering::Relaxed);
+                let term = m.vote.leader_id().term;
+                self.term.store(term, Ordering::Relaxed);
                 self.leader
                     .store(m.current_leader.unwrap_or(0), Ordering::Relaxed);
+                // Like etcd's "elected leader at term N": a leader change is in every member's
+                // log, so that a fault's history can be read from the logs afterwards.
+                if known != (term, m.current_leader) {
+                    known = (term, m.current_leader);
+                    match m.current_leader {
+                        Some(id) if id == self.id => {
+                            tracing::info!(term, "this member is the leader")
+                        }
+                        Some(id) => {
+                            tracing::info!(term, leader = format!("{id:x}"), "leader known")
+                        }
+                        None => tracing::info!(term, "no leader known"),
+                    }
+                }
                 // Allocate only when the leader changes.
                 let url = m.current_leader.and_then(|id| {
                     let node = m.membership_config.membership().get_node(&id)?;
