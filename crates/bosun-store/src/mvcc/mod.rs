@@ -180,7 +180,7 @@ impl Mvcc {
         let mut attached: Vec<(i64, Vec<u8>)> = Vec::new();
         for (k, h) in st.index.range(KeyRange::new(b"\0", b"\0")) {
             if h.live().is_some() && h.lease != 0 {
-                attached.push((h.lease, k.clone()));
+                attached.push((h.lease, k.to_vec()));
             }
         }
         for (lease, key) in attached {
