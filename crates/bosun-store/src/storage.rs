@@ -68,14 +68,20 @@ fn options(kind: Kind) -> Options {
     opts
 }
 
-fn cf_options() -> Options {
+fn cf_options(kind: Kind) -> Options {
     let mut o = Options::default();
-    o.set_compression_type(rocksdb::DBCompressionType::Lz4);
+    o.set_compression_type(match kind {
+        Kind::State => rocksdb::DBCompressionType::Lz4,
+        // Entries are deleted soon after they are written (the log is purged behind each
+        // snapshot), and those a memtable flush writes out seldom live to be compacted:
+        // compressing them costs CPU and saves nothing that lasts.
+        Kind::Log => rocksdb::DBCompressionType::None,
+    });
     o
 }
 
 fn open_db(path: &Path, cfs: &[&str], kind: Kind) -> anyhow::Result<DB> {
-    open_db_with(path, cfs, &options(kind), &cf_options())
+    open_db_with(path, cfs, &options(kind), &cf_options(kind))
 }
 
 fn open_db_with(
@@ -248,7 +254,7 @@ mod tests {
         // Small memtables, so that writes alone fill them and RocksDB flushes on its own; and
         // WALs allowed to grow far beyond them, as they do by default beyond 64 MiB memtables,
         // so that only a flush of both column families frees one.
-        let mut small = cf_options();
+        let mut small = cf_options(Kind::Log);
         small.set_write_buffer_size(256 << 10);
         let mut opts = options(Kind::Log);
         opts.set_max_total_wal_size(1 << 30);

@@ -74,7 +74,10 @@ impl KeyHistory {
     }
 
     fn put(&mut self, rev: Rev, lease: i64) -> Put {
-        let old_lease = if self.live().is_some() {
+        // A live value has a version of 1 or more, a deleted key 0: the history's last change
+        // (in another allocation, so a cache miss on this hot path) need not be read.
+        debug_assert_eq!(self.version > 0, self.live().is_some());
+        let old_lease = if self.version > 0 {
             self.lease
         } else {
             self.create_revision = rev.main;
