@@ -192,7 +192,8 @@ impl Index {
 
     /// The history of `key`, created empty (and the key added to the order) if it has none.
     fn entry(&mut self, key: &[u8]) -> &mut KeyHistory {
-        // Two lookups for a new key; a key that exists is hashed once and not copied.
+        // A new key is copied once, into an allocation both collections share; a key that
+        // exists is not copied.
         if !self.histories.contains_key(key) {
             let key: Arc<[u8]> = Arc::from(key);
             self.order.insert(key.clone());
